@@ -1,0 +1,40 @@
+# The two commands: `make demo` and `make test`. Both install dependencies
+# (Debian packages, scripts/install-deps) and build first.
+BUILD_DIR ?= build
+BUILD_TYPE ?= RelWithDebInfo
+CMAKE_FLAGS ?=
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps configure build test demo bench asan tsan format clean
+
+all: build
+
+deps:
+	scripts/install-deps
+
+configure: deps
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 300
+
+demo: build
+	deploy/local/demo.sh $(BUILD_DIR)
+
+bench: build
+	bench/run-benchmarks.sh $(BUILD_DIR)
+
+# Sanitizer builds live in their own build folders.
+asan:
+	$(MAKE) test BUILD_DIR=build-asan CMAKE_FLAGS=-DMOA_ASAN=ON BUILD_TYPE=Debug
+tsan:
+	$(MAKE) test BUILD_DIR=build-tsan CMAKE_FLAGS=-DMOA_TSAN=ON BUILD_TYPE=Debug
+
+format:
+	find lib services tools tests bench -name '*.h' -o -name '*.cc' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD_DIR) build-asan build-tsan

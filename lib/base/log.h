@@ -1,0 +1,42 @@
+// Minimal structured logging to stderr: one line per event, safe from any
+// thread. Never pass secrets (API keys, Authorization headers) to it.
+#ifndef MOA_LIB_BASE_LOG_H_
+#define MOA_LIB_BASE_LOG_H_
+
+#include "absl/strings/string_view.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace moa {
+
+enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
+
+// Lines below this level are dropped. Default kInfo; MOA_LOG_LEVEL=debug|info|warning|error
+// in the environment overrides it at start-up.
+void SetMinLogLevel(LogLevel level);
+bool LogEnabled(LogLevel level);
+
+// Writes "2026-01-01T00:00:00.123Z I component: message\n" atomically.
+void LogLine(LogLevel level, absl::string_view component, absl::string_view message);
+
+template <typename... Args>
+void LogInfo(absl::string_view component, const Args&... args) {
+  if (LogEnabled(LogLevel::kInfo)) LogLine(LogLevel::kInfo, component, absl::StrCat(args...));
+}
+template <typename... Args>
+void LogWarning(absl::string_view component, const Args&... args) {
+  if (LogEnabled(LogLevel::kWarning))
+    LogLine(LogLevel::kWarning, component, absl::StrCat(args...));
+}
+template <typename... Args>
+void LogError(absl::string_view component, const Args&... args) {
+  if (LogEnabled(LogLevel::kError)) LogLine(LogLevel::kError, component, absl::StrCat(args...));
+}
+template <typename... Args>
+void LogDebug(absl::string_view component, const Args&... args) {
+  if (LogEnabled(LogLevel::kDebug)) LogLine(LogLevel::kDebug, component, absl::StrCat(args...));
+}
+
+}  // namespace moa
+
+#endif  // MOA_LIB_BASE_LOG_H_

@@ -1,0 +1,251 @@
+#include "lib/config/cluster_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "lib/base/status_macros.h"
+
+namespace moa::config {
+namespace {
+
+// Carries the file name so every error can say where it is.
+class Reader {
+ public:
+  explicit Reader(absl::string_view source) : source_(source) {}
+
+  absl::Status Error(const YAML::Node& node, absl::string_view what) const {
+    const YAML::Mark mark = node.Mark();
+    if (mark.is_null()) return absl::InvalidArgumentError(absl::StrCat(source_, ": ", what));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_, ":", mark.line + 1, ":", mark.column + 1, ": ", what));
+  }
+
+  absl::Status ExpectMap(const YAML::Node& node, absl::string_view path) const {
+    if (!node.IsMap()) return Error(node, absl::StrCat(path, " must be a mapping"));
+    return absl::OkStatus();
+  }
+
+  // Unknown keys are errors, so a typo never silently falls back to a default.
+  absl::Status CheckKeys(const YAML::Node& node, absl::string_view path,
+                         const std::set<std::string>& allowed) const {
+    for (const auto& kv : node) {
+      std::string key = kv.first.as<std::string>();
+      if (allowed.count(key) == 0) {
+        return Error(kv.first, absl::StrCat("unknown key '", key, "' in ", path, " (allowed: ",
+                                            absl::StrJoin(allowed, ", "), ")"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> String(const YAML::Node& node, absl::string_view path) const {
+    if (!node.IsScalar()) return Error(node, absl::StrCat(path, " must be a string"));
+    std::string value = node.as<std::string>();
+    if (value.empty()) return Error(node, absl::StrCat(path, " must not be empty"));
+    return value;
+  }
+
+  absl::StatusOr<double> Number(const YAML::Node& node, absl::string_view path, double min,
+                                double max) const {
+    double value;
+    if (!node.IsScalar() || !YAML::convert<double>::decode(node, value)) {
+      return Error(node, absl::StrCat(path, " must be a number"));
+    }
+    if (value < min || value > max) {
+      return Error(node, absl::StrCat(path, " must be in [", min, ", ", max, "], got ", value));
+    }
+    return value;
+  }
+
+  absl::StatusOr<int> Int(const YAML::Node& node, absl::string_view path, int min) const {
+    int value;
+    if (!node.IsScalar() || !YAML::convert<int>::decode(node, value)) {
+      return Error(node, absl::StrCat(path, " must be an integer"));
+    }
+    if (value < min) return Error(node, absl::StrCat(path, " must be >= ", min));
+    return value;
+  }
+
+  absl::StatusOr<absl::Duration> Seconds(const YAML::Node& node, absl::string_view path) const {
+    MOA_ASSIGN_OR_RETURN(double s, Number(node, path, 0.001, 86400));
+    return absl::Seconds(s);
+  }
+
+ private:
+  std::string source_;
+};
+
+absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& node,
+                                             const std::string& model_name,
+                                             const std::string& path) {
+  MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(
+      node, path,
+      {"base_url", "model", "api_key_env", "connect_timeout_seconds", "first_token_timeout_seconds",
+       "idle_timeout_seconds", "total_timeout_seconds", "max_attempts", "max_inflight"}));
+  UpstreamConfig u;
+  if (!node["base_url"]) return r.Error(node, absl::StrCat(path, ".base_url is required"));
+  MOA_ASSIGN_OR_RETURN(u.base_url, r.String(node["base_url"], path + ".base_url"));
+  u.model = model_name;
+  if (node["model"]) { MOA_ASSIGN_OR_RETURN(u.model, r.String(node["model"], path + ".model")); }
+  if (node["api_key_env"]) {
+    MOA_ASSIGN_OR_RETURN(u.api_key_env, r.String(node["api_key_env"], path + ".api_key_env"));
+  }
+  auto seconds = [&](const char* key, std::optional<absl::Duration>& out) -> absl::Status {
+    if (!node[key]) return absl::OkStatus();
+    MOA_ASSIGN_OR_RETURN(out, r.Seconds(node[key], absl::StrCat(path, ".", key)));
+    return absl::OkStatus();
+  };
+  MOA_RETURN_IF_ERROR(seconds("connect_timeout_seconds", u.connect_timeout));
+  MOA_RETURN_IF_ERROR(seconds("first_token_timeout_seconds", u.first_token_timeout));
+  MOA_RETURN_IF_ERROR(seconds("idle_timeout_seconds", u.idle_timeout));
+  MOA_RETURN_IF_ERROR(seconds("total_timeout_seconds", u.total_timeout));
+  if (node["max_attempts"]) {
+    MOA_ASSIGN_OR_RETURN(u.max_attempts, r.Int(node["max_attempts"], path + ".max_attempts", 1));
+  }
+  if (node["max_inflight"]) {
+    MOA_ASSIGN_OR_RETURN(u.max_inflight, r.Int(node["max_inflight"], path + ".max_inflight", 1));
+  }
+  return u;
+}
+
+absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& node,
+                                             const std::string& name, const ClusterConfig& cfg) {
+  std::string path = absl::StrCat("pipelines.", name);
+  MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
+  MOA_RETURN_IF_ERROR(
+      r.CheckKeys(node, path, {"layers", "aggregator", "temperature", "max_tokens", "top_p"}));
+  PipelineConfig p;
+  p.name = name;
+  const YAML::Node layers = node["layers"];
+  if (!layers || !layers.IsSequence() || layers.size() == 0) {
+    return r.Error(layers ? layers : node,
+                   absl::StrCat(path, ".layers must be a non-empty list of model lists"));
+  }
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const YAML::Node layer = layers[i];
+    std::string layer_path = absl::StrCat(path, ".layers[", i, "]");
+    if (!layer.IsSequence() || layer.size() == 0) {
+      return r.Error(layer, absl::StrCat(layer_path, " must be a non-empty list of model names"));
+    }
+    std::vector<std::string> models;
+    for (size_t j = 0; j < layer.size(); ++j) {
+      MOA_ASSIGN_OR_RETURN(std::string m, r.String(layer[j], absl::StrCat(layer_path, "[", j, "]")));
+      if (cfg.FindModel(m) == nullptr) {
+        return r.Error(layer[j], absl::StrCat(layer_path, " names model '", m,
+                                              "', which is not defined under models"));
+      }
+      models.push_back(std::move(m));
+    }
+    p.layers.push_back(std::move(models));
+  }
+  if (!node["aggregator"]) return r.Error(node, absl::StrCat(path, ".aggregator is required"));
+  MOA_ASSIGN_OR_RETURN(p.aggregator, r.String(node["aggregator"], path + ".aggregator"));
+  if (cfg.FindModel(p.aggregator) == nullptr) {
+    return r.Error(node["aggregator"], absl::StrCat(path, ".aggregator names model '",
+                                                    p.aggregator,
+                                                    "', which is not defined under models"));
+  }
+  if (node["temperature"]) {
+    MOA_ASSIGN_OR_RETURN(p.temperature, r.Number(node["temperature"], path + ".temperature", 0, 2));
+  }
+  if (node["max_tokens"]) {
+    MOA_ASSIGN_OR_RETURN(p.max_tokens, r.Int(node["max_tokens"], path + ".max_tokens", 1));
+  }
+  if (node["top_p"]) {
+    MOA_ASSIGN_OR_RETURN(p.top_p, r.Number(node["top_p"], path + ".top_p", 1e-9, 1));
+  }
+  return p;
+}
+
+absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
+  MOA_RETURN_IF_ERROR(r.ExpectMap(root, "the config"));
+  MOA_RETURN_IF_ERROR(
+      r.CheckKeys(root, "the config", {"models", "aggregator", "pipelines", "default_pipeline"}));
+  ClusterConfig cfg;
+  const YAML::Node models = root["models"];
+  if (!models || !models.IsMap() || models.size() == 0) {
+    return r.Error(models ? models : root, "models must be a non-empty mapping of model names");
+  }
+  for (const auto& kv : models) {
+    ModelConfig m;
+    m.name = kv.first.as<std::string>();
+    std::string path = absl::StrCat("models.", m.name);
+    MOA_RETURN_IF_ERROR(r.ExpectMap(kv.second, path));
+    MOA_RETURN_IF_ERROR(r.CheckKeys(kv.second, path, {"endpoint", "upstream"}));
+    if (!kv.second["endpoint"]) return r.Error(kv.second, path + ".endpoint is required");
+    MOA_ASSIGN_OR_RETURN(m.endpoint, r.String(kv.second["endpoint"], path + ".endpoint"));
+    if (kv.second["upstream"]) {
+      MOA_ASSIGN_OR_RETURN(m.upstream,
+                           ParseUpstream(r, kv.second["upstream"], m.name, path + ".upstream"));
+    }
+    cfg.models.push_back(std::move(m));
+  }
+  if (const YAML::Node agg = root["aggregator"]) {
+    MOA_RETURN_IF_ERROR(r.ExpectMap(agg, "aggregator"));
+    MOA_RETURN_IF_ERROR(r.CheckKeys(agg, "aggregator", {"endpoint"}));
+    if (!agg["endpoint"]) return r.Error(agg, "aggregator.endpoint is required");
+    MOA_ASSIGN_OR_RETURN(cfg.aggregator_endpoint,
+                         r.String(agg["endpoint"], "aggregator.endpoint"));
+  }
+  if (const YAML::Node pipelines = root["pipelines"]) {
+    MOA_RETURN_IF_ERROR(r.ExpectMap(pipelines, "pipelines"));
+    for (const auto& kv : pipelines) {
+      MOA_ASSIGN_OR_RETURN(PipelineConfig p,
+                           ParsePipeline(r, kv.second, kv.first.as<std::string>(), cfg));
+      cfg.pipelines.push_back(std::move(p));
+    }
+  }
+  if (const YAML::Node def = root["default_pipeline"]) {
+    MOA_ASSIGN_OR_RETURN(cfg.default_pipeline, r.String(def, "default_pipeline"));
+    if (cfg.FindPipeline(cfg.default_pipeline) == nullptr) {
+      return r.Error(def, absl::StrCat("default_pipeline names pipeline '", cfg.default_pipeline,
+                                       "', which is not defined under pipelines"));
+    }
+  } else if (!cfg.pipelines.empty()) {
+    cfg.default_pipeline = cfg.pipelines.front().name;
+  }
+  return cfg;
+}
+
+}  // namespace
+
+const ModelConfig* ClusterConfig::FindModel(absl::string_view name) const {
+  for (const ModelConfig& m : models) {
+    if (m.name == name) return &m;
+  }
+  return nullptr;
+}
+
+const PipelineConfig* ClusterConfig::FindPipeline(absl::string_view name) const {
+  for (const PipelineConfig& p : pipelines) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view yaml, absl::string_view source) {
+  Reader reader(source);
+  try {
+    YAML::Node root = YAML::Load(std::string(yaml));
+    return Parse(reader, root);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ":",
+                                                   e.mark.column + 1, ": ", e.msg));
+  }
+}
+
+absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read config file ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseClusterConfig(text.str(), path);
+}
+
+}  // namespace moa::config

@@ -1,0 +1,64 @@
+// The cluster config file (YAML): models with their proposer endpoints and
+// upstreams, the aggregator, pipelines and the default pipeline. Validated
+// as a whole: unknown keys, undefined models and empty layers are errors that
+// name the file, line and column.
+#ifndef MOA_LIB_CONFIG_CLUSTER_CONFIG_H_
+#define MOA_LIB_CONFIG_CLUSTER_CONFIG_H_
+
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace moa::config {
+
+// How a proposer reaches its upstream model (read by moa-proposer --config).
+struct UpstreamConfig {
+  std::string base_url;     // OpenAI-compatible base URL ending in /v1.
+  std::string model;        // Model id sent upstream; defaults to the cluster name.
+  std::string api_key_env;  // Env var holding the key; empty: no key.
+  std::optional<absl::Duration> connect_timeout;
+  std::optional<absl::Duration> first_token_timeout;
+  std::optional<absl::Duration> idle_timeout;
+  std::optional<absl::Duration> total_timeout;
+  std::optional<int> max_attempts;
+  std::optional<int> max_inflight;
+};
+
+struct ModelConfig {
+  std::string name;      // Cluster name, the key under `models`.
+  std::string endpoint;  // gRPC target of the model's proposer.
+  std::optional<UpstreamConfig> upstream;
+};
+
+struct PipelineConfig {
+  std::string name;
+  std::vector<std::vector<std::string>> layers;  // Proposer layers, each non-empty.
+  std::string aggregator;                        // Model that writes the final answer.
+  std::optional<double> temperature;
+  std::optional<int> max_tokens;
+  std::optional<double> top_p;
+};
+
+struct ClusterConfig {
+  std::vector<ModelConfig> models;  // In file order.
+  std::string aggregator_endpoint;
+  std::vector<PipelineConfig> pipelines;  // In file order.
+  std::string default_pipeline;
+
+  const ModelConfig* FindModel(absl::string_view name) const;
+  const PipelineConfig* FindPipeline(absl::string_view name) const;
+};
+
+// Parses and validates YAML text; `source` names it in error messages.
+absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view yaml, absl::string_view source);
+
+// Reads and parses a file. NOT_FOUND when it cannot be read.
+absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path);
+
+}  // namespace moa::config
+
+#endif  // MOA_LIB_CONFIG_CLUSTER_CONFIG_H_

@@ -1,0 +1,56 @@
+// LlmClient over libcurl: one multi handle and one event thread per client,
+// however many calls are in flight.
+#ifndef MOA_LIB_LLM_CURL_LLM_CLIENT_H_
+#define MOA_LIB_LLM_CURL_LLM_CLIENT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "lib/llm/llm_client.h"
+#include "lib/llm/retry.h"
+
+namespace moa::llm {
+
+struct UpstreamOptions {
+  // Base URL of the OpenAI-compatible API, ending in /v1 (no trailing slash
+  // needed); requests go to {base_url}/chat/completions.
+  std::string base_url;
+  // Model id sent upstream.
+  std::string model;
+  // Bearer token; empty sends no Authorization header (local servers).
+  // Never logged and never put in an error message.
+  std::string api_key;
+  absl::Duration connect_timeout = absl::Seconds(10);
+  // From the start of an attempt to the first streamed text.
+  absl::Duration first_token_timeout = absl::Seconds(60);
+  // Longest silence between two pieces of a stream once text has started.
+  absl::Duration idle_timeout = absl::Seconds(30);
+  // Whole call, retries included; the caller's deadline may be sooner.
+  absl::Duration total_timeout = absl::Minutes(10);
+  RetryPolicy retry;
+};
+
+class CurlLlmClient : public LlmClient {
+ public:
+  // Starts the event thread. INVALID_ARGUMENT for an unusable base URL.
+  static absl::StatusOr<std::unique_ptr<CurlLlmClient>> Create(UpstreamOptions options);
+
+  // Cancels every call in flight (each observer gets OnDone CANCELLED), then
+  // joins the event thread.
+  ~CurlLlmClient() override;
+
+  std::shared_ptr<CallHandle> Start(ChatRequest request,
+                                    std::shared_ptr<StreamObserver> observer) override;
+
+  class Impl;
+
+ private:
+  explicit CurlLlmClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moa::llm
+
+#endif  // MOA_LIB_LLM_CURL_LLM_CLIENT_H_

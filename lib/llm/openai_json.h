@@ -1,0 +1,37 @@
+// JSON of the OpenAI chat-completions API: the request body we send and the
+// stream chunks and error bodies we receive.
+#ifndef MOA_LIB_LLM_OPENAI_JSON_H_
+#define MOA_LIB_LLM_OPENAI_JSON_H_
+
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "lib/llm/types.h"
+
+namespace moa::llm {
+
+// Body of POST /chat/completions with stream=true and
+// stream_options.include_usage=true; unset params are left out.
+std::string BuildChatCompletionBody(absl::string_view upstream_model, const ChatRequest& request);
+
+// What one `data:` event of a streamed completion carried.
+struct StreamChunk {
+  std::string delta;                     // choices[0].delta.content (may be empty).
+  std::optional<std::string> finish_reason;
+  std::optional<Usage> usage;            // The include_usage chunk.
+  std::optional<absl::Status> error;     // An {"error": ...} object sent after the 200.
+};
+
+// Parses a data payload (not "[DONE]"). Malformed JSON is INTERNAL.
+absl::StatusOr<StreamChunk> ParseStreamChunk(absl::string_view data);
+
+// The message of an OpenAI-style error body {"error": {"message": ...}}, or a
+// printable prefix of the raw body when it is not one.
+std::string ErrorMessageFromBody(absl::string_view body);
+
+}  // namespace moa::llm
+
+#endif  // MOA_LIB_LLM_OPENAI_JSON_H_

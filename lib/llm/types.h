@@ -1,0 +1,49 @@
+// Plain value types of one chat-completion call, independent of gRPC and HTTP.
+#ifndef MOA_LIB_LLM_TYPES_H_
+#define MOA_LIB_LLM_TYPES_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace moa::llm {
+
+struct Message {
+  std::string role;  // "system", "user" or "assistant", as the OpenAI API spells it.
+  std::string content;
+};
+
+struct SamplingParams {
+  std::optional<double> temperature;
+  std::optional<int32_t> max_tokens;
+  std::optional<double> top_p;
+  std::optional<int64_t> seed;
+  std::vector<std::string> stop;
+};
+
+struct ChatRequest {
+  std::vector<Message> messages;
+  SamplingParams params;
+  // The upstream transfer ends with DEADLINE_EXCEEDED at this time.
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+struct Usage {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+};
+
+struct Completion {
+  std::string finish_reason;
+  Usage usage;
+  absl::Duration time_to_first_token;  // From Start() to the first delta.
+  absl::Duration duration;             // From Start() to the end of the stream.
+  int attempts = 1;
+};
+
+}  // namespace moa::llm
+
+#endif  // MOA_LIB_LLM_TYPES_H_

@@ -1,0 +1,18 @@
+// Process-wide set-up every service binary does first.
+#ifndef MOA_LIB_SERVER_PROCESS_H_
+#define MOA_LIB_SERVER_PROCESS_H_
+
+namespace moa::server {
+
+// Raises the open-file limit to the hard limit (thousands of streams need
+// thousands of sockets), ignores SIGPIPE, and blocks SIGTERM and SIGINT in
+// every thread so WaitForTerminationSignal can take them. Call before
+// starting any thread.
+void PrepareProcess();
+
+// Blocks until SIGTERM or SIGINT arrives; returns the signal number.
+int WaitForTerminationSignal();
+
+}  // namespace moa::server
+
+#endif  // MOA_LIB_SERVER_PROCESS_H_

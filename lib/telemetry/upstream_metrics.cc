@@ -1,0 +1,80 @@
+#include "lib/telemetry/upstream_metrics.h"
+
+#include "lib/telemetry/buckets.h"
+
+namespace moa::telemetry {
+
+UpstreamMetrics::UpstreamMetrics(prometheus::Registry& registry, const std::string& model) {
+  auto& requests = prometheus::BuildCounter()
+                       .Name("moa_upstream_requests_total")
+                       .Help("Upstream chat-completion calls by model and final outcome.")
+                       .Register(registry);
+  auto& durations = prometheus::BuildHistogram()
+                        .Name("moa_upstream_request_duration_seconds")
+                        .Help("Upstream call duration, retries included, by model and outcome.")
+                        .Register(registry);
+  auto& ttft = prometheus::BuildHistogram()
+                   .Name("moa_upstream_time_to_first_token_seconds")
+                   .Help("Time from accepting a call to its first streamed token.")
+                   .Register(registry);
+  auto& inter_token = prometheus::BuildHistogram()
+                          .Name("moa_upstream_inter_token_latency_seconds")
+                          .Help("Gap between consecutive streamed pieces of text.")
+                          .Register(registry);
+  auto& tokens = prometheus::BuildCounter()
+                     .Name("moa_upstream_tokens_total")
+                     .Help("Tokens as reported by the upstream; direction is prompt or completion.")
+                     .Register(registry);
+  auto& inflight = prometheus::BuildGauge()
+                       .Name("moa_upstream_inflight")
+                       .Help("Upstream calls in flight.")
+                       .Register(registry);
+  auto& retries = prometheus::BuildCounter()
+                      .Name("moa_upstream_retries_total")
+                      .Help("Upstream attempts retried, by the outcome of the failed attempt.")
+                      .Register(registry);
+  for (absl::string_view outcome : kOutcomes) {
+    std::string o(outcome);
+    requests_[o] = &requests.Add({{"model", model}, {"outcome", o}});
+    durations_[o] = &durations.Add({{"model", model}, {"outcome", o}}, DurationBuckets());
+  }
+  for (absl::string_view reason : {"rate_limited", "unavailable"}) {
+    std::string r(reason);
+    retries_[r] = &retries.Add({{"model", model}, {"reason", r}});
+  }
+  time_to_first_token_ = &ttft.Add({{"model", model}}, TimeToFirstTokenBuckets());
+  inter_token_ = &inter_token.Add({{"model", model}}, InterTokenBuckets());
+  prompt_tokens_ = &tokens.Add({{"model", model}, {"direction", "prompt"}});
+  completion_tokens_ = &tokens.Add({{"model", model}, {"direction", "completion"}});
+  inflight_ = &inflight.Add({{"model", model}});
+}
+
+void UpstreamMetrics::RequestStarted() { inflight_->Increment(); }
+
+void UpstreamMetrics::RequestFinished(absl::string_view outcome, absl::Duration duration) {
+  inflight_->Decrement();
+  auto it = requests_.find(outcome);
+  if (it == requests_.end()) outcome = "upstream_error";
+  requests_.find(outcome)->second->Increment();
+  durations_.find(outcome)->second->Observe(absl::ToDoubleSeconds(duration));
+}
+
+void UpstreamMetrics::FirstToken(absl::Duration d) {
+  time_to_first_token_->Observe(absl::ToDoubleSeconds(d));
+}
+
+void UpstreamMetrics::InterToken(absl::Duration gap) {
+  inter_token_->Observe(absl::ToDoubleSeconds(gap));
+}
+
+void UpstreamMetrics::Tokens(int64_t prompt_tokens, int64_t completion_tokens) {
+  if (prompt_tokens > 0) prompt_tokens_->Increment(static_cast<double>(prompt_tokens));
+  if (completion_tokens > 0) completion_tokens_->Increment(static_cast<double>(completion_tokens));
+}
+
+void UpstreamMetrics::Retry(absl::string_view reason) {
+  auto it = retries_.find(reason);
+  if (it != retries_.end()) it->second->Increment();
+}
+
+}  // namespace moa::telemetry

@@ -1,0 +1,46 @@
+// The proposer's per-model upstream metrics (moa_upstream_*).
+#ifndef MOA_LIB_TELEMETRY_UPSTREAM_METRICS_H_
+#define MOA_LIB_TELEMETRY_UPSTREAM_METRICS_H_
+
+#include <map>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/time/time.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace moa::telemetry {
+
+// Builds the families in `registry` at construction (bad names throw there,
+// at start-up) with every child of the given model created up front.
+// Thread-safe: every method may be called from any thread.
+class UpstreamMetrics {
+ public:
+  UpstreamMetrics(prometheus::Registry& registry, const std::string& model);
+
+  void RequestStarted();
+  // `outcome` is one of kOutcomes; anything else is counted as upstream_error.
+  void RequestFinished(absl::string_view outcome, absl::Duration duration);
+  void FirstToken(absl::Duration time_to_first_token);
+  void InterToken(absl::Duration gap);
+  void Tokens(int64_t prompt_tokens, int64_t completion_tokens);
+  // `reason` is an outcome label of the failed attempt.
+  void Retry(absl::string_view reason);
+
+ private:
+  std::map<std::string, prometheus::Counter*, std::less<>> requests_;
+  std::map<std::string, prometheus::Histogram*, std::less<>> durations_;
+  std::map<std::string, prometheus::Counter*, std::less<>> retries_;
+  prometheus::Histogram* time_to_first_token_;
+  prometheus::Histogram* inter_token_;
+  prometheus::Counter* prompt_tokens_;
+  prometheus::Counter* completion_tokens_;
+  prometheus::Gauge* inflight_;
+};
+
+}  // namespace moa::telemetry
+
+#endif  // MOA_LIB_TELEMETRY_UPSTREAM_METRICS_H_

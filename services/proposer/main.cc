@@ -1,0 +1,92 @@
+// moa-proposer: serves one upstream model over gRPC (ProposerService).
+#include <cstdlib>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "lib/base/log.h"
+#include "lib/server/grpc_server.h"
+#include "lib/server/process.h"
+#include "lib/telemetry/exposer.h"
+#include "services/proposer/proposer_setup.h"
+
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on (gRPC and metrics).");
+ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free one.");
+ABSL_FLAG(int, metrics_port, 9090, "Port of the Prometheus /metrics endpoint; 0 picks one.");
+ABSL_FLAG(std::string, model, "", "Name of the wrapped model in the cluster (required).");
+ABSL_FLAG(std::string, config, "", "Cluster config; the upstream is read from models.<model>.");
+ABSL_FLAG(std::string, upstream_url, "", "OpenAI-compatible base URL ending in /v1.");
+ABSL_FLAG(std::string, upstream_model, "", "Model id sent upstream (default: --model).");
+ABSL_FLAG(std::string, api_key_env, "", "Environment variable that holds the API key.");
+ABSL_FLAG(int, max_inflight, 512, "Concurrent calls; more get RESOURCE_EXHAUSTED at once.");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10), "Upstream connect timeout.");
+ABSL_FLAG(absl::Duration, first_token_timeout, absl::Seconds(60),
+          "Longest wait for the first token of an attempt.");
+ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(30),
+          "Longest silence between tokens once streaming.");
+ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
+          "Upper bound of one call, retries included (the caller's deadline may be sooner).");
+ABSL_FLAG(int, max_attempts, 3, "Upstream attempts before the first token (1 = no retries).");
+ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(20),
+          "On SIGTERM, how long streams in flight may run before they are cancelled.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Serves one upstream LLM over gRPC. See README.md, moa-proposer.");
+  absl::ParseCommandLine(argc, argv);
+  moa::server::PrepareProcess();
+  constexpr char kName[] = "moa-proposer";
+
+  moa::proposer::ProposerFlags flags;
+  flags.model = absl::GetFlag(FLAGS_model);
+  flags.config_path = absl::GetFlag(FLAGS_config);
+  flags.upstream_url = absl::GetFlag(FLAGS_upstream_url);
+  flags.upstream_model = absl::GetFlag(FLAGS_upstream_model);
+  flags.api_key_env = absl::GetFlag(FLAGS_api_key_env);
+  flags.max_inflight = absl::GetFlag(FLAGS_max_inflight);
+  flags.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
+  flags.first_token_timeout = absl::GetFlag(FLAGS_first_token_timeout);
+  flags.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
+  flags.request_timeout = absl::GetFlag(FLAGS_request_timeout);
+  flags.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  auto setup = moa::proposer::ResolveProposerSetup(flags);
+  if (!setup.ok()) {
+    moa::LogError(kName, setup.status().message());
+    return 2;
+  }
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  moa::telemetry::UpstreamMetrics metrics(*registry, setup->service.model);
+  auto metrics_server = moa::telemetry::MetricsServer::Start(
+      absl::GetFlag(FLAGS_host), absl::GetFlag(FLAGS_metrics_port), registry);
+  if (!metrics_server.ok()) {
+    moa::LogError(kName, metrics_server.status().message());
+    return 1;
+  }
+  std::string upstream_desc =
+      absl::StrCat(setup->upstream.base_url, " model ", setup->upstream.model);
+  auto client = moa::llm::CurlLlmClient::Create(setup->upstream);
+  if (!client.ok()) {
+    moa::LogError(kName, client.status().message());
+    return 2;
+  }
+  moa::proposer::ProposerService service(setup->service, client->get(), &metrics);
+  auto server = moa::server::GrpcServer::Start(
+      {.host = absl::GetFlag(FLAGS_host), .port = absl::GetFlag(FLAGS_port), .name = kName},
+      {&service});
+  if (!server.ok()) {
+    moa::LogError(kName, server.status().message());
+    return 1;
+  }
+  moa::LogInfo(kName, "model ", setup->service.model, " serving gRPC on port ", (*server)->port(),
+               ", metrics on port ", (*metrics_server)->port(), ", upstream ", upstream_desc,
+               ", max_inflight ", setup->service.max_inflight);
+
+  int sig = moa::server::WaitForTerminationSignal();
+  moa::LogInfo(kName, "signal ", sig, " received");
+  (*server)->Drain(absl::GetFlag(FLAGS_drain_grace));
+  client->reset();  // Ends any upstream transfer still open.
+  moa::LogInfo(kName, "stopped");
+  return 0;
+}

@@ -1,0 +1,45 @@
+// ProposerService: streams one upstream model's answer over gRPC.
+#ifndef MOA_SERVICES_PROPOSER_PROPOSER_SERVICE_H_
+#define MOA_SERVICES_PROPOSER_PROPOSER_SERVICE_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "lib/llm/llm_client.h"
+#include "lib/telemetry/upstream_metrics.h"
+#include "moa/v1/proposer.grpc.pb.h"
+
+namespace moa::proposer {
+
+struct ProposerOptions {
+  std::string model;       // Cluster name of the wrapped model (metrics label, messages).
+  int max_inflight = 512;  // Calls beyond this get RESOURCE_EXHAUSTED at once.
+};
+
+// Callback-API service; no thread per call. Each Generate starts one upstream
+// call through `client`; text deltas are written as they arrive, merged while
+// a write is in flight. The caller's deadline and cancellation end the
+// upstream transfer.
+class ProposerService final : public v1::ProposerService::CallbackService {
+ public:
+  // `client` and `metrics` must outlive the service.
+  ProposerService(ProposerOptions options, llm::LlmClient* client,
+                  telemetry::UpstreamMetrics* metrics);
+
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
+
+  int inflight() const { return inflight_.load(); }
+
+ private:
+  friend class GenerateReactor;
+  const ProposerOptions options_;
+  llm::LlmClient* const client_;
+  telemetry::UpstreamMetrics* const metrics_;
+  std::atomic<int> inflight_{0};
+};
+
+}  // namespace moa::proposer
+
+#endif  // MOA_SERVICES_PROPOSER_PROPOSER_SERVICE_H_

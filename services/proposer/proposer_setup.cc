@@ -1,0 +1,71 @@
+#include "services/proposer/proposer_setup.h"
+
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "lib/base/status_macros.h"
+#include "lib/config/cluster_config.h"
+
+namespace moa::proposer {
+
+absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
+  if (flags.model.empty()) return absl::InvalidArgumentError("--model is required");
+  if (flags.max_inflight < 1) return absl::InvalidArgumentError("--max_inflight must be >= 1");
+  ProposerSetup setup;
+  setup.service.model = flags.model;
+  setup.service.max_inflight = flags.max_inflight;
+  llm::UpstreamOptions& up = setup.upstream;
+  up.connect_timeout = flags.connect_timeout;
+  up.first_token_timeout = flags.first_token_timeout;
+  up.idle_timeout = flags.idle_timeout;
+  up.total_timeout = flags.request_timeout;
+  up.retry.max_attempts = flags.max_attempts;
+  std::string api_key_env = flags.api_key_env;
+
+  if (!flags.config_path.empty()) {
+    if (!flags.upstream_url.empty() || !flags.upstream_model.empty() ||
+        !flags.api_key_env.empty()) {
+      return absl::InvalidArgumentError(
+          "--config reads the upstream from the config file; do not also give --upstream_url, "
+          "--upstream_model or --api_key_env");
+    }
+    MOA_ASSIGN_OR_RETURN(config::ClusterConfig cfg, config::LoadClusterConfig(flags.config_path));
+    const config::ModelConfig* model = cfg.FindModel(flags.model);
+    if (model == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(flags.config_path, ": --model ", flags.model,
+                                                     " is not defined under models"));
+    }
+    if (!model->upstream) {
+      return absl::InvalidArgumentError(absl::StrCat(flags.config_path, ": models.", flags.model,
+                                                     ".upstream is required to run its proposer"));
+    }
+    const config::UpstreamConfig& u = *model->upstream;
+    up.base_url = u.base_url;
+    up.model = u.model;
+    api_key_env = u.api_key_env;
+    if (u.connect_timeout) up.connect_timeout = *u.connect_timeout;
+    if (u.first_token_timeout) up.first_token_timeout = *u.first_token_timeout;
+    if (u.idle_timeout) up.idle_timeout = *u.idle_timeout;
+    if (u.total_timeout) up.total_timeout = *u.total_timeout;
+    if (u.max_attempts) up.retry.max_attempts = *u.max_attempts;
+    if (u.max_inflight) setup.service.max_inflight = *u.max_inflight;
+  } else {
+    if (flags.upstream_url.empty()) {
+      return absl::InvalidArgumentError("--upstream_url (or --config) is required");
+    }
+    up.base_url = flags.upstream_url;
+    up.model = flags.upstream_model.empty() ? flags.model : flags.upstream_model;
+  }
+
+  if (!api_key_env.empty()) {
+    const char* key = std::getenv(api_key_env.c_str());
+    if (key == nullptr || *key == '\0') {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the API key variable ", api_key_env, " is not set in the environment"));
+    }
+    up.api_key = key;
+  }
+  return setup;
+}
+
+}  // namespace moa::proposer

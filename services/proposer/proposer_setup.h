@@ -1,0 +1,41 @@
+// Turns moa-proposer's flags (or its entry in the cluster config) into the
+// options of its parts, so main.cc only wires them.
+#ifndef MOA_SERVICES_PROPOSER_PROPOSER_SETUP_H_
+#define MOA_SERVICES_PROPOSER_PROPOSER_SETUP_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "lib/llm/curl_llm_client.h"
+#include "services/proposer/proposer_service.h"
+
+namespace moa::proposer {
+
+struct ProposerFlags {
+  std::string model;
+  std::string config_path;  // When set, the upstream comes from models.<model>.upstream.
+  std::string upstream_url;
+  std::string upstream_model;
+  std::string api_key_env;
+  int max_inflight = 512;
+  absl::Duration connect_timeout = absl::Seconds(10);
+  absl::Duration first_token_timeout = absl::Seconds(60);
+  absl::Duration idle_timeout = absl::Seconds(30);
+  absl::Duration request_timeout = absl::Minutes(10);
+  int max_attempts = 3;
+};
+
+struct ProposerSetup {
+  ProposerOptions service;
+  llm::UpstreamOptions upstream;
+};
+
+// INVALID_ARGUMENT naming the flag or config field when something is missing
+// or contradictory; FAILED_PRECONDITION when the key's env var is unset. The
+// key itself never appears in a message.
+absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags);
+
+}  // namespace moa::proposer
+
+#endif  // MOA_SERVICES_PROPOSER_PROPOSER_SETUP_H_

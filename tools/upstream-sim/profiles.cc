@@ -1,0 +1,155 @@
+#include "tools/upstream-sim/profiles.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "lib/base/status_macros.h"
+
+namespace moa::sim {
+namespace {
+
+absl::Status Error(absl::string_view source, const YAML::Node& node, absl::string_view what) {
+  const YAML::Mark m = node.Mark();
+  return absl::InvalidArgumentError(
+      absl::StrCat(source, ":", m.line + 1, ":", m.column + 1, ": ", what));
+}
+
+absl::Status CheckKeys(absl::string_view source, const YAML::Node& node, absl::string_view path,
+                       const std::set<std::string>& allowed) {
+  if (!node.IsMap()) return Error(source, node, absl::StrCat(path, " must be a mapping"));
+  for (const auto& kv : node) {
+    std::string key = kv.first.as<std::string>();
+    if (allowed.count(key) == 0) {
+      return Error(source, kv.first, absl::StrCat("unknown key '", key, "' in ", path,
+                                                  " (allowed: ", absl::StrJoin(allowed, ", "), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> Number(absl::string_view source, const YAML::Node& node,
+                              absl::string_view path, double min, double max) {
+  double v;
+  if (!node.IsScalar() || !YAML::convert<double>::decode(node, v) || v < min || v > max) {
+    return Error(source, node, absl::StrCat(path, " must be a number in [", min, ", ", max, "]"));
+  }
+  return v;
+}
+
+absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node& node,
+                                     const Profile& base, const std::string& path) {
+  MOA_RETURN_IF_ERROR(CheckKeys(source, node, path,
+                                {"time_to_first_token", "tokens_per_second", "answer_tokens",
+                                 "faults"}));
+  Profile p = base;
+  if (const YAML::Node ttft = node["time_to_first_token"]) {
+    if (ttft.IsMap()) {
+      MOA_RETURN_IF_ERROR(
+          CheckKeys(source, ttft, path + ".time_to_first_token", {"median", "sigma"}));
+      if (!ttft["median"]) return Error(source, ttft, path + ".time_to_first_token.median is required");
+      MOA_ASSIGN_OR_RETURN(p.ttft_median_seconds,
+                           Number(source, ttft["median"], "median", 0, 3600));
+      p.ttft_sigma = 0;
+      if (ttft["sigma"]) {
+        MOA_ASSIGN_OR_RETURN(p.ttft_sigma, Number(source, ttft["sigma"], "sigma", 0, 10));
+      }
+    } else {
+      MOA_ASSIGN_OR_RETURN(p.ttft_median_seconds,
+                           Number(source, ttft, path + ".time_to_first_token", 0, 3600));
+      p.ttft_sigma = 0;
+    }
+  }
+  if (node["tokens_per_second"]) {
+    MOA_ASSIGN_OR_RETURN(p.tokens_per_second, Number(source, node["tokens_per_second"],
+                                                     path + ".tokens_per_second", 0.001, 1e6));
+  }
+  if (node["answer_tokens"]) {
+    MOA_ASSIGN_OR_RETURN(double n, Number(source, node["answer_tokens"], path + ".answer_tokens",
+                                          1, 100000));
+    p.answer_tokens = static_cast<int>(n);
+  }
+  if (const YAML::Node f = node["faults"]) {
+    std::string fp = path + ".faults";
+    MOA_RETURN_IF_ERROR(CheckKeys(source, f, fp,
+                                  {"http_500", "http_429", "hang", "reset", "malformed",
+                                   "retry_after_seconds"}));
+    FaultRates& r = p.faults;
+    auto rate = [&](const char* key, double& out) -> absl::Status {
+      if (!f[key]) return absl::OkStatus();
+      MOA_ASSIGN_OR_RETURN(out, Number(source, f[key], absl::StrCat(fp, ".", key), 0, 1));
+      return absl::OkStatus();
+    };
+    MOA_RETURN_IF_ERROR(rate("http_500", r.http_500));
+    MOA_RETURN_IF_ERROR(rate("http_429", r.http_429));
+    MOA_RETURN_IF_ERROR(rate("hang", r.hang));
+    MOA_RETURN_IF_ERROR(rate("reset", r.reset));
+    MOA_RETURN_IF_ERROR(rate("malformed", r.malformed));
+    if (f["retry_after_seconds"]) {
+      MOA_ASSIGN_OR_RETURN(r.retry_after_seconds,
+                           Number(source, f["retry_after_seconds"], fp + ".retry_after_seconds", 0,
+                                  3600));
+    }
+    if (r.http_500 + r.http_429 + r.hang + r.reset + r.malformed > 1.0 + 1e-9) {
+      return Error(source, f, fp + ": the fault rates add up to more than 1");
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
+absl::Duration Profile::SampleTimeToFirstToken(std::mt19937_64& rng) const {
+  double seconds = ttft_median_seconds;
+  if (ttft_sigma > 0) {
+    std::normal_distribution<double> normal(0, 1);
+    seconds = ttft_median_seconds * std::exp(ttft_sigma * normal(rng));
+  }
+  return absl::Seconds(seconds);
+}
+
+const Profile& Profiles::For(absl::string_view model) const {
+  auto it = models.find(model);
+  return it == models.end() ? default_profile : it->second;
+}
+
+absl::StatusOr<Profiles> ParseProfiles(absl::string_view yaml, absl::string_view source) {
+  Profiles profiles;
+  try {
+    YAML::Node root = YAML::Load(std::string(yaml));
+    if (!root || root.IsNull()) return profiles;
+    MOA_RETURN_IF_ERROR(CheckKeys(source, root, "the profiles file", {"default", "models"}));
+    if (root["default"]) {
+      MOA_ASSIGN_OR_RETURN(profiles.default_profile,
+                           ParseProfile(source, root["default"], Profile{}, "default"));
+    }
+    if (const YAML::Node models = root["models"]) {
+      if (!models.IsMap()) return Error(source, models, "models must be a mapping");
+      for (const auto& kv : models) {
+        std::string name = kv.first.as<std::string>();
+        MOA_ASSIGN_OR_RETURN(Profile p, ParseProfile(source, kv.second, profiles.default_profile,
+                                                     "models." + name));
+        profiles.models.emplace(name, p);
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
+  }
+  return profiles;
+}
+
+absl::StatusOr<Profiles> LoadProfiles(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read profiles file ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseProfiles(text.str(), path);
+}
+
+}  // namespace moa::sim

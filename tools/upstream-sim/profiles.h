@@ -1,0 +1,52 @@
+// Per-model behaviour of the upstream simulator: latency and injected faults.
+#ifndef MOA_TOOLS_UPSTREAM_SIM_PROFILES_H_
+#define MOA_TOOLS_UPSTREAM_SIM_PROFILES_H_
+
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace moa::sim {
+
+// Probability of each fault per request; they are exclusive, drawn in this
+// order, and their sum must be <= 1.
+struct FaultRates {
+  double http_500 = 0;   // 500 with an OpenAI-style error body.
+  double http_429 = 0;   // 429 with Retry-After: retry_after_seconds.
+  double hang = 0;       // Accepts the request and never answers.
+  double reset = 0;      // Streams half the answer, then resets the connection.
+  double malformed = 0;  // Streams half the answer, then an event that is not JSON.
+  double retry_after_seconds = 1;
+};
+
+struct Profile {
+  // Time to first token: fixed when sigma == 0, else lognormal with this median.
+  double ttft_median_seconds = 0.2;
+  double ttft_sigma = 0;
+  double tokens_per_second = 50;
+  int answer_tokens = 40;
+  FaultRates faults;
+
+  absl::Duration SampleTimeToFirstToken(std::mt19937_64& rng) const;
+};
+
+struct Profiles {
+  Profile default_profile;
+  std::map<std::string, Profile, std::less<>> models;
+
+  const Profile& For(absl::string_view model) const;
+};
+
+// Parses the profiles YAML (see README, "Upstream simulator"); unknown keys
+// and rates outside [0, 1] are INVALID_ARGUMENT naming the place.
+absl::StatusOr<Profiles> ParseProfiles(absl::string_view yaml, absl::string_view source);
+absl::StatusOr<Profiles> LoadProfiles(const std::string& path);
+
+}  // namespace moa::sim
+
+#endif  // MOA_TOOLS_UPSTREAM_SIM_PROFILES_H_
