@@ -79,7 +79,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     void OnRetry(const absl::Status& reason, absl::Duration delay) override {
       reactor_->service_->metrics_->Retry(llm::OutcomeLabel(reason));
       LogDebug("moa-proposer", "model ", reactor_->service_->options_.model, ": retrying in ",
-               absl::FormatDuration(delay), " after ", reason.ToString());
+               absl::FormatDuration(delay), " after ", reason.message());
     }
     void OnDone(absl::StatusOr<llm::Completion> result) override {
       reactor_->OnUpstreamDone(std::move(result));
@@ -128,7 +128,8 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     if (result.ok()) {
       service_->metrics_->Tokens(result->usage.prompt_tokens, result->usage.completion_tokens);
     } else if (status.code() != absl::StatusCode::kCancelled) {
-      LogWarning("moa-proposer", "model ", model, ": request failed: ", status.ToString());
+      LogWarning("moa-proposer", "model ", model, ": request failed: ",
+                 absl::StatusCodeToString(status.code()), ": ", status.message());
     }
     {
       absl::MutexLock lock(&mu_);

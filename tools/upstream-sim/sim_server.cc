@@ -319,6 +319,9 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       messages.push_back(std::move(sm));
     }
+    // A keep-alive connection carries one request after another: start afresh.
+    done_ = false;
+    client_closed_ = false;
     model_ = body["model"].get<std::string>();
     stream_ = body.value("stream", false);
     include_usage_ = stream_ && body.contains("stream_options") &&
@@ -385,17 +388,17 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void OnWatch(beast::error_code ec, size_t n) {
-    if (resume_after_watch_ && ec == net::error::operation_aborted) {
+    if (!ec) {  // The next request, sent as soon as this response ended: keep its bytes.
+      auto dst = buffer_.prepare(n);
+      net::buffer_copy(dst, net::buffer(watch_buf_, n));
+      buffer_.commit(n);
+    }
+    if (resume_after_watch_ && (!ec || ec == net::error::operation_aborted)) {
       watching_ = false;
       resume_after_watch_ = false;
       return DoRead();
     }
-    if (!ec) {  // A pipelined request: keep its bytes for the next read.
-      auto dst = buffer_.prepare(n);
-      net::buffer_copy(dst, net::buffer(watch_buf_, n));
-      buffer_.commit(n);
-      return WatchForClose();
-    }
+    if (!ec) return WatchForClose();
     watching_ = false;
     if (done_) return;
     done_ = true;

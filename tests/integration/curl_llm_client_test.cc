@@ -1,0 +1,266 @@
+// CurlLlmClient against the upstream simulator on a loopback port.
+#include "lib/llm/curl_llm_client.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/time/clock.h"
+#include "tests/support/recording_observer.h"
+#include "tests/support/test_support.h"
+#include "tools/upstream-sim/sim_server.h"
+
+namespace moa::llm {
+namespace {
+
+using ::testing::HasSubstr;
+using ::moa::testing::RecordingObserver;
+
+constexpr char kProfiles[] = R"(default:
+  time_to_first_token: 0.01
+  tokens_per_second: 1000
+  answer_tokens: 12
+models:
+  slow: {time_to_first_token: 0.05, tokens_per_second: 20, answer_tokens: 400}
+  fail-500: {faults: {http_500: 1}}
+  fail-429: {faults: {http_429: 1, retry_after_seconds: 0.2}}
+  hang: {faults: {hang: 1}}
+  reset: {faults: {reset: 1}}
+  malformed: {faults: {malformed: 1}}
+  flaky: {faults: {http_500: 0.5}}
+)";
+
+class CurlLlmClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    sim::SimOptions options;
+    options.profiles = *sim::ParseProfiles(kProfiles, "test");
+    options.api_key = "sk-test-secret-123";
+    auto server = sim::SimServer::Start(std::move(options));
+    ASSERT_TRUE(server.ok()) << server.status();
+    sim_ = *std::move(server);
+  }
+
+  std::unique_ptr<CurlLlmClient> Client(const std::string& model,
+                                        absl::FunctionRef<void(UpstreamOptions&)> tweak =
+                                            [](UpstreamOptions&) {}) {
+    UpstreamOptions o;
+    o.base_url = absl::StrCat("http://127.0.0.1:", sim_->port(), "/v1");
+    o.model = model;
+    o.api_key = "sk-test-secret-123";
+    o.retry.initial_backoff = absl::Milliseconds(10);
+    o.first_token_timeout = absl::Seconds(5);
+    tweak(o);
+    return *CurlLlmClient::Create(o);
+  }
+
+  static ChatRequest Question(const std::string& text = "What is MoA?") {
+    ChatRequest r;
+    r.messages = {{"user", text}};
+    return r;
+  }
+
+  nlohmann::json Log() { return nlohmann::json::parse(sim_->RequestLogJson())["requests"]; }
+
+  std::unique_ptr<sim::SimServer> sim_;
+};
+
+TEST_F(CurlLlmClientTest, StreamsDeltasThenCompletionWithUsageAndTimings) {
+  auto client = Client("m1");
+  auto obs = std::make_shared<RecordingObserver>();
+  client->Start(Question(), obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+  auto result = obs->result();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_GT(obs->deltas().size(), 1u) << "tokens arrive as separate deltas";
+  EXPECT_THAT(obs->text(), HasSubstr("[m1 answer"));
+  EXPECT_EQ(result->finish_reason, "stop");
+  EXPECT_EQ(result->usage.completion_tokens, 12);
+  EXPECT_GT(result->usage.prompt_tokens, 0);
+  EXPECT_GT(result->time_to_first_token, absl::ZeroDuration());
+  EXPECT_GE(result->duration, result->time_to_first_token);
+  EXPECT_EQ(result->attempts, 1);
+  auto log = Log();
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0]["stream"], true);
+  EXPECT_EQ(log[0]["outcome"], "completed");
+  EXPECT_EQ(log[0]["messages"][0]["content"], "What is MoA?");
+}
+
+TEST_F(CurlLlmClientTest, MaxTokensTruncatesWithFinishReasonLength) {
+  auto client = Client("m1");
+  auto obs = std::make_shared<RecordingObserver>();
+  ChatRequest req = Question();
+  req.params.max_tokens = 3;
+  client->Start(req, obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+  ASSERT_TRUE(obs->result().ok());
+  EXPECT_EQ(obs->result()->finish_reason, "length");
+  EXPECT_EQ(obs->result()->usage.completion_tokens, 3);
+}
+
+TEST_F(CurlLlmClientTest, CancelClosesTheUpstreamConnectionAtOnce) {
+  auto client = Client("slow");
+  auto obs = std::make_shared<RecordingObserver>();
+  auto handle = client->Start(Question(), obs);
+  ASSERT_TRUE(moa::testing::WaitFor([&] { return !obs->deltas().empty(); }, absl::Seconds(5)));
+  absl::Time cancelled = absl::Now();
+  handle->Cancel();
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(5)));
+  EXPECT_EQ(obs->result().status().code(), absl::StatusCode::kCancelled);
+  ASSERT_TRUE(moa::testing::WaitFor([&] { return Log()[0]["outcome"] == "client_closed"; },
+                                    absl::Milliseconds(200)))
+      << Log().dump();
+  EXPECT_LT(absl::Now() - cancelled, absl::Milliseconds(200));
+  handle->Cancel();  // Idempotent.
+  EXPECT_EQ(obs->done_calls(), 1);
+}
+
+TEST_F(CurlLlmClientTest, DeadlineEndsTheTransfer) {
+  auto client = Client("slow");
+  auto obs = std::make_shared<RecordingObserver>();
+  ChatRequest req = Question();
+  req.deadline = absl::Now() + absl::Milliseconds(300);
+  client->Start(req, obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(5)));
+  EXPECT_EQ(obs->result().status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(moa::testing::WaitFor([&] { return Log()[0]["outcome"] == "client_closed"; },
+                                    absl::Milliseconds(500)));
+}
+
+TEST_F(CurlLlmClientTest, ServerErrorIsRetriedThenUnavailable) {
+  auto client = Client("fail-500");
+  auto obs = std::make_shared<RecordingObserver>();
+  client->Start(Question(), obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+  EXPECT_EQ(obs->result().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(obs->result().status().message(), HasSubstr("HTTP 500"));
+  EXPECT_THAT(obs->result().status().message(), HasSubstr("after 3 attempts"));
+  EXPECT_EQ(obs->retries().size(), 2u);
+  EXPECT_EQ(Log().size(), 3u);
+}
+
+TEST_F(CurlLlmClientTest, RetriesRecoverAFlakyUpstream) {
+  auto client = Client("flaky", [](UpstreamOptions& o) { o.retry.max_attempts = 10; });
+  int retried = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto obs = std::make_shared<RecordingObserver>();
+    client->Start(Question(absl::StrCat("q", i)), obs);
+    ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+    ASSERT_TRUE(obs->result().ok()) << obs->result().status();
+    retried += obs->result()->attempts > 1;
+  }
+  EXPECT_GT(retried, 0) << "with a 50% fault rate some call needed a retry";
+}
+
+TEST_F(CurlLlmClientTest, RateLimitHonoursRetryAfterThenResourceExhausted) {
+  auto client = Client("fail-429", [](UpstreamOptions& o) { o.retry.max_attempts = 2; });
+  auto obs = std::make_shared<RecordingObserver>();
+  absl::Time start = absl::Now();
+  client->Start(Question(), obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(200)) << "waited for Retry-After";
+  absl::Status s = obs->result().status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(s.message(), HasSubstr("HTTP 429"));
+  EXPECT_THAT(s.message(), HasSubstr("retry after 0.2s"));
+  ASSERT_EQ(obs->retries().size(), 1u);
+  auto log = Log();
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_GE(log[1]["started_at"].get<double>() - log[0]["started_at"].get<double>(), 0.2);
+}
+
+TEST_F(CurlLlmClientTest, HangEndsAtTheFirstTokenTimeout) {
+  auto client = Client("hang", [](UpstreamOptions& o) {
+    o.first_token_timeout = absl::Milliseconds(200);
+  });
+  auto obs = std::make_shared<RecordingObserver>();
+  client->Start(Question(), obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(5)));
+  EXPECT_EQ(obs->result().status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(obs->result().status().message(), HasSubstr("no token within"));
+  EXPECT_TRUE(moa::testing::WaitFor([&] { return Log()[0]["outcome"] == "client_closed"; },
+                                    absl::Milliseconds(500)));
+}
+
+TEST_F(CurlLlmClientTest, ResetMidStreamIsUnavailableWithoutRetry) {
+  auto client = Client("reset");
+  auto obs = std::make_shared<RecordingObserver>();
+  client->Start(Question(), obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(5)));
+  EXPECT_FALSE(obs->deltas().empty()) << "half the answer came first";
+  EXPECT_EQ(obs->result().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(obs->retries().empty()) << "no retry once text was passed on";
+}
+
+TEST_F(CurlLlmClientTest, MalformedEventIsInternal) {
+  auto client = Client("malformed");
+  auto obs = std::make_shared<RecordingObserver>();
+  client->Start(Question(), obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(5)));
+  EXPECT_EQ(obs->result().status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(obs->result().status().message(), HasSubstr("malformed"));
+}
+
+TEST_F(CurlLlmClientTest, WrongKeyIsUnauthenticatedAndTheKeyIsNotInTheMessage) {
+  auto client = Client("m1", [](UpstreamOptions& o) { o.api_key = "sk-wrong-key-456"; });
+  auto obs = std::make_shared<RecordingObserver>();
+  client->Start(Question(), obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(5)));
+  absl::Status s = obs->result().status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(s.ToString(), ::testing::Not(HasSubstr("sk-wrong-key-456")));
+  EXPECT_EQ(obs->retries().size(), 0u);
+}
+
+TEST_F(CurlLlmClientTest, ConnectionRefusedIsUnavailable) {
+  int port = moa::testing::PickFreePort();
+  UpstreamOptions o;
+  o.base_url = absl::StrCat("http://127.0.0.1:", port, "/v1");
+  o.model = "m";
+  o.retry.max_attempts = 1;
+  auto client = *CurlLlmClient::Create(o);
+  auto obs = std::make_shared<RecordingObserver>();
+  client->Start(Question(), obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(5)));
+  EXPECT_EQ(obs->result().status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(CurlLlmClientTest, ManyConcurrentStreamsOnOneEventThread) {
+  auto client = Client("m1");
+  std::vector<std::shared_ptr<RecordingObserver>> observers;
+  for (int i = 0; i < 200; ++i) {
+    observers.push_back(std::make_shared<RecordingObserver>());
+    client->Start(Question(absl::StrCat("question ", i)), observers.back());
+  }
+  for (auto& obs : observers) {
+    ASSERT_TRUE(obs->WaitDone(absl::Seconds(30)));
+    ASSERT_TRUE(obs->result().ok()) << obs->result().status();
+    EXPECT_EQ(obs->result()->usage.completion_tokens, 12);
+  }
+}
+
+TEST_F(CurlLlmClientTest, DestroyingTheClientCancelsCallsInFlight) {
+  auto client = Client("slow");
+  auto obs = std::make_shared<RecordingObserver>();
+  auto handle = client->Start(Question(), obs);
+  ASSERT_TRUE(moa::testing::WaitFor([&] { return !obs->deltas().empty(); }, absl::Seconds(5)));
+  client.reset();
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(1)));
+  EXPECT_EQ(obs->result().status().code(), absl::StatusCode::kCancelled);
+  handle->Cancel();  // Safe after the client is gone.
+}
+
+TEST(CurlLlmClientCreateTest, RejectsBadOptions) {
+  UpstreamOptions o;
+  o.base_url = "ftp://x";
+  o.model = "m";
+  EXPECT_EQ(CurlLlmClient::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.base_url = "http://x/v1";
+  o.model = "";
+  EXPECT_EQ(CurlLlmClient::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace moa::llm

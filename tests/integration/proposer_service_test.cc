@@ -1,0 +1,339 @@
+// moa-proposer's service on a loopback port, with the upstream simulator as
+// its upstream: streaming, cancellation, deadlines, faults, validation,
+// overload and metrics.
+#include "services/proposer/proposer_service.h"
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "lib/llm/curl_llm_client.h"
+#include "lib/server/grpc_server.h"
+#include "lib/telemetry/exposer.h"
+#include "tests/support/grpc_health.h"
+#include "tests/support/test_support.h"
+#include "tools/upstream-sim/answer.h"
+#include "tools/upstream-sim/sim_server.h"
+
+namespace moa::proposer {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kProfiles[] = R"(default:
+  time_to_first_token: 0.01
+  tokens_per_second: 2000
+  answer_tokens: 16
+models:
+  slow: {time_to_first_token: 0.02, tokens_per_second: 20, answer_tokens: 400}
+  fail-500: {faults: {http_500: 1}}
+  fail-429: {faults: {http_429: 1, retry_after_seconds: 3}}
+  hang: {faults: {hang: 1}}
+  reset: {faults: {reset: 1}}
+  malformed: {faults: {malformed: 1}}
+)";
+
+// One proposer per upstream model name, all on the same simulator.
+class ProposerServiceTest : public ::testing::Test {
+ protected:
+  static constexpr char kKey[] = "sk-proposer-test-789";
+
+  void SetUp() override {
+    sim::SimOptions options;
+    options.profiles = *sim::ParseProfiles(kProfiles, "test");
+    options.api_key = kKey;
+    sim_ = *sim::SimServer::Start(std::move(options));
+  }
+
+  struct Proposer {
+    std::shared_ptr<prometheus::Registry> registry;
+    std::unique_ptr<telemetry::UpstreamMetrics> metrics;
+    std::unique_ptr<telemetry::MetricsServer> metrics_server;
+    std::unique_ptr<llm::CurlLlmClient> client;
+    std::unique_ptr<ProposerService> service;
+    std::unique_ptr<server::GrpcServer> server;
+    std::unique_ptr<v1::ProposerService::Stub> stub;
+    std::shared_ptr<grpc::Channel> channel;
+  };
+
+  Proposer& Start(const std::string& model, int max_inflight = 64,
+                  const std::string& key = kKey) {
+    auto p = std::make_unique<Proposer>();
+    p->registry = std::make_shared<prometheus::Registry>();
+    p->metrics = std::make_unique<telemetry::UpstreamMetrics>(*p->registry, model);
+    p->metrics_server = *telemetry::MetricsServer::Start("127.0.0.1", 0, p->registry);
+    llm::UpstreamOptions up;
+    up.base_url = absl::StrCat("http://127.0.0.1:", sim_->port(), "/v1");
+    up.model = model;
+    up.api_key = key;
+    up.first_token_timeout = absl::Milliseconds(300);
+    up.retry.initial_backoff = absl::Milliseconds(10);
+    up.retry.max_retry_after = absl::Seconds(1);  // fail-429's 3 s is not waited for.
+    p->client = *llm::CurlLlmClient::Create(up);
+    p->service = std::make_unique<ProposerService>(
+        ProposerOptions{.model = model, .max_inflight = max_inflight}, p->client.get(),
+        p->metrics.get());
+    p->server = *server::GrpcServer::Start({.host = "127.0.0.1", .port = 0, .name = "test"},
+                                           {p->service.get()});
+    p->channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", p->server->port()),
+                                     grpc::InsecureChannelCredentials());
+    p->stub = v1::ProposerService::NewStub(p->channel);
+    proposers_.push_back(std::move(p));
+    return *proposers_.back();
+  }
+
+  static v1::GenerateRequest Question(const std::string& text = "What is MoA?") {
+    v1::GenerateRequest req;
+    auto* m = req.add_messages();
+    m->set_role(v1::ROLE_USER);
+    m->set_content(text);
+    return req;
+  }
+
+  struct Result {
+    std::vector<std::string> deltas;
+    std::optional<v1::Completion> completion;
+    grpc::Status status;
+    std::multimap<grpc::string_ref, grpc::string_ref> trailers;
+    std::string retry_after;
+  };
+
+  static Result Generate(Proposer& p, const v1::GenerateRequest& req,
+                         absl::Duration deadline = absl::Seconds(10)) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    auto reader = p.stub->Generate(&ctx, req);
+    Result r;
+    v1::GenerateResponse resp;
+    while (reader->Read(&resp)) {
+      if (resp.has_completion()) {
+        r.completion = resp.completion();
+      } else {
+        r.deltas.push_back(resp.delta());
+      }
+    }
+    r.status = reader->Finish();
+    for (const auto& [k, v] : ctx.GetServerTrailingMetadata()) {
+      if (k == "retry-after") r.retry_after = std::string(v.data(), v.size());
+    }
+    return r;
+  }
+
+  nlohmann::json SimLog() { return nlohmann::json::parse(sim_->RequestLogJson())["requests"]; }
+
+  std::string Metrics(Proposer& p) {
+    return moa::testing::HttpGet(
+               absl::StrCat("http://127.0.0.1:", p.metrics_server->port(), "/metrics"))
+        .body;
+  }
+
+  std::unique_ptr<sim::SimServer> sim_;
+  std::vector<std::unique_ptr<Proposer>> proposers_;
+};
+
+TEST_F(ProposerServiceTest, DeltasArriveInOrderThenCompletionWithUsageAndTimings) {
+  Proposer& p = Start("m1");
+  Result r = Generate(p, Question());
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  std::vector<std::string> expected =
+      sim::AnswerTokens("m1", {{"user", "What is MoA?"}}, 16);
+  EXPECT_EQ(absl::StrJoin(r.deltas, ""), absl::StrJoin(expected, ""))
+      << "the concatenated deltas are the upstream's answer in order";
+  ASSERT_TRUE(r.completion);
+  EXPECT_EQ(r.completion->model(), "m1");
+  EXPECT_EQ(r.completion->finish_reason(), "stop");
+  EXPECT_EQ(r.completion->usage().completion_tokens(), 16);
+  EXPECT_GT(r.completion->usage().prompt_tokens(), 0);
+  EXPECT_GT(r.completion->time_to_first_token().nanos() + r.completion->time_to_first_token().seconds(), 0);
+  EXPECT_GE(r.completion->duration().seconds() * 1e9 + r.completion->duration().nanos(),
+            r.completion->time_to_first_token().seconds() * 1e9 +
+                r.completion->time_to_first_token().nanos());
+  EXPECT_EQ(r.completion->attempts(), 1);
+}
+
+TEST_F(ProposerServiceTest, SamplingParamsReachTheUpstream) {
+  Proposer& p = Start("m1");
+  v1::GenerateRequest req = Question();
+  req.mutable_params()->set_max_tokens(4);
+  req.mutable_params()->set_temperature(0.3);
+  Result r = Generate(p, req);
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.completion->finish_reason(), "length");
+  EXPECT_EQ(r.completion->usage().completion_tokens(), 4);
+}
+
+TEST_F(ProposerServiceTest, MetricsHaveHistogramsAndCountersWithTheModelLabel) {
+  Proposer& p = Start("m1");
+  for (int i = 0; i < 3; ++i) {
+    Result r = Generate(p, Question());
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+  std::string m = Metrics(p);
+  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_requests_total{model="m1",outcome="ok"} 3)"));
+  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_requests_total{model="m1",outcome="unavailable"} 0)"));
+  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_request_duration_seconds_count{model="m1",outcome="ok"} 3)"));
+  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_request_duration_seconds_bucket{model="m1",outcome="ok",le="300"} 3)"));
+  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_time_to_first_token_seconds_count{model="m1"} 3)"));
+  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_time_to_first_token_seconds_bucket{model="m1",le="0.01"})"));
+  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_inter_token_latency_seconds_bucket{model="m1",le="5"})"));
+  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_tokens_total{direction="completion",model="m1"} 48)"));
+  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_tokens_total{direction="prompt",model="m1"})"));
+  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_inflight{model="m1"} 0)"));
+  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_retries_total{model="m1",reason="unavailable"} 0)"));
+}
+
+TEST_F(ProposerServiceTest, ClientCancelMidStreamClosesTheUpstreamWithin200ms) {
+  Proposer& p = Start("slow");
+  grpc::ClientContext ctx;
+  auto reader = p.stub->Generate(&ctx, Question());
+  v1::GenerateResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  ASSERT_TRUE(resp.has_delta());
+  absl::Time cancelled = absl::Now();
+  ctx.TryCancel();
+  while (reader->Read(&resp)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  ASSERT_TRUE(moa::testing::WaitFor([&] { return SimLog()[0]["outcome"] == "client_closed"; },
+                                    absl::Milliseconds(200)))
+      << SimLog().dump();
+  EXPECT_LT(absl::Now() - cancelled, absl::Milliseconds(200));
+  ASSERT_TRUE(moa::testing::WaitFor([&] { return p.service->inflight() == 0; }, absl::Seconds(2)));
+  EXPECT_THAT(Metrics(p), HasSubstr(R"(moa_upstream_requests_total{model="slow",outcome="cancelled"} 1)"));
+}
+
+TEST_F(ProposerServiceTest, CallerDeadlineEndsTheUpstreamTransfer) {
+  Proposer& p = Start("slow");
+  Result r = Generate(p, Question(), absl::Milliseconds(400));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_FALSE(r.deltas.empty());
+  EXPECT_TRUE(moa::testing::WaitFor([&] { return SimLog()[0]["outcome"] == "client_closed"; },
+                                    absl::Milliseconds(500)))
+      << SimLog().dump();
+  ASSERT_TRUE(moa::testing::WaitFor([&] { return p.service->inflight() == 0; }, absl::Seconds(2)));
+  EXPECT_THAT(Metrics(p), HasSubstr(R"(moa_upstream_requests_total{model="slow",outcome="deadline"} 1)"));
+}
+
+struct FaultCase {
+  const char* model;
+  grpc::StatusCode code;
+  const char* message_part;
+};
+
+TEST_F(ProposerServiceTest, EachUpstreamFaultEndsInItsStatusAndTheProposerKeepsServing) {
+  const FaultCase cases[] = {
+      {"fail-500", grpc::StatusCode::UNAVAILABLE, "HTTP 500"},
+      {"fail-429", grpc::StatusCode::RESOURCE_EXHAUSTED, "HTTP 429"},
+      {"hang", grpc::StatusCode::DEADLINE_EXCEEDED, "no token within"},
+      {"reset", grpc::StatusCode::UNAVAILABLE, "upstream connection failed"},
+      {"malformed", grpc::StatusCode::INTERNAL, "malformed"},
+  };
+  for (const FaultCase& c : cases) {
+    Proposer& p = Start(c.model);
+    Result r = Generate(p, Question());
+    EXPECT_EQ(r.status.error_code(), c.code) << c.model << ": " << r.status.error_message();
+    EXPECT_THAT(r.status.error_message(), HasSubstr(c.message_part)) << c.model;
+    EXPECT_THAT(r.status.error_message(), HasSubstr(absl::StrCat("model ", c.model)));
+    EXPECT_FALSE(r.completion) << c.model;
+    if (std::string(c.model) == "fail-429") {
+      EXPECT_EQ(r.retry_after, "3");
+    }
+  }
+  // Every proposer still answers; the simulator's default model is healthy,
+  // so a proposer on the same process set keeps serving after faults.
+  Proposer& healthy = Start("m1");
+  EXPECT_TRUE(Generate(healthy, Question()).status.ok());
+  for (auto& p : proposers_) {
+    EXPECT_EQ(moa::testing::HealthCheck(p->channel), 1);
+    EXPECT_EQ(p->service->inflight(), 0);
+  }
+  Result again = Generate(*proposers_[0], Question());
+  EXPECT_EQ(again.status.error_code(), grpc::StatusCode::UNAVAILABLE) << "fail-500 still answers";
+}
+
+TEST_F(ProposerServiceTest, WrongKeyIsUnauthenticatedWithoutTheKeyInTheMessage) {
+  Proposer& p = Start("m1", 64, "sk-wrong-key-000");
+  Result r = Generate(p, Question());
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("HTTP 401"));
+  EXPECT_THAT(r.status.error_message(), ::testing::Not(HasSubstr("sk-wrong-key-000")));
+  EXPECT_THAT(Metrics(p), ::testing::Not(HasSubstr("sk-wrong-key-000")));
+}
+
+TEST_F(ProposerServiceTest, EachInvalidRequestGetsInvalidArgumentNamingTheField) {
+  Proposer& p = Start("m1");
+  struct Case {
+    std::function<void(v1::GenerateRequest&)> mutate;
+    const char* field;
+  };
+  const Case cases[] = {
+      {[](v1::GenerateRequest& r) { r.clear_messages(); }, "messages"},
+      {[](v1::GenerateRequest& r) { r.mutable_messages(0)->set_content(""); },
+       "messages[0].content"},
+      {[](v1::GenerateRequest& r) { r.mutable_messages(0)->set_role(v1::ROLE_UNSPECIFIED); },
+       "messages[0].role"},
+      {[](v1::GenerateRequest& r) { r.mutable_params()->set_max_tokens(0); }, "params.max_tokens"},
+      {[](v1::GenerateRequest& r) { r.mutable_params()->set_temperature(2.1); },
+       "params.temperature"},
+      {[](v1::GenerateRequest& r) { r.mutable_params()->set_top_p(0); }, "params.top_p"},
+      {[](v1::GenerateRequest& r) { r.mutable_params()->set_top_p(1.01); }, "params.top_p"},
+  };
+  for (const Case& c : cases) {
+    v1::GenerateRequest req = Question();
+    c.mutate(req);
+    Result r = Generate(p, req);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.field;
+    EXPECT_THAT(r.status.error_message(), HasSubstr(c.field));
+  }
+  EXPECT_TRUE(SimLog().empty()) << "invalid requests never reach the upstream";
+}
+
+TEST_F(ProposerServiceTest, RequestsOverMaxInflightGetResourceExhaustedAtOnce) {
+  Proposer& p = Start("slow", /*max_inflight=*/2);
+  grpc::ClientContext c1, c2;
+  auto r1 = p.stub->Generate(&c1, Question("a"));
+  auto r2 = p.stub->Generate(&c2, Question("b"));
+  v1::GenerateResponse resp;
+  ASSERT_TRUE(r1->Read(&resp));
+  ASSERT_TRUE(r2->Read(&resp));
+  absl::Time start = absl::Now();
+  Result over = Generate(p, Question("c"));
+  EXPECT_EQ(over.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(over.status.error_message(), HasSubstr("limit of 2 concurrent requests"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  c1.TryCancel();
+  c2.TryCancel();
+  while (r1->Read(&resp)) {
+  }
+  while (r2->Read(&resp)) {
+  }
+  r1->Finish();
+  r2->Finish();
+  ASSERT_TRUE(moa::testing::WaitFor([&] { return p.service->inflight() == 0; }, absl::Seconds(2)));
+  v1::GenerateRequest small = Question("d");
+  small.mutable_params()->set_max_tokens(2);
+  EXPECT_TRUE(Generate(p, small).status.ok()) << "capacity is back after the streams ended";
+}
+
+TEST_F(ProposerServiceTest, SlowReaderGetsDeltasMergedNotLost) {
+  Proposer& p = Start("m1");
+  v1::GenerateRequest req = Question("long");
+  grpc::ClientContext ctx;
+  auto reader = p.stub->Generate(&ctx, req);
+  absl::SleepFor(absl::Milliseconds(200));  // Let the whole answer queue up.
+  std::string text;
+  v1::GenerateResponse resp;
+  while (reader->Read(&resp)) {
+    if (resp.has_delta()) text += resp.delta();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(text, absl::StrJoin(sim::AnswerTokens("m1", {{"user", "long"}}, 16), ""));
+}
+
+}  // namespace
+}  // namespace moa::proposer

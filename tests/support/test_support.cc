@@ -1,0 +1,130 @@
+#include "tests/support/test_support.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/time/clock.h"
+
+namespace moa::testing {
+namespace {
+size_t Collect(char* data, size_t size, size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+}  // namespace
+
+HttpResult HttpRequest(const std::string& method, const std::string& url,
+                       const std::string& body) {
+  HttpResult result;
+  CURL* curl = curl_easy_init();
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
+  if (!body.empty()) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &Collect);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &result.body);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  if (curl_easy_perform(curl) == CURLE_OK) {
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &result.status);
+  }
+  curl_easy_cleanup(curl);
+  return result;
+}
+
+HttpResult HttpGet(const std::string& url) { return HttpRequest("GET", url); }
+
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
+  absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end) {
+    if (condition()) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return condition();
+}
+
+int PickFreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+std::string BinaryPath(const std::string& relative) {
+  return std::string(MOA_BIN_DIR) + "/" + relative;
+}
+
+Process::Process(std::vector<std::string> argv, std::vector<std::string> env) {
+  char tmpl[] = "/tmp/moa-test-proc-XXXXXX";
+  int fd = mkstemp(tmpl);
+  log_path_ = tmpl;
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    // Children must not inherit the test's blocked signal mask.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (const std::string& kv : env) putenv(const_cast<char*>(kv.c_str()));
+    std::vector<char*> args;
+    for (std::string& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(fd);
+}
+
+Process::~Process() {
+  if (!exited_ && pid_ > 0) {
+    kill(pid_, SIGKILL);
+    Wait(absl::Seconds(5));
+  }
+  unlink(log_path_.c_str());
+}
+
+void Process::Signal(int sig) {
+  if (!exited_) kill(pid_, sig);
+}
+
+int Process::Wait(absl::Duration timeout) {
+  if (exited_) return exit_code_;
+  absl::Time end = absl::Now() + timeout;
+  while (true) {
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exited_ = true;
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return exit_code_;
+    }
+    if (absl::Now() >= end) return -1;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+}
+
+std::string Process::Output() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace moa::testing

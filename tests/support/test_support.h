@@ -1,0 +1,60 @@
+// Helpers for tests that run real servers on loopback.
+#ifndef MOA_TESTS_SUPPORT_TEST_SUPPORT_H_
+#define MOA_TESTS_SUPPORT_TEST_SUPPORT_H_
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace moa::testing {
+
+struct HttpResult {
+  long status = 0;  // 0 when the request failed at the transport.
+  std::string body;
+};
+
+// Blocking HTTP request to a loopback server (tests only).
+HttpResult HttpGet(const std::string& url);
+HttpResult HttpRequest(const std::string& method, const std::string& url,
+                       const std::string& body = "");
+
+// Polls `condition` every 10 ms until it is true or `timeout` passes.
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
+
+// A port that was free a moment ago (for processes that cannot report one).
+int PickFreePort();
+
+// Path of a built binary, from the MOA_BIN_DIR compile definition.
+std::string BinaryPath(const std::string& relative);
+
+// A child process with stdout and stderr captured to a file.
+class Process {
+ public:
+  Process(std::vector<std::string> argv, std::vector<std::string> env = {});
+  ~Process();  // SIGKILLs the process if it still runs.
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Sends a signal.
+  void Signal(int sig);
+  // Waits up to `timeout` for the exit; returns the exit code, or -1 on
+  // timeout, or 128+signal when killed by a signal.
+  int Wait(absl::Duration timeout);
+  // Everything the process wrote so far.
+  std::string Output() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_path_;
+  bool exited_ = false;
+  int exit_code_ = -1;
+};
+
+}  // namespace moa::testing
+
+#endif  // MOA_TESTS_SUPPORT_TEST_SUPPORT_H_

@@ -1,0 +1,147 @@
+#include "lib/config/cluster_config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace moa::config {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr char kValid[] = R"(models:
+  llama:
+    endpoint: 127.0.0.1:50061
+    upstream:
+      base_url: https://api.together.xyz/v1
+      model: meta-llama/Llama-3.3-70B-Instruct-Turbo
+      api_key_env: TOGETHER_API_KEY
+      first_token_timeout_seconds: 30
+      max_attempts: 2
+  qwen:
+    endpoint: 127.0.0.1:50062
+    upstream:
+      base_url: http://127.0.0.1:8000/v1
+aggregator:
+  endpoint: 127.0.0.1:50070
+pipelines:
+  moa:
+    layers:
+      - [llama, qwen]
+    aggregator: qwen
+    temperature: 0.7
+    max_tokens: 512
+  deep:
+    layers: [[llama, qwen], [llama, qwen]]
+    aggregator: llama
+default_pipeline: deep
+)";
+
+TEST(ClusterConfigTest, ParsesEveryField) {
+  auto cfg = ParseClusterConfig(kValid, "cluster.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  ASSERT_EQ(cfg->models.size(), 2u);
+  const ModelConfig* llama = cfg->FindModel("llama");
+  ASSERT_NE(llama, nullptr);
+  EXPECT_EQ(llama->endpoint, "127.0.0.1:50061");
+  ASSERT_TRUE(llama->upstream);
+  EXPECT_EQ(llama->upstream->model, "meta-llama/Llama-3.3-70B-Instruct-Turbo");
+  EXPECT_EQ(llama->upstream->api_key_env, "TOGETHER_API_KEY");
+  EXPECT_EQ(llama->upstream->first_token_timeout, absl::Seconds(30));
+  EXPECT_EQ(llama->upstream->max_attempts, 2);
+  EXPECT_EQ(cfg->FindModel("qwen")->upstream->model, "qwen") << "defaults to the cluster name";
+  EXPECT_EQ(cfg->aggregator_endpoint, "127.0.0.1:50070");
+  const PipelineConfig* moa = cfg->FindPipeline("moa");
+  ASSERT_NE(moa, nullptr);
+  EXPECT_THAT(moa->layers, ElementsAre(ElementsAre("llama", "qwen")));
+  EXPECT_EQ(moa->aggregator, "qwen");
+  EXPECT_EQ(moa->temperature, 0.7);
+  EXPECT_EQ(moa->max_tokens, 512);
+  EXPECT_EQ(cfg->FindPipeline("deep")->layers.size(), 2u);
+  EXPECT_EQ(cfg->default_pipeline, "deep");
+}
+
+TEST(ClusterConfigTest, DefaultPipelineIsTheFirstWhenUnset) {
+  auto cfg = ParseClusterConfig(R"(models: {a: {endpoint: "x:1"}}
+pipelines:
+  first: {layers: [[a]], aggregator: a}
+  second: {layers: [[a]], aggregator: a}
+)", "c.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->default_pipeline, "first");
+}
+
+TEST(ClusterConfigTest, UnknownKeyIsAnErrorNamingFileLineAndKey) {
+  auto cfg = ParseClusterConfig("models:\n  a:\n    endpoint: x:1\n    endpiont: y\n", "c.yaml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(cfg.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(cfg.status().message(), HasSubstr("c.yaml:4:5"));
+  EXPECT_THAT(cfg.status().message(), HasSubstr("unknown key 'endpiont' in models.a"));
+}
+
+TEST(ClusterConfigTest, UndefinedModelInALayerIsAnErrorNamingIt) {
+  auto cfg = ParseClusterConfig(R"(models: {a: {endpoint: "x:1"}}
+pipelines:
+  p:
+    layers: [[a, ghost]]
+    aggregator: a
+)", "c.yaml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_THAT(cfg.status().message(), HasSubstr("c.yaml:4:"));
+  EXPECT_THAT(cfg.status().message(), HasSubstr("pipelines.p.layers[0] names model 'ghost'"));
+}
+
+TEST(ClusterConfigTest, UndefinedAggregatorModelIsAnError) {
+  auto cfg = ParseClusterConfig(R"(models: {a: {endpoint: "x:1"}}
+pipelines:
+  p: {layers: [[a]], aggregator: nobody}
+)", "c.yaml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_THAT(cfg.status().message(), HasSubstr("pipelines.p.aggregator names model 'nobody'"));
+}
+
+TEST(ClusterConfigTest, EmptyLayerIsAnError) {
+  auto cfg = ParseClusterConfig(R"(models: {a: {endpoint: "x:1"}}
+pipelines:
+  p: {layers: [[a], []], aggregator: a}
+)", "c.yaml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_THAT(cfg.status().message(), HasSubstr("pipelines.p.layers[1] must be a non-empty list"));
+}
+
+TEST(ClusterConfigTest, MissingLayersIsAnError) {
+  auto cfg = ParseClusterConfig("models: {a: {endpoint: 'x:1'}}\npipelines: {p: {aggregator: a}}\n",
+                                "c.yaml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_THAT(cfg.status().message(), HasSubstr("pipelines.p.layers must be a non-empty list"));
+}
+
+TEST(ClusterConfigTest, UnknownDefaultPipelineIsAnError) {
+  auto cfg = ParseClusterConfig(R"(models: {a: {endpoint: "x:1"}}
+pipelines: {p: {layers: [[a]], aggregator: a}}
+default_pipeline: q
+)", "c.yaml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_THAT(cfg.status().message(), HasSubstr("c.yaml:3:"));
+  EXPECT_THAT(cfg.status().message(), HasSubstr("default_pipeline names pipeline 'q'"));
+}
+
+TEST(ClusterConfigTest, OutOfRangeSamplingDefaultIsAnError) {
+  auto cfg = ParseClusterConfig(R"(models: {a: {endpoint: "x:1"}}
+pipelines: {p: {layers: [[a]], aggregator: a, temperature: 3}}
+)", "c.yaml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_THAT(cfg.status().message(), HasSubstr("pipelines.p.temperature must be in [0, 2]"));
+}
+
+TEST(ClusterConfigTest, MissingEndpointAndBadYamlAreErrors) {
+  EXPECT_THAT(ParseClusterConfig("models: {a: {}}\n", "c.yaml").status().message(),
+              HasSubstr("models.a.endpoint is required"));
+  EXPECT_THAT(ParseClusterConfig("models: [unclosed\n", "c.yaml").status().message(),
+              HasSubstr("c.yaml:"));
+  EXPECT_EQ(LoadClusterConfig("/nonexistent/cluster.yaml").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace moa::config

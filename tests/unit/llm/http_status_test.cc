@@ -1,0 +1,117 @@
+#include "lib/llm/http_status.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "absl/time/clock.h"
+#include "lib/llm/retry.h"
+
+namespace moa::llm {
+namespace {
+
+TEST(HttpStatusTest, MapsUpstreamCodesAsDocumented) {
+  EXPECT_EQ(StatusFromHttp(400, "x").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StatusFromHttp(401, "x").code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(StatusFromHttp(403, "x").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(StatusFromHttp(404, "x").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(StatusFromHttp(408, "x").code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(StatusFromHttp(429, "x").code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(StatusFromHttp(500, "x").code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(StatusFromHttp(503, "x").code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(StatusFromHttp(500, "boom").message(), "HTTP 500: boom");
+}
+
+TEST(HttpStatusTest, ParsesRetryAfterSecondsAndHttpDates) {
+  absl::Time now = absl::FromUnixSeconds(1700000000);
+  EXPECT_EQ(ParseRetryAfter(" 3 ", now), absl::Seconds(3));
+  EXPECT_EQ(ParseRetryAfter("0.5", now), absl::Milliseconds(500));
+  // 1700000000 is Tue, 14 Nov 2023 22:13:20 GMT.
+  EXPECT_EQ(ParseRetryAfter("Tue, 14 Nov 2023 22:13:30 GMT", now), absl::Seconds(10));
+  EXPECT_EQ(ParseRetryAfter("soon", now), std::nullopt);
+  EXPECT_EQ(ParseRetryAfter("-1", now), std::nullopt);
+}
+
+TEST(HttpStatusTest, RetryAfterTravelsWithTheStatus) {
+  absl::Status s = StatusFromHttp(429, "slow down");
+  EXPECT_EQ(GetRetryAfter(s), std::nullopt);
+  SetRetryAfter(s, absl::Milliseconds(1500));
+  EXPECT_EQ(GetRetryAfter(s), absl::Milliseconds(1500));
+}
+
+TEST(HttpStatusTest, OutcomeLabels) {
+  EXPECT_EQ(OutcomeLabel(absl::OkStatus()), "ok");
+  EXPECT_EQ(OutcomeLabel(absl::CancelledError("")), "cancelled");
+  EXPECT_EQ(OutcomeLabel(absl::DeadlineExceededError("")), "deadline");
+  EXPECT_EQ(OutcomeLabel(absl::ResourceExhaustedError("")), "rate_limited");
+  EXPECT_EQ(OutcomeLabel(absl::InvalidArgumentError("")), "invalid");
+  EXPECT_EQ(OutcomeLabel(absl::UnavailableError("")), "unavailable");
+  EXPECT_EQ(OutcomeLabel(absl::UnauthenticatedError("")), "upstream_error");
+  EXPECT_EQ(OutcomeLabel(absl::InternalError("")), "upstream_error");
+}
+
+TEST(RetryTest, OnlyUnavailableAndRateLimitedAreRetried) {
+  RetryPolicy policy;
+  std::mt19937_64 rng(1);
+  absl::Time now = absl::Now();
+  absl::Time far = now + absl::Hours(1);
+  EXPECT_TRUE(RetryDelay(policy, 2, absl::UnavailableError(""), now, far, rng));
+  EXPECT_TRUE(RetryDelay(policy, 2, absl::ResourceExhaustedError(""), now, far, rng));
+  EXPECT_FALSE(RetryDelay(policy, 2, absl::InvalidArgumentError(""), now, far, rng));
+  EXPECT_FALSE(RetryDelay(policy, 2, absl::UnauthenticatedError(""), now, far, rng));
+  EXPECT_FALSE(RetryDelay(policy, 2, absl::DeadlineExceededError(""), now, far, rng));
+  EXPECT_FALSE(RetryDelay(policy, 2, absl::InternalError(""), now, far, rng));
+}
+
+TEST(RetryTest, StopsAfterMaxAttempts) {
+  RetryPolicy policy;
+  policy.max_attempts = 3;
+  std::mt19937_64 rng(1);
+  absl::Time now = absl::Now();
+  EXPECT_TRUE(RetryDelay(policy, 3, absl::UnavailableError(""), now, now + absl::Hours(1), rng));
+  EXPECT_FALSE(RetryDelay(policy, 4, absl::UnavailableError(""), now, now + absl::Hours(1), rng));
+}
+
+TEST(RetryTest, BackoffGrowsExponentiallyWithJitterUpToTheCap) {
+  RetryPolicy policy;
+  policy.max_attempts = 20;
+  policy.initial_backoff = absl::Milliseconds(100);
+  policy.max_backoff = absl::Milliseconds(800);
+  std::mt19937_64 rng(7);
+  absl::Time now = absl::Now();
+  for (int attempt = 2; attempt <= 10; ++attempt) {
+    absl::Duration cap = std::min(absl::Milliseconds(100) * (1 << (attempt - 2)),
+                                  absl::Milliseconds(800));
+    for (int i = 0; i < 50; ++i) {
+      auto d = RetryDelay(policy, attempt, absl::UnavailableError(""), now, now + absl::Hours(1),
+                          rng);
+      ASSERT_TRUE(d);
+      EXPECT_GE(*d, cap / 2);
+      EXPECT_LE(*d, cap);
+    }
+  }
+}
+
+TEST(RetryTest, RetryAfterIsAFloorAndTooLongOneIsNotWaitedFor) {
+  RetryPolicy policy;
+  policy.max_retry_after = absl::Seconds(10);
+  std::mt19937_64 rng(1);
+  absl::Time now = absl::Now();
+  absl::Status limited = absl::ResourceExhaustedError("429");
+  SetRetryAfter(limited, absl::Seconds(3));
+  EXPECT_EQ(RetryDelay(policy, 2, limited, now, now + absl::Hours(1), rng), absl::Seconds(3));
+  SetRetryAfter(limited, absl::Seconds(30));
+  EXPECT_FALSE(RetryDelay(policy, 2, limited, now, now + absl::Hours(1), rng));
+}
+
+TEST(RetryTest, NoRetryThatWouldEndPastTheDeadline) {
+  RetryPolicy policy;
+  std::mt19937_64 rng(1);
+  absl::Time now = absl::Now();
+  absl::Status limited = absl::ResourceExhaustedError("429");
+  SetRetryAfter(limited, absl::Seconds(3));
+  EXPECT_FALSE(RetryDelay(policy, 2, limited, now, now + absl::Seconds(2), rng));
+}
+
+}  // namespace
+}  // namespace moa::llm
