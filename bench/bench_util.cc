@@ -1,0 +1,62 @@
+#include "bench/bench_util.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "absl/time/time.h"
+
+namespace moa::bench {
+
+int WaitForLoggedPort(moa::testing::Process& p, const std::string& prefix) {
+  int port = 0;
+  moa::testing::WaitFor(
+      [&] {
+        std::smatch m;
+        std::string out = p.Output();
+        if (std::regex_search(out, m, std::regex(prefix + " ([0-9]+)"))) {
+          port = std::stoi(m[1]);
+          return true;
+        }
+        return false;
+      },
+      absl::Seconds(10));
+  if (port == 0) {
+    std::fprintf(stderr, "process did not report a port:\n%s\n", p.Output().c_str());
+    std::exit(1);
+  }
+  return port;
+}
+
+long ResidentKb(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return -1;
+}
+
+double Percentile(std::vector<double> values, double q) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  size_t i = static_cast<size_t>(q * (values.size() - 1) + 0.5);
+  return values[std::min(i, values.size() - 1)];
+}
+
+void PrintMachine() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  std::printf("machine: %s, %u cores\n", model.c_str(), std::thread::hardware_concurrency());
+}
+
+}  // namespace moa::bench
