@@ -1,0 +1,49 @@
+// How the aggregator and the orchestrator ask a model of the cluster for a
+// streamed answer, without knowing whether it goes to a proposer, to the
+// aggregator, or to a fake in a test.
+#ifndef MOA_LIB_CLUSTER_GENERATION_BACKEND_H_
+#define MOA_LIB_CLUSTER_GENERATION_BACKEND_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "lib/llm/llm_client.h"
+#include "lib/synthesis/synthesis.h"
+#include "moa/v1/common.pb.h"
+
+namespace moa::cluster {
+
+struct GenerationCall {
+  std::string model;                   // Cluster model name.
+  std::vector<llm::Message> messages;  // The conversation.
+  // Earlier answers to synthesize; empty for a plain proposal.
+  std::vector<synthesis::Reference> references;
+  v1::SamplingParams params;
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+// Receives one call's events: deltas, then exactly one OnDone. Calls may come
+// from any thread but never concurrently for one call. Must not block.
+class GenerationObserver {
+ public:
+  virtual ~GenerationObserver() = default;
+  virtual void OnDelta(absl::string_view text) = 0;
+  virtual void OnDone(absl::StatusOr<v1::Completion> result) = 0;
+};
+
+class GenerationBackend {
+ public:
+  virtual ~GenerationBackend() = default;
+  // Starts the call and returns at once; Cancel() on the handle ends it
+  // (OnDone CANCELLED unless it had ended). Thread-safe.
+  virtual std::shared_ptr<llm::CallHandle> Start(GenerationCall call,
+                                                 std::shared_ptr<GenerationObserver> observer) = 0;
+};
+
+}  // namespace moa::cluster
+
+#endif  // MOA_LIB_CLUSTER_GENERATION_BACKEND_H_

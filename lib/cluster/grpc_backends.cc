@@ -1,0 +1,156 @@
+#include "lib/cluster/grpc_backends.h"
+
+#include "absl/strings/str_cat.h"
+#include "lib/contract/contract.h"
+#include "lib/server/grpc_server.h"
+
+namespace moa::cluster {
+namespace {
+
+// The ClientContext lives in a shared object so the handle can cancel the
+// call at any time, even after the reactor has deleted itself (TryCancel on
+// a finished call does nothing).
+struct CallContext {
+  grpc::ClientContext context;
+};
+
+class Handle final : public llm::CallHandle {
+ public:
+  explicit Handle(std::shared_ptr<CallContext> ctx) : ctx_(std::move(ctx)) {}
+  void Cancel() override { ctx_->context.TryCancel(); }
+
+ private:
+  std::shared_ptr<CallContext> ctx_;
+};
+
+// Reads one stream of GenerateResponse and forwards it to the observer.
+class StreamReader final : public grpc::ClientReadReactor<v1::GenerateResponse> {
+ public:
+  // `request` is kept until OnDone, as gRPC requires.
+  StreamReader(std::shared_ptr<CallContext> ctx, std::shared_ptr<GenerationObserver> observer,
+               std::unique_ptr<google::protobuf::Message> request)
+      : ctx_(std::move(ctx)), observer_(std::move(observer)), request_(std::move(request)) {}
+
+  void Begin() {
+    StartRead(&response_);
+    StartCall();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows.
+    if (response_.has_completion()) {
+      completion_ = response_.completion();
+    } else if (!response_.delta().empty()) {
+      observer_->OnDelta(response_.delta());
+    }
+    StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    if (status.ok() && completion_) {
+      observer_->OnDone(*std::move(completion_));
+    } else if (status.ok()) {
+      observer_->OnDone(absl::InternalError("stream ended without a completion"));
+    } else {
+      observer_->OnDone(server::FromGrpcStatus(status));
+    }
+    delete this;
+  }
+
+ private:
+  std::shared_ptr<CallContext> ctx_;
+  std::shared_ptr<GenerationObserver> observer_;
+  std::unique_ptr<google::protobuf::Message> request_;
+  v1::GenerateResponse response_;
+  std::optional<v1::Completion> completion_;
+};
+
+std::shared_ptr<CallContext> NewContext(absl::Time deadline) {
+  auto ctx = std::make_shared<CallContext>();
+  if (deadline != absl::InfiniteFuture()) ctx->context.set_deadline(absl::ToChronoTime(deadline));
+  return ctx;
+}
+
+void FillMessages(const std::vector<llm::Message>& in,
+                  google::protobuf::RepeatedPtrField<v1::ChatMessage>* out) {
+  for (const llm::Message& m : in) {
+    v1::ChatMessage* msg = out->Add();
+    msg->set_role(m.role == "system"      ? v1::ROLE_SYSTEM
+                  : m.role == "assistant" ? v1::ROLE_ASSISTANT
+                                          : v1::ROLE_USER);
+    msg->set_content(m.content);
+  }
+}
+
+// Already-finished call, for errors found before anything was sent.
+class DoneHandle final : public llm::CallHandle {
+ public:
+  void Cancel() override {}
+};
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+  grpc::ChannelArguments args;
+  args.SetLoadBalancingPolicyName("round_robin");
+  args.SetMaxReceiveMessageSize(64 << 20);
+  // Keep idle connections to proposers warm; fail fast when one is gone.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+ProposerBackend::ProposerBackend(const config::ClusterConfig& config) {
+  for (const config::ModelConfig& m : config.models) {
+    auto channel = MakeChannel(m.endpoint);
+    channels_[m.name] = channel;
+    stubs_[m.name] = v1::ProposerService::NewStub(channel);
+  }
+}
+
+std::shared_ptr<grpc::Channel> ProposerBackend::ChannelFor(const std::string& model) const {
+  auto it = channels_.find(model);
+  return it == channels_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<llm::CallHandle> ProposerBackend::Start(
+    GenerationCall call, std::shared_ptr<GenerationObserver> observer) {
+  auto it = stubs_.find(call.model);
+  if (it == stubs_.end()) {
+    observer->OnDone(absl::NotFoundError(
+        absl::StrCat("model ", call.model, " is not defined in the cluster config")));
+    return std::make_shared<DoneHandle>();
+  }
+  auto ctx = NewContext(call.deadline);
+  auto request = std::make_unique<v1::GenerateRequest>();
+  FillMessages(call.messages, request->mutable_messages());
+  *request->mutable_params() = call.params;
+  const v1::GenerateRequest* request_ptr = request.get();
+  auto* reader = new StreamReader(ctx, std::move(observer), std::move(request));
+  it->second->async()->Generate(&ctx->context, request_ptr, reader);
+  reader->Begin();
+  return std::make_shared<Handle>(ctx);
+}
+
+AggregatorBackend::AggregatorBackend(const std::string& endpoint)
+    : channel_(MakeChannel(endpoint)), stub_(v1::AggregatorService::NewStub(channel_)) {}
+
+std::shared_ptr<llm::CallHandle> AggregatorBackend::Start(
+    GenerationCall call, std::shared_ptr<GenerationObserver> observer) {
+  auto ctx = NewContext(call.deadline);
+  auto request = std::make_unique<v1::AggregateRequest>();
+  request->set_model(call.model);
+  FillMessages(call.messages, request->mutable_messages());
+  for (const synthesis::Reference& r : call.references) {
+    v1::Reference* ref = request->add_references();
+    ref->set_model(r.model);
+    ref->set_text(r.text);
+  }
+  *request->mutable_params() = call.params;
+  const v1::AggregateRequest* request_ptr = request.get();
+  auto* reader = new StreamReader(ctx, std::move(observer), std::move(request));
+  stub_->async()->Aggregate(&ctx->context, request_ptr, reader);
+  reader->Begin();
+  return std::make_shared<Handle>(ctx);
+}
+
+}  // namespace moa::cluster

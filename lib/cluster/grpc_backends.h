@@ -1,0 +1,57 @@
+// GenerationBackends over gRPC (callback API, no thread per call):
+// ProposerBackend calls ProposerService.Generate on the model's own
+// proposer; AggregatorBackend calls AggregatorService.Aggregate.
+#ifndef MOA_LIB_CLUSTER_GRPC_BACKENDS_H_
+#define MOA_LIB_CLUSTER_GRPC_BACKENDS_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "lib/cluster/generation_backend.h"
+#include "lib/config/cluster_config.h"
+#include "moa/v1/aggregator.grpc.pb.h"
+#include "moa/v1/proposer.grpc.pb.h"
+
+namespace moa::cluster {
+
+// A channel to `target` ("host:port" or "dns:///name:port"); round_robin
+// over every address the name resolves to, so proposer replicas behind a
+// headless Service share the load.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+
+class ProposerBackend final : public GenerationBackend {
+ public:
+  // One channel per model of the config, to its `endpoint`.
+  explicit ProposerBackend(const config::ClusterConfig& config);
+
+  // Ignores call.references (proposers take plain conversations). A model
+  // not in the config ends at once with NOT_FOUND.
+  std::shared_ptr<llm::CallHandle> Start(GenerationCall call,
+                                         std::shared_ptr<GenerationObserver> observer) override;
+
+  // The channel of a model, or nullptr.
+  std::shared_ptr<grpc::Channel> ChannelFor(const std::string& model) const;
+
+ private:
+  std::map<std::string, std::unique_ptr<v1::ProposerService::Stub>, std::less<>> stubs_;
+  std::map<std::string, std::shared_ptr<grpc::Channel>, std::less<>> channels_;
+};
+
+class AggregatorBackend final : public GenerationBackend {
+ public:
+  explicit AggregatorBackend(const std::string& endpoint);
+
+  std::shared_ptr<llm::CallHandle> Start(GenerationCall call,
+                                         std::shared_ptr<GenerationObserver> observer) override;
+
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AggregatorService::Stub> stub_;
+};
+
+}  // namespace moa::cluster
+
+#endif  // MOA_LIB_CLUSTER_GRPC_BACKENDS_H_

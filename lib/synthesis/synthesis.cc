@@ -1,0 +1,57 @@
+#include "lib/synthesis/synthesis.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace moa::synthesis {
+
+const std::string& DefaultInstruction() {
+  static const std::string kInstruction =
+      "Several models have answered the latest user query; their responses are listed below. "
+      "Weigh them critically: any of them may be biased, incomplete or simply wrong. Use what is "
+      "correct and useful in them and write one refined, accurate, comprehensive and "
+      "well-structured answer of your own. Do not copy the responses, do not refer to them or to "
+      "the models, and do not mention that you were given them.";
+  return kInstruction;
+}
+
+std::string SynthesisBlock(const std::string& instruction, const std::vector<Reference>& refs) {
+  std::string block = absl::StrCat(instruction, "\n\nResponses from models:");
+  for (size_t i = 0; i < refs.size(); ++i) {
+    absl::StrAppend(&block, "\n", i + 1, ". ", refs[i].text);
+  }
+  return block;
+}
+
+std::vector<llm::Message> WithReferences(const std::vector<llm::Message>& conversation,
+                                         const std::vector<Reference>& refs,
+                                         const std::string& instruction) {
+  if (refs.empty()) return conversation;
+  std::string block = SynthesisBlock(instruction, refs);
+  std::vector<llm::Message> out = conversation;
+  for (llm::Message& m : out) {
+    if (m.role == "system") {
+      m.content = absl::StrCat(m.content, "\n\n", block);
+      return out;
+    }
+  }
+  out.insert(out.begin(), llm::Message{"system", std::move(block)});
+  return out;
+}
+
+absl::StatusOr<std::string> LoadInstruction(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read synthesis prompt file ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  if (text.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("synthesis prompt file ", path, " is empty"));
+  }
+  return text;
+}
+
+}  // namespace moa::synthesis

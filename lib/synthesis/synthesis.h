@@ -1,0 +1,40 @@
+// The Mixture-of-Agents synthesis prompt: pure functions, no I/O.
+#ifndef MOA_LIB_SYNTHESIS_SYNTHESIS_H_
+#define MOA_LIB_SYNTHESIS_SYNTHESIS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "lib/llm/types.h"
+
+namespace moa::synthesis {
+
+struct Reference {
+  std::string model;  // Who wrote it (not shown to the model).
+  std::string text;   // Inserted as is.
+};
+
+// Our default instruction: weigh the responses critically, then write one
+// refined answer rather than copying them.
+const std::string& DefaultInstruction();
+
+// The synthesis block: instruction, a blank line, "Responses from models:",
+// then "\n{i}. {text}" for each reference in order (1-based).
+std::string SynthesisBlock(const std::string& instruction, const std::vector<Reference>& refs);
+
+// The conversation with the synthesis block: appended after a blank line to
+// an existing first system message, or inserted first as a new system
+// message. Other messages are unchanged. With no references the
+// conversation is returned as is.
+std::vector<llm::Message> WithReferences(const std::vector<llm::Message>& conversation,
+                                         const std::vector<Reference>& refs,
+                                         const std::string& instruction);
+
+// Reads an instruction template file (the whole file, trailing newlines
+// trimmed). NOT_FOUND when unreadable, INVALID_ARGUMENT when empty.
+absl::StatusOr<std::string> LoadInstruction(const std::string& path);
+
+}  // namespace moa::synthesis
+
+#endif  // MOA_LIB_SYNTHESIS_SYNTHESIS_H_
