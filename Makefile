@@ -5,7 +5,7 @@ BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test demo bench asan tsan format clean
+.PHONY: all deps configure build test demo up down bench asan tsan format clean
 
 all: build
 
@@ -21,8 +21,16 @@ build: configure
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 300
 
+CONFIG ?= deploy/local/cluster.yaml
+
 demo: build
-	deploy/local/demo.sh $(BUILD_DIR)
+	BUILD_DIR=$(abspath $(BUILD_DIR)) deploy/local/cluster.sh demo $(CONFIG)
+
+up: build
+	BUILD_DIR=$(abspath $(BUILD_DIR)) deploy/local/cluster.sh up $(CONFIG)
+
+down:
+	deploy/local/cluster.sh down
 
 bench: build
 	bench/run-benchmarks.sh $(BUILD_DIR)

@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "moa/v1/proposer.grpc.pb.h"
-#include "tests/support/grpc_health.h"
+#include "lib/server/health_check.h"
 #include "tests/support/test_support.h"
 
 namespace moa {
@@ -107,7 +107,7 @@ TEST_F(ProposerProcessTest, ServesWithTheKeyAndNeverPrintsIt) {
   grpc::Status ok = Ask(port, &text);
   ASSERT_TRUE(ok.ok()) << ok.error_message();
   EXPECT_THAT(text, HasSubstr("[m1 answer"));
-  EXPECT_EQ(moa::testing::HealthCheck(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+  EXPECT_EQ(moa::server::HealthCheck(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
                                                           grpc::InsecureChannelCredentials())),
             1);
 

@@ -15,7 +15,7 @@
 #include "lib/llm/curl_llm_client.h"
 #include "lib/server/grpc_server.h"
 #include "lib/telemetry/exposer.h"
-#include "tests/support/grpc_health.h"
+#include "lib/server/health_check.h"
 #include "tests/support/test_support.h"
 #include "tools/upstream-sim/answer.h"
 #include "tools/upstream-sim/sim_server.h"
@@ -249,7 +249,7 @@ TEST_F(ProposerServiceTest, EachUpstreamFaultEndsInItsStatusAndTheProposerKeepsS
   Proposer& healthy = Start("m1");
   EXPECT_TRUE(Generate(healthy, Question()).status.ok());
   for (auto& p : proposers_) {
-    EXPECT_EQ(moa::testing::HealthCheck(p->channel), 1);
+    EXPECT_EQ(moa::server::HealthCheck(p->channel), 1);
     EXPECT_EQ(p->service->inflight(), 0);
   }
   Result again = Generate(*proposers_[0], Question());

@@ -1,21 +1,22 @@
 // Calls grpc.health.v1.Health/Check without generated stubs (Debian ships
-// no health.proto for C++ clients): the request for the whole server is an
-// message naming service "" and the answer {status: SERVING} is 08 01.
-#ifndef MOA_TESTS_SUPPORT_GRPC_HEALTH_H_
-#define MOA_TESTS_SUPPORT_GRPC_HEALTH_H_
+// no health.proto for C++ clients). The request asks about the whole server
+// (service ""); the answer {status: SERVING} is the bytes 08 01.
+#ifndef MOA_LIB_SERVER_HEALTH_CHECK_H_
+#define MOA_LIB_SERVER_HEALTH_CHECK_H_
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <string>
 
-namespace moa::testing {
+namespace moa::server {
 
 // Returns the status enum (1 SERVING, 2 NOT_SERVING), or -1 if the call failed.
-inline int HealthCheck(const std::shared_ptr<grpc::Channel>& channel) {
+inline int HealthCheck(const std::shared_ptr<grpc::Channel>& channel,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(2)) {
   grpc::GenericStub stub(channel);
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   grpc::CompletionQueue cq;
   // HealthCheckRequest{service: ""} with the empty string written out: a
   // zero-length message is not accepted as a request.
@@ -33,10 +34,7 @@ inline int HealthCheck(const std::shared_ptr<grpc::Channel>& channel) {
   cq.Shutdown();
   while (cq.Next(&tag, &ok)) {
   }
-  if (!status.ok()) {
-    fprintf(stderr, "health check failed: %d %s\n", status.error_code(), status.error_message().c_str());
-    return -1;
-  }
+  if (!status.ok()) return -1;
   std::vector<grpc::Slice> slices;
   response.Dump(&slices);
   std::string bytes;
@@ -45,6 +43,6 @@ inline int HealthCheck(const std::shared_ptr<grpc::Channel>& channel) {
   return bytes.empty() ? 0 : -1;
 }
 
-}  // namespace moa::testing
+}  // namespace moa::server
 
-#endif  // MOA_TESTS_SUPPORT_GRPC_HEALTH_H_
+#endif  // MOA_LIB_SERVER_HEALTH_CHECK_H_

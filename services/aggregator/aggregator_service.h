@@ -1,0 +1,39 @@
+// AggregatorService: builds the synthesis messages from the references and
+// streams the target model's answer by calling that model's proposer. It
+// never speaks HTTP to an LLM itself.
+#ifndef MOA_SERVICES_AGGREGATOR_AGGREGATOR_SERVICE_H_
+#define MOA_SERVICES_AGGREGATOR_AGGREGATOR_SERVICE_H_
+
+#include <set>
+#include <string>
+
+#include "lib/cluster/generation_backend.h"
+#include "lib/telemetry/call_metrics.h"
+#include "moa/v1/aggregator.grpc.pb.h"
+
+namespace moa::aggregator {
+
+struct AggregatorOptions {
+  std::set<std::string> models;  // Models the aggregator may call (the cluster config's).
+  std::string instruction;       // Synthesis instruction (default or --synthesis_prompt_file).
+};
+
+class AggregatorService final : public v1::AggregatorService::CallbackService {
+ public:
+  // `proposers` and `metrics` must outlive the service. Stateless per call.
+  AggregatorService(AggregatorOptions options, cluster::GenerationBackend* proposers,
+                    telemetry::CallMetrics* metrics);
+
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Aggregate(
+      grpc::CallbackServerContext* context, const v1::AggregateRequest* request) override;
+
+ private:
+  friend class AggregateReactor;
+  const AggregatorOptions options_;
+  cluster::GenerationBackend* const proposers_;
+  telemetry::CallMetrics* const metrics_;
+};
+
+}  // namespace moa::aggregator
+
+#endif  // MOA_SERVICES_AGGREGATOR_AGGREGATOR_SERVICE_H_

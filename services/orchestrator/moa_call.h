@@ -1,0 +1,125 @@
+// MoaCall: one Mixture-of-Agents request, independent of the door it came
+// through (gRPC Chat, or the HTTP API). It runs layer 1 on the proposers,
+// layers 2..L and the final answer through the aggregator, and reports
+// events in order to a sink.
+#ifndef MOA_SERVICES_ORCHESTRATOR_MOA_CALL_H_
+#define MOA_SERVICES_ORCHESTRATOR_MOA_CALL_H_
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "lib/cluster/generation_backend.h"
+#include "lib/telemetry/orchestrator_metrics.h"
+#include "moa/v1/orchestrator.pb.h"
+#include "services/orchestrator/pipeline.h"
+
+namespace moa::orchestrator {
+
+// Receives a call's events in order, then exactly one OnFinish. Never called
+// concurrently; must not block or call back into the MoaCall.
+class MoaCallSink {
+ public:
+  virtual ~MoaCallSink() = default;
+  virtual void OnEvent(v1::ChatEvent event) = 0;
+  // OK after the summary event; otherwise why the call failed.
+  virtual void OnFinish(absl::Status status) = 0;
+};
+
+struct MoaBackends {
+  cluster::GenerationBackend* proposers;   // Layer 1.
+  cluster::GenerationBackend* aggregator;  // Layers 2..L and the final answer.
+};
+
+class MoaCall : public std::enable_shared_from_this<MoaCall> {
+ public:
+  struct Options {
+    ResolvedPipeline pipeline;
+    std::vector<llm::Message> conversation;
+    bool stream_proposals = false;
+    absl::Time deadline = absl::InfiniteFuture();
+  };
+
+  // Starts the call; events begin with `accepted`. The backends and metrics
+  // must outlive the call.
+  static std::shared_ptr<MoaCall> Start(Options options, MoaBackends backends,
+                                        telemetry::OrchestratorMetrics* metrics,
+                                        std::shared_ptr<MoaCallSink> sink);
+
+  // Cancels every child call at once; the sink gets OnFinish(CANCELLED)
+  // unless the call had already finished. Thread-safe, idempotent.
+  void Cancel();
+
+  MoaCall(Options options, MoaBackends backends, telemetry::OrchestratorMetrics* metrics,
+          std::shared_ptr<MoaCallSink> sink);
+
+ private:
+  class ChildObserver;
+  struct Proposal {
+    std::string model;
+    std::string text;
+    absl::Time started;
+    bool first_token_seen = false;
+    std::optional<absl::Status> failure;
+    bool done = false;
+  };
+
+  // A child call decided under mu_ and started after it is released, since a
+  // backend may report OnDone from inside Start.
+  struct PendingStart {
+    cluster::GenerationBackend* backend;
+    cluster::GenerationCall call;
+    int layer;
+    size_t index;
+  };
+
+  void Begin();
+  void LaunchPending();
+  void StartLayerLocked(size_t layer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartFinalLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnChildDelta(int layer, size_t index, absl::string_view text);
+  void OnChildDone(int layer, size_t index, absl::StatusOr<v1::Completion> result);
+  void LayerFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishLocked(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitLocked(v1::ChatEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Deliver();
+  void AddUsageLocked(const std::string& model, const v1::Usage& usage)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string LayerLabel(int layer) const;
+
+  const Options options_;
+  const MoaBackends backends_;
+  telemetry::OrchestratorMetrics* const metrics_;
+  const std::shared_ptr<MoaCallSink> sink_;
+  const absl::Time accepted_;
+
+  absl::Mutex mu_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  int current_layer_ ABSL_GUARDED_BY(mu_) = 0;  // 1-based; L+1 is the final answer.
+  absl::Time layer_started_ ABSL_GUARDED_BY(mu_);
+  std::vector<Proposal> proposals_ ABSL_GUARDED_BY(mu_);
+  size_t remaining_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<synthesis::Reference> references_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<llm::CallHandle>> children_ ABSL_GUARDED_BY(mu_);
+  std::vector<PendingStart> to_start_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<std::string, v1::Usage>> usage_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Duration> layer_durations_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Duration> answer_ttft_ ABSL_GUARDED_BY(mu_);
+
+  // Ordered delivery without calling the sink under mu_: events queue here
+  // and whichever thread finds no one delivering drains the queue.
+  std::deque<v1::ChatEvent> outbox_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Status> finish_status_ ABSL_GUARDED_BY(mu_);
+  bool delivering_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_delivered_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace moa::orchestrator
+
+#endif  // MOA_SERVICES_ORCHESTRATOR_MOA_CALL_H_

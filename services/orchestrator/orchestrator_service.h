@@ -1,0 +1,66 @@
+// OrchestratorService: the gRPC front door. Chat runs a MoaCall per request
+// and streams its events; ListPipelines lists the configured pipelines.
+#ifndef MOA_SERVICES_ORCHESTRATOR_ORCHESTRATOR_SERVICE_H_
+#define MOA_SERVICES_ORCHESTRATOR_ORCHESTRATOR_SERVICE_H_
+
+#include <atomic>
+#include <memory>
+
+#include "lib/config/cluster_config.h"
+#include "lib/telemetry/orchestrator_metrics.h"
+#include "moa/v1/orchestrator.grpc.pb.h"
+#include "services/orchestrator/moa_call.h"
+
+namespace moa::orchestrator {
+
+struct OrchestratorOptions {
+  int max_inflight = 1000;  // Chat calls beyond this get RESOURCE_EXHAUSTED at once.
+  // Deadline for calls that come without one, so no request runs forever.
+  absl::Duration default_timeout = absl::Minutes(10);
+};
+
+// Admission shared by every door (gRPC and HTTP): a slot per MoA request.
+class Admission {
+ public:
+  explicit Admission(int max_inflight) : max_(max_inflight) {}
+  // False when `max_inflight` requests are already running.
+  bool TryAcquire();
+  void Release();
+  int inflight() const { return inflight_.load(); }
+  int max() const { return max_; }
+
+ private:
+  const int max_;
+  std::atomic<int> inflight_{0};
+};
+
+class OrchestratorService final : public v1::OrchestratorService::CallbackService {
+ public:
+  // Everything passed in must outlive the service.
+  OrchestratorService(OrchestratorOptions options, const config::ClusterConfig* config,
+                      MoaBackends backends, telemetry::OrchestratorMetrics* metrics,
+                      Admission* admission);
+
+  grpc::ServerWriteReactor<v1::ChatEvent>* Chat(grpc::CallbackServerContext* context,
+                                                const v1::ChatRequest* request) override;
+  grpc::ServerUnaryReactor* ListPipelines(grpc::CallbackServerContext* context,
+                                          const v1::ListPipelinesRequest* request,
+                                          v1::ListPipelinesResponse* response) override;
+
+ private:
+  friend class ChatReactor;
+  const OrchestratorOptions options_;
+  const config::ClusterConfig* const config_;
+  const MoaBackends backends_;
+  telemetry::OrchestratorMetrics* const metrics_;
+  Admission* const admission_;
+};
+
+// Checks a Chat request and resolves its pipeline: INVALID_ARGUMENT naming
+// the field, NOT_FOUND for an unknown pipeline.
+absl::StatusOr<ResolvedPipeline> ValidateChatRequest(const v1::ChatRequest& request,
+                                                     const config::ClusterConfig& config);
+
+}  // namespace moa::orchestrator
+
+#endif  // MOA_SERVICES_ORCHESTRATOR_ORCHESTRATOR_SERVICE_H_

@@ -1,0 +1,77 @@
+#include "services/orchestrator/pipeline.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace moa::orchestrator {
+
+v1::SamplingParams MergeParams(const config::PipelineConfig* pipeline,
+                               const v1::SamplingParams& request) {
+  v1::SamplingParams p;
+  if (pipeline != nullptr) {
+    if (pipeline->temperature) p.set_temperature(*pipeline->temperature);
+    if (pipeline->max_tokens) p.set_max_tokens(*pipeline->max_tokens);
+    if (pipeline->top_p) p.set_top_p(*pipeline->top_p);
+  }
+  if (request.has_temperature()) p.set_temperature(request.temperature());
+  if (request.has_max_tokens()) p.set_max_tokens(request.max_tokens());
+  if (request.has_top_p()) p.set_top_p(request.top_p());
+  if (request.has_seed()) p.set_seed(request.seed());
+  *p.mutable_stop() = request.stop();
+  return p;
+}
+
+absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
+                                                 const config::ClusterConfig& config) {
+  ResolvedPipeline out;
+  if (request.has_spec()) {
+    const v1::PipelineSpec& spec = request.spec();
+    if (spec.reference_models().empty()) {
+      return absl::InvalidArgumentError("spec.reference_models: at least one model is required");
+    }
+    std::vector<std::string> models;
+    for (int i = 0; i < spec.reference_models_size(); ++i) {
+      const std::string& m = spec.reference_models(i);
+      if (config.FindModel(m) == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "spec.reference_models[", i, "]: model '", m, "' is not defined in the cluster config"));
+      }
+      models.push_back(m);
+    }
+    if (spec.aggregator().empty()) {
+      return absl::InvalidArgumentError("spec.aggregator: the aggregator model is required");
+    }
+    if (config.FindModel(spec.aggregator()) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec.aggregator: model '", spec.aggregator(), "' is not defined in the cluster config"));
+    }
+    if (spec.rounds() < 0 || spec.rounds() > kMaxRounds) {
+      return absl::InvalidArgumentError(absl::StrCat("spec.rounds must be in 1..", kMaxRounds,
+                                                     " (0 means 1), got ", spec.rounds()));
+    }
+    int rounds = spec.rounds() == 0 ? 1 : spec.rounds();
+    out.name = "inline";
+    out.layers.assign(rounds, models);
+    out.aggregator = spec.aggregator();
+    out.params = MergeParams(nullptr, request.params());
+    return out;
+  }
+  std::string name = request.pipeline().empty() ? config.default_pipeline : request.pipeline();
+  const config::PipelineConfig* p = config.FindPipeline(name);
+  if (p == nullptr) {
+    std::vector<std::string> known;
+    for (const auto& q : config.pipelines) known.push_back(q.name);
+    if (name.empty()) {
+      return absl::NotFoundError("no pipeline given and the cluster config has no pipelines");
+    }
+    return absl::NotFoundError(absl::StrCat("pipeline '", name, "' is not defined; available: ",
+                                            absl::StrJoin(known, ", ")));
+  }
+  out.name = p->name;
+  out.layers = p->layers;
+  out.aggregator = p->aggregator;
+  out.params = MergeParams(p, request.params());
+  return out;
+}
+
+}  // namespace moa::orchestrator

@@ -1,0 +1,36 @@
+// Resolves a Chat request's pipeline (by name, default, or inline spec)
+// against the cluster config.
+#ifndef MOA_SERVICES_ORCHESTRATOR_PIPELINE_H_
+#define MOA_SERVICES_ORCHESTRATOR_PIPELINE_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "lib/config/cluster_config.h"
+#include "moa/v1/orchestrator.pb.h"
+
+namespace moa::orchestrator {
+
+inline constexpr int kMaxRounds = 8;
+
+struct ResolvedPipeline {
+  std::string name;  // Config name, or "inline" for a spec.
+  std::vector<std::vector<std::string>> layers;
+  std::string aggregator;
+  v1::SamplingParams params;  // Pipeline defaults overridden by the request's.
+};
+
+// NOT_FOUND for an unknown pipeline name (listing the known ones);
+// INVALID_ARGUMENT naming the field for a bad spec (no models, unknown
+// model, rounds outside 0..8; 0 means 1) or bad params.
+absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
+                                                 const config::ClusterConfig& config);
+
+// Pipeline defaults with the request's params on top.
+v1::SamplingParams MergeParams(const config::PipelineConfig* pipeline,
+                               const v1::SamplingParams& request);
+
+}  // namespace moa::orchestrator
+
+#endif  // MOA_SERVICES_ORCHESTRATOR_PIPELINE_H_

@@ -1,0 +1,281 @@
+#include "tools/moa/batch.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "tools/moa/chat_runner.h"
+
+namespace moa::cli {
+namespace {
+
+using nlohmann::json;
+
+std::string ReadFile(const std::string& path, bool* ok) {
+  std::ifstream in(path);
+  *ok = static_cast<bool>(in);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Writes atomically: a reader (or a crash) never sees half a file.
+bool WriteFileAtomically(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return false;
+    out << text;
+    if (!out.flush()) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+std::string ShortId() {
+  static const char kAlphabet[] = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  std::string id;
+  for (int i = 0; i < 22; ++i) id += kAlphabet[rng() % (sizeof(kAlphabet) - 1)];
+  return id;
+}
+
+// A progress bar on stderr: redrawn in place on a terminal, a line per
+// item otherwise (logs, CI).
+class Progress {
+ public:
+  Progress(int total, int skipped) : total_(total), done_(skipped), tty_(isatty(2)) {
+    if (skipped > 0) std::fprintf(stderr, "resuming: %d of %d already in the output\n", skipped, total);
+    Draw();
+  }
+  void Item(bool ok) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++done_;
+    if (!ok) ++failed_;
+    Draw();
+  }
+  void End() {
+    if (tty_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  void Draw() {
+    int width = 30;
+    int filled = total_ == 0 ? width : done_ * width / total_;
+    std::string bar(filled, '#');
+    bar.resize(width, '.');
+    std::fprintf(stderr, "%s[%s] %d/%d done, %d failed, %.0fs%s", tty_ ? "\r" : "", bar.c_str(),
+                 done_, total_, failed_, absl::ToDoubleSeconds(absl::Now() - start_),
+                 tty_ ? "" : "\n");
+    std::fflush(stderr);
+  }
+  std::mutex mu_;
+  const int total_;
+  int done_;
+  int failed_ = 0;
+  const bool tty_;
+  const absl::Time start_ = absl::Now();
+};
+
+// Runs `work(i)` for each index on `concurrency` threads.
+void ForEachConcurrently(const std::vector<size_t>& indices, int concurrency,
+                         const std::function<void(size_t)>& work) {
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < std::max(1, concurrency); ++t) {
+    threads.emplace_back([&] {
+      for (size_t k; (k = next.fetch_add(1)) < indices.size();) work(indices[k]);
+    });
+  }
+  for (auto& t : threads) t.join();
+}
+
+v1::ChatMessage* Add(v1::ChatRequest& req, v1::Role role, const std::string& text) {
+  v1::ChatMessage* m = req.add_messages();
+  m->set_role(role);
+  m->set_content(text);
+  return m;
+}
+
+int RunAlpacaEval(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
+  bool ok;
+  json input = json::parse(ReadFile(o.input, &ok), nullptr, false);
+  if (!ok || input.is_discarded() || !input.is_array()) {
+    std::fprintf(stderr, "moa batch: %s is not a readable JSON list of {instruction, ...}\n",
+                 o.input.c_str());
+    return 2;
+  }
+  std::map<std::string, json> done;  // By instruction.
+  {
+    std::string existing = ReadFile(o.output, &ok);
+    if (ok && !existing.empty()) {
+      json prev = json::parse(existing, nullptr, false);
+      if (prev.is_discarded() || !prev.is_array()) {
+        std::fprintf(stderr, "moa batch: %s exists but is not a JSON list; move it away\n",
+                     o.output.c_str());
+        return 2;
+      }
+      for (const json& item : prev) {
+        if (item.is_object() && item.contains("instruction")) {
+          done[item["instruction"].get<std::string>()] = item;
+        }
+      }
+    }
+  }
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < input.size(); ++i) {
+    if (!input[i].is_object() || !input[i].contains("instruction") ||
+        !input[i]["instruction"].is_string()) {
+      std::fprintf(stderr, "moa batch: %s item %zu has no string 'instruction'\n",
+                   o.input.c_str(), i);
+      return 2;
+    }
+    if (done.count(input[i]["instruction"].get<std::string>()) == 0) todo.push_back(i);
+  }
+  Progress progress(static_cast<int>(input.size()), static_cast<int>(input.size() - todo.size()));
+  std::mutex mu;
+  std::atomic<int> failed{0};
+  auto write_all = [&] {  // In input order, every item answered so far.
+    json out = json::array();
+    for (const json& item : input) {
+      auto it = done.find(item["instruction"].get<std::string>());
+      if (it != done.end()) out.push_back(it->second);
+    }
+    return WriteFileAtomically(o.output, out.dump(2) + "\n");
+  };
+  ForEachConcurrently(todo, o.concurrency, [&](size_t i) {
+    const std::string instruction = input[i]["instruction"].get<std::string>();
+    v1::ChatRequest req = o.base;
+    if (o.temperature_override) req.mutable_params()->set_temperature(*o.temperature_override);
+    Add(req, v1::ROLE_USER, instruction);
+    ChatResult r = RunChat(stub, req, o.timeout, {});
+    if (!r.status.ok()) {
+      ++failed;
+      std::fprintf(stderr, "\nitem %zu failed: %s\n", i, r.status.error_message().c_str());
+      progress.Item(false);
+      return;
+    }
+    json item = {{"instruction", instruction},
+                 {"output", r.answer},
+                 {"generator", o.generator},
+                 {"dataset", input[i].value("dataset", "")}};
+    std::lock_guard<std::mutex> lock(mu);
+    done[instruction] = item;
+    if (!write_all()) std::fprintf(stderr, "\ncannot write %s\n", o.output.c_str());
+    progress.Item(true);
+  });
+  progress.End();
+  return failed > 0 ? 1 : 0;
+}
+
+int RunMtBench(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
+  bool ok;
+  std::string text = ReadFile(o.input, &ok);
+  if (!ok) {
+    std::fprintf(stderr, "moa batch: cannot read %s\n", o.input.c_str());
+    return 2;
+  }
+  std::vector<json> questions;
+  std::istringstream lines(text);
+  std::string line;
+  for (int n = 1; std::getline(lines, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json q = json::parse(line, nullptr, false);
+    if (q.is_discarded() || !q.contains("question_id") || !q.contains("turns") ||
+        !q["turns"].is_array() || q["turns"].empty()) {
+      std::fprintf(stderr, "moa batch: %s:%d is not a question {question_id, category, turns}\n",
+                   o.input.c_str(), n);
+      return 2;
+    }
+    questions.push_back(std::move(q));
+  }
+  std::set<std::string> done;
+  {
+    std::ifstream prev(o.output);
+    for (std::string l; std::getline(prev, l);) {
+      json a = json::parse(l, nullptr, false);
+      if (!a.is_discarded() && a.contains("question_id")) done.insert(a["question_id"].dump());
+    }
+  }
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < questions.size(); ++i) {
+    if (done.count(questions[i]["question_id"].dump()) == 0) todo.push_back(i);
+  }
+  std::ofstream out(o.output, std::ios::app);
+  if (!out) {
+    std::fprintf(stderr, "moa batch: cannot write %s\n", o.output.c_str());
+    return 2;
+  }
+  Progress progress(static_cast<int>(questions.size()),
+                    static_cast<int>(questions.size() - todo.size()));
+  std::mutex mu;
+  std::atomic<int> failed{0};
+  ForEachConcurrently(todo, o.concurrency, [&](size_t i) {
+    const json& q = questions[i];
+    double temperature = o.temperature_override.value_or(
+        MtBenchTemperature(q.value("category", std::string())));
+    // Each turn sees the earlier turns and their answers.
+    v1::ChatRequest req = o.base;
+    req.mutable_params()->set_temperature(temperature);
+    std::vector<std::string> answers;
+    for (const json& turn : q["turns"]) {
+      Add(req, v1::ROLE_USER, turn.get<std::string>());
+      ChatResult r = RunChat(stub, req, o.timeout, {});
+      if (!r.status.ok()) {
+        ++failed;
+        std::fprintf(stderr, "\nquestion %s failed: %s\n", q["question_id"].dump().c_str(),
+                     r.status.error_message().c_str());
+        progress.Item(false);
+        return;
+      }
+      answers.push_back(r.answer);
+      Add(req, v1::ROLE_ASSISTANT, r.answer);
+    }
+    json answer = {{"question_id", q["question_id"]},
+                   {"answer_id", ShortId()},
+                   {"model_id", o.generator},
+                   {"choices", json::array({{{"index", 0}, {"turns", answers}}})},
+                   {"tstamp", static_cast<double>(absl::ToUnixMicros(absl::Now())) / 1e6}};
+    std::lock_guard<std::mutex> lock(mu);
+    out << answer.dump() << "\n";
+    out.flush();
+    progress.Item(true);
+  });
+  progress.End();
+  return failed > 0 ? 1 : 0;
+}
+
+}  // namespace
+
+double MtBenchTemperature(const std::string& category) {
+  static const std::map<std::string, double> kTemperature = {
+      {"writing", 0.7}, {"roleplay", 0.7},  {"extraction", 0.0}, {"math", 0.0},
+      {"coding", 0.0},  {"reasoning", 0.0}, {"stem", 0.1},       {"humanities", 0.1}};
+  auto it = kTemperature.find(category);
+  return it == kTemperature.end() ? 0.7 : it->second;
+}
+
+int RunBatch(v1::OrchestratorService::Stub& stub, const BatchOptions& options) {
+  if (options.input.empty() || options.output.empty()) {
+    std::fprintf(stderr, "moa batch: --input and --output are required\n");
+    return 2;
+  }
+  if (options.format == "alpaca_eval") return RunAlpacaEval(stub, options);
+  if (options.format == "mt_bench") return RunMtBench(stub, options);
+  std::fprintf(stderr, "moa batch: --format must be alpaca_eval or mt_bench, got '%s'\n",
+               options.format.c_str());
+  return 2;
+}
+
+}  // namespace moa::cli

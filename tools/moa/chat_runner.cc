@@ -1,0 +1,119 @@
+#include "tools/moa/chat_runner.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "lib/contract/contract.h"
+
+namespace moa::cli {
+namespace {
+
+std::string FormatSeconds(const std::optional<absl::Duration>& d) {
+  if (!d) return "-";
+  return absl::StrFormat("%.2fs", absl::ToDoubleSeconds(*d));
+}
+
+CallRow Row(std::string layer, std::string model, std::string outcome) {
+  CallRow row;
+  row.layer = std::move(layer);
+  row.model = std::move(model);
+  row.outcome = std::move(outcome);
+  return row;
+}
+
+}  // namespace
+
+ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& request,
+                   absl::Duration timeout, const ChatCallbacks& cb) {
+  ChatResult result;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  auto reader = stub.Chat(&ctx, request);
+  v1::ChatEvent event;
+  std::vector<int> layer_sizes;
+  std::map<int, int> finished_in_layer;
+  auto progress = [&](int layer) {
+    if (cb.on_progress && layer >= 1 && layer <= static_cast<int>(layer_sizes.size())) {
+      cb.on_progress(layer, static_cast<int>(layer_sizes.size()), finished_in_layer[layer],
+                     layer_sizes[layer - 1]);
+    }
+  };
+  while (reader->Read(&event)) {
+    switch (event.event_case()) {
+      case v1::ChatEvent::kAccepted:
+        for (const auto& l : event.accepted().layers()) layer_sizes.push_back(l.models_size());
+        result.layers = static_cast<int>(layer_sizes.size());
+        progress(1);
+        break;
+      case v1::ChatEvent::kProposalStarted:
+        progress(event.proposal_started().ref().layer());
+        break;
+      case v1::ChatEvent::kProposalDelta:
+        if (cb.on_proposal_delta) cb.on_proposal_delta(event.proposal_delta());
+        break;
+      case v1::ChatEvent::kProposalDone: {
+        const auto& d = event.proposal_done();
+        CallRow row = Row(absl::StrCat(d.ref().layer()), d.ref().model(), "ok");
+        row.ttft = contract::FromProto(d.completion().time_to_first_token());
+        row.duration = contract::FromProto(d.completion().duration());
+        row.prompt_tokens = d.completion().usage().prompt_tokens();
+        row.completion_tokens = d.completion().usage().completion_tokens();
+        result.rows.push_back(row);
+        ++finished_in_layer[d.ref().layer()];
+        progress(d.ref().layer());
+        if (cb.on_proposal_done) cb.on_proposal_done(d);
+        break;
+      }
+      case v1::ChatEvent::kProposalFailed: {
+        const auto& f = event.proposal_failed();
+        CallRow row = Row(absl::StrCat(f.ref().layer()), f.ref().model(),
+                          absl::StatusCodeToString(static_cast<absl::StatusCode>(f.status().code())));
+        row.error = f.status().message();
+        result.rows.push_back(row);
+        ++finished_in_layer[f.ref().layer()];
+        progress(f.ref().layer());
+        break;
+      }
+      case v1::ChatEvent::kAnswerDelta:
+        result.answer += event.answer_delta();
+        if (cb.on_answer_delta) cb.on_answer_delta(event.answer_delta());
+        break;
+      case v1::ChatEvent::kSummary: {
+        result.summary = event.summary();
+        const v1::Completion& a = event.summary().answer();
+        CallRow row = Row("final", a.model(), "ok");
+        row.ttft = contract::FromProto(a.time_to_first_token());
+        row.duration = contract::FromProto(a.duration());
+        row.prompt_tokens = a.usage().prompt_tokens();
+        row.completion_tokens = a.usage().completion_tokens();
+        result.rows.push_back(row);
+        break;
+      }
+      case v1::ChatEvent::EVENT_NOT_SET:
+        break;
+    }
+  }
+  result.status = reader->Finish();
+  return result;
+}
+
+std::string FormatTable(const std::vector<CallRow>& rows) {
+  size_t model_width = 5;
+  for (const CallRow& r : rows) model_width = std::max(model_width, r.model.size());
+  std::string out = absl::StrFormat("%-6s %-*s %8s %9s %13s  %s\n", "layer",
+                                    static_cast<int>(model_width), "model", "ttft", "duration",
+                                    "tokens in/out", "outcome");
+  for (const CallRow& r : rows) {
+    std::string tokens =
+        r.outcome == "ok" ? absl::StrCat(r.prompt_tokens, "/", r.completion_tokens) : "-";
+    std::string outcome = r.error.empty() ? r.outcome : absl::StrCat(r.outcome, ": ", r.error);
+    absl::StrAppendFormat(&out, "%-6s %-*s %8s %9s %13s  %s\n", r.layer,
+                          static_cast<int>(model_width), r.model, FormatSeconds(r.ttft),
+                          FormatSeconds(r.duration), tokens, outcome);
+  }
+  return out;
+}
+
+}  // namespace moa::cli

@@ -1,0 +1,299 @@
+// moa: command-line client of moa-orchestrator.
+//   moa ask [--pipeline P] "question"      stream one answer, then a per-model table
+//   moa chat [--reference_models a,b ...]  interactive multi-turn chat
+//   moa batch --format alpaca_eval|mt_bench --input F --output F
+//   moa pipelines                          list the cluster's pipelines
+//   moa endpoints --config F               model/aggregator ports of a config (for scripts)
+//   moa health --target HOST:PORT          exit 0 when the server reports SERVING
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "lib/config/cluster_config.h"
+#include "lib/server/health_check.h"
+#include "tools/moa/batch.h"
+#include "tools/moa/chat_runner.h"
+
+ABSL_FLAG(std::string, orchestrator, "",
+          "Orchestrator address (default: $MOA_ORCHESTRATOR or localhost:50051).");
+ABSL_FLAG(std::string, pipeline, "", "Pipeline name (default: the cluster's default).");
+ABSL_FLAG(std::string, reference_models, "",
+          "Comma-separated models for an inline pipeline (instead of --pipeline).");
+ABSL_FLAG(std::string, aggregator, "", "Aggregator model of an inline pipeline.");
+ABSL_FLAG(int, rounds, 1, "Proposer layers of an inline pipeline.");
+ABSL_FLAG(double, temperature, -1, "Sampling temperature (default: the pipeline's).");
+ABSL_FLAG(int, max_tokens, 0, "Max tokens per call (default: the pipeline's).");
+ABSL_FLAG(std::string, system, "", "System message to start the conversation with.");
+ABSL_FLAG(bool, multi_turn, true, "chat: keep earlier turns in the conversation.");
+ABSL_FLAG(bool, show_proposals, false, "Print each proposal's text as it completes.");
+ABSL_FLAG(bool, table, true, "ask: print the per-model table on stderr.");
+ABSL_FLAG(absl::Duration, timeout, absl::Minutes(10), "Deadline of each request.");
+ABSL_FLAG(std::string, format, "alpaca_eval", "batch: alpaca_eval or mt_bench.");
+ABSL_FLAG(std::string, input, "", "batch: input file.");
+ABSL_FLAG(std::string, output, "", "batch: output file (resumed if it exists).");
+ABSL_FLAG(int, concurrency, 4, "batch: requests in parallel.");
+ABSL_FLAG(std::string, generator, "", "batch: generator / model_id written (default: pipeline).");
+ABSL_FLAG(std::string, config, "", "endpoints: cluster config to read.");
+ABSL_FLAG(std::string, target, "", "health: gRPC address to check.");
+
+namespace moa::cli {
+namespace {
+
+std::string OrchestratorAddress() {
+  std::string flag = absl::GetFlag(FLAGS_orchestrator);
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("MOA_ORCHESTRATOR"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  return "localhost:50051";
+}
+
+std::unique_ptr<v1::OrchestratorService::Stub> Connect() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  return v1::OrchestratorService::NewStub(grpc::CreateCustomChannel(
+      OrchestratorAddress(), grpc::InsecureChannelCredentials(), args));
+}
+
+// The pipeline choice and params every request of this run carries.
+v1::ChatRequest BaseRequest() {
+  v1::ChatRequest req;
+  std::string refs = absl::GetFlag(FLAGS_reference_models);
+  if (!refs.empty()) {
+    v1::PipelineSpec* spec = req.mutable_spec();
+    for (absl::string_view m : absl::StrSplit(refs, ',', absl::SkipWhitespace())) {
+      spec->add_reference_models(std::string(m));
+    }
+    spec->set_aggregator(absl::GetFlag(FLAGS_aggregator));
+    spec->set_rounds(absl::GetFlag(FLAGS_rounds));
+  } else {
+    req.set_pipeline(absl::GetFlag(FLAGS_pipeline));
+  }
+  if (absl::GetFlag(FLAGS_temperature) >= 0) {
+    req.mutable_params()->set_temperature(absl::GetFlag(FLAGS_temperature));
+  }
+  if (absl::GetFlag(FLAGS_max_tokens) > 0) {
+    req.mutable_params()->set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
+  }
+  if (std::string system = absl::GetFlag(FLAGS_system); !system.empty()) {
+    v1::ChatMessage* m = req.add_messages();
+    m->set_role(v1::ROLE_SYSTEM);
+    m->set_content(system);
+  }
+  return req;
+}
+
+int ReportError(const grpc::Status& status) {
+  std::fprintf(stderr, "moa: %s: %s\n",
+               absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())).c_str(),
+               status.error_message().c_str());
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      status.error_message().find("every model") == std::string::npos) {
+    std::fprintf(stderr, "moa: is the orchestrator running at %s? (--orchestrator or "
+                         "MOA_ORCHESTRATOR)\n", OrchestratorAddress().c_str());
+  }
+  return 1;
+}
+
+ChatCallbacks Callbacks(bool show_progress) {
+  ChatCallbacks cb;
+  bool tty = isatty(2);
+  cb.on_answer_delta = [](const std::string& text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  };
+  if (show_progress) {
+    auto last = std::make_shared<std::pair<int, int>>(-1, -1);
+    cb.on_progress = [tty, last](int layer, int layers, int done, int total) {
+      if (*last == std::make_pair(layer, done)) return;
+      *last = {layer, done};
+      // In place on a terminal; otherwise one line per change. The final
+      // answer is layer layers+1, as the MoA paper counts.
+      std::fprintf(stderr, "%slayer %d/%d: %d of %d proposals%s", tty ? "\r\033[K" : "", layer,
+                   layers + 1, done, total, tty ? "" : "\n");
+      if (layer == layers && done == total) {
+        std::fprintf(stderr, "%slayer %d/%d: aggregating%s", tty ? "\r\033[K" : "", layers + 1,
+                     layers + 1, tty ? "" : "\n");
+      }
+      std::fflush(stderr);
+    };
+  }
+  if (absl::GetFlag(FLAGS_show_proposals)) {
+    cb.on_proposal_done = [tty](const v1::ProposalDone& d) {
+      std::fprintf(stderr, "%s--- layer %d, %s ---\n%s\n", tty ? "\r\033[K" : "",
+                   d.ref().layer(), d.ref().model().c_str(), d.text().c_str());
+    };
+  }
+  return cb;
+}
+
+int Ask(const std::vector<std::string>& words) {
+  if (words.empty()) {
+    std::fprintf(stderr, "usage: moa ask [--pipeline P] \"question\"\n");
+    return 2;
+  }
+  auto stub = Connect();
+  v1::ChatRequest req = BaseRequest();
+  v1::ChatMessage* m = req.add_messages();
+  m->set_role(v1::ROLE_USER);
+  m->set_content(absl::StrJoin(words, " "));
+  bool tty = isatty(2);
+  bool started_answer = false;
+  ChatCallbacks cb = Callbacks(true);
+  auto print = cb.on_answer_delta;
+  cb.on_answer_delta = [&](const std::string& text) {
+    if (!started_answer) {
+      started_answer = true;
+      std::fprintf(stderr, "%sanswer:\n", tty ? "\r\033[K" : "");
+    }
+    print(text);
+  };
+  ChatResult r = RunChat(*stub, req, absl::GetFlag(FLAGS_timeout), cb);
+  std::printf("\n");
+  std::fflush(stdout);
+  if (absl::GetFlag(FLAGS_table) && !r.rows.empty()) {
+    std::fprintf(stderr, "\n%s", FormatTable(r.rows).c_str());
+  }
+  if (r.summary) {
+    std::fprintf(stderr, "total %.2fs, answer first token after %.2fs\n",
+                 r.summary->total().seconds() + r.summary->total().nanos() / 1e9,
+                 r.summary->time_to_first_token().seconds() +
+                     r.summary->time_to_first_token().nanos() / 1e9);
+  }
+  return r.status.ok() ? 0 : ReportError(r.status);
+}
+
+int Chat() {
+  auto stub = Connect();
+  v1::ChatRequest conversation = BaseRequest();
+  std::fprintf(stderr, "moa chat: type a message; 'exit' or Ctrl-D to quit.\n");
+  std::string line;
+  while (true) {
+    std::printf(">>> ");
+    std::fflush(stdout);
+    if (!std::getline(std::cin, line)) break;
+    if (line == "exit" || line == "quit") break;
+    if (line.empty()) continue;
+    v1::ChatRequest req = absl::GetFlag(FLAGS_multi_turn) ? conversation : BaseRequest();
+    v1::ChatMessage* m = req.add_messages();
+    m->set_role(v1::ROLE_USER);
+    m->set_content(line);
+    ChatResult r = RunChat(*stub, req, absl::GetFlag(FLAGS_timeout), Callbacks(false));
+    std::printf("\n");
+    if (!r.status.ok()) {
+      ReportError(r.status);
+      continue;  // The failed turn is not added to the conversation.
+    }
+    if (absl::GetFlag(FLAGS_multi_turn)) {
+      conversation = req;
+      v1::ChatMessage* a = conversation.add_messages();
+      a->set_role(v1::ROLE_ASSISTANT);
+      a->set_content(r.answer);
+    }
+  }
+  std::printf("\n");
+  return 0;
+}
+
+int Batch() {
+  auto stub = Connect();
+  BatchOptions o;
+  o.format = absl::GetFlag(FLAGS_format);
+  o.input = absl::GetFlag(FLAGS_input);
+  o.output = absl::GetFlag(FLAGS_output);
+  o.concurrency = absl::GetFlag(FLAGS_concurrency);
+  o.timeout = absl::GetFlag(FLAGS_timeout);
+  o.base = BaseRequest();
+  o.base.clear_params();
+  if (absl::GetFlag(FLAGS_max_tokens) > 0) {
+    o.base.mutable_params()->set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
+  }
+  if (absl::GetFlag(FLAGS_temperature) >= 0) o.temperature_override = absl::GetFlag(FLAGS_temperature);
+  o.generator = absl::GetFlag(FLAGS_generator);
+  if (o.generator.empty()) {
+    o.generator = absl::GetFlag(FLAGS_pipeline).empty() ? "moa" : absl::GetFlag(FLAGS_pipeline);
+  }
+  return RunBatch(*stub, o);
+}
+
+int Pipelines() {
+  auto stub = Connect();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ListPipelinesResponse resp;
+  grpc::Status s = stub->ListPipelines(&ctx, v1::ListPipelinesRequest(), &resp);
+  if (!s.ok()) return ReportError(s);
+  for (const v1::PipelineInfo& p : resp.pipelines()) {
+    std::vector<std::string> layers;
+    for (const auto& l : p.layers()) layers.push_back(absl::StrJoin(l.models(), ", "));
+    std::printf("%s%s: [%s] -> %s\n", p.name().c_str(), p.is_default() ? " (default)" : "",
+                absl::StrJoin(layers, "] -> [").c_str(), p.aggregator().c_str());
+  }
+  return 0;
+}
+
+// Prints "model NAME PORT" per model and "aggregator PORT" for scripts that
+// start a local cluster from a config.
+int Endpoints() {
+  auto cfg = config::LoadClusterConfig(absl::GetFlag(FLAGS_config));
+  if (!cfg.ok()) {
+    std::fprintf(stderr, "moa: %s\n", std::string(cfg.status().message()).c_str());
+    return 2;
+  }
+  auto port_of = [](const std::string& endpoint) {
+    return endpoint.substr(endpoint.rfind(':') + 1);
+  };
+  for (const auto& m : cfg->models) {
+    std::printf("model %s %s\n", m.name.c_str(), port_of(m.endpoint).c_str());
+  }
+  if (!cfg->aggregator_endpoint.empty()) {
+    std::printf("aggregator %s\n", port_of(cfg->aggregator_endpoint).c_str());
+  }
+  return 0;
+}
+
+// Exit 0 when the gRPC server at --target reports SERVING (for scripts).
+int Health() {
+  std::string target = absl::GetFlag(FLAGS_target);
+  if (target.empty()) target = OrchestratorAddress();
+  int status = server::HealthCheck(
+      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()),
+      std::chrono::milliseconds(absl::ToInt64Milliseconds(absl::GetFlag(FLAGS_timeout))));
+  if (status == 1) return 0;
+  std::fprintf(stderr, "moa: %s is %s\n", target.c_str(),
+               status == 2 ? "NOT_SERVING" : "not reachable");
+  return 1;
+}
+
+}  // namespace
+}  // namespace moa::cli
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "moa ask|chat|batch|pipelines|endpoints [flags] ...  (see README.md, 'moa CLI')");
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() < 2) {
+    std::fprintf(stderr, "usage: moa ask|chat|batch|pipelines|endpoints|health [flags]; moa --help\n");
+    return 2;
+  }
+  std::string command = positional[1];
+  std::vector<std::string> rest(positional.begin() + 2, positional.end());
+  if (command == "ask") return moa::cli::Ask(rest);
+  if (command == "chat") return moa::cli::Chat();
+  if (command == "batch") return moa::cli::Batch();
+  if (command == "pipelines") return moa::cli::Pipelines();
+  if (command == "endpoints") return moa::cli::Endpoints();
+  if (command == "health") return moa::cli::Health();
+  std::fprintf(stderr, "moa: unknown command '%s' (ask, chat, batch, pipelines, endpoints, health)\n",
+               command.c_str());
+  return 2;
+}
