@@ -70,7 +70,8 @@ std::string BinaryPath(const std::string& relative) {
   return std::string(MOA_BIN_DIR) + "/" + relative;
 }
 
-Process::Process(std::vector<std::string> argv, std::vector<std::string> env) {
+Process::Process(std::vector<std::string> argv, std::vector<std::string> env,
+                 const std::string& stdin_path) {
   char tmpl[] = "/tmp/moa-test-proc-XXXXXX";
   int fd = mkstemp(tmpl);
   log_path_ = tmpl;
@@ -78,6 +79,8 @@ Process::Process(std::vector<std::string> argv, std::vector<std::string> env) {
   if (pid_ == 0) {
     dup2(fd, STDOUT_FILENO);
     dup2(fd, STDERR_FILENO);
+    int in = open(stdin_path.empty() ? "/dev/null" : stdin_path.c_str(), O_RDONLY);
+    if (in >= 0) dup2(in, STDIN_FILENO);
     // Children must not inherit the test's blocked signal mask.
     sigset_t none;
     sigemptyset(&none);

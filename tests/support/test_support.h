@@ -34,7 +34,9 @@ std::string BinaryPath(const std::string& relative);
 // A child process with stdout and stderr captured to a file.
 class Process {
  public:
-  Process(std::vector<std::string> argv, std::vector<std::string> env = {});
+  // `stdin_path`, when set, is the child's standard input.
+  Process(std::vector<std::string> argv, std::vector<std::string> env = {},
+          const std::string& stdin_path = "");
   ~Process();  // SIGKILLs the process if it still runs.
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;

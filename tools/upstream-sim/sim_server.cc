@@ -56,11 +56,11 @@ class RequestLog {
  public:
   explicit RequestLog(size_t cap) : cap_(cap) {}
 
-  int64_t Add(std::string model, json messages, bool stream, Fault fault) {
+  int64_t Add(std::string model, json messages, json params, bool stream, Fault fault) {
     std::lock_guard<std::mutex> lock(mu_);
     int64_t id = next_id_++;
-    entries_.push_back({id, std::move(model), std::move(messages), stream, UnixSeconds(), 0,
-                        "in_progress", std::string(FaultName(fault))});
+    entries_.push_back({id, std::move(model), std::move(messages), std::move(params), stream,
+                        UnixSeconds(), 0, "in_progress", std::string(FaultName(fault))});
     while (entries_.size() > cap_) entries_.pop_front();
     return id;
   }
@@ -83,6 +83,7 @@ class RequestLog {
       list.push_back({{"id", e.id},
                       {"model", e.model},
                       {"messages", e.messages},
+                      {"params", e.params},
                       {"stream", e.stream},
                       {"started_at", e.started},
                       {"ended_at", e.ended > 0 ? json(e.ended) : json(nullptr)},
@@ -102,6 +103,7 @@ class RequestLog {
     int64_t id;
     std::string model;
     json messages;
+    json params;
     bool stream;
     double started;
     double ended;
@@ -345,7 +347,12 @@ class Session : public std::enable_shared_from_this<Session> {
       }
     }
     fault_ = sim_.DrawFault(profile.faults);
-    log_id_ = sim_.log().Add(model_, body["messages"], stream_, fault_);
+    json params = json::object();  // Sampling parameters as received, for tests to check.
+    for (const char* key : {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed",
+                            "stop"}) {
+      if (body.contains(key)) params[key] = body[key];
+    }
+    log_id_ = sim_.log().Add(model_, body["messages"], std::move(params), stream_, fault_);
     tokens_ = AnswerTokens(model_, messages, length);
     next_token_ = 0;
     prompt_tokens_ = PromptTokens(messages);

@@ -1,0 +1,265 @@
+// The moa CLI against a live cluster on the simulator: ask, and the
+// AlpacaEval and MT-Bench output formats field by field, multi-turn answers
+// and resuming.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "tests/support/local_cluster.h"
+#include "tools/moa/batch.h"
+
+namespace moa {
+namespace {
+
+using ::moa::testing::BinaryPath;
+using ::moa::testing::LocalCluster;
+using ::moa::testing::Process;
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+class MoaCliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    testing::ClusterSpec spec;
+    spec.models = {"a", "b", "z"};
+    spec.pipelines_yaml =
+        "pipelines:\n  moa: {layers: [[a, b]], aggregator: z}\ndefault_pipeline: moa\n";
+    spec.sim_profiles_yaml =
+        "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 10}\n";
+    cluster_ = new LocalCluster(spec);
+  }
+  static void TearDownTestSuite() { delete cluster_; }
+
+  void SetUp() override {
+    ASSERT_TRUE(cluster_->ok()) << cluster_->error();
+    dir_ = std::filesystem::temp_directory_path() /
+           ("moa-cli-test-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+    since_ = cluster_->LastSimRequestId();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Runs `moa` with the given arguments; returns the exit code.
+  int Moa(std::vector<std::string> args, std::string* output = nullptr,
+          const std::string& stdin_path = "") {
+    std::vector<std::string> argv = {BinaryPath("tools/moa/moa"),
+                                     "--orchestrator=" + cluster_->orchestrator_address()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Process p(argv, {}, stdin_path);
+    int code = p.Wait(absl::Seconds(60));
+    if (output) *output = p.Output();
+    return code;
+  }
+
+  std::string Path(const std::string& name) { return (dir_ / name).string(); }
+
+  static std::string Read(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  std::vector<json> FinalRequests() {
+    std::vector<json> out;
+    for (const json& r : cluster_->SimRequests(since_)) {
+      if (r["model"] == "z") out.push_back(r);
+    }
+    return out;
+  }
+
+  static LocalCluster* cluster_;
+  std::filesystem::path dir_;
+  int64_t since_ = 0;
+};
+
+LocalCluster* MoaCliTest::cluster_ = nullptr;
+
+TEST_F(MoaCliTest, AskStreamsTheAnswerAndPrintsThePerModelTable) {
+  std::string out;
+  ASSERT_EQ(Moa({"ask", "What", "is", "MoA?"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("layer 1/2: 2 of 2 proposals"));
+  EXPECT_THAT(out, HasSubstr("[z synthesis of 2 responses"));
+  EXPECT_THAT(out, ::testing::ContainsRegex("layer +model +ttft +duration +tokens in/out +outcome"));
+  EXPECT_THAT(out, ::testing::ContainsRegex("\n1 +a +[0-9.]+s +[0-9.]+s +[0-9]+/10 +ok"));
+  EXPECT_THAT(out, ::testing::ContainsRegex("\nfinal +z +[0-9.]+s +[0-9.]+s +[0-9]+/10 +ok"));
+  EXPECT_EQ(FinalRequests()[0]["messages"].back()["content"], "What is MoA?");
+}
+
+TEST_F(MoaCliTest, AskReportsAnUnknownPipelineAndExitsNonZero) {
+  std::string out;
+  EXPECT_EQ(Moa({"ask", "--pipeline=ghost", "hi"}, &out), 1);
+  EXPECT_THAT(out, HasSubstr("NOT_FOUND: pipeline 'ghost' is not defined; available: moa"));
+}
+
+TEST_F(MoaCliTest, ChatKeepsEarlierTurnsInTheConversation) {
+  std::ofstream(Path("stdin.txt")) << "Hello there\nAnd a follow-up\nexit\n";
+  std::string out;
+  ASSERT_EQ(Moa({"chat"}, &out, Path("stdin.txt")), 0) << out;
+  EXPECT_THAT(out, HasSubstr(">>> "));
+  auto finals = FinalRequests();
+  ASSERT_EQ(finals.size(), 2u);
+  const json& second = finals[1]["messages"];
+  size_t n = second.size();
+  ASSERT_GE(n, 3u);
+  EXPECT_EQ(second[n - 3]["content"], "Hello there");
+  EXPECT_EQ(second[n - 2]["role"], "assistant");
+  EXPECT_THAT(second[n - 2]["content"].get<std::string>(), HasSubstr("[z synthesis of 2"));
+  EXPECT_EQ(second[n - 1]["content"], "And a follow-up");
+}
+
+TEST_F(MoaCliTest, ChatWithoutMultiTurnSendsEachMessageAlone) {
+  std::ofstream(Path("stdin.txt")) << "One\nTwo\n";
+  ASSERT_EQ(Moa({"chat", "--multi_turn=false"}, nullptr, Path("stdin.txt")), 0);
+  auto finals = FinalRequests();
+  ASSERT_EQ(finals.size(), 2u);
+  EXPECT_EQ(finals[1]["messages"].back()["content"], "Two");
+  for (const json& m : finals[1]["messages"]) EXPECT_NE(m["content"], "One");
+}
+
+TEST_F(MoaCliTest, AlpacaEvalOutputHasEveryFieldInInputOrder) {
+  std::ofstream(Path("in.json")) << R"([
+    {"instruction": "First?", "dataset": "helpful_base", "output": "reference"},
+    {"instruction": "Second?", "dataset": "koala"},
+    {"instruction": "Third?", "dataset": "oasst"}])";
+  std::string out;
+  ASSERT_EQ(Moa({"batch", "--format=alpaca_eval", "--input=" + Path("in.json"),
+                 "--output=" + Path("out.json"), "--generator=my-moa", "--concurrency=2"},
+                &out),
+            0)
+      << out;
+  json result = json::parse(Read(Path("out.json")));
+  ASSERT_EQ(result.size(), 3u);
+  const char* instructions[] = {"First?", "Second?", "Third?"};
+  const char* datasets[] = {"helpful_base", "koala", "oasst"};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(result[i].size(), 4u) << result[i].dump();
+    EXPECT_EQ(result[i]["instruction"], instructions[i]);
+    EXPECT_EQ(result[i]["dataset"], datasets[i]);
+    EXPECT_EQ(result[i]["generator"], "my-moa");
+    EXPECT_THAT(result[i]["output"].get<std::string>(), HasSubstr("[z synthesis of 2 responses"));
+  }
+  EXPECT_THAT(out, HasSubstr("3/3 done, 0 failed"));
+}
+
+TEST_F(MoaCliTest, AlpacaEvalResumesSkippingItemsAlreadyInTheOutput) {
+  std::ofstream(Path("in.json"))
+      << R"([{"instruction": "Done already", "dataset": "d"}, {"instruction": "New one", "dataset": "d"}])";
+  std::ofstream(Path("out.json"))
+      << R"([{"instruction": "Done already", "output": "PREVIOUS", "generator": "g", "dataset": "d"}])";
+  std::string out;
+  ASSERT_EQ(Moa({"batch", "--format=alpaca_eval", "--input=" + Path("in.json"),
+                 "--output=" + Path("out.json"), "--generator=g"},
+                &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("resuming: 1 of 2 already in the output"));
+  json result = json::parse(Read(Path("out.json")));
+  ASSERT_EQ(result.size(), 2u);
+  EXPECT_EQ(result[0]["output"], "PREVIOUS") << "kept as it was";
+  EXPECT_EQ(result[1]["instruction"], "New one");
+  auto finals = FinalRequests();
+  ASSERT_EQ(finals.size(), 1u) << "only the new item was asked";
+  EXPECT_EQ(finals[0]["messages"].back()["content"], "New one");
+}
+
+TEST_F(MoaCliTest, MtBenchAnswersTurnsInOrderWithEarlierTurnsAndCategoryTemperature) {
+  std::ofstream(Path("q.jsonl"))
+      << R"({"question_id": 81, "category": "writing", "turns": ["Write a poem.", "Make it shorter."]})"
+      << "\n"
+      << R"({"question_id": 111, "category": "math", "turns": ["What is 2+2?", "And times 3?"]})"
+      << "\n";
+  std::string out;
+  ASSERT_EQ(Moa({"batch", "--format=mt_bench", "--input=" + Path("q.jsonl"),
+                 "--output=" + Path("a.jsonl"), "--generator=moa-test"},
+                &out),
+            0)
+      << out;
+  std::ifstream in(Path("a.jsonl"));
+  std::map<int, json> answers;
+  for (std::string line; std::getline(in, line);) {
+    json a = json::parse(line);
+    answers[a["question_id"].get<int>()] = a;
+  }
+  ASSERT_EQ(answers.size(), 2u);
+  for (auto& [id, a] : answers) {
+    EXPECT_EQ(a.size(), 5u) << a.dump();
+    EXPECT_EQ(a["model_id"], "moa-test");
+    EXPECT_EQ(a["answer_id"].get<std::string>().size(), 22u);
+    EXPECT_TRUE(a["tstamp"].is_number());
+    ASSERT_EQ(a["choices"].size(), 1u);
+    EXPECT_EQ(a["choices"][0]["index"], 0);
+    ASSERT_EQ(a["choices"][0]["turns"].size(), 2u);
+  }
+  // Turn 2 of question 81 was asked with turn 1 and its answer before it.
+  std::string first_answer = answers[81]["choices"][0]["turns"][0];
+  bool found = false;
+  for (const json& r : FinalRequests()) {
+    const json& msgs = r["messages"];
+    if (msgs.back()["content"] != "Make it shorter.") continue;
+    found = true;
+    size_t n = msgs.size();
+    EXPECT_EQ(msgs[n - 3]["content"], "Write a poem.");
+    EXPECT_EQ(msgs[n - 2]["role"], "assistant");
+    EXPECT_EQ(msgs[n - 2]["content"], first_answer);
+    EXPECT_EQ(r["params"]["temperature"], 0.7) << "writing";
+  }
+  EXPECT_TRUE(found);
+  for (const json& r : cluster_->SimRequests(since_)) {
+    if (r["messages"].back()["content"] == "What is 2+2?") {
+      EXPECT_EQ(r["params"]["temperature"], 0.0) << "math";
+    }
+  }
+}
+
+TEST_F(MoaCliTest, MtBenchResumesByQuestionId) {
+  std::ofstream(Path("q.jsonl"))
+      << R"({"question_id": 1, "category": "stem", "turns": ["A?"]})" << "\n"
+      << R"({"question_id": 2, "category": "stem", "turns": ["B?"]})" << "\n";
+  std::ofstream(Path("a.jsonl"))
+      << R"({"question_id": 1, "answer_id": "x", "model_id": "m", "choices": [{"index": 0, "turns": ["old"]}], "tstamp": 1})"
+      << "\n";
+  ASSERT_EQ(Moa({"batch", "--format=mt_bench", "--input=" + Path("q.jsonl"),
+                 "--output=" + Path("a.jsonl")}),
+            0);
+  std::ifstream in(Path("a.jsonl"));
+  std::vector<json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["choices"][0]["turns"][0], "old");
+  EXPECT_EQ(lines[1]["question_id"], 2);
+  auto finals = FinalRequests();
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_EQ(finals[0]["params"]["temperature"], 0.1) << "stem";
+}
+
+TEST_F(MoaCliTest, BadBatchInputIsReportedWithExitCode2) {
+  std::ofstream(Path("bad.json")) << R"({"not": "a list"})";
+  std::string out;
+  EXPECT_EQ(Moa({"batch", "--format=alpaca_eval", "--input=" + Path("bad.json"),
+                 "--output=" + Path("o.json")},
+                &out),
+            2);
+  EXPECT_THAT(out, HasSubstr("is not a readable JSON list"));
+  EXPECT_EQ(Moa({"batch", "--format=arena", "--input=x", "--output=y"}, &out), 2);
+  EXPECT_THAT(out, HasSubstr("--format must be alpaca_eval or mt_bench"));
+}
+
+TEST(MtBenchTemperatureTest, FollowsFastChatsCategoryTable) {
+  EXPECT_EQ(cli::MtBenchTemperature("writing"), 0.7);
+  EXPECT_EQ(cli::MtBenchTemperature("roleplay"), 0.7);
+  EXPECT_EQ(cli::MtBenchTemperature("extraction"), 0.0);
+  EXPECT_EQ(cli::MtBenchTemperature("math"), 0.0);
+  EXPECT_EQ(cli::MtBenchTemperature("coding"), 0.0);
+  EXPECT_EQ(cli::MtBenchTemperature("reasoning"), 0.0);
+  EXPECT_EQ(cli::MtBenchTemperature("stem"), 0.1);
+  EXPECT_EQ(cli::MtBenchTemperature("humanities"), 0.1);
+  EXPECT_EQ(cli::MtBenchTemperature("other"), 0.7);
+}
+
+}  // namespace
+}  // namespace moa

@@ -1,0 +1,117 @@
+#include "tests/support/local_cluster.h"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "absl/strings/str_cat.h"
+#include "lib/server/health_check.h"
+
+namespace moa::testing {
+
+int WaitForLoggedPort(Process& p, const std::string& prefix, absl::Duration timeout) {
+  int port = 0;
+  WaitFor(
+      [&] {
+        std::smatch m;
+        std::string out = p.Output();
+        if (std::regex_search(out, m, std::regex(prefix + " ([0-9]+)"))) {
+          port = std::stoi(m[1]);
+          return true;
+        }
+        return false;
+      },
+      timeout);
+  return port;
+}
+
+LocalCluster::LocalCluster(const ClusterSpec& spec) {
+  char tmpl[] = "/tmp/moa-cluster-test-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  std::string profiles = dir_ + "/profiles.yaml";
+  std::ofstream(profiles) << spec.sim_profiles_yaml;
+  sim_ = std::make_unique<Process>(std::vector<std::string>{
+      BinaryPath("tools/upstream-sim/moa-upstream-sim"), "--port=0", "--profiles=" + profiles});
+  sim_port_ = WaitForLoggedPort(*sim_, "on port");
+  if (sim_port_ == 0) {
+    error_ = "simulator did not start: " + sim_->Output();
+    return;
+  }
+  std::string base_url = absl::StrCat("http://127.0.0.1:", sim_port_, "/v1");
+  std::string models_yaml = "models:\n";
+  for (const std::string& m : spec.models) {
+    std::vector<std::string> argv = {BinaryPath("services/proposer/moa-proposer"),
+                                     "--host=127.0.0.1", "--port=0", "--metrics_port=0",
+                                     "--model=" + m, "--upstream_url=" + base_url};
+    argv.insert(argv.end(), spec.proposer_flags.begin(), spec.proposer_flags.end());
+    auto p = std::make_unique<Process>(argv);
+    int port = WaitForLoggedPort(*p, "serving gRPC on port");
+    if (port == 0) {
+      error_ = absl::StrCat("proposer ", m, " did not start: ", p->Output());
+      return;
+    }
+    absl::StrAppend(&models_yaml, "  ", m, ":\n    endpoint: 127.0.0.1:", port,
+                    "\n    upstream: {base_url: \"", base_url, "\"}\n");
+    proposers_[m] = std::move(p);
+  }
+  // The aggregator's port is needed in the config the aggregator reads, so
+  // it is chosen here (the only fixed port of the test cluster).
+  int aggregator_port = PickFreePort();
+  config_path_ = dir_ + "/cluster.yaml";
+  std::ofstream(config_path_) << models_yaml << "aggregator:\n  endpoint: 127.0.0.1:"
+                              << aggregator_port << "\n"
+                              << spec.pipelines_yaml;
+  std::vector<std::string> agg_argv = {BinaryPath("services/aggregator/moa-aggregator"),
+                                       "--host=127.0.0.1",
+                                       absl::StrCat("--port=", aggregator_port),
+                                       "--metrics_port=0", "--config=" + config_path_};
+  agg_argv.insert(agg_argv.end(), spec.aggregator_flags.begin(), spec.aggregator_flags.end());
+  aggregator_ = std::make_unique<Process>(agg_argv);
+  if (WaitForLoggedPort(*aggregator_, "serving gRPC on port") == 0) {
+    error_ = "aggregator did not start: " + aggregator_->Output();
+    return;
+  }
+  std::vector<std::string> orch_argv = {BinaryPath("services/orchestrator/moa-orchestrator"),
+                                        "--host=127.0.0.1", "--port=0", "--metrics_port=0",
+                                        "--config=" + config_path_};
+  orch_argv.insert(orch_argv.end(), spec.orchestrator_flags.begin(),
+                   spec.orchestrator_flags.end());
+  orchestrator_ = std::make_unique<Process>(orch_argv);
+  orchestrator_port_ = WaitForLoggedPort(*orchestrator_, "serving gRPC on port");
+  orchestrator_metrics_port_ = WaitForLoggedPort(*orchestrator_, "metrics on port");
+  if (orchestrator_port_ == 0) {
+    error_ = "orchestrator did not start: " + orchestrator_->Output();
+    return;
+  }
+  auto channel = grpc::CreateChannel(orchestrator_address(), grpc::InsecureChannelCredentials());
+  if (!WaitFor([&] { return server::HealthCheck(channel) == 1; }, absl::Seconds(10))) {
+    error_ = "orchestrator is not healthy: " + orchestrator_->Output();
+    return;
+  }
+  stub_ = v1::OrchestratorService::NewStub(channel);
+}
+
+LocalCluster::~LocalCluster() {
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+std::string LocalCluster::orchestrator_address() const {
+  return absl::StrCat("127.0.0.1:", orchestrator_port_);
+}
+
+nlohmann::json LocalCluster::SimRequests(int64_t since) {
+  HttpResult r = HttpGet(absl::StrCat("http://127.0.0.1:", sim_port_, "/sim/requests?since=", since));
+  return nlohmann::json::parse(r.body)["requests"];
+}
+
+int64_t LocalCluster::LastSimRequestId() {
+  nlohmann::json all = SimRequests();
+  return all.empty() ? 0 : all.back()["id"].get<int64_t>();
+}
+
+}  // namespace moa::testing

@@ -1,0 +1,69 @@
+// A whole moa-cluster as real processes on loopback ports, for end-to-end
+// tests: the simulator, one proposer per model, the aggregator and the
+// orchestrator, with a generated cluster config.
+#ifndef MOA_TESTS_SUPPORT_LOCAL_CLUSTER_H_
+#define MOA_TESTS_SUPPORT_LOCAL_CLUSTER_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "moa/v1/orchestrator.grpc.pb.h"
+#include "tests/support/test_support.h"
+
+namespace moa::testing {
+
+struct ClusterSpec {
+  std::vector<std::string> models;  // Each gets a proposer; upstream model id = name.
+  std::string pipelines_yaml;       // The `pipelines:` section (and default_pipeline).
+  std::string sim_profiles_yaml;    // The simulator's profiles file.
+  std::vector<std::string> proposer_flags = {"--max_attempts=1"};
+  std::vector<std::string> orchestrator_flags;
+  std::vector<std::string> aggregator_flags;
+};
+
+class LocalCluster {
+ public:
+  // Starts everything and waits until each service is healthy; on failure
+  // `error()` says which process and shows its log.
+  explicit LocalCluster(const ClusterSpec& spec);
+  ~LocalCluster();
+
+  bool ok() const { return error_.empty(); }
+  const std::string& error() const { return error_; }
+
+  v1::OrchestratorService::Stub& stub() { return *stub_; }
+  std::string orchestrator_address() const;
+  int orchestrator_metrics_port() const { return orchestrator_metrics_port_; }
+  int sim_port() const { return sim_port_; }
+  const std::string& config_path() const { return config_path_; }
+
+  // The simulator's request log (entries with id > since).
+  nlohmann::json SimRequests(int64_t since = 0);
+  // Highest request id so far, to look only at what a test caused.
+  int64_t LastSimRequestId();
+
+ private:
+  std::string dir_;
+  std::string config_path_;
+  std::unique_ptr<Process> sim_;
+  std::map<std::string, std::unique_ptr<Process>> proposers_;
+  std::unique_ptr<Process> aggregator_;
+  std::unique_ptr<Process> orchestrator_;
+  int sim_port_ = 0;
+  int orchestrator_port_ = 0;
+  int orchestrator_metrics_port_ = 0;
+  std::unique_ptr<v1::OrchestratorService::Stub> stub_;
+  std::string error_;
+};
+
+// Waits for "<prefix> <number>" in a process's output; 0 when it never comes.
+int WaitForLoggedPort(Process& p, const std::string& prefix,
+                      absl::Duration timeout = absl::Seconds(10));
+
+}  // namespace moa::testing
+
+#endif  // MOA_TESTS_SUPPORT_LOCAL_CLUSTER_H_

@@ -1,0 +1,181 @@
+// MoaCall's logic against fake backends: event order, references, usage,
+// failures, cancellation.
+#include "services/orchestrator/moa_call.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/time/clock.h"
+#include "tests/fakes/fake_generation_backend.h"
+
+namespace moa::orchestrator {
+namespace {
+
+using ::moa::testing::FakeGenerationBackend;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class RecordingSink : public MoaCallSink {
+ public:
+  void OnEvent(v1::ChatEvent event) override {
+    absl::MutexLock lock(&mu_);
+    ASSERT_FALSE(finished_) << "no event after OnFinish";
+    events_.push_back(std::move(event));
+  }
+  void OnFinish(absl::Status status) override {
+    absl::MutexLock lock(&mu_);
+    ++finishes_;
+    finished_ = true;
+    status_ = status;
+  }
+  std::vector<v1::ChatEvent> events() {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+  absl::Status status() {
+    absl::MutexLock lock(&mu_);
+    return status_;
+  }
+  int finishes() {
+    absl::MutexLock lock(&mu_);
+    return finishes_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<v1::ChatEvent> events_;
+  bool finished_ = false;
+  int finishes_ = 0;
+  absl::Status status_ = absl::UnknownError("not finished");
+};
+
+class MoaCallTest : public ::testing::Test {
+ protected:
+  MoaCallTest() : metrics_(registry_, {}) {}
+
+  std::shared_ptr<MoaCall> Start(std::vector<std::vector<std::string>> layers,
+                                 FakeGenerationBackend& proposers,
+                                 FakeGenerationBackend& aggregator) {
+    MoaCall::Options o;
+    o.pipeline.name = "p";
+    o.pipeline.layers = std::move(layers);
+    o.pipeline.aggregator = "agg";
+    o.conversation = {{"user", "question"}};
+    return MoaCall::Start(std::move(o), {&proposers, &aggregator}, &metrics_, sink_);
+  }
+
+  static FakeGenerationBackend::Reply Answer(const cluster::GenerationCall& c) {
+    return {{c.model + "-part1 ", c.model + "-part2"}, FakeGenerationBackend::Ok(c.model)};
+  }
+
+  prometheus::Registry registry_;
+  telemetry::OrchestratorMetrics metrics_;
+  std::shared_ptr<RecordingSink> sink_ = std::make_shared<RecordingSink>();
+};
+
+TEST_F(MoaCallTest, EventsComeInOrderAndTheSummarySumsUsagePerModel) {
+  FakeGenerationBackend proposers(Answer), aggregator(Answer);
+  Start({{"a", "b"}}, proposers, aggregator);
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  std::vector<std::string> kinds;
+  for (const auto& e : sink_->events()) {
+    switch (e.event_case()) {
+      case v1::ChatEvent::kAccepted: kinds.push_back("accepted"); break;
+      case v1::ChatEvent::kProposalStarted: kinds.push_back("started"); break;
+      case v1::ChatEvent::kProposalDone: kinds.push_back("done"); break;
+      case v1::ChatEvent::kAnswerDelta: kinds.push_back("answer"); break;
+      case v1::ChatEvent::kSummary: kinds.push_back("summary"); break;
+      default: kinds.push_back("other");
+    }
+  }
+  EXPECT_THAT(kinds, ElementsAre("accepted", "started", "started", "done", "done", "answer",
+                                 "answer", "summary"));
+  const v1::Summary s = sink_->events().back().summary();
+  ASSERT_EQ(s.usage_size(), 3);
+  EXPECT_EQ(s.usage(0).model(), "a");
+  EXPECT_EQ(s.usage(2).model(), "agg");
+  EXPECT_EQ(s.usage(2).usage().completion_tokens(), 5);
+  EXPECT_EQ(s.layer_durations_size(), 1);
+  EXPECT_EQ(sink_->finishes(), 1);
+}
+
+TEST_F(MoaCallTest, LaterLayersGetThePreviousLayersAnswersOnly) {
+  FakeGenerationBackend proposers(Answer), aggregator(Answer);
+  Start({{"a", "b"}, {"c"}}, proposers, aggregator);
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  auto agg_calls = aggregator.calls();
+  ASSERT_EQ(agg_calls.size(), 2u);
+  EXPECT_EQ(agg_calls[0].model, "c");
+  ASSERT_EQ(agg_calls[0].references.size(), 2u);
+  EXPECT_EQ(agg_calls[0].references[0].text, "a-part1 a-part2");
+  EXPECT_EQ(agg_calls[0].references[1].text, "b-part1 b-part2");
+  EXPECT_EQ(agg_calls[1].model, "agg");
+  ASSERT_EQ(agg_calls[1].references.size(), 1u);
+  EXPECT_EQ(agg_calls[1].references[0].model, "c");
+  for (const auto& c : proposers.calls()) EXPECT_TRUE(c.references.empty());
+}
+
+TEST_F(MoaCallTest, FailedProposalsAreLeftOutOfTheReferences) {
+  FakeGenerationBackend proposers([](const cluster::GenerationCall& c) {
+    if (c.model == "bad") return FakeGenerationBackend::Reply{{}, absl::UnavailableError("down")};
+    return Answer(c);
+  });
+  FakeGenerationBackend aggregator(Answer);
+  Start({{"a", "bad", "b"}}, proposers, aggregator);
+  ASSERT_TRUE(sink_->status().ok());
+  auto refs = aggregator.calls()[0].references;
+  ASSERT_EQ(refs.size(), 2u);
+  EXPECT_EQ(refs[0].model, "a");
+  EXPECT_EQ(refs[1].model, "b");
+}
+
+TEST_F(MoaCallTest, AllFailingIsUnavailableNamingEachModel) {
+  FakeGenerationBackend proposers([](const cluster::GenerationCall& c) {
+    return FakeGenerationBackend::Reply{{}, absl::UnavailableError(c.model + " is down")};
+  });
+  FakeGenerationBackend aggregator(Answer);
+  Start({{"a", "b"}}, proposers, aggregator);
+  EXPECT_EQ(sink_->status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(sink_->status().message(), HasSubstr("a: UNAVAILABLE: a is down"));
+  EXPECT_THAT(sink_->status().message(), HasSubstr("b: UNAVAILABLE: b is down"));
+  EXPECT_TRUE(aggregator.calls().empty());
+}
+
+TEST_F(MoaCallTest, AllTimingOutIsDeadlineExceeded) {
+  FakeGenerationBackend proposers([](const cluster::GenerationCall&) {
+    return FakeGenerationBackend::Reply{{}, absl::DeadlineExceededError("too slow")};
+  });
+  FakeGenerationBackend aggregator(Answer);
+  Start({{"a"}}, proposers, aggregator);
+  EXPECT_EQ(sink_->status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(MoaCallTest, AFailedFinalAnswerFailsTheCallWithItsCode) {
+  FakeGenerationBackend proposers(Answer);
+  FakeGenerationBackend aggregator([](const cluster::GenerationCall&) {
+    return FakeGenerationBackend::Reply{{}, absl::ResourceExhaustedError("busy")};
+  });
+  Start({{"a"}}, proposers, aggregator);
+  EXPECT_EQ(sink_->status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(sink_->status().message(), HasSubstr("final answer by agg failed: busy"));
+}
+
+TEST_F(MoaCallTest, CancelEndsEveryChildAndFinishesOnceWithCancelled) {
+  FakeGenerationBackend proposers([](const cluster::GenerationCall&) {
+    FakeGenerationBackend::Reply r{{}, absl::UnknownError("unused")};
+    r.hold = true;
+    return r;
+  });
+  FakeGenerationBackend aggregator(Answer);
+  auto call = Start({{"a", "b", "c"}}, proposers, aggregator);
+  EXPECT_EQ(sink_->finishes(), 0);
+  call->Cancel();
+  EXPECT_EQ(sink_->status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(proposers.cancelled(), 3);
+  call->Cancel();
+  EXPECT_EQ(sink_->finishes(), 1);
+  EXPECT_TRUE(aggregator.calls().empty());
+}
+
+}  // namespace
+}  // namespace moa::orchestrator
