@@ -4,8 +4,14 @@
 
 #include <sys/types.h>
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 
 #include "tests/support/test_support.h"
 
@@ -30,6 +36,61 @@ size_t CountFailed(const std::vector<T>& results) {
 
 // Prints the CPU model and core count, so numbers can be compared.
 void PrintMachine();
+
+// Keeps `concurrency` calls going until `count` have started or `until`
+// passes, then waits for all of them. `start(i, done)` starts call i and
+// must call `done(result)` once, from any thread. The loop's state is
+// shared with the callbacks, so it lives until the last one returns.
+template <typename Result>
+std::vector<Result> RunClosedLoop(
+    int concurrency, int count, absl::Time until,
+    std::function<void(int, std::function<void(Result)>)> start) {
+  struct State {
+    absl::Mutex mu;
+    std::vector<Result> results;
+    int started = 0;
+    int finished = 0;
+    bool stopped = false;
+    bool notified = false;
+    absl::Notification all_done;
+    int count;
+    absl::Time until;
+    std::function<void(int, std::function<void(Result)>)> start;
+  };
+  auto state = std::make_shared<State>();
+  state->count = count;
+  state->until = until;
+  state->start = std::move(start);
+  struct Loop {
+    static void StartOne(const std::shared_ptr<State>& s) {
+      int i;
+      {
+        absl::MutexLock lock(&s->mu);
+        if (s->stopped || s->started >= s->count || absl::Now() >= s->until) {
+          s->stopped = true;
+          if (s->finished == s->started && !s->notified) {
+            s->notified = true;
+            s->all_done.Notify();
+          }
+          return;
+        }
+        i = s->started++;
+      }
+      s->start(i, [s](Result r) {
+        {
+          absl::MutexLock lock(&s->mu);
+          s->results.push_back(std::move(r));
+          ++s->finished;
+        }
+        StartOne(s);
+      });
+    }
+  };
+  for (int c = 0; c < concurrency; ++c) Loop::StartOne(state);
+  state->all_done.WaitForNotification();
+  absl::MutexLock lock(&state->mu);
+  return state->results;
+}
 
 }  // namespace moa::bench
 

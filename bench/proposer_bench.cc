@@ -67,8 +67,10 @@ class StreamCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
   }
   void OnDone(const grpc::Status& s) override {
     done_({s.ok(), absl::Now() - start_, ttft_});
-    delete this;
+    if (!keep_) delete this;
   }
+  // The caller deletes the call after its OnDone (so Cancel stays safe).
+  void KeepAfterDone() { keep_ = true; }
 
  private:
   grpc::ClientContext ctx_;
@@ -79,6 +81,7 @@ class StreamCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
   absl::Time start_;
   absl::Duration ttft_;
   bool got_first_ = false;
+  bool keep_ = false;
 };
 
 v1::GenerateRequest Question(int i) {
@@ -89,39 +92,12 @@ v1::GenerateRequest Question(int i) {
   return req;
 }
 
-// Keeps `concurrency` streams going until `count` have finished or `until`.
 std::vector<CallResult> ClosedLoopGrpc(v1::ProposerService::Stub* stub, int concurrency,
                                        int count, absl::Time until) {
-  absl::Mutex mu;
-  std::vector<CallResult> results;
-  int started = 0, finished = 0;
-  absl::Notification all_done;
-  std::function<void()> start_one;
-  start_one = [&] {
-    int i;
-    {
-      absl::MutexLock l(&mu);
-      if (started >= count || absl::Now() >= until) return;
-      i = started++;
-    }
-    new StreamCall(stub, Question(i), [&](CallResult r) {
-      bool done;
-      {
-        absl::MutexLock l(&mu);
-        results.push_back(r);
-        ++finished;
-        done = finished == started && (started >= count || absl::Now() >= until);
-      }
-      if (done) {
-        all_done.Notify();
-      } else {
-        start_one();
-      }
-    });
-  };
-  for (int i = 0; i < concurrency; ++i) start_one();
-  all_done.WaitForNotification();
-  return results;
+  return RunClosedLoop<CallResult>(
+      concurrency, count, until, [stub](int i, std::function<void(CallResult)> done) {
+        new StreamCall(stub, Question(i), std::move(done));
+      });
 }
 
 class Observer final : public llm::StreamObserver {
@@ -143,38 +119,12 @@ class Observer final : public llm::StreamObserver {
 
 std::vector<CallResult> ClosedLoopDirect(llm::LlmClient* client, int concurrency, int count,
                                          absl::Time until) {
-  absl::Mutex mu;
-  std::vector<CallResult> results;
-  int started = 0, finished = 0;
-  absl::Notification all_done;
-  std::function<void()> start_one;
-  start_one = [&] {
-    int i;
-    {
-      absl::MutexLock l(&mu);
-      if (started >= count || absl::Now() >= until) return;
-      i = started++;
-    }
-    llm::ChatRequest req;
-    req.messages = {{"user", absl::StrCat("Benchmark question number ", i)}};
-    client->Start(req, std::make_shared<Observer>([&](CallResult r) {
-      bool done;
-      {
-        absl::MutexLock l(&mu);
-        results.push_back(r);
-        ++finished;
-        done = finished == started && (started >= count || absl::Now() >= until);
-      }
-      if (done) {
-        all_done.Notify();
-      } else {
-        start_one();
-      }
-    }));
-  };
-  for (int i = 0; i < concurrency; ++i) start_one();
-  all_done.WaitForNotification();
-  return results;
+  return RunClosedLoop<CallResult>(
+      concurrency, count, until, [client](int i, std::function<void(CallResult)> done) {
+        llm::ChatRequest req;
+        req.messages = {{"user", absl::StrCat("Benchmark question number ", i)}};
+        client->Start(req, std::make_shared<Observer>(std::move(done)));
+      });
 }
 
 struct Cluster {
@@ -273,6 +223,7 @@ void Run() {
     for (int i = 0; i < n; ++i) {
       calls.push_back(new StreamCall(c.stub.get(), Question(i), [&](CallResult) { ++finished; },
                                      &streaming));
+      calls.back()->KeepAfterDone();
     }
     absl::Time deadline = absl::Now() + absl::Seconds(30);
     while (streaming.load() < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(50));
@@ -286,10 +237,9 @@ void Run() {
                 double(proposer_busy - proposer_idle) / n);
     std::printf("  moa-upstream-sim: idle %6.1f MiB, busy %6.1f MiB\n", sim_idle / 1024.0,
                 sim_busy / 1024.0);
-    for (StreamCall* call : calls) {
-      if (finished.load() < n) call->Cancel();
-    }
+    for (StreamCall* call : calls) call->Cancel();
     while (finished.load() < n) absl::SleepFor(absl::Milliseconds(20));
+    for (StreamCall* call : calls) delete call;
   }
   std::remove(profiles.c_str());
 }

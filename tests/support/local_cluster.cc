@@ -35,7 +35,8 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
   std::string profiles = dir_ + "/profiles.yaml";
   std::ofstream(profiles) << spec.sim_profiles_yaml;
   sim_ = std::make_unique<Process>(std::vector<std::string>{
-      BinaryPath("tools/upstream-sim/moa-upstream-sim"), "--port=0", "--profiles=" + profiles});
+      BinaryPath("tools/upstream-sim/moa-upstream-sim"), "--port=0", "--profiles=" + profiles,
+      absl::StrCat("--latency_scale=", spec.sim_latency_scale)});
   sim_port_ = WaitForLoggedPort(*sim_, "on port");
   if (sim_port_ == 0) {
     error_ = "simulator did not start: " + sim_->Output();
@@ -102,6 +103,15 @@ LocalCluster::~LocalCluster() {
 
 std::string LocalCluster::orchestrator_address() const {
   return absl::StrCat("127.0.0.1:", orchestrator_port_);
+}
+
+std::vector<std::pair<std::string, pid_t>> LocalCluster::Pids() const {
+  std::vector<std::pair<std::string, pid_t>> pids;
+  if (sim_) pids.emplace_back("upstream-sim", sim_->pid());
+  for (const auto& [name, p] : proposers_) pids.emplace_back("proposer-" + name, p->pid());
+  if (aggregator_) pids.emplace_back("aggregator", aggregator_->pid());
+  if (orchestrator_) pids.emplace_back("orchestrator", orchestrator_->pid());
+  return pids;
 }
 
 nlohmann::json LocalCluster::SimRequests(int64_t since) {

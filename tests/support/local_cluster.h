@@ -20,6 +20,7 @@ struct ClusterSpec {
   std::vector<std::string> models;  // Each gets a proposer; upstream model id = name.
   std::string pipelines_yaml;       // The `pipelines:` section (and default_pipeline).
   std::string sim_profiles_yaml;    // The simulator's profiles file.
+  double sim_latency_scale = 1.0;
   std::vector<std::string> proposer_flags = {"--max_attempts=1"};
   std::vector<std::string> orchestrator_flags;
   std::vector<std::string> aggregator_flags;
@@ -40,6 +41,10 @@ class LocalCluster {
   int orchestrator_metrics_port() const { return orchestrator_metrics_port_; }
   int sim_port() const { return sim_port_; }
   const std::string& config_path() const { return config_path_; }
+
+  // Every process of the cluster by name ("upstream-sim", "proposer-a",
+  // "aggregator", "orchestrator"), e.g. to read their memory use.
+  std::vector<std::pair<std::string, pid_t>> Pids() const;
 
   // The simulator's request log (entries with id > since).
   nlohmann::json SimRequests(int64_t since = 0);

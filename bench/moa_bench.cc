@@ -1,0 +1,210 @@
+// Load generator for OrchestratorService.Chat against a whole cluster of
+// real processes on the simulator: a 3-layer pipeline (two layers of four
+// proposers, then the aggregator). Prints:
+//   1. MoA requests per second at --latency_scale 0;
+//   2. orchestration overhead at p50/p99 with 100 concurrent requests and
+//      about 1 s of upstream latency: end-to-end time minus, per layer, the
+//      slowest upstream call (from the event timings);
+//   3. resident memory of each service with N requests in flight.
+// A benchmark, not a test: it prints numbers and asserts nothing.
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <cstdio>
+#include <map>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "bench/bench_util.h"
+#include "lib/contract/contract.h"
+#include "moa/v1/orchestrator.grpc.pb.h"
+#include "tests/support/local_cluster.h"
+
+ABSL_FLAG(int, throughput_concurrency, 32, "Concurrent requests in the throughput phase.");
+ABSL_FLAG(absl::Duration, throughput_time, absl::Seconds(5), "Length of the throughput phase.");
+ABSL_FLAG(int, overhead_concurrency, 100, "Concurrent requests in the overhead phase.");
+ABSL_FLAG(int, overhead_requests, 500, "Requests in the overhead phase.");
+ABSL_FLAG(int, memory_requests, 2000, "Requests in flight in the memory phase.");
+
+namespace moa::bench {
+namespace {
+
+constexpr char kPipelines[] =
+    "pipelines:\n  moa3:\n    layers: [[a, b, c, d], [a, b, c, d]]\n    aggregator: z\n"
+    "default_pipeline: moa3\n";
+
+struct ChatResult {
+  bool ok = false;
+  absl::Duration total;
+  absl::Duration overhead;
+  std::string error;
+};
+
+// One Chat stream on the callback API; computes the overhead from events.
+class ChatCall final : public grpc::ClientReadReactor<v1::ChatEvent> {
+ public:
+  ChatCall(v1::OrchestratorService::Stub* stub, int i, std::function<void(ChatResult)> done,
+           std::atomic<int>* accepted = nullptr)
+      : done_(std::move(done)), accepted_(accepted), start_(absl::Now()) {
+    auto* m = request_.add_messages();
+    m->set_role(v1::ROLE_USER);
+    m->set_content(absl::StrCat("Benchmark question ", i));
+    stub->async()->Chat(&ctx_, &request_, this);
+    StartRead(&event_);
+    StartCall();
+  }
+  void Cancel() { ctx_.TryCancel(); }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    if (event_.has_accepted() && accepted_) accepted_->fetch_add(1);
+    if (event_.has_proposal_done()) {
+      int layer = event_.proposal_done().ref().layer();
+      absl::Duration d = contract::FromProto(event_.proposal_done().completion().duration());
+      slowest_[layer] = std::max(slowest_[layer], d);
+    }
+    if (event_.has_summary()) {
+      final_ = contract::FromProto(event_.summary().answer().duration());
+    }
+    StartRead(&event_);
+  }
+  void OnDone(const grpc::Status& s) override {
+    ChatResult r;
+    r.ok = s.ok();
+    r.error = s.error_message();
+    r.total = absl::Now() - start_;
+    r.overhead = r.total - final_;
+    for (auto& [layer, d] : slowest_) r.overhead -= d;
+    done_(r);
+    if (!keep_) delete this;
+  }
+  // The caller deletes the call after its OnDone (so Cancel stays safe).
+  void KeepAfterDone() { keep_ = true; }
+
+ private:
+  grpc::ClientContext ctx_;
+  v1::ChatRequest request_;
+  v1::ChatEvent event_;
+  std::function<void(ChatResult)> done_;
+  std::atomic<int>* accepted_;
+  absl::Time start_;
+  std::map<int, absl::Duration> slowest_;
+  absl::Duration final_;
+  bool keep_ = false;
+};
+
+std::vector<ChatResult> ClosedLoop(v1::OrchestratorService::Stub* stub, int concurrency,
+                                   int count, absl::Time until) {
+  return RunClosedLoop<ChatResult>(
+      concurrency, count, until, [stub](int i, std::function<void(ChatResult)> done) {
+        new ChatCall(stub, i, std::move(done));
+      });
+}
+
+std::unique_ptr<moa::testing::LocalCluster> StartCluster(const std::string& profiles,
+                                                         double scale) {
+  moa::testing::ClusterSpec spec;
+  spec.models = {"a", "b", "c", "d", "z"};
+  spec.pipelines_yaml = kPipelines;
+  spec.sim_profiles_yaml = profiles;
+  spec.sim_latency_scale = scale;
+  spec.proposer_flags = {"--max_inflight=100000"};
+  spec.orchestrator_flags = {"--max_inflight=100000"};
+  auto cluster = std::make_unique<moa::testing::LocalCluster>(spec);
+  if (!cluster->ok()) {
+    std::fprintf(stderr, "%s\n", cluster->error().c_str());
+    std::exit(1);
+  }
+  return cluster;
+}
+
+std::unique_ptr<v1::OrchestratorService::Stub> Stub(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  return v1::OrchestratorService::NewStub(
+      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+}
+
+void Run() {
+  PrintMachine();
+  std::printf("pipeline: 3 layers (4 proposers, 4 proposers, aggregator) = 9 model calls per "
+              "request\n");
+  {
+    auto cluster = StartCluster(
+        "default: {time_to_first_token: 0.1, tokens_per_second: 100, answer_tokens: 50}\n", 0);
+    auto stub = Stub(cluster->orchestrator_address());
+    int conc = absl::GetFlag(FLAGS_throughput_concurrency);
+    ClosedLoop(stub.get(), conc, 100, absl::InfiniteFuture());  // Warm-up.
+    absl::Time start = absl::Now();
+    auto r = ClosedLoop(stub.get(), conc, 1 << 30, start + absl::GetFlag(FLAGS_throughput_time));
+    double secs = absl::ToDoubleSeconds(absl::Now() - start);
+    std::printf("throughput (latency_scale 0, 50-token answers, %d concurrent): %.0f MoA "
+                "requests/s (%zu requests, %zu failed, %.0f model calls/s)\n",
+                conc, r.size() / secs, r.size(), CountFailed(r), 9 * r.size() / secs);
+  }
+  {
+    // About 1 s per upstream call: 0.2 s to the first token, 40 tokens at 50/s.
+    auto cluster = StartCluster(
+        "default: {time_to_first_token: 0.2, tokens_per_second: 50, answer_tokens: 40}\n", 1);
+    auto stub = Stub(cluster->orchestrator_address());
+    int conc = absl::GetFlag(FLAGS_overhead_concurrency);
+    auto r = ClosedLoop(stub.get(), conc, absl::GetFlag(FLAGS_overhead_requests),
+                        absl::InfiniteFuture());
+    std::vector<double> overhead, total;
+    for (const auto& x : r) {
+      if (!x.ok) continue;
+      overhead.push_back(absl::ToDoubleMilliseconds(x.overhead));
+      total.push_back(absl::ToDoubleMilliseconds(x.total));
+    }
+    std::printf("orchestration overhead (~1 s per upstream call, %d concurrent, %zu requests, "
+                "%zu failed):\n  end to end p50 %.0f ms p99 %.0f ms; overhead p50 %.1f ms p99 "
+                "%.1f ms\n",
+                conc, r.size(), CountFailed(r), Percentile(total, 0.5), Percentile(total, 0.99),
+                Percentile(overhead, 0.5), Percentile(overhead, 0.99));
+  }
+  {
+    auto cluster = StartCluster(
+        "default: {time_to_first_token: 0.5, tokens_per_second: 4, answer_tokens: 200}\n", 1);
+    auto stub = Stub(cluster->orchestrator_address());
+    std::map<std::string, long> idle;
+    for (auto& [name, pid] : cluster->Pids()) idle[name] = ResidentKb(pid);
+    int n = absl::GetFlag(FLAGS_memory_requests);
+    std::atomic<int> accepted{0}, finished{0};
+    std::vector<ChatCall*> calls;
+    for (int i = 0; i < n; ++i) {
+      calls.push_back(new ChatCall(stub.get(), i, [&](ChatResult) { ++finished; }, &accepted));
+      calls.back()->KeepAfterDone();
+    }
+    absl::Time deadline = absl::Now() + absl::Seconds(60);
+    int64_t in_flight_upstream = 0;
+    while (absl::Now() < deadline) {
+      in_flight_upstream = 0;
+      for (const auto& r : cluster->SimRequests()) in_flight_upstream += r["outcome"] == "in_progress";
+      if (accepted.load() >= n && in_flight_upstream >= 4 * n) break;
+      absl::SleepFor(absl::Milliseconds(500));
+    }
+    std::printf("resident memory with %d MoA requests in flight (%d accepted, %ld upstream "
+                "streams open):\n",
+                n, accepted.load(), static_cast<long>(in_flight_upstream));
+    for (auto& [name, pid] : cluster->Pids()) {
+      long busy = ResidentKb(pid);
+      std::printf("  %-14s idle %6.1f MiB, busy %6.1f MiB\n", name.c_str(), idle[name] / 1024.0,
+                  busy / 1024.0);
+    }
+    for (ChatCall* c : calls) c->Cancel();
+    while (finished.load() < n) absl::SleepFor(absl::Milliseconds(20));
+    for (ChatCall* c : calls) delete c;
+  }
+}
+
+}  // namespace
+}  // namespace moa::bench
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  moa::bench::Run();
+  return 0;
+}
