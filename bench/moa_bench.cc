@@ -21,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "bench/bench_util.h"
 #include "lib/contract/contract.h"
+#include "lib/llm/curl_llm_client.h"
 #include "moa/v1/orchestrator.grpc.pb.h"
 #include "tests/support/local_cluster.h"
 
@@ -112,13 +113,50 @@ std::unique_ptr<moa::testing::LocalCluster> StartCluster(const std::string& prof
   spec.sim_profiles_yaml = profiles;
   spec.sim_latency_scale = scale;
   spec.proposer_flags = {"--max_inflight=100000"};
-  spec.orchestrator_flags = {"--max_inflight=100000"};
+  spec.orchestrator_flags = {"--max_inflight=100000", "--http_port=0"};
   auto cluster = std::make_unique<moa::testing::LocalCluster>(spec);
   if (!cluster->ok()) {
     std::fprintf(stderr, "%s\n", cluster->error().c_str());
     std::exit(1);
   }
   return cluster;
+}
+
+// The HTTP door through an OpenAI-compatible streaming client (the same
+// libcurl-multi client the proposers use upstream): model = pipeline.
+class HttpObserver final : public llm::StreamObserver {
+ public:
+  explicit HttpObserver(std::function<void(ChatResult)> done) : done_(std::move(done)) {}
+  void OnDelta(absl::string_view) override {}
+  void OnDone(absl::StatusOr<llm::Completion> r) override {
+    ChatResult result;
+    result.ok = r.ok();
+    result.error = std::string(r.status().message());
+    result.total = absl::Now() - start_;
+    done_(result);
+  }
+
+ private:
+  std::function<void(ChatResult)> done_;
+  absl::Time start_ = absl::Now();
+};
+
+std::unique_ptr<llm::CurlLlmClient> HttpClient(int port) {
+  llm::UpstreamOptions o;
+  o.base_url = absl::StrCat("http://127.0.0.1:", port, "/v1");
+  o.model = "moa3";
+  o.retry.max_attempts = 1;
+  return *llm::CurlLlmClient::Create(o);
+}
+
+std::vector<ChatResult> ClosedLoopHttp(llm::LlmClient* client, int concurrency, int count,
+                                       absl::Time until) {
+  return RunClosedLoop<ChatResult>(
+      concurrency, count, until, [client](int i, std::function<void(ChatResult)> done) {
+        llm::ChatRequest req;
+        req.messages = {{"user", absl::StrCat("Benchmark question ", i)}};
+        client->Start(req, std::make_shared<HttpObserver>(std::move(done)));
+      });
 }
 
 std::unique_ptr<v1::OrchestratorService::Stub> Stub(const std::string& address) {
@@ -144,6 +182,14 @@ void Run() {
     std::printf("throughput (latency_scale 0, 50-token answers, %d concurrent): %.0f MoA "
                 "requests/s (%zu requests, %zu failed, %.0f model calls/s)\n",
                 conc, r.size() / secs, r.size(), CountFailed(r), 9 * r.size() / secs);
+    auto http = HttpClient(cluster->orchestrator_http_port());
+    start = absl::Now();
+    auto h = ClosedLoopHttp(http.get(), conc, 1 << 30,
+                            start + absl::GetFlag(FLAGS_throughput_time));
+    secs = absl::ToDoubleSeconds(absl::Now() - start);
+    std::printf("  same load through the HTTP door (streaming): %.0f MoA requests/s (%zu "
+                "requests, %zu failed)\n",
+                h.size() / secs, h.size(), CountFailed(h));
   }
   {
     // About 1 s per upstream call: 0.2 s to the first token, 40 tokens at 50/s.
@@ -164,6 +210,18 @@ void Run() {
                 "%.1f ms\n",
                 conc, r.size(), CountFailed(r), Percentile(total, 0.5), Percentile(total, 0.99),
                 Percentile(overhead, 0.5), Percentile(overhead, 0.99));
+    auto http = HttpClient(cluster->orchestrator_http_port());
+    auto h = ClosedLoopHttp(http.get(), conc, absl::GetFlag(FLAGS_overhead_requests),
+                            absl::InfiniteFuture());
+    std::vector<double> http_total;
+    for (const auto& x : h) {
+      if (x.ok) http_total.push_back(absl::ToDoubleMilliseconds(x.total));
+    }
+    std::printf("  HTTP door at the same load: end to end p50 %.0f ms p99 %.0f ms (%zu failed); "
+                "added vs gRPC p50 %+.1f ms p99 %+.1f ms\n",
+                Percentile(http_total, 0.5), Percentile(http_total, 0.99), CountFailed(h),
+                Percentile(http_total, 0.5) - Percentile(total, 0.5),
+                Percentile(http_total, 0.99) - Percentile(total, 0.99));
   }
   {
     auto cluster = StartCluster(

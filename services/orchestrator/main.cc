@@ -1,4 +1,6 @@
 // moa-orchestrator: the front door; runs Mixture-of-Agents pipelines.
+#include <cstdlib>
+
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -8,15 +10,27 @@
 #include "lib/server/grpc_server.h"
 #include "lib/server/process.h"
 #include "lib/telemetry/exposer.h"
+#include "services/orchestrator/api_keys.h"
+#include "services/orchestrator/http_door.h"
 #include "services/orchestrator/orchestrator_service.h"
+#include "services/orchestrator/readiness.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on (gRPC and metrics).");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free one.");
 ABSL_FLAG(int, metrics_port, 9090, "Port of the Prometheus /metrics endpoint; 0 picks one.");
 ABSL_FLAG(std::string, config, "", "Cluster config (required).");
 ABSL_FLAG(int, max_inflight, 1000, "Concurrent MoA requests; more get RESOURCE_EXHAUSTED.");
-ABSL_FLAG(absl::Duration, default_timeout, absl::Minutes(10),
-          "Deadline of requests that come without one.");
+ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
+          "Upper bound of every request's deadline (gRPC and HTTP).");
+ABSL_FLAG(int, http_port, 8080,
+          "Port of the OpenAI-compatible HTTP API; 0 picks one, -1 turns it off.");
+ABSL_FLAG(std::string, api_keys_file, "",
+          "File of client API keys, one per line; with it (or MOA_API_KEYS) every request "
+          "needs 'Authorization: Bearer KEY'.");
+ABSL_FLAG(int64_t, max_body_bytes, 4 << 20, "HTTP: larger request bodies get 413.");
+ABSL_FLAG(absl::Duration, read_timeout, absl::Seconds(10),
+          "HTTP: time allowed to receive a request's headers and body.");
+ABSL_FLAG(int, http_threads, 1, "HTTP: I/O threads.");
 ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(30),
           "On SIGTERM, how long requests in flight may run before they are cancelled.");
 
@@ -58,13 +72,51 @@ int main(int argc, char** argv) {
     moa::LogError(kName, metrics_server.status().message());
     return 1;
   }
+  const char* env_keys = std::getenv("MOA_API_KEYS");
+  auto api_keys = moa::orchestrator::ApiKeys::Load(absl::GetFlag(FLAGS_api_keys_file),
+                                                   env_keys ? env_keys : "");
+  if (!api_keys.ok()) {
+    moa::LogError(kName, api_keys.status().message());
+    return 2;
+  }
   moa::cluster::ProposerBackend proposers(*config);
   moa::cluster::AggregatorBackend aggregator(config->aggregator_endpoint);
   moa::orchestrator::Admission admission(absl::GetFlag(FLAGS_max_inflight));
   moa::orchestrator::OrchestratorService service(
       {.max_inflight = absl::GetFlag(FLAGS_max_inflight),
-       .default_timeout = absl::GetFlag(FLAGS_default_timeout)},
-      &*config, {&proposers, &aggregator}, &metrics, &admission);
+       .request_timeout = absl::GetFlag(FLAGS_request_timeout)},
+      &*config, {&proposers, &aggregator}, &metrics, &admission, &*api_keys);
+
+  // Ready when every layer of the default pipeline has a reachable proposer.
+  std::vector<std::vector<std::shared_ptr<grpc::Channel>>> layer_channels;
+  for (const auto& layer : config->FindPipeline(config->default_pipeline)->layers) {
+    std::vector<std::shared_ptr<grpc::Channel>> channels;
+    for (const auto& m : layer) channels.push_back(proposers.ChannelFor(m));
+    layer_channels.push_back(std::move(channels));
+  }
+  moa::orchestrator::Readiness readiness(std::move(layer_channels), aggregator.channel());
+
+  std::unique_ptr<moa::orchestrator::HttpDoor> http_door;
+  if (absl::GetFlag(FLAGS_http_port) >= 0) {
+    auto door = moa::orchestrator::HttpDoor::Start(
+        {.host = absl::GetFlag(FLAGS_host),
+         .port = absl::GetFlag(FLAGS_http_port),
+         .max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes)),
+         .read_timeout = absl::GetFlag(FLAGS_read_timeout),
+         .request_timeout = absl::GetFlag(FLAGS_request_timeout),
+         .threads = absl::GetFlag(FLAGS_http_threads)},
+        {.config = &*config,
+         .backends = {&proposers, &aggregator},
+         .metrics = &metrics,
+         .admission = &admission,
+         .api_keys = &*api_keys,
+         .readiness = &readiness});
+    if (!door.ok()) {
+      moa::LogError(kName, door.status().message());
+      return 1;
+    }
+    http_door = *std::move(door);
+  }
   auto server = moa::server::GrpcServer::Start(
       {.host = absl::GetFlag(FLAGS_host), .port = absl::GetFlag(FLAGS_port), .name = kName},
       {&service});
@@ -73,11 +125,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   moa::LogInfo(kName, "serving gRPC on port ", (*server)->port(), ", metrics on port ",
-               (*metrics_server)->port(), ", ", config->pipelines.size(),
-               " pipelines (default ", config->default_pipeline, ")");
+               (*metrics_server)->port(), ", HTTP on port ",
+               http_door ? http_door->port() : -1, ", ", config->pipelines.size(),
+               " pipelines (default ", config->default_pipeline, "), API keys ",
+               api_keys->enabled() ? absl::StrCat("required (", api_keys->size(), ")") : "off");
   int sig = moa::server::WaitForTerminationSignal();
   moa::LogInfo(kName, "signal ", sig, " received");
+  if (http_door) http_door->Drain(absl::GetFlag(FLAGS_drain_grace));
   (*server)->Drain(absl::GetFlag(FLAGS_drain_grace));
+  http_door.reset();
   moa::LogInfo(kName, "stopped");
   return 0;
 }

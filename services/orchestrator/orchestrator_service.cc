@@ -27,6 +27,20 @@ absl::StatusOr<ResolvedPipeline> ValidateChatRequest(const v1::ChatRequest& requ
   return ResolvePipeline(request, config);
 }
 
+absl::Status CheckGrpcAuth(const grpc::CallbackServerContext& context, const ApiKeys& keys) {
+  if (!keys.enabled()) return absl::OkStatus();
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) {
+    return absl::UnauthenticatedError(
+        "missing API key: send metadata 'authorization: Bearer <key>'");
+  }
+  if (!keys.CheckAuthorization(absl::string_view(it->second.data(), it->second.size()))) {
+    return absl::UnauthenticatedError("incorrect API key");
+  }
+  return absl::OkStatus();
+}
+
 namespace {
 
 // Appends `next` to `last` when both carry text for the same stream, so
@@ -53,6 +67,10 @@ class ChatReactor final : public grpc::ServerWriteReactor<v1::ChatEvent> {
   ChatReactor(OrchestratorService* service, grpc::CallbackServerContext* context,
               const v1::ChatRequest& request)
       : service_(service) {
+    if (absl::Status auth = CheckGrpcAuth(*context, *service_->api_keys_); !auth.ok()) {
+      Finish(server::ToGrpcStatus(auth));
+      return;
+    }
     auto pipeline = ValidateChatRequest(request, *service_->config_);
     if (!pipeline.ok()) {
       Finish(server::ToGrpcStatus(pipeline.status()));
@@ -70,7 +88,7 @@ class ChatReactor final : public grpc::ServerWriteReactor<v1::ChatEvent> {
     options.pipeline = *std::move(pipeline);
     options.conversation = contract::ToLlmMessages(request.messages());
     options.stream_proposals = request.stream_proposals();
-    options.deadline = absl::Now() + service_->options_.default_timeout;
+    options.deadline = absl::Now() + service_->options_.request_timeout;
     if (context->deadline() != std::chrono::system_clock::time_point::max()) {
       options.deadline = std::min(options.deadline, absl::FromChrono(context->deadline()));
     }
@@ -189,12 +207,13 @@ OrchestratorService::OrchestratorService(OrchestratorOptions options,
                                          const config::ClusterConfig* config,
                                          MoaBackends backends,
                                          telemetry::OrchestratorMetrics* metrics,
-                                         Admission* admission)
+                                         Admission* admission, const ApiKeys* api_keys)
     : options_(options),
       config_(config),
       backends_(backends),
       metrics_(metrics),
-      admission_(admission) {}
+      admission_(admission),
+      api_keys_(api_keys) {}
 
 grpc::ServerWriteReactor<v1::ChatEvent>* OrchestratorService::Chat(
     grpc::CallbackServerContext* context, const v1::ChatRequest* request) {
@@ -204,6 +223,11 @@ grpc::ServerWriteReactor<v1::ChatEvent>* OrchestratorService::Chat(
 grpc::ServerUnaryReactor* OrchestratorService::ListPipelines(
     grpc::CallbackServerContext* context, const v1::ListPipelinesRequest* request,
     v1::ListPipelinesResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  if (absl::Status auth = CheckGrpcAuth(*context, *api_keys_); !auth.ok()) {
+    reactor->Finish(server::ToGrpcStatus(auth));
+    return reactor;
+  }
   for (const config::PipelineConfig& p : config_->pipelines) {
     v1::PipelineInfo* info = response->add_pipelines();
     info->set_name(p.name);
@@ -215,7 +239,6 @@ grpc::ServerUnaryReactor* OrchestratorService::ListPipelines(
     *info->mutable_params() = MergeParams(&p, v1::SamplingParams());
     info->set_is_default(p.name == config_->default_pipeline);
   }
-  auto* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

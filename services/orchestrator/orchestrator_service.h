@@ -9,14 +9,16 @@
 #include "lib/config/cluster_config.h"
 #include "lib/telemetry/orchestrator_metrics.h"
 #include "moa/v1/orchestrator.grpc.pb.h"
+#include "services/orchestrator/api_keys.h"
 #include "services/orchestrator/moa_call.h"
 
 namespace moa::orchestrator {
 
 struct OrchestratorOptions {
   int max_inflight = 1000;  // Chat calls beyond this get RESOURCE_EXHAUSTED at once.
-  // Deadline for calls that come without one, so no request runs forever.
-  absl::Duration default_timeout = absl::Minutes(10);
+  // Upper bound of every request's deadline (the client's may be sooner),
+  // so no request runs forever.
+  absl::Duration request_timeout = absl::Minutes(10);
 };
 
 // Admission shared by every door (gRPC and HTTP): a slot per MoA request.
@@ -37,9 +39,10 @@ class Admission {
 class OrchestratorService final : public v1::OrchestratorService::CallbackService {
  public:
   // Everything passed in must outlive the service.
+  // With keys enabled, every call needs metadata "authorization: Bearer KEY".
   OrchestratorService(OrchestratorOptions options, const config::ClusterConfig* config,
                       MoaBackends backends, telemetry::OrchestratorMetrics* metrics,
-                      Admission* admission);
+                      Admission* admission, const ApiKeys* api_keys);
 
   grpc::ServerWriteReactor<v1::ChatEvent>* Chat(grpc::CallbackServerContext* context,
                                                 const v1::ChatRequest* request) override;
@@ -54,7 +57,11 @@ class OrchestratorService final : public v1::OrchestratorService::CallbackServic
   const MoaBackends backends_;
   telemetry::OrchestratorMetrics* const metrics_;
   Admission* const admission_;
+  const ApiKeys* const api_keys_;
 };
+
+// UNAUTHENTICATED unless keys are off or the call carries a valid one.
+absl::Status CheckGrpcAuth(const grpc::CallbackServerContext& context, const ApiKeys& keys);
 
 // Checks a Chat request and resolves its pipeline: INVALID_ARGUMENT naming
 // the field, NOT_FOUND for an unknown pipeline.

@@ -78,12 +78,13 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
   }
   std::vector<std::string> orch_argv = {BinaryPath("services/orchestrator/moa-orchestrator"),
                                         "--host=127.0.0.1", "--port=0", "--metrics_port=0",
-                                        "--config=" + config_path_};
+                                        "--http_port=-1", "--config=" + config_path_};
   orch_argv.insert(orch_argv.end(), spec.orchestrator_flags.begin(),
                    spec.orchestrator_flags.end());
   orchestrator_ = std::make_unique<Process>(orch_argv);
   orchestrator_port_ = WaitForLoggedPort(*orchestrator_, "serving gRPC on port");
   orchestrator_metrics_port_ = WaitForLoggedPort(*orchestrator_, "metrics on port");
+  orchestrator_http_port_ = WaitForLoggedPort(*orchestrator_, "HTTP on port");
   if (orchestrator_port_ == 0) {
     error_ = "orchestrator did not start: " + orchestrator_->Output();
     return;

@@ -39,6 +39,8 @@ class LocalCluster {
   v1::OrchestratorService::Stub& stub() { return *stub_; }
   std::string orchestrator_address() const;
   int orchestrator_metrics_port() const { return orchestrator_metrics_port_; }
+  // The OpenAI-compatible HTTP port (when started with --http_port).
+  int orchestrator_http_port() const { return orchestrator_http_port_; }
   int sim_port() const { return sim_port_; }
   const std::string& config_path() const { return config_path_; }
 
@@ -61,6 +63,7 @@ class LocalCluster {
   int sim_port_ = 0;
   int orchestrator_port_ = 0;
   int orchestrator_metrics_port_ = 0;
+  int orchestrator_http_port_ = 0;
   std::unique_ptr<v1::OrchestratorService::Stub> stub_;
   std::string error_;
 };

@@ -1,0 +1,81 @@
+// The OpenAI chat-completions wire format of the orchestrator's HTTP door:
+// parsing requests into a Chat request, and the JSON of responses, stream
+// chunks and errors. Pure functions.
+#ifndef MOA_SERVICES_ORCHESTRATOR_OPENAI_API_H_
+#define MOA_SERVICES_ORCHESTRATOR_OPENAI_API_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "moa/v1/orchestrator.pb.h"
+
+namespace moa::orchestrator::openai {
+
+// An error as OpenAI clients expect it: HTTP status and
+// {"error": {"message", "type", "param", "code"}}.
+struct HttpError {
+  int status = 500;
+  std::string message;
+  std::string type;   // invalid_request_error, authentication_error, ...
+  std::string param;  // The offending field, or empty.
+  std::string code;   // model_not_found, invalid_api_key, ... or empty.
+};
+
+std::string ErrorJson(const HttpError& error);
+
+// 400 invalid request (param from a message like "messages[1].content ..."),
+// 401, 404 model_not_found, 429, 503, 504, 500 for the rest.
+HttpError ErrorFromStatus(const absl::Status& status);
+
+struct ParsedRequest {
+  v1::ChatRequest chat;  // pipeline = model, messages, params.
+  bool stream = false;
+  bool include_usage = false;
+};
+
+// Parses a POST /v1/chat/completions body. Content may be a string or a
+// list of {"type": "text", "text": ...} parts (joined); other part types,
+// n != 1, and values of the wrong type are 400 naming the param. Unknown
+// fields are ignored, as OpenAI clients expect.
+absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
+                                                         HttpError* error);
+
+// What the door learned from a MoaCall's events, for the response.
+struct CallRecord {
+  struct Proposal {
+    int layer = 0;
+    std::string model;
+    std::string outcome;  // ok, or the status code name.
+    std::string error;
+    v1::Completion completion;
+  };
+  std::string pipeline;
+  std::vector<Proposal> proposals;
+  std::optional<v1::Summary> summary;
+
+  void Add(const v1::ChatEvent& event);
+};
+
+// The `usage` object: every call the request made, summed.
+std::string UsageJson(const CallRecord& record);
+// The `moa` extension: per-model usage, per-layer durations, each proposal.
+std::string MoaExtensionJson(const CallRecord& record);
+
+std::string CompletionJson(const std::string& id, int64_t created, const std::string& model,
+                           const std::string& answer, const CallRecord& record);
+
+// One SSE event "data: {...}\n\n" of a chat.completion.chunk.
+std::string ChunkEvent(const std::string& id, int64_t created, const std::string& model,
+                       absl::string_view delta_json, absl::string_view finish_reason_json);
+std::string UsageChunkEvent(const std::string& id, int64_t created, const std::string& model,
+                            const CallRecord& record);
+std::string ContentDeltaJson(absl::string_view text);
+
+}  // namespace moa::orchestrator::openai
+
+#endif  // MOA_SERVICES_ORCHESTRATOR_OPENAI_API_H_

@@ -1,0 +1,44 @@
+#include "services/orchestrator/readiness.h"
+
+#include "absl/strings/str_cat.h"
+#include "lib/server/health_check.h"
+
+namespace moa::orchestrator {
+
+Readiness::Readiness(std::vector<std::vector<std::shared_ptr<grpc::Channel>>> layers,
+                     std::shared_ptr<grpc::Channel> aggregator, absl::Duration interval)
+    : layers_(std::move(layers)), aggregator_(std::move(aggregator)) {
+  thread_ = std::thread([this, interval] {
+    do {
+      Check();
+    } while (!stop_.WaitForNotificationWithTimeout(interval));
+  });
+}
+
+Readiness::~Readiness() {
+  stop_.Notify();
+  thread_.join();
+}
+
+std::string Readiness::reason() const {
+  absl::MutexLock lock(&mu_);
+  return reason_;
+}
+
+void Readiness::Check() {
+  auto serving = [](const std::shared_ptr<grpc::Channel>& c) {
+    return c && server::HealthCheck(c, std::chrono::milliseconds(500)) == 1;
+  };
+  std::string reason;
+  for (size_t i = 0; i < layers_.size() && reason.empty(); ++i) {
+    bool any = false;
+    for (const auto& c : layers_[i]) any = any || serving(c);
+    if (!any) reason = absl::StrCat("no proposer of layer ", i + 1, " is reachable");
+  }
+  if (reason.empty() && !serving(aggregator_)) reason = "the aggregator is not reachable";
+  ready_.store(reason.empty());
+  absl::MutexLock lock(&mu_);
+  reason_ = reason.empty() ? "ready" : reason;
+}
+
+}  // namespace moa::orchestrator

@@ -1,0 +1,148 @@
+// The orchestrator's OpenAI-compatible HTTP door against a live cluster:
+// the official `openai` npm client (tests/http, run with Node.js) and the
+// README's curl examples, run exactly as written.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "tests/support/local_cluster.h"
+
+namespace moa {
+namespace {
+
+using ::moa::testing::Process;
+using ::testing::HasSubstr;
+
+constexpr char kKey[] = "sk-moa-test-key-1234";
+
+testing::ClusterSpec Spec(const std::string& keys_file, int http_port) {
+  testing::ClusterSpec spec;
+  spec.models = {"a", "b", "z", "slow1", "slow2"};
+  spec.pipelines_yaml =
+      "pipelines:\n  moa: {layers: [[a, b]], aggregator: z}\n"
+      "  slow: {layers: [[slow1, slow2]], aggregator: z}\ndefault_pipeline: moa\n";
+  spec.sim_profiles_yaml =
+      "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 12}\n"
+      "models:\n  slow1: {tokens_per_second: 20, answer_tokens: 400}\n"
+      "  slow2: {tokens_per_second: 20, answer_tokens: 400}\n";
+  spec.orchestrator_flags = {absl::StrCat("--http_port=", http_port),
+                             "--api_keys_file=" + keys_file};
+  return spec;
+}
+
+std::string WriteKeysFile() {
+  std::string path = "/tmp/moa-http-test-keys-" + std::to_string(getpid());
+  std::ofstream(path) << "# client keys\n" << kKey << "\nsk-second-key\n";
+  return path;
+}
+
+// The answer the gRPC door gives to "Hello" on pipeline moa.
+std::string GrpcAnswer(testing::LocalCluster& cluster) {
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", absl::StrCat("Bearer ", kKey));
+  v1::ChatRequest req;
+  req.set_pipeline("moa");
+  auto* m = req.add_messages();
+  m->set_role(v1::ROLE_USER);
+  m->set_content("Hello");
+  auto reader = cluster.stub().Chat(&ctx, req);
+  std::string answer;
+  v1::ChatEvent e;
+  while (reader->Read(&e)) answer += e.answer_delta();
+  EXPECT_TRUE(reader->Finish().ok());
+  return answer;
+}
+
+TEST(OpenAiHttpTest, OfficialOpenAiClientAgainstALiveCluster) {
+  std::string keys = WriteKeysFile();
+  testing::LocalCluster cluster(Spec(keys, 0));
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  int http_port = cluster.orchestrator_http_port();
+  ASSERT_GT(http_port, 0);
+  std::string expected = GrpcAnswer(cluster);
+  ASSERT_THAT(expected, HasSubstr("[z synthesis of 2 responses"));
+  Process node({"/usr/bin/env", "node", "--test", "--test-reporter=spec",
+                std::string(MOA_SOURCE_DIR) + "/tests/http/openai_sdk.test.mjs"},
+               {absl::StrCat("MOA_BASE_URL=http://127.0.0.1:", http_port, "/v1"),
+                absl::StrCat("MOA_API_KEY=", kKey),
+                absl::StrCat("MOA_SIM_URL=http://127.0.0.1:", cluster.sim_port()),
+                "MOA_EXPECTED=" + expected, "NODE_PATH=" + std::string(MOA_SOURCE_DIR) +
+                                                "/tests/http/node_modules"});
+  int code = node.Wait(absl::Seconds(120));
+  std::string out = node.Output();
+  std::printf("%s\n", out.c_str());
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr(" fail 0\n"));
+  std::remove(keys.c_str());
+}
+
+TEST(OpenAiHttpTest, GrpcChatNeedsTheKeyToo) {
+  std::string keys = WriteKeysFile();
+  testing::LocalCluster cluster(Spec(keys, 0));
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  for (const char* auth : {"", "Bearer sk-nope"}) {
+    grpc::ClientContext ctx;
+    if (*auth) ctx.AddMetadata("authorization", auth);
+    v1::ChatRequest req;
+    auto* m = req.add_messages();
+    m->set_role(v1::ROLE_USER);
+    m->set_content("Hello");
+    auto reader = cluster.stub().Chat(&ctx, req);
+    v1::ChatEvent e;
+    while (reader->Read(&e)) {
+    }
+    grpc::Status s = reader->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << auth;
+    EXPECT_THAT(s.error_message(), ::testing::Not(HasSubstr("sk-nope")));
+  }
+  EXPECT_TRUE(cluster.SimRequests().empty());
+  std::remove(keys.c_str());
+}
+
+// Every ```sh block between the curl-examples markers of README.md.
+std::vector<std::string> ReadmeCurlExamples() {
+  std::ifstream in(std::string(MOA_SOURCE_DIR) + "/README.md");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  size_t begin = text.find("<!-- curl-examples:begin -->");
+  size_t end = text.find("<!-- curl-examples:end -->");
+  std::vector<std::string> blocks;
+  if (begin == std::string::npos || end == std::string::npos) return blocks;
+  std::string section = text.substr(begin, end - begin);
+  std::regex block("```sh\n([\\s\\S]*?)```");
+  for (auto it = std::sregex_iterator(section.begin(), section.end(), block);
+       it != std::sregex_iterator(); ++it) {
+    blocks.push_back((*it)[1]);
+  }
+  return blocks;
+}
+
+TEST(OpenAiHttpTest, ReadmeCurlExamplesRunAsWritten) {
+  std::vector<std::string> blocks = ReadmeCurlExamples();
+  ASSERT_GE(blocks.size(), 3u) << "README.md has the curl examples between the markers";
+  std::string keys = WriteKeysFile();
+  // The README's examples talk to localhost:8080, the default HTTP port.
+  testing::LocalCluster cluster(Spec(keys, 8080));
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  for (const std::string& block : blocks) {
+    std::string script = "/tmp/moa-readme-example-" + std::to_string(getpid()) + ".sh";
+    std::ofstream(script) << "set -euo pipefail\n" << block;
+    Process p({"/bin/bash", script}, {absl::StrCat("MOA_API_KEY=", kKey)});
+    int code = p.Wait(absl::Seconds(30));
+    std::string out = p.Output();
+    EXPECT_EQ(code, 0) << block << "\n---\n" << out;
+    EXPECT_THAT(out, ::testing::Not(HasSubstr("\"error\""))) << block << "\n---\n" << out;
+    std::remove(script.c_str());
+  }
+  std::remove(keys.c_str());
+}
+
+}  // namespace
+}  // namespace moa

@@ -1,0 +1,172 @@
+// The orchestrator's HTTP door with the official `openai` client, against a
+// live cluster on the simulator. Started by tests/e2e/openai_http_test.cc,
+// which passes the addresses and the answer the gRPC door gave:
+//   MOA_BASE_URL  http://127.0.0.1:PORT/v1     MOA_API_KEY     a valid key
+//   MOA_SIM_URL   http://127.0.0.1:PORT        MOA_EXPECTED    gRPC's answer to "Hello"
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+
+const baseURL = process.env.MOA_BASE_URL;
+const apiKey = process.env.MOA_API_KEY;
+const simURL = process.env.MOA_SIM_URL;
+const expected = process.env.MOA_EXPECTED;
+const client = new OpenAI({ baseURL, apiKey, maxRetries: 0 });
+const hello = [{ role: 'user', content: 'Hello' }];
+
+async function simRequests(since) {
+  const res = await fetch(`${simURL}/sim/requests?since=${since}`);
+  return (await res.json()).requests;
+}
+async function lastSimId() {
+  const all = await simRequests(0);
+  return all.length ? all[all.length - 1].id : 0;
+}
+
+test('non-streaming completion has the gRPC door\'s text, summed usage and the moa extension',
+  async () => {
+    const c = await client.chat.completions.create({ model: 'moa', messages: hello });
+    assert.equal(c.object, 'chat.completion');
+    assert.equal(c.model, 'moa');
+    assert.equal(c.choices.length, 1);
+    assert.equal(c.choices[0].message.role, 'assistant');
+    assert.equal(c.choices[0].message.content, expected);
+    assert.equal(c.choices[0].finish_reason, 'stop');
+    const perModel = c.moa.usage;
+    assert.equal(perModel.length, 3);
+    const prompt = perModel.reduce((s, u) => s + u.prompt_tokens, 0);
+    const completion = perModel.reduce((s, u) => s + u.completion_tokens, 0);
+    assert.equal(c.usage.prompt_tokens, prompt);
+    assert.equal(c.usage.completion_tokens, completion);
+    assert.equal(c.usage.total_tokens, prompt + completion);
+    assert.deepEqual(c.moa.proposals.map((p) => [p.layer, p.model, p.outcome]).sort(),
+      [[1, 'a', 'ok'], [1, 'b', 'ok']]);
+    assert.equal(c.moa.layer_durations.length, 1);
+    assert.equal(c.moa.answer.model, 'z');
+  });
+
+test('content parts of type text are joined', async () => {
+  const c = await client.chat.completions.create({
+    model: 'moa',
+    messages: [{ role: 'user', content: [{ type: 'text', text: 'Hel' }, { type: 'text', text: 'lo' }] }],
+  });
+  assert.equal(c.choices[0].message.content, expected);
+});
+
+test('streaming: role first, content pieces, finish reason, usage chunk, then the end', async () => {
+  const stream = await client.chat.completions.create({
+    model: 'moa', messages: hello, stream: true, stream_options: { include_usage: true },
+  });
+  const chunks = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  assert.equal(chunks[0].object, 'chat.completion.chunk');
+  assert.equal(chunks[0].choices[0].delta.role, 'assistant');
+  const text = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+  assert.equal(text, expected);
+  assert.ok(chunks.filter((c) => c.choices[0]?.delta?.content).length >= 1);
+  const finish = chunks.find((c) => c.choices[0]?.finish_reason);
+  assert.equal(finish.choices[0].finish_reason, 'stop');
+  const last = chunks[chunks.length - 1];
+  assert.deepEqual(last.choices, []);
+  assert.ok(last.usage.total_tokens > 0);
+  assert.equal(new Set(chunks.map((c) => c.id)).size, 1, 'one id for the whole stream');
+});
+
+test('the models list has the pipelines', async () => {
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  assert.deepEqual(ids.sort(), ['moa', 'slow']);
+});
+
+test('a missing key is 401', async () => {
+  const res = await fetch(`${baseURL}/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'moa', messages: hello }),
+  });
+  assert.equal(res.status, 401);
+  const body = await res.json();
+  assert.equal(body.error.type, 'authentication_error');
+  assert.match(body.error.message, /missing API key/);
+});
+
+test('a wrong key is 401 and the key is not echoed', async () => {
+  const bad = new OpenAI({ baseURL, apiKey: 'sk-wrong-0000', maxRetries: 0 });
+  await assert.rejects(bad.chat.completions.create({ model: 'moa', messages: hello }), (e) => {
+    assert.ok(e instanceof OpenAI.AuthenticationError);
+    assert.equal(e.status, 401);
+    assert.ok(!JSON.stringify(e.error).includes('sk-wrong-0000'));
+    return true;
+  });
+});
+
+test('an unknown model is 404 model_not_found', async () => {
+  await assert.rejects(client.chat.completions.create({ model: 'gpt-17', messages: hello }), (e) => {
+    assert.ok(e instanceof OpenAI.NotFoundError);
+    assert.equal(e.code, 'model_not_found');
+    assert.match(e.message, /gpt-17/);
+    return true;
+  });
+});
+
+test('n=2 is 400 naming the param', async () => {
+  await assert.rejects(client.chat.completions.create({ model: 'moa', messages: hello, n: 2 }),
+    (e) => {
+      assert.ok(e instanceof OpenAI.BadRequestError);
+      assert.equal(e.param, 'n');
+      return true;
+    });
+});
+
+test('an invalid parameter value is 400 naming it', async () => {
+  await assert.rejects(
+    client.chat.completions.create({ model: 'moa', messages: hello, temperature: 5 }), (e) => {
+      assert.ok(e instanceof OpenAI.BadRequestError);
+      assert.equal(e.param, 'temperature');
+      return true;
+    });
+});
+
+test('an oversized body is 413', async () => {
+  const big = 'x'.repeat(5 * 1024 * 1024);
+  await assert.rejects(
+    client.chat.completions.create({ model: 'moa', messages: [{ role: 'user', content: big }] }),
+    (e) => {
+      assert.equal(e.status, 413);
+      return true;
+    });
+});
+
+test('bad JSON is 400', async () => {
+  const res = await fetch(`${baseURL}/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+    body: '{"model": "moa", "messages": [',
+  });
+  assert.equal(res.status, 400);
+  const body = await res.json();
+  assert.equal(body.error.type, 'invalid_request_error');
+});
+
+test('aborting mid-stream closes every upstream request within 200 ms', async () => {
+  const since = await lastSimId();
+  const stream = await client.chat.completions.create({ model: 'slow', messages: hello, stream: true });
+  // Wait until both slow proposers are streaming upstream.
+  for (let i = 0; i < 100; i++) {
+    const open = (await simRequests(since)).filter((r) => r.outcome === 'in_progress');
+    if (open.length === 2) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  const aborted = Date.now();
+  stream.controller.abort();
+  let closed = false;
+  while (Date.now() - aborted < 200) {
+    const reqs = await simRequests(since);
+    if (reqs.length === 2 && reqs.every((r) => r.outcome === 'client_closed')) {
+      closed = true;
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.ok(closed, JSON.stringify(await simRequests(since)));
+});
