@@ -239,8 +239,8 @@ void Run() {
     absl::Time deadline = absl::Now() + absl::Seconds(60);
     int64_t in_flight_upstream = 0;
     while (absl::Now() < deadline) {
-      in_flight_upstream = 0;
-      for (const auto& r : cluster->SimRequests()) in_flight_upstream += r["outcome"] == "in_progress";
+      in_flight_upstream =
+          cluster->SimStats().value("by_outcome", nlohmann::json::object()).value("in_progress", 0);
       if (accepted.load() >= n && in_flight_upstream >= 4 * n) break;
       absl::SleepFor(absl::Milliseconds(500));
     }
@@ -263,6 +263,7 @@ void Run() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   moa::bench::Run();
   return 0;
 }

@@ -117,7 +117,15 @@ std::vector<std::pair<std::string, pid_t>> LocalCluster::Pids() const {
 
 nlohmann::json LocalCluster::SimRequests(int64_t since) {
   HttpResult r = HttpGet(absl::StrCat("http://127.0.0.1:", sim_port_, "/sim/requests?since=", since));
-  return nlohmann::json::parse(r.body)["requests"];
+  nlohmann::json j = nlohmann::json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.contains("requests")) return nlohmann::json::array();
+  return j["requests"];
+}
+
+nlohmann::json LocalCluster::SimStats() {
+  HttpResult r = HttpGet(absl::StrCat("http://127.0.0.1:", sim_port_, "/sim/stats"));
+  nlohmann::json j = nlohmann::json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? nlohmann::json::object() : j;
 }
 
 int64_t LocalCluster::LastSimRequestId() {

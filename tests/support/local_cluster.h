@@ -50,6 +50,8 @@ class LocalCluster {
 
   // The simulator's request log (entries with id > since).
   nlohmann::json SimRequests(int64_t since = 0);
+  // The simulator's counts by outcome (GET /sim/stats).
+  nlohmann::json SimStats();
   // Highest request id so far, to look only at what a test caused.
   int64_t LastSimRequestId();
 

@@ -6,6 +6,7 @@
 #include <boost/beast/http.hpp>
 #include <cmath>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -96,6 +97,15 @@ class RequestLog {
   void Clear() {
     std::lock_guard<std::mutex> lock(mu_);
     entries_.clear();
+  }
+
+  // Counts by outcome, cheap enough to poll under load.
+  std::string StatsJson() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::map<std::string, int64_t> by_outcome;
+    for (const Entry& e : entries_) ++by_outcome[e.outcome];
+    return json{{"requests", next_id_ - 1}, {"logged", entries_.size()}, {"by_outcome", by_outcome}}
+        .dump();
   }
 
  private:
@@ -250,6 +260,9 @@ class Session : public std::enable_shared_from_this<Session> {
       return Send(Reply(http::status::ok, "ok\n", "text/plain"));
     }
     if (req.method() == http::verb::get && path == "/v1/models") return Send(Models());
+    if (req.method() == http::verb::get && path == "/sim/stats") {
+      return Send(Reply(http::status::ok, sim_.log().StatsJson()));
+    }
     if (path == "/sim/requests") {
       if (req.method() == http::verb::delete_) {
         sim_.log().Clear();

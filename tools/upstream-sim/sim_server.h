@@ -6,6 +6,7 @@
 //   GET    /v1/models             the models that have profiles
 //   GET    /healthz               "ok"
 //   GET    /sim/requests[?since=ID]  JSON log of chat requests received
+//   GET    /sim/stats             request counts by outcome
 //   DELETE /sim/requests          clears the log
 #ifndef MOA_TOOLS_UPSTREAM_SIM_SIM_SERVER_H_
 #define MOA_TOOLS_UPSTREAM_SIM_SIM_SERVER_H_

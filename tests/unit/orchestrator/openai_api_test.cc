@@ -1,0 +1,170 @@
+#include "services/orchestrator/openai_api.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "services/orchestrator/api_keys.h"
+
+namespace moa::orchestrator {
+namespace {
+
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+absl::StatusOr<openai::ParsedRequest> Parse(const std::string& body, openai::HttpError* e) {
+  return openai::ParseChatCompletionRequest(body, e);
+}
+
+TEST(OpenAiApiTest, ParsesEverySupportedField) {
+  openai::HttpError e;
+  auto r = Parse(R"({"model": "moa", "messages": [
+      {"role": "developer", "content": "sys"},
+      {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+      {"role": "assistant", "content": "prev"}],
+    "temperature": 0.5, "top_p": 0.9, "max_completion_tokens": 64, "stop": "END", "seed": 7,
+    "stream": true, "stream_options": {"include_usage": true}, "n": 1, "user": "u-1",
+    "frequency_penalty": 0.3})",
+                 &e);
+  ASSERT_TRUE(r.ok()) << e.message;
+  EXPECT_EQ(r->chat.pipeline(), "moa");
+  ASSERT_EQ(r->chat.messages_size(), 3);
+  EXPECT_EQ(r->chat.messages(0).role(), v1::ROLE_SYSTEM);
+  EXPECT_EQ(r->chat.messages(1).content(), "ab");
+  EXPECT_EQ(r->chat.messages(2).role(), v1::ROLE_ASSISTANT);
+  EXPECT_EQ(r->chat.params().temperature(), 0.5);
+  EXPECT_EQ(r->chat.params().top_p(), 0.9);
+  EXPECT_EQ(r->chat.params().max_tokens(), 64);
+  EXPECT_EQ(r->chat.params().stop(0), "END");
+  EXPECT_EQ(r->chat.params().seed(), 7);
+  EXPECT_TRUE(r->stream);
+  EXPECT_TRUE(r->include_usage);
+}
+
+TEST(OpenAiApiTest, RejectionsNameTheParam) {
+  struct Case {
+    const char* body;
+    const char* param;
+  };
+  const Case cases[] = {
+      {R"({"messages": []})", "model"},
+      {R"({"model": "m"})", "messages"},
+      {R"({"model": "m", "messages": [{"role": "tool", "content": "x"}]})", "messages[0].role"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
+       "messages[0].content[0].type"},
+      {R"({"model": "m", "messages": [{"role": "user"}]})", "messages[0].content"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2})", "n"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"})",
+       "temperature"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0})",
+       "max_tokens"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": 3})", "stop"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"})",
+       "stream"},
+  };
+  for (const Case& c : cases) {
+    openai::HttpError e;
+    EXPECT_FALSE(Parse(c.body, &e).ok()) << c.body;
+    EXPECT_EQ(e.status, 400) << c.body;
+    EXPECT_EQ(e.param, c.param) << c.body;
+    EXPECT_EQ(e.type, "invalid_request_error");
+  }
+  openai::HttpError e;
+  EXPECT_FALSE(Parse("not json", &e).ok());
+  EXPECT_EQ(e.status, 400);
+}
+
+TEST(OpenAiApiTest, StatusesMapToOpenAiErrors) {
+  auto bad = openai::ErrorFromStatus(absl::InvalidArgumentError("params.top_p must be in (0, 1]"));
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.param, "top_p");
+  auto field = openai::ErrorFromStatus(absl::InvalidArgumentError("messages[0].content must not"));
+  EXPECT_EQ(field.param, "messages[0].content");
+  EXPECT_EQ(openai::ErrorFromStatus(absl::NotFoundError("x")).code, "model_not_found");
+  EXPECT_EQ(openai::ErrorFromStatus(absl::NotFoundError("x")).status, 404);
+  EXPECT_EQ(openai::ErrorFromStatus(absl::UnauthenticatedError("x")).status, 401);
+  EXPECT_EQ(openai::ErrorFromStatus(absl::ResourceExhaustedError("x")).status, 429);
+  EXPECT_EQ(openai::ErrorFromStatus(absl::UnavailableError("x")).status, 503);
+  EXPECT_EQ(openai::ErrorFromStatus(absl::DeadlineExceededError("x")).status, 504);
+  json j = json::parse(openai::ErrorJson(bad));
+  EXPECT_EQ(j["error"]["param"], "top_p");
+  EXPECT_TRUE(j["error"]["code"].is_null());
+  EXPECT_THAT(j["error"]["message"].get<std::string>(), HasSubstr("top_p"));
+}
+
+TEST(OpenAiApiTest, CompletionUsageSumsEveryCallAndTheExtensionListsProposals) {
+  openai::CallRecord record;
+  v1::ChatEvent accepted;
+  accepted.mutable_accepted()->set_pipeline("moa");
+  record.Add(accepted);
+  v1::ChatEvent failed;
+  failed.mutable_proposal_failed()->mutable_ref()->set_layer(1);
+  failed.mutable_proposal_failed()->mutable_ref()->set_model("b");
+  failed.mutable_proposal_failed()->mutable_status()->set_code(14);
+  failed.mutable_proposal_failed()->mutable_status()->set_message("down");
+  record.Add(failed);
+  v1::ChatEvent summary;
+  auto* u1 = summary.mutable_summary()->add_usage();
+  u1->set_model("a");
+  u1->mutable_usage()->set_prompt_tokens(10);
+  u1->mutable_usage()->set_completion_tokens(20);
+  auto* u2 = summary.mutable_summary()->add_usage();
+  u2->set_model("z");
+  u2->mutable_usage()->set_prompt_tokens(40);
+  u2->mutable_usage()->set_completion_tokens(30);
+  summary.mutable_summary()->set_finish_reason("length");
+  record.Add(summary);
+  json c = json::parse(openai::CompletionJson("id-1", 5, "moa", "answer", record));
+  EXPECT_EQ(c["usage"]["prompt_tokens"], 50);
+  EXPECT_EQ(c["usage"]["completion_tokens"], 50);
+  EXPECT_EQ(c["usage"]["total_tokens"], 100);
+  EXPECT_EQ(c["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(c["choices"][0]["message"]["content"], "answer");
+  EXPECT_EQ(c["moa"]["pipeline"], "moa");
+  EXPECT_EQ(c["moa"]["proposals"][0]["outcome"], "UNAVAILABLE");
+  EXPECT_EQ(c["moa"]["proposals"][0]["error"], "down");
+  EXPECT_EQ(c["moa"]["usage"][1]["model"], "z");
+}
+
+TEST(OpenAiApiTest, ChunksAreSseEventsOfChatCompletionChunks) {
+  std::string e = openai::ChunkEvent("id", 1, "moa", openai::ContentDeltaJson("hi \"x\""), "null");
+  ASSERT_EQ(e.rfind("data: ", 0), 0u);
+  ASSERT_EQ(e.substr(e.size() - 2), "\n\n");
+  json j = json::parse(e.substr(6));
+  EXPECT_EQ(j["object"], "chat.completion.chunk");
+  EXPECT_EQ(j["choices"][0]["delta"]["content"], "hi \"x\"");
+  EXPECT_TRUE(j["choices"][0]["finish_reason"].is_null());
+}
+
+TEST(ApiKeysTest, BearerKeysAreCheckedAndLoadedFromFileAndList) {
+  std::string path = "/tmp/moa-keys-test-" + std::to_string(getpid());
+  std::ofstream(path) << "# comment\n\nsk-file-1\n  sk-file-2  \n";
+  auto keys = ApiKeys::Load(path, "sk-env-1, sk-env-2");
+  ASSERT_TRUE(keys.ok());
+  EXPECT_TRUE(keys->enabled());
+  EXPECT_EQ(keys->size(), 4u);
+  EXPECT_TRUE(keys->CheckAuthorization("Bearer sk-file-2"));
+  EXPECT_TRUE(keys->CheckAuthorization("bearer sk-env-1"));
+  EXPECT_FALSE(keys->CheckAuthorization("Bearer sk-file"));
+  EXPECT_FALSE(keys->CheckAuthorization("Bearer sk-file-22"));
+  EXPECT_FALSE(keys->CheckAuthorization("sk-file-1"));
+  EXPECT_FALSE(keys->CheckAuthorization("Bearer "));
+  EXPECT_FALSE(keys->CheckAuthorization("Bearer # comment"));
+  std::remove(path.c_str());
+  EXPECT_EQ(ApiKeys::Load(path, "").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(ApiKeys::Load("", "").value().enabled());
+}
+
+TEST(ApiKeysTest, ConstantTimeEqualsComparesWholeStrings) {
+  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
+  EXPECT_FALSE(ConstantTimeEquals("", "a"));
+  EXPECT_TRUE(ConstantTimeEquals("", ""));
+}
+
+}  // namespace
+}  // namespace moa::orchestrator
