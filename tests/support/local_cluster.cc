@@ -19,7 +19,7 @@ int WaitForLoggedPort(Process& p, const std::string& prefix, absl::Duration time
       [&] {
         std::smatch m;
         std::string out = p.Output();
-        if (std::regex_search(out, m, std::regex(prefix + " ([0-9]+)"))) {
+        if (std::regex_search(out, m, std::regex(prefix + " (-?[0-9]+)"))) {
           port = std::stoi(m[1]);
           return true;
         }
@@ -84,7 +84,7 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
   orchestrator_ = std::make_unique<Process>(orch_argv);
   orchestrator_port_ = WaitForLoggedPort(*orchestrator_, "serving gRPC on port");
   orchestrator_metrics_port_ = WaitForLoggedPort(*orchestrator_, "metrics on port");
-  orchestrator_http_port_ = WaitForLoggedPort(*orchestrator_, "HTTP on port");
+  orchestrator_http_port_ = WaitForLoggedPort(*orchestrator_, "HTTP on port");  // -1: off.
   if (orchestrator_port_ == 0) {
     error_ = "orchestrator did not start: " + orchestrator_->Output();
     return;
