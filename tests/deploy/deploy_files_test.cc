@@ -1,0 +1,191 @@
+// The deployment files: every kustomize overlay renders into objects that
+// agree with its cluster config, the compose file is accepted, and
+// Prometheus's own tool accepts the scrape configs and alert rules.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "lib/config/cluster_config.h"
+#include "tests/support/test_support.h"
+
+namespace moa {
+namespace {
+
+using ::moa::testing::Process;
+using ::testing::HasSubstr;
+
+const std::string kSource = MOA_SOURCE_DIR;
+
+// Runs a command; returns its exit code and output.
+int RunCommand(const std::vector<std::string>& argv, std::string* out) {
+  Process p(argv);
+  int code = p.Wait(absl::Seconds(60));
+  *out = p.Output();
+  return code;
+}
+
+std::string DnsName(const std::string& model) { return absl::StrReplaceAll(model, {{".", "-"}}); }
+
+class KustomizeOverlayTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(KustomizeOverlayTest, RendersObjectsThatAgreeWithItsClusterConfig) {
+  std::string out;
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "kubectl", "kustomize",
+                 kSource + "/deploy/k8s/overlays/" + GetParam()},
+                &out),
+            0)
+      << out;
+  // kubectl prints deprecation warnings as "# Warning" comment lines.
+  std::vector<YAML::Node> docs = YAML::LoadAll(out);
+  std::map<std::string, std::map<std::string, YAML::Node>> by_kind;
+  for (const YAML::Node& d : docs) {
+    if (!d.IsMap()) continue;
+    by_kind[d["kind"].as<std::string>()][d["metadata"]["name"].as<std::string>()] = d;
+  }
+  ASSERT_EQ(by_kind["ConfigMap"].size(), 1u);
+  const YAML::Node config_map = by_kind["ConfigMap"].begin()->second;
+  const std::string config_map_name = by_kind["ConfigMap"].begin()->first;
+  EXPECT_TRUE(absl::StartsWith(config_map_name, "moa-config")) << config_map_name;
+  auto cfg = config::ParseClusterConfig(config_map["data"]["cluster.yaml"].as<std::string>(),
+                                        "ConfigMap cluster.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+
+  // Every Deployment: probes, resources, a selector matching its pod labels,
+  // the config mounted, and time to drain.
+  for (const auto& [name, d] : by_kind["Deployment"]) {
+    const YAML::Node pod = d["spec"]["template"];
+    for (const auto& kv : d["spec"]["selector"]["matchLabels"]) {
+      ASSERT_TRUE(pod["metadata"]["labels"][kv.first.as<std::string>()]) << name;
+      EXPECT_EQ(pod["metadata"]["labels"][kv.first.as<std::string>()].as<std::string>(),
+                kv.second.as<std::string>())
+          << name;
+    }
+    for (const YAML::Node& c : pod["spec"]["containers"]) {
+      EXPECT_TRUE(c["readinessProbe"]) << name;
+      EXPECT_TRUE(c["livenessProbe"]) << name;
+      EXPECT_TRUE(c["resources"]["requests"]["cpu"]) << name;
+      EXPECT_TRUE(c["resources"]["requests"]["memory"]) << name;
+      EXPECT_TRUE(c["resources"]["limits"]["cpu"]) << name;
+      EXPECT_TRUE(c["resources"]["limits"]["memory"]) << name;
+      for (const YAML::Node& a : c["args"]) {
+        std::smatch m;
+        std::string arg = a.as<std::string>();
+        if (std::regex_match(arg, m, std::regex("--drain_grace=([0-9]+)s"))) {
+          EXPECT_GT(pod["spec"]["terminationGracePeriodSeconds"].as<int>(), std::stoi(m[1]))
+              << name << ": the pod must outlive the drain";
+        }
+      }
+    }
+    if (name != "upstream-sim") {
+      EXPECT_EQ(pod["spec"]["volumes"][0]["configMap"]["name"].as<std::string>(),
+                config_map_name)
+          << name;
+      EXPECT_TRUE(pod["spec"]["containers"][0]["readinessProbe"]["grpc"]) << name;
+    }
+  }
+
+  // Every model of the config: a Deployment that runs it and a headless
+  // Service whose name and port are those of the model's endpoint.
+  for (const config::ModelConfig& m : cfg->models) {
+    std::string name = "proposer-" + DnsName(m.name);
+    ASSERT_EQ(by_kind["Deployment"].count(name), 1u) << m.name;
+    std::string args;
+    for (const YAML::Node& a : by_kind["Deployment"][name]["spec"]["template"]["spec"]
+                                      ["containers"][0]["args"]) {
+      args += a.as<std::string>() + " ";
+    }
+    EXPECT_THAT(args, HasSubstr("--model=" + m.name + " ")) << name;
+    EXPECT_THAT(args, HasSubstr("--port=50051 ")) << name;
+    ASSERT_EQ(by_kind["Service"].count(name), 1u) << m.name;
+    const YAML::Node svc = by_kind["Service"][name];
+    EXPECT_EQ(svc["spec"]["clusterIP"].as<std::string>(), "None") << name << " is headless";
+    EXPECT_EQ(m.endpoint, absl::StrCat("dns:///", name, ":", svc["spec"]["ports"][0]["port"].as<int>()));
+    for (const auto& kv : svc["spec"]["selector"]) {
+      EXPECT_EQ(by_kind["Deployment"][name]["spec"]["template"]["metadata"]["labels"]
+                       [kv.first.as<std::string>()].as<std::string>(),
+                kv.second.as<std::string>());
+    }
+    EXPECT_EQ(by_kind["PodDisruptionBudget"].count(name), 1u) << name;
+    EXPECT_EQ(by_kind["HorizontalPodAutoscaler"].count(name), 1u) << name;
+  }
+  EXPECT_EQ(cfg->aggregator_endpoint, "dns:///aggregator:50051");
+  EXPECT_EQ(by_kind["Service"]["aggregator"]["spec"]["clusterIP"].as<std::string>(), "None");
+  ASSERT_EQ(by_kind["Deployment"].count("orchestrator"), 1u);
+  EXPECT_EQ(by_kind["HorizontalPodAutoscaler"].count("orchestrator"), 1u);
+  for (const auto& [name, hpa] : by_kind["HorizontalPodAutoscaler"]) {
+    EXPECT_EQ(by_kind["Deployment"].count(hpa["spec"]["scaleTargetRef"]["name"].as<std::string>()),
+              1u)
+        << name;
+  }
+  // The upstream every model calls is there: the simulator's Service, or a
+  // Secret for the provider's key.
+  for (const config::ModelConfig& m : cfg->models) {
+    if (absl::StrContains(m.upstream->base_url, "upstream-sim")) {
+      EXPECT_EQ(by_kind["Service"].count("upstream-sim"), 1u);
+    }
+    if (!m.upstream->api_key_env.empty()) {
+      ASSERT_EQ(by_kind["Secret"].count("moa-upstream-keys"), 1u);
+      EXPECT_TRUE(by_kind["Secret"]["moa-upstream-keys"]["stringData"][m.upstream->api_key_env]);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Overlays, KustomizeOverlayTest, ::testing::Values("simulator", "together"));
+
+TEST(DeployFilesTest, DockerComposeAcceptsTheComposeFileAndHasAServicePerEndpoint) {
+  std::string out;
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "docker-compose", "-f", kSource + "/deploy/docker-compose.yml",
+                 "config"},
+                &out),
+            0)
+      << out;
+  YAML::Node compose = YAML::Load(out.substr(out.find("services:") == std::string::npos
+                                                 ? 0
+                                                 : out.rfind("\n", out.find("services:")) + 1));
+  for (const char* file : {"cluster.yaml", "together.yaml"}) {
+    auto cfg = config::LoadClusterConfig(kSource + "/deploy/docker/" + file);
+    ASSERT_TRUE(cfg.ok()) << cfg.status();
+    for (const auto& m : cfg->models) {
+      std::string host = m.endpoint.substr(0, m.endpoint.find(':'));
+      ASSERT_TRUE(compose["services"][host]) << file << ": no service " << host;
+      std::string command;
+      for (const YAML::Node& a : compose["services"][host]["command"]) {
+        command += a.as<std::string>() + " ";
+      }
+      EXPECT_THAT(command, HasSubstr("--model=" + m.name + " "));
+    }
+    EXPECT_TRUE(compose["services"]["aggregator"]);
+  }
+  for (const char* s : {"orchestrator", "prometheus", "grafana", "upstream-sim"}) {
+    EXPECT_TRUE(compose["services"][s]) << s;
+  }
+}
+
+TEST(DeployFilesTest, PromtoolAcceptsScrapeConfigsAndAlertRules) {
+  std::string out;
+  for (const char* file : {"prometheus-compose.yml", "prometheus-local.yml"}) {
+    EXPECT_EQ(RunCommand({"/usr/bin/env", "promtool", "check", "config",
+                   kSource + "/deploy/prometheus/" + file},
+                  &out),
+              0)
+        << out;
+  }
+  EXPECT_EQ(RunCommand({"/usr/bin/env", "promtool", "check", "rules",
+                 kSource + "/deploy/prometheus/alerts.yml"},
+                &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("SUCCESS: 4 rules found"));
+}
+
+}  // namespace
+}  // namespace moa
