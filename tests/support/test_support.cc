@@ -43,6 +43,13 @@ HttpResult HttpRequest(const std::string& method, const std::string& url,
 
 HttpResult HttpGet(const std::string& url) { return HttpRequest("GET", url); }
 
+std::string UrlEscape(const std::string& text) {
+  char* escaped = curl_easy_escape(nullptr, text.c_str(), static_cast<int>(text.size()));
+  std::string out = escaped ? escaped : "";
+  curl_free(escaped);
+  return out;
+}
+
 bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
   absl::Time end = absl::Now() + timeout;
   while (absl::Now() < end) {

@@ -22,6 +22,9 @@ HttpResult HttpGet(const std::string& url);
 HttpResult HttpRequest(const std::string& method, const std::string& url,
                        const std::string& body = "");
 
+// Percent-encodes a string for a URL query.
+std::string UrlEscape(const std::string& text);
+
 // Polls `condition` every 10 ms until it is true or `timeout` passes.
 bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
 
