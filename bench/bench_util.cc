@@ -1,10 +1,11 @@
 #include "bench/bench_util.h"
 
+#include "tests/support/local_cluster.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <regex>
 #include <thread>
 
 #include "absl/time/time.h"
@@ -12,19 +13,8 @@
 namespace moa::bench {
 
 int WaitForLoggedPort(moa::testing::Process& p, const std::string& prefix) {
-  int port = 0;
-  moa::testing::WaitFor(
-      [&] {
-        std::smatch m;
-        std::string out = p.Output();
-        if (std::regex_search(out, m, std::regex(prefix + " ([0-9]+)"))) {
-          port = std::stoi(m[1]);
-          return true;
-        }
-        return false;
-      },
-      absl::Seconds(10));
-  if (port == 0) {
+  int port = moa::testing::WaitForLoggedPort(p, prefix);
+  if (port <= 0) {
     std::fprintf(stderr, "process did not report a port:\n%s\n", p.Output().c_str());
     std::exit(1);
   }

@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "lib/base/log.h"
 #include "lib/contract/contract.h"
+#include "lib/net/listen.h"
 #include "services/orchestrator/openai_api.h"
 
 namespace moa::orchestrator {
@@ -456,17 +457,8 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 absl::Status HttpDoor::Impl::Listen() {
-  beast::error_code ec;
-  tcp::endpoint endpoint(net::ip::make_address(options_.host, ec),
-                         static_cast<unsigned short>(options_.port));
-  if (ec) return absl::InvalidArgumentError(absl::StrCat("bad --host ", options_.host));
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return absl::UnavailableError(absl::StrCat("cannot listen for HTTP on ", options_.host, ":",
-                                               options_.port, ": ", ec.message()));
+  if (absl::Status s = moa::net::Listen(acceptor_, options_.host, options_.port); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("HTTP door: ", s.message()));
   }
   port_ = acceptor_.local_endpoint().port();
   Accept();

@@ -6,12 +6,12 @@
 #include <signal.h>
 
 #include <fstream>
-#include <regex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "moa/v1/proposer.grpc.pb.h"
 #include "lib/server/health_check.h"
+#include "tests/support/local_cluster.h"
 #include "tests/support/test_support.h"
 
 namespace moa {
@@ -20,27 +20,11 @@ namespace {
 using ::moa::testing::BinaryPath;
 using ::moa::testing::Process;
 using ::moa::testing::WaitFor;
+using ::moa::testing::WaitForLoggedPort;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr char kSimKey[] = "sk-e2e-secret-key-4242";
-
-// Waits for "<prefix> <number>" in the process output and returns the number.
-int WaitForPort(Process& p, const std::string& prefix) {
-  int port = 0;
-  WaitFor(
-      [&] {
-        std::smatch m;
-        std::string out = p.Output();
-        if (std::regex_search(out, m, std::regex(prefix + " ([0-9]+)"))) {
-          port = std::stoi(m[1]);
-          return true;
-        }
-        return false;
-      },
-      absl::Seconds(10));
-  return port;
-}
 
 class ProposerProcessTest : public ::testing::Test {
  protected:
@@ -53,7 +37,7 @@ class ProposerProcessTest : public ::testing::Test {
         std::vector<std::string>{BinaryPath("tools/upstream-sim/moa-upstream-sim"), "--port=0",
                                  "--profiles=" + profiles_, "--api_key_env=SIM_KEY"},
         std::vector<std::string>{absl::StrCat("SIM_KEY=", kSimKey)});
-    sim_port_ = WaitForPort(*sim_, "on port");
+    sim_port_ = WaitForLoggedPort(*sim_, "on port");
     ASSERT_GT(sim_port_, 0) << sim_->Output();
   }
 
@@ -101,7 +85,7 @@ class ProposerProcessTest : public ::testing::Test {
 
 TEST_F(ProposerProcessTest, ServesWithTheKeyAndNeverPrintsIt) {
   auto good = StartProposer("m1", kSimKey);
-  int port = WaitForPort(*good, "serving gRPC on port");
+  int port = WaitForLoggedPort(*good, "serving gRPC on port");
   ASSERT_GT(port, 0) << good->Output();
   std::string text;
   grpc::Status ok = Ask(port, &text);
@@ -112,7 +96,7 @@ TEST_F(ProposerProcessTest, ServesWithTheKeyAndNeverPrintsIt) {
             1);
 
   auto bad = StartProposer("m2", "sk-wrong-key-e2e-777");
-  int bad_port = WaitForPort(*bad, "serving gRPC on port");
+  int bad_port = WaitForLoggedPort(*bad, "serving gRPC on port");
   ASSERT_GT(bad_port, 0) << bad->Output();
   std::string ignored;
   grpc::Status denied = Ask(bad_port, &ignored);
@@ -134,7 +118,7 @@ TEST_F(ProposerProcessTest, ServesWithTheKeyAndNeverPrintsIt) {
 
 TEST_F(ProposerProcessTest, SigtermLetsStreamsInFlightFinishThenExitsZero) {
   auto proposer = StartProposer("slow", kSimKey, {"--drain_grace=10s"});
-  int port = WaitForPort(*proposer, "serving gRPC on port");
+  int port = WaitForLoggedPort(*proposer, "serving gRPC on port");
   ASSERT_GT(port, 0) << proposer->Output();
   std::string text;
   grpc::Status status;
@@ -177,7 +161,7 @@ TEST_F(ProposerProcessTest, ReadsItsUpstreamFromTheClusterConfig) {
   Process p({BinaryPath("services/proposer/moa-proposer"), "--host=127.0.0.1", "--port=0",
              "--metrics_port=0", "--model=local-llama", "--config=" + cfg},
             {absl::StrCat("UPSTREAM_KEY=", kSimKey)});
-  int port = WaitForPort(p, "serving gRPC on port");
+  int port = WaitForLoggedPort(p, "serving gRPC on port");
   ASSERT_GT(port, 0) << p.Output();
   std::string text;
   ASSERT_TRUE(Ask(port, &text).ok());

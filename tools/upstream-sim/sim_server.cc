@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "lib/net/listen.h"
 #include "tools/upstream-sim/answer.h"
 
 namespace moa::sim {
@@ -140,17 +141,8 @@ class SimServer::Impl {
   }
 
   absl::Status Listen() {
-    beast::error_code ec;
-    tcp::endpoint endpoint(net::ip::make_address(options_.host, ec),
-                           static_cast<unsigned short>(options_.port));
-    if (ec) return absl::InvalidArgumentError(absl::StrCat("bad --host ", options_.host));
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
-    if (ec) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot listen on ", options_.host, ":", options_.port, ": ", ec.message()));
+    if (absl::Status s = moa::net::Listen(acceptor_, options_.host, options_.port); !s.ok()) {
+      return s;
     }
     port_ = acceptor_.local_endpoint().port();
     Accept();
