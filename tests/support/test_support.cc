@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -84,6 +85,8 @@ Process::Process(std::vector<std::string> argv, std::vector<std::string> env,
   log_path_ = tmpl;
   pid_ = fork();
   if (pid_ == 0) {
+    // The child dies with the test (or benchmark), even when that crashes.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(fd, STDOUT_FILENO);
     dup2(fd, STDERR_FILENO);
     int in = open(stdin_path.empty() ? "/dev/null" : stdin_path.c_str(), O_RDONLY);
