@@ -24,6 +24,8 @@ struct GenerationCall {
   std::vector<synthesis::Reference> references;
   v1::SamplingParams params;
   absl::Time deadline = absl::InfiniteFuture();
+  // Ask for the text in one delta at the end (see GenerateRequest.whole_text).
+  bool whole_text = false;
 };
 
 // Receives one call's events: deltas, then exactly one OnDone. Calls may come

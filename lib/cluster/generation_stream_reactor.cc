@@ -62,7 +62,7 @@ void GenerationStreamReactor::Advance() {
   {
     absl::MutexLock lock(&mu_);
     if (write_in_flight_ || finished_) return;
-    if (!broken_ && !pending_.empty()) {
+    if (!broken_ && !pending_.empty() && (!hold_text_ || completed_)) {
       write_.Clear();
       write_.set_delta(std::move(pending_));
       pending_.clear();

@@ -28,6 +28,13 @@ class GenerationStreamReactor : public grpc::ServerWriteReactor<v1::GenerateResp
   // Queues text for the client (dropped once the client is gone).
   void PushDelta(absl::string_view text);
 
+  // Holds the text back until Complete, then writes it as one delta before
+  // the completion. Call before the first PushDelta.
+  void HoldTextUntilComplete() {
+    absl::MutexLock lock(&mu_);
+    hold_text_ = true;
+  }
+
   // Ends the stream: an OK completion is written last, an error finishes with
   // that status (and `retry-after` trailing metadata when it carries one).
   // Call exactly once, also after OnClientGone.
@@ -64,6 +71,7 @@ class GenerationStreamReactor : public grpc::ServerWriteReactor<v1::GenerateResp
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool gone_notified_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool hold_text_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace moa::cluster

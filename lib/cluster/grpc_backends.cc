@@ -124,6 +124,7 @@ std::shared_ptr<llm::CallHandle> ProposerBackend::Start(
   auto request = std::make_unique<v1::GenerateRequest>();
   FillMessages(call.messages, request->mutable_messages());
   *request->mutable_params() = call.params;
+  request->set_whole_text(call.whole_text);
   const v1::GenerateRequest* request_ptr = request.get();
   auto* reader = new StreamReader(ctx, std::move(observer), std::move(request));
   it->second->async()->Generate(&ctx->context, request_ptr, reader);
@@ -146,6 +147,7 @@ std::shared_ptr<llm::CallHandle> AggregatorBackend::Start(
     ref->set_text(r.text);
   }
   *request->mutable_params() = call.params;
+  request->set_whole_text(call.whole_text);
   const v1::AggregateRequest* request_ptr = request.get();
   auto* reader = new StreamReader(ctx, std::move(observer), std::move(request));
   stub_->async()->Aggregate(&ctx->context, request_ptr, reader);

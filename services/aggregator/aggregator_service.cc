@@ -44,6 +44,7 @@ class AggregateReactor final : public cluster::GenerationStreamReactor {
       Complete(valid);
       return;
     }
+    if (request.whole_text()) HoldTextUntilComplete();
     std::vector<synthesis::Reference> refs;
     for (const v1::Reference& r : request.references()) refs.push_back({r.model(), r.text()});
     cluster::GenerationCall call;
@@ -51,6 +52,7 @@ class AggregateReactor final : public cluster::GenerationStreamReactor {
     call.messages = synthesis::WithReferences(contract::ToLlmMessages(request.messages()), refs,
                                               service_->options_.instruction);
     call.params = request.params();
+    call.whole_text = request.whole_text();
     if (context->deadline() != std::chrono::system_clock::time_point::max()) {
       call.deadline = absl::FromChrono(context->deadline());
     }

@@ -113,6 +113,9 @@ void MoaCall::StartLayerLocked(size_t layer) {
     call.references = refs;
     call.params = options_.pipeline.params;
     call.deadline = options_.deadline;
+    // Proposals nobody watches travel whole, one message instead of one per
+    // token; only their full text is used.
+    call.whole_text = !options_.stream_proposals;
     cluster::GenerationBackend* backend = layer == 1 ? backends_.proposers : backends_.aggregator;
     to_start_.push_back({backend, std::move(call), static_cast<int>(layer), i});
   }
@@ -142,11 +145,6 @@ void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
     if (finished_ || layer != current_layer_ || index >= proposals_.size()) return;
     Proposal& p = proposals_[index];
     bool is_final = layer > static_cast<int>(options_.pipeline.layers.size());
-    if (!p.first_token_seen) {
-      p.first_token_seen = true;
-      metrics_->ProposalFirstToken(options_.pipeline.name, LayerLabel(layer), p.model,
-                                   is_final ? "aggregator" : "proposer", absl::Now() - p.started);
-    }
     v1::ChatEvent event;
     if (is_final) {
       if (!answer_ttft_) {
@@ -182,7 +180,14 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<v1::Completion
     metrics_->ProposalDone(options_.pipeline.name, LayerLabel(layer), p.model,
                            is_final ? "aggregator" : "proposer", llm::OutcomeLabel(result.status()),
                            took);
-    if (result.ok()) AddUsageLocked(p.model, result->usage());
+    if (result.ok()) {
+      AddUsageLocked(p.model, result->usage());
+      // The model's own time to first token, as its proposer measured it
+      // (layer proposals travel whole, so no early delta marks it here).
+      metrics_->ProposalFirstToken(options_.pipeline.name, LayerLabel(layer), p.model,
+                                   is_final ? "aggregator" : "proposer",
+                                   contract::FromProto(result->time_to_first_token()));
+    }
     if (is_final) {
       metrics_->LayerDone(options_.pipeline.name, "final", took);
       if (!result.ok()) {

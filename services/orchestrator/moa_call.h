@@ -64,7 +64,6 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     std::string model;
     std::string text;
     absl::Time started;
-    bool first_token_seen = false;
     std::optional<absl::Status> failure;
     bool done = false;
   };

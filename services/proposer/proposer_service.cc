@@ -35,6 +35,7 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
     }
     counted_ = true;
     service_->metrics_->RequestStarted();
+    if (request.whole_text()) HoldTextUntilComplete();
 
     llm::ChatRequest chat;
     chat.messages = contract::ToLlmMessages(request.messages());

@@ -320,6 +320,19 @@ TEST_F(ProposerServiceTest, RequestsOverMaxInflightGetResourceExhaustedAtOnce) {
   EXPECT_TRUE(Generate(p, small).status.ok()) << "capacity is back after the streams ended";
 }
 
+TEST_F(ProposerServiceTest, WholeTextArrivesAsOneDeltaBeforeTheCompletion) {
+  Proposer& p = Start("m1");
+  v1::GenerateRequest req = Question("whole");
+  req.set_whole_text(true);
+  Result r = Generate(p, req);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  ASSERT_EQ(r.deltas.size(), 1u) << "one message instead of one per token";
+  EXPECT_EQ(r.deltas[0], absl::StrJoin(sim::AnswerTokens("m1", {{"user", "whole"}}, 16), ""));
+  ASSERT_TRUE(r.completion);
+  EXPECT_GT(r.completion->time_to_first_token().nanos() + r.completion->time_to_first_token().seconds(), 0)
+      << "the time to first token is still the upstream's";
+}
+
 TEST_F(ProposerServiceTest, SlowReaderGetsDeltasMergedNotLost) {
   Proposer& p = Start("m1");
   v1::GenerateRequest req = Question("long");

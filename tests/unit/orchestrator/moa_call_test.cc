@@ -112,7 +112,12 @@ TEST_F(MoaCallTest, LaterLayersGetThePreviousLayersAnswersOnly) {
   EXPECT_EQ(agg_calls[1].model, "agg");
   ASSERT_EQ(agg_calls[1].references.size(), 1u);
   EXPECT_EQ(agg_calls[1].references[0].model, "c");
-  for (const auto& c : proposers.calls()) EXPECT_TRUE(c.references.empty());
+  for (const auto& c : proposers.calls()) {
+    EXPECT_TRUE(c.references.empty());
+    EXPECT_TRUE(c.whole_text) << "unwatched proposals travel whole";
+  }
+  EXPECT_TRUE(agg_calls[0].whole_text);
+  EXPECT_FALSE(agg_calls[1].whole_text) << "the answer streams";
 }
 
 TEST_F(MoaCallTest, FailedProposalsAreLeftOutOfTheReferences) {
