@@ -300,7 +300,9 @@ void MoaCall::FinishLocked(absl::Status status) {
   if (finished_) return;
   finished_ = true;
   absl::string_view outcome = llm::OutcomeLabel(status);
-  if (status.code() == absl::StatusCode::kCancelled && absl::Now() >= options_.deadline) {
+  // A client's deadline timer cancels a transit time before ours passes.
+  if (status.code() == absl::StatusCode::kCancelled &&
+      absl::Now() >= options_.deadline - absl::Milliseconds(250)) {
     outcome = "deadline";
   }
   metrics_->RequestFinished(options_.pipeline.name, outcome, absl::Now() - accepted_);

@@ -97,8 +97,11 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
     const std::string& model = service_->options_.model;
     absl::Status status = result.status();
     absl::string_view outcome = llm::OutcomeLabel(status);
+    // The caller's own deadline timer cancels the stream a transit time
+    // before our copy of the deadline passes: a cancel that close to it is
+    // the deadline.
     if (status.code() == absl::StatusCode::kCancelled &&
-        absl::FromChrono(context()->deadline()) <= now) {
+        absl::FromChrono(context()->deadline()) - absl::Milliseconds(250) <= now) {
       outcome = "deadline";
     }
     service_->metrics_->RequestFinished(outcome, now - accepted_);
