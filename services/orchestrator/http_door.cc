@@ -1,5 +1,6 @@
 #include "services/orchestrator/http_door.h"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "lib/base/log.h"
 #include "lib/contract/contract.h"
@@ -37,6 +39,13 @@ class HttpDoor::Impl : public std::enable_shared_from_this<Impl> {
   const HttpDoorDeps& deps() const { return deps_; }
   std::atomic<int>& active() { return active_; }
 
+  // Remembers a running MoA request so Drain can cancel it after the grace.
+  void Track(const std::shared_ptr<MoaCall>& call) {
+    absl::MutexLock lock(&calls_mu_);
+    std::erase_if(calls_, [](const std::weak_ptr<MoaCall>& c) { return c.expired(); });
+    calls_.push_back(call);
+  }
+
  private:
   void Accept();
 
@@ -48,6 +57,8 @@ class HttpDoor::Impl : public std::enable_shared_from_this<Impl> {
   int port_ = 0;
   std::atomic<int> active_{0};  // MoA requests in flight through this door.
   bool stopped_ = false;
+  absl::Mutex calls_mu_;
+  std::vector<std::weak_ptr<MoaCall>> calls_ ABSL_GUARDED_BY(calls_mu_);
 };
 
 namespace {
@@ -254,6 +265,7 @@ class Session : public std::enable_shared_from_this<Session> {
     WatchForClose();
     call_ = MoaCall::Start(std::move(options), deps.backends, deps.metrics,
                            std::make_shared<Sink>(shared_from_this()));
+    door_->Track(call_);
   }
 
   void StartStream() {
@@ -485,6 +497,19 @@ void HttpDoor::Impl::Drain(absl::Duration grace) {
     self->acceptor_.close(ignored);
   });
   absl::Time end = absl::Now() + grace;
+  while (active_.load() > 0 && absl::Now() < end) absl::SleepFor(absl::Milliseconds(20));
+  // Past the grace: cancel what still runs (its clients get the error) and
+  // give the cancels a moment to reach the upstreams.
+  std::vector<std::shared_ptr<MoaCall>> running;
+  {
+    absl::MutexLock lock(&calls_mu_);
+    for (auto& weak : calls_) {
+      if (auto call = weak.lock()) running.push_back(std::move(call));
+    }
+    calls_.clear();
+  }
+  for (auto& call : running) call->Cancel();
+  end = absl::Now() + absl::Seconds(2);
   while (active_.load() > 0 && absl::Now() < end) absl::SleepFor(absl::Milliseconds(20));
 }
 

@@ -5,7 +5,10 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <fstream>
+#include <thread>
 #include <regex>
 #include <sstream>
 
@@ -102,6 +105,47 @@ TEST(OpenAiHttpTest, GrpcChatNeedsTheKeyToo) {
     EXPECT_THAT(s.error_message(), ::testing::Not(HasSubstr("sk-nope")));
   }
   EXPECT_TRUE(cluster.SimRequests().empty());
+  std::remove(keys.c_str());
+}
+
+TEST(OpenAiHttpTest, SigtermCancelsHttpRequestsStillRunningAfterTheGraceAndExitsZero) {
+  std::string keys = WriteKeysFile();
+  testing::ClusterSpec spec = Spec(keys, 0);
+  spec.orchestrator_flags.push_back("--drain_grace=1s");
+  testing::LocalCluster cluster(spec);
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  int port = cluster.orchestrator_http_port();
+  testing::HttpResult result;
+  std::thread client([&] {
+    result = testing::HttpRequest(
+        "POST", absl::StrCat("http://127.0.0.1:", port, "/v1/chat/completions"),
+        R"({"model": "slow", "stream": true, "messages": [{"role": "user", "content": "x"}]})",
+        {absl::StrCat("Authorization: Bearer ", kKey), "Content-Type: application/json"});
+  });
+  ASSERT_TRUE(moa::testing::WaitFor(
+      [&] {
+        int open = 0;
+        for (const auto& r : cluster.SimRequests()) open += r["outcome"] == "in_progress";
+        return open == 2;
+      },
+      absl::Seconds(5)));
+  absl::Time signalled = absl::Now();
+  cluster.orchestrator_process().Signal(SIGTERM);
+  EXPECT_EQ(cluster.orchestrator_process().Wait(absl::Seconds(10)), 0)
+      << cluster.orchestrator_process().Output();
+  EXPECT_LT(absl::Now() - signalled, absl::Seconds(5)) << "grace 1 s, then the cancel";
+  client.join();
+  EXPECT_EQ(result.status, 200) << "the stream had started";
+  EXPECT_THAT(result.body, HasSubstr("\"error\"")) << "the cancel reached the client as an event";
+  EXPECT_TRUE(moa::testing::WaitFor(
+      [&] {
+        for (const auto& r : cluster.SimRequests()) {
+          if (r["outcome"] != "client_closed") return false;
+        }
+        return true;
+      },
+      absl::Seconds(2)))
+      << cluster.SimRequests().dump();
   std::remove(keys.c_str());
 }
 

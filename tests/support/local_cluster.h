@@ -43,6 +43,8 @@ class LocalCluster {
   int orchestrator_http_port() const { return orchestrator_http_port_; }
   int sim_port() const { return sim_port_; }
   const std::string& config_path() const { return config_path_; }
+  // The orchestrator's process, e.g. to signal it.
+  Process& orchestrator_process() { return *orchestrator_; }
 
   // Every process of the cluster by name ("upstream-sim", "proposer-a",
   // "aggregator", "orchestrator"), e.g. to read their memory use.

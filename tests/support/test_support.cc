@@ -25,9 +25,12 @@ size_t Collect(char* data, size_t size, size_t n, void* user) {
 }  // namespace
 
 HttpResult HttpRequest(const std::string& method, const std::string& url,
-                       const std::string& body) {
+                       const std::string& body, const std::vector<std::string>& headers) {
   HttpResult result;
   CURL* curl = curl_easy_init();
+  curl_slist* header_list = nullptr;
+  for (const std::string& h : headers) header_list = curl_slist_append(header_list, h.c_str());
+  if (header_list) curl_easy_setopt(curl, CURLOPT_HTTPHEADER, header_list);
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
   if (!body.empty()) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
@@ -39,6 +42,7 @@ HttpResult HttpRequest(const std::string& method, const std::string& url,
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &result.status);
   }
   curl_easy_cleanup(curl);
+  curl_slist_free_all(header_list);
   return result;
 }
 
