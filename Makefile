@@ -42,7 +42,7 @@ tsan:
 	$(MAKE) test BUILD_DIR=build-tsan CMAKE_FLAGS=-DMOA_TSAN=ON BUILD_TYPE=Debug
 
 format:
-	find lib services tools tests bench -name '*.h' -o -name '*.cc' | xargs clang-format -i
+	git ls-files '*.cc' '*.h' | xargs clang-format -i
 
 clean:
 	rm -rf $(BUILD_DIR) build-asan build-tsan

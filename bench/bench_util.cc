@@ -1,7 +1,5 @@
 #include "bench/bench_util.h"
 
-#include "tests/support/local_cluster.h"
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -9,6 +7,7 @@
 #include <thread>
 
 #include "absl/time/time.h"
+#include "tests/support/local_cluster.h"
 
 namespace moa::bench {
 

@@ -12,7 +12,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-
 #include "tests/support/test_support.h"
 
 namespace moa::bench {
@@ -42,9 +41,8 @@ void PrintMachine();
 // must call `done(result)` once, from any thread. The loop's state is
 // shared with the callbacks, so it lives until the last one returns.
 template <typename Result>
-std::vector<Result> RunClosedLoop(
-    int concurrency, int count, absl::Time until,
-    std::function<void(int, std::function<void(Result)>)> start) {
+std::vector<Result> RunClosedLoop(int concurrency, int count, absl::Time until,
+                                  std::function<void(int, std::function<void(Result)>)> start) {
   struct State {
     absl::Mutex mu;
     std::vector<Result> results;

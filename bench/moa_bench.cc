@@ -97,12 +97,12 @@ class ChatCall final : public grpc::ClientReadReactor<v1::ChatEvent> {
   bool keep_ = false;
 };
 
-std::vector<ChatResult> ClosedLoop(v1::OrchestratorService::Stub* stub, int concurrency,
-                                   int count, absl::Time until) {
-  return RunClosedLoop<ChatResult>(
-      concurrency, count, until, [stub](int i, std::function<void(ChatResult)> done) {
-        new ChatCall(stub, i, std::move(done));
-      });
+std::vector<ChatResult> ClosedLoop(v1::OrchestratorService::Stub* stub, int concurrency, int count,
+                                   absl::Time until) {
+  return RunClosedLoop<ChatResult>(concurrency, count, until,
+                                   [stub](int i, std::function<void(ChatResult)> done) {
+                                     new ChatCall(stub, i, std::move(done));
+                                   });
 }
 
 std::unique_ptr<moa::testing::LocalCluster> StartCluster(const std::string& profiles,
@@ -168,8 +168,9 @@ std::unique_ptr<v1::OrchestratorService::Stub> Stub(const std::string& address) 
 
 void Run() {
   PrintMachine();
-  std::printf("pipeline: 3 layers (4 proposers, 4 proposers, aggregator) = 9 model calls per "
-              "request\n");
+  std::printf(
+      "pipeline: 3 layers (4 proposers, 4 proposers, aggregator) = 9 model calls per "
+      "request\n");
   {
     auto cluster = StartCluster(
         "default: {time_to_first_token: 0.1, tokens_per_second: 100, answer_tokens: 50}\n", 0);
@@ -179,17 +180,19 @@ void Run() {
     absl::Time start = absl::Now();
     auto r = ClosedLoop(stub.get(), conc, 1 << 30, start + absl::GetFlag(FLAGS_throughput_time));
     double secs = absl::ToDoubleSeconds(absl::Now() - start);
-    std::printf("throughput (latency_scale 0, 50-token answers, %d concurrent): %.0f MoA "
-                "requests/s (%zu requests, %zu failed, %.0f model calls/s)\n",
-                conc, r.size() / secs, r.size(), CountFailed(r), 9 * r.size() / secs);
+    std::printf(
+        "throughput (latency_scale 0, 50-token answers, %d concurrent): %.0f MoA "
+        "requests/s (%zu requests, %zu failed, %.0f model calls/s)\n",
+        conc, r.size() / secs, r.size(), CountFailed(r), 9 * r.size() / secs);
     auto http = HttpClient(cluster->orchestrator_http_port());
     start = absl::Now();
-    auto h = ClosedLoopHttp(http.get(), conc, 1 << 30,
-                            start + absl::GetFlag(FLAGS_throughput_time));
+    auto h =
+        ClosedLoopHttp(http.get(), conc, 1 << 30, start + absl::GetFlag(FLAGS_throughput_time));
     secs = absl::ToDoubleSeconds(absl::Now() - start);
-    std::printf("  same load through the HTTP door (streaming): %.0f MoA requests/s (%zu "
-                "requests, %zu failed)\n",
-                h.size() / secs, h.size(), CountFailed(h));
+    std::printf(
+        "  same load through the HTTP door (streaming): %.0f MoA requests/s (%zu "
+        "requests, %zu failed)\n",
+        h.size() / secs, h.size(), CountFailed(h));
   }
   {
     // About 1 s per upstream call: 0.2 s to the first token, 40 tokens at 50/s.
@@ -205,11 +208,12 @@ void Run() {
       overhead.push_back(absl::ToDoubleMilliseconds(x.overhead));
       total.push_back(absl::ToDoubleMilliseconds(x.total));
     }
-    std::printf("orchestration overhead (~1 s per upstream call, %d concurrent, %zu requests, "
-                "%zu failed):\n  end to end p50 %.0f ms p99 %.0f ms; overhead p50 %.1f ms p99 "
-                "%.1f ms\n",
-                conc, r.size(), CountFailed(r), Percentile(total, 0.5), Percentile(total, 0.99),
-                Percentile(overhead, 0.5), Percentile(overhead, 0.99));
+    std::printf(
+        "orchestration overhead (~1 s per upstream call, %d concurrent, %zu requests, "
+        "%zu failed):\n  end to end p50 %.0f ms p99 %.0f ms; overhead p50 %.1f ms p99 "
+        "%.1f ms\n",
+        conc, r.size(), CountFailed(r), Percentile(total, 0.5), Percentile(total, 0.99),
+        Percentile(overhead, 0.5), Percentile(overhead, 0.99));
     auto http = HttpClient(cluster->orchestrator_http_port());
     auto h = ClosedLoopHttp(http.get(), conc, absl::GetFlag(FLAGS_overhead_requests),
                             absl::InfiniteFuture());
@@ -217,11 +221,12 @@ void Run() {
     for (const auto& x : h) {
       if (x.ok) http_total.push_back(absl::ToDoubleMilliseconds(x.total));
     }
-    std::printf("  HTTP door at the same load: end to end p50 %.0f ms p99 %.0f ms (%zu failed); "
-                "added vs gRPC p50 %+.1f ms p99 %+.1f ms\n",
-                Percentile(http_total, 0.5), Percentile(http_total, 0.99), CountFailed(h),
-                Percentile(http_total, 0.5) - Percentile(total, 0.5),
-                Percentile(http_total, 0.99) - Percentile(total, 0.99));
+    std::printf(
+        "  HTTP door at the same load: end to end p50 %.0f ms p99 %.0f ms (%zu failed); "
+        "added vs gRPC p50 %+.1f ms p99 %+.1f ms\n",
+        Percentile(http_total, 0.5), Percentile(http_total, 0.99), CountFailed(h),
+        Percentile(http_total, 0.5) - Percentile(total, 0.5),
+        Percentile(http_total, 0.99) - Percentile(total, 0.99));
   }
   {
     auto cluster = StartCluster(
@@ -233,7 +238,8 @@ void Run() {
     std::atomic<int> accepted{0}, finished{0};
     std::vector<ChatCall*> calls;
     for (int i = 0; i < n; ++i) {
-      calls.push_back(new ChatCall(stub.get(), i, [&](ChatResult) { ++finished; }, &accepted));
+      calls.push_back(new ChatCall(
+          stub.get(), i, [&](ChatResult) { ++finished; }, &accepted));
       calls.back()->KeepAfterDone();
     }
     absl::Time deadline = absl::Now() + absl::Seconds(60);
@@ -244,9 +250,10 @@ void Run() {
       if (accepted.load() >= n && in_flight_upstream >= 4 * n) break;
       absl::SleepFor(absl::Milliseconds(500));
     }
-    std::printf("resident memory with %d MoA requests in flight (%d accepted, %ld upstream "
-                "streams open):\n",
-                n, accepted.load(), static_cast<long>(in_flight_upstream));
+    std::printf(
+        "resident memory with %d MoA requests in flight (%d accepted, %ld upstream "
+        "streams open):\n",
+        n, accepted.load(), static_cast<long>(in_flight_upstream));
     for (auto& [name, pid] : cluster->Pids()) {
       long busy = ResidentKb(pid);
       std::printf("  %-14s idle %6.1f MiB, busy %6.1f MiB\n", name.c_str(), idle[name] / 1024.0,

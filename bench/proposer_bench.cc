@@ -92,12 +92,12 @@ v1::GenerateRequest Question(int i) {
   return req;
 }
 
-std::vector<CallResult> ClosedLoopGrpc(v1::ProposerService::Stub* stub, int concurrency,
-                                       int count, absl::Time until) {
-  return RunClosedLoop<CallResult>(
-      concurrency, count, until, [stub](int i, std::function<void(CallResult)> done) {
-        new StreamCall(stub, Question(i), std::move(done));
-      });
+std::vector<CallResult> ClosedLoopGrpc(v1::ProposerService::Stub* stub, int concurrency, int count,
+                                       absl::Time until) {
+  return RunClosedLoop<CallResult>(concurrency, count, until,
+                                   [stub](int i, std::function<void(CallResult)> done) {
+                                     new StreamCall(stub, Question(i), std::move(done));
+                                   });
 }
 
 class Observer final : public llm::StreamObserver {
@@ -138,13 +138,13 @@ struct Cluster {
 
 Cluster StartCluster(const std::string& bin, const std::string& profiles, double scale) {
   Cluster c;
-  c.sim = std::make_unique<Process>(std::vector<std::string>{
-      bin + "/tools/upstream-sim/moa-upstream-sim", "--port=0", "--profiles=" + profiles,
-      absl::StrCat("--latency_scale=", scale)});
+  c.sim = std::make_unique<Process>(
+      std::vector<std::string>{bin + "/tools/upstream-sim/moa-upstream-sim", "--port=0",
+                               "--profiles=" + profiles, absl::StrCat("--latency_scale=", scale)});
   c.sim_port = WaitForLoggedPort(*c.sim, "on port");
   c.proposer = std::make_unique<Process>(std::vector<std::string>{
-      bin + "/services/proposer/moa-proposer", "--host=127.0.0.1", "--port=0",
-      "--metrics_port=0", "--model=bench", "--max_inflight=100000",
+      bin + "/services/proposer/moa-proposer", "--host=127.0.0.1", "--port=0", "--metrics_port=0",
+      "--model=bench", "--max_inflight=100000",
       absl::StrCat("--upstream_url=http://127.0.0.1:", c.sim_port, "/v1")});
   c.proposer_port = WaitForLoggedPort(*c.proposer, "serving gRPC on port");
   grpc::ChannelArguments args;
@@ -204,9 +204,10 @@ void Run() {
       const char* what = ttft ? "time to first token" : "end to end";
       double d50 = pct(direct, ttft, 0.5), v50 = pct(via, ttft, 0.5);
       double d99 = pct(direct, ttft, 0.99), v99 = pct(via, ttft, 0.99);
-      std::printf("  %-19s direct p50 %7.2f ms p99 %7.2f ms | via proposer p50 %7.2f ms p99 "
-                  "%7.2f ms | added p50 %+6.2f ms p99 %+6.2f ms\n",
-                  what, d50, d99, v50, v99, v50 - d50, v99 - d99);
+      std::printf(
+          "  %-19s direct p50 %7.2f ms p99 %7.2f ms | via proposer p50 %7.2f ms p99 "
+          "%7.2f ms | added p50 %+6.2f ms p99 %+6.2f ms\n",
+          what, d50, d99, v50, v99, v50 - d50, v99 - d99);
     }
   }
 
@@ -221,8 +222,8 @@ void Run() {
     std::atomic<int> streaming{0}, finished{0};
     std::vector<StreamCall*> calls;
     for (int i = 0; i < n; ++i) {
-      calls.push_back(new StreamCall(c.stub.get(), Question(i), [&](CallResult) { ++finished; },
-                                     &streaming));
+      calls.push_back(new StreamCall(
+          c.stub.get(), Question(i), [&](CallResult) { ++finished; }, &streaming));
       calls.back()->KeepAfterDone();
     }
     absl::Time deadline = absl::Now() + absl::Seconds(30);
@@ -230,8 +231,7 @@ void Run() {
     absl::SleepFor(absl::Seconds(1));
     long proposer_busy = ResidentKb(c.proposer->pid());
     long sim_busy = ResidentKb(c.sim->pid());
-    std::printf("resident memory with %d streams in flight (%d streaming):\n", n,
-                streaming.load());
+    std::printf("resident memory with %d streams in flight (%d streaming):\n", n, streaming.load());
     std::printf("  moa-proposer:     idle %6.1f MiB, busy %6.1f MiB (%.1f KiB per stream)\n",
                 proposer_idle / 1024.0, proposer_busy / 1024.0,
                 double(proposer_busy - proposer_idle) / n);

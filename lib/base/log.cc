@@ -29,10 +29,14 @@ std::atomic<int>& MinLevel() {
 
 char LevelLetter(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return 'D';
-    case LogLevel::kInfo: return 'I';
-    case LogLevel::kWarning: return 'W';
-    case LogLevel::kError: return 'E';
+    case LogLevel::kDebug:
+      return 'D';
+    case LogLevel::kInfo:
+      return 'I';
+    case LogLevel::kWarning:
+      return 'W';
+    case LogLevel::kError:
+      return 'E';
   }
   return '?';
 }
@@ -44,9 +48,9 @@ void SetMinLogLevel(LogLevel level) { MinLevel().store(static_cast<int>(level));
 bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= MinLevel().load(); }
 
 void LogLine(LogLevel level, absl::string_view component, absl::string_view message) {
-  std::string line = absl::StrCat(
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
-      std::string(1, LevelLetter(level)), " ", component, ": ", message, "\n");
+  std::string line =
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
+                   std::string(1, LevelLetter(level)), " ", component, ": ", message, "\n");
   // One write(2) per line keeps lines from different threads whole.
   size_t off = 0;
   while (off < line.size()) {

@@ -3,9 +3,8 @@
 #ifndef MOA_LIB_BASE_LOG_H_
 #define MOA_LIB_BASE_LOG_H_
 
-#include "absl/strings/string_view.h"
-
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace moa {
 
@@ -25,8 +24,7 @@ void LogInfo(absl::string_view component, const Args&... args) {
 }
 template <typename... Args>
 void LogWarning(absl::string_view component, const Args&... args) {
-  if (LogEnabled(LogLevel::kWarning))
-    LogLine(LogLevel::kWarning, component, absl::StrCat(args...));
+  if (LogEnabled(LogLevel::kWarning)) LogLine(LogLevel::kWarning, component, absl::StrCat(args...));
 }
 template <typename... Args>
 void LogError(absl::string_view component, const Args&... args) {

@@ -9,10 +9,9 @@
 #define MOA_STATUS_CONCAT_(a, b) MOA_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define MOA_RETURN_IF_ERROR(expr)                    \
-  do {                                               \
-    if (::absl::Status moa_status_ = (expr); !moa_status_.ok()) \
-      return moa_status_;                            \
+#define MOA_RETURN_IF_ERROR(expr)                                                   \
+  do {                                                                              \
+    if (::absl::Status moa_status_ = (expr); !moa_status_.ok()) return moa_status_; \
   } while (0)
 
 // `MOA_ASSIGN_OR_RETURN(auto x, F());` declares x from an OK StatusOr, or

@@ -36,8 +36,8 @@ class Reader {
     for (const auto& kv : node) {
       std::string key = kv.first.as<std::string>();
       if (allowed.count(key) == 0) {
-        return Error(kv.first, absl::StrCat("unknown key '", key, "' in ", path, " (allowed: ",
-                                            absl::StrJoin(allowed, ", "), ")"));
+        return Error(kv.first, absl::StrCat("unknown key '", key, "' in ", path,
+                                            " (allowed: ", absl::StrJoin(allowed, ", "), ")"));
       }
     }
     return absl::OkStatus();
@@ -92,7 +92,9 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
   if (!node["base_url"]) return r.Error(node, absl::StrCat(path, ".base_url is required"));
   MOA_ASSIGN_OR_RETURN(u.base_url, r.String(node["base_url"], path + ".base_url"));
   u.model = model_name;
-  if (node["model"]) { MOA_ASSIGN_OR_RETURN(u.model, r.String(node["model"], path + ".model")); }
+  if (node["model"]) {
+    MOA_ASSIGN_OR_RETURN(u.model, r.String(node["model"], path + ".model"));
+  }
   if (node["api_key_env"]) {
     MOA_ASSIGN_OR_RETURN(u.api_key_env, r.String(node["api_key_env"], path + ".api_key_env"));
   }
@@ -135,7 +137,8 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
     }
     std::vector<std::string> models;
     for (size_t j = 0; j < layer.size(); ++j) {
-      MOA_ASSIGN_OR_RETURN(std::string m, r.String(layer[j], absl::StrCat(layer_path, "[", j, "]")));
+      MOA_ASSIGN_OR_RETURN(std::string m,
+                           r.String(layer[j], absl::StrCat(layer_path, "[", j, "]")));
       if (cfg.FindModel(m) == nullptr) {
         return r.Error(layer[j], absl::StrCat(layer_path, " names model '", m,
                                               "', which is not defined under models"));
@@ -147,8 +150,7 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
   if (!node["aggregator"]) return r.Error(node, absl::StrCat(path, ".aggregator is required"));
   MOA_ASSIGN_OR_RETURN(p.aggregator, r.String(node["aggregator"], path + ".aggregator"));
   if (cfg.FindModel(p.aggregator) == nullptr) {
-    return r.Error(node["aggregator"], absl::StrCat(path, ".aggregator names model '",
-                                                    p.aggregator,
+    return r.Error(node["aggregator"], absl::StrCat(path, ".aggregator names model '", p.aggregator,
                                                     "', which is not defined under models"));
   }
   if (node["temperature"]) {
@@ -190,8 +192,7 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
     MOA_RETURN_IF_ERROR(r.ExpectMap(agg, "aggregator"));
     MOA_RETURN_IF_ERROR(r.CheckKeys(agg, "aggregator", {"endpoint"}));
     if (!agg["endpoint"]) return r.Error(agg, "aggregator.endpoint is required");
-    MOA_ASSIGN_OR_RETURN(cfg.aggregator_endpoint,
-                         r.String(agg["endpoint"], "aggregator.endpoint"));
+    MOA_ASSIGN_OR_RETURN(cfg.aggregator_endpoint, r.String(agg["endpoint"], "aggregator.endpoint"));
   }
   if (const YAML::Node pipelines = root["pipelines"]) {
     MOA_RETURN_IF_ERROR(r.ExpectMap(pipelines, "pipelines"));
@@ -235,8 +236,8 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view yaml, absl::s
     YAML::Node root = YAML::Load(std::string(yaml));
     return Parse(reader, root);
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ":",
-                                                   e.mark.column + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
   }
 }
 

@@ -16,8 +16,8 @@ absl::Status ValidateMessages(const google::protobuf::RepeatedPtrField<v1::ChatM
     const v1::ChatMessage& m = messages[i];
     if (m.role() != v1::ROLE_SYSTEM && m.role() != v1::ROLE_USER &&
         m.role() != v1::ROLE_ASSISTANT) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, "[", i, "].role must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[", i, "].role must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT"));
     }
     if (m.content().empty()) {
       return absl::InvalidArgumentError(absl::StrCat(field, "[", i, "].content must not be empty"));

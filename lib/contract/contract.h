@@ -5,9 +5,8 @@
 
 #include <google/protobuf/duration.pb.h>
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "google/protobuf/repeated_field.h"
 #include "lib/llm/types.h"

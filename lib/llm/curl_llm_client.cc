@@ -188,8 +188,8 @@ class CurlLlmClient::Impl {
         OnTransferDone(t, msg->data.result);
       }
       absl::Time next_wake = CheckTimers(absl::Now());
-      int timeout_ms = static_cast<int>(std::clamp<int64_t>(
-          absl::ToInt64Milliseconds(next_wake - absl::Now()) + 1, 0, 1000));
+      int timeout_ms = static_cast<int>(
+          std::clamp<int64_t>(absl::ToInt64Milliseconds(next_wake - absl::Now()) + 1, 0, 1000));
       curl_multi_poll(queue_->multi, nullptr, 0, timeout_ms, nullptr);
     }
     // Shutting down: every call still open ends CANCELLED.
@@ -372,13 +372,13 @@ class CurlLlmClient::Impl {
       absl::Time first_token_due = t->attempt_started + options_.first_token_timeout;
       absl::Time idle_due = t->last_data + options_.idle_timeout;
       if (now >= t->deadline) {
-        expired.emplace_back(t, absl::DeadlineExceededError(absl::StrCat(
-                                    "upstream call exceeded its deadline after ",
-                                    Secs(now - t->started))));
+        expired.emplace_back(
+            t, absl::DeadlineExceededError(absl::StrCat(
+                   "upstream call exceeded its deadline after ", Secs(now - t->started))));
       } else if (!t->delta_sent && now >= first_token_due) {
-        expired.emplace_back(t, absl::DeadlineExceededError(absl::StrCat(
-                                    "upstream sent no token within ",
-                                    Secs(options_.first_token_timeout))));
+        expired.emplace_back(
+            t, absl::DeadlineExceededError(absl::StrCat("upstream sent no token within ",
+                                                        Secs(options_.first_token_timeout))));
       } else if (t->delta_sent && now >= idle_due) {
         expired.emplace_back(t, absl::DeadlineExceededError(absl::StrCat(
                                     "upstream stream stalled for ", Secs(options_.idle_timeout))));

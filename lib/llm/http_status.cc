@@ -15,13 +15,20 @@ constexpr char kRetryAfterPayload[] = "type.moa/retry_after_ms";
 absl::Status StatusFromHttp(int http_code, absl::string_view message) {
   std::string text = absl::StrCat("HTTP ", http_code, ": ", message);
   switch (http_code) {
-    case 400: return absl::InvalidArgumentError(text);
-    case 401: return absl::UnauthenticatedError(text);
-    case 403: return absl::PermissionDeniedError(text);
-    case 404: return absl::NotFoundError(text);
-    case 408: return absl::DeadlineExceededError(text);
-    case 429: return absl::ResourceExhaustedError(text);
-    default: return absl::UnavailableError(text);
+    case 400:
+      return absl::InvalidArgumentError(text);
+    case 401:
+      return absl::UnauthenticatedError(text);
+    case 403:
+      return absl::PermissionDeniedError(text);
+    case 404:
+      return absl::NotFoundError(text);
+    case 408:
+      return absl::DeadlineExceededError(text);
+    case 429:
+      return absl::ResourceExhaustedError(text);
+    default:
+      return absl::UnavailableError(text);
   }
 }
 
@@ -55,13 +62,20 @@ std::optional<absl::Duration> GetRetryAfter(const absl::Status& status) {
 
 absl::string_view OutcomeLabel(const absl::Status& status) {
   switch (status.code()) {
-    case absl::StatusCode::kOk: return "ok";
-    case absl::StatusCode::kCancelled: return "cancelled";
-    case absl::StatusCode::kDeadlineExceeded: return "deadline";
-    case absl::StatusCode::kResourceExhausted: return "rate_limited";
-    case absl::StatusCode::kInvalidArgument: return "invalid";
-    case absl::StatusCode::kUnavailable: return "unavailable";
-    default: return "upstream_error";
+    case absl::StatusCode::kOk:
+      return "ok";
+    case absl::StatusCode::kCancelled:
+      return "cancelled";
+    case absl::StatusCode::kDeadlineExceeded:
+      return "deadline";
+    case absl::StatusCode::kResourceExhausted:
+      return "rate_limited";
+    case absl::StatusCode::kInvalidArgument:
+      return "invalid";
+    case absl::StatusCode::kUnavailable:
+      return "unavailable";
+    default:
+      return "upstream_error";
   }
 }
 

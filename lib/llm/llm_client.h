@@ -4,10 +4,10 @@
 #define MOA_LIB_LLM_LLM_CLIENT_H_
 
 #include <memory>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "lib/llm/types.h"
 

@@ -61,7 +61,8 @@ absl::StatusOr<StreamChunk> ParseStreamChunk(absl::string_view data) {
   if (auto it = j.find("choices"); it != j.end() && it->is_array() && !it->empty()) {
     const json& choice = (*it)[0];
     if (!choice.is_object()) {
-      return absl::InternalError("upstream sent a malformed stream event (choice is not an object)");
+      return absl::InternalError(
+          "upstream sent a malformed stream event (choice is not an object)");
     }
     if (auto d = choice.find("delta"); d != choice.end() && d->is_object()) {
       if (auto c = d->find("content"); c != d->end() && c->is_string()) {

@@ -5,10 +5,10 @@
 
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "lib/llm/types.h"
 
 namespace moa::llm {
@@ -19,10 +19,10 @@ std::string BuildChatCompletionBody(absl::string_view upstream_model, const Chat
 
 // What one `data:` event of a streamed completion carried.
 struct StreamChunk {
-  std::string delta;                     // choices[0].delta.content (may be empty).
+  std::string delta;  // choices[0].delta.content (may be empty).
   std::optional<std::string> finish_reason;
-  std::optional<Usage> usage;            // The include_usage chunk.
-  std::optional<absl::Status> error;     // An {"error": ...} object sent after the 200.
+  std::optional<Usage> usage;         // The include_usage chunk.
+  std::optional<absl::Status> error;  // An {"error": ...} object sent after the 200.
 };
 
 // Parses a data payload (not "[DONE]"). Malformed JSON is INTERNAL.

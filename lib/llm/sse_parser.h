@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+
 #include "absl/strings/string_view.h"
 
 namespace moa::llm {

@@ -4,8 +4,9 @@
 #define MOA_LIB_TELEMETRY_BUCKETS_H_
 
 #include <array>
-#include "absl/strings/string_view.h"
 #include <vector>
+
+#include "absl/strings/string_view.h"
 
 namespace moa::telemetry {
 

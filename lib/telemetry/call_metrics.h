@@ -22,8 +22,8 @@ namespace moa::telemetry {
 // created up front; other models are added on first use. Thread-safe.
 class CallMetrics {
  public:
-  CallMetrics(prometheus::Registry& registry, const std::string& prefix,
-              const std::string& what, const std::vector<std::string>& models);
+  CallMetrics(prometheus::Registry& registry, const std::string& prefix, const std::string& what,
+              const std::vector<std::string>& models);
 
   void Finished(const std::string& model, absl::string_view outcome, absl::Duration duration);
   void FirstToken(const std::string& model, absl::Duration ttft);

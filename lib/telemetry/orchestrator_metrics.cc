@@ -50,21 +50,27 @@ OrchestratorMetrics::OrchestratorMetrics(prometheus::Registry& registry,
       std::string layer = std::to_string(i + 1);
       layer_duration_.Add({{"pipeline", p.name}, {"layer", layer}}, DurationBuckets());
       for (const std::string& m : p.layers[i]) {
-        proposal_duration_.Add({{"pipeline", p.name}, {"layer", layer}, {"model", m},
-                                {"role", "proposer"}, {"outcome", "ok"}},
+        proposal_duration_.Add({{"pipeline", p.name},
+                                {"layer", layer},
+                                {"model", m},
+                                {"role", "proposer"},
+                                {"outcome", "ok"}},
                                DurationBuckets());
-        proposal_ttft_.Add({{"pipeline", p.name}, {"layer", layer}, {"model", m},
-                            {"role", "proposer"}},
-                           TimeToFirstTokenBuckets());
+        proposal_ttft_.Add(
+            {{"pipeline", p.name}, {"layer", layer}, {"model", m}, {"role", "proposer"}},
+            TimeToFirstTokenBuckets());
       }
     }
     layer_duration_.Add({{"pipeline", p.name}, {"layer", "final"}}, DurationBuckets());
-    proposal_duration_.Add({{"pipeline", p.name}, {"layer", "final"}, {"model", p.aggregator},
-                            {"role", "aggregator"}, {"outcome", "ok"}},
+    proposal_duration_.Add({{"pipeline", p.name},
+                            {"layer", "final"},
+                            {"model", p.aggregator},
+                            {"role", "aggregator"},
+                            {"outcome", "ok"}},
                            DurationBuckets());
-    proposal_ttft_.Add({{"pipeline", p.name}, {"layer", "final"}, {"model", p.aggregator},
-                        {"role", "aggregator"}},
-                       TimeToFirstTokenBuckets());
+    proposal_ttft_.Add(
+        {{"pipeline", p.name}, {"layer", "final"}, {"model", p.aggregator}, {"role", "aggregator"}},
+        TimeToFirstTokenBuckets());
   }
 }
 
@@ -96,15 +102,18 @@ void OrchestratorMetrics::ProposalDone(const std::string& pipeline, const std::s
                                        const std::string& model, const std::string& role,
                                        absl::string_view outcome, absl::Duration d) {
   proposal_duration_
-      .Add({{"pipeline", pipeline}, {"layer", layer}, {"model", model}, {"role", role},
+      .Add({{"pipeline", pipeline},
+            {"layer", layer},
+            {"model", model},
+            {"role", role},
             {"outcome", std::string(outcome)}},
            DurationBuckets())
       .Observe(absl::ToDoubleSeconds(d));
 }
 
-void OrchestratorMetrics::ProposalFirstToken(const std::string& pipeline,
-                                             const std::string& layer, const std::string& model,
-                                             const std::string& role, absl::Duration ttft) {
+void OrchestratorMetrics::ProposalFirstToken(const std::string& pipeline, const std::string& layer,
+                                             const std::string& model, const std::string& role,
+                                             absl::Duration ttft) {
   proposal_ttft_
       .Add({{"pipeline", pipeline}, {"layer", layer}, {"model", model}, {"role", role}},
            TimeToFirstTokenBuckets())

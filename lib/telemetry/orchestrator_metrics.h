@@ -34,9 +34,8 @@ class OrchestratorMetrics {
   // `layer` is "1", "2", ... or "final".
   void LayerDone(const std::string& pipeline, const std::string& layer, absl::Duration d);
   // `role` is "proposer" or "aggregator".
-  void ProposalDone(const std::string& pipeline, const std::string& layer,
-                    const std::string& model, const std::string& role, absl::string_view outcome,
-                    absl::Duration d);
+  void ProposalDone(const std::string& pipeline, const std::string& layer, const std::string& model,
+                    const std::string& role, absl::string_view outcome, absl::Duration d);
   void ProposalFirstToken(const std::string& pipeline, const std::string& layer,
                           const std::string& model, const std::string& role, absl::Duration ttft);
   void Tokens(const std::string& pipeline, const std::string& model, int64_t prompt,

@@ -24,8 +24,7 @@ absl::Status ValidateAggregateRequest(const v1::AggregateRequest& request,
   }
   for (int i = 0; i < request.references_size(); ++i) {
     if (request.references(i).text().empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("references[", i, "].text must not be empty"));
+      return absl::InvalidArgumentError(absl::StrCat("references[", i, "].text must not be empty"));
     }
   }
   return absl::OkStatus();
@@ -73,8 +72,7 @@ class AggregateReactor final : public cluster::GenerationStreamReactor {
       reactor_->PushDelta(text);
     }
     void OnDone(absl::StatusOr<v1::Completion> result) override {
-      reactor_->service_->metrics_->Finished(reactor_->model_,
-                                             llm::OutcomeLabel(result.status()),
+      reactor_->service_->metrics_->Finished(reactor_->model_, llm::OutcomeLabel(result.status()),
                                              absl::Now() - reactor_->accepted_);
       reactor_->Complete(std::move(result));
     }

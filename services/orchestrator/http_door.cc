@@ -85,9 +85,8 @@ class Session : public std::enable_shared_from_this<Session> {
               [self = shared_from_this(), e = std::move(event)]() mutable { self->OnEvent(e); });
   }
   void PostFinish(absl::Status status) {
-    net::post(stream_.get_executor(), [self = shared_from_this(), s = std::move(status)] {
-      self->OnFinish(s);
-    });
+    net::post(stream_.get_executor(),
+              [self = shared_from_this(), s = std::move(status)] { self->OnFinish(s); });
   }
 
  private:
@@ -108,10 +107,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(door_->options().max_body_bytes);
     parser_->header_limit(64 << 10);
     stream_.expires_after(absl::ToChronoNanoseconds(door_->options().read_timeout));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       self->OnRead(ec);
-                     });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
@@ -190,8 +188,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (path == "/readyz" && request_.method() == http::verb::get) {
       bool ready = deps.readiness == nullptr || deps.readiness->ready();
       std::string reason = deps.readiness ? deps.readiness->reason() : "ready";
-      return Send(Reply(ready ? http::status::ok : http::status::service_unavailable,
-                        reason + "\n", "text/plain"));
+      return Send(Reply(ready ? http::status::ok : http::status::service_unavailable, reason + "\n",
+                        "text/plain"));
     }
     if (path.rfind("/v1/", 0) == 0 && deps.api_keys->enabled()) {
       auto auth = request_.find(http::field::authorization);
@@ -207,8 +205,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (path == "/v1/models" && request_.method() == http::verb::get) return Models();
     if (path == "/v1/chat/completions") {
       if (request_.method() != http::verb::post) {
-        return SendError({405, "use POST for /v1/chat/completions", "invalid_request_error",
-                          "", "method_not_allowed"});
+        return SendError({405, "use POST for /v1/chat/completions", "invalid_request_error", "",
+                          "method_not_allowed"});
       }
       return ChatCompletions();
     }
@@ -219,8 +217,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Models() {
     nlohmann::json data = nlohmann::json::array();
     for (const auto& p : door_->deps().config->pipelines) {
-      data.push_back({{"id", p.name}, {"object", "model"}, {"created", 0},
-                      {"owned_by", "moa-cluster"}});
+      data.push_back(
+          {{"id", p.name}, {"object", "model"}, {"created", 0}, {"owned_by", "moa-cluster"}});
     }
     Send(Reply(http::status::ok, nlohmann::json{{"object", "list"}, {"data", data}}.dump()));
   }
@@ -241,8 +239,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (!deps.admission->TryAcquire()) {
       return SendError({429,
-                        absl::StrCat("the orchestrator is at its limit of ",
-                                     deps.admission->max(), " concurrent requests; retry later"),
+                        absl::StrCat("the orchestrator is at its limit of ", deps.admission->max(),
+                                     " concurrent requests; retry later"),
                         "rate_limit_error", "", "rate_limit_exceeded"});
     }
     admitted_ = true;
@@ -283,8 +281,8 @@ class Session : public std::enable_shared_from_this<Session> {
                                if (ec) return self->ClientGone();
                                self->Flush();
                              });
-    pending_ += openai::ChunkEvent(id_, created_, model_, R"({"role":"assistant","content":""})",
-                                   "null");
+    pending_ +=
+        openai::ChunkEvent(id_, created_, model_, R"({"role":"assistant","content":""})", "null");
   }
 
   // A read while the answer is pending notices at once when the client
@@ -292,9 +290,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void WatchForClose() {
     watching_ = true;
     stream_.socket().async_read_some(
-        net::buffer(watch_buf_), [self = shared_from_this()](beast::error_code ec, size_t n) {
-          self->OnWatch(ec, n);
-        });
+        net::buffer(watch_buf_),
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnWatch(ec, n); });
   }
 
   void OnWatch(beast::error_code ec, size_t n) {
@@ -343,14 +340,13 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (status.ok()) {
       std::string finish = record_.summary ? record_.summary->finish_reason() : "stop";
-      pending_ += openai::ChunkEvent(id_, created_, model_, "{}",
-                                     nlohmann::json(finish).dump());
+      pending_ += openai::ChunkEvent(id_, created_, model_, "{}", nlohmann::json(finish).dump());
       if (include_usage_) pending_ += openai::UsageChunkEvent(id_, created_, model_, record_);
       pending_ += "data: [DONE]\n\n";
     } else {
       // The 200 is out already: the error goes out as an event.
-      pending_ += absl::StrCat("data: ", openai::ErrorJson(openai::ErrorFromStatus(status)),
-                               "\n\n");
+      pending_ +=
+          absl::StrCat("data: ", openai::ErrorJson(openai::ErrorFromStatus(status)), "\n\n");
     }
     stream_done_ = true;
     Flush();
@@ -405,8 +401,8 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
   void SendErrorAfterWatch(const openai::HttpError& e) {
-    Response res = Reply(static_cast<http::status>(e.status == 499 ? 500 : e.status),
-                         openai::ErrorJson(e));
+    Response res =
+        Reply(static_cast<http::status>(e.status == 499 ? 500 : e.status), openai::ErrorJson(e));
     if (e.status == 429) res.set(http::field::retry_after, "1");
     SendAfterWatch(std::move(res));
   }

@@ -26,9 +26,9 @@ namespace moa::orchestrator {
 
 struct HttpDoorOptions {
   std::string host = "0.0.0.0";
-  int port = 0;  // 0 picks a free one.
-  size_t max_body_bytes = 4 << 20;               // Larger bodies get 413.
-  absl::Duration read_timeout = absl::Seconds(10);  // Headers and body of one request.
+  int port = 0;                                        // 0 picks a free one.
+  size_t max_body_bytes = 4 << 20;                     // Larger bodies get 413.
+  absl::Duration read_timeout = absl::Seconds(10);     // Headers and body of one request.
   absl::Duration request_timeout = absl::Minutes(10);  // Deadline of each MoA request.
   int threads = 1;
 };

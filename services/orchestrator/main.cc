@@ -125,9 +125,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   moa::LogInfo(kName, "serving gRPC on port ", (*server)->port(), ", metrics on port ",
-               (*metrics_server)->port(), ", HTTP on port ",
-               http_door ? http_door->port() : -1, ", ", config->pipelines.size(),
-               " pipelines (default ", config->default_pipeline, "), API keys ",
+               (*metrics_server)->port(), ", HTTP on port ", http_door ? http_door->port() : -1,
+               ", ", config->pipelines.size(), " pipelines (default ", config->default_pipeline,
+               "), API keys ",
                api_keys->enabled() ? absl::StrCat("required (", api_keys->size(), ")") : "off");
   int sig = moa::server::WaitForTerminationSignal();
   moa::LogInfo(kName, "signal ", sig, " received");

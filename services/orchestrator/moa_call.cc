@@ -83,7 +83,7 @@ void MoaCall::LaunchPending() {
 
 std::string MoaCall::LayerLabel(int layer) const {
   return layer > static_cast<int>(options_.pipeline.layers.size()) ? "final"
-                                                                    : std::to_string(layer);
+                                                                   : std::to_string(layer);
 }
 
 void MoaCall::StartLayerLocked(size_t layer) {
@@ -192,8 +192,8 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<v1::Completion
       metrics_->LayerDone(options_.pipeline.name, "final", took);
       if (!result.ok()) {
         absl::Status s = result.status();
-        FinishLocked(absl::Status(s.code(), absl::StrCat("final answer by ", p.model, " failed: ",
-                                                         s.message())));
+        FinishLocked(absl::Status(
+            s.code(), absl::StrCat("final answer by ", p.model, " failed: ", s.message())));
       } else {
         v1::ChatEvent event;
         v1::Summary* summary = event.mutable_summary();
@@ -271,8 +271,7 @@ void MoaCall::LayerFinishedLocked() {
 }
 
 void MoaCall::AddUsageLocked(const std::string& model, const v1::Usage& usage) {
-  metrics_->Tokens(options_.pipeline.name, model, usage.prompt_tokens(),
-                   usage.completion_tokens());
+  metrics_->Tokens(options_.pipeline.name, model, usage.prompt_tokens(), usage.completion_tokens());
   for (auto& [m, u] : usage_) {
     if (m == model) {
       u.set_prompt_tokens(u.prompt_tokens() + usage.prompt_tokens());

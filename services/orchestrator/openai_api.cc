@@ -57,8 +57,7 @@ HttpError ErrorFromStatus(const absl::Status& status) {
   }
 }
 
-absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
-                                                         HttpError* error) {
+absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body, HttpError* error) {
   auto fail = [error](HttpError e) {
     *error = std::move(e);
     return absl::InvalidArgumentError(error->message);
@@ -92,8 +91,8 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
       msg->set_role(v1::ROLE_ASSISTANT);
     } else {
       return fail(BadRequest(absl::StrCat(where, ".role '", role,
-                                           "' is not supported (system, developer, user, "
-                                           "assistant)"),
+                                          "' is not supported (system, developer, user, "
+                                          "assistant)"),
                              where + ".role"));
     }
     auto c = m.find("content");
@@ -144,7 +143,8 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
     p->set_max_tokens(static_cast<int32_t>(n));
   }
   if (j.contains("seed") && !j["seed"].is_null()) {
-    if (!j["seed"].is_number_integer()) return fail(BadRequest("'seed' must be an integer", "seed"));
+    if (!j["seed"].is_number_integer())
+      return fail(BadRequest("'seed' must be an integer", "seed"));
     p->set_seed(j["seed"].get<int64_t>());
   }
   if (j.contains("stop") && !j["stop"].is_null()) {
@@ -182,10 +182,9 @@ void CallRecord::Add(const v1::ChatEvent& event) {
   }
   if (event.has_proposal_failed()) {
     const auto& f = event.proposal_failed();
-    proposals.push_back(
-        {f.ref().layer(), f.ref().model(),
-         absl::StatusCodeToString(static_cast<absl::StatusCode>(f.status().code())),
-         f.status().message(), v1::Completion()});
+    proposals.push_back({f.ref().layer(), f.ref().model(),
+                         absl::StatusCodeToString(static_cast<absl::StatusCode>(f.status().code())),
+                         f.status().message(), v1::Completion()});
   }
   if (event.has_summary()) summary = event.summary();
 }
@@ -263,22 +262,22 @@ std::string ChunkEvent(const std::string& id, int64_t created, const std::string
                        absl::string_view delta_json, absl::string_view finish_reason_json) {
   return absl::StrCat("data: {\"id\":", json(id).dump(),
                       ",\"object\":\"chat.completion.chunk\",\"created\":", created,
-                      ",\"model\":", json(model).dump(), ",\"choices\":[{\"index\":0,\"delta\":",
-                      delta_json, ",\"logprobs\":null,\"finish_reason\":", finish_reason_json,
-                      "}]}\n\n");
+                      ",\"model\":", json(model).dump(),
+                      ",\"choices\":[{\"index\":0,\"delta\":", delta_json,
+                      ",\"logprobs\":null,\"finish_reason\":", finish_reason_json, "}]}\n\n");
 }
 
 std::string UsageChunkEvent(const std::string& id, int64_t created, const std::string& model,
                             const CallRecord& record) {
   return absl::StrCat("data: {\"id\":", json(id).dump(),
                       ",\"object\":\"chat.completion.chunk\",\"created\":", created,
-                      ",\"model\":", json(model).dump(), ",\"choices\":[],\"usage\":",
-                      UsageJson(record), ",\"moa\":", MoaExtensionJson(record), "}\n\n");
+                      ",\"model\":", json(model).dump(),
+                      ",\"choices\":[],\"usage\":", UsageJson(record),
+                      ",\"moa\":", MoaExtensionJson(record), "}\n\n");
 }
 
 std::string ContentDeltaJson(absl::string_view text) {
-  return json{{"content", std::string(text)}}.dump(-1, ' ', false,
-                                                   json::error_handler_t::replace);
+  return json{{"content", std::string(text)}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace moa::orchestrator::openai

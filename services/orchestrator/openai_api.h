@@ -42,8 +42,7 @@ struct ParsedRequest {
 // list of {"type": "text", "text": ...} parts (joined); other part types,
 // n != 1, and values of the wrong type are 400 naming the param. Unknown
 // fields are ignored, as OpenAI clients expect.
-absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
-                                                         HttpError* error);
+absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body, HttpError* error);
 
 // What the door learned from a MoaCall's events, for the response.
 struct CallRecord {

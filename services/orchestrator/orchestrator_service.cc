@@ -77,10 +77,10 @@ class ChatReactor final : public grpc::ServerWriteReactor<v1::ChatEvent> {
       return;
     }
     if (!service_->admission_->TryAcquire()) {
-      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          absl::StrCat("the orchestrator is at its limit of ",
-                                       service_->admission_->max(),
-                                       " concurrent requests; retry later")));
+      Finish(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("the orchestrator is at its limit of ", service_->admission_->max(),
+                       " concurrent requests; retry later")));
       return;
     }
     admitted_ = true;
@@ -204,8 +204,7 @@ class ChatReactor final : public grpc::ServerWriteReactor<v1::ChatEvent> {
 };
 
 OrchestratorService::OrchestratorService(OrchestratorOptions options,
-                                         const config::ClusterConfig* config,
-                                         MoaBackends backends,
+                                         const config::ClusterConfig* config, MoaBackends backends,
                                          telemetry::OrchestratorMetrics* metrics,
                                          Admission* admission, const ApiKeys* api_keys)
     : options_(options),

@@ -33,8 +33,8 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
     for (int i = 0; i < spec.reference_models_size(); ++i) {
       const std::string& m = spec.reference_models(i);
       if (config.FindModel(m) == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "spec.reference_models[", i, "]: model '", m, "' is not defined in the cluster config"));
+        return absl::InvalidArgumentError(absl::StrCat("spec.reference_models[", i, "]: model '", m,
+                                                       "' is not defined in the cluster config"));
       }
       models.push_back(m);
     }
@@ -42,8 +42,8 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
       return absl::InvalidArgumentError("spec.aggregator: the aggregator model is required");
     }
     if (config.FindModel(spec.aggregator()) == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "spec.aggregator: model '", spec.aggregator(), "' is not defined in the cluster config"));
+      return absl::InvalidArgumentError(absl::StrCat("spec.aggregator: model '", spec.aggregator(),
+                                                     "' is not defined in the cluster config"));
     }
     if (spec.rounds() < 0 || spec.rounds() > kMaxRounds) {
       return absl::InvalidArgumentError(absl::StrCat("spec.rounds must be in 1..", kMaxRounds,
@@ -64,8 +64,8 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
     if (name.empty()) {
       return absl::NotFoundError("no pipeline given and the cluster config has no pipelines");
     }
-    return absl::NotFoundError(absl::StrCat("pipeline '", name, "' is not defined; available: ",
-                                            absl::StrJoin(known, ", ")));
+    return absl::NotFoundError(absl::StrCat(
+        "pipeline '", name, "' is not defined; available: ", absl::StrJoin(known, ", ")));
   }
   out.name = p->name;
   out.layers = p->layers;

@@ -23,8 +23,7 @@ class Readiness {
   // `layers` holds, per layer of the default pipeline, the channels of its
   // models' proposers; `aggregator` the aggregator's channel.
   Readiness(std::vector<std::vector<std::shared_ptr<grpc::Channel>>> layers,
-            std::shared_ptr<grpc::Channel> aggregator,
-            absl::Duration interval = absl::Seconds(1));
+            std::shared_ptr<grpc::Channel> aggregator, absl::Duration interval = absl::Seconds(1));
   ~Readiness();
 
   bool ready() const { return ready_.load(); }

@@ -113,8 +113,9 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
       return;
     }
     if (status.code() != absl::StatusCode::kCancelled) {
-      LogWarning("moa-proposer", "model ", model, ": request failed: ",
-                 absl::StatusCodeToString(status.code()), ": ", status.message());
+      LogWarning("moa-proposer", "model ", model,
+                 ": request failed: ", absl::StatusCodeToString(status.code()), ": ",
+                 status.message());
     }
     absl::Status named(status.code(), absl::StrCat("model ", model, ": ", status.message()));
     if (auto retry_after = llm::GetRetryAfter(status)) llm::SetRetryAfter(named, *retry_after);

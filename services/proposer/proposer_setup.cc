@@ -60,8 +60,8 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
   if (!api_key_env.empty()) {
     const char* key = std::getenv(api_key_env.c_str());
     if (key == nullptr || *key == '\0') {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the API key variable ", api_key_env, " is not set in the environment"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("the API key variable ", api_key_env, " is not set in the environment"));
     }
     up.api_key = key;
   }

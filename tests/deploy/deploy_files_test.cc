@@ -40,8 +40,8 @@ class KustomizeOverlayTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(KustomizeOverlayTest, RendersObjectsThatAgreeWithItsClusterConfig) {
   std::string out;
   ASSERT_EQ(RunCommand({"/usr/bin/env", "kubectl", "kustomize",
-                 kSource + "/deploy/k8s/overlays/" + GetParam()},
-                &out),
+                        kSource + "/deploy/k8s/overlays/" + GetParam()},
+                       &out),
             0)
       << out;
   // kubectl prints deprecation warnings as "# Warning" comment lines.
@@ -86,8 +86,7 @@ TEST_P(KustomizeOverlayTest, RendersObjectsThatAgreeWithItsClusterConfig) {
       }
     }
     if (name != "upstream-sim") {
-      EXPECT_EQ(pod["spec"]["volumes"][0]["configMap"]["name"].as<std::string>(),
-                config_map_name)
+      EXPECT_EQ(pod["spec"]["volumes"][0]["configMap"]["name"].as<std::string>(), config_map_name)
           << name;
       EXPECT_TRUE(pod["spec"]["containers"][0]["readinessProbe"]["grpc"]) << name;
     }
@@ -99,8 +98,8 @@ TEST_P(KustomizeOverlayTest, RendersObjectsThatAgreeWithItsClusterConfig) {
     std::string name = "proposer-" + DnsName(m.name);
     ASSERT_EQ(by_kind["Deployment"].count(name), 1u) << m.name;
     std::string args;
-    for (const YAML::Node& a : by_kind["Deployment"][name]["spec"]["template"]["spec"]
-                                      ["containers"][0]["args"]) {
+    for (const YAML::Node& a :
+         by_kind["Deployment"][name]["spec"]["template"]["spec"]["containers"][0]["args"]) {
       args += a.as<std::string>() + " ";
     }
     EXPECT_THAT(args, HasSubstr("--model=" + m.name + " ")) << name;
@@ -108,10 +107,12 @@ TEST_P(KustomizeOverlayTest, RendersObjectsThatAgreeWithItsClusterConfig) {
     ASSERT_EQ(by_kind["Service"].count(name), 1u) << m.name;
     const YAML::Node svc = by_kind["Service"][name];
     EXPECT_EQ(svc["spec"]["clusterIP"].as<std::string>(), "None") << name << " is headless";
-    EXPECT_EQ(m.endpoint, absl::StrCat("dns:///", name, ":", svc["spec"]["ports"][0]["port"].as<int>()));
+    EXPECT_EQ(m.endpoint,
+              absl::StrCat("dns:///", name, ":", svc["spec"]["ports"][0]["port"].as<int>()));
     for (const auto& kv : svc["spec"]["selector"]) {
       EXPECT_EQ(by_kind["Deployment"][name]["spec"]["template"]["metadata"]["labels"]
-                       [kv.first.as<std::string>()].as<std::string>(),
+                       [kv.first.as<std::string>()]
+                           .as<std::string>(),
                 kv.second.as<std::string>());
     }
     EXPECT_EQ(by_kind["PodDisruptionBudget"].count(name), 1u) << name;
@@ -139,18 +140,18 @@ TEST_P(KustomizeOverlayTest, RendersObjectsThatAgreeWithItsClusterConfig) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Overlays, KustomizeOverlayTest, ::testing::Values("simulator", "together"));
+INSTANTIATE_TEST_SUITE_P(Overlays, KustomizeOverlayTest,
+                         ::testing::Values("simulator", "together"));
 
 TEST(DeployFilesTest, DockerComposeAcceptsTheComposeFileAndHasAServicePerEndpoint) {
   std::string out;
-  ASSERT_EQ(RunCommand({"/usr/bin/env", "docker-compose", "-f", kSource + "/deploy/docker-compose.yml",
-                 "config"},
-                &out),
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "docker-compose", "-f",
+                        kSource + "/deploy/docker-compose.yml", "config"},
+                       &out),
             0)
       << out;
-  YAML::Node compose = YAML::Load(out.substr(out.find("services:") == std::string::npos
-                                                 ? 0
-                                                 : out.rfind("\n", out.find("services:")) + 1));
+  YAML::Node compose = YAML::Load(out.substr(
+      out.find("services:") == std::string::npos ? 0 : out.rfind("\n", out.find("services:")) + 1));
   for (const char* file : {"cluster.yaml", "together.yaml"}) {
     auto cfg = config::LoadClusterConfig(kSource + "/deploy/docker/" + file);
     ASSERT_TRUE(cfg.ok()) << cfg.status();
@@ -174,14 +175,14 @@ TEST(DeployFilesTest, PromtoolAcceptsScrapeConfigsAndAlertRules) {
   std::string out;
   for (const char* file : {"prometheus-compose.yml", "prometheus-local.yml"}) {
     EXPECT_EQ(RunCommand({"/usr/bin/env", "promtool", "check", "config",
-                   kSource + "/deploy/prometheus/" + file},
-                  &out),
+                          kSource + "/deploy/prometheus/" + file},
+                         &out),
               0)
         << out;
   }
   EXPECT_EQ(RunCommand({"/usr/bin/env", "promtool", "check", "rules",
-                 kSource + "/deploy/prometheus/alerts.yml"},
-                &out),
+                        kSource + "/deploy/prometheus/alerts.yml"},
+                       &out),
             0)
       << out;
   EXPECT_THAT(out, HasSubstr("SUCCESS: 4 rules found"));

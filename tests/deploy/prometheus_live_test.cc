@@ -54,18 +54,17 @@ class PrometheusLiveTest : public ::testing::Test {
 
     // The shipped local scrape config, scraping every second for the test.
     std::string config = ReadFile(kSource + "/deploy/prometheus/prometheus-local.yml");
-    config = absl::StrReplaceAll(config, {{"scrape_interval: 5s", "scrape_interval: 1s"},
-                                          {"evaluation_interval: 5s", "evaluation_interval: 1s"},
-                                          {"  - alerts.yml", "  - " + kSource +
-                                                                 "/deploy/prometheus/alerts.yml"}});
+    config = absl::StrReplaceAll(
+        config, {{"scrape_interval: 5s", "scrape_interval: 1s"},
+                 {"evaluation_interval: 5s", "evaluation_interval: 1s"},
+                 {"  - alerts.yml", "  - " + kSource + "/deploy/prometheus/alerts.yml"}});
     std::ofstream(dir_ / "prometheus.yml") << config;
     prom_port_ = moa::testing::PickFreePort();
     prometheus_ = std::make_unique<Process>(std::vector<std::string>{
         "/usr/bin/env", "prometheus", "--config.file=" + (dir_ / "prometheus.yml").string(),
         "--storage.tsdb.path=" + (dir_ / "data").string(),
         absl::StrCat("--web.listen-address=127.0.0.1:", prom_port_)});
-    ASSERT_TRUE(WaitFor([&] { return HttpGet(Url("/-/ready")).status == 200; },
-                        absl::Seconds(30)))
+    ASSERT_TRUE(WaitFor([&] { return HttpGet(Url("/-/ready")).status == 200; }, absl::Seconds(30)))
         << prometheus_->Output();
   }
 
@@ -113,9 +112,9 @@ class PrometheusLiveTest : public ::testing::Test {
 
 // Grafana variables as a user who picked the demo pipeline and all models.
 std::string Substitute(const std::string& expr) {
-  return absl::StrReplaceAll(expr, {{"$__rate_interval", "1m"},
-                                    {"$pipeline", "moa"},
-                                    {"$model", absl::StrJoin(kModels, "|")}});
+  return absl::StrReplaceAll(
+      expr,
+      {{"$__rate_interval", "1m"}, {"$pipeline", "moa"}, {"$model", absl::StrJoin(kModels, "|")}});
 }
 
 TEST_F(PrometheusLiveTest, EveryDashboardAndAlertExpressionReturnsDataForTheDemoModels) {
@@ -144,8 +143,8 @@ TEST_F(PrometheusLiveTest, EveryDashboardAndAlertExpressionReturnsDataForTheDemo
   for (const YAML::Node& group : rules["groups"]) {
     for (const YAML::Node& rule : group["rules"]) {
       std::string expr = rule["expr"].as<std::string>();
-      std::string signal = std::regex_replace(
-          expr, std::regex("\\s*(>|<|==|!=|>=|<=)\\s*[0-9.e+-]+\\s*$"), "");
+      std::string signal =
+          std::regex_replace(expr, std::regex("\\s*(>|<|==|!=|>=|<=)\\s*[0-9.e+-]+\\s*$"), "");
       ASSERT_NE(signal, expr) << "alert expressions end in a threshold: " << expr;
       json r = Query(signal);
       ASSERT_EQ(r.value("status", ""), "success") << signal << "\n" << r;

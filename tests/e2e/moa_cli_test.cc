@@ -84,7 +84,8 @@ TEST_F(MoaCliTest, AskStreamsTheAnswerAndPrintsThePerModelTable) {
   ASSERT_EQ(Moa({"ask", "What", "is", "MoA?"}, &out), 0) << out;
   EXPECT_THAT(out, HasSubstr("layer 1/2: 2 of 2 proposals"));
   EXPECT_THAT(out, HasSubstr("[z synthesis of 2 responses"));
-  EXPECT_THAT(out, ::testing::ContainsRegex("layer +model +ttft +duration +tokens in/out +outcome"));
+  EXPECT_THAT(out,
+              ::testing::ContainsRegex("layer +model +ttft +duration +tokens in/out +outcome"));
   EXPECT_THAT(out, ::testing::ContainsRegex("\n1 +a +[0-9.]+s +[0-9.]+s +[0-9]+/10 +ok"));
   EXPECT_THAT(out, ::testing::ContainsRegex("\nfinal +z +[0-9.]+s +[0-9.]+s +[0-9]+/10 +ok"));
   EXPECT_EQ(FinalRequests()[0]["messages"].back()["content"], "What is MoA?");
@@ -217,9 +218,10 @@ TEST_F(MoaCliTest, MtBenchAnswersTurnsInOrderWithEarlierTurnsAndCategoryTemperat
 }
 
 TEST_F(MoaCliTest, MtBenchResumesByQuestionId) {
-  std::ofstream(Path("q.jsonl"))
-      << R"({"question_id": 1, "category": "stem", "turns": ["A?"]})" << "\n"
-      << R"({"question_id": 2, "category": "stem", "turns": ["B?"]})" << "\n";
+  std::ofstream(Path("q.jsonl")) << R"({"question_id": 1, "category": "stem", "turns": ["A?"]})"
+                                 << "\n"
+                                 << R"({"question_id": 2, "category": "stem", "turns": ["B?"]})"
+                                 << "\n";
   std::ofstream(Path("a.jsonl"))
       << R"({"question_id": 1, "answer_id": "x", "model_id": "m", "choices": [{"index": 0, "turns": ["old"]}], "tstamp": 1})"
       << "\n";

@@ -19,7 +19,8 @@ using ::moa::testing::WaitFor;
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-constexpr char kProfiles[] = R"(default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 12}
+constexpr char kProfiles[] =
+    R"(default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 12}
 models:
   slow1: {time_to_first_token: 0.05, tokens_per_second: 20, answer_tokens: 400}
   slow2: {time_to_first_token: 0.05, tokens_per_second: 20, answer_tokens: 400}
@@ -142,9 +143,8 @@ TEST_F(MoaClusterTest, ThreeLayersEachLayerSeesOnlyThePreviousLayersAnswers) {
   Outcome out = Run(Ask("three", "Explain layers."));
   ASSERT_TRUE(out.status.ok()) << out.status.error_message();
   auto by_model = RequestsByModel();
-  std::vector<synthesis::Reference> layer1 = {
-      {"a", SimAnswer("a", {{"user", "Explain layers."}})},
-      {"b", SimAnswer("b", {{"user", "Explain layers."}})}};
+  std::vector<synthesis::Reference> layer1 = {{"a", SimAnswer("a", {{"user", "Explain layers."}})},
+                                              {"b", SimAnswer("b", {{"user", "Explain layers."}})}};
   std::string block1 = synthesis::SynthesisBlock(synthesis::DefaultInstruction(), layer1);
   std::vector<synthesis::Reference> layer2;
   for (const std::string m : {"c", "d"}) {
@@ -313,7 +313,8 @@ TEST_F(MoaClusterTest, InvalidRequestsGetAnActionableStatus) {
     const char* message;
   };
   std::vector<Case> cases;
-  cases.push_back({Ask("nope", "x"), grpc::StatusCode::NOT_FOUND, "pipeline 'nope' is not defined; available: two, three"});
+  cases.push_back({Ask("nope", "x"), grpc::StatusCode::NOT_FOUND,
+                   "pipeline 'nope' is not defined; available: two, three"});
   v1::ChatRequest empty;
   empty.set_pipeline("two");
   cases.push_back({empty, grpc::StatusCode::INVALID_ARGUMENT, "messages"});
@@ -380,14 +381,20 @@ TEST_F(MoaClusterTest, ListPipelinesAndMetrics) {
   EXPECT_EQ(resp.pipelines(6).params().max_tokens(), 7);
 
   ASSERT_TRUE(Run(Ask("two", "metrics")).status.ok());
-  std::string m = moa::testing::HttpGet(absl::StrCat("http://127.0.0.1:",
-                                                     cluster_->orchestrator_metrics_port(),
-                                                     "/metrics"))
-                      .body;
+  std::string m =
+      moa::testing::HttpGet(
+          absl::StrCat("http://127.0.0.1:", cluster_->orchestrator_metrics_port(), "/metrics"))
+          .body;
   EXPECT_THAT(m, HasSubstr(R"(moa_requests_total{outcome="ok",pipeline="two"})"));
   EXPECT_THAT(m, HasSubstr(R"(moa_layer_duration_seconds_count{layer="1",pipeline="two"})"));
-  EXPECT_THAT(m, HasSubstr(R"(moa_proposal_duration_seconds_count{layer="1",model="a",outcome="ok",pipeline="two",role="proposer"})"));
-  EXPECT_THAT(m, HasSubstr(R"(moa_proposal_time_to_first_token_seconds_count{layer="final",model="z",pipeline="two",role="aggregator"})"));
+  EXPECT_THAT(
+      m,
+      HasSubstr(
+          R"(moa_proposal_duration_seconds_count{layer="1",model="a",outcome="ok",pipeline="two",role="proposer"})"));
+  EXPECT_THAT(
+      m,
+      HasSubstr(
+          R"(moa_proposal_time_to_first_token_seconds_count{layer="final",model="z",pipeline="two",role="aggregator"})"));
   EXPECT_THAT(m, HasSubstr(R"(moa_answer_time_to_first_token_seconds_count{pipeline="two"})"));
   EXPECT_THAT(m, HasSubstr(R"(moa_tokens_total{direction="completion",model="z",pipeline="two"})"));
   EXPECT_THAT(m, HasSubstr(R"(moa_requests_in_flight{pipeline="two"} 0)"));

@@ -4,13 +4,12 @@
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-
 #include <signal.h>
 
 #include <fstream>
-#include <thread>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -75,8 +74,8 @@ TEST(OpenAiHttpTest, OfficialOpenAiClientAgainstALiveCluster) {
                {absl::StrCat("MOA_BASE_URL=http://127.0.0.1:", http_port, "/v1"),
                 absl::StrCat("MOA_API_KEY=", kKey),
                 absl::StrCat("MOA_SIM_URL=http://127.0.0.1:", cluster.sim_port()),
-                "MOA_EXPECTED=" + expected, "NODE_PATH=" + std::string(MOA_SOURCE_DIR) +
-                                                "/tests/http/node_modules"});
+                "MOA_EXPECTED=" + expected,
+                "NODE_PATH=" + std::string(MOA_SOURCE_DIR) + "/tests/http/node_modules"});
   int code = node.Wait(absl::Seconds(120));
   std::string out = node.Output();
   std::printf("%s\n", out.c_str());

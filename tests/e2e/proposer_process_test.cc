@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "moa/v1/proposer.grpc.pb.h"
 #include "lib/server/health_check.h"
+#include "moa/v1/proposer.grpc.pb.h"
 #include "tests/support/local_cluster.h"
 #include "tests/support/test_support.h"
 
@@ -45,24 +45,24 @@ class ProposerProcessTest : public ::testing::Test {
 
   std::unique_ptr<Process> StartProposer(const std::string& model, const std::string& key,
                                          std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {BinaryPath("services/proposer/moa-proposer"),
-                                     "--host=127.0.0.1",
-                                     "--port=0",
-                                     "--metrics_port=0",
-                                     "--model=" + model,
-                                     absl::StrCat("--upstream_url=http://127.0.0.1:", sim_port_,
-                                                  "/v1"),
-                                     "--api_key_env=UPSTREAM_KEY",
-                                     "--max_attempts=1"};
+    std::vector<std::string> argv = {
+        BinaryPath("services/proposer/moa-proposer"),
+        "--host=127.0.0.1",
+        "--port=0",
+        "--metrics_port=0",
+        "--model=" + model,
+        absl::StrCat("--upstream_url=http://127.0.0.1:", sim_port_, "/v1"),
+        "--api_key_env=UPSTREAM_KEY",
+        "--max_attempts=1"};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    return std::make_unique<Process>(argv,
-                                     std::vector<std::string>{"UPSTREAM_KEY=" + key,
-                                                              "MOA_LOG_LEVEL=debug"});
+    return std::make_unique<Process>(
+        argv, std::vector<std::string>{"UPSTREAM_KEY=" + key, "MOA_LOG_LEVEL=debug"});
   }
 
-  static grpc::Status Ask(int port, std::string* text, absl::Duration deadline = absl::Seconds(10)) {
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                       grpc::InsecureChannelCredentials());
+  static grpc::Status Ask(int port, std::string* text,
+                          absl::Duration deadline = absl::Seconds(10)) {
+    auto channel =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
     auto stub = v1::ProposerService::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
@@ -92,7 +92,7 @@ TEST_F(ProposerProcessTest, ServesWithTheKeyAndNeverPrintsIt) {
   ASSERT_TRUE(ok.ok()) << ok.error_message();
   EXPECT_THAT(text, HasSubstr("[m1 answer"));
   EXPECT_EQ(moa::server::HealthCheck(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                                          grpc::InsecureChannelCredentials())),
+                                                         grpc::InsecureChannelCredentials())),
             1);
 
   auto bad = StartProposer("m2", "sk-wrong-key-e2e-777");
@@ -145,8 +145,8 @@ TEST_F(ProposerProcessTest, StartupErrorsAreFatalWithAClearMessage) {
 
   std::string cfg = "/tmp/moa-e2e-bad-config-" + std::to_string(getpid()) + ".yaml";
   std::ofstream(cfg) << "models:\n  m:\n    endpoint: x:1\n    upstreem: {}\n";
-  Process bad_config({BinaryPath("services/proposer/moa-proposer"), "--port=0",
-                      "--metrics_port=0", "--model=m", "--config=" + cfg});
+  Process bad_config({BinaryPath("services/proposer/moa-proposer"), "--port=0", "--metrics_port=0",
+                      "--model=m", "--config=" + cfg});
   EXPECT_EQ(bad_config.Wait(absl::Seconds(10)), 2);
   EXPECT_THAT(bad_config.Output(), HasSubstr(":4:5: unknown key 'upstreem' in models.m"));
   std::remove(cfg.c_str());

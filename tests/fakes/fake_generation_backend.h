@@ -25,7 +25,8 @@ class FakeGenerationBackend : public cluster::GenerationBackend {
 
   // Answers synchronously from inside Start, which a real backend may also do.
   std::shared_ptr<llm::CallHandle> Start(
-      cluster::GenerationCall call, std::shared_ptr<cluster::GenerationObserver> observer) override {
+      cluster::GenerationCall call,
+      std::shared_ptr<cluster::GenerationObserver> observer) override {
     Reply reply = script_(call);
     auto handle = std::make_shared<Handle>(observer);
     {

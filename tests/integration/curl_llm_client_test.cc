@@ -14,8 +14,8 @@
 namespace moa::llm {
 namespace {
 
-using ::testing::HasSubstr;
 using ::moa::testing::RecordingObserver;
+using ::testing::HasSubstr;
 
 constexpr char kProfiles[] = R"(default:
   time_to_first_token: 0.01
@@ -42,9 +42,9 @@ class CurlLlmClientTest : public ::testing::Test {
     sim_ = *std::move(server);
   }
 
-  std::unique_ptr<CurlLlmClient> Client(const std::string& model,
-                                        absl::FunctionRef<void(UpstreamOptions&)> tweak =
-                                            [](UpstreamOptions&) {}) {
+  std::unique_ptr<CurlLlmClient> Client(
+      const std::string& model,
+      absl::FunctionRef<void(UpstreamOptions&)> tweak = [](UpstreamOptions&) {}) {
     UpstreamOptions o;
     o.base_url = absl::StrCat("http://127.0.0.1:", sim_->port(), "/v1");
     o.model = model;
@@ -83,8 +83,8 @@ TEST_F(CurlLlmClientTest, StreamsDeltasThenCompletionWithUsageAndTimings) {
   EXPECT_EQ(result->attempts, 1);
   // The simulator logs "completed" once its last write is done, which may be
   // a moment after the client has read everything.
-  ASSERT_TRUE(moa::testing::WaitFor([&] { return Log()[0]["outcome"] == "completed"; },
-                                    absl::Seconds(2)));
+  ASSERT_TRUE(
+      moa::testing::WaitFor([&] { return Log()[0]["outcome"] == "completed"; }, absl::Seconds(2)));
   auto log = Log();
   ASSERT_EQ(log.size(), 1u);
   EXPECT_EQ(log[0]["stream"], true);
@@ -175,9 +175,8 @@ TEST_F(CurlLlmClientTest, RateLimitHonoursRetryAfterThenResourceExhausted) {
 }
 
 TEST_F(CurlLlmClientTest, HangEndsAtTheFirstTokenTimeout) {
-  auto client = Client("hang", [](UpstreamOptions& o) {
-    o.first_token_timeout = absl::Milliseconds(200);
-  });
+  auto client =
+      Client("hang", [](UpstreamOptions& o) { o.first_token_timeout = absl::Milliseconds(200); });
   auto obs = std::make_shared<RecordingObserver>();
   client->Start(Question(), obs);
   ASSERT_TRUE(obs->WaitDone(absl::Seconds(5)));

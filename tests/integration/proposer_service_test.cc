@@ -14,8 +14,8 @@
 #include "absl/time/clock.h"
 #include "lib/llm/curl_llm_client.h"
 #include "lib/server/grpc_server.h"
-#include "lib/telemetry/exposer.h"
 #include "lib/server/health_check.h"
+#include "lib/telemetry/exposer.h"
 #include "tests/support/test_support.h"
 #include "tools/upstream-sim/answer.h"
 #include "tools/upstream-sim/sim_server.h"
@@ -61,8 +61,7 @@ class ProposerServiceTest : public ::testing::Test {
     std::shared_ptr<grpc::Channel> channel;
   };
 
-  Proposer& Start(const std::string& model, int max_inflight = 64,
-                  const std::string& key = kKey) {
+  Proposer& Start(const std::string& model, int max_inflight = 64, const std::string& key = kKey) {
     auto p = std::make_unique<Proposer>();
     p->registry = std::make_shared<prometheus::Registry>();
     p->metrics = std::make_unique<telemetry::UpstreamMetrics>(*p->registry, model);
@@ -140,8 +139,7 @@ TEST_F(ProposerServiceTest, DeltasArriveInOrderThenCompletionWithUsageAndTimings
   Proposer& p = Start("m1");
   Result r = Generate(p, Question());
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
-  std::vector<std::string> expected =
-      sim::AnswerTokens("m1", {{"user", "What is MoA?"}}, 16);
+  std::vector<std::string> expected = sim::AnswerTokens("m1", {{"user", "What is MoA?"}}, 16);
   EXPECT_EQ(absl::StrJoin(r.deltas, ""), absl::StrJoin(expected, ""))
       << "the concatenated deltas are the upstream's answer in order";
   ASSERT_TRUE(r.completion);
@@ -149,7 +147,9 @@ TEST_F(ProposerServiceTest, DeltasArriveInOrderThenCompletionWithUsageAndTimings
   EXPECT_EQ(r.completion->finish_reason(), "stop");
   EXPECT_EQ(r.completion->usage().completion_tokens(), 16);
   EXPECT_GT(r.completion->usage().prompt_tokens(), 0);
-  EXPECT_GT(r.completion->time_to_first_token().nanos() + r.completion->time_to_first_token().seconds(), 0);
+  EXPECT_GT(
+      r.completion->time_to_first_token().nanos() + r.completion->time_to_first_token().seconds(),
+      0);
   EXPECT_GE(r.completion->duration().seconds() * 1e9 + r.completion->duration().nanos(),
             r.completion->time_to_first_token().seconds() * 1e9 +
                 r.completion->time_to_first_token().nanos());
@@ -176,11 +176,17 @@ TEST_F(ProposerServiceTest, MetricsHaveHistogramsAndCountersWithTheModelLabel) {
   std::string m = Metrics(p);
   EXPECT_THAT(m, HasSubstr(R"(moa_upstream_requests_total{model="m1",outcome="ok"} 3)"));
   EXPECT_THAT(m, HasSubstr(R"(moa_upstream_requests_total{model="m1",outcome="unavailable"} 0)"));
-  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_request_duration_seconds_count{model="m1",outcome="ok"} 3)"));
-  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_request_duration_seconds_bucket{model="m1",outcome="ok",le="300"} 3)"));
+  EXPECT_THAT(
+      m, HasSubstr(R"(moa_upstream_request_duration_seconds_count{model="m1",outcome="ok"} 3)"));
+  EXPECT_THAT(
+      m,
+      HasSubstr(
+          R"(moa_upstream_request_duration_seconds_bucket{model="m1",outcome="ok",le="300"} 3)"));
   EXPECT_THAT(m, HasSubstr(R"(moa_upstream_time_to_first_token_seconds_count{model="m1"} 3)"));
-  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_time_to_first_token_seconds_bucket{model="m1",le="0.01"})"));
-  EXPECT_THAT(m, HasSubstr(R"(moa_upstream_inter_token_latency_seconds_bucket{model="m1",le="5"})"));
+  EXPECT_THAT(
+      m, HasSubstr(R"(moa_upstream_time_to_first_token_seconds_bucket{model="m1",le="0.01"})"));
+  EXPECT_THAT(m,
+              HasSubstr(R"(moa_upstream_inter_token_latency_seconds_bucket{model="m1",le="5"})"));
   EXPECT_THAT(m, HasSubstr(R"(moa_upstream_tokens_total{direction="completion",model="m1"} 48)"));
   EXPECT_THAT(m, HasSubstr(R"(moa_upstream_tokens_total{direction="prompt",model="m1"})"));
   EXPECT_THAT(m, HasSubstr(R"(moa_upstream_inflight{model="m1"} 0)"));
@@ -204,7 +210,8 @@ TEST_F(ProposerServiceTest, ClientCancelMidStreamClosesTheUpstreamWithin200ms) {
       << SimLog().dump();
   EXPECT_LT(absl::Now() - cancelled, absl::Milliseconds(200));
   ASSERT_TRUE(moa::testing::WaitFor([&] { return p.service->inflight() == 0; }, absl::Seconds(2)));
-  EXPECT_THAT(Metrics(p), HasSubstr(R"(moa_upstream_requests_total{model="slow",outcome="cancelled"} 1)"));
+  EXPECT_THAT(Metrics(p),
+              HasSubstr(R"(moa_upstream_requests_total{model="slow",outcome="cancelled"} 1)"));
 }
 
 TEST_F(ProposerServiceTest, CallerDeadlineEndsTheUpstreamTransfer) {
@@ -216,7 +223,8 @@ TEST_F(ProposerServiceTest, CallerDeadlineEndsTheUpstreamTransfer) {
                                     absl::Milliseconds(500)))
       << SimLog().dump();
   ASSERT_TRUE(moa::testing::WaitFor([&] { return p.service->inflight() == 0; }, absl::Seconds(2)));
-  EXPECT_THAT(Metrics(p), HasSubstr(R"(moa_upstream_requests_total{model="slow",outcome="deadline"} 1)"));
+  EXPECT_THAT(Metrics(p),
+              HasSubstr(R"(moa_upstream_requests_total{model="slow",outcome="deadline"} 1)"));
 }
 
 struct FaultCase {
@@ -329,7 +337,9 @@ TEST_F(ProposerServiceTest, WholeTextArrivesAsOneDeltaBeforeTheCompletion) {
   ASSERT_EQ(r.deltas.size(), 1u) << "one message instead of one per token";
   EXPECT_EQ(r.deltas[0], absl::StrJoin(sim::AnswerTokens("m1", {{"user", "whole"}}, 16), ""));
   ASSERT_TRUE(r.completion);
-  EXPECT_GT(r.completion->time_to_first_token().nanos() + r.completion->time_to_first_token().seconds(), 0)
+  EXPECT_GT(
+      r.completion->time_to_first_token().nanos() + r.completion->time_to_first_token().seconds(),
+      0)
       << "the time to first token is still the upstream's";
 }
 

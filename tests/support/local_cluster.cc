@@ -46,8 +46,11 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
   std::string models_yaml = "models:\n";
   for (const std::string& m : spec.models) {
     std::vector<std::string> argv = {BinaryPath("services/proposer/moa-proposer"),
-                                     "--host=127.0.0.1", "--port=0", "--metrics_port=0",
-                                     "--model=" + m, "--upstream_url=" + base_url};
+                                     "--host=127.0.0.1",
+                                     "--port=0",
+                                     "--metrics_port=0",
+                                     "--model=" + m,
+                                     "--upstream_url=" + base_url};
     argv.insert(argv.end(), spec.proposer_flags.begin(), spec.proposer_flags.end());
     auto p = std::make_unique<Process>(argv);
     int port = WaitForLoggedPort(*p, "serving gRPC on port");
@@ -63,12 +66,11 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
   // it is chosen here (the only fixed port of the test cluster).
   int aggregator_port = PickFreePort();
   config_path_ = dir_ + "/cluster.yaml";
-  std::ofstream(config_path_) << models_yaml << "aggregator:\n  endpoint: 127.0.0.1:"
-                              << aggregator_port << "\n"
+  std::ofstream(config_path_) << models_yaml
+                              << "aggregator:\n  endpoint: 127.0.0.1:" << aggregator_port << "\n"
                               << spec.pipelines_yaml;
   std::vector<std::string> agg_argv = {BinaryPath("services/aggregator/moa-aggregator"),
-                                       "--host=127.0.0.1",
-                                       absl::StrCat("--port=", aggregator_port),
+                                       "--host=127.0.0.1", absl::StrCat("--port=", aggregator_port),
                                        "--metrics_port=0", "--config=" + config_path_};
   agg_argv.insert(agg_argv.end(), spec.aggregator_flags.begin(), spec.aggregator_flags.end());
   aggregator_ = std::make_unique<Process>(agg_argv);
@@ -77,10 +79,12 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
     return;
   }
   std::vector<std::string> orch_argv = {BinaryPath("services/orchestrator/moa-orchestrator"),
-                                        "--host=127.0.0.1", "--port=0", "--metrics_port=0",
-                                        "--http_port=-1", "--config=" + config_path_};
-  orch_argv.insert(orch_argv.end(), spec.orchestrator_flags.begin(),
-                   spec.orchestrator_flags.end());
+                                        "--host=127.0.0.1",
+                                        "--port=0",
+                                        "--metrics_port=0",
+                                        "--http_port=-1",
+                                        "--config=" + config_path_};
+  orch_argv.insert(orch_argv.end(), spec.orchestrator_flags.begin(), spec.orchestrator_flags.end());
   orchestrator_ = std::make_unique<Process>(orch_argv);
   orchestrator_port_ = WaitForLoggedPort(*orchestrator_, "serving gRPC on port");
   orchestrator_metrics_port_ = WaitForLoggedPort(*orchestrator_, "metrics on port");
@@ -116,7 +120,8 @@ std::vector<std::pair<std::string, pid_t>> LocalCluster::Pids() const {
 }
 
 nlohmann::json LocalCluster::SimRequests(int64_t since) {
-  HttpResult r = HttpGet(absl::StrCat("http://127.0.0.1:", sim_port_, "/sim/requests?since=", since));
+  HttpResult r =
+      HttpGet(absl::StrCat("http://127.0.0.1:", sim_port_, "/sim/requests?since=", since));
   nlohmann::json j = nlohmann::json::parse(r.body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.contains("requests")) return nlohmann::json::array();
   return j["requests"];

@@ -24,8 +24,8 @@ size_t Collect(char* data, size_t size, size_t n, void* user) {
 }
 }  // namespace
 
-HttpResult HttpRequest(const std::string& method, const std::string& url,
-                       const std::string& body, const std::vector<std::string>& headers) {
+HttpResult HttpRequest(const std::string& method, const std::string& url, const std::string& body,
+                       const std::vector<std::string>& headers) {
   HttpResult result;
   CURL* curl = curl_easy_init();
   curl_slist* header_list = nullptr;

@@ -20,8 +20,7 @@ struct HttpResult {
 // Blocking HTTP request to a loopback server (tests only).
 HttpResult HttpGet(const std::string& url);
 HttpResult HttpRequest(const std::string& method, const std::string& url,
-                       const std::string& body = "",
-                       const std::vector<std::string>& headers = {});
+                       const std::string& body = "", const std::vector<std::string>& headers = {});
 
 // Percent-encodes a string for a URL query.
 std::string UrlEscape(const std::string& text);

@@ -56,7 +56,8 @@ std::string ShortId() {
 class Progress {
  public:
   Progress(int total, int skipped) : total_(total), done_(skipped), tty_(isatty(2)) {
-    if (skipped > 0) std::fprintf(stderr, "resuming: %d of %d already in the output\n", skipped, total);
+    if (skipped > 0)
+      std::fprintf(stderr, "resuming: %d of %d already in the output\n", skipped, total);
     Draw();
   }
   void Item(bool ok) {
@@ -137,8 +138,8 @@ int RunAlpacaEval(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
   for (size_t i = 0; i < input.size(); ++i) {
     if (!input[i].is_object() || !input[i].contains("instruction") ||
         !input[i]["instruction"].is_string()) {
-      std::fprintf(stderr, "moa batch: %s item %zu has no string 'instruction'\n",
-                   o.input.c_str(), i);
+      std::fprintf(stderr, "moa batch: %s item %zu has no string 'instruction'\n", o.input.c_str(),
+                   i);
       return 2;
     }
     if (done.count(input[i]["instruction"].get<std::string>()) == 0) todo.push_back(i);
@@ -223,8 +224,8 @@ int RunMtBench(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
   std::atomic<int> failed{0};
   ForEachConcurrently(todo, o.concurrency, [&](size_t i) {
     const json& q = questions[i];
-    double temperature = o.temperature_override.value_or(
-        MtBenchTemperature(q.value("category", std::string())));
+    double temperature =
+        o.temperature_override.value_or(MtBenchTemperature(q.value("category", std::string())));
     // Each turn sees the earlier turns and their answers.
     v1::ChatRequest req = o.base;
     req.mutable_params()->set_temperature(temperature);

@@ -68,8 +68,9 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
       }
       case v1::ChatEvent::kProposalFailed: {
         const auto& f = event.proposal_failed();
-        CallRow row = Row(absl::StrCat(f.ref().layer()), f.ref().model(),
-                          absl::StatusCodeToString(static_cast<absl::StatusCode>(f.status().code())));
+        CallRow row =
+            Row(absl::StrCat(f.ref().layer()), f.ref().model(),
+                absl::StatusCodeToString(static_cast<absl::StatusCode>(f.status().code())));
         row.error = f.status().message();
         result.rows.push_back(row);
         ++finished_in_layer[f.ref().layer()];
@@ -102,9 +103,9 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
 std::string FormatTable(const std::vector<CallRow>& rows) {
   size_t model_width = 5;
   for (const CallRow& r : rows) model_width = std::max(model_width, r.model.size());
-  std::string out = absl::StrFormat("%-6s %-*s %8s %9s %13s  %s\n", "layer",
-                                    static_cast<int>(model_width), "model", "ttft", "duration",
-                                    "tokens in/out", "outcome");
+  std::string out =
+      absl::StrFormat("%-6s %-*s %8s %9s %13s  %s\n", "layer", static_cast<int>(model_width),
+                      "model", "ttft", "duration", "tokens in/out", "outcome");
   for (const CallRow& r : rows) {
     std::string tokens =
         r.outcome == "ok" ? absl::StrCat(r.prompt_tokens, "/", r.completion_tokens) : "-";

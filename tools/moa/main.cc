@@ -60,8 +60,8 @@ std::string OrchestratorAddress() {
 std::unique_ptr<v1::OrchestratorService::Stub> Connect() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  return v1::OrchestratorService::NewStub(grpc::CreateCustomChannel(
-      OrchestratorAddress(), grpc::InsecureChannelCredentials(), args));
+  return v1::OrchestratorService::NewStub(
+      grpc::CreateCustomChannel(OrchestratorAddress(), grpc::InsecureChannelCredentials(), args));
 }
 
 // The pipeline choice and params every request of this run carries.
@@ -98,8 +98,10 @@ int ReportError(const grpc::Status& status) {
                status.error_message().c_str());
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
       status.error_message().find("every model") == std::string::npos) {
-    std::fprintf(stderr, "moa: is the orchestrator running at %s? (--orchestrator or "
-                         "MOA_ORCHESTRATOR)\n", OrchestratorAddress().c_str());
+    std::fprintf(stderr,
+                 "moa: is the orchestrator running at %s? (--orchestrator or "
+                 "MOA_ORCHESTRATOR)\n",
+                 OrchestratorAddress().c_str());
   }
   return 1;
 }
@@ -129,8 +131,8 @@ ChatCallbacks Callbacks(bool show_progress) {
   }
   if (absl::GetFlag(FLAGS_show_proposals)) {
     cb.on_proposal_done = [tty](const v1::ProposalDone& d) {
-      std::fprintf(stderr, "%s--- layer %d, %s ---\n%s\n", tty ? "\r\033[K" : "",
-                   d.ref().layer(), d.ref().model().c_str(), d.text().c_str());
+      std::fprintf(stderr, "%s--- layer %d, %s ---\n%s\n", tty ? "\r\033[K" : "", d.ref().layer(),
+                   d.ref().model().c_str(), d.text().c_str());
     };
   }
   return cb;
@@ -217,7 +219,8 @@ int Batch() {
   if (absl::GetFlag(FLAGS_max_tokens) > 0) {
     o.base.mutable_params()->set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
   }
-  if (absl::GetFlag(FLAGS_temperature) >= 0) o.temperature_override = absl::GetFlag(FLAGS_temperature);
+  if (absl::GetFlag(FLAGS_temperature) >= 0)
+    o.temperature_override = absl::GetFlag(FLAGS_temperature);
   o.generator = absl::GetFlag(FLAGS_generator);
   if (o.generator.empty()) {
     o.generator = absl::GetFlag(FLAGS_pipeline).empty() ? "moa" : absl::GetFlag(FLAGS_pipeline);
@@ -282,7 +285,8 @@ int main(int argc, char** argv) {
       "moa ask|chat|batch|pipelines|endpoints [flags] ...  (see README.md, 'moa CLI')");
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() < 2) {
-    std::fprintf(stderr, "usage: moa ask|chat|batch|pipelines|endpoints|health [flags]; moa --help\n");
+    std::fprintf(stderr,
+                 "usage: moa ask|chat|batch|pipelines|endpoints|health [flags]; moa --help\n");
     return 2;
   }
   std::string command = positional[1];
@@ -293,7 +297,8 @@ int main(int argc, char** argv) {
   if (command == "pipelines") return moa::cli::Pipelines();
   if (command == "endpoints") return moa::cli::Endpoints();
   if (command == "health") return moa::cli::Health();
-  std::fprintf(stderr, "moa: unknown command '%s' (ask, chat, batch, pipelines, endpoints, health)\n",
+  std::fprintf(stderr,
+               "moa: unknown command '%s' (ask, chat, batch, pipelines, endpoints, health)\n",
                command.c_str());
   return 2;
 }

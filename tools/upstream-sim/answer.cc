@@ -18,10 +18,10 @@ uint64_t Fnv1a(uint64_t h, absl::string_view s) {
 }
 
 constexpr absl::string_view kWords[] = {
-    "the",     "answer",   "depends", "on",     "context", "and",     "careful", "reasoning",
-    "shows",   "that",     "each",    "step",   "matters", "because", "evidence", "supports",
-    "a",       "clear",    "result",  "while",  "simple",  "examples", "help",   "explain",
-    "why",     "it",       "works",   "in",     "practice", "so",     "we",      "conclude"};
+    "the",   "answer", "depends", "on",    "context",  "and",      "careful",  "reasoning",
+    "shows", "that",   "each",    "step",  "matters",  "because",  "evidence", "supports",
+    "a",     "clear",  "result",  "while", "simple",   "examples", "help",     "explain",
+    "why",   "it",     "works",   "in",    "practice", "so",       "we",       "conclude"};
 
 }  // namespace
 
@@ -74,7 +74,8 @@ int PromptTokens(const std::vector<SimMessage>& messages) {
   int n = 0;
   for (const SimMessage& m : messages) {
     n += 4;
-    for (absl::string_view w : absl::StrSplit(m.content, absl::ByAnyChar(" \n\t"), absl::SkipEmpty())) {
+    for (absl::string_view w :
+         absl::StrSplit(m.content, absl::ByAnyChar(" \n\t"), absl::SkipEmpty())) {
       (void)w;
       ++n;
     }

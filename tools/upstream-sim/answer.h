@@ -5,8 +5,9 @@
 #define MOA_TOOLS_UPSTREAM_SIM_ANSWER_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+
+#include "absl/strings/string_view.h"
 
 namespace moa::sim {
 

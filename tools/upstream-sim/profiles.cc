@@ -26,8 +26,9 @@ absl::Status CheckKeys(absl::string_view source, const YAML::Node& node, absl::s
   for (const auto& kv : node) {
     std::string key = kv.first.as<std::string>();
     if (allowed.count(key) == 0) {
-      return Error(source, kv.first, absl::StrCat("unknown key '", key, "' in ", path,
-                                                  " (allowed: ", absl::StrJoin(allowed, ", "), ")"));
+      return Error(source, kv.first,
+                   absl::StrCat("unknown key '", key, "' in ", path,
+                                " (allowed: ", absl::StrJoin(allowed, ", "), ")"));
     }
   }
   return absl::OkStatus();
@@ -44,15 +45,15 @@ absl::StatusOr<double> Number(absl::string_view source, const YAML::Node& node,
 
 absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node& node,
                                      const Profile& base, const std::string& path) {
-  MOA_RETURN_IF_ERROR(CheckKeys(source, node, path,
-                                {"time_to_first_token", "tokens_per_second", "answer_tokens",
-                                 "faults"}));
+  MOA_RETURN_IF_ERROR(CheckKeys(
+      source, node, path, {"time_to_first_token", "tokens_per_second", "answer_tokens", "faults"}));
   Profile p = base;
   if (const YAML::Node ttft = node["time_to_first_token"]) {
     if (ttft.IsMap()) {
       MOA_RETURN_IF_ERROR(
           CheckKeys(source, ttft, path + ".time_to_first_token", {"median", "sigma"}));
-      if (!ttft["median"]) return Error(source, ttft, path + ".time_to_first_token.median is required");
+      if (!ttft["median"])
+        return Error(source, ttft, path + ".time_to_first_token.median is required");
       MOA_ASSIGN_OR_RETURN(p.ttft_median_seconds,
                            Number(source, ttft["median"], "median", 0, 3600));
       p.ttft_sigma = 0;
@@ -70,15 +71,15 @@ absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node&
                                                      path + ".tokens_per_second", 0.001, 1e6));
   }
   if (node["answer_tokens"]) {
-    MOA_ASSIGN_OR_RETURN(double n, Number(source, node["answer_tokens"], path + ".answer_tokens",
-                                          1, 100000));
+    MOA_ASSIGN_OR_RETURN(double n,
+                         Number(source, node["answer_tokens"], path + ".answer_tokens", 1, 100000));
     p.answer_tokens = static_cast<int>(n);
   }
   if (const YAML::Node f = node["faults"]) {
     std::string fp = path + ".faults";
-    MOA_RETURN_IF_ERROR(CheckKeys(source, f, fp,
-                                  {"http_500", "http_429", "hang", "reset", "malformed",
-                                   "retry_after_seconds"}));
+    MOA_RETURN_IF_ERROR(
+        CheckKeys(source, f, fp,
+                  {"http_500", "http_429", "hang", "reset", "malformed", "retry_after_seconds"}));
     FaultRates& r = p.faults;
     auto rate = [&](const char* key, double& out) -> absl::Status {
       if (!f[key]) return absl::OkStatus();
@@ -91,9 +92,8 @@ absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node&
     MOA_RETURN_IF_ERROR(rate("reset", r.reset));
     MOA_RETURN_IF_ERROR(rate("malformed", r.malformed));
     if (f["retry_after_seconds"]) {
-      MOA_ASSIGN_OR_RETURN(r.retry_after_seconds,
-                           Number(source, f["retry_after_seconds"], fp + ".retry_after_seconds", 0,
-                                  3600));
+      MOA_ASSIGN_OR_RETURN(r.retry_after_seconds, Number(source, f["retry_after_seconds"],
+                                                         fp + ".retry_after_seconds", 0, 3600));
     }
     if (r.http_500 + r.http_429 + r.hang + r.reset + r.malformed > 1.0 + 1e-9) {
       return Error(source, f, fp + ": the fault rates add up to more than 1");
@@ -132,8 +132,8 @@ absl::StatusOr<Profiles> ParseProfiles(absl::string_view yaml, absl::string_view
       if (!models.IsMap()) return Error(source, models, "models must be a mapping");
       for (const auto& kv : models) {
         std::string name = kv.first.as<std::string>();
-        MOA_ASSIGN_OR_RETURN(Profile p, ParseProfile(source, kv.second, profiles.default_profile,
-                                                     "models." + name));
+        MOA_ASSIGN_OR_RETURN(
+            Profile p, ParseProfile(source, kv.second, profiles.default_profile, "models." + name));
         profiles.models.emplace(name, p);
       }
     }

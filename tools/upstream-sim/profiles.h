@@ -6,9 +6,9 @@
 #include <optional>
 #include <random>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace moa::sim {

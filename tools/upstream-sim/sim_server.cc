@@ -36,19 +36,28 @@ enum class Fault { kNone, kHttp500, kHttp429, kHang, kReset, kMalformed };
 
 absl::string_view FaultName(Fault f) {
   switch (f) {
-    case Fault::kNone: return "none";
-    case Fault::kHttp500: return "http_500";
-    case Fault::kHttp429: return "http_429";
-    case Fault::kHang: return "hang";
-    case Fault::kReset: return "reset";
-    case Fault::kMalformed: return "malformed";
+    case Fault::kNone:
+      return "none";
+    case Fault::kHttp500:
+      return "http_500";
+    case Fault::kHttp429:
+      return "http_429";
+    case Fault::kHang:
+      return "hang";
+    case Fault::kReset:
+      return "reset";
+    case Fault::kMalformed:
+      return "malformed";
   }
   return "none";
 }
 
 std::string ErrorBody(absl::string_view message, absl::string_view type, absl::string_view code) {
-  return json{{"error", {{"message", message}, {"type", type}, {"param", nullptr},
-                         {"code", code.empty() ? json(nullptr) : json(code)}}}}
+  return json{{"error",
+               {{"message", message},
+                {"type", type},
+                {"param", nullptr},
+                {"code", code.empty() ? json(nullptr) : json(code)}}}}
       .dump();
 }
 
@@ -132,7 +141,9 @@ class RequestLog {
 class SimServer::Impl {
  public:
   explicit Impl(SimOptions options)
-      : options_(std::move(options)), log_(options_.max_log_entries), acceptor_(ioc_),
+      : options_(std::move(options)),
+        log_(options_.max_log_entries),
+        acceptor_(ioc_),
         rng_(options_.seed) {}
 
   ~Impl() {
@@ -201,10 +212,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void DoRead() {
     parser_.emplace();
     parser_->body_limit(16 << 20);
-    http::async_read(socket_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       self->OnRead(ec);
-                     });
+    http::async_read(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
@@ -267,16 +277,15 @@ class Session : public std::enable_shared_from_this<Session> {
       return Send(Reply(http::status::ok, sim_.log().Json(since)));
     }
     if (req.method() == http::verb::post && path == "/v1/chat/completions") return Chat(req);
-    Send(Reply(http::status::not_found,
-               ErrorBody(absl::StrCat("no route for ", target), "invalid_request_error",
-                         "not_found")));
+    Send(Reply(http::status::not_found, ErrorBody(absl::StrCat("no route for ", target),
+                                                  "invalid_request_error", "not_found")));
   }
 
   Response Models() {
     json data = json::array();
     for (const auto& [name, profile] : sim_.options().profiles.models) {
-      data.push_back({{"id", name}, {"object", "model"}, {"created", 0},
-                      {"owned_by", "moa-upstream-sim"}});
+      data.push_back(
+          {{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "moa-upstream-sim"}});
     }
     return Reply(http::status::ok, json{{"object", "list"}, {"data", data}}.dump());
   }
@@ -286,31 +295,29 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!key.empty()) {
       auto auth = req.find(http::field::authorization);
       if (auth == req.end() || auth->value() != absl::StrCat("Bearer ", key)) {
-        return Send(Reply(http::status::unauthorized,
-                          ErrorBody("Incorrect API key provided.", "invalid_request_error",
-                                    "invalid_api_key")));
+        return Send(Reply(
+            http::status::unauthorized,
+            ErrorBody("Incorrect API key provided.", "invalid_request_error", "invalid_api_key")));
       }
     }
     json body = json::parse(req.body(), nullptr, false);
     if (body.is_discarded() || !body.is_object()) {
-      return Send(Reply(http::status::bad_request,
-                        ErrorBody("request body is not a JSON object", "invalid_request_error", "")));
+      return Send(Reply(http::status::bad_request, ErrorBody("request body is not a JSON object",
+                                                             "invalid_request_error", "")));
     }
     if (!body.contains("model") || !body["model"].is_string()) {
       return Send(Reply(http::status::bad_request,
                         ErrorBody("'model' is required", "invalid_request_error", "")));
     }
     if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty()) {
-      return Send(Reply(http::status::bad_request,
-                        ErrorBody("'messages' must be a non-empty array", "invalid_request_error",
-                                  "")));
+      return Send(Reply(http::status::bad_request, ErrorBody("'messages' must be a non-empty array",
+                                                             "invalid_request_error", "")));
     }
     std::vector<SimMessage> messages;
     for (const json& m : body["messages"]) {
       if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
-        return Send(Reply(http::status::bad_request,
-                          ErrorBody("each message needs a string 'role'", "invalid_request_error",
-                                    "")));
+        return Send(Reply(http::status::bad_request, ErrorBody("each message needs a string 'role'",
+                                                               "invalid_request_error", "")));
       }
       SimMessage sm{m["role"].get<std::string>(), ""};
       if (auto c = m.find("content"); c != m.end()) {
@@ -341,9 +348,9 @@ class Session : public std::enable_shared_from_this<Session> {
       if (body.contains(field) && body[field].is_number_integer()) {
         int max_tokens = body[field].get<int>();
         if (max_tokens < 1) {
-          return Send(Reply(http::status::bad_request,
-                            ErrorBody(absl::StrCat("'", field, "' must be >= 1"),
-                                      "invalid_request_error", "")));
+          return Send(Reply(
+              http::status::bad_request,
+              ErrorBody(absl::StrCat("'", field, "' must be >= 1"), "invalid_request_error", "")));
         }
         if (max_tokens < length) {
           length = max_tokens;
@@ -353,8 +360,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     fault_ = sim_.DrawFault(profile.faults);
     json params = json::object();  // Sampling parameters as received, for tests to check.
-    for (const char* key : {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed",
-                            "stop"}) {
+    for (const char* key :
+         {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop"}) {
       if (body.contains(key)) params[key] = body[key];
     }
     log_id_ = sim_.log().Add(model_, body["messages"], std::move(params), stream_, fault_);
@@ -375,8 +382,7 @@ class Session : public std::enable_shared_from_this<Session> {
         Response res = Reply(http::status::too_many_requests,
                              ErrorBody("Rate limit reached (simulated).", "rate_limit_error",
                                        "rate_limit_exceeded"));
-        res.set(http::field::retry_after,
-                absl::StrCat(profile.faults.retry_after_seconds));
+        res.set(http::field::retry_after, absl::StrCat(profile.faults.retry_after_seconds));
         return Send(std::move(res));
       }
       case Fault::kHang:
@@ -394,9 +400,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void WatchForClose() {
     watching_ = true;
     socket_.async_read_some(
-        net::buffer(watch_buf_), [self = shared_from_this()](beast::error_code ec, size_t n) {
-          self->OnWatch(ec, n);
-        });
+        net::buffer(watch_buf_),
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnWatch(ec, n); });
   }
 
   void OnWatch(beast::error_code ec, size_t n) {
@@ -437,8 +442,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void NonStreaming() {
     WatchForClose();
-    timer_.expires_after(absl::ToChronoNanoseconds(
-        ttft_ + token_interval_ * static_cast<double>(tokens_.size())));
+    timer_.expires_after(
+        absl::ToChronoNanoseconds(ttft_ + token_interval_ * static_cast<double>(tokens_.size())));
     timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec || self->done_) return;
       self->done_ = true;
@@ -453,9 +458,10 @@ class Session : public std::enable_shared_from_this<Session> {
                    {"object", "chat.completion"},
                    {"created", absl::ToUnixSeconds(absl::Now())},
                    {"model", self->model_},
-                   {"choices", {{{"index", 0},
-                                 {"message", {{"role", "assistant"}, {"content", text}}},
-                                 {"finish_reason", self->finish_reason_}}}},
+                   {"choices",
+                    {{{"index", 0},
+                      {"message", {{"role", "assistant"}, {"content", text}}},
+                      {"finish_reason", self->finish_reason_}}}},
                    {"usage", self->UsageJson()}}
                   .dump();
       }
@@ -559,16 +565,15 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void FinishStream() {
     auto data = std::make_shared<http::chunk_last<http::chunk_crlf>>(http::make_chunk_last());
-    net::async_write(socket_, *data, [self = shared_from_this(), data](beast::error_code ec,
-                                                                       size_t) {
-      if (ec) return self->OnWriteError();
-      if (self->done_) return;
-      self->done_ = true;
-      self->sim_.log().Finish(self->log_id_, self->fault_ == Fault::kMalformed
-                                                 ? "injected_error"
-                                                 : "completed");
-      self->ResumeReading();
-    });
+    net::async_write(
+        socket_, *data, [self = shared_from_this(), data](beast::error_code ec, size_t) {
+          if (ec) return self->OnWriteError();
+          if (self->done_) return;
+          self->done_ = true;
+          self->sim_.log().Finish(
+              self->log_id_, self->fault_ == Fault::kMalformed ? "injected_error" : "completed");
+          self->ResumeReading();
+        });
   }
 
   void OnWriteError() {

@@ -66,7 +66,8 @@ TEST(ClusterConfigTest, DefaultPipelineIsTheFirstWhenUnset) {
 pipelines:
   first: {layers: [[a]], aggregator: a}
   second: {layers: [[a]], aggregator: a}
-)", "c.yaml");
+)",
+                                "c.yaml");
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   EXPECT_EQ(cfg->default_pipeline, "first");
 }
@@ -85,7 +86,8 @@ pipelines:
   p:
     layers: [[a, ghost]]
     aggregator: a
-)", "c.yaml");
+)",
+                                "c.yaml");
   ASSERT_FALSE(cfg.ok());
   EXPECT_THAT(cfg.status().message(), HasSubstr("c.yaml:4:"));
   EXPECT_THAT(cfg.status().message(), HasSubstr("pipelines.p.layers[0] names model 'ghost'"));
@@ -95,7 +97,8 @@ TEST(ClusterConfigTest, UndefinedAggregatorModelIsAnError) {
   auto cfg = ParseClusterConfig(R"(models: {a: {endpoint: "x:1"}}
 pipelines:
   p: {layers: [[a]], aggregator: nobody}
-)", "c.yaml");
+)",
+                                "c.yaml");
   ASSERT_FALSE(cfg.ok());
   EXPECT_THAT(cfg.status().message(), HasSubstr("pipelines.p.aggregator names model 'nobody'"));
 }
@@ -104,7 +107,8 @@ TEST(ClusterConfigTest, EmptyLayerIsAnError) {
   auto cfg = ParseClusterConfig(R"(models: {a: {endpoint: "x:1"}}
 pipelines:
   p: {layers: [[a], []], aggregator: a}
-)", "c.yaml");
+)",
+                                "c.yaml");
   ASSERT_FALSE(cfg.ok());
   EXPECT_THAT(cfg.status().message(), HasSubstr("pipelines.p.layers[1] must be a non-empty list"));
 }
@@ -120,7 +124,8 @@ TEST(ClusterConfigTest, UnknownDefaultPipelineIsAnError) {
   auto cfg = ParseClusterConfig(R"(models: {a: {endpoint: "x:1"}}
 pipelines: {p: {layers: [[a]], aggregator: a}}
 default_pipeline: q
-)", "c.yaml");
+)",
+                                "c.yaml");
   ASSERT_FALSE(cfg.ok());
   EXPECT_THAT(cfg.status().message(), HasSubstr("c.yaml:3:"));
   EXPECT_THAT(cfg.status().message(), HasSubstr("default_pipeline names pipeline 'q'"));
@@ -129,7 +134,8 @@ default_pipeline: q
 TEST(ClusterConfigTest, OutOfRangeSamplingDefaultIsAnError) {
   auto cfg = ParseClusterConfig(R"(models: {a: {endpoint: "x:1"}}
 pipelines: {p: {layers: [[a]], aggregator: a, temperature: 3}}
-)", "c.yaml");
+)",
+                                "c.yaml");
   ASSERT_FALSE(cfg.ok());
   EXPECT_THAT(cfg.status().message(), HasSubstr("pipelines.p.temperature must be in [0, 2]"));
 }

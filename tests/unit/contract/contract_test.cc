@@ -56,7 +56,11 @@ TEST(ContractTest, EachInvalidParamIsNamed) {
   check([](v1::SamplingParams& p) { p.set_temperature(std::nan("")); }, "params.temperature");
   check([](v1::SamplingParams& p) { p.set_top_p(0); }, "params.top_p");
   check([](v1::SamplingParams& p) { p.set_top_p(1.5); }, "params.top_p");
-  check([](v1::SamplingParams& p) { for (int i = 0; i < 5; ++i) p.add_stop("x"); }, "params.stop");
+  check(
+      [](v1::SamplingParams& p) {
+        for (int i = 0; i < 5; ++i) p.add_stop("x");
+      },
+      "params.stop");
   check([](v1::SamplingParams& p) { p.add_stop(""); }, "params.stop[0]");
 }
 

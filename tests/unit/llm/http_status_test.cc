@@ -80,11 +80,11 @@ TEST(RetryTest, BackoffGrowsExponentiallyWithJitterUpToTheCap) {
   std::mt19937_64 rng(7);
   absl::Time now = absl::Now();
   for (int attempt = 2; attempt <= 10; ++attempt) {
-    absl::Duration cap = std::min(absl::Milliseconds(100) * (1 << (attempt - 2)),
-                                  absl::Milliseconds(800));
+    absl::Duration cap =
+        std::min(absl::Milliseconds(100) * (1 << (attempt - 2)), absl::Milliseconds(800));
     for (int i = 0; i < 50; ++i) {
-      auto d = RetryDelay(policy, attempt, absl::UnavailableError(""), now, now + absl::Hours(1),
-                          rng);
+      auto d =
+          RetryDelay(policy, attempt, absl::UnavailableError(""), now, now + absl::Hours(1), rng);
       ASSERT_TRUE(d);
       EXPECT_GE(*d, cap / 2);
       EXPECT_LE(*d, cap);

@@ -68,7 +68,8 @@ TEST(OpenAiJsonTest, UsageChunkWithEmptyChoices) {
 }
 
 TEST(OpenAiJsonTest, ErrorObjectAfterTheOkIsAnError) {
-  auto chunk = ParseStreamChunk(R"({"error":{"message":"model overloaded","type":"server_error"}})");
+  auto chunk =
+      ParseStreamChunk(R"({"error":{"message":"model overloaded","type":"server_error"}})");
   ASSERT_TRUE(chunk.ok());
   ASSERT_TRUE(chunk->error);
   EXPECT_EQ(chunk->error->code(), absl::StatusCode::kUnavailable);

@@ -44,7 +44,8 @@ TEST(SseParserTest, OpenAiStreamWithLfAtEverySplit) {
 }
 
 TEST(SseParserTest, CrlfLineEndingsAtEverySplit) {
-  ExpectSameAtEverySplit("data: a\r\n\r\ndata: b\r\n\r\ndata: [DONE]\r\n\r\n", {"a", "b", "[DONE]"});
+  ExpectSameAtEverySplit("data: a\r\n\r\ndata: b\r\n\r\ndata: [DONE]\r\n\r\n",
+                         {"a", "b", "[DONE]"});
 }
 
 TEST(SseParserTest, BareCrLineEndingsAtEverySplit) {

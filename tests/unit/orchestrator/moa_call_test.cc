@@ -80,12 +80,23 @@ TEST_F(MoaCallTest, EventsComeInOrderAndTheSummarySumsUsagePerModel) {
   std::vector<std::string> kinds;
   for (const auto& e : sink_->events()) {
     switch (e.event_case()) {
-      case v1::ChatEvent::kAccepted: kinds.push_back("accepted"); break;
-      case v1::ChatEvent::kProposalStarted: kinds.push_back("started"); break;
-      case v1::ChatEvent::kProposalDone: kinds.push_back("done"); break;
-      case v1::ChatEvent::kAnswerDelta: kinds.push_back("answer"); break;
-      case v1::ChatEvent::kSummary: kinds.push_back("summary"); break;
-      default: kinds.push_back("other");
+      case v1::ChatEvent::kAccepted:
+        kinds.push_back("accepted");
+        break;
+      case v1::ChatEvent::kProposalStarted:
+        kinds.push_back("started");
+        break;
+      case v1::ChatEvent::kProposalDone:
+        kinds.push_back("done");
+        break;
+      case v1::ChatEvent::kAnswerDelta:
+        kinds.push_back("answer");
+        break;
+      case v1::ChatEvent::kSummary:
+        kinds.push_back("summary");
+        break;
+      default:
+        kinds.push_back("other");
     }
   }
   EXPECT_THAT(kinds, ElementsAre("accepted", "started", "started", "done", "done", "answer",

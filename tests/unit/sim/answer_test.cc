@@ -49,7 +49,8 @@ models:
     time_to_first_token: {median: 2, sigma: 0.3}
   flaky:
     faults: {http_500: 0.25, http_429: 0.25, retry_after_seconds: 2}
-)", "p.yaml");
+)",
+                         "p.yaml");
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->For("unknown").ttft_median_seconds, 0.5);
   EXPECT_EQ(p->For("slow").ttft_median_seconds, 2);
@@ -62,10 +63,9 @@ models:
 TEST(SimProfilesTest, RejectsUnknownKeysAndImpossibleRates) {
   EXPECT_THAT(ParseProfiles("default: {tokens_per_sec: 3}\n", "p.yaml").status().message(),
               HasSubstr("unknown key 'tokens_per_sec'"));
-  EXPECT_THAT(ParseProfiles("default: {faults: {http_500: 0.8, hang: 0.8}}\n", "p.yaml")
-                  .status()
-                  .message(),
-              HasSubstr("add up to more than 1"));
+  EXPECT_THAT(
+      ParseProfiles("default: {faults: {http_500: 0.8, hang: 0.8}}\n", "p.yaml").status().message(),
+      HasSubstr("add up to more than 1"));
   EXPECT_THAT(ParseProfiles("default: {faults: {reset: 2}}\n", "p.yaml").status().message(),
               HasSubstr("default.faults.reset must be a number in [0, 1]"));
 }
