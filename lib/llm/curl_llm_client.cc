@@ -309,7 +309,6 @@ class CurlLlmClient::Impl {
     } else if (t->http_code < 200 || t->http_code >= 300) {
       status = StatusFromHttp(static_cast<int>(t->http_code), ErrorMessageFromBody(t->error_body));
       if (t->retry_after) {
-        SetRetryAfter(status, *t->retry_after);
         status = absl::Status(status.code(), absl::StrCat(status.message(), " (retry after ",
                                                           Secs(*t->retry_after), ")"));
         SetRetryAfter(status, *t->retry_after);

@@ -79,4 +79,12 @@ absl::string_view OutcomeLabel(const absl::Status& status) {
   }
 }
 
+absl::string_view OutcomeLabelAt(const absl::Status& status, absl::Time deadline, absl::Time now) {
+  constexpr absl::Duration kTransitMargin = absl::Milliseconds(250);
+  if (status.code() == absl::StatusCode::kCancelled && now >= deadline - kTransitMargin) {
+    return "deadline";
+  }
+  return OutcomeLabel(status);
+}
+
 }  // namespace moa::llm

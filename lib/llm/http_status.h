@@ -27,6 +27,11 @@ std::optional<absl::Duration> GetRetryAfter(const absl::Status& status);
 // invalid, unavailable, or upstream_error for every other code.
 absl::string_view OutcomeLabel(const absl::Status& status);
 
+// As OutcomeLabel, but a cancel at (or just before) the call's deadline is
+// "deadline": the caller's own deadline timer cancels the stream a transit
+// time before the callee's copy of the deadline passes.
+absl::string_view OutcomeLabelAt(const absl::Status& status, absl::Time deadline, absl::Time now);
+
 }  // namespace moa::llm
 
 #endif  // MOA_LIB_LLM_HTTP_STATUS_H_

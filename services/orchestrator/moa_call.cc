@@ -298,17 +298,11 @@ void MoaCall::Cancel() {
 void MoaCall::FinishLocked(absl::Status status) {
   if (finished_) return;
   finished_ = true;
-  absl::string_view outcome = llm::OutcomeLabel(status);
-  // A client's deadline timer cancels a transit time before ours passes.
-  if (status.code() == absl::StatusCode::kCancelled &&
-      absl::Now() >= options_.deadline - absl::Milliseconds(250)) {
-    outcome = "deadline";
-  }
+  absl::string_view outcome = llm::OutcomeLabelAt(status, options_.deadline, absl::Now());
   metrics_->RequestFinished(options_.pipeline.name, outcome, absl::Now() - accepted_);
+  // Only Cancel() can finish while children run, and it cancels them; on
+  // every other path the last child has already ended.
   finish_status_ = std::move(status);
-  // Children still running (a failed layer's siblings cannot exist, but the
-  // final call or a cancel may leave some) are cancelled by the caller of
-  // Cancel(); on error paths nothing else is running.
 }
 
 void MoaCall::EmitLocked(v1::ChatEvent event) { outbox_.push_back(std::move(event)); }

@@ -96,14 +96,8 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
     absl::Time now = absl::Now();
     const std::string& model = service_->options_.model;
     absl::Status status = result.status();
-    absl::string_view outcome = llm::OutcomeLabel(status);
-    // The caller's own deadline timer cancels the stream a transit time
-    // before our copy of the deadline passes: a cancel that close to it is
-    // the deadline.
-    if (status.code() == absl::StatusCode::kCancelled &&
-        absl::FromChrono(context()->deadline()) - absl::Milliseconds(250) <= now) {
-      outcome = "deadline";
-    }
+    absl::string_view outcome =
+        llm::OutcomeLabelAt(status, absl::FromChrono(context()->deadline()), now);
     service_->metrics_->RequestFinished(outcome, now - accepted_);
     if (result.ok()) {
       service_->metrics_->Tokens(result->usage.prompt_tokens, result->usage.completion_tokens);

@@ -335,7 +335,6 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     // A keep-alive connection carries one request after another: start afresh.
     done_ = false;
-    client_closed_ = false;
     model_ = body["model"].get<std::string>();
     stream_ = body.value("stream", false);
     include_usage_ = stream_ && body.contains("stream_options") &&
@@ -419,7 +418,6 @@ class Session : public std::enable_shared_from_this<Session> {
     watching_ = false;
     if (done_) return;
     done_ = true;
-    client_closed_ = true;
     timer_.cancel();
     sim_.log().Finish(log_id_, "client_closed");
     Close();
@@ -612,7 +610,6 @@ class Session : public std::enable_shared_from_this<Session> {
   absl::Duration token_interval_;
   int64_t created_ = 0;
   bool done_ = false;
-  bool client_closed_ = false;
   std::optional<http::response<http::empty_body>> header_;
   std::optional<http::response_serializer<http::empty_body>> serializer_;
 

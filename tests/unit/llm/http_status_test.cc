@@ -50,6 +50,16 @@ TEST(HttpStatusTest, OutcomeLabels) {
   EXPECT_EQ(OutcomeLabel(absl::InternalError("")), "upstream_error");
 }
 
+TEST(HttpStatusTest, ACancelAtOrJustBeforeTheDeadlineCountsAsDeadline) {
+  absl::Time deadline = absl::FromUnixSeconds(1000);
+  absl::Status cancelled = absl::CancelledError("");
+  EXPECT_EQ(OutcomeLabelAt(cancelled, deadline, deadline), "deadline");
+  EXPECT_EQ(OutcomeLabelAt(cancelled, deadline, deadline - absl::Milliseconds(100)), "deadline");
+  EXPECT_EQ(OutcomeLabelAt(cancelled, deadline, deadline - absl::Seconds(5)), "cancelled");
+  EXPECT_EQ(OutcomeLabelAt(cancelled, absl::InfiniteFuture(), deadline), "cancelled");
+  EXPECT_EQ(OutcomeLabelAt(absl::UnavailableError(""), deadline, deadline), "unavailable");
+}
+
 TEST(RetryTest, OnlyUnavailableAndRateLimitedAreRetried) {
   RetryPolicy policy;
   std::mt19937_64 rng(1);
