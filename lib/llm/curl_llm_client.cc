@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "lib/base/redact.h"
 #include "lib/llm/http_status.h"
 #include "lib/llm/openai_json.h"
 #include "lib/llm/sse_parser.h"
@@ -329,7 +330,8 @@ class CurlLlmClient::Impl {
   }
 
   static absl::Status StatusFromCurl(CURLcode rc, const char* errbuf) {
-    std::string detail = errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(rc);
+    std::string detail =
+        SanitizePeerText(errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(rc));
     switch (rc) {
       case CURLE_COULDNT_RESOLVE_HOST:
       case CURLE_COULDNT_CONNECT:
@@ -415,6 +417,17 @@ class CurlLlmClient::Impl {
     waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(),
                                   [&t](const auto& w) { return w.get() == &t; }),
                    waiting_.end());
+    if (!result.ok() && !options_.api_key.empty() &&
+        result.status().message().find(options_.api_key) != absl::string_view::npos) {
+      // Defence in depth: no path should put the key in a message, but an
+      // upstream may echo request headers in its error text.
+      absl::Status redacted(result.status().code(),
+                            SanitizePeerText(result.status().message(), options_.api_key, 2048));
+      result.status().ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+        redacted.SetPayload(url, payload);
+      });
+      result = std::move(redacted);
+    }
     std::shared_ptr<StreamObserver> observer = std::move(t.observer);
     observer->OnDone(std::move(result));
   }
@@ -437,8 +450,9 @@ class CurlLlmClient::Impl {
 absl::StatusOr<std::unique_ptr<CurlLlmClient>> CurlLlmClient::Create(UpstreamOptions options) {
   if (!absl::StartsWith(options.base_url, "http://") &&
       !absl::StartsWith(options.base_url, "https://")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upstream base_url must start with http:// or https://, got '", options.base_url, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("upstream base_url must start with http:// or https://, got '",
+                     RedactUrl(options.base_url), "'"));
   }
   if (options.model.empty()) return absl::InvalidArgumentError("upstream model must not be empty");
   if (options.retry.max_attempts < 1) {

@@ -3,11 +3,14 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "lib/base/json.h"
+#include "lib/base/redact.h"
 #include "lib/llm/http_status.h"
 
 namespace moa::llm {
 
-using nlohmann::json;
+using moa::json::Json;
+using json = moa::json::Json;
 
 std::string BuildChatCompletionBody(absl::string_view upstream_model, const ChatRequest& request) {
   json messages = json::array();
@@ -33,15 +36,14 @@ absl::Status ErrorObjectToStatus(const json& error) {
   std::string message = "upstream reported an error";
   if (error.is_object()) {
     if (auto it = error.find("message"); it != error.end() && it->is_string()) {
-      message = it->get<std::string>();
+      message = SanitizePeerText(it->get_ref<const std::string&>());
     }
     // Some servers put the HTTP status they would have sent in "code".
-    if (auto it = error.find("code"); it != error.end() && it->is_number_integer()) {
-      int code = it->get<int>();
-      if (code >= 400 && code < 600) return StatusFromHttp(code, message);
+    if (auto code = moa::json::OptionalInt(error, "code", "code", 400, 599); code.ok() && *code) {
+      return StatusFromHttp(static_cast<int>(**code), message);
     }
   } else if (error.is_string()) {
-    message = error.get<std::string>();
+    message = SanitizePeerText(error.get_ref<const std::string&>());
   }
   return absl::UnavailableError(absl::StrCat("upstream error mid-stream: ", message));
 }
@@ -73,10 +75,25 @@ absl::StatusOr<StreamChunk> ParseStreamChunk(absl::string_view data) {
       chunk.finish_reason = f->get<std::string>();
     }
   }
-  if (auto it = j.find("usage"); it != j.end() && it->is_object()) {
+  if (const json* u = moa::json::Member(j, "usage"); u != nullptr) {
+    // Usage is optional, but one that is there must be well-formed: a wrong
+    // type is the upstream's protocol error, named, never an exception.
+    if (!u->is_object()) {
+      return absl::InternalError("upstream sent a malformed stream event: usage is not an object");
+    }
+    constexpr int64_t kMaxTokens = int64_t{1} << 40;
+    auto prompt = moa::json::OptionalInt(*u, "prompt_tokens", "usage.prompt_tokens", 0, kMaxTokens);
+    auto completion =
+        moa::json::OptionalInt(*u, "completion_tokens", "usage.completion_tokens", 0, kMaxTokens);
+    for (const auto* field : {&prompt, &completion}) {
+      if (!field->ok()) {
+        return absl::InternalError(
+            absl::StrCat("upstream sent a malformed stream event: ", field->status().message()));
+      }
+    }
     Usage usage;
-    usage.prompt_tokens = it->value("prompt_tokens", int64_t{0});
-    usage.completion_tokens = it->value("completion_tokens", int64_t{0});
+    usage.prompt_tokens = prompt->value_or(0);
+    usage.completion_tokens = completion->value_or(0);
     chunk.usage = usage;
   }
   return chunk;
@@ -88,18 +105,17 @@ std::string ErrorMessageFromBody(absl::string_view body) {
     if (auto it = j.find("error"); it != j.end()) {
       if (it->is_object()) {
         if (auto m = it->find("message"); m != it->end() && m->is_string()) {
-          return m->get<std::string>();
+          return SanitizePeerText(m->get_ref<const std::string&>());
         }
       } else if (it->is_string()) {
-        return it->get<std::string>();
+        return SanitizePeerText(it->get_ref<const std::string&>());
       }
     }
-    if (auto m = j.find("message"); m != j.end() && m->is_string()) return m->get<std::string>();
+    if (auto m = j.find("message"); m != j.end() && m->is_string()) {
+      return SanitizePeerText(m->get_ref<const std::string&>());
+    }
   }
-  std::string text(body.substr(0, 200));
-  for (char& c : text) {
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-  }
+  std::string text = SanitizePeerText(body, "", 200);
   return text.empty() ? "no error message" : text;
 }
 

@@ -1,14 +1,15 @@
 #include "services/orchestrator/openai_api.h"
 
-#include <nlohmann/json.hpp>
+#include <limits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "lib/base/json.h"
 #include "lib/contract/contract.h"
 
 namespace moa::orchestrator::openai {
 
-using nlohmann::json;
+using json = moa::json::Json;
 
 namespace {
 
@@ -28,7 +29,7 @@ std::string ErrorJson(const HttpError& e) {
                 {"type", e.type},
                 {"param", e.param.empty() ? json(nullptr) : json(e.param)},
                 {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}}
-      .dump();
+      .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 HttpError ErrorFromStatus(const absl::Status& status) {
@@ -62,26 +63,38 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
     *error = std::move(e);
     return absl::InvalidArgumentError(error->message);
   };
-  json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return fail(BadRequest("the request body is not a JSON object", ""));
+  // A wrong field becomes a 400 naming it; `param` is the path before " must".
+  auto field_error = [&fail](const absl::Status& s) {
+    std::string message(s.message());
+    return fail(BadRequest(message, message.substr(0, message.find(' '))));
+  };
+  absl::StatusOr<json> parsed = moa::json::Parse(body);
+  if (!parsed.ok() || !parsed->is_object()) {
+    return fail(BadRequest(parsed.ok() ? std::string("the request body is not a JSON object")
+                                       : absl::StrCat("the request body is not valid JSON: ",
+                                                      parsed.status().message()),
+                           ""));
   }
+  const json& j = *parsed;
   ParsedRequest out;
-  if (!j.contains("model") || !j["model"].is_string()) {
+  auto model = moa::json::OptionalString(j, "model", "model");
+  if (!model.ok() || !*model) {
     return fail(BadRequest("'model' is required and must be a string (a pipeline name)", "model"));
   }
-  out.chat.set_pipeline(j["model"].get<std::string>());
-  if (!j.contains("messages") || !j["messages"].is_array()) {
+  out.chat.set_pipeline(**model);
+  const json* messages = moa::json::Member(j, "messages");
+  if (messages == nullptr || !messages->is_array()) {
     return fail(BadRequest("'messages' is required and must be an array", "messages"));
   }
-  const json& messages = j["messages"];
-  for (size_t i = 0; i < messages.size(); ++i) {
-    const json& m = messages[i];
+  for (size_t i = 0; i < messages->size(); ++i) {
+    const json& m = (*messages)[i];
     std::string where = absl::StrCat("messages[", i, "]");
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
-      return fail(BadRequest(absl::StrCat(where, ".role is required"), where + ".role"));
+    auto role_or = moa::json::OptionalString(m, "role", where + ".role");
+    if (!m.is_object() || !role_or.ok() || !*role_or) {
+      return fail(BadRequest(absl::StrCat(where, ".role is required and must be a string"),
+                             where + ".role"));
     }
-    std::string role = m["role"].get<std::string>();
+    const std::string& role = **role_or;
     v1::ChatMessage* msg = out.chat.add_messages();
     if (role == "system" || role == "developer") {
       msg->set_role(v1::ROLE_SYSTEM);
@@ -95,23 +108,29 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
                                           "assistant)"),
                              where + ".role"));
     }
-    auto c = m.find("content");
-    if (c == m.end() || c->is_null()) {
+    const json* c = moa::json::Member(m, "content");
+    if (c == nullptr) {
       return fail(BadRequest(absl::StrCat(where, ".content is required"), where + ".content"));
     }
     if (c->is_string()) {
-      msg->set_content(c->get<std::string>());
+      msg->set_content(c->get_ref<const std::string&>());
     } else if (c->is_array()) {
       std::string text;
       for (size_t k = 0; k < c->size(); ++k) {
         const json& part = (*c)[k];
-        std::string type = part.is_object() ? part.value("type", "") : "";
-        if (type != "text" || !part.contains("text") || !part["text"].is_string()) {
-          return fail(BadRequest(
-              absl::StrCat(where, ".content[", k, "]: only parts of type 'text' are supported"),
-              absl::StrCat(where, ".content[", k, "].type")));
+        std::string part_path = absl::StrCat(where, ".content[", k, "]");
+        auto type = moa::json::OptionalString(part, "type", part_path + ".type");
+        auto part_text = moa::json::OptionalString(part, "text", part_path + ".text");
+        if (!type.ok() || !*type || **type != "text") {
+          return fail(
+              BadRequest(absl::StrCat(part_path, ": only parts of type 'text' are supported"),
+                         part_path + ".type"));
         }
-        text += part["text"].get<std::string>();
+        if (!part_text.ok() || !*part_text) {
+          return fail(BadRequest(absl::StrCat(part_path, ".text is required and must be a string"),
+                                 part_path + ".text"));
+        }
+        text += **part_text;
       }
       msg->set_content(std::move(text));
     } else {
@@ -120,56 +139,47 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
     }
   }
   v1::SamplingParams* p = out.chat.mutable_params();
-  for (absl::string_view key : {"temperature", "top_p"}) {
-    const std::string k(key);
-    if (!j.contains(k) || j[k].is_null()) continue;
-    if (!j[k].is_number()) return fail(BadRequest(absl::StrCat("'", k, "' must be a number"), k));
-    double v = j[k].get<double>();
-    if (k == "temperature") {
-      p->set_temperature(v);
-    } else {
-      p->set_top_p(v);
-    }
-  }
+  auto temperature = moa::json::OptionalNumber(j, "temperature", "temperature");
+  if (!temperature.ok()) return field_error(temperature.status());
+  if (*temperature) p->set_temperature(**temperature);
+  auto top_p = moa::json::OptionalNumber(j, "top_p", "top_p");
+  if (!top_p.ok()) return field_error(top_p.status());
+  if (*top_p) p->set_top_p(**top_p);
   for (const char* key : {"max_tokens", "max_completion_tokens"}) {
-    if (!j.contains(key) || j[key].is_null()) continue;
-    if (!j[key].is_number_integer()) {
-      return fail(BadRequest(absl::StrCat("'", key, "' must be an integer"), key));
-    }
-    int64_t n = j[key].get<int64_t>();
-    if (n < 1 || n > (1 << 30)) {
-      return fail(BadRequest(absl::StrCat("'", key, "' must be >= 1"), key));
-    }
-    p->set_max_tokens(static_cast<int32_t>(n));
+    auto n = moa::json::OptionalInt(j, key, key, 1, std::numeric_limits<int32_t>::max());
+    if (!n.ok()) return field_error(n.status());
+    if (*n) p->set_max_tokens(static_cast<int32_t>(**n));
   }
-  if (j.contains("seed") && !j["seed"].is_null()) {
-    if (!j["seed"].is_number_integer())
-      return fail(BadRequest("'seed' must be an integer", "seed"));
-    p->set_seed(j["seed"].get<int64_t>());
-  }
-  if (j.contains("stop") && !j["stop"].is_null()) {
-    const json& stop = j["stop"];
-    if (stop.is_string()) {
-      p->add_stop(stop.get<std::string>());
-    } else if (stop.is_array()) {
-      for (const json& s : stop) {
+  auto seed = moa::json::OptionalInt(j, "seed", "seed", std::numeric_limits<int64_t>::min());
+  if (!seed.ok()) return field_error(seed.status());
+  if (*seed) p->set_seed(**seed);
+  if (const json* stop = moa::json::Member(j, "stop")) {
+    if (stop->is_string()) {
+      p->add_stop(stop->get_ref<const std::string&>());
+    } else if (stop->is_array()) {
+      for (const json& s : *stop) {
         if (!s.is_string()) return fail(BadRequest("'stop' must be a string or strings", "stop"));
-        p->add_stop(s.get<std::string>());
+        p->add_stop(s.get_ref<const std::string&>());
       }
     } else {
       return fail(BadRequest("'stop' must be a string or a list of strings", "stop"));
     }
   }
-  if (j.contains("n") && !j["n"].is_null() &&
-      (!j["n"].is_number_integer() || j["n"].get<int64_t>() != 1)) {
+  auto n = moa::json::OptionalInt(j, "n", "n", std::numeric_limits<int64_t>::min());
+  if (!n.ok() || (*n && **n != 1)) {
     return fail(BadRequest("only n=1 is supported: a MoA pipeline writes one answer", "n"));
   }
-  if (j.contains("stream") && !j["stream"].is_null()) {
-    if (!j["stream"].is_boolean()) return fail(BadRequest("'stream' must be a boolean", "stream"));
-    out.stream = j["stream"].get<bool>();
-  }
-  if (auto so = j.find("stream_options"); so != j.end() && so->is_object()) {
-    out.include_usage = so->value("include_usage", false);
+  auto stream = moa::json::OptionalBool(j, "stream", "stream");
+  if (!stream.ok()) return field_error(stream.status());
+  out.stream = stream->value_or(false);
+  if (const json* so = moa::json::Member(j, "stream_options")) {
+    if (!so->is_object()) {
+      return fail(BadRequest("'stream_options' must be an object", "stream_options"));
+    }
+    auto include_usage =
+        moa::json::OptionalBool(*so, "include_usage", "stream_options.include_usage");
+    if (!include_usage.ok()) return field_error(include_usage.status());
+    out.include_usage = include_usage->value_or(false);
   }
   return out;
 }
@@ -200,11 +210,11 @@ std::string UsageJson(const CallRecord& record) {
   return json{{"prompt_tokens", prompt},
               {"completion_tokens", completion},
               {"total_tokens", prompt + completion}}
-      .dump();
+      .dump();  // Numbers only: cannot throw.
 }
 
 std::string MoaExtensionJson(const CallRecord& record) {
-  json moa = {{"pipeline", record.pipeline}};
+  json ext = {{"pipeline", record.pipeline}};
   json usage = json::array();
   json layers = json::array();
   if (record.summary) {
@@ -214,10 +224,10 @@ std::string MoaExtensionJson(const CallRecord& record) {
                        {"completion_tokens", u.usage().completion_tokens()}});
     }
     for (const auto& d : record.summary->layer_durations()) layers.push_back(Seconds(d));
-    moa["time_to_first_token"] = Seconds(record.summary->time_to_first_token());
-    moa["total"] = Seconds(record.summary->total());
+    ext["time_to_first_token"] = Seconds(record.summary->time_to_first_token());
+    ext["total"] = Seconds(record.summary->total());
     const v1::Completion& a = record.summary->answer();
-    moa["answer"] = {{"model", a.model()},
+    ext["answer"] = {{"model", a.model()},
                      {"time_to_first_token", Seconds(a.time_to_first_token())},
                      {"duration", Seconds(a.duration())},
                      {"prompt_tokens", a.usage().prompt_tokens()},
@@ -236,10 +246,10 @@ std::string MoaExtensionJson(const CallRecord& record) {
     }
     proposals.push_back(std::move(item));
   }
-  moa["usage"] = std::move(usage);
-  moa["layer_durations"] = std::move(layers);
-  moa["proposals"] = std::move(proposals);
-  return moa.dump();
+  ext["usage"] = std::move(usage);
+  ext["layer_durations"] = std::move(layers);
+  ext["proposals"] = std::move(proposals);
+  return moa::json::Dump(ext);
 }
 
 std::string CompletionJson(const std::string& id, int64_t created, const std::string& model,
@@ -255,29 +265,29 @@ std::string CompletionJson(const std::string& id, int64_t created, const std::st
                                         {"finish_reason", finish}}})},
               {"usage", json::parse(UsageJson(record))},
               {"moa", json::parse(MoaExtensionJson(record))}};
-  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+  return moa::json::Dump(out);
 }
 
 std::string ChunkEvent(const std::string& id, int64_t created, const std::string& model,
                        absl::string_view delta_json, absl::string_view finish_reason_json) {
-  return absl::StrCat("data: {\"id\":", json(id).dump(),
+  return absl::StrCat("data: {\"id\":", moa::json::Quote(id),
                       ",\"object\":\"chat.completion.chunk\",\"created\":", created,
-                      ",\"model\":", json(model).dump(),
+                      ",\"model\":", moa::json::Quote(model),
                       ",\"choices\":[{\"index\":0,\"delta\":", delta_json,
                       ",\"logprobs\":null,\"finish_reason\":", finish_reason_json, "}]}\n\n");
 }
 
 std::string UsageChunkEvent(const std::string& id, int64_t created, const std::string& model,
                             const CallRecord& record) {
-  return absl::StrCat("data: {\"id\":", json(id).dump(),
+  return absl::StrCat("data: {\"id\":", moa::json::Quote(id),
                       ",\"object\":\"chat.completion.chunk\",\"created\":", created,
-                      ",\"model\":", json(model).dump(),
+                      ",\"model\":", moa::json::Quote(model),
                       ",\"choices\":[],\"usage\":", UsageJson(record),
                       ",\"moa\":", MoaExtensionJson(record), "}\n\n");
 }
 
 std::string ContentDeltaJson(absl::string_view text) {
-  return json{{"content", std::string(text)}}.dump(-1, ' ', false, json::error_handler_t::replace);
+  return moa::json::Dump(json{{"content", std::string(text)}});
 }
 
 }  // namespace moa::orchestrator::openai
