@@ -1,12 +1,14 @@
 // The orchestrator's OpenAI-compatible HTTP door: every pipeline served as a
-// "model" behind POST /v1/chat/completions, over the same MoaCall as the
-// gRPC door. Asynchronous (Boost.Asio/Beast): no thread per connection.
+// "model" behind POST /v1/chat/completions, over the same MoaCall and
+// admission as the gRPC door. The connection layer (framing, limits,
+// keep-alive, drain) is lib/net's HttpServer; this file holds only routing
+// and the OpenAI exchange, in OpenAiHandler, which tests drive with a fake
+// HttpExchange.
 //
 //   POST /v1/chat/completions   streaming (SSE chunks) and non-streaming
 //   GET  /v1/models             the pipelines as models
 //   GET  /healthz               the process is up
-//   GET  /readyz                config loaded and, for every layer of the
-//                               default pipeline, a proposer is reachable
+//   GET  /readyz                ready to serve (see Readiness), 503 otherwise
 #ifndef MOA_SERVICES_ORCHESTRATOR_HTTP_DOOR_H_
 #define MOA_SERVICES_ORCHESTRATOR_HTTP_DOOR_H_
 
@@ -16,10 +18,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "lib/config/cluster_config.h"
+#include "lib/net/http_server.h"
 #include "lib/telemetry/orchestrator_metrics.h"
+#include "services/orchestrator/admission.h"
 #include "services/orchestrator/api_keys.h"
 #include "services/orchestrator/moa_call.h"
-#include "services/orchestrator/orchestrator_service.h"
 #include "services/orchestrator/readiness.h"
 
 namespace moa::orchestrator {
@@ -28,6 +31,8 @@ struct HttpDoorOptions {
   std::string host = "0.0.0.0";
   int port = 0;                                        // 0 picks a free one.
   size_t max_body_bytes = 4 << 20;                     // Larger bodies get 413.
+  size_t max_header_bytes = 16 << 10;                  // Larger headers get 431.
+  size_t max_connections = 10000;                      // More get 503 and close.
   absl::Duration read_timeout = absl::Seconds(10);     // Headers and body of one request.
   absl::Duration request_timeout = absl::Minutes(10);  // Deadline of each MoA request.
   int threads = 1;
@@ -40,7 +45,24 @@ struct HttpDoorDeps {
   telemetry::OrchestratorMetrics* metrics;
   Admission* admission;
   const ApiKeys* api_keys;
-  const Readiness* readiness;
+  const Readiness* readiness;  // May be null: always ready.
+};
+
+// Routing and the OpenAI exchange, on top of the connection layer.
+class OpenAiHandler final : public net::HttpHandler {
+ public:
+  OpenAiHandler(absl::Duration request_timeout, HttpDoorDeps deps)
+      : request_timeout_(request_timeout), deps_(std::move(deps)) {}
+
+  // Answers /healthz, /readyz, /v1/models, unknown routes, wrong methods and
+  // missing or wrong API keys from the headers alone, before any body.
+  std::optional<net::HttpResponse> Screen(const net::HttpRequestHeader& header) override;
+  // POST /v1/chat/completions.
+  void Handle(net::HttpRequest request, std::shared_ptr<net::HttpExchange> exchange) override;
+
+ private:
+  const absl::Duration request_timeout_;
+  const HttpDoorDeps deps_;
 };
 
 class HttpDoor {
@@ -48,20 +70,19 @@ class HttpDoor {
   // Binds and starts serving. UNAVAILABLE when the port cannot be bound.
   static absl::StatusOr<std::unique_ptr<HttpDoor>> Start(HttpDoorOptions options,
                                                          HttpDoorDeps deps);
-  // Stops at once (Drain first for a graceful stop).
+  // Stops at once, closing every connection.
   ~HttpDoor();
 
   int port() const;
-
-  // Stops accepting connections and waits up to `grace` for requests in
-  // flight to finish; the rest are cancelled.
-  void Drain(absl::Duration grace);
-
-  class Impl;
+  size_t connections() const;
+  // Drain: no new connections, idle ones closed, every response from now on
+  // closes its connection. Requests in flight are the Admission's to drain.
+  void StopAccepting();
 
  private:
-  explicit HttpDoor(std::shared_ptr<Impl> impl);
-  std::shared_ptr<Impl> impl_;
+  HttpDoor() = default;
+  std::unique_ptr<OpenAiHandler> handler_;
+  std::unique_ptr<net::HttpServer> server_;
 };
 
 }  // namespace moa::orchestrator

@@ -1,32 +1,29 @@
 #include "tools/upstream-sim/sim_server.h"
 
 #include <algorithm>
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http/verb.hpp>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <map>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <optional>
-#include <thread>
+#include <random>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "lib/net/listen.h"
+#include "lib/base/json.h"
+#include "lib/net/http_server.h"
 #include "tools/upstream-sim/answer.h"
 
 namespace moa::sim {
 
-namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = net::ip::tcp;
-using nlohmann::json;
+namespace http = boost::beast::http;
+using json = moa::json::Json;
 
 namespace {
 
@@ -53,12 +50,11 @@ absl::string_view FaultName(Fault f) {
 }
 
 std::string ErrorBody(absl::string_view message, absl::string_view type, absl::string_view code) {
-  return json{{"error",
-               {{"message", message},
-                {"type", type},
-                {"param", nullptr},
-                {"code", code.empty() ? json(nullptr) : json(code)}}}}
-      .dump();
+  return moa::json::Dump(json{{"error",
+                               {{"message", message},
+                                {"type", type},
+                                {"param", nullptr},
+                                {"code", code.empty() ? json(nullptr) : json(code)}}}});
 }
 
 // The log of chat requests, for tests and demos to see what each model was
@@ -101,7 +97,7 @@ class RequestLog {
                       {"outcome", e.outcome},
                       {"fault", e.fault}});
     }
-    return json{{"requests", std::move(list)}}.dump();
+    return moa::json::Dump(json{{"requests", std::move(list)}});
   }
 
   void Clear() {
@@ -114,8 +110,8 @@ class RequestLog {
     std::lock_guard<std::mutex> lock(mu_);
     std::map<std::string, int64_t> by_outcome;
     for (const Entry& e : entries_) ++by_outcome[e.outcome];
-    return json{{"requests", next_id_ - 1}, {"logged", entries_.size()}, {"by_outcome", by_outcome}}
-        .dump();
+    return moa::json::Dump(
+        json{{"requests", next_id_ - 1}, {"logged", entries_.size()}, {"by_outcome", by_outcome}});
   }
 
  private:
@@ -136,34 +132,100 @@ class RequestLog {
   std::deque<Entry> entries_;
 };
 
+// A chat request as the simulator reads it. Values of the wrong type are
+// the client's error (400), never an exception.
+struct ChatRequestInfo {
+  std::string model;
+  std::vector<SimMessage> messages;
+  json messages_json;  // As received, for the request log.
+  json params;         // Sampling parameters as received, for tests to check.
+  bool stream = false;
+  bool include_usage = false;
+  std::optional<int64_t> max_tokens;
+};
+
+absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body) {
+  absl::StatusOr<json> parsed = moa::json::Parse(body);
+  if (!parsed.ok()) return parsed.status();
+  const json& j = *parsed;
+  if (!j.is_object()) return absl::InvalidArgumentError("request body is not a JSON object");
+  ChatRequestInfo info;
+  auto model = moa::json::OptionalString(j, "model", "model");
+  if (!model.ok() || !*model) return absl::InvalidArgumentError("'model' is required");
+  info.model = **model;
+  const json* messages = moa::json::Member(j, "messages");
+  if (messages == nullptr || !messages->is_array() || messages->empty()) {
+    return absl::InvalidArgumentError("'messages' must be a non-empty array");
+  }
+  for (const json& m : *messages) {
+    auto role = moa::json::OptionalString(m, "role", "role");
+    if (!m.is_object() || !role.ok() || !*role) {
+      return absl::InvalidArgumentError("each message needs a string 'role'");
+    }
+    SimMessage sm{**role, ""};
+    if (const json* c = moa::json::Member(m, "content")) {
+      if (c->is_string()) {
+        sm.content = c->get_ref<const std::string&>();
+      } else if (c->is_array()) {
+        for (const json& part : *c) {
+          auto type = moa::json::OptionalString(part, "type", "type");
+          auto text = moa::json::OptionalString(part, "text", "text");
+          if (type.ok() && *type == "text" && text.ok() && *text) sm.content += **text;
+        }
+      }
+    }
+    info.messages.push_back(std::move(sm));
+  }
+  info.messages_json = *messages;
+  auto stream = moa::json::OptionalBool(j, "stream", "stream");
+  if (!stream.ok()) return stream.status();
+  info.stream = stream->value_or(false);
+  if (const json* so = moa::json::Member(j, "stream_options")) {
+    auto usage = moa::json::OptionalBool(*so, "include_usage", "stream_options.include_usage");
+    if (!usage.ok()) return usage.status();
+    info.include_usage = info.stream && usage->value_or(false);
+  }
+  for (const char* field : {"max_tokens", "max_completion_tokens"}) {
+    auto n = moa::json::OptionalInt(j, field, absl::StrCat("'", field, "'"),
+                                    std::numeric_limits<int64_t>::min());
+    if (!n.ok()) continue;  // Other types are ignored, as before.
+    if (*n && **n < 1)
+      return absl::InvalidArgumentError(absl::StrCat("'", field, "' must be >= 1"));
+    if (*n) info.max_tokens = **n;
+  }
+  info.params = json::object();
+  for (const char* key :
+       {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop"}) {
+    if (j.contains(key)) info.params[key] = j[key];
+  }
+  return info;
+}
+
 }  // namespace
 
-class SimServer::Impl {
+class SimServer::Impl final : public moa::net::HttpHandler {
  public:
   explicit Impl(SimOptions options)
-      : options_(std::move(options)),
-        log_(options_.max_log_entries),
-        acceptor_(ioc_),
-        rng_(options_.seed) {}
-
-  ~Impl() {
-    ioc_.stop();
-    for (auto& t : threads_) t.join();
-  }
+      : options_(std::move(options)), log_(options_.max_log_entries), rng_(options_.seed) {}
 
   absl::Status Listen() {
-    if (absl::Status s = moa::net::Listen(acceptor_, options_.host, options_.port); !s.ok()) {
-      return s;
-    }
-    port_ = acceptor_.local_endpoint().port();
-    Accept();
-    for (int i = 0; i < std::max(1, options_.threads); ++i) {
-      threads_.emplace_back([this] { ioc_.run(); });
-    }
+    auto server = moa::net::HttpServer::Start({.name = "moa-upstream-sim",
+                                               .host = options_.host,
+                                               .port = options_.port,
+                                               .threads = options_.threads,
+                                               .max_body_bytes = 64 << 20,
+                                               .read_timeout = absl::Seconds(30),
+                                               .max_connections = options_.max_connections},
+                                              this);
+    if (!server.ok()) return server.status();
+    server_ = *std::move(server);
     return absl::OkStatus();
   }
 
-  int port() const { return port_; }
+  // Stops serving before the members the handlers use go away.
+  ~Impl() override { server_.reset(); }
+
+  int port() const { return server_->port(); }
   const SimOptions& options() const { return options_; }
   RequestLog& log() { return log_; }
 
@@ -183,294 +245,131 @@ class SimServer::Impl {
     return p.SampleTimeToFirstToken(rng_) * options_.latency_scale;
   }
 
- private:
-  void Accept();
+  std::optional<moa::net::HttpResponse> Screen(const moa::net::HttpRequestHeader& req) override;
+  void Handle(moa::net::HttpRequest req, std::shared_ptr<moa::net::HttpExchange> ex) override;
 
+ private:
   const SimOptions options_;
   RequestLog log_;
-  net::io_context ioc_;
-  tcp::acceptor acceptor_;
-  std::vector<std::thread> threads_;
-  int port_ = 0;
   std::mutex rng_mu_;
   std::mt19937_64 rng_;
+  std::unique_ptr<moa::net::HttpServer> server_;
 };
 
 namespace {
 
-// One client connection. All its handlers run on its strand.
-class Session : public std::enable_shared_from_this<Session> {
+moa::net::HttpResponse Reply(int status, std::string body,
+                             std::string content_type = "application/json") {
+  moa::net::HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  r.content_type = std::move(content_type);
+  return r;
+}
+
+// One chat completion being answered. Every member runs on the
+// connection's strand: timers are bound to it and the exchange posts to it.
+// Tokens follow one timeline fixed at the start (token k is due at
+// ttft + k * interval), so timer lag never accumulates and a streamed answer
+// ends when the same non-streamed one would.
+class ChatStream : public std::enable_shared_from_this<ChatStream> {
  public:
-  Session(tcp::socket socket, SimServer::Impl& sim)
-      : socket_(std::move(socket)), timer_(socket_.get_executor()), sim_(sim) {}
+  ChatStream(SimServer::Impl& sim, std::shared_ptr<moa::net::HttpExchange> exchange)
+      : sim_(sim), exchange_(std::move(exchange)), timer_(exchange_->executor()) {}
 
-  void Start() { DoRead(); }
-
- private:
-  using Response = http::response<http::string_body>;
-
-  void DoRead() {
-    parser_.emplace();
-    parser_->body_limit(16 << 20);
-    http::async_read(
-        socket_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
-  }
-
-  void OnRead(beast::error_code ec) {
-    if (ec == http::error::body_limit) {
-      keep_alive_ = false;
-      Send(Reply(http::status::payload_too_large,
-                 ErrorBody("request body too large", "invalid_request_error", "")));
-      return;
-    }
-    if (ec) return Close();
-    http::request<http::string_body> req = parser_->release();
-    keep_alive_ = req.keep_alive();
-    Route(req);
-  }
-
-  Response Reply(http::status status, std::string body,
-                 absl::string_view content_type = "application/json") {
-    Response res{status, 11};
-    res.set(http::field::server, "moa-upstream-sim");
-    res.set(http::field::content_type, std::string(content_type));
-    res.keep_alive(keep_alive_);
-    res.body() = std::move(body);
-    res.prepare_payload();
-    return res;
-  }
-
-  void Send(Response res) {
-    auto sp = std::make_shared<Response>(std::move(res));
-    http::async_write(socket_, *sp, [self = shared_from_this(), sp](beast::error_code ec, size_t) {
-      if (ec || !self->keep_alive_) return self->Close();
-      self->DoRead();
-    });
-  }
-
-  void Close() {
-    beast::error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
-  }
-
-  void Route(const http::request<http::string_body>& req) {
-    absl::string_view target(req.target().data(), req.target().size());
-    absl::string_view path = target.substr(0, target.find('?'));
-    if (req.method() == http::verb::get && path == "/healthz") {
-      return Send(Reply(http::status::ok, "ok\n", "text/plain"));
-    }
-    if (req.method() == http::verb::get && path == "/v1/models") return Send(Models());
-    if (req.method() == http::verb::get && path == "/sim/stats") {
-      return Send(Reply(http::status::ok, sim_.log().StatsJson()));
-    }
-    if (path == "/sim/requests") {
-      if (req.method() == http::verb::delete_) {
-        sim_.log().Clear();
-        return Send(Reply(http::status::ok, "{}"));
-      }
-      int64_t since = 0;
-      if (size_t p = target.find("since="); p != absl::string_view::npos) {
-        (void)absl::SimpleAtoi(target.substr(p + 6), &since);
-      }
-      return Send(Reply(http::status::ok, sim_.log().Json(since)));
-    }
-    if (req.method() == http::verb::post && path == "/v1/chat/completions") return Chat(req);
-    Send(Reply(http::status::not_found, ErrorBody(absl::StrCat("no route for ", target),
-                                                  "invalid_request_error", "not_found")));
-  }
-
-  Response Models() {
-    json data = json::array();
-    for (const auto& [name, profile] : sim_.options().profiles.models) {
-      data.push_back(
-          {{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "moa-upstream-sim"}});
-    }
-    return Reply(http::status::ok, json{{"object", "list"}, {"data", data}}.dump());
-  }
-
-  void Chat(const http::request<http::string_body>& req) {
-    const std::string& key = sim_.options().api_key;
-    if (!key.empty()) {
-      auto auth = req.find(http::field::authorization);
-      if (auth == req.end() || auth->value() != absl::StrCat("Bearer ", key)) {
-        return Send(Reply(
-            http::status::unauthorized,
-            ErrorBody("Incorrect API key provided.", "invalid_request_error", "invalid_api_key")));
-      }
-    }
-    json body = json::parse(req.body(), nullptr, false);
-    if (body.is_discarded() || !body.is_object()) {
-      return Send(Reply(http::status::bad_request, ErrorBody("request body is not a JSON object",
-                                                             "invalid_request_error", "")));
-    }
-    if (!body.contains("model") || !body["model"].is_string()) {
-      return Send(Reply(http::status::bad_request,
-                        ErrorBody("'model' is required", "invalid_request_error", "")));
-    }
-    if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty()) {
-      return Send(Reply(http::status::bad_request, ErrorBody("'messages' must be a non-empty array",
-                                                             "invalid_request_error", "")));
-    }
-    std::vector<SimMessage> messages;
-    for (const json& m : body["messages"]) {
-      if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
-        return Send(Reply(http::status::bad_request, ErrorBody("each message needs a string 'role'",
-                                                               "invalid_request_error", "")));
-      }
-      SimMessage sm{m["role"].get<std::string>(), ""};
-      if (auto c = m.find("content"); c != m.end()) {
-        if (c->is_string()) {
-          sm.content = c->get<std::string>();
-        } else if (c->is_array()) {
-          for (const json& part : *c) {
-            if (part.is_object() && part.value("type", "") == "text") {
-              sm.content += part.value("text", "");
-            }
-          }
-        }
-      }
-      messages.push_back(std::move(sm));
-    }
-    // A keep-alive connection carries one request after another: start afresh.
-    done_ = false;
-    model_ = body["model"].get<std::string>();
-    stream_ = body.value("stream", false);
-    include_usage_ = stream_ && body.contains("stream_options") &&
-                     body["stream_options"].is_object() &&
-                     body["stream_options"].value("include_usage", false);
+  void Start(ChatRequestInfo info) {
+    model_ = std::move(info.model);
+    stream_ = info.stream;
+    include_usage_ = info.include_usage;
     const Profile& profile = sim_.options().profiles.For(model_);
     int length = profile.answer_tokens;
     finish_reason_ = "stop";
-    for (const char* field : {"max_tokens", "max_completion_tokens"}) {
-      if (body.contains(field) && body[field].is_number_integer()) {
-        int max_tokens = body[field].get<int>();
-        if (max_tokens < 1) {
-          return Send(Reply(
-              http::status::bad_request,
-              ErrorBody(absl::StrCat("'", field, "' must be >= 1"), "invalid_request_error", "")));
-        }
-        if (max_tokens < length) {
-          length = max_tokens;
-          finish_reason_ = "length";
-        }
-      }
+    if (info.max_tokens && *info.max_tokens < length) {
+      length = static_cast<int>(*info.max_tokens);
+      finish_reason_ = "length";
     }
     fault_ = sim_.DrawFault(profile.faults);
-    json params = json::object();  // Sampling parameters as received, for tests to check.
-    for (const char* key :
-         {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop"}) {
-      if (body.contains(key)) params[key] = body[key];
-    }
-    log_id_ = sim_.log().Add(model_, body["messages"], std::move(params), stream_, fault_);
-    tokens_ = AnswerTokens(model_, messages, length);
-    next_token_ = 0;
-    prompt_tokens_ = PromptTokens(messages);
-    double scale = sim_.options().latency_scale;
-    token_interval_ = absl::Seconds(scale / profile.tokens_per_second);
-    ttft_ = sim_.SampleTtft(profile);
+    log_id_ = sim_.log().Add(model_, std::move(info.messages_json), std::move(info.params), stream_,
+                             fault_);
+    tokens_ = AnswerTokens(model_, info.messages, length);
+    prompt_tokens_ = PromptTokens(info.messages);
+    interval_ = absl::Seconds(sim_.options().latency_scale / profile.tokens_per_second);
+    start_ = absl::Now();
+    first_token_at_ = start_ + sim_.SampleTtft(profile);
+    created_ = absl::ToUnixSeconds(start_);
 
+    auto self = shared_from_this();
+    exchange_->OnClosed([self](bool completed) { self->OnClosed(completed); });
     switch (fault_) {
       case Fault::kHttp500:
         sim_.log().Finish(log_id_, "injected_error");
-        return Send(Reply(http::status::internal_server_error,
-                          ErrorBody("The simulator injected a server error.", "server_error", "")));
+        return exchange_->Respond(
+            Reply(500, ErrorBody("The simulator injected a server error.", "server_error", "")));
       case Fault::kHttp429: {
         sim_.log().Finish(log_id_, "injected_error");
-        Response res = Reply(http::status::too_many_requests,
-                             ErrorBody("Rate limit reached (simulated).", "rate_limit_error",
-                                       "rate_limit_exceeded"));
-        res.set(http::field::retry_after, absl::StrCat(profile.faults.retry_after_seconds));
-        return Send(std::move(res));
+        moa::net::HttpResponse r = Reply(429, ErrorBody("Rate limit reached (simulated).",
+                                                        "rate_limit_error", "rate_limit_exceeded"));
+        r.headers.emplace_back("Retry-After", absl::StrCat(profile.faults.retry_after_seconds));
+        return exchange_->Respond(std::move(r));
       }
       case Fault::kHang:
-        WatchForClose();  // Never answers; ends when the client gives up.
-        return;
+        return;  // Never answers; ends when the client gives up.
       default:
         break;
     }
-    if (!stream_) return NonStreaming();
-    StartStream();
+    if (!stream_) return WaitUntil(DueTime(tokens_.size()), [self] { self->AnswerWhole(); });
+    moa::net::HttpResponse head;
+    head.content_type = "text/event-stream";
+    head.headers.emplace_back("Cache-Control", "no-cache");
+    exchange_->StartStream(std::move(head), ": keep-alive\n\n");
+    WaitUntil(first_token_at_, [self] { self->StreamDue(); });
   }
 
-  // While a response is pending, a read on the socket tells us the moment
-  // the client closes the connection (EOF or reset).
-  void WatchForClose() {
-    watching_ = true;
-    socket_.async_read_some(
-        net::buffer(watch_buf_),
-        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnWatch(ec, n); });
+ private:
+  // When token k (0-based) is due; DueTime(n) is when the last one is.
+  absl::Time DueTime(size_t k) const {
+    return first_token_at_ + interval_ * static_cast<double>(k == 0 ? 0 : k - 1);
   }
 
-  void OnWatch(beast::error_code ec, size_t n) {
-    if (!ec) {  // The next request, sent as soon as this response ended: keep its bytes.
-      auto dst = buffer_.prepare(n);
-      net::buffer_copy(dst, net::buffer(watch_buf_, n));
-      buffer_.commit(n);
-    }
-    if (resume_after_watch_ && (!ec || ec == net::error::operation_aborted)) {
-      watching_ = false;
-      resume_after_watch_ = false;
-      return DoRead();
-    }
-    if (!ec) return WatchForClose();
-    watching_ = false;
+  template <typename F>
+  void WaitUntil(absl::Time when, F then) {
+    timer_.expires_at(
+        std::chrono::steady_clock::now() +
+        absl::ToChronoNanoseconds(std::max(absl::ZeroDuration(), when - absl::Now())));
+    timer_.async_wait([self = shared_from_this(), then](boost::system::error_code ec) {
+      if (ec || self->done_) return;
+      then();
+    });
+  }
+
+  void OnClosed(bool completed) {
     if (done_) return;
     done_ = true;
     timer_.cancel();
-    sim_.log().Finish(log_id_, "client_closed");
-    Close();
+    sim_.log().Finish(log_id_, !completed                    ? "client_closed"
+                               : fault_ == Fault::kMalformed ? "injected_error"
+                                                             : "completed");
   }
 
-  // Ends a pending response's watch, then reads the next request.
-  void ResumeReading() {
-    if (!keep_alive_) {
-      Close();
-      return;
-    }
-    if (watching_) {
-      resume_after_watch_ = true;
-      beast::error_code ignored;
-      socket_.cancel(ignored);
+  void AnswerWhole() {
+    if (fault_ == Fault::kReset) return Reset();
+    std::string text;
+    for (const std::string& t : tokens_) text += t;
+    std::string out;
+    if (fault_ == Fault::kMalformed) {
+      out = "{\"id\": \"chatcmpl-sim\", \"choices\": [";
     } else {
-      DoRead();
+      out = moa::json::Dump(json{{"id", absl::StrCat("chatcmpl-sim-", log_id_)},
+                                 {"object", "chat.completion"},
+                                 {"created", created_},
+                                 {"model", model_},
+                                 {"choices",
+                                  {{{"index", 0},
+                                    {"message", {{"role", "assistant"}, {"content", text}}},
+                                    {"finish_reason", finish_reason_}}}},
+                                 {"usage", UsageJson()}});
     }
-  }
-
-  void NonStreaming() {
-    WatchForClose();
-    timer_.expires_after(
-        absl::ToChronoNanoseconds(ttft_ + token_interval_ * static_cast<double>(tokens_.size())));
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (ec || self->done_) return;
-      self->done_ = true;
-      if (self->fault_ == Fault::kReset) return self->Reset();
-      std::string text;
-      for (const std::string& t : self->tokens_) text += t;
-      std::string out;
-      if (self->fault_ == Fault::kMalformed) {
-        out = "{\"id\": \"chatcmpl-sim\", \"choices\": [";
-      } else {
-        out = json{{"id", absl::StrCat("chatcmpl-sim-", self->log_id_)},
-                   {"object", "chat.completion"},
-                   {"created", absl::ToUnixSeconds(absl::Now())},
-                   {"model", self->model_},
-                   {"choices",
-                    {{{"index", 0},
-                      {"message", {{"role", "assistant"}, {"content", text}}},
-                      {"finish_reason", self->finish_reason_}}}},
-                   {"usage", self->UsageJson()}}
-                  .dump();
-      }
-      self->sim_.log().Finish(self->log_id_,
-                              self->fault_ == Fault::kNone ? "completed" : "injected_error");
-      auto sp = std::make_shared<Response>(self->Reply(http::status::ok, std::move(out)));
-      http::async_write(self->socket_, *sp, [self, sp](beast::error_code ec, size_t) {
-        if (ec) return self->Close();
-        self->ResumeReading();
-      });
-    });
+    exchange_->Respond(Reply(200, std::move(out)));
   }
 
   json UsageJson() const {
@@ -480,123 +379,60 @@ class Session : public std::enable_shared_from_this<Session> {
             {"total_tokens", prompt_tokens_ + completion}};
   }
 
-  std::string ChunkEvent(absl::string_view delta_json, absl::string_view finish_reason_json) {
+  std::string ChunkEvent(absl::string_view delta_json, absl::string_view finish_reason_json) const {
     return absl::StrCat("data: {\"id\":\"chatcmpl-sim-", log_id_,
                         "\",\"object\":\"chat.completion.chunk\",\"created\":", created_,
-                        ",\"model\":", json(model_).dump(),
+                        ",\"model\":", moa::json::Quote(model_),
                         ",\"choices\":[{\"index\":0,\"delta\":", delta_json,
                         ",\"finish_reason\":", finish_reason_json, "}]}\n\n");
   }
 
-  void StartStream() {
-    created_ = absl::ToUnixSeconds(absl::Now());
-    header_.emplace(http::status::ok, 11);
-    header_->set(http::field::server, "moa-upstream-sim");
-    header_->set(http::field::content_type, "text/event-stream");
-    header_->set(http::field::cache_control, "no-cache");
-    header_->keep_alive(keep_alive_);
-    header_->chunked(true);
-    serializer_.emplace(*header_);
-    http::async_write_header(socket_, *serializer_,
-                             [self = shared_from_this()](beast::error_code ec, size_t) {
-                               if (ec) return self->OnWriteError();
-                               self->WatchForClose();
-                               self->Wait(self->ttft_);
-                             });
-  }
-
-  void Wait(absl::Duration d) {
-    timer_.expires_after(absl::ToChronoNanoseconds(d));
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (ec || self->done_) return;
-      self->StreamNext();
-    });
-  }
-
-  // Writes the next batch of tokens. With a latency scale of 0 the whole
-  // answer goes in one write; otherwise one tick of at least 20 ms at a time,
-  // so fast profiles do not cost a timer per token.
-  void StreamNext() {
-    size_t half = tokens_.size() / 2;
-    if (fault_ == Fault::kReset && next_token_ >= half && next_token_ > 0) {
-      done_ = true;
-      return Reset();
-    }
+  // Sends every token that is due, then waits for the next tick (at least
+  // 20 ms apart, so fast profiles do not cost a timer per token).
+  void StreamDue() {
+    const size_t half = tokens_.size() / 2;
     std::string out;
     if (next_token_ == 0) out += ChunkEvent(R"({"role":"assistant","content":""})", "null");
-    size_t batch = tokens_.size();
-    absl::Duration tick = absl::ZeroDuration();
-    if (token_interval_ > absl::ZeroDuration()) {
-      tick = std::max(token_interval_, absl::Milliseconds(20));
-      batch = static_cast<size_t>(std::max(1.0, std::floor(tick / token_interval_)));
-    }
-    if (fault_ == Fault::kReset || fault_ == Fault::kMalformed) {
-      if (next_token_ < half) batch = std::min(batch, half - next_token_);
-    }
-    size_t end = std::min(tokens_.size(), next_token_ + batch);
-    for (; next_token_ < end; ++next_token_) {
-      out += ChunkEvent(json{{"content", tokens_[next_token_]}}.dump(), "null");
-      if (fault_ == Fault::kMalformed && next_token_ + 1 == half) {
+    const absl::Time now = absl::Now();
+    while (next_token_ < tokens_.size() && DueTime(next_token_ + 1) <= now) {
+      if (fault_ == Fault::kReset && next_token_ >= half && next_token_ > 0) break;
+      out += ChunkEvent(moa::json::Dump(json{{"content", tokens_[next_token_]}}), "null");
+      ++next_token_;
+      if (fault_ == Fault::kMalformed && next_token_ == half) {
         out += "data: {\"choices\": [{\"delta\": {\"content\": \"trunc\n\n";
       }
     }
-    bool last = next_token_ >= tokens_.size() && fault_ != Fault::kReset;
+    if (fault_ == Fault::kReset && next_token_ >= half && next_token_ > 0) {
+      exchange_->Write(std::move(out));
+      return Reset();
+    }
+    const bool last = next_token_ >= tokens_.size();
     if (last) {
-      out += ChunkEvent("{}", json(finish_reason_).dump());
+      out += ChunkEvent("{}", moa::json::Quote(finish_reason_));
       if (include_usage_) {
         out += absl::StrCat("data: {\"id\":\"chatcmpl-sim-", log_id_,
                             "\",\"object\":\"chat.completion.chunk\",\"created\":", created_,
-                            ",\"model\":", json(model_).dump(),
-                            ",\"choices\":[],\"usage\":", UsageJson().dump(), "}\n\n");
+                            ",\"model\":", moa::json::Quote(model_),
+                            ",\"choices\":[],\"usage\":", moa::json::Dump(UsageJson()), "}\n\n");
       }
       out += "data: [DONE]\n\n";
     }
-    auto data = std::make_shared<std::string>(std::move(out));
-    net::async_write(socket_, http::make_chunk(net::buffer(*data)),
-                     [self = shared_from_this(), data, last, tick](beast::error_code ec, size_t) {
-                       if (ec) return self->OnWriteError();
-                       if (self->done_) return;
-                       if (!last) return self->Wait(tick);
-                       self->FinishStream();
-                     });
-  }
-
-  void FinishStream() {
-    auto data = std::make_shared<http::chunk_last<http::chunk_crlf>>(http::make_chunk_last());
-    net::async_write(
-        socket_, *data, [self = shared_from_this(), data](beast::error_code ec, size_t) {
-          if (ec) return self->OnWriteError();
-          if (self->done_) return;
-          self->done_ = true;
-          self->sim_.log().Finish(
-              self->log_id_, self->fault_ == Fault::kMalformed ? "injected_error" : "completed");
-          self->ResumeReading();
-        });
-  }
-
-  void OnWriteError() {
-    if (done_) return;
-    done_ = true;
-    sim_.log().Finish(log_id_, "client_closed");
-    Close();
+    exchange_->Write(std::move(out));
+    if (last) return exchange_->End();
+    absl::Time next = std::max(DueTime(next_token_ + 1), now + absl::Milliseconds(20));
+    WaitUntil(next, [self = shared_from_this()] { self->StreamDue(); });
   }
 
   // Resets the connection (RST, not FIN), as a crashed upstream would.
   void Reset() {
     sim_.log().Finish(log_id_, "injected_error");
-    beast::error_code ignored;
-    socket_.set_option(net::socket_base::linger(true, 0), ignored);
-    socket_.close(ignored);
+    done_ = true;
+    exchange_->Abort();
   }
 
-  tcp::socket socket_;
-  net::steady_timer timer_;
   SimServer::Impl& sim_;
-  beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
-  bool keep_alive_ = true;
-
-  // The chat request being answered.
+  const std::shared_ptr<moa::net::HttpExchange> exchange_;
+  boost::asio::steady_timer timer_;
   int64_t log_id_ = 0;
   std::string model_;
   bool stream_ = false;
@@ -606,28 +442,66 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t next_token_ = 0;
   int prompt_tokens_ = 0;
   std::string finish_reason_;
-  absl::Duration ttft_;
-  absl::Duration token_interval_;
+  absl::Duration interval_;
+  absl::Time start_;
+  absl::Time first_token_at_;
   int64_t created_ = 0;
   bool done_ = false;
-  std::optional<http::response<http::empty_body>> header_;
-  std::optional<http::response_serializer<http::empty_body>> serializer_;
-
-  bool watching_ = false;
-  bool resume_after_watch_ = false;
-  std::array<char, 1024> watch_buf_;
 };
 
 }  // namespace
 
-void SimServer::Impl::Accept() {
-  acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
-    if (!ec) {
-      socket.set_option(tcp::no_delay(true), ec);
-      std::make_shared<Session>(std::move(socket), *this)->Start();
+std::optional<moa::net::HttpResponse> SimServer::Impl::Screen(
+    const moa::net::HttpRequestHeader& req) {
+  auto target_view = req.target();
+  absl::string_view target(target_view.data(), target_view.size());
+  absl::string_view path = target.substr(0, target.find('?'));
+  const auto method = req.method();
+  if (method == http::verb::get && path == "/healthz") return Reply(200, "ok\n", "text/plain");
+  if (method == http::verb::get && path == "/v1/models") {
+    json data = json::array();
+    for (const auto& [name, profile] : options_.profiles.models) {
+      data.push_back(
+          {{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "moa-upstream-sim"}});
     }
-    if (acceptor_.is_open()) Accept();
-  });
+    return Reply(200, moa::json::Dump(json{{"object", "list"}, {"data", data}}));
+  }
+  if (method == http::verb::get && path == "/sim/stats") return Reply(200, log_.StatsJson());
+  if (path == "/sim/requests") {
+    if (method == http::verb::delete_) {
+      log_.Clear();
+      return Reply(200, "{}");
+    }
+    int64_t since = 0;
+    if (size_t p = target.find("since="); p != absl::string_view::npos) {
+      (void)absl::SimpleAtoi(target.substr(p + 6), &since);
+    }
+    return Reply(200, log_.Json(since));
+  }
+  if (method == http::verb::post && path == "/v1/chat/completions") {
+    if (!options_.api_key.empty()) {
+      auto auth = req.find(http::field::authorization);
+      std::string expected = absl::StrCat("Bearer ", options_.api_key);
+      if (auth == req.end() ||
+          absl::string_view(auth->value().data(), auth->value().size()) != expected) {
+        return Reply(401, ErrorBody("Incorrect API key provided.", "invalid_request_error",
+                                    "invalid_api_key"));
+      }
+    }
+    return std::nullopt;
+  }
+  return Reply(
+      404, ErrorBody(absl::StrCat("no route for ", path), "invalid_request_error", "not_found"));
+}
+
+void SimServer::Impl::Handle(moa::net::HttpRequest req,
+                             std::shared_ptr<moa::net::HttpExchange> exchange) {
+  absl::StatusOr<ChatRequestInfo> info = ParseChat(req.body());
+  if (!info.ok()) {
+    return exchange->Respond(
+        Reply(400, ErrorBody(info.status().message(), "invalid_request_error", "")));
+  }
+  std::make_shared<ChatStream>(*this, std::move(exchange))->Start(*std::move(info));
 }
 
 absl::StatusOr<std::unique_ptr<SimServer>> SimServer::Start(SimOptions options) {

@@ -29,6 +29,7 @@ struct SimOptions {
   // When non-empty, requests must carry "Authorization: Bearer <api_key>".
   std::string api_key;
   size_t max_log_entries = 50000;
+  size_t max_connections = 16000;  // More get 503 and are closed.
 };
 
 class SimServer {

@@ -1,0 +1,674 @@
+#include "lib/net/http_server.h"
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <exception>
+#include <thread>
+#include <unordered_map>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "lib/base/log.h"
+#include "lib/net/listen.h"
+
+namespace moa::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// Exchanges can be held outside the server (by a request that is still
+// running when the server stops). They post work to a connection's strand
+// only while the gate is open, that is while the io_context exists.
+struct Gate {
+  absl::Mutex mu;
+  bool open ABSL_GUARDED_BY(mu) = true;
+};
+
+// After an early answer, what is read and thrown away before closing: the
+// rest of a declared or chunked body up to 64 MiB (so the client, still
+// sending, reads the answer instead of a reset), else 1 MiB; never for
+// longer than 5 s.
+constexpr size_t kMinLingerBytes = 1 << 20;
+constexpr size_t kMaxLingerBytes = 64 << 20;
+constexpr absl::Duration kLingerTime = absl::Seconds(5);
+
+// A header value never carries CR or LF from a handler into the response.
+std::string HeaderSafe(absl::string_view value) {
+  std::string out(value);
+  for (char& c : out) {
+    if (c == '\r' || c == '\n') c = ' ';
+  }
+  return out;
+}
+
+std::string StatusLine(int status) {
+  auto beast_reason = http::obsolete_reason(static_cast<http::status>(status));
+  absl::string_view reason(beast_reason.data(), beast_reason.size());
+  return absl::StrCat("HTTP/1.1 ", status, " ", reason.empty() ? "Unknown" : reason, "\r\n");
+}
+
+// The head of a response: status line and headers, ending in the blank line.
+std::string SerializeHead(const HttpResponse& r, absl::string_view server, bool keep_alive,
+                          absl::string_view framing) {
+  std::string out = StatusLine(r.status);
+  absl::StrAppend(&out, "Server: ", server, "\r\nContent-Type: ", HeaderSafe(r.content_type),
+                  "\r\n", framing, "Connection: ", keep_alive ? "keep-alive" : "close", "\r\n");
+  for (const auto& [name, value] : r.headers) {
+    absl::StrAppend(&out, HeaderSafe(name), ": ", HeaderSafe(value), "\r\n");
+  }
+  out += "\r\n";
+  return out;
+}
+
+HttpResponse PlainError(int status, std::string message) {
+  HttpResponse r;
+  r.status = status;
+  r.content_type = "application/json";
+  std::string escaped;
+  for (char c : message) {
+    if (c == '"' || c == '\\') escaped += '\\';
+    escaped += (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
+  }
+  r.body = absl::StrCat(R"({"error":{"message":")", escaped,
+                        R"(","type":"invalid_request_error","param":null,"code":null}})");
+  return r;
+}
+
+class Connection;
+
+}  // namespace
+
+class HttpServer::Impl {
+ public:
+  Impl(HttpServerOptions options, HttpHandler* handler)
+      : options_(std::move(options)), handler_(handler), acceptor_(ioc_) {}
+
+  ~Impl() {
+    ioc_.stop();
+    for (auto& t : threads_) t.join();
+    {
+      absl::MutexLock lock(&gate_->mu);
+      gate_->open = false;
+    }
+    absl::MutexLock lock(&mu_);
+    connections_.clear();
+  }
+
+  absl::Status Listen() {
+    if (absl::Status s = moa::net::Listen(acceptor_, options_.host, options_.port); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(options_.name, ": ", s.message()));
+    }
+    port_ = acceptor_.local_endpoint().port();
+    Accept();
+    for (int i = 0; i < std::max(1, options_.threads); ++i) {
+      threads_.emplace_back([this] { ioc_.run(); });
+    }
+    return absl::OkStatus();
+  }
+
+  void StopAccepting();
+  void Remove(Connection* c) {
+    std::shared_ptr<Connection> last;  // Destroyed after the lock is released.
+    absl::MutexLock lock(&mu_);
+    auto it = connections_.find(c);
+    if (it == connections_.end()) return;
+    last = std::move(it->second);
+    connections_.erase(it);
+  }
+  size_t connections() const {
+    absl::MutexLock lock(&mu_);
+    return connections_.size();
+  }
+
+  const HttpServerOptions& options() const { return options_; }
+  HttpHandler* handler() const { return handler_; }
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+  const std::shared_ptr<Gate>& gate() const { return gate_; }
+  int port() const { return port_; }
+
+ private:
+  void Accept();
+  void RejectBusy(tcp::socket socket);
+
+  const HttpServerOptions options_;
+  HttpHandler* const handler_;
+  std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();
+  std::atomic<bool> draining_{false};
+  mutable absl::Mutex mu_;
+  std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);
+  // Destroyed before the members above: pending handlers may hold connections.
+  asio::io_context ioc_;
+  tcp::acceptor acceptor_;
+  std::vector<std::thread> threads_;
+  int port_ = 0;
+};
+
+namespace {
+
+// One client connection. Every member function runs on the connection's
+// strand (the socket's executor), except the constructor.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, HttpServer::Impl* server)
+      : socket_(std::move(socket)), timer_(socket_.get_executor()), server_(server) {}
+
+  void Start() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); });
+  }
+
+  // Drain: a connection waiting for a request that has not begun goes now.
+  void CloseIfIdle() {
+    if (phase_ == Phase::kReading && buffer_.size() == 0 && !(parser_ && parser_->got_some())) {
+      Close();
+    }
+  }
+
+  // ---- HttpExchange operations, for request `seq`.
+  void Respond(uint64_t seq, HttpResponse r) {
+    if (!Current(seq) || head_queued_) return;
+    head_queued_ = true;
+    std::string head = SerializeHead(r, server_->options().name, KeepAlive(),
+                                     absl::StrCat("Content-Length: ", r.body.size(), "\r\n"));
+    complete_ = true;
+    Enqueue(absl::StrCat(head, r.body));
+  }
+
+  void StartStream(uint64_t seq, HttpResponse head, std::string keepalive_chunk) {
+    if (!Current(seq) || head_queued_) return;
+    head_queued_ = true;
+    streaming_ = true;
+    keepalive_chunk_ = std::move(keepalive_chunk);
+    // An HTTP/1.0 client gets the body unframed, ended by closing.
+    if (version_ < 11) keep_alive_ = false;
+    Enqueue(SerializeHead(head, server_->options().name, KeepAlive(),
+                          version_ < 11 ? "" : "Transfer-Encoding: chunked\r\n"));
+    if (peer_eof_) Probe();
+  }
+
+  void Write(uint64_t seq, std::string data) {
+    if (!Current(seq) || !streaming_ || data.empty()) return;
+    Enqueue(Chunk(data));
+  }
+
+  void End(uint64_t seq) {
+    if (!Current(seq) || !streaming_) return;
+    complete_ = true;
+    Enqueue(version_ < 11 ? "" : "0\r\n\r\n");
+  }
+
+  void Abort(uint64_t seq) {
+    if (!Current(seq)) return;
+    beast::error_code ignored;
+    socket_.set_option(asio::socket_base::linger(true, 0), ignored);
+    ClientGone();
+  }
+
+  void SetOnClosed(uint64_t seq, std::function<void(bool)> callback) {
+    if (!Current(seq)) return;
+    on_closed_ = std::move(callback);
+  }
+
+  asio::any_io_executor executor() { return socket_.get_executor(); }
+
+ private:
+  enum class Phase {
+    kReading,        // Waiting for or reading a request.
+    kPending,        // A request was handed over; its response is not complete.
+    kAfterResponse,  // The response is out; waiting for the read-ahead to stop.
+    kLingering,      // Answered and closing: discarding what the client still sends.
+    kClosed,
+  };
+
+  bool Current(uint64_t seq) const {
+    return seq == seq_ && phase_ == Phase::kPending && !complete_;
+  }
+  bool KeepAlive() const { return keep_alive_ && !server_->draining(); }
+
+  std::string Chunk(absl::string_view data) const {
+    if (version_ < 11) return std::string(data);
+    return absl::StrCat(absl::Hex(data.size()), "\r\n", data, "\r\n");
+  }
+
+  // ---- Reading a request.
+  void ReadHeader() {
+    if (phase_ == Phase::kClosed) return;
+    phase_ = Phase::kReading;
+    linger_bytes_ = kMinLingerBytes;
+    if (server_->draining() && buffer_.size() == 0) return Close();
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(server_->options().max_header_bytes));
+    parser_->body_limit(server_->options().max_body_bytes);
+    ArmTimer(server_->options().read_timeout);
+    http::async_read_header(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (phase_ != Phase::kReading) return;
+    if (ec) return OnReadError(ec);
+    const HttpRequestHeader& header = parser_->get().base();
+    version_ = header.version();
+    std::optional<HttpResponse> early;
+    try {
+      early = server_->handler()->Screen(header);
+    } catch (const std::exception& e) {
+      LogError(server_->options().name, "request screening failed: ", e.what());
+      early = PlainError(500, "internal error");
+    }
+    // A chunked body's length is unknown: allow the most.
+    linger_bytes_ =
+        parser_->content_length()
+            ? std::clamp<size_t>(*parser_->content_length(), kMinLingerBytes, kMaxLingerBytes)
+            : (parser_->chunked() ? kMaxLingerBytes : kMinLingerBytes);
+    if (early) return AnswerAndClose(*std::move(early));
+    if (auto length = parser_->content_length();
+        length && *length > server_->options().max_body_bytes) {
+      return AnswerAndClose(
+          PlainError(413, absl::StrCat("the request body is larger than ",
+                                       server_->options().max_body_bytes, " bytes")));
+    }
+    auto expect = header[http::field::expect];
+    if (absl::EqualsIgnoreCase(absl::string_view(expect.data(), expect.size()), "100-continue")) {
+      // The client waits for this before sending a large body.
+      auto note = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
+      asio::async_write(socket_, asio::buffer(*note),
+                        [self = shared_from_this(), note](beast::error_code ec, size_t) {
+                          if (ec) return self->Close();
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    http::async_read(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
+  }
+
+  void OnReadError(beast::error_code ec) {
+    CancelTimer();
+    const bool started = buffer_.size() > 0 || (parser_ && parser_->got_some());
+    if (timed_out_) {
+      if (!started) return Close();
+      return AnswerAndClose(PlainError(408, "the request was not received in time"));
+    }
+    if (ec == http::error::header_limit) {
+      return AnswerAndClose(
+          PlainError(431, absl::StrCat("the request headers are larger than ",
+                                       server_->options().max_header_bytes, " bytes")));
+    }
+    if (ec == http::error::body_limit) {
+      // Beast refuses a declared Content-Length over the limit while reading
+      // the header: the client is about to send all of it.
+      linger_bytes_ = kMaxLingerBytes;
+      return AnswerAndClose(
+          PlainError(413, absl::StrCat("the request body is larger than ",
+                                       server_->options().max_body_bytes, " bytes")));
+    }
+    // The client closed or reset the connection, or sent half a request.
+    if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
+        ec.category() != http::make_error_code(http::error::end_of_stream).category()) {
+      return Close();
+    }
+    AnswerAndClose(PlainError(400, absl::StrCat("malformed HTTP request: ", ec.message())));
+  }
+
+  void OnBody(beast::error_code ec) {
+    if (phase_ != Phase::kReading) return;
+    CancelTimer();
+    if (ec) return OnReadError(ec);
+    HttpRequest request = parser_->release();
+    parser_.reset();
+    keep_alive_ = request.keep_alive();
+    phase_ = Phase::kPending;
+    ++seq_;
+    head_queued_ = streaming_ = complete_ = peer_eof_ = false;
+    on_closed_ = nullptr;
+    keepalive_chunk_.clear();
+    ReadAhead();
+    auto exchange = MakeExchange();
+    try {
+      server_->handler()->Handle(std::move(request), std::move(exchange));
+    } catch (const std::exception& e) {
+      LogError(server_->options().name, "request handler failed: ", e.what());
+      Respond(seq_, PlainError(500, "internal error"));
+    }
+  }
+
+  std::shared_ptr<HttpExchange> MakeExchange();
+
+  // While a response is pending: keep what the client sends (a pipelined
+  // request) up to the read-ahead bound, and notice when it goes away.
+  void ReadAhead() {
+    if (reading_ahead_ || peer_eof_ || phase_ != Phase::kPending) return;
+    const size_t limit = server_->options().max_read_ahead_bytes;
+    const size_t room = limit - std::min(limit, buffer_.size());
+    if (room == 0) return;  // Back-pressure: TCP flow control holds the client.
+    reading_ahead_ = true;
+    socket_.async_read_some(
+        buffer_.prepare(std::min<size_t>(room, 4096)),
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnReadAhead(ec, n); });
+  }
+
+  void OnReadAhead(beast::error_code ec, size_t n) {
+    reading_ahead_ = false;
+    if (!ec) buffer_.commit(n);
+    if (phase_ == Phase::kAfterResponse) {
+      if (ec && ec != asio::error::operation_aborted) return Close();
+      return ReadHeader();
+    }
+    if (phase_ != Phase::kPending) return;
+    if (!ec) return ReadAhead();
+    if (ec == asio::error::eof) {
+      // Half-closed, or gone entirely: TCP tells the two apart only when we
+      // send. The answer still goes out; the connection closes after it.
+      peer_eof_ = true;
+      keep_alive_ = false;
+      return Probe();
+    }
+    ClientGone();
+  }
+
+  // Sends bytes the client ignores: a client that closed its socket answers
+  // them with a reset, which the error wait below sees at once.
+  void Probe() {
+    if (probing_) return;
+    if (!head_queued_ && !writing_) {
+      Enqueue("HTTP/1.1 100 Continue\r\n\r\n");
+    } else if (streaming_ && !keepalive_chunk_.empty()) {
+      Enqueue(Chunk(keepalive_chunk_));
+    } else if (!streaming_) {
+      return;  // The whole answer is on its way; its write tells.
+    }
+    probing_ = true;
+    socket_.async_wait(tcp::socket::wait_error, [self = shared_from_this()](beast::error_code ec) {
+      self->probing_ = false;
+      if (!ec && self->phase_ == Phase::kPending) self->ClientGone();
+    });
+  }
+
+  // ---- Writing.
+  void Enqueue(std::string bytes) {
+    if (phase_ == Phase::kClosed) return;
+    out_ += bytes;
+    if (out_.size() > server_->options().max_write_queue_bytes) {
+      LogWarning(server_->options().name, "closing a connection whose client stopped reading");
+      return ClientGone();
+    }
+    Flush();
+  }
+
+  void Flush() {
+    if (writing_ || phase_ == Phase::kClosed) return;
+    if (out_.empty()) {
+      if (complete_ && phase_ == Phase::kPending) ResponseDone();
+      return;
+    }
+    writing_ = true;
+    in_flight_ = std::move(out_);
+    out_.clear();
+    asio::async_write(socket_, asio::buffer(in_flight_),
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        self->writing_ = false;
+                        self->in_flight_.clear();
+                        if (ec) return self->ClientGone();
+                        self->Flush();
+                      });
+  }
+
+  void ResponseDone() {
+    if (auto callback = std::move(on_closed_)) {
+      on_closed_ = nullptr;
+      callback(true);
+    }
+    if (!KeepAlive()) return LingeringClose();
+    phase_ = Phase::kAfterResponse;
+    if (reading_ahead_) {
+      beast::error_code ignored;
+      socket_.cancel(ignored);  // OnReadAhead goes on to the next request.
+    } else {
+      ReadHeader();
+    }
+  }
+
+  // An answer that ends the connection (an error found while reading, or a
+  // request screened out before its body was read).
+  void AnswerAndClose(HttpResponse r) {
+    phase_ = Phase::kPending;
+    ++seq_;
+    keep_alive_ = false;
+    head_queued_ = streaming_ = complete_ = false;
+    on_closed_ = nullptr;
+    Respond(seq_, std::move(r));
+  }
+
+  // Reads and throws away what the client still sends (bounded in bytes and
+  // time) before closing, so a client still sending its body reads the
+  // answer instead of a reset. No FIN before that: some clients treat the
+  // server's FIN while they are still sending as a failed request.
+  void LingeringClose() {
+    phase_ = Phase::kLingering;
+    ArmTimer(kLingerTime);
+    Discard(0);
+  }
+
+  void Discard(size_t total) {
+    if (phase_ != Phase::kLingering) return;
+    socket_.async_read_some(asio::buffer(discard_),
+                            [self = shared_from_this(), total](beast::error_code ec, size_t n) {
+                              if (ec || self->timed_out_ || total + n >= self->linger_bytes_) {
+                                return self->Close();
+                              }
+                              self->Discard(total + n);
+                            });
+  }
+
+  void ClientGone() {
+    if (phase_ == Phase::kClosed) return;
+    if (auto callback = std::move(on_closed_)) {
+      on_closed_ = nullptr;
+      callback(false);
+    }
+    Close();
+  }
+
+  void Close() {
+    if (phase_ == Phase::kClosed) return;
+    phase_ = Phase::kClosed;
+    CancelTimer();
+    beast::error_code ignored;
+    socket_.close(ignored);
+    out_.clear();
+    server_->Remove(this);
+  }
+
+  void ArmTimer(absl::Duration d) {
+    timed_out_ = false;
+    uint64_t generation = ++timer_generation_;
+    timer_.expires_after(absl::ToChronoNanoseconds(d));
+    timer_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
+      if (ec || generation != self->timer_generation_) return;
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->socket_.cancel(ignored);
+    });
+  }
+  void CancelTimer() {
+    ++timer_generation_;
+    timer_.cancel();
+  }
+
+  tcp::socket socket_;
+  asio::steady_timer timer_;
+  HttpServer::Impl* const server_;
+  Phase phase_ = Phase::kReading;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  unsigned version_ = 11;
+  size_t linger_bytes_ = kMinLingerBytes;
+  uint64_t timer_generation_ = 0;
+  bool timed_out_ = false;
+
+  // The request being answered.
+  uint64_t seq_ = 0;
+  bool keep_alive_ = true;
+  bool head_queued_ = false;
+  bool streaming_ = false;
+  bool complete_ = false;  // The last byte of the response is queued.
+  std::string keepalive_chunk_;
+  std::function<void(bool)> on_closed_;
+  bool reading_ahead_ = false;
+  bool peer_eof_ = false;
+  bool probing_ = false;
+
+  std::string out_;        // Queued behind the write in flight.
+  std::string in_flight_;  // The write in flight.
+  bool writing_ = false;
+  std::array<char, 4096> discard_;
+};
+
+class Exchange final : public HttpExchange {
+ public:
+  Exchange(std::shared_ptr<Gate> gate, std::weak_ptr<Connection> connection, uint64_t seq,
+           asio::any_io_executor executor)
+      : gate_(std::move(gate)),
+        connection_(std::move(connection)),
+        seq_(seq),
+        executor_(std::move(executor)) {}
+
+  void Respond(HttpResponse response) override {
+    Post([r = std::move(response)](Connection& c, uint64_t seq) mutable {
+      c.Respond(seq, std::move(r));
+    });
+  }
+  void StartStream(HttpResponse head, std::string keepalive_chunk) override {
+    Post(
+        [h = std::move(head), k = std::move(keepalive_chunk)](Connection& c, uint64_t seq) mutable {
+          c.StartStream(seq, std::move(h), std::move(k));
+        });
+  }
+  void Write(std::string data) override {
+    Post(
+        [d = std::move(data)](Connection& c, uint64_t seq) mutable { c.Write(seq, std::move(d)); });
+  }
+  void End() override {
+    Post([](Connection& c, uint64_t seq) { c.End(seq); });
+  }
+  void Abort() override {
+    Post([](Connection& c, uint64_t seq) { c.Abort(seq); });
+  }
+  void OnClosed(std::function<void(bool)> callback) override {
+    Post([cb = std::move(callback)](Connection& c, uint64_t seq) mutable {
+      c.SetOnClosed(seq, std::move(cb));
+    });
+  }
+  asio::any_io_executor executor() const override { return executor_; }
+
+ private:
+  template <typename F>
+  void Post(F f) {
+    // The reader lock only keeps the io_context alive while posting.
+    absl::ReaderMutexLock lock(&gate_->mu);
+    if (!gate_->open) return;
+    std::shared_ptr<Connection> c = connection_.lock();
+    if (c == nullptr) return;
+    asio::post(executor_,
+               [c = std::move(c), seq = seq_, f = std::move(f)]() mutable { f(*c, seq); });
+  }
+
+  std::shared_ptr<Gate> gate_;
+  std::weak_ptr<Connection> connection_;
+  const uint64_t seq_;
+  asio::any_io_executor executor_;
+};
+
+std::shared_ptr<HttpExchange> Connection::MakeExchange() {
+  return std::make_shared<Exchange>(server_->gate(), weak_from_this(), seq_,
+                                    socket_.get_executor());
+}
+
+}  // namespace
+
+void HttpServer::Impl::Accept() {
+  acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+    if (!ec) {
+      socket.set_option(tcp::no_delay(true), ec);
+      std::shared_ptr<Connection> connection;
+      {
+        absl::MutexLock lock(&mu_);
+        if (connections_.size() < options_.max_connections) {
+          connection = std::make_shared<Connection>(std::move(socket), this);
+          connections_.emplace(connection.get(), connection);
+        }
+      }
+      if (connection) {
+        connection->Start();
+      } else {
+        RejectBusy(std::move(socket));
+      }
+    }
+    if (acceptor_.is_open()) Accept();
+  });
+}
+
+// Over the connection cap: a short 503, then close.
+void HttpServer::Impl::RejectBusy(tcp::socket socket) {
+  static const std::string kBusy = [] {
+    std::string body =
+        R"({"error":{"message":"the server is at its connection limit; retry later",)"
+        R"("type":"server_error","param":null,"code":"too_many_connections"}})";
+    return absl::StrCat(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "Retry-After: 1\r\nConnection: close\r\nContent-Length: ",
+        body.size(), "\r\n\r\n", body);
+  }();
+  auto s = std::make_shared<tcp::socket>(std::move(socket));
+  asio::async_write(*s, asio::buffer(kBusy), [s](beast::error_code, size_t) {
+    beast::error_code ignored;
+    s->shutdown(tcp::socket::shutdown_both, ignored);
+    s->close(ignored);
+  });
+}
+
+void HttpServer::Impl::StopAccepting() {
+  if (draining_.exchange(true)) return;
+  asio::post(ioc_, [this] {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+  });
+  std::vector<std::shared_ptr<Connection>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [ptr, c] : connections_) all.push_back(c);
+  }
+  for (auto& c : all) {
+    asio::post(c->executor(), [c] { c->CloseIfIdle(); });
+  }
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
+                                                              HttpHandler* handler) {
+  auto impl = std::make_unique<Impl>(std::move(options), handler);
+  if (absl::Status s = impl->Listen(); !s.ok()) return s;
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HttpServer::~HttpServer() = default;
+int HttpServer::port() const { return impl_->port(); }
+size_t HttpServer::connections() const { return impl_->connections(); }
+void HttpServer::StopAccepting() { impl_->StopAccepting(); }
+
+}  // namespace moa::net
