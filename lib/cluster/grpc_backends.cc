@@ -1,6 +1,13 @@
 #include "lib/cluster/grpc_backends.h"
 
+#include <grpcpp/alarm.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "lib/contract/contract.h"
 #include "lib/server/grpc_server.h"
 
@@ -12,6 +19,10 @@ namespace {
 // a finished call does nothing).
 struct CallContext {
   grpc::ClientContext context;
+  std::shared_ptr<grpc::Channel> channel;
+  // Set when the connect wait ran out before the channel was ready.
+  std::atomic<bool> unreachable{false};
+  grpc::Alarm connect_alarm;
 };
 
 class Handle final : public llm::CallHandle {
@@ -28,12 +39,31 @@ class StreamReader final : public grpc::ClientReadReactor<v1::GenerateResponse> 
  public:
   // `request` is kept until OnDone, as gRPC requires.
   StreamReader(std::shared_ptr<CallContext> ctx, std::shared_ptr<GenerationObserver> observer,
-               std::unique_ptr<google::protobuf::Message> request)
-      : ctx_(std::move(ctx)), observer_(std::move(observer)), request_(std::move(request)) {}
+               std::unique_ptr<google::protobuf::Message> request, std::string what,
+               absl::Time deadline)
+      : ctx_(std::move(ctx)),
+        observer_(std::move(observer)),
+        request_(std::move(request)),
+        what_(std::move(what)),
+        deadline_(deadline) {}
 
-  void Begin() {
+  // `connect_wait`: how long the call may wait for a connection (see
+  // ChannelOptions) before it is cancelled and reported UNAVAILABLE.
+  void Begin(absl::Duration connect_wait) {
     StartRead(&response_);
     StartCall();
+    if (ctx_->channel->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_READY) {
+      std::shared_ptr<CallContext> ctx = ctx_;
+      absl::Time at = std::min(absl::Now() + connect_wait, deadline_);
+      ctx->connect_alarm.Set(absl::ToChronoTime(at), [ctx](bool fired) {
+        // A call waiting for a connection is queued until the channel is
+        // ready; once ready, the call has been sent and goes on.
+        if (fired && ctx->channel->GetState(false) != GRPC_CHANNEL_READY) {
+          ctx->unreachable = true;
+          ctx->context.TryCancel();
+        }
+      });
+    }
   }
 
   void OnReadDone(bool ok) override {
@@ -47,10 +77,21 @@ class StreamReader final : public grpc::ClientReadReactor<v1::GenerateResponse> 
   }
 
   void OnDone(const grpc::Status& status) override {
+    ctx_->connect_alarm.Cancel();
     if (status.ok() && completion_) {
       observer_->OnDone(*std::move(completion_));
     } else if (status.ok()) {
       observer_->OnDone(absl::InternalError("stream ended without a completion"));
+    } else if (ctx_->unreachable) {
+      observer_->OnDone(absl::UnavailableError(
+          absl::StrCat("could not connect to ", what_, " (down or restarting)")));
+    } else if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+               absl::StrContains(status.error_message(), "larger than max")) {
+      // gRPC's own size check between two of our services: not a rate limit,
+      // and retrying cannot help. The limits section should prevent it.
+      observer_->OnDone(absl::InternalError(
+          absl::StrCat("a message to or from ", what_,
+                       " exceeded the cluster's message size limit: ", status.error_message())));
     } else {
       observer_->OnDone(server::FromGrpcStatus(status));
     }
@@ -61,13 +102,20 @@ class StreamReader final : public grpc::ClientReadReactor<v1::GenerateResponse> 
   std::shared_ptr<CallContext> ctx_;
   std::shared_ptr<GenerationObserver> observer_;
   std::unique_ptr<google::protobuf::Message> request_;
+  const std::string what_;
+  const absl::Time deadline_;
   v1::GenerateResponse response_;
   std::optional<v1::Completion> completion_;
 };
 
-std::shared_ptr<CallContext> NewContext(absl::Time deadline) {
+std::shared_ptr<CallContext> NewContext(absl::Time deadline,
+                                        std::shared_ptr<grpc::Channel> channel) {
   auto ctx = std::make_shared<CallContext>();
+  ctx->channel = std::move(channel);
   if (deadline != absl::InfiniteFuture()) ctx->context.set_deadline(absl::ToChronoTime(deadline));
+  // Wait for a (re)connection instead of failing at once; the connect wait
+  // in StreamReader bounds it.
+  ctx->context.set_wait_for_ready(true);
   return ctx;
 }
 
@@ -90,18 +138,26 @@ class DoneHandle final : public llm::CallHandle {
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const ChannelOptions& options) {
   grpc::ChannelArguments args;
   args.SetLoadBalancingPolicyName("round_robin");
-  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  const int max_backoff_ms =
+      static_cast<int>(absl::ToInt64Milliseconds(options.max_reconnect_backoff));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(100, max_backoff_ms));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::min(100, max_backoff_ms));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_backoff_ms);
   // Keep idle connections to proposers warm; fail fast when one is gone.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
 }
 
-ProposerBackend::ProposerBackend(const config::ClusterConfig& config) {
+ProposerBackend::ProposerBackend(const config::ClusterConfig& config, ChannelOptions options)
+    : options_(options) {
   for (const config::ModelConfig& m : config.models) {
-    auto channel = MakeChannel(m.endpoint);
+    auto channel = MakeChannel(m.endpoint, options_);
     channels_[m.name] = channel;
     stubs_[m.name] = v1::ProposerService::NewStub(channel);
   }
@@ -120,24 +176,28 @@ std::shared_ptr<llm::CallHandle> ProposerBackend::Start(
         absl::StrCat("model ", call.model, " is not defined in the cluster config")));
     return std::make_shared<DoneHandle>();
   }
-  auto ctx = NewContext(call.deadline);
+  auto ctx = NewContext(call.deadline, channels_.find(call.model)->second);
   auto request = std::make_unique<v1::GenerateRequest>();
   FillMessages(call.messages, request->mutable_messages());
   *request->mutable_params() = call.params;
   request->set_whole_text(call.whole_text);
   const v1::GenerateRequest* request_ptr = request.get();
-  auto* reader = new StreamReader(ctx, std::move(observer), std::move(request));
+  auto* reader =
+      new StreamReader(ctx, std::move(observer), std::move(request),
+                       absl::StrCat("the proposer of model ", call.model), call.deadline);
   it->second->async()->Generate(&ctx->context, request_ptr, reader);
-  reader->Begin();
+  reader->Begin(options_.connect_wait);
   return std::make_shared<Handle>(ctx);
 }
 
-AggregatorBackend::AggregatorBackend(const std::string& endpoint)
-    : channel_(MakeChannel(endpoint)), stub_(v1::AggregatorService::NewStub(channel_)) {}
+AggregatorBackend::AggregatorBackend(const std::string& endpoint, ChannelOptions options)
+    : options_(options),
+      channel_(MakeChannel(endpoint, options_)),
+      stub_(v1::AggregatorService::NewStub(channel_)) {}
 
 std::shared_ptr<llm::CallHandle> AggregatorBackend::Start(
     GenerationCall call, std::shared_ptr<GenerationObserver> observer) {
-  auto ctx = NewContext(call.deadline);
+  auto ctx = NewContext(call.deadline, channel_);
   auto request = std::make_unique<v1::AggregateRequest>();
   request->set_model(call.model);
   FillMessages(call.messages, request->mutable_messages());
@@ -149,9 +209,10 @@ std::shared_ptr<llm::CallHandle> AggregatorBackend::Start(
   *request->mutable_params() = call.params;
   request->set_whole_text(call.whole_text);
   const v1::AggregateRequest* request_ptr = request.get();
-  auto* reader = new StreamReader(ctx, std::move(observer), std::move(request));
+  auto* reader = new StreamReader(ctx, std::move(observer), std::move(request), "the aggregator",
+                                  call.deadline);
   stub_->async()->Aggregate(&ctx->context, request_ptr, reader);
-  reader->Begin();
+  reader->Begin(options_.connect_wait);
   return std::make_shared<Handle>(ctx);
 }
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/time/time.h"
 #include "lib/cluster/generation_backend.h"
 #include "lib/config/cluster_config.h"
 #include "moa/v1/aggregator.grpc.pb.h"
@@ -15,15 +16,27 @@
 
 namespace moa::cluster {
 
+struct ChannelOptions {
+  // Send and receive limit of every message (see config::Limits).
+  int64_t max_message_bytes = config::Limits().HopMessageBytes();
+  // gRPC reconnects to a backend that went away with exponential backoff,
+  // capped here, so a restarted backend is reached again within about this.
+  absl::Duration max_reconnect_backoff = absl::Seconds(1);
+  // A call waits this long for a connection to its backend (e.g. while it
+  // restarts), within its deadline, before it fails UNAVAILABLE.
+  absl::Duration connect_wait = absl::Seconds(2);
+};
+
 // A channel to `target` ("host:port" or "dns:///name:port"); round_robin
 // over every address the name resolves to, so proposer replicas behind a
 // headless Service share the load.
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const ChannelOptions& options = {});
 
 class ProposerBackend final : public GenerationBackend {
  public:
   // One channel per model of the config, to its `endpoint`.
-  explicit ProposerBackend(const config::ClusterConfig& config);
+  explicit ProposerBackend(const config::ClusterConfig& config, ChannelOptions options = {});
 
   // Ignores call.references (proposers take plain conversations). A model
   // not in the config ends at once with NOT_FOUND.
@@ -34,13 +47,14 @@ class ProposerBackend final : public GenerationBackend {
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& model) const;
 
  private:
+  const ChannelOptions options_;
   std::map<std::string, std::unique_ptr<v1::ProposerService::Stub>, std::less<>> stubs_;
   std::map<std::string, std::shared_ptr<grpc::Channel>, std::less<>> channels_;
 };
 
 class AggregatorBackend final : public GenerationBackend {
  public:
-  explicit AggregatorBackend(const std::string& endpoint);
+  explicit AggregatorBackend(const std::string& endpoint, ChannelOptions options = {});
 
   std::shared_ptr<llm::CallHandle> Start(GenerationCall call,
                                          std::shared_ptr<GenerationObserver> observer) override;
@@ -48,6 +62,7 @@ class AggregatorBackend final : public GenerationBackend {
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
 
  private:
+  const ChannelOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AggregatorService::Stub> stub_;
 };

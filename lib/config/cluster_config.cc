@@ -5,6 +5,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -71,6 +72,18 @@ class Reader {
     return value;
   }
 
+  absl::StatusOr<int64_t> Int64(const YAML::Node& node, absl::string_view path, int64_t min,
+                                int64_t max) const {
+    int64_t value;
+    if (!node.IsScalar() || !YAML::convert<int64_t>::decode(node, value)) {
+      return Error(node, absl::StrCat(path, " must be an integer"));
+    }
+    if (value < min || value > max) {
+      return Error(node, absl::StrCat(path, " must be in [", min, ", ", max, "], got ", value));
+    }
+    return value;
+  }
+
   absl::StatusOr<absl::Duration> Seconds(const YAML::Node& node, absl::string_view path) const {
     MOA_ASSIGN_OR_RETURN(double s, Number(node, path, 0.001, 86400));
     return absl::Seconds(s);
@@ -116,6 +129,33 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
   return u;
 }
 
+absl::StatusOr<Limits> ParseLimits(const Reader& r, const YAML::Node& node) {
+  MOA_RETURN_IF_ERROR(r.ExpectMap(node, "limits"));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(node, "limits",
+                                  {"max_request_bytes", "max_messages", "max_models_per_layer",
+                                   "max_layers", "max_upstream_calls", "max_answer_bytes"}));
+  Limits l;
+  auto field = [&](const char* key, auto& out, int64_t min, int64_t max) -> absl::Status {
+    if (!node[key]) return absl::OkStatus();
+    MOA_ASSIGN_OR_RETURN(int64_t v, r.Int64(node[key], absl::StrCat("limits.", key), min, max));
+    out = static_cast<std::remove_reference_t<decltype(out)>>(v);
+    return absl::OkStatus();
+  };
+  MOA_RETURN_IF_ERROR(field("max_request_bytes", l.max_request_bytes, 1 << 10, 256 << 20));
+  MOA_RETURN_IF_ERROR(field("max_messages", l.max_messages, 1, 100000));
+  MOA_RETURN_IF_ERROR(field("max_models_per_layer", l.max_models_per_layer, 1, 256));
+  MOA_RETURN_IF_ERROR(field("max_layers", l.max_layers, 1, 64));
+  MOA_RETURN_IF_ERROR(field("max_upstream_calls", l.max_upstream_calls, 2, 100000));
+  MOA_RETURN_IF_ERROR(field("max_answer_bytes", l.max_answer_bytes, 1 << 10, 64 << 20));
+  // gRPC takes message limits as int; keep every derived one far below.
+  if (l.HopMessageBytes() > (int64_t{1} << 30)) {
+    return r.Error(node, absl::StrCat("limits: max_request_bytes + max_models_per_layer * "
+                                      "max_answer_bytes must stay under 1 GiB, got ",
+                                      l.HopMessageBytes(), " bytes"));
+  }
+  return l;
+}
+
 absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& node,
                                              const std::string& name, const ClusterConfig& cfg) {
   std::string path = absl::StrCat("pipelines.", name);
@@ -147,6 +187,27 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
     }
     p.layers.push_back(std::move(models));
   }
+  const Limits& limits = cfg.limits;
+  if (static_cast<int>(p.layers.size()) > limits.max_layers) {
+    return r.Error(layers,
+                   absl::StrCat(path, ".layers has ", p.layers.size(),
+                                " layers, over limits.max_layers (", limits.max_layers, ")"));
+  }
+  int calls = 1;
+  for (size_t i = 0; i < p.layers.size(); ++i) {
+    calls += static_cast<int>(p.layers[i].size());
+    if (static_cast<int>(p.layers[i].size()) > limits.max_models_per_layer) {
+      return r.Error(layers[i], absl::StrCat(path, ".layers[", i, "] has ", p.layers[i].size(),
+                                             " models, over limits.max_models_per_layer (",
+                                             limits.max_models_per_layer, ")"));
+    }
+  }
+  if (calls > limits.max_upstream_calls) {
+    return r.Error(layers, absl::StrCat(path, " makes ", calls,
+                                        " upstream calls per request, over "
+                                        "limits.max_upstream_calls (",
+                                        limits.max_upstream_calls, ")"));
+  }
   if (!node["aggregator"]) return r.Error(node, absl::StrCat(path, ".aggregator is required"));
   MOA_ASSIGN_OR_RETURN(p.aggregator, r.String(node["aggregator"], path + ".aggregator"));
   if (cfg.FindModel(p.aggregator) == nullptr) {
@@ -167,9 +228,12 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
 
 absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(root, "the config"));
-  MOA_RETURN_IF_ERROR(
-      r.CheckKeys(root, "the config", {"models", "aggregator", "pipelines", "default_pipeline"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(
+      root, "the config", {"models", "aggregator", "pipelines", "default_pipeline", "limits"}));
   ClusterConfig cfg;
+  if (const YAML::Node limits = root["limits"]) {
+    MOA_ASSIGN_OR_RETURN(cfg.limits, ParseLimits(r, limits));
+  }
   const YAML::Node models = root["models"];
   if (!models || !models.IsMap() || models.size() == 0) {
     return r.Error(models ? models : root, "models must be a non-empty mapping of model names");

@@ -5,6 +5,7 @@
 #ifndef MOA_LIB_CONFIG_CLUSTER_CONFIG_H_
 #define MOA_LIB_CONFIG_CLUSTER_CONFIG_H_
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,11 +44,37 @@ struct PipelineConfig {
   std::optional<double> top_p;
 };
 
+// Bounds every request stays within (the `limits:` section). The message
+// size limit of every gRPC server and channel between services is derived
+// from them, so a request the doors accept never fails for size further in.
+struct Limits {
+  // A request's size: the HTTP body, or the serialized gRPC ChatRequest.
+  int64_t max_request_bytes = 4 << 20;
+  int max_messages = 512;              // Messages in a conversation.
+  int max_models_per_layer = 16;       // Also: references one aggregation sees.
+  int max_layers = 8;                  // Proposer layers (inline `rounds` too).
+  int max_upstream_calls = 64;         // Per request: every layer's models + the final answer.
+  int64_t max_answer_bytes = 1 << 20;  // Text one model call may produce; more is cut ("length").
+
+  // Room for the synthesis instruction and protobuf framing in a hop.
+  static constexpr int64_t kHopSlackBytes = 1 << 20;
+  // Largest gRPC message between two services: the conversation plus one
+  // layer's answers as references plus the instruction.
+  int64_t HopMessageBytes() const {
+    return max_request_bytes + int64_t{max_models_per_layer} * max_answer_bytes + kHopSlackBytes;
+  }
+  // The orchestrator's gRPC receive limit: requests up to twice the limit
+  // still arrive, so they are refused with INVALID_ARGUMENT naming the limit
+  // rather than by gRPC's own RESOURCE_EXHAUSTED.
+  int64_t DoorReceiveBytes() const { return 2 * max_request_bytes + kHopSlackBytes; }
+};
+
 struct ClusterConfig {
   std::vector<ModelConfig> models;  // In file order.
   std::string aggregator_endpoint;
   std::vector<PipelineConfig> pipelines;  // In file order.
   std::string default_pipeline;
+  Limits limits;
 
   const ModelConfig* FindModel(absl::string_view name) const;
   const PipelineConfig* FindPipeline(absl::string_view name) const;

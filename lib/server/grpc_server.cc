@@ -17,6 +17,12 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   int port = 0;
   std::string address = absl::StrCat(options.host, ":", options.port);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  if (options.max_receive_bytes > 0) {
+    builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_receive_bytes));
+  }
+  if (options.max_send_bytes > 0) {
+    builder.SetMaxSendMessageSize(static_cast<int>(options.max_send_bytes));
+  }
   for (grpc::Service* service : services) builder.RegisterService(service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -28,10 +34,20 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
 
 GrpcServer::~GrpcServer() { Drain(absl::ZeroDuration()); }
 
+void GrpcServer::SetServing(bool serving) {
+  // Under the lock so a late "serving" never overwrites the drain's verdict.
+  absl::MutexLock lock(&health_mu_);
+  server_->GetHealthCheckService()->SetServingStatus(serving && !drained_.load());
+}
+
+void GrpcServer::BeginDrain() {
+  drained_.store(true);
+  SetServing(false);
+}
+
 void GrpcServer::Drain(absl::Duration grace) {
-  if (drained_) return;
-  drained_ = true;
-  server_->GetHealthCheckService()->SetServingStatus(false);
+  if (shut_down_.exchange(true)) return;
+  BeginDrain();
   LogInfo(name_, "draining: refusing new calls, ", absl::FormatDuration(grace),
           " for calls in flight");
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));

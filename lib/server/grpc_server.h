@@ -6,12 +6,14 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace moa::server {
@@ -21,6 +23,9 @@ struct GrpcServerOptions {
   int port = 0;  // 0 picks a free port; see GrpcServer::port().
   // Name for logs, e.g. "moa-proposer".
   std::string name;
+  // Largest message received and sent; 0 keeps gRPC's defaults (4 MiB in).
+  int64_t max_receive_bytes = 0;
+  int64_t max_send_bytes = 0;
 };
 
 class GrpcServer {
@@ -34,6 +39,14 @@ class GrpcServer {
 
   int port() const { return port_; }
 
+  // What grpc.health.v1 reports for every service ("" included). Once the
+  // drain has begun it stays NOT_SERVING. Thread-safe.
+  void SetServing(bool serving);
+
+  // Health turns NOT_SERVING for good (the first step of a drain); calls are
+  // still accepted. Idempotent.
+  void BeginDrain();
+
   // Marks the server NOT_SERVING in health checks, refuses new calls, waits
   // up to `grace` for calls in flight, then cancels the rest. Idempotent.
   void Drain(absl::Duration grace);
@@ -46,7 +59,9 @@ class GrpcServer {
   std::unique_ptr<grpc::Server> server_;
   int port_;
   std::string name_;
-  bool drained_ = false;
+  std::atomic<bool> drained_{false};
+  std::atomic<bool> shut_down_{false};
+  absl::Mutex health_mu_;
 };
 
 // The same code and message at the RPC edge. absl and gRPC share code values.

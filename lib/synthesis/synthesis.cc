@@ -51,6 +51,13 @@ absl::StatusOr<std::string> LoadInstruction(const std::string& path) {
   if (text.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("synthesis prompt file ", path, " is empty"));
   }
+  // The cluster's message limits leave 1 MiB of room for the instruction.
+  constexpr size_t kMaxInstructionBytes = 256 << 10;
+  if (text.size() > kMaxInstructionBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("synthesis prompt file ", path, " is ",
+                                                   text.size(), " bytes; at most ",
+                                                   kMaxInstructionBytes, " are allowed"));
+  }
   return text;
 }
 

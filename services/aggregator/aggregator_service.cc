@@ -11,20 +11,37 @@
 namespace moa::aggregator {
 
 absl::Status ValidateAggregateRequest(const v1::AggregateRequest& request,
-                                      const std::set<std::string>& models) {
+                                      const AggregatorOptions& options) {
+  const config::Limits& limits = options.limits;
   if (request.model().empty()) return absl::InvalidArgumentError("model must not be empty");
-  if (models.count(request.model()) == 0) {
+  if (options.models.count(request.model()) == 0) {
     return absl::NotFoundError(
         absl::StrCat("model '", request.model(), "' is not defined in the cluster config"));
   }
   if (absl::Status s = contract::ValidateMessages(request.messages()); !s.ok()) return s;
   if (absl::Status s = contract::ValidateParams(request.params()); !s.ok()) return s;
+  if (request.messages_size() > limits.max_messages) {
+    return absl::InvalidArgumentError(absl::StrCat("messages: ", request.messages_size(),
+                                                   " messages, over limits.max_messages (",
+                                                   limits.max_messages, ")"));
+  }
   if (request.references().empty()) {
     return absl::InvalidArgumentError("references: at least one reference is required");
   }
+  if (request.references_size() > limits.max_models_per_layer) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "references: ", request.references_size(),
+        " references, over limits.max_models_per_layer (", limits.max_models_per_layer, ")"));
+  }
   for (int i = 0; i < request.references_size(); ++i) {
-    if (request.references(i).text().empty()) {
+    const std::string& text = request.references(i).text();
+    if (text.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("references[", i, "].text must not be empty"));
+    }
+    if (static_cast<int64_t>(text.size()) > limits.max_answer_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("references[", i, "].text is ", text.size(),
+                                                     " bytes, over limits.max_answer_bytes (",
+                                                     limits.max_answer_bytes, ")"));
     }
   }
   return absl::OkStatus();
@@ -38,8 +55,7 @@ class AggregateReactor final : public cluster::GenerationStreamReactor {
         service_(service),
         model_(request.model()),
         accepted_(absl::Now()) {
-    if (absl::Status valid = ValidateAggregateRequest(request, service_->options_.models);
-        !valid.ok()) {
+    if (absl::Status valid = ValidateAggregateRequest(request, service_->options_); !valid.ok()) {
       Complete(valid);
       return;
     }
@@ -55,8 +71,15 @@ class AggregateReactor final : public cluster::GenerationStreamReactor {
     if (context->deadline() != std::chrono::system_clock::time_point::max()) {
       call.deadline = absl::FromChrono(context->deadline());
     }
-    absl::MutexLock lock(&mu_);
-    upstream_ = service_->proposers_->Start(std::move(call), std::make_shared<Observer>(this));
+    // Started outside the lock: the backend may answer inside Start.
+    auto upstream = service_->proposers_->Start(std::move(call), std::make_shared<Observer>(this));
+    bool cancel_now;
+    {
+      absl::MutexLock lock(&mu_);
+      upstream_ = upstream;
+      cancel_now = client_gone_;
+    }
+    if (cancel_now) upstream->Cancel();
   }
 
  private:
@@ -85,6 +108,7 @@ class AggregateReactor final : public cluster::GenerationStreamReactor {
     std::shared_ptr<llm::CallHandle> upstream;
     {
       absl::MutexLock lock(&mu_);
+      client_gone_ = true;
       upstream = upstream_;
     }
     if (upstream) upstream->Cancel();
@@ -96,6 +120,7 @@ class AggregateReactor final : public cluster::GenerationStreamReactor {
   bool first_delta_seen_ = false;  // Observer events never run concurrently.
   absl::Mutex mu_;
   std::shared_ptr<llm::CallHandle> upstream_ ABSL_GUARDED_BY(mu_);
+  bool client_gone_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 AggregatorService::AggregatorService(AggregatorOptions options,

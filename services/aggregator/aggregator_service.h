@@ -8,6 +8,7 @@
 #include <string>
 
 #include "lib/cluster/generation_backend.h"
+#include "lib/config/cluster_config.h"
 #include "lib/telemetry/call_metrics.h"
 #include "moa/v1/aggregator.grpc.pb.h"
 
@@ -16,6 +17,7 @@ namespace moa::aggregator {
 struct AggregatorOptions {
   std::set<std::string> models;  // Models the aggregator may call (the cluster config's).
   std::string instruction;       // Synthesis instruction (default or --synthesis_prompt_file).
+  config::Limits limits;         // The cluster config's limits.
 };
 
 class AggregatorService final : public v1::AggregatorService::CallbackService {

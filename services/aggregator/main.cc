@@ -60,11 +60,17 @@ int main(int argc, char** argv) {
     moa::LogError(kName, metrics_server.status().message());
     return 1;
   }
-  moa::cluster::ProposerBackend proposers(*config);
+  options.limits = config->limits;
+  moa::cluster::ProposerBackend proposers(*config,
+                                          {.max_message_bytes = config->limits.HopMessageBytes()});
   moa::aggregator::AggregatorService service(options, &proposers, &metrics);
-  auto server = moa::server::GrpcServer::Start(
-      {.host = absl::GetFlag(FLAGS_host), .port = absl::GetFlag(FLAGS_port), .name = kName},
-      {&service});
+  auto server =
+      moa::server::GrpcServer::Start({.host = absl::GetFlag(FLAGS_host),
+                                      .port = absl::GetFlag(FLAGS_port),
+                                      .name = kName,
+                                      .max_receive_bytes = config->limits.HopMessageBytes(),
+                                      .max_send_bytes = config->limits.HopMessageBytes()},
+                                     {&service});
   if (!server.ok()) {
     moa::LogError(kName, server.status().message());
     return 1;

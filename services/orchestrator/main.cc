@@ -4,6 +4,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/time/clock.h"
 #include "lib/base/log.h"
 #include "lib/cluster/grpc_backends.h"
 #include "lib/config/cluster_config.h"
@@ -27,7 +28,10 @@ ABSL_FLAG(int, http_port, 8080,
 ABSL_FLAG(std::string, api_keys_file, "",
           "File of client API keys, one per line; with it (or MOA_API_KEYS) every request "
           "needs 'Authorization: Bearer KEY'.");
-ABSL_FLAG(int64_t, max_body_bytes, 4 << 20, "HTTP: larger request bodies get 413.");
+ABSL_FLAG(int64_t, max_body_bytes, 0,
+          "HTTP: larger request bodies get 413; 0 takes limits.max_request_bytes of the config.");
+ABSL_FLAG(int64_t, max_header_bytes, 16 << 10, "HTTP: larger request headers get 431.");
+ABSL_FLAG(int64_t, max_connections, 10000, "HTTP: open connections; more get 503 and are closed.");
 ABSL_FLAG(absl::Duration, read_timeout, absl::Seconds(10),
           "HTTP: time allowed to receive a request's headers and body.");
 ABSL_FLAG(int, http_threads, 1, "HTTP: I/O threads.");
@@ -79,29 +83,50 @@ int main(int argc, char** argv) {
     moa::LogError(kName, api_keys.status().message());
     return 2;
   }
-  moa::cluster::ProposerBackend proposers(*config);
-  moa::cluster::AggregatorBackend aggregator(config->aggregator_endpoint);
+  const moa::config::Limits& limits = config->limits;
+  const moa::cluster::ChannelOptions channel_options{.max_message_bytes = limits.HopMessageBytes()};
+  moa::cluster::ProposerBackend proposers(*config, channel_options);
+  moa::cluster::AggregatorBackend aggregator(config->aggregator_endpoint, channel_options);
   moa::orchestrator::Admission admission(absl::GetFlag(FLAGS_max_inflight));
   moa::orchestrator::OrchestratorService service(
-      {.max_inflight = absl::GetFlag(FLAGS_max_inflight),
-       .request_timeout = absl::GetFlag(FLAGS_request_timeout)},
-      &*config, {&proposers, &aggregator}, &metrics, &admission, &*api_keys);
+      {.request_timeout = absl::GetFlag(FLAGS_request_timeout)}, &*config,
+      {&proposers, &aggregator}, &metrics, &admission, &*api_keys);
 
-  // Ready when every layer of the default pipeline has a reachable proposer.
+  auto server = moa::server::GrpcServer::Start({.host = absl::GetFlag(FLAGS_host),
+                                                .port = absl::GetFlag(FLAGS_port),
+                                                .name = kName,
+                                                .max_receive_bytes = limits.DoorReceiveBytes(),
+                                                .max_send_bytes = limits.HopMessageBytes()},
+                                               {&service});
+  if (!server.ok()) {
+    moa::LogError(kName, server.status().message());
+    return 1;
+  }
+  moa::server::GrpcServer* grpc_server = server->get();
+  grpc_server->SetServing(false);  // Until the first readiness check passes.
+
+  // Ready when every layer of the default pipeline has a reachable proposer
+  // and the aggregator is reachable; gRPC health says the same as /readyz.
   std::vector<std::vector<std::shared_ptr<grpc::Channel>>> layer_channels;
   for (const auto& layer : config->FindPipeline(config->default_pipeline)->layers) {
     std::vector<std::shared_ptr<grpc::Channel>> channels;
     for (const auto& m : layer) channels.push_back(proposers.ChannelFor(m));
     layer_channels.push_back(std::move(channels));
   }
-  moa::orchestrator::Readiness readiness(std::move(layer_channels), aggregator.channel());
+  moa::orchestrator::Readiness readiness(
+      std::move(layer_channels), aggregator.channel(), absl::Seconds(1),
+      [grpc_server](bool ready) { grpc_server->SetServing(ready); });
 
   std::unique_ptr<moa::orchestrator::HttpDoor> http_door;
   if (absl::GetFlag(FLAGS_http_port) >= 0) {
+    int64_t max_body = absl::GetFlag(FLAGS_max_body_bytes);
+    if (max_body <= 0) max_body = limits.max_request_bytes;
     auto door = moa::orchestrator::HttpDoor::Start(
         {.host = absl::GetFlag(FLAGS_host),
          .port = absl::GetFlag(FLAGS_http_port),
-         .max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes)),
+         .max_body_bytes = static_cast<size_t>(max_body),
+         .max_header_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_header_bytes)),
+         .max_connections = static_cast<size_t>(absl::GetFlag(FLAGS_max_connections)),
          .read_timeout = absl::GetFlag(FLAGS_read_timeout),
          .request_timeout = absl::GetFlag(FLAGS_request_timeout),
          .threads = absl::GetFlag(FLAGS_http_threads)},
@@ -117,23 +142,33 @@ int main(int argc, char** argv) {
     }
     http_door = *std::move(door);
   }
-  auto server = moa::server::GrpcServer::Start(
-      {.host = absl::GetFlag(FLAGS_host), .port = absl::GetFlag(FLAGS_port), .name = kName},
-      {&service});
-  if (!server.ok()) {
-    moa::LogError(kName, server.status().message());
-    return 1;
-  }
-  moa::LogInfo(kName, "serving gRPC on port ", (*server)->port(), ", metrics on port ",
+  moa::LogInfo(kName, "serving gRPC on port ", grpc_server->port(), ", metrics on port ",
                (*metrics_server)->port(), ", HTTP on port ", http_door ? http_door->port() : -1,
                ", ", config->pipelines.size(), " pipelines (default ", config->default_pipeline,
                "), API keys ",
                api_keys->enabled() ? absl::StrCat("required (", api_keys->size(), ")") : "off");
   int sig = moa::server::WaitForTerminationSignal();
-  moa::LogInfo(kName, "signal ", sig, " received");
-  if (http_door) http_door->Drain(absl::GetFlag(FLAGS_drain_grace));
-  (*server)->Drain(absl::GetFlag(FLAGS_drain_grace));
-  http_door.reset();
-  moa::LogInfo(kName, "stopped");
+  const absl::Time drain_start = absl::Now();
+  const absl::Duration grace = absl::GetFlag(FLAGS_drain_grace);
+  moa::LogInfo(kName, "signal ", sig, " received; draining for up to ",
+               absl::FormatDuration(grace));
+  // One moment for both doors: health and /readyz turn unready, both refuse
+  // new requests, and the requests in flight share one grace.
+  grpc_server->BeginDrain();
+  admission.BeginDrain();
+  if (http_door) http_door->StopAccepting();
+  int cancelled = admission.FinishDrain(drain_start + grace, absl::Milliseconds(500));
+  // Every MoA request has ended; give their last bytes a moment to leave.
+  grpc_server->Drain(absl::Milliseconds(200));
+  if (http_door) {
+    absl::Time end = absl::Now() + absl::Milliseconds(250);
+    while (http_door->connections() > 0 && absl::Now() < end) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    http_door.reset();
+  }
+  moa::LogInfo(kName, "stopped after ", absl::FormatDuration(absl::Now() - drain_start),
+               cancelled > 0 ? absl::StrCat(", ", cancelled, " requests cancelled at the grace")
+                             : std::string());
   return 0;
 }

@@ -10,18 +10,20 @@
 
 namespace moa::orchestrator {
 
-bool Admission::TryAcquire() {
-  if (inflight_.fetch_add(1) + 1 > max_) {
-    inflight_.fetch_sub(1);
-    return false;
-  }
-  return true;
-}
-
-void Admission::Release() { inflight_.fetch_sub(1); }
-
 absl::StatusOr<ResolvedPipeline> ValidateChatRequest(const v1::ChatRequest& request,
                                                      const config::ClusterConfig& config) {
+  const config::Limits& limits = config.limits;
+  if (int64_t size = static_cast<int64_t>(request.ByteSizeLong());
+      size > limits.max_request_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("messages: the request is ", size,
+                                                   " bytes, over limits.max_request_bytes (",
+                                                   limits.max_request_bytes, ")"));
+  }
+  if (request.messages_size() > limits.max_messages) {
+    return absl::InvalidArgumentError(absl::StrCat("messages: ", request.messages_size(),
+                                                   " messages, over limits.max_messages (",
+                                                   limits.max_messages, ")"));
+  }
   if (absl::Status s = contract::ValidateMessages(request.messages()); !s.ok()) return s;
   if (absl::Status s = contract::ValidateParams(request.params()); !s.ok()) return s;
   return ResolvePipeline(request, config);
@@ -76,11 +78,8 @@ class ChatReactor final : public grpc::ServerWriteReactor<v1::ChatEvent> {
       Finish(server::ToGrpcStatus(pipeline.status()));
       return;
     }
-    if (!service_->admission_->TryAcquire()) {
-      Finish(grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("the orchestrator is at its limit of ", service_->admission_->max(),
-                       " concurrent requests; retry later")));
+    if (absl::Status admitted = service_->admission_->TryAcquire(); !admitted.ok()) {
+      Finish(server::ToGrpcStatus(admitted));
       return;
     }
     admitted_ = true;
@@ -101,6 +100,7 @@ class ChatReactor final : public grpc::ServerWriteReactor<v1::ChatEvent> {
       cancel_now = cancel_pending_;
     }
     if (cancel_now) call->Cancel();
+    service_->admission_->Track(call);
   }
 
   void OnWriteDone(bool ok) override {

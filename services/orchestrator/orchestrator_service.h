@@ -9,31 +9,16 @@
 #include "lib/config/cluster_config.h"
 #include "lib/telemetry/orchestrator_metrics.h"
 #include "moa/v1/orchestrator.grpc.pb.h"
+#include "services/orchestrator/admission.h"
 #include "services/orchestrator/api_keys.h"
 #include "services/orchestrator/moa_call.h"
 
 namespace moa::orchestrator {
 
 struct OrchestratorOptions {
-  int max_inflight = 1000;  // Chat calls beyond this get RESOURCE_EXHAUSTED at once.
   // Upper bound of every request's deadline (the client's may be sooner),
   // so no request runs forever.
   absl::Duration request_timeout = absl::Minutes(10);
-};
-
-// Admission shared by every door (gRPC and HTTP): a slot per MoA request.
-class Admission {
- public:
-  explicit Admission(int max_inflight) : max_(max_inflight) {}
-  // False when `max_inflight` requests are already running.
-  bool TryAcquire();
-  void Release();
-  int inflight() const { return inflight_.load(); }
-  int max() const { return max_; }
-
- private:
-  const int max_;
-  std::atomic<int> inflight_{0};
 };
 
 class OrchestratorService final : public v1::OrchestratorService::CallbackService {

@@ -26,8 +26,14 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
   ResolvedPipeline out;
   if (request.has_spec()) {
     const v1::PipelineSpec& spec = request.spec();
+    const config::Limits& limits = config.limits;
     if (spec.reference_models().empty()) {
       return absl::InvalidArgumentError("spec.reference_models: at least one model is required");
+    }
+    if (spec.reference_models_size() > limits.max_models_per_layer) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec.reference_models: ", spec.reference_models_size(),
+          " models, over limits.max_models_per_layer (", limits.max_models_per_layer, ")"));
     }
     std::vector<std::string> models;
     for (int i = 0; i < spec.reference_models_size(); ++i) {
@@ -45,11 +51,19 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
       return absl::InvalidArgumentError(absl::StrCat("spec.aggregator: model '", spec.aggregator(),
                                                      "' is not defined in the cluster config"));
     }
-    if (spec.rounds() < 0 || spec.rounds() > kMaxRounds) {
-      return absl::InvalidArgumentError(absl::StrCat("spec.rounds must be in 1..", kMaxRounds,
-                                                     " (0 means 1), got ", spec.rounds()));
+    if (spec.rounds() < 0 || spec.rounds() > limits.max_layers) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.rounds must be in 1..", limits.max_layers,
+                       " (limits.max_layers; 0 means 1), got ", spec.rounds()));
     }
     int rounds = spec.rounds() == 0 ? 1 : spec.rounds();
+    if (int64_t calls = int64_t{rounds} * spec.reference_models_size() + 1;
+        calls > limits.max_upstream_calls) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.rounds: ", rounds, " rounds of ", spec.reference_models_size(),
+                       " models make ", calls, " upstream calls, over limits.max_upstream_calls (",
+                       limits.max_upstream_calls, ")"));
+    }
     out.name = "inline";
     out.layers.assign(rounds, models);
     out.aggregator = spec.aggregator();

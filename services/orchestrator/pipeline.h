@@ -12,8 +12,6 @@
 
 namespace moa::orchestrator {
 
-inline constexpr int kMaxRounds = 8;
-
 struct ResolvedPipeline {
   std::string name;  // Config name, or "inline" for a spec.
   std::vector<std::vector<std::string>> layers;
@@ -23,7 +21,8 @@ struct ResolvedPipeline {
 
 // NOT_FOUND for an unknown pipeline name (listing the known ones);
 // INVALID_ARGUMENT naming the field for a bad spec (no models, unknown
-// model, rounds outside 0..8; 0 means 1) or bad params.
+// model, rounds outside 0..limits.max_layers with 0 meaning 1, more models
+// or upstream calls than the limits allow) or bad params.
 absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
                                                  const config::ClusterConfig& config);
 

@@ -6,8 +6,11 @@
 namespace moa::orchestrator {
 
 Readiness::Readiness(std::vector<std::vector<std::shared_ptr<grpc::Channel>>> layers,
-                     std::shared_ptr<grpc::Channel> aggregator, absl::Duration interval)
-    : layers_(std::move(layers)), aggregator_(std::move(aggregator)) {
+                     std::shared_ptr<grpc::Channel> aggregator, absl::Duration interval,
+                     std::function<void(bool)> on_change)
+    : layers_(std::move(layers)),
+      aggregator_(std::move(aggregator)),
+      on_change_(std::move(on_change)) {
   thread_ = std::thread([this, interval] {
     do {
       Check();
@@ -36,9 +39,14 @@ void Readiness::Check() {
     if (!any) reason = absl::StrCat("no proposer of layer ", i + 1, " is reachable");
   }
   if (reason.empty() && !serving(aggregator_)) reason = "the aggregator is not reachable";
-  ready_.store(reason.empty());
-  absl::MutexLock lock(&mu_);
-  reason_ = reason.empty() ? "ready" : reason;
+  const bool ready = reason.empty();
+  ready_.store(ready);
+  {
+    absl::MutexLock lock(&mu_);
+    reason_ = ready ? "ready" : reason;
+  }
+  if (on_change_ && last_ != ready) on_change_(ready);
+  last_ = ready;
 }
 
 }  // namespace moa::orchestrator

@@ -7,7 +7,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,8 +24,12 @@ class Readiness {
  public:
   // `layers` holds, per layer of the default pipeline, the channels of its
   // models' proposers; `aggregator` the aggregator's channel.
+  // `on_change` (optional) is called from the checking thread, with no lock
+  // held, whenever the verdict changes (and after the first check), e.g. to
+  // mirror it in gRPC health.
   Readiness(std::vector<std::vector<std::shared_ptr<grpc::Channel>>> layers,
-            std::shared_ptr<grpc::Channel> aggregator, absl::Duration interval = absl::Seconds(1));
+            std::shared_ptr<grpc::Channel> aggregator, absl::Duration interval = absl::Seconds(1),
+            std::function<void(bool ready)> on_change = nullptr);
   ~Readiness();
 
   bool ready() const { return ready_.load(); }
@@ -35,6 +41,8 @@ class Readiness {
 
   const std::vector<std::vector<std::shared_ptr<grpc::Channel>>> layers_;
   const std::shared_ptr<grpc::Channel> aggregator_;
+  const std::function<void(bool)> on_change_;
+  std::optional<bool> last_;  // Checking thread only.
   std::atomic<bool> ready_{false};
   mutable absl::Mutex mu_;
   std::string reason_ ABSL_GUARDED_BY(mu_) = "not checked yet";

@@ -7,6 +7,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "lib/base/log.h"
+#include "lib/base/redact.h"
 #include "lib/server/grpc_server.h"
 #include "lib/server/process.h"
 #include "lib/telemetry/exposer.h"
@@ -65,16 +66,20 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::string upstream_desc =
-      absl::StrCat(setup->upstream.base_url, " model ", setup->upstream.model);
+      absl::StrCat(moa::RedactUrl(setup->upstream.base_url), " model ", setup->upstream.model);
   auto client = moa::llm::CurlLlmClient::Create(setup->upstream);
   if (!client.ok()) {
     moa::LogError(kName, client.status().message());
     return 2;
   }
   moa::proposer::ProposerService service(setup->service, client->get(), &metrics);
-  auto server = moa::server::GrpcServer::Start(
-      {.host = absl::GetFlag(FLAGS_host), .port = absl::GetFlag(FLAGS_port), .name = kName},
-      {&service});
+  auto server =
+      moa::server::GrpcServer::Start({.host = absl::GetFlag(FLAGS_host),
+                                      .port = absl::GetFlag(FLAGS_port),
+                                      .name = kName,
+                                      .max_receive_bytes = setup->limits.HopMessageBytes(),
+                                      .max_send_bytes = setup->limits.HopMessageBytes()},
+                                     {&service});
   if (!server.ok()) {
     moa::LogError(kName, server.status().message());
     return 1;

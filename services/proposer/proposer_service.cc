@@ -1,5 +1,6 @@
 #include "services/proposer/proposer_service.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +12,19 @@
 #include "lib/llm/http_status.h"
 
 namespace moa::proposer {
+
+namespace {
+
+// The longest prefix of `text` of at most `max` bytes that ends on a UTF-8
+// character boundary (proto3 strings must stay valid UTF-8).
+absl::string_view Utf8Prefix(absl::string_view text, size_t max) {
+  if (text.size() <= max) return text;
+  size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return text.substr(0, end);
+}
+
+}  // namespace
 
 // One Generate call: validates, takes an in-flight slot, starts the upstream
 // call and forwards its events to the stream.
@@ -43,8 +57,15 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
     if (context->deadline() != std::chrono::system_clock::time_point::max()) {
       chat.deadline = absl::FromChrono(context->deadline());
     }
-    absl::MutexLock lock(&mu_);
-    upstream_ = service_->client_->Start(std::move(chat), std::make_shared<Observer>(this));
+    // Started outside the lock: a client may answer inside Start.
+    auto upstream = service_->client_->Start(std::move(chat), std::make_shared<Observer>(this));
+    bool cancel_now;
+    {
+      absl::MutexLock lock(&mu_);
+      upstream_ = upstream;
+      cancel_now = client_gone_ || cut_;
+    }
+    if (cancel_now) upstream->Cancel();
   }
 
  private:
@@ -71,6 +92,18 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
     std::shared_ptr<llm::CallHandle> upstream;
     {
       absl::MutexLock lock(&mu_);
+      client_gone_ = true;
+      upstream = upstream_;
+    }
+    if (upstream) upstream->Cancel();
+  }
+
+  // The answer reached max_answer_bytes: end the upstream call.
+  void CutUpstream() {
+    std::shared_ptr<llm::CallHandle> upstream;
+    {
+      absl::MutexLock lock(&mu_);
+      cut_ = true;
       upstream = upstream_;
     }
     if (upstream) upstream->Cancel();
@@ -81,9 +114,19 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
   }
 
   void OnUpstreamDelta(absl::string_view text) {
+    if (answer_cut_) return;  // Deltas that raced the cancel.
+    const int64_t room = service_->options_.max_answer_bytes - answer_bytes_;
+    if (static_cast<int64_t>(text.size()) > room) {
+      text = Utf8Prefix(text, static_cast<size_t>(std::max<int64_t>(room, 0)));
+      answer_cut_ = true;
+      CutUpstream();
+    }
+    answer_bytes_ += static_cast<int64_t>(text.size());
+    if (text.empty()) return;
     absl::Time now = absl::Now();
     if (!first_delta_seen_) {
       first_delta_seen_ = true;
+      first_delta_at_ = now;
       service_->metrics_->FirstToken(now - accepted_);
     } else {
       service_->metrics_->InterToken(now - last_delta_);
@@ -95,6 +138,14 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
   void OnUpstreamDone(absl::StatusOr<llm::Completion> result) {
     absl::Time now = absl::Now();
     const std::string& model = service_->options_.model;
+    if (answer_cut_ && !result.ok() && result.status().code() == absl::StatusCode::kCancelled) {
+      // Our own cut, not the caller's cancel: the answer ends as if at max_tokens.
+      llm::Completion cut;
+      cut.finish_reason = "length";
+      cut.duration = now - accepted_;
+      cut.time_to_first_token = first_delta_seen_ ? first_delta_at_ - accepted_ : cut.duration;
+      result = cut;
+    }
     absl::Status status = result.status();
     absl::string_view outcome =
         llm::OutcomeLabelAt(status, absl::FromChrono(context()->deadline()), now);
@@ -122,10 +173,15 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
 
   // Upstream thread only, one event at a time.
   bool first_delta_seen_ = false;
+  absl::Time first_delta_at_;
   absl::Time last_delta_;
+  int64_t answer_bytes_ = 0;
+  bool answer_cut_ = false;
 
   absl::Mutex mu_;
   std::shared_ptr<llm::CallHandle> upstream_ ABSL_GUARDED_BY(mu_);
+  bool client_gone_ ABSL_GUARDED_BY(mu_) = false;
+  bool cut_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 ProposerService::ProposerService(ProposerOptions options, llm::LlmClient* client,

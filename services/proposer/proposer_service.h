@@ -15,6 +15,9 @@ namespace moa::proposer {
 struct ProposerOptions {
   std::string model;       // Cluster name of the wrapped model (metrics label, messages).
   int max_inflight = 512;  // Calls beyond this get RESOURCE_EXHAUSTED at once.
+  // Text one call may produce (limits.max_answer_bytes): past it the upstream
+  // call is cancelled and the answer ends, cut, with finish_reason "length".
+  int64_t max_answer_bytes = 1 << 20;
 };
 
 // Callback-API service; no thread per call. Each Generate starts one upstream

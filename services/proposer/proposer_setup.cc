@@ -39,6 +39,7 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
       return absl::InvalidArgumentError(absl::StrCat(flags.config_path, ": models.", flags.model,
                                                      ".upstream is required to run its proposer"));
     }
+    setup.limits = cfg.limits;
     const config::UpstreamConfig& u = *model->upstream;
     up.base_url = u.base_url;
     up.model = u.model;
@@ -57,6 +58,7 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
     up.model = flags.upstream_model.empty() ? flags.model : flags.upstream_model;
   }
 
+  setup.service.max_answer_bytes = setup.limits.max_answer_bytes;
   if (!api_key_env.empty()) {
     const char* key = std::getenv(api_key_env.c_str());
     if (key == nullptr || *key == '\0') {

@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "lib/config/cluster_config.h"
 #include "lib/llm/curl_llm_client.h"
 #include "services/proposer/proposer_service.h"
 
@@ -29,6 +30,9 @@ struct ProposerFlags {
 struct ProposerSetup {
   ProposerOptions service;
   llm::UpstreamOptions upstream;
+  // The config's limits (defaults without --config): the answer cap and the
+  // gRPC message limits.
+  config::Limits limits;
 };
 
 // INVALID_ARGUMENT naming the flag or config field when something is missing
