@@ -6,6 +6,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <exception>
+#include <limits>
 #include <thread>
 #include <unordered_map>
 
@@ -243,10 +244,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (phase_ == Phase::kClosed) return;
     phase_ = Phase::kReading;
     linger_bytes_ = kMinLingerBytes;
+    body_expected_ = false;
     if (server_->draining() && buffer_.size() == 0) return Close();
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(server_->options().max_header_bytes));
-    parser_->body_limit(server_->options().max_body_bytes);
+    // No body limit while reading the head: Beast would refuse a large
+    // Content-Length before Screen could check credentials. OnHeader sets it.
+    // (Not boost::none: Beast compares the length against the optional, and
+    // every length is "greater" than none.)
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     ArmTimer(server_->options().read_timeout);
     http::async_read_header(
         socket_, buffer_, *parser_,
@@ -270,7 +276,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
         parser_->content_length()
             ? std::clamp<size_t>(*parser_->content_length(), kMinLingerBytes, kMaxLingerBytes)
             : (parser_->chunked() ? kMaxLingerBytes : kMinLingerBytes);
+    body_expected_ = !parser_->is_done();
+    if (early && !body_expected_) {
+      // Nothing to skip: answer as any request, keeping the connection.
+      BeginExchange(parser_->get().keep_alive());
+      parser_.reset();
+      return Respond(seq_, *std::move(early));
+    }
     if (early) return AnswerAndClose(*std::move(early));
+    parser_->body_limit(server_->options().max_body_bytes);
     if (auto length = parser_->content_length();
         length && *length > server_->options().max_body_bytes) {
       return AnswerAndClose(
@@ -302,6 +316,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const bool started = buffer_.size() > 0 || (parser_ && parser_->got_some());
     if (timed_out_) {
       if (!started) return Close();
+      body_expected_ = false;  // Too slow to wait for: close after the answer.
       return AnswerAndClose(PlainError(408, "the request was not received in time"));
     }
     if (ec == http::error::header_limit) {
@@ -313,6 +328,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       // Beast refuses a declared Content-Length over the limit while reading
       // the header: the client is about to send all of it.
       linger_bytes_ = kMaxLingerBytes;
+      body_expected_ = true;
       return AnswerAndClose(
           PlainError(413, absl::StrCat("the request body is larger than ",
                                        server_->options().max_body_bytes, " bytes")));
@@ -322,6 +338,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         ec.category() != http::make_error_code(http::error::end_of_stream).category()) {
       return Close();
     }
+    body_expected_ = false;  // What follows a framing error is not worth reading.
     AnswerAndClose(PlainError(400, absl::StrCat("malformed HTTP request: ", ec.message())));
   }
 
@@ -331,12 +348,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (ec) return OnReadError(ec);
     HttpRequest request = parser_->release();
     parser_.reset();
-    keep_alive_ = request.keep_alive();
-    phase_ = Phase::kPending;
-    ++seq_;
-    head_queued_ = streaming_ = complete_ = peer_eof_ = false;
-    on_closed_ = nullptr;
-    keepalive_chunk_.clear();
+    body_expected_ = false;  // All of it is in.
+    BeginExchange(request.keep_alive());
     ReadAhead();
     auto exchange = MakeExchange();
     try {
@@ -348,6 +361,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   std::shared_ptr<HttpExchange> MakeExchange();
+
+  // A new request's answer begins.
+  void BeginExchange(bool keep_alive) {
+    keep_alive_ = keep_alive;
+    phase_ = Phase::kPending;
+    ++seq_;
+    head_queued_ = streaming_ = complete_ = peer_eof_ = false;
+    on_closed_ = nullptr;
+    keepalive_chunk_.clear();
+  }
 
   // While a response is pending: keep what the client sends (a pipelined
   // request) up to the read-ahead bound, and notice when it goes away.
@@ -446,20 +469,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // An answer that ends the connection (an error found while reading, or a
   // request screened out before its body was read).
   void AnswerAndClose(HttpResponse r) {
-    phase_ = Phase::kPending;
-    ++seq_;
-    keep_alive_ = false;
-    head_queued_ = streaming_ = complete_ = false;
-    on_closed_ = nullptr;
+    BeginExchange(/*keep_alive=*/false);
     Respond(seq_, std::move(r));
   }
 
   // Reads and throws away what the client still sends (bounded in bytes and
   // time) before closing, so a client still sending its body reads the
-  // answer instead of a reset. No FIN before that: some clients treat the
-  // server's FIN while they are still sending as a failed request.
+  // answer instead of a reset. No FIN while a body is still expected: some
+  // clients treat the server's FIN while they send as a failed request.
   void LingeringClose() {
     phase_ = Phase::kLingering;
+    if (!body_expected_) {
+      beast::error_code ignored;
+      socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    }
     ArmTimer(kLingerTime);
     Discard(0);
   }
@@ -518,6 +541,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<http::request_parser<http::string_body>> parser_;
   unsigned version_ = 11;
   size_t linger_bytes_ = kMinLingerBytes;
+  bool body_expected_ = false;  // The request being read has a body to come.
   uint64_t timer_generation_ = 0;
   bool timed_out_ = false;
 

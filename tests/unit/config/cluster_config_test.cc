@@ -149,5 +149,67 @@ TEST(ClusterConfigTest, MissingEndpointAndBadYamlAreErrors) {
             absl::StatusCode::kNotFound);
 }
 
+TEST(ClusterConfigTest, LimitsHaveDocumentedDefaultsAndDeriveTheHopLimit) {
+  auto cfg = ParseClusterConfig(kValid, "c.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->limits.max_request_bytes, 4 << 20);
+  EXPECT_EQ(cfg->limits.max_messages, 512);
+  EXPECT_EQ(cfg->limits.max_models_per_layer, 16);
+  EXPECT_EQ(cfg->limits.max_layers, 8);
+  EXPECT_EQ(cfg->limits.max_upstream_calls, 64);
+  EXPECT_EQ(cfg->limits.max_answer_bytes, 1 << 20);
+  // The conversation, one layer's answers as references, and the slack.
+  EXPECT_EQ(cfg->limits.HopMessageBytes(), (4 << 20) + 16 * (1 << 20) + (1 << 20));
+}
+
+TEST(ClusterConfigTest, LimitsAreReadAndPipelinesMustFitThem) {
+  std::string yaml =
+      std::string(kValid) +
+      "limits: {max_request_bytes: 65536, max_answer_bytes: 4096, max_messages: 8}\n";
+  auto cfg = ParseClusterConfig(yaml, "c.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->limits.max_request_bytes, 65536);
+  EXPECT_EQ(cfg->limits.max_answer_bytes, 4096);
+  EXPECT_EQ(cfg->limits.max_messages, 8);
+
+  auto too_wide =
+      ParseClusterConfig(std::string(kValid) + "limits: {max_models_per_layer: 1}\n", "c.yaml");
+  ASSERT_FALSE(too_wide.ok());
+  EXPECT_THAT(too_wide.status().message(), HasSubstr("over limits.max_models_per_layer (1)"));
+  auto too_deep = ParseClusterConfig(std::string(kValid) + "limits: {max_layers: 1}\n", "c.yaml");
+  ASSERT_FALSE(too_deep.ok());
+  EXPECT_THAT(too_deep.status().message(), HasSubstr("over limits.max_layers (1)"));
+  auto too_many =
+      ParseClusterConfig(std::string(kValid) + "limits: {max_upstream_calls: 4}\n", "c.yaml");
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_THAT(too_many.status().message(), HasSubstr("5 upstream calls"));
+}
+
+TEST(ClusterConfigTest, LimitsRejectUnknownKeysBadTypesAndRanges) {
+  for (const char* bad :
+       {"limits: {max_request: 5}\n", "limits: {max_messages: lots}\n",
+        "limits: {max_messages: 0}\n", "limits: {max_answer_bytes: 1}\n", "limits: [1]\n",
+        "limits: {max_request_bytes: 268435456, max_models_per_layer: 256, "
+        "max_answer_bytes: 67108864}\n"}) {
+    auto cfg = ParseClusterConfig(std::string(kValid) + bad, "c.yaml");
+    EXPECT_FALSE(cfg.ok()) << bad;
+    if (!cfg.ok()) {
+      EXPECT_THAT(cfg.status().message(), HasSubstr("c.yaml:")) << bad;
+    }
+  }
+}
+
+TEST(ClusterConfigTest, HostileYamlIsAnErrorNotACrash) {
+  for (std::string bad :
+       {std::string(5000, '['), std::string("models: {[a]: 1}"),
+        std::string("models:\n  ? [a, b]\n  : {endpoint: x}\n"), std::string("&a [*a]"),
+        std::string("models: !!binary AAAA"), std::string("\xff\xfe: 1")}) {
+    EXPECT_NO_THROW({
+      auto cfg = ParseClusterConfig(bad, "c.yaml");
+      EXPECT_FALSE(cfg.ok());
+    });
+  }
+}
+
 }  // namespace
 }  // namespace moa::config

@@ -1,5 +1,6 @@
 #include "lib/llm/openai_json.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -95,6 +96,39 @@ TEST(OpenAiJsonTest, ErrorMessageFromOpenAiBodyAndFromPlainText) {
   EXPECT_EQ(ErrorMessageFromBody(R"({"error":"model not found"})"), "model not found");
   EXPECT_EQ(ErrorMessageFromBody("Bad Gateway\r\n"), "Bad Gateway  ");
   EXPECT_EQ(ErrorMessageFromBody(""), "no error message");
+}
+
+TEST(OpenAiJsonTest, AMistypedUsageIsANamedProtocolErrorNotACrash) {
+  // Null means "not reported".
+  auto null_usage = ParseStreamChunk(R"({"choices": [], "usage": {"prompt_tokens": null}})");
+  ASSERT_TRUE(null_usage.ok()) << null_usage.status();
+  EXPECT_EQ(null_usage->usage->prompt_tokens, 0);
+  for (const char* bad :
+       {R"({"usage": {"prompt_tokens": "12"}})", R"({"usage": {"completion_tokens": 1.5}})",
+        R"({"usage": {"prompt_tokens": -3}})",
+        R"({"usage": {"prompt_tokens": 99999999999999999999}})", R"({"usage": "lots"})"}) {
+    auto chunk = ParseStreamChunk(bad);
+    ASSERT_FALSE(chunk.ok()) << bad;
+    EXPECT_EQ(chunk.status().code(), absl::StatusCode::kInternal) << bad;
+    EXPECT_THAT(std::string(chunk.status().message()), ::testing::HasSubstr("usage")) << bad;
+  }
+}
+
+TEST(OpenAiJsonTest, ChunksWithOddTypesElsewhereAreTolerated) {
+  for (const char* odd :
+       {R"({"choices": [{"delta": {"content": 5}, "finish_reason": 1}]})", R"({"choices": "x"})",
+        R"({"choices": [{"delta": []}]})", R"({"error": {"message": 5, "code": "x"}})",
+        R"({"error": {"code": 99999999999999999999}})"}) {
+    EXPECT_NO_THROW((void)ParseStreamChunk(odd)) << odd;
+  }
+}
+
+TEST(OpenAiJsonTest, UpstreamErrorTextIsCutAndLosesCredentials) {
+  std::string body = R"({"error":{"message":"echo Authorization: Bearer sk-secret )" +
+                     std::string(5000, 'x') + R"("}})";
+  std::string message = ErrorMessageFromBody(body);
+  EXPECT_LE(message.size(), 520u);
+  EXPECT_EQ(message.find("sk-secret"), std::string::npos);
 }
 
 }  // namespace

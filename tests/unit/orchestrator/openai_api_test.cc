@@ -165,5 +165,65 @@ TEST(ApiKeysTest, ConstantTimeEqualsComparesWholeStrings) {
   EXPECT_TRUE(ConstantTimeEquals("", ""));
 }
 
+TEST(OpenAiApiTest, WrongTypesAnywhereAre400NamingTheFieldNeverACrash) {
+  struct Case {
+    const char* body;
+    const char* param;
+  };
+  const Case cases[] = {
+      {R"({"model":"moa","messages":[{"role":"user","content":[{"type":5,"text":"a"}]}]})",
+       "messages[0].content[0].type"},
+      {R"({"model":"moa","messages":[{"role":"user","content":[{"type":"text","text":7}]}]})",
+       "messages[0].content[0].text"},
+      {R"({"model":"moa","messages":[{"role":"user","content":[7]}]})",
+       "messages[0].content[0].type"},
+      {R"({"model":"moa","messages":[{"role":"user","content":"a"}],
+          "stream_options":{"include_usage":"yes"}})",
+       "stream_options.include_usage"},
+      {R"({"model":"moa","messages":[{"role":"user","content":"a"}],"stream_options":3})",
+       "stream_options"},
+      {R"({"model":"moa","messages":[{"role":"user","content":"a"}],"stream":"true"})", "stream"},
+      {R"({"model":"moa","messages":[{"role":"user","content":"a"}],"seed":"1"})", "seed"},
+      {R"({"model":"moa","messages":[{"role":"user","content":"a"}],"seed":1.5})", "seed"},
+      {R"({"model":"moa","messages":[{"role":"user","content":"a"}],"max_tokens":1e30})",
+       "max_tokens"},
+      {R"({"model":"moa","messages":[{"role":"user","content":"a"}],"temperature":"hot"})",
+       "temperature"},
+      {R"({"model":"moa","messages":[{"role":7,"content":"a"}]})", "messages[0].role"},
+      {R"({"model":"moa","messages":["hi"]})", "messages[0].role"},
+      {R"({"model":["moa"],"messages":[]})", "model"},
+      {R"({"model":"moa","messages":[{"role":"user","content":"a"}],"n":"2"})", "n"},
+  };
+  for (const Case& c : cases) {
+    openai::HttpError e;
+    absl::StatusOr<openai::ParsedRequest> r;
+    ASSERT_NO_THROW(r = Parse(c.body, &e)) << c.body;
+    EXPECT_FALSE(r.ok()) << c.body;
+    EXPECT_EQ(e.status, 400) << c.body;
+    EXPECT_EQ(e.param, c.param) << c.body;
+  }
+}
+
+TEST(OpenAiApiTest, DeeplyNestedBodyIs400) {
+  openai::HttpError e;
+  std::string body = R"({"model":"moa","messages":[{"role":"user","content":"a"}],"x":)" +
+                     std::string(100000, '[') + std::string(100000, ']') + "}";
+  EXPECT_FALSE(Parse(body, &e).ok());
+  EXPECT_EQ(e.status, 400);
+}
+
+TEST(OpenAiApiTest, ResponsesWithInvalidUtf8FromPeersStillSerialize) {
+  openai::CallRecord record;
+  v1::ChatEvent failed;
+  failed.mutable_proposal_failed()->mutable_ref()->set_model("m");
+  failed.mutable_proposal_failed()->mutable_status()->set_code(14);
+  failed.mutable_proposal_failed()->mutable_status()->set_message("bad \xff bytes");
+  record.Add(failed);
+  std::string out;
+  ASSERT_NO_THROW(out = openai::CompletionJson("id", 1, "moa", "answer \xfe", record));
+  EXPECT_TRUE(json::accept(out));
+  EXPECT_NO_THROW((void)openai::ErrorJson({400, "bad \xff", "t", "p\xfe", ""}));
+}
+
 }  // namespace
 }  // namespace moa::orchestrator
