@@ -19,84 +19,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "tests/support/raw_client.h"
 #include "tests/support/test_support.h"
 
 namespace moa::net {
 namespace {
 
+using ::moa::testing::RawClient;
+
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-
-// A blocking client socket with timeouts.
-class RawClient {
- public:
-  explicit RawClient(int port) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  }
-  ~RawClient() {
-    if (fd_ >= 0) close(fd_);
-  }
-  bool connected() const { return connected_; }
-  int fd() const { return fd_; }
-
-  bool Send(const std::string& bytes) {
-    size_t sent = 0;
-    while (sent < bytes.size()) {
-      ssize_t n = send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      sent += static_cast<size_t>(n);
-    }
-    return true;
-  }
-  void HalfClose() { shutdown(fd_, SHUT_WR); }
-
-  // Reads until `done(received)` holds, the peer closes, or `timeout` passes.
-  std::string ReadUntil(const std::function<bool(const std::string&)>& done,
-                        absl::Duration timeout = absl::Seconds(5)) {
-    std::string out;
-    absl::Time end = absl::Now() + timeout;
-    while (!done(out) && absl::Now() < end) {
-      pollfd p{fd_, POLLIN, 0};
-      int ms = static_cast<int>(absl::ToInt64Milliseconds(end - absl::Now()));
-      if (poll(&p, 1, std::max(ms, 1)) <= 0) continue;
-      char buf[65536];
-      ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0) {
-        closed_ = true;
-        break;
-      }
-      out.append(buf, static_cast<size_t>(n));
-    }
-    return out;
-  }
-  std::string ReadAll(absl::Duration timeout = absl::Seconds(5)) {
-    return ReadUntil([](const std::string&) { return false; }, timeout);
-  }
-  // One whole response with a Content-Length body.
-  std::string ReadResponse(absl::Duration timeout = absl::Seconds(5)) {
-    return ReadUntil(
-        [](const std::string& s) {
-          size_t head = s.find("\r\n\r\n");
-          if (head == std::string::npos) return false;
-          size_t cl = s.find("Content-Length: ");
-          if (cl == std::string::npos || cl > head) return true;
-          size_t len = std::stoul(s.substr(cl + 16));
-          return s.size() >= head + 4 + len;
-        },
-        timeout);
-  }
-  bool closed() const { return closed_; }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-  bool closed_ = false;
-};
 
 // Answers per path: /now (at once), /later (when Release() is called),
 // /stream (chunks on Release()), /secret (screened: 401 without a header).
@@ -275,21 +207,9 @@ TEST_F(HttpServerTest, ReadAheadWhileAnAnswerIsPendingIsBoundedByBackPressure) {
   ASSERT_TRUE(c.Send(Post("/later", "q")));
   ASSERT_TRUE(testing::WaitFor([&] { return handler_.pending() == 1; }, absl::Seconds(5)));
   // Try to push 500 MiB for at most 3 s without blocking.
-  fcntl(c.fd(), F_SETFL, fcntl(c.fd(), F_GETFL) | O_NONBLOCK);
-  std::string junk(1 << 20, 'j');
-  size_t pushed = 0;
-  absl::Time end = absl::Now() + absl::Seconds(3);
-  while (pushed < (500u << 20) && absl::Now() < end) {
-    ssize_t n = send(c.fd(), junk.data(), junk.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      pushed += static_cast<size_t>(n);
-    } else {
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-  }
+  size_t pushed = c.Flood(500u << 20, absl::Seconds(3));
   // Kernel buffers take a few MiB; the server took at most its read-ahead.
   EXPECT_LT(pushed, 64u << 20);
-  fcntl(c.fd(), F_SETFL, fcntl(c.fd(), F_GETFL) & ~O_NONBLOCK);
   handler_.Release();
   std::string out =
       c.ReadUntil([](const std::string& s) { return s.find("late answer") != std::string::npos; });

@@ -61,6 +61,10 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
     absl::StrAppend(&models_yaml, "  ", m, ":\n    endpoint: 127.0.0.1:", port,
                     "\n    upstream: {base_url: \"", base_url, "\"}\n");
     proposers_[m] = std::move(p);
+    for (std::string& arg : argv) {
+      if (arg == "--port=0") arg = absl::StrCat("--port=", port);
+    }
+    proposer_argv_[m] = argv;
   }
   // The aggregator's port is needed in the config the aggregator reads, so
   // it is chosen here (the only fixed port of the test cluster).
@@ -68,11 +72,13 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
   config_path_ = dir_ + "/cluster.yaml";
   std::ofstream(config_path_) << models_yaml
                               << "aggregator:\n  endpoint: 127.0.0.1:" << aggregator_port << "\n"
-                              << spec.pipelines_yaml;
+                              << spec.pipelines_yaml << "\n"
+                              << spec.extra_config_yaml;
   std::vector<std::string> agg_argv = {BinaryPath("services/aggregator/moa-aggregator"),
                                        "--host=127.0.0.1", absl::StrCat("--port=", aggregator_port),
                                        "--metrics_port=0", "--config=" + config_path_};
   agg_argv.insert(agg_argv.end(), spec.aggregator_flags.begin(), spec.aggregator_flags.end());
+  aggregator_argv_ = agg_argv;
   aggregator_ = std::make_unique<Process>(agg_argv);
   if (WaitForLoggedPort(*aggregator_, "serving gRPC on port") == 0) {
     error_ = "aggregator did not start: " + aggregator_->Output();
@@ -104,6 +110,26 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
 LocalCluster::~LocalCluster() {
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
+}
+
+bool LocalCluster::RestartBackends() {
+  for (auto& [name, p] : proposers_) p.reset();  // SIGKILL.
+  aggregator_.reset();
+  for (auto& [name, argv] : proposer_argv_) {
+    auto p = std::make_unique<Process>(argv);
+    // Right after a kill the port may still be held for a moment.
+    if (WaitForLoggedPort(*p, "serving gRPC on port") == 0) {
+      error_ = absl::StrCat("proposer ", name, " did not restart: ", p->Output());
+      return false;
+    }
+    proposers_[name] = std::move(p);
+  }
+  aggregator_ = std::make_unique<Process>(aggregator_argv_);
+  if (WaitForLoggedPort(*aggregator_, "serving gRPC on port") == 0) {
+    error_ = "aggregator did not restart: " + aggregator_->Output();
+    return false;
+  }
+  return true;
 }
 
 std::string LocalCluster::orchestrator_address() const {

@@ -23,6 +23,7 @@ struct ClusterSpec {
   std::vector<std::string> proposer_flags = {"--max_attempts=1"};
   std::vector<std::string> orchestrator_flags;
   std::vector<std::string> aggregator_flags;
+  std::string extra_config_yaml;  // Appended to the cluster config, e.g. a `limits:` section.
 };
 
 class LocalCluster {
@@ -49,6 +50,11 @@ class LocalCluster {
   // "aggregator", "orchestrator"), e.g. to read their memory use.
   std::vector<std::pair<std::string, pid_t>> Pids() const;
 
+  // SIGKILLs every proposer and the aggregator, then starts them again on
+  // the same ports and waits until each serves; returns when they all do
+  // (false, with error() set, when one does not).
+  bool RestartBackends();
+
   // The simulator's request log (entries with id > since).
   nlohmann::json SimRequests(int64_t since = 0);
   // The simulator's counts by outcome (GET /sim/stats).
@@ -61,7 +67,9 @@ class LocalCluster {
   std::string config_path_;
   std::unique_ptr<Process> sim_;
   std::map<std::string, std::unique_ptr<Process>> proposers_;
+  std::map<std::string, std::vector<std::string>> proposer_argv_;  // With the bound port.
   std::unique_ptr<Process> aggregator_;
+  std::vector<std::string> aggregator_argv_;
   std::unique_ptr<Process> orchestrator_;
   int sim_port_ = 0;
   int orchestrator_port_ = 0;

@@ -1,0 +1,244 @@
+// The cluster as real processes, tried as a hostile client would: mistyped
+// fields, floods, connection hoarding, oversized and over-wide requests.
+// Every case ends in a defined answer and the processes keep serving.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "tests/support/local_cluster.h"
+#include "tests/support/raw_client.h"
+#include "tests/support/test_support.h"
+
+namespace moa {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::HttpRequest;
+using testing::LocalCluster;
+using testing::RawClient;
+using ::testing::StartsWith;
+
+testing::ClusterSpec Spec(std::vector<std::string> orchestrator_flags = {}) {
+  testing::ClusterSpec spec;
+  spec.models = {"a", "b", "z", "slow"};
+  spec.pipelines_yaml =
+      "pipelines:\n  moa: {layers: [[a, b]], aggregator: z}\n"
+      "  slow: {layers: [[slow]], aggregator: z}\ndefault_pipeline: moa\n";
+  spec.sim_profiles_yaml =
+      "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 12}\n"
+      "models:\n  slow: {time_to_first_token: 30}\n";
+  spec.orchestrator_flags = {"--http_port=0"};
+  for (auto& f : orchestrator_flags) spec.orchestrator_flags.push_back(f);
+  return spec;
+}
+
+bool Alive(pid_t pid) { return kill(pid, 0) == 0; }
+
+// Resident memory of a process in MiB, from /proc.
+double RssMiB(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return -1;
+}
+
+std::string Url(LocalCluster& c, const std::string& path) {
+  return absl::StrCat("http://127.0.0.1:", c.orchestrator_http_port(), path);
+}
+
+std::string ChatBody(const std::string& model, const std::string& content) {
+  return absl::StrCat(R"({"model":")", model, R"(","messages":[{"role":"user","content":")",
+                      content, R"("}]})");
+}
+
+grpc::Status GrpcChat(LocalCluster& c, const v1::ChatRequest& request) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = c.stub().Chat(&ctx, request);
+  v1::ChatEvent e;
+  while (reader->Read(&e)) {
+  }
+  return reader->Finish();
+}
+
+v1::ChatRequest Hello() {
+  v1::ChatRequest r;
+  auto* m = r.add_messages();
+  m->set_role(v1::ROLE_USER);
+  m->set_content("Hello");
+  return r;
+}
+
+TEST(HostileInputTest, MistypedOpenAiFieldsAre400AndTheOrchestratorKeepsServing) {
+  LocalCluster cluster(Spec());
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  const pid_t pid = cluster.Pids().back().second;
+  const char* bodies[] = {
+      R"({"model":"moa","messages":[{"role":"user","content":[{"type":5,"text":"a"}]}]})",
+      R"({"model":"moa","messages":[{"role":"user","content":"a"}],"stream":true,
+          "stream_options":{"include_usage":"yes"}})",
+      R"({"model":"moa","messages":[{"role":"user","content":"a"}],"seed":"x"})",
+  };
+  for (const char* body : bodies) {
+    auto r = HttpRequest("POST", Url(cluster, "/v1/chat/completions"), body,
+                         {"Content-Type: application/json"});
+    EXPECT_EQ(r.status, 400) << body << " -> " << r.body;
+    EXPECT_THAT(r.body, HasSubstr("\"param\":\"")) << r.body;
+    ASSERT_TRUE(Alive(pid)) << body;
+  }
+  auto ok = HttpRequest("POST", Url(cluster, "/v1/chat/completions"), ChatBody("moa", "Hello"),
+                        {"Content-Type: application/json"});
+  EXPECT_EQ(ok.status, 200) << ok.body;
+}
+
+TEST(HostileInputTest, MalformedHttpGetsAnAnswerBeforeTheConnectionCloses) {
+  LocalCluster cluster(Spec());
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  struct Case {
+    std::string bytes;
+    const char* status;
+  };
+  const Case cases[] = {
+      {"NOT A REQUEST\r\n\r\n", "HTTP/1.1 400 "},
+      {"GET /healthz HTTP/1.1\r\nX: " + std::string(64 << 10, 'a') + "\r\n\r\n", "HTTP/1.1 431 "},
+      {"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+       "HTTP/1.1 400 "},
+      {"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: "
+       "chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+       "HTTP/1.1 400 "},
+  };
+  for (const Case& c : cases) {
+    RawClient client(cluster.orchestrator_http_port());
+    ASSERT_TRUE(client.Send(c.bytes));
+    EXPECT_THAT(client.ReadAll(absl::Seconds(5)), StartsWith(c.status)) << c.bytes.substr(0, 80);
+  }
+  // A client that half-closes after a complete POST still gets its answer.
+  RawClient half(cluster.orchestrator_http_port());
+  std::string body = ChatBody("moa", "Hello");
+  ASSERT_TRUE(half.Send(absl::StrCat(
+      "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: ", body.size(), "\r\n\r\n", body)));
+  half.HalfClose();
+  std::string answer = half.ReadAll(absl::Seconds(10));
+  // (A "100 Continue" may come first: it is how the door learns that the
+  // client is still there after its FIN.)
+  EXPECT_THAT(answer, HasSubstr("HTTP/1.1 200 OK\r\n"));
+  EXPECT_THAT(answer, HasSubstr("synthesis of 2 responses"));
+}
+
+TEST(HostileInputTest, A500MiBFloodWhileARequestIsPendingDoesNotGrowTheOrchestrator) {
+  LocalCluster cluster(Spec());
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  const pid_t pid = cluster.Pids().back().second;
+  const double before = RssMiB(pid);
+  RawClient client(cluster.orchestrator_http_port());
+  std::string body = ChatBody("slow", "Hello");
+  ASSERT_TRUE(client.Send(absl::StrCat(
+      "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: ", body.size(), "\r\n\r\n", body)));
+  size_t pushed = client.Flood(500u << 20, absl::Seconds(4));
+  const double after = RssMiB(pid);
+  std::printf("pushed %.1f MiB while pending; orchestrator RSS %.1f -> %.1f MiB\n",
+              static_cast<double>(pushed) / (1 << 20), before, after);
+  EXPECT_LT(after - before, 50.0);
+  EXPECT_TRUE(Alive(pid));
+  // The door stopped reading: TCP flow control held the flood back.
+  EXPECT_LT(pushed, 100u << 20);
+}
+
+TEST(HostileInputTest, TwoThousandIdleConnectionsHitTheCapAndHealthStillAnswers) {
+  LocalCluster cluster(Spec({"--max_connections=1000", "--read_timeout=60s"}));
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 2000; ++i) {
+    clients.push_back(std::make_unique<RawClient>(cluster.orchestrator_http_port()));
+  }
+  // The 503s are written at once; an accepted idle connection hears nothing.
+  int refused = 0;
+  std::vector<bool> seen(clients.size(), false);
+  testing::WaitFor(
+      [&] {
+        for (size_t i = 0; i < clients.size(); ++i) {
+          if (seen[i]) continue;
+          std::string got = clients[i]->ReadUntil([](const std::string& s) { return !s.empty(); },
+                                                  absl::Milliseconds(1));
+          if (got.rfind("HTTP/1.1 503 ", 0) == 0) {
+            seen[i] = true;
+            ++refused;
+          }
+        }
+        return refused >= 1000;
+      },
+      absl::Seconds(20));
+  EXPECT_EQ(refused, 1000);
+  // The server still answers on a connection it holds.
+  int answered = 0;
+  for (size_t i = 0; i < clients.size(); ++i) {
+    auto& c = clients[i];
+    if (seen[i] || c->closed()) continue;
+    ASSERT_TRUE(c->Send("GET /healthz HTTP/1.1\r\n\r\n"));
+    EXPECT_THAT(c->ReadResponse(), StartsWith("HTTP/1.1 200 "));
+    if (++answered == 3) break;
+  }
+  EXPECT_EQ(answered, 3);
+  clients.clear();
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return testing::HttpGet(Url(cluster, "/healthz")).status == 200; }, absl::Seconds(5)));
+}
+
+TEST(HostileInputTest, OverWideInlineSpecsAreRefusedBeforeAnyUpstreamCall) {
+  LocalCluster cluster(Spec());
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  int64_t last = cluster.LastSimRequestId();
+  v1::ChatRequest wide = Hello();
+  for (int i = 0; i < 1000; ++i) wide.mutable_spec()->add_reference_models("a");
+  wide.mutable_spec()->set_aggregator("z");
+  wide.mutable_spec()->set_rounds(8);
+  grpc::Status s = GrpcChat(cluster, wide);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("limits.max_models_per_layer (16)"));
+
+  v1::ChatRequest deep = Hello();
+  for (int i = 0; i < 10; ++i) deep.mutable_spec()->add_reference_models("a");
+  deep.mutable_spec()->set_aggregator("z");
+  deep.mutable_spec()->set_rounds(8);
+  s = GrpcChat(cluster, deep);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("limits.max_upstream_calls (64)"));
+  EXPECT_EQ(cluster.LastSimRequestId(), last);
+}
+
+TEST(HostileInputTest, RequestSizeLimitsAgreeFromTheDoorToTheLastHop) {
+  LocalCluster cluster(Spec());
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  // Just under the 4 MiB limit: accepted at the door, so it must also fit
+  // every hop behind it (the aggregator's request carries it plus references).
+  std::string big((4 << 20) - 4096, 'x');
+  auto r = HttpRequest("POST", Url(cluster, "/v1/chat/completions"), ChatBody("moa", big),
+                       {"Content-Type: application/json"});
+  EXPECT_EQ(r.status, 200) << r.body.substr(0, 300);
+  EXPECT_THAT(r.body, HasSubstr("synthesis of 2 responses"));
+
+  int64_t last = cluster.LastSimRequestId();
+  std::string over((4 << 20) + 16, 'x');
+  r = HttpRequest("POST", Url(cluster, "/v1/chat/completions"), ChatBody("moa", over),
+                  {"Content-Type: application/json"});
+  EXPECT_EQ(r.status, 413);
+  v1::ChatRequest grpc_over = Hello();
+  grpc_over.mutable_messages(0)->set_content(over);
+  grpc::Status s = GrpcChat(cluster, grpc_over);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("limits.max_request_bytes"));
+  EXPECT_EQ(cluster.LastSimRequestId(), last);
+}
+
+}  // namespace
+}  // namespace moa
