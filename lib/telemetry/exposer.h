@@ -20,10 +20,15 @@ class MetricsServer {
 
   int port() const { return port_; }
 
+  // Stops at once (civetweb alone would take up to 2 s: its listener polls
+  // with that timeout before it sees the stop).
+  ~MetricsServer();
+
  private:
-  MetricsServer(std::unique_ptr<prometheus::Exposer> exposer, int port)
-      : exposer_(std::move(exposer)), port_(port) {}
+  MetricsServer(std::unique_ptr<prometheus::Exposer> exposer, std::string host, int port)
+      : exposer_(std::move(exposer)), host_(std::move(host)), port_(port) {}
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::string host_;
   int port_;
 };
 

@@ -116,6 +116,21 @@ TEST_F(ProposerProcessTest, ServesWithTheKeyAndNeverPrintsIt) {
   }
 }
 
+TEST_F(ProposerProcessTest, PasswordsInTheUpstreamUrlNeverReachTheLog) {
+  auto p = StartProposer("m1", kSimKey,
+                         {absl::StrCat("--upstream_url=http://moa-user:pa55-w0rd-e2e@127.0.0.1:",
+                                       sim_port_, "/v1?api_key=q-secret-e2e")});
+  int port = WaitForLoggedPort(*p, "serving gRPC on port");
+  ASSERT_GT(port, 0) << p->Output();
+  std::string text;
+  (void)Ask(port, &text);
+  p->Signal(SIGTERM);
+  EXPECT_EQ(p->Wait(absl::Seconds(10)), 0);
+  EXPECT_THAT(p->Output(), HasSubstr("http://***@127.0.0.1:"));
+  EXPECT_THAT(p->Output(), Not(HasSubstr("pa55-w0rd-e2e")));
+  EXPECT_THAT(p->Output(), Not(HasSubstr("q-secret-e2e")));
+}
+
 TEST_F(ProposerProcessTest, SigtermLetsStreamsInFlightFinishThenExitsZero) {
   auto proposer = StartProposer("slow", kSimKey, {"--drain_grace=10s"});
   int port = WaitForLoggedPort(*proposer, "serving gRPC on port");

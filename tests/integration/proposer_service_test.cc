@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "lib/llm/curl_llm_client.h"
+#include "lib/net/http_server.h"
 #include "lib/server/grpc_server.h"
 #include "lib/server/health_check.h"
 #include "lib/telemetry/exposer.h"
@@ -31,6 +32,7 @@ constexpr char kProfiles[] = R"(default:
   answer_tokens: 16
 models:
   slow: {time_to_first_token: 0.02, tokens_per_second: 20, answer_tokens: 400}
+  endless: {time_to_first_token: 0.01, tokens_per_second: 100000, answer_tokens: 100000}
   fail-500: {faults: {http_500: 1}}
   fail-429: {faults: {http_429: 1, retry_after_seconds: 3}}
   hang: {faults: {hang: 1}}
@@ -61,13 +63,15 @@ class ProposerServiceTest : public ::testing::Test {
     std::shared_ptr<grpc::Channel> channel;
   };
 
-  Proposer& Start(const std::string& model, int max_inflight = 64, const std::string& key = kKey) {
+  Proposer& Start(const std::string& model, int max_inflight = 64, const std::string& key = kKey,
+                  std::string base_url = "", int64_t max_answer_bytes = 1 << 20) {
     auto p = std::make_unique<Proposer>();
     p->registry = std::make_shared<prometheus::Registry>();
     p->metrics = std::make_unique<telemetry::UpstreamMetrics>(*p->registry, model);
     p->metrics_server = *telemetry::MetricsServer::Start("127.0.0.1", 0, p->registry);
     llm::UpstreamOptions up;
-    up.base_url = absl::StrCat("http://127.0.0.1:", sim_->port(), "/v1");
+    up.base_url =
+        base_url.empty() ? absl::StrCat("http://127.0.0.1:", sim_->port(), "/v1") : base_url;
     up.model = model;
     up.api_key = key;
     up.first_token_timeout = absl::Milliseconds(300);
@@ -75,8 +79,9 @@ class ProposerServiceTest : public ::testing::Test {
     up.retry.max_retry_after = absl::Seconds(1);  // fail-429's 3 s is not waited for.
     p->client = *llm::CurlLlmClient::Create(up);
     p->service = std::make_unique<ProposerService>(
-        ProposerOptions{.model = model, .max_inflight = max_inflight}, p->client.get(),
-        p->metrics.get());
+        ProposerOptions{
+            .model = model, .max_inflight = max_inflight, .max_answer_bytes = max_answer_bytes},
+        p->client.get(), p->metrics.get());
     p->server = *server::GrpcServer::Start({.host = "127.0.0.1", .port = 0, .name = "test"},
                                            {p->service.get()});
     p->channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", p->server->port()),
@@ -258,7 +263,10 @@ TEST_F(ProposerServiceTest, EachUpstreamFaultEndsInItsStatusAndTheProposerKeepsS
   EXPECT_TRUE(Generate(healthy, Question()).status.ok());
   for (auto& p : proposers_) {
     EXPECT_EQ(moa::server::HealthCheck(p->channel), 1);
-    EXPECT_EQ(p->service->inflight(), 0);
+    // The server's own bookkeeping may run just after the client saw the
+    // status: wait for it instead of reading it at one instant.
+    EXPECT_TRUE(
+        moa::testing::WaitFor([&] { return p->service->inflight() == 0; }, absl::Seconds(5)));
   }
   Result again = Generate(*proposers_[0], Question());
   EXPECT_EQ(again.status.error_code(), grpc::StatusCode::UNAVAILABLE) << "fail-500 still answers";
@@ -356,6 +364,78 @@ TEST_F(ProposerServiceTest, SlowReaderGetsDeltasMergedNotLost) {
   }
   ASSERT_TRUE(reader->Finish().ok());
   EXPECT_EQ(text, absl::StrJoin(sim::AnswerTokens("m1", {{"user", "long"}}, 16), ""));
+}
+
+// An upstream that answers every chat request with the same SSE body.
+class CannedUpstream : public net::HttpHandler {
+ public:
+  explicit CannedUpstream(std::string sse) : sse_(std::move(sse)) {}
+  void Handle(net::HttpRequest, std::shared_ptr<net::HttpExchange> exchange) override {
+    exchange->Respond({200, "text/event-stream", sse_, {}});
+  }
+
+ private:
+  std::string sse_;
+};
+
+TEST_F(ProposerServiceTest, AMistypedUsageFromTheUpstreamFailsTheCallNotTheProcess) {
+  const std::string answer =
+      "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"
+      "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+  CannedUpstream null_usage(answer +
+                            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":null}}\n\n"
+                            "data: [DONE]\n\n");
+  CannedUpstream string_usage(answer +
+                              "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":\"7\"}}\n\n"
+                              "data: [DONE]\n\n");
+  auto null_server = *net::HttpServer::Start({}, &null_usage);
+  auto string_server = *net::HttpServer::Start({}, &string_usage);
+  Proposer& lenient =
+      Start("m1", 64, kKey, absl::StrCat("http://127.0.0.1:", null_server->port(), "/v1"));
+  Result r = Generate(lenient, Question());
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.completion->usage().prompt_tokens(), 0);
+
+  Proposer& strict =
+      Start("m2", 64, kKey, absl::StrCat("http://127.0.0.1:", string_server->port(), "/v1"));
+  for (int i = 0; i < 3; ++i) {
+    r = Generate(strict, Question());
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INTERNAL);
+    EXPECT_THAT(r.status.error_message(), HasSubstr("usage.prompt_tokens"));
+  }
+  // The process is still here and serving.
+  EXPECT_TRUE(Generate(lenient, Question()).status.ok());
+}
+
+TEST_F(ProposerServiceTest, AnAnswerOverMaxAnswerBytesIsCutWithFinishReasonLength) {
+  Proposer& p = Start("endless", 64, kKey, "", /*max_answer_bytes=*/4096);
+  int64_t before = 0;
+  {
+    auto log = nlohmann::json::parse(sim_->RequestLogJson());
+    before = log["requests"].empty() ? 0 : log["requests"].back()["id"].get<int64_t>();
+  }
+  for (bool whole : {true, false}) {
+    v1::GenerateRequest req = Question(whole ? "whole" : "streamed");
+    req.set_whole_text(whole);
+    Result r = Generate(p, req);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    std::string text = absl::StrJoin(r.deltas, "");
+    EXPECT_LE(text.size(), 4096u);
+    EXPECT_GT(text.size(), 3000u);
+    ASSERT_TRUE(r.completion);
+    EXPECT_EQ(r.completion->finish_reason(), "length");
+  }
+  // The upstream transfers were closed, not left to run.
+  EXPECT_TRUE(moa::testing::WaitFor(
+      [&] {
+        auto log = nlohmann::json::parse(sim_->RequestLogJson(before));
+        if (log["requests"].size() != 2) return false;
+        for (const auto& e : log["requests"]) {
+          if (e["outcome"] != "client_closed") return false;
+        }
+        return true;
+      },
+      absl::Seconds(5)));
 }
 
 }  // namespace
