@@ -6,7 +6,9 @@
 #   cluster.sh status          show what runs
 #   cluster.sh demo            up, ask one question, down (also on Ctrl-C or failure)
 # Env: BUILD_DIR (build), MOA_RUN_DIR (.run/local), ORCH_PORT (50051),
-#      SIM_PORT (8000), QUESTION (the demo's question).
+#      SIM_PORT (8000), HTTP_PORT (8080), QUESTION (the demo's question),
+#      MOA_PARENT_PID (when set, the cluster is stopped as soon as that process
+#      is gone, even if it was killed: tests set it to themselves).
 # Each service's metrics port is its gRPC port - 41000 (50061 -> 9061).
 set -euo pipefail
 
@@ -15,6 +17,7 @@ build="${BUILD_DIR:-$root/build}"
 run_dir="${MOA_RUN_DIR:-$root/.run/local}"
 orch_port="${ORCH_PORT:-50051}"
 sim_port="${SIM_PORT:-8000}"
+http_port="${HTTP_PORT:-8080}"
 moa="$build/tools/moa/moa"
 
 log() { printf '\033[1m[cluster]\033[0m %s\n' "$*" >&2; }
@@ -48,6 +51,35 @@ wait_healthy() {
 
 grpc_healthy() { "$moa" health --target="127.0.0.1:$1" --timeout=1s; }
 
+# check_ports PORT...: fails naming the process that holds a port, before
+# anything starts (a half-started cluster is worse than none).
+check_ports() {
+  local p holder busy=0
+  for p in "$@"; do
+    holder="$(ss -Hltnp "sport = :$p" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' |
+      head -n 1 | sed 's/users:(("\([^"]*\)",pid=\([0-9]*\)/\1 (pid \2)/')" || true
+    if [[ -n $holder ]]; then
+      log "port $p is in use by $holder; stop it first (cluster.sh down, or kill that process)"
+      busy=1
+    elif ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+      log "port $p is in use by another process; stop it first"
+      busy=1
+    fi
+  done
+  return $busy
+}
+
+# Stops the cluster once MOA_PARENT_PID is gone (its pid file is not a *.pid,
+# so `down` leaves it alone while it runs `down`).
+start_watchdog() {
+  [[ -n ${MOA_PARENT_PID:-} ]] || return 0
+  local parent=$MOA_PARENT_PID self="$0"
+  setsid bash -c 'while kill -0 "$1" 2>/dev/null && [[ -e "$2/config" ]]; do sleep 0.5; done
+                  [[ -e "$2/config" ]] && MOA_RUN_DIR="$2" "$3" down' \
+    watchdog "$parent" "$run_dir" "$self" </dev/null >/dev/null 2>&1 &
+  echo $! >"$run_dir/watchdog.wpid"
+}
+
 up() {
   local config
   config="$(realpath "${1:-$root/deploy/local/cluster.yaml}")"
@@ -57,14 +89,21 @@ up() {
     return 1
   fi
   rm -f "$run_dir"/*.pid
+  local ports=("$orch_port" $((orch_port - 41000)) "$http_port") kind name port
+  if grep -q "base_url: *http://127.0.0.1:$sim_port" "$config"; then ports+=("$sim_port"); fi
+  while read -r kind name port; do
+    if [[ $kind == model ]]; then ports+=("$port" $((port - 41000))); else ports+=("$name" $((name - 41000))); fi
+  done < <("$moa" endpoints --config="$config")
+  check_ports "${ports[@]}" || return 1
   echo "$config" >"$run_dir/config"
+  start_watchdog
   if grep -q "base_url: *http://127.0.0.1:$sim_port" "$config"; then
     start upstream-sim "$build/tools/upstream-sim/moa-upstream-sim" --port="$sim_port" \
       --profiles="$root/deploy/local/sim-profiles.yaml"
     wait_healthy upstream-sim curl -sf "http://127.0.0.1:$sim_port/healthz"
     log "upstream simulator on :$sim_port"
   fi
-  local kind name port agg_port=""
+  local agg_port=""
   while read -r kind name port; do
     if [[ $kind == model ]]; then
       start "proposer-$name" "$build/services/proposer/moa-proposer" --config="$config" \
@@ -83,7 +122,8 @@ up() {
   wait_healthy aggregator grpc_healthy "$agg_port"
   log "aggregator on :$agg_port (metrics :$((agg_port - 41000)))"
   start orchestrator "$build/services/orchestrator/moa-orchestrator" --config="$config" \
-    --host=127.0.0.1 --port="$orch_port" --metrics_port=$((orch_port - 41000))
+    --host=127.0.0.1 --port="$orch_port" --metrics_port=$((orch_port - 41000)) \
+    --http_port="$http_port"
   wait_healthy orchestrator grpc_healthy "$orch_port"
   log "orchestrator on :$orch_port (metrics :$((orch_port - 41000))); logs in $run_dir"
 }
@@ -104,7 +144,7 @@ down() {
     sleep 0.1
   done
   kill -KILL "${pids[@]}" 2>/dev/null || true
-  rm -f "$run_dir"/*.pid
+  rm -f "$run_dir"/*.pid "$run_dir/config"
   log "stopped ${#pids[@]} processes"
 }
 
@@ -121,6 +161,8 @@ status() {
 demo() {
   trap 'down' EXIT
   trap 'exit 130' INT TERM
+  # Even a SIGKILL of this script leaves nothing running.
+  MOA_PARENT_PID=${MOA_PARENT_PID:-$$}
   up "${1:-}"
   local question="${QUESTION:-What are the trade-offs between microservices and a monolith?}"
   log "moa ask \"$question\""

@@ -47,7 +47,9 @@ class PrometheusLiveTest : public ::testing::Test {
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() / ("moa-prom-test-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir_);
-    env_ = {"BUILD_DIR=" + std::string(MOA_BIN_DIR), "MOA_RUN_DIR=" + (dir_ / "run").string()};
+    // MOA_PARENT_PID: the cluster goes when this test does, even if killed.
+    env_ = {"BUILD_DIR=" + std::string(MOA_BIN_DIR), "MOA_RUN_DIR=" + (dir_ / "run").string(),
+            "MOA_PARENT_PID=" + std::to_string(getpid())};
     Process up({"/bin/bash", kSource + "/deploy/local/cluster.sh", "up"}, env_);
     ASSERT_EQ(up.Wait(absl::Seconds(60)), 0) << up.Output();
     cluster_up_ = true;

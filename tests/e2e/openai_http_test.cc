@@ -172,6 +172,7 @@ TEST(OpenAiHttpTest, ReadmeCurlExamplesRunAsWritten) {
   ASSERT_GE(blocks.size(), 3u) << "README.md has the curl examples between the markers";
   std::string keys = WriteKeysFile();
   // The README's examples talk to localhost:8080, the default HTTP port.
+  ASSERT_EQ(testing::PortHolder(8080), "") << "port 8080 is needed by this test";
   testing::LocalCluster cluster(Spec(keys, 8080));
   ASSERT_TRUE(cluster.ok()) << cluster.error();
   for (const std::string& block : blocks) {

@@ -9,11 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
 namespace moa::testing {
@@ -62,6 +64,25 @@ bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   return condition();
+}
+
+std::string PortHolder(int port) {
+  std::string cmd = absl::StrCat("ss -Hltnp 'sport = :", port, "' 2>/dev/null");
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (pipe == nullptr) return "";
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof(buf), pipe) != nullptr) out += buf;
+  pclose(pipe);
+  if (out.empty()) return "";
+  size_t users = out.find("users:((\"");
+  if (users == std::string::npos) return "another process";
+  size_t name_end = out.find('"', users + 9);
+  size_t pid = out.find("pid=", name_end);
+  std::string name = out.substr(users + 9, name_end - users - 9);
+  std::string pid_text =
+      pid == std::string::npos ? "?" : out.substr(pid + 4, out.find(',', pid) - pid - 4);
+  return absl::StrCat(name, " (pid ", pid_text, ")");
 }
 
 int PickFreePort() {

@@ -31,6 +31,10 @@ bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
 // A port that was free a moment ago (for processes that cannot report one).
 int PickFreePort();
 
+// "" when nothing listens on the TCP port, else who does, e.g.
+// "moa-orchestrator (pid 123)" (from `ss`), for a test that needs the port.
+std::string PortHolder(int port);
+
 // Path of a built binary, from the MOA_BIN_DIR compile definition.
 std::string BinaryPath(const std::string& relative);
 
