@@ -1,11 +1,12 @@
 # The two commands: `make demo` and `make test`. Both install dependencies
 # (Debian packages, scripts/install-deps) and build first.
 BUILD_DIR ?= build
+FUZZ_DIR ?= build-fuzz
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test demo up down bench asan tsan format clean
+.PHONY: all deps configure build fuzz-build test fuzz demo up down bench asan tsan format clean
 
 all: build
 
@@ -18,8 +19,21 @@ configure: deps
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-test: build
+# The fuzz targets build with clang in their own folder (ASan+UBSan, libFuzzer).
+fuzz-build: deps
+	cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 -DMOA_FUZZ=ON -DMOA_WERROR=OFF
+	cmake --build $(FUZZ_DIR) --target moa_fuzzers -j $(JOBS)
+
+# Every test, then every fuzz target for a bounded time (20 s each).
+test: build fuzz-build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 300
+	ctest --test-dir $(FUZZ_DIR) -L fuzz --output-on-failure -j $(JOBS)
+
+# The fuzz targets for longer: FUZZ_SECONDS each (default 10 minutes).
+FUZZ_SECONDS ?= 600
+fuzz: fuzz-build
+	MOA_FUZZ_SECONDS=$(FUZZ_SECONDS) ctest --test-dir $(FUZZ_DIR) -L fuzz --output-on-failure -V
 
 CONFIG ?= deploy/local/cluster.yaml
 
@@ -45,4 +59,4 @@ format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) build-asan build-tsan
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR) build-asan build-tsan

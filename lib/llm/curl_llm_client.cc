@@ -270,7 +270,7 @@ class CurlLlmClient::Impl {
     }
     bool ok = t->parser.Feed(bytes, [t](const SseEvent& event) { HandleEvent(*t, event); });
     if (!ok && !t->failure) {
-      t->failure = absl::InternalError("upstream sent an over-long stream line");
+      t->failure = absl::InternalError("upstream sent an over-long stream line or event");
     }
     return t->failure ? 0 : bytes.size();  // 0 aborts the transfer.
   }

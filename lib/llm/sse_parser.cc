@@ -11,8 +11,9 @@ bool SseParser::Feed(absl::string_view bytes, const EventCallback& on_event) {
     last_was_cr_ = false;
     if (c == '\r' || c == '\n') {
       last_was_cr_ = (c == '\r');
-      ProcessLine(line_, on_event);
+      bool ok = ProcessLine(line_, on_event);
       line_.clear();
+      if (!ok) return false;
       continue;
     }
     line_.push_back(c);
@@ -28,14 +29,15 @@ void SseParser::Reset() {
   pending_ = SseEvent{};
 }
 
-void SseParser::ProcessLine(absl::string_view line, const EventCallback& on_event) {
+bool SseParser::ProcessLine(absl::string_view line, const EventCallback& on_event) {
   if (line.empty()) {
     if (have_data_) on_event(pending_);
     pending_ = SseEvent{};
     have_data_ = false;
-    return;
+    return true;
   }
-  if (line.front() == ':') return;  // Comment, e.g. ": keep-alive" or ": OPENROUTER PROCESSING".
+  if (line.front() == ':')
+    return true;  // Comment, e.g. ": keep-alive" or ": OPENROUTER PROCESSING".
   absl::string_view field = line;
   absl::string_view value;
   if (size_t colon = line.find(':'); colon != absl::string_view::npos) {
@@ -47,10 +49,12 @@ void SseParser::ProcessLine(absl::string_view line, const EventCallback& on_even
     if (have_data_) pending_.data.push_back('\n');
     pending_.data.append(value.data(), value.size());
     have_data_ = true;
+    if (pending_.data.size() > kMaxEventBytes) return false;
   } else if (field == "event") {
     pending_.event.assign(value.data(), value.size());
   }
   // "id" and "retry" mean nothing for a chat completion stream.
+  return true;
 }
 
 }  // namespace moa::llm

@@ -26,16 +26,19 @@ class SseParser {
   // Caps a single line so a peer that never sends a newline cannot grow the
   // buffer without bound; Feed returns false once a line exceeds it.
   static constexpr size_t kMaxLineBytes = 4 << 20;
+  // Caps one event (its data lines joined) likewise.
+  static constexpr size_t kMaxEventBytes = 8 << 20;
 
   // Parses `bytes` and calls `on_event` for each event completed by them.
-  // Returns false when the stream is malformed (over-long line).
+  // Returns false when the stream is malformed (over-long line or event).
   bool Feed(absl::string_view bytes, const EventCallback& on_event);
 
   // Clears all state, for a new stream.
   void Reset();
 
  private:
-  void ProcessLine(absl::string_view line, const EventCallback& on_event);
+  // False when the event grew over kMaxEventBytes.
+  bool ProcessLine(absl::string_view line, const EventCallback& on_event);
 
   std::string line_;
   bool last_was_cr_ = false;

@@ -20,6 +20,11 @@ struct AggregatorOptions {
   config::Limits limits;         // The cluster config's limits.
 };
 
+// INVALID_ARGUMENT naming the field (or the limit), NOT_FOUND for a model
+// outside the cluster; checked before anything is called.
+absl::Status ValidateAggregateRequest(const v1::AggregateRequest& request,
+                                      const AggregatorOptions& options);
+
 class AggregatorService final : public v1::AggregatorService::CallbackService {
  public:
   // `proposers` and `metrics` must outlive the service. Stateless per call.

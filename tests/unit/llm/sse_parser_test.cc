@@ -107,5 +107,17 @@ TEST(SseParserTest, ResetForgetsPartialInput) {
   EXPECT_THAT(data, ElementsAre("fresh"));
 }
 
+TEST(SseParserTest, AnEventOfEndlessDataLinesIsRefusedNotBuffered) {
+  SseParser parser;
+  int events = 0;
+  std::string line = "data: " + std::string(64 << 10, 'x') + "\n";
+  bool ok = true;
+  for (int i = 0; i < 200 && ok; ++i) {  // 12.5 MiB of one event.
+    ok = parser.Feed(line, [&](const SseEvent&) { ++events; });
+  }
+  EXPECT_FALSE(ok);
+  EXPECT_EQ(events, 0);
+}
+
 }  // namespace
 }  // namespace moa::llm

@@ -1,0 +1,54 @@
+// Requests of every service as raw protobuf bytes: parsed, then validated as
+// the orchestrator, the proposer and the aggregator do before any work.
+#include <cstddef>
+#include <cstdint>
+
+#include "lib/config/cluster_config.h"
+#include "lib/contract/contract.h"
+#include "moa/v1/aggregator.pb.h"
+#include "moa/v1/orchestrator.pb.h"
+#include "moa/v1/proposer.pb.h"
+#include "services/aggregator/aggregator_service.h"
+#include "services/orchestrator/orchestrator_service.h"
+
+namespace {
+
+const moa::config::ClusterConfig& Config() {
+  static const moa::config::ClusterConfig config = *moa::config::ParseClusterConfig(
+      "models:\n  a: {endpoint: 'x:1'}\n  b: {endpoint: 'x:2'}\n"
+      "aggregator: {endpoint: 'x:3'}\n"
+      "pipelines:\n  moa: {layers: [[a, b]], aggregator: a}\n",
+      "fuzz");
+  return config;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const uint8_t kind = data[0] % 3;
+  const void* bytes = data + 1;
+  const int length = static_cast<int>(size - 1);
+  if (kind == 0) {
+    moa::v1::ChatRequest request;
+    if (request.ParseFromArray(bytes, length)) {
+      (void)moa::orchestrator::ValidateChatRequest(request, Config());
+    }
+  } else if (kind == 1) {
+    moa::v1::GenerateRequest request;
+    if (request.ParseFromArray(bytes, length) &&
+        moa::contract::ValidateMessages(request.messages()).ok() &&
+        moa::contract::ValidateParams(request.params()).ok()) {
+      (void)moa::contract::ToLlmMessages(request.messages());
+      (void)moa::contract::ToLlmParams(request.params());
+    }
+  } else {
+    moa::v1::AggregateRequest request;
+    if (request.ParseFromArray(bytes, length)) {
+      moa::aggregator::AggregatorOptions options;
+      options.models = {"a", "b"};
+      (void)moa::aggregator::ValidateAggregateRequest(request, options);
+    }
+  }
+  return 0;
+}
