@@ -249,6 +249,30 @@ TEST_F(MoaCliTest, BadBatchInputIsReportedWithExitCode2) {
   EXPECT_THAT(out, HasSubstr("is not a readable JSON list"));
   EXPECT_EQ(Moa({"batch", "--format=arena", "--input=x", "--output=y"}, &out), 2);
   EXPECT_THAT(out, HasSubstr("--format must be alpaca_eval or mt_bench"));
+
+  // Fields of the wrong type are reported, never a crash.
+  std::ofstream(Path("typed.json")) << R"([{"instruction": "a", "dataset": 5}])";
+  EXPECT_EQ(Moa({"batch", "--format=alpaca_eval", "--input=" + Path("typed.json"),
+                 "--output=" + Path("o2.json")},
+                &out),
+            2);
+  EXPECT_THAT(out, HasSubstr("'dataset' must be a string"));
+  std::ofstream(Path("typed.jsonl")) << R"({"question_id": 1, "category": 7, "turns": ["a"]})"
+                                     << "\n"
+                                     << R"({"question_id": 2, "turns": [["nested"]]})"
+                                     << "\n";
+  EXPECT_EQ(Moa({"batch", "--format=mt_bench", "--input=" + Path("typed.jsonl"),
+                 "--output=" + Path("o.jsonl")},
+                &out),
+            2);
+  EXPECT_THAT(out, HasSubstr("is not a question"));
+  std::ofstream(Path("prev.json")) << R"([{"instruction": 5}, "junk"])";
+  std::ofstream(Path("one.json")) << R"([{"instruction": "a"}])";
+  EXPECT_NE(Moa({"batch", "--format=alpaca_eval", "--input=" + Path("one.json"),
+                 "--output=" + Path("prev.json"), "--orchestrator=127.0.0.1:1", "--timeout=1s"},
+                &out),
+            134)
+      << "a mistyped earlier output is skipped, not a crash: " << out;
 }
 
 TEST(MtBenchTemperatureTest, FollowsFastChatsCategoryTable) {

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "lib/base/json.h"
 #include "tools/moa/chat_runner.h"
 
 namespace moa::cli {
@@ -128,9 +129,8 @@ int RunAlpacaEval(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
         return 2;
       }
       for (const json& item : prev) {
-        if (item.is_object() && item.contains("instruction")) {
-          done[item["instruction"].get<std::string>()] = item;
-        }
+        auto instruction = moa::json::OptionalString(item, "instruction", "instruction");
+        if (instruction.ok() && *instruction) done[**instruction] = item;
       }
     }
   }
@@ -139,6 +139,11 @@ int RunAlpacaEval(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
     if (!input[i].is_object() || !input[i].contains("instruction") ||
         !input[i]["instruction"].is_string()) {
       std::fprintf(stderr, "moa batch: %s item %zu has no string 'instruction'\n", o.input.c_str(),
+                   i);
+      return 2;
+    }
+    if (!moa::json::OptionalString(input[i], "dataset", "dataset").ok()) {
+      std::fprintf(stderr, "moa batch: %s item %zu: 'dataset' must be a string\n", o.input.c_str(),
                    i);
       return 2;
     }
@@ -153,7 +158,8 @@ int RunAlpacaEval(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
       auto it = done.find(item["instruction"].get<std::string>());
       if (it != done.end()) out.push_back(it->second);
     }
-    return WriteFileAtomically(o.output, out.dump(2) + "\n");
+    return WriteFileAtomically(o.output,
+                               out.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   };
   ForEachConcurrently(todo, o.concurrency, [&](size_t i) {
     const std::string instruction = input[i]["instruction"].get<std::string>();
@@ -170,7 +176,9 @@ int RunAlpacaEval(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
     json item = {{"instruction", instruction},
                  {"output", r.answer},
                  {"generator", o.generator},
-                 {"dataset", input[i].value("dataset", "")}};
+                 {"dataset", moa::json::OptionalString(input[i], "dataset", "dataset")
+                                 .value_or(std::nullopt)
+                                 .value_or("")}};
     std::lock_guard<std::mutex> lock(mu);
     done[instruction] = item;
     if (!write_all()) std::fprintf(stderr, "\ncannot write %s\n", o.output.c_str());
@@ -193,9 +201,16 @@ int RunMtBench(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
   for (int n = 1; std::getline(lines, line); ++n) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     json q = json::parse(line, nullptr, false);
-    if (q.is_discarded() || !q.contains("question_id") || !q.contains("turns") ||
-        !q["turns"].is_array() || q["turns"].empty()) {
-      std::fprintf(stderr, "moa batch: %s:%d is not a question {question_id, category, turns}\n",
+    bool turns_are_text = !q.is_discarded() && q.is_object() && q.contains("turns") &&
+                          q["turns"].is_array() && !q["turns"].empty();
+    for (size_t k = 0; turns_are_text && k < q["turns"].size(); ++k) {
+      turns_are_text = q["turns"][k].is_string();
+    }
+    if (!turns_are_text || !q.contains("question_id") ||
+        !moa::json::OptionalString(q, "category", "category").ok()) {
+      std::fprintf(stderr,
+                   "moa batch: %s:%d is not a question {question_id, category (a string), turns "
+                   "(strings)}\n",
                    o.input.c_str(), n);
       return 2;
     }
@@ -224,8 +239,8 @@ int RunMtBench(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
   std::atomic<int> failed{0};
   ForEachConcurrently(todo, o.concurrency, [&](size_t i) {
     const json& q = questions[i];
-    double temperature =
-        o.temperature_override.value_or(MtBenchTemperature(q.value("category", std::string())));
+    double temperature = o.temperature_override.value_or(MtBenchTemperature(
+        moa::json::OptionalString(q, "category", "category").value_or(std::nullopt).value_or("")));
     // Each turn sees the earlier turns and their answers.
     v1::ChatRequest req = o.base;
     req.mutable_params()->set_temperature(temperature);
@@ -249,7 +264,7 @@ int RunMtBench(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
                    {"choices", json::array({{{"index", 0}, {"turns", answers}}})},
                    {"tstamp", static_cast<double>(absl::ToUnixMicros(absl::Now())) / 1e6}};
     std::lock_guard<std::mutex> lock(mu);
-    out << answer.dump() << "\n";
+    out << moa::json::Dump(answer) << "\n";
     out.flush();
     progress.Item(true);
   });
