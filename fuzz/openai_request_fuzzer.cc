@@ -5,23 +5,9 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
-#include "lib/config/cluster_config.h"
+#include "fuzz/fuzz_config.h"
 #include "services/orchestrator/openai_api.h"
 #include "services/orchestrator/orchestrator_service.h"
-
-namespace {
-
-const moa::config::ClusterConfig& Config() {
-  static const moa::config::ClusterConfig config = *moa::config::ParseClusterConfig(
-      "models:\n  a: {endpoint: 'x:1'}\n  b: {endpoint: 'x:2'}\n"
-      "aggregator: {endpoint: 'x:3'}\n"
-      "pipelines:\n  moa: {layers: [[a, b]], aggregator: a}\n"
-      "limits: {max_request_bytes: 65536, max_messages: 16}\n",
-      "fuzz");
-  return config;
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::string_view body(reinterpret_cast<const char*>(data), size);
@@ -31,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)moa::orchestrator::openai::ErrorJson(error);
     return 0;
   }
-  auto pipeline = moa::orchestrator::ValidateChatRequest(parsed->chat, Config());
+  auto pipeline = moa::orchestrator::ValidateChatRequest(parsed->chat, moa::fuzz::Config());
   if (!pipeline.ok()) {
     (void)moa::orchestrator::openai::ErrorJson(
         moa::orchestrator::openai::ErrorFromStatus(pipeline.status()));

@@ -3,26 +3,13 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/config/cluster_config.h"
+#include "fuzz/fuzz_config.h"
 #include "lib/contract/contract.h"
 #include "moa/v1/aggregator.pb.h"
 #include "moa/v1/orchestrator.pb.h"
 #include "moa/v1/proposer.pb.h"
 #include "services/aggregator/aggregator_service.h"
 #include "services/orchestrator/orchestrator_service.h"
-
-namespace {
-
-const moa::config::ClusterConfig& Config() {
-  static const moa::config::ClusterConfig config = *moa::config::ParseClusterConfig(
-      "models:\n  a: {endpoint: 'x:1'}\n  b: {endpoint: 'x:2'}\n"
-      "aggregator: {endpoint: 'x:3'}\n"
-      "pipelines:\n  moa: {layers: [[a, b]], aggregator: a}\n",
-      "fuzz");
-  return config;
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
@@ -32,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (kind == 0) {
     moa::v1::ChatRequest request;
     if (request.ParseFromArray(bytes, length)) {
-      (void)moa::orchestrator::ValidateChatRequest(request, Config());
+      (void)moa::orchestrator::ValidateChatRequest(request, moa::fuzz::Config());
     }
   } else if (kind == 1) {
     moa::v1::GenerateRequest request;
@@ -47,6 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (request.ParseFromArray(bytes, length)) {
       moa::aggregator::AggregatorOptions options;
       options.models = {"a", "b"};
+      options.limits = moa::fuzz::Config().limits;
       (void)moa::aggregator::ValidateAggregateRequest(request, options);
     }
   }

@@ -51,16 +51,23 @@ class Reader {
     return value;
   }
 
-  absl::StatusOr<double> Number(const YAML::Node& node, absl::string_view path, double min,
-                                double max) const {
-    double value;
-    if (!node.IsScalar() || !YAML::convert<double>::decode(node, value)) {
-      return Error(node, absl::StrCat(path, " must be a number"));
+  // A scalar of type T (a number or an integer: `kind`) in [min, max].
+  template <typename T>
+  absl::StatusOr<T> Ranged(const YAML::Node& node, absl::string_view path, absl::string_view kind,
+                           T min, T max) const {
+    T value;
+    if (!node.IsScalar() || !YAML::convert<T>::decode(node, value)) {
+      return Error(node, absl::StrCat(path, " must be ", kind));
     }
     if (value < min || value > max) {
       return Error(node, absl::StrCat(path, " must be in [", min, ", ", max, "], got ", value));
     }
     return value;
+  }
+
+  absl::StatusOr<double> Number(const YAML::Node& node, absl::string_view path, double min,
+                                double max) const {
+    return Ranged<double>(node, path, "a number", min, max);
   }
 
   absl::StatusOr<int> Int(const YAML::Node& node, absl::string_view path, int min) const {
@@ -74,14 +81,7 @@ class Reader {
 
   absl::StatusOr<int64_t> Int64(const YAML::Node& node, absl::string_view path, int64_t min,
                                 int64_t max) const {
-    int64_t value;
-    if (!node.IsScalar() || !YAML::convert<int64_t>::decode(node, value)) {
-      return Error(node, absl::StrCat(path, " must be an integer"));
-    }
-    if (value < min || value > max) {
-      return Error(node, absl::StrCat(path, " must be in [", min, ", ", max, "], got ", value));
-    }
-    return value;
+    return Ranged<int64_t>(node, path, "an integer", min, max);
   }
 
   absl::StatusOr<absl::Duration> Seconds(const YAML::Node& node, absl::string_view path) const {

@@ -24,18 +24,8 @@ using testing::LocalCluster;
 using testing::RawClient;
 using ::testing::StartsWith;
 
-testing::ClusterSpec Spec(std::vector<std::string> orchestrator_flags) {
-  testing::ClusterSpec spec;
-  spec.models = {"a", "b", "z", "slow"};
-  spec.pipelines_yaml =
-      "pipelines:\n  moa: {layers: [[a, b]], aggregator: z}\n"
-      "  slow: {layers: [[slow]], aggregator: z}\ndefault_pipeline: moa\n";
-  spec.sim_profiles_yaml =
-      "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 12}\n"
-      "models:\n  slow: {time_to_first_token: 60}\n";
-  spec.orchestrator_flags = {"--http_port=0"};
-  for (auto& f : orchestrator_flags) spec.orchestrator_flags.push_back(f);
-  return spec;
+testing::ClusterSpec Spec(const std::vector<std::string>& orchestrator_flags = {}) {
+  return testing::SmallClusterSpec(orchestrator_flags);
 }
 
 v1::ChatRequest Request(const std::string& pipeline) {

@@ -29,6 +29,21 @@ int WaitForLoggedPort(Process& p, const std::string& prefix, absl::Duration time
   return port;
 }
 
+ClusterSpec SmallClusterSpec(const std::vector<std::string>& orchestrator_flags) {
+  ClusterSpec spec;
+  spec.models = {"a", "b", "z", "slow"};
+  spec.pipelines_yaml =
+      "pipelines:\n  moa: {layers: [[a, b]], aggregator: z}\n"
+      "  slow: {layers: [[slow]], aggregator: z}\ndefault_pipeline: moa\n";
+  spec.sim_profiles_yaml =
+      "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 12}\n"
+      "models:\n  slow: {time_to_first_token: 60}\n";
+  spec.orchestrator_flags = {"--http_port=0"};
+  spec.orchestrator_flags.insert(spec.orchestrator_flags.end(), orchestrator_flags.begin(),
+                                 orchestrator_flags.end());
+  return spec;
+}
+
 LocalCluster::LocalCluster(const ClusterSpec& spec) {
   char tmpl[] = "/tmp/moa-cluster-test-XXXXXX";
   dir_ = mkdtemp(tmpl);

@@ -26,6 +26,12 @@ struct ClusterSpec {
   std::string extra_config_yaml;  // Appended to the cluster config, e.g. a `limits:` section.
 };
 
+// A small cluster for e2e tests: models a, b, z and slow on the simulator;
+// pipeline `moa` (default) is [[a, b]] then z, pipeline `slow` is [[slow]]
+// then z, where slow takes a minute to its first token. The HTTP door is on
+// (a free port); `orchestrator_flags` are added.
+ClusterSpec SmallClusterSpec(const std::vector<std::string>& orchestrator_flags = {});
+
 class LocalCluster {
  public:
   // Starts everything and waits until each service is healthy; on failure
