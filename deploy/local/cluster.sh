@@ -69,14 +69,17 @@ check_ports() {
   return $busy
 }
 
-# Stops the cluster once MOA_PARENT_PID is gone (its pid file is not a *.pid,
-# so `down` leaves it alone while it runs `down`).
+# Stops the cluster once MOA_PARENT_PID is gone. The watchdog belongs to one
+# `up`: it leaves alone a later cluster in the same run folder (its run_id
+# differs), and its pid file is not a *.pid, so `down` does not kill it.
 start_watchdog() {
   [[ -n ${MOA_PARENT_PID:-} ]] || return 0
-  local parent=$MOA_PARENT_PID self="$0"
-  setsid bash -c 'while kill -0 "$1" 2>/dev/null && [[ -e "$2/config" ]]; do sleep 0.5; done
-                  [[ -e "$2/config" ]] && MOA_RUN_DIR="$2" "$3" down' \
-    watchdog "$parent" "$run_dir" "$self" </dev/null >/dev/null 2>&1 &
+  local run_id
+  run_id="$(cat "$run_dir/run_id")"
+  setsid bash -c 'owned() { [[ "$(cat "$2/run_id" 2>/dev/null)" == "$4" ]]; }
+                  while kill -0 "$1" 2>/dev/null && owned "$@"; do sleep 0.5; done
+                  owned "$@" && MOA_RUN_DIR="$2" "$3" down' \
+    watchdog "$MOA_PARENT_PID" "$run_dir" "$0" "$run_id" </dev/null >/dev/null 2>&1 &
   echo $! >"$run_dir/watchdog.wpid"
 }
 
@@ -95,7 +98,9 @@ up() {
     if [[ $kind == model ]]; then ports+=("$port" $((port - 41000))); else ports+=("$name" $((name - 41000))); fi
   done < <("$moa" endpoints --config="$config")
   check_ports "${ports[@]}" || return 1
+  starting=1  # From here on, a failure stops what was started (see the `up` case).
   echo "$config" >"$run_dir/config"
+  echo "$$-$RANDOM-$(date +%s%N)" >"$run_dir/run_id"
   start_watchdog
   if grep -q "base_url: *http://127.0.0.1:$sim_port" "$config"; then
     start upstream-sim "$build/tools/upstream-sim/moa-upstream-sim" --port="$sim_port" \
@@ -144,7 +149,7 @@ down() {
     sleep 0.1
   done
   kill -KILL "${pids[@]}" 2>/dev/null || true
-  rm -f "$run_dir"/*.pid "$run_dir/config"
+  rm -f "$run_dir"/*.pid "$run_dir/config" "$run_dir/run_id"
   log "stopped ${#pids[@]} processes"
 }
 
@@ -169,8 +174,12 @@ demo() {
   "$moa" ask --orchestrator="127.0.0.1:$orch_port" "$question"
 }
 
+starting=0
 case "${1:-}" in
-  up) up "${2:-}" ;;
+  up)
+    trap 'rc=$?; if ((rc != 0 && starting)); then log "start-up failed; stopping what started"; down; fi' EXIT
+    up "${2:-}"
+    ;;
   down) down ;;
   status) status ;;
   demo) demo "${2:-}" ;;

@@ -50,9 +50,10 @@ class PrometheusLiveTest : public ::testing::Test {
     // MOA_PARENT_PID: the cluster goes when this test does, even if killed.
     env_ = {"BUILD_DIR=" + std::string(MOA_BIN_DIR), "MOA_RUN_DIR=" + (dir_ / "run").string(),
             "MOA_PARENT_PID=" + std::to_string(getpid())};
+    // Set first: a failed `up` may have started part of the cluster.
+    cluster_up_ = true;
     Process up({"/bin/bash", kSource + "/deploy/local/cluster.sh", "up"}, env_);
     ASSERT_EQ(up.Wait(absl::Seconds(60)), 0) << up.Output();
-    cluster_up_ = true;
 
     // The shipped local scrape config, scraping every second for the test.
     std::string config = ReadFile(kSource + "/deploy/prometheus/prometheus-local.yml");
