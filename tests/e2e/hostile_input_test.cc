@@ -125,6 +125,34 @@ TEST(HostileInputTest, MalformedHttpGetsAnAnswerBeforeTheConnectionCloses) {
   EXPECT_THAT(answer, HasSubstr("synthesis of 2 responses"));
 }
 
+TEST(HostileInputTest, WithKeysOnABodyIsNeverReadBeforeTheKeyIsChecked) {
+  LocalCluster cluster(Spec());
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  // A second orchestrator on the same cluster, with API keys on.
+  testing::Process orchestrator(
+      {testing::BinaryPath("services/orchestrator/moa-orchestrator"), "--host=127.0.0.1",
+       "--port=0", "--metrics_port=0", "--http_port=0", "--config=" + cluster.config_path()},
+      {"MOA_API_KEYS=sk-hostile-test"});
+  int http_port = testing::WaitForLoggedPort(orchestrator, "HTTP on port");
+  ASSERT_GT(http_port, 0) << orchestrator.Output();
+  const pid_t pid = orchestrator.pid();
+  const double before = RssMiB(pid);
+  // 100 connections announce 4 MiB bodies without a key: each is answered
+  // 401 from the headers, and no body is buffered.
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 100; ++i) {
+    clients.push_back(std::make_unique<RawClient>(http_port));
+    ASSERT_TRUE(clients.back()->Send(
+        "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 4194000\r\n\r\n"));
+  }
+  for (auto& c : clients) EXPECT_THAT(c->ReadResponse(), StartsWith("HTTP/1.1 401 "));
+  for (auto& c : clients) c->Flood(4194000, absl::Milliseconds(20));
+  const double after = RssMiB(pid);
+  std::printf("100 unauthenticated 4 MiB bodies: orchestrator RSS %.1f -> %.1f MiB\n", before,
+              after);
+  EXPECT_LT(after - before, 50.0);
+}
+
 TEST(HostileInputTest, A500MiBFloodWhileARequestIsPendingDoesNotGrowTheOrchestrator) {
   LocalCluster cluster(Spec());
   ASSERT_TRUE(cluster.ok()) << cluster.error();

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "lib/net/http_server.h"
 #include "lib/server/health_check.h"
 #include "moa/v1/proposer.grpc.pb.h"
 #include "tests/support/local_cluster.h"
@@ -114,6 +115,39 @@ TEST_F(ProposerProcessTest, ServesWithTheKeyAndNeverPrintsIt) {
     EXPECT_THAT(p->Output(), Not(HasSubstr(kSimKey)));
     EXPECT_THAT(p->Output(), Not(HasSubstr("sk-wrong-key-e2e-777")));
   }
+}
+
+// An upstream that sends a mistyped usage object once the answer is done.
+class MistypedUsageUpstream : public net::HttpHandler {
+ public:
+  void Handle(net::HttpRequest, std::shared_ptr<net::HttpExchange> exchange) override {
+    exchange->Respond({200,
+                       "text/event-stream",
+                       "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"
+                       "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":\"12\"}}\n\n"
+                       "data: [DONE]\n\n",
+                       {}});
+  }
+};
+
+TEST_F(ProposerProcessTest, AMistypedUsageFromTheUpstreamFailsTheCallAndTheProcessServesOn) {
+  MistypedUsageUpstream handler;
+  auto upstream = *net::HttpServer::Start({}, &handler);
+  auto p = StartProposer(
+      "m1", kSimKey, {absl::StrCat("--upstream_url=http://127.0.0.1:", upstream->port(), "/v1")});
+  int port = WaitForLoggedPort(*p, "serving gRPC on port");
+  ASSERT_GT(port, 0) << p->Output();
+  for (int i = 0; i < 3; ++i) {
+    std::string text;
+    grpc::Status s = Ask(port, &text);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("usage.prompt_tokens"));
+  }
+  EXPECT_EQ(moa::server::HealthCheck(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                                         grpc::InsecureChannelCredentials())),
+            1);
+  p->Signal(SIGTERM);
+  EXPECT_EQ(p->Wait(absl::Seconds(10)), 0) << "the process was still there to drain";
 }
 
 TEST_F(ProposerProcessTest, PasswordsInTheUpstreamUrlNeverReachTheLog) {
