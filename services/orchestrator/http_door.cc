@@ -85,6 +85,9 @@ class ChatCompletion final : public MoaCallSink {
     bool cancel_now;
     {
       absl::MutexLock lock(&mu_);
+      // A call that already finished (backends may answer inside Start) is
+      // not kept: the call holds this sink, so keeping it would be a cycle.
+      if (finished_) return;
       call_ = call;
       cancel_now = client_gone_;
     }
@@ -107,6 +110,7 @@ class ChatCompletion final : public MoaCallSink {
     ReleaseSlot();
     {
       absl::MutexLock lock(&mu_);
+      finished_ = true;
       call_.reset();
     }
     if (!streaming_) {
@@ -159,6 +163,7 @@ class ChatCompletion final : public MoaCallSink {
   absl::Mutex mu_;
   std::shared_ptr<MoaCall> call_ ABSL_GUARDED_BY(mu_);
   bool client_gone_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace

@@ -32,7 +32,7 @@ constexpr char kProfiles[] = R"(default:
   answer_tokens: 16
 models:
   slow: {time_to_first_token: 0.02, tokens_per_second: 20, answer_tokens: 400}
-  endless: {time_to_first_token: 0.01, tokens_per_second: 100000, answer_tokens: 100000}
+  endless: {time_to_first_token: 0.01, tokens_per_second: 100000, answer_tokens: 10000}
   fail-500: {faults: {http_500: 1}}
   fail-429: {faults: {http_429: 1, retry_after_seconds: 3}}
   hang: {faults: {hang: 1}}
