@@ -6,8 +6,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "services/orchestrator/api_keys.h"
-
 namespace moa::orchestrator {
 namespace {
 
@@ -136,33 +134,6 @@ TEST(OpenAiApiTest, ChunksAreSseEventsOfChatCompletionChunks) {
   EXPECT_EQ(j["object"], "chat.completion.chunk");
   EXPECT_EQ(j["choices"][0]["delta"]["content"], "hi \"x\"");
   EXPECT_TRUE(j["choices"][0]["finish_reason"].is_null());
-}
-
-TEST(ApiKeysTest, BearerKeysAreCheckedAndLoadedFromFileAndList) {
-  std::string path = "/tmp/moa-keys-test-" + std::to_string(getpid());
-  std::ofstream(path) << "# comment\n\nsk-file-1\n  sk-file-2  \n";
-  auto keys = ApiKeys::Load(path, "sk-env-1, sk-env-2");
-  ASSERT_TRUE(keys.ok());
-  EXPECT_TRUE(keys->enabled());
-  EXPECT_EQ(keys->size(), 4u);
-  EXPECT_TRUE(keys->CheckAuthorization("Bearer sk-file-2"));
-  EXPECT_TRUE(keys->CheckAuthorization("bearer sk-env-1"));
-  EXPECT_FALSE(keys->CheckAuthorization("Bearer sk-file"));
-  EXPECT_FALSE(keys->CheckAuthorization("Bearer sk-file-22"));
-  EXPECT_FALSE(keys->CheckAuthorization("sk-file-1"));
-  EXPECT_FALSE(keys->CheckAuthorization("Bearer "));
-  EXPECT_FALSE(keys->CheckAuthorization("Bearer # comment"));
-  std::remove(path.c_str());
-  EXPECT_EQ(ApiKeys::Load(path, "").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_FALSE(ApiKeys::Load("", "").value().enabled());
-}
-
-TEST(ApiKeysTest, ConstantTimeEqualsComparesWholeStrings) {
-  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
-  EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
-  EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
-  EXPECT_FALSE(ConstantTimeEquals("", "a"));
-  EXPECT_TRUE(ConstantTimeEquals("", ""));
 }
 
 TEST(OpenAiApiTest, WrongTypesAnywhereAre400NamingTheFieldNeverACrash) {
