@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -22,7 +23,9 @@ struct CallContext {
   std::shared_ptr<grpc::Channel> channel;
   // Set when the connect wait ran out before the channel was ready.
   std::atomic<bool> unreachable{false};
-  grpc::Alarm connect_alarm;
+  // Only for a call that starts while its channel is not ready; set before
+  // the call starts, so OnDone sees it without a lock.
+  std::optional<grpc::Alarm> connect_alarm;
 };
 
 class Handle final : public llm::CallHandle {
@@ -50,12 +53,11 @@ class StreamReader final : public grpc::ClientReadReactor<v1::GenerateResponse> 
   // `connect_wait`: how long the call may wait for a connection (see
   // ChannelOptions) before it is cancelled and reported UNAVAILABLE.
   void Begin(absl::Duration connect_wait) {
-    StartRead(&response_);
-    StartCall();
     if (ctx_->channel->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_READY) {
       std::shared_ptr<CallContext> ctx = ctx_;
       absl::Time at = std::min(absl::Now() + connect_wait, deadline_);
-      ctx->connect_alarm.Set(absl::ToChronoTime(at), [ctx](bool fired) {
+      ctx->connect_alarm.emplace();
+      ctx->connect_alarm->Set(absl::ToChronoTime(at), [ctx](bool fired) {
         // A call waiting for a connection is queued until the channel is
         // ready; once ready, the call has been sent and goes on.
         if (fired && ctx->channel->GetState(false) != GRPC_CHANNEL_READY) {
@@ -64,6 +66,8 @@ class StreamReader final : public grpc::ClientReadReactor<v1::GenerateResponse> 
         }
       });
     }
+    StartRead(&response_);
+    StartCall();
   }
 
   void OnReadDone(bool ok) override {
@@ -77,7 +81,7 @@ class StreamReader final : public grpc::ClientReadReactor<v1::GenerateResponse> 
   }
 
   void OnDone(const grpc::Status& status) override {
-    ctx_->connect_alarm.Cancel();
+    if (ctx_->connect_alarm) ctx_->connect_alarm->Cancel();
     if (status.ok() && completion_) {
       observer_->OnDone(*std::move(completion_));
     } else if (status.ok()) {
@@ -158,25 +162,24 @@ ProposerBackend::ProposerBackend(const config::ClusterConfig& config, ChannelOpt
     : options_(options) {
   for (const config::ModelConfig& m : config.models) {
     auto channel = MakeChannel(m.endpoint, options_);
-    channels_[m.name] = channel;
-    stubs_[m.name] = v1::ProposerService::NewStub(channel);
+    proposers_[m.name] = {channel, v1::ProposerService::NewStub(channel)};
   }
 }
 
 std::shared_ptr<grpc::Channel> ProposerBackend::ChannelFor(const std::string& model) const {
-  auto it = channels_.find(model);
-  return it == channels_.end() ? nullptr : it->second;
+  auto it = proposers_.find(model);
+  return it == proposers_.end() ? nullptr : it->second.channel;
 }
 
 std::shared_ptr<llm::CallHandle> ProposerBackend::Start(
     GenerationCall call, std::shared_ptr<GenerationObserver> observer) {
-  auto it = stubs_.find(call.model);
-  if (it == stubs_.end()) {
+  auto it = proposers_.find(call.model);
+  if (it == proposers_.end()) {
     observer->OnDone(absl::NotFoundError(
         absl::StrCat("model ", call.model, " is not defined in the cluster config")));
     return std::make_shared<DoneHandle>();
   }
-  auto ctx = NewContext(call.deadline, channels_.find(call.model)->second);
+  auto ctx = NewContext(call.deadline, it->second.channel);
   auto request = std::make_unique<v1::GenerateRequest>();
   FillMessages(call.messages, request->mutable_messages());
   *request->mutable_params() = call.params;
@@ -185,7 +188,7 @@ std::shared_ptr<llm::CallHandle> ProposerBackend::Start(
   auto* reader =
       new StreamReader(ctx, std::move(observer), std::move(request),
                        absl::StrCat("the proposer of model ", call.model), call.deadline);
-  it->second->async()->Generate(&ctx->context, request_ptr, reader);
+  it->second.stub->async()->Generate(&ctx->context, request_ptr, reader);
   reader->Begin(options_.connect_wait);
   return std::make_shared<Handle>(ctx);
 }

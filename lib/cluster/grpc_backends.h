@@ -47,9 +47,12 @@ class ProposerBackend final : public GenerationBackend {
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& model) const;
 
  private:
+  struct Proposer {
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<v1::ProposerService::Stub> stub;
+  };
   const ChannelOptions options_;
-  std::map<std::string, std::unique_ptr<v1::ProposerService::Stub>, std::less<>> stubs_;
-  std::map<std::string, std::shared_ptr<grpc::Channel>, std::less<>> channels_;
+  std::map<std::string, Proposer, std::less<>> proposers_;  // By model name.
 };
 
 class AggregatorBackend final : public GenerationBackend {

@@ -325,8 +325,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                        server_->options().max_header_bytes, " bytes")));
     }
     if (ec == http::error::body_limit) {
-      // Beast refuses a declared Content-Length over the limit while reading
-      // the header: the client is about to send all of it.
+      // A chunked body grew over the limit (a declared Content-Length was
+      // refused in OnHeader): the client is still sending the rest.
       linger_bytes_ = kMaxLingerBytes;
       body_expected_ = true;
       return AnswerAndClose(
@@ -407,7 +407,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Sends bytes the client ignores: a client that closed its socket answers
   // them with a reset, which the error wait below sees at once.
   void Probe() {
-    if (probing_) return;
+    // An HTTP/1.0 client must not get a 1xx, and its unframed stream has no
+    // chunk a client would ignore: it gets the answer, then the close.
+    if (probing_ || version_ < 11) return;
     if (!head_queued_ && !writing_) {
       Enqueue("HTTP/1.1 100 Continue\r\n\r\n");
     } else if (streaming_ && !keepalive_chunk_.empty()) {

@@ -63,7 +63,7 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
     {
       absl::MutexLock lock(&mu_);
       upstream_ = upstream;
-      cancel_now = client_gone_ || cut_;
+      cancel_now = cancel_requested_;
     }
     if (cancel_now) upstream->Cancel();
   }
@@ -88,22 +88,15 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
     GenerateReactor* reactor_;
   };
 
-  void OnClientGone() override {
-    std::shared_ptr<llm::CallHandle> upstream;
-    {
-      absl::MutexLock lock(&mu_);
-      client_gone_ = true;
-      upstream = upstream_;
-    }
-    if (upstream) upstream->Cancel();
-  }
+  void OnClientGone() override { CancelUpstream(); }
 
-  // The answer reached max_answer_bytes: end the upstream call.
-  void CutUpstream() {
+  // Ends the upstream call: the client left, or the answer reached
+  // max_answer_bytes. Before Start has returned, the constructor does it.
+  void CancelUpstream() {
     std::shared_ptr<llm::CallHandle> upstream;
     {
       absl::MutexLock lock(&mu_);
-      cut_ = true;
+      cancel_requested_ = true;
       upstream = upstream_;
     }
     if (upstream) upstream->Cancel();
@@ -119,7 +112,7 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
     if (static_cast<int64_t>(text.size()) > room) {
       text = Utf8Prefix(text, static_cast<size_t>(std::max<int64_t>(room, 0)));
       answer_cut_ = true;
-      CutUpstream();
+      CancelUpstream();
     }
     answer_bytes_ += static_cast<int64_t>(text.size());
     if (text.empty()) return;
@@ -180,8 +173,7 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
 
   absl::Mutex mu_;
   std::shared_ptr<llm::CallHandle> upstream_ ABSL_GUARDED_BY(mu_);
-  bool client_gone_ ABSL_GUARDED_BY(mu_) = false;
-  bool cut_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancel_requested_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 ProposerService::ProposerService(ProposerOptions options, llm::LlmClient* client,
