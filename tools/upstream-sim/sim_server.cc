@@ -147,7 +147,7 @@ struct ChatRequestInfo {
 absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body) {
   absl::StatusOr<json> parsed = moa::json::Parse(body);
   if (!parsed.ok()) return parsed.status();
-  const json& j = *parsed;
+  json& j = *parsed;
   if (!j.is_object()) return absl::InvalidArgumentError("request body is not a JSON object");
   ChatRequestInfo info;
   auto model = moa::json::OptionalString(j, "model", "model");
@@ -176,7 +176,6 @@ absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body) {
     }
     info.messages.push_back(std::move(sm));
   }
-  info.messages_json = *messages;
   auto stream = moa::json::OptionalBool(j, "stream", "stream");
   if (!stream.ok()) return stream.status();
   info.stream = stream->value_or(false);
@@ -198,6 +197,8 @@ absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body) {
        {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop"}) {
     if (j.contains(key)) info.params[key] = j[key];
   }
+  // Moved, not copied: the messages can be large (synthesis blocks).
+  info.messages_json = std::move(j["messages"]);
   return info;
 }
 
