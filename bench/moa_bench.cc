@@ -20,8 +20,8 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "bench/bench_util.h"
-#include "lib/contract/contract.h"
 #include "lib/llm/curl_llm_client.h"
+#include "lib/wire/wire.h"
 #include "moa/v1/orchestrator.grpc.pb.h"
 #include "tests/support/local_cluster.h"
 
@@ -64,11 +64,11 @@ class ChatCall final : public grpc::ClientReadReactor<v1::ChatEvent> {
     if (event_.has_accepted() && accepted_) accepted_->fetch_add(1);
     if (event_.has_proposal_done()) {
       int layer = event_.proposal_done().ref().layer();
-      absl::Duration d = contract::FromProto(event_.proposal_done().completion().duration());
+      absl::Duration d = wire::FromProto(event_.proposal_done().completion().duration());
       slowest_[layer] = std::max(slowest_[layer], d);
     }
     if (event_.has_summary()) {
-      final_ = contract::FromProto(event_.summary().answer().duration());
+      final_ = wire::FromProto(event_.summary().answer().duration());
     }
     StartRead(&event_);
   }
@@ -154,7 +154,7 @@ std::vector<ChatResult> ClosedLoopHttp(llm::LlmClient* client, int concurrency, 
   return RunClosedLoop<ChatResult>(
       concurrency, count, until, [client](int i, std::function<void(ChatResult)> done) {
         llm::ChatRequest req;
-        req.messages = {{"user", absl::StrCat("Benchmark question ", i)}};
+        req.messages = {{llm::Role::kUser, absl::StrCat("Benchmark question ", i)}};
         client->Start(req, std::make_shared<HttpObserver>(std::move(done)));
       });
 }

@@ -122,7 +122,7 @@ std::vector<CallResult> ClosedLoopDirect(llm::LlmClient* client, int concurrency
   return RunClosedLoop<CallResult>(
       concurrency, count, until, [client](int i, std::function<void(CallResult)> done) {
         llm::ChatRequest req;
-        req.messages = {{"user", absl::StrCat("Benchmark question number ", i)}};
+        req.messages = {{llm::Role::kUser, absl::StrCat("Benchmark question number ", i)}};
         client->Start(req, std::make_shared<Observer>(std::move(done)));
       });
 }

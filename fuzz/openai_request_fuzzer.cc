@@ -6,8 +6,8 @@
 
 #include "absl/strings/string_view.h"
 #include "fuzz/fuzz_config.h"
+#include "services/orchestrator/engine/engine.h"
 #include "services/orchestrator/openai_api.h"
-#include "services/orchestrator/orchestrator_service.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::string_view body(reinterpret_cast<const char*>(data), size);
@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)moa::orchestrator::openai::ErrorJson(error);
     return 0;
   }
-  auto pipeline = moa::orchestrator::ValidateChatRequest(parsed->chat, moa::fuzz::Config());
+  auto pipeline = moa::orchestrator::PlanChat(parsed->chat, moa::fuzz::Config());
   if (!pipeline.ok()) {
     (void)moa::orchestrator::openai::ErrorJson(
         moa::orchestrator::openai::ErrorFromStatus(pipeline.status()));

@@ -4,12 +4,12 @@
 #include <cstdint>
 
 #include "fuzz/fuzz_config.h"
-#include "lib/contract/contract.h"
+#include "lib/wire/wire.h"
 #include "moa/v1/aggregator.pb.h"
 #include "moa/v1/orchestrator.pb.h"
 #include "moa/v1/proposer.pb.h"
 #include "services/aggregator/aggregator_service.h"
-#include "services/orchestrator/orchestrator_service.h"
+#include "services/orchestrator/engine/engine.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
@@ -19,15 +19,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (kind == 0) {
     moa::v1::ChatRequest request;
     if (request.ParseFromArray(bytes, length)) {
-      (void)moa::orchestrator::ValidateChatRequest(request, moa::fuzz::Config());
+      (void)moa::orchestrator::PlanChat(request, moa::fuzz::Config());
     }
   } else if (kind == 1) {
     moa::v1::GenerateRequest request;
-    if (request.ParseFromArray(bytes, length) &&
-        moa::contract::ValidateMessages(request.messages()).ok() &&
-        moa::contract::ValidateParams(request.params()).ok()) {
-      (void)moa::contract::ToLlmMessages(request.messages());
-      (void)moa::contract::ToLlmParams(request.params());
+    if (request.ParseFromArray(bytes, length)) {
+      (void)moa::wire::ToMessages(request.messages());
+      (void)moa::wire::ToParams(request.params());
     }
   } else {
     moa::v1::AggregateRequest request;
@@ -35,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       moa::aggregator::AggregatorOptions options;
       options.models = {"a", "b"};
       options.limits = moa::fuzz::Config().limits;
-      (void)moa::aggregator::ValidateAggregateRequest(request, options);
+      (void)moa::aggregator::PlanAggregate(request, options);
     }
   }
   return 0;

@@ -1,6 +1,7 @@
 // How the aggregator and the orchestrator ask a model of the cluster for a
 // streamed answer, without knowing whether it goes to a proposer, to the
-// aggregator, or to a fake in a test.
+// aggregator, or to a fake in a test. Only the cluster's own types (lib/llm)
+// cross this interface; the gRPC implementations convert at the wire.
 #ifndef MOA_LIB_CLUSTER_GENERATION_BACKEND_H_
 #define MOA_LIB_CLUSTER_GENERATION_BACKEND_H_
 
@@ -13,7 +14,6 @@
 #include "absl/time/time.h"
 #include "lib/llm/llm_client.h"
 #include "lib/synthesis/synthesis.h"
-#include "moa/v1/common.pb.h"
 
 namespace moa::cluster {
 
@@ -22,7 +22,7 @@ struct GenerationCall {
   std::vector<llm::Message> messages;  // The conversation.
   // Earlier answers to synthesize; empty for a plain proposal.
   std::vector<synthesis::Reference> references;
-  v1::SamplingParams params;
+  llm::SamplingParams params;
   absl::Time deadline = absl::InfiniteFuture();
   // Ask for the text in one delta at the end (see GenerateRequest.whole_text).
   bool whole_text = false;
@@ -34,7 +34,9 @@ class GenerationObserver {
  public:
   virtual ~GenerationObserver() = default;
   virtual void OnDelta(absl::string_view text) = 0;
-  virtual void OnDone(absl::StatusOr<v1::Completion> result) = 0;
+  // The completion as the model's service reported it (its usage, time to
+  // first token and duration), or why the call failed.
+  virtual void OnDone(absl::StatusOr<llm::Completion> result) = 0;
 };
 
 class GenerationBackend {

@@ -1,77 +1,83 @@
-// The server side of a stream of GenerateResponse (ProposerService.Generate,
-// AggregatorService.Aggregate): text deltas, then one completion or an error.
+// The server side of a generation stream (ProposerService.Generate with
+// GenerateResponse, AggregatorService.Aggregate with AggregateResponse):
+// text deltas, then one completion or an error. Both responses have the
+// same shape (oneof delta / completion), so one template serves both.
 #ifndef MOA_LIB_CLUSTER_GENERATION_STREAM_REACTOR_H_
 #define MOA_LIB_CLUSTER_GENERATION_STREAM_REACTOR_H_
 
-#include <grpcpp/grpcpp.h>
-
-#include <optional>
+#include <atomic>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "lib/server/server_stream_reactor.h"
 #include "moa/v1/common.pb.h"
 
 namespace moa::cluster {
 
-// One write is in flight at a time; deltas pushed meanwhile are merged into
-// the next message, so a slow reader costs fewer messages and loses nothing.
-// PushDelta and Complete may be called from any thread (the upstream's);
-// state changes under a mutex and StartWrite / Finish run outside it,
-// because gRPC may run a reaction inline. Finish is called once, never with a
-// write outstanding; the reactor deletes itself in OnDone.
-class GenerationStreamReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+// Deltas queued behind a slow write go out as one delta; a completion is
+// never merged.
+template <typename Response>
+struct MergeDeltas {
+  bool operator()(Response& last, Response& next) const {
+    if (last.event_case() != Response::kDelta || next.event_case() != Response::kDelta) {
+      return false;
+    }
+    last.mutable_delta()->append(next.delta());
+    return true;
+  }
+};
+
+// PushDelta and Complete come from the producer (an upstream's or a child
+// call's thread), never concurrently with each other; the stream contract
+// (one write in flight, finish once, OnClientGone) is ServerStreamReactor's.
+template <typename Response>
+class GenerationStreamReactor
+    : public server::ServerStreamReactor<Response, MergeDeltas<Response>> {
  public:
-  explicit GenerationStreamReactor(grpc::CallbackServerContext* context) : context_(context) {}
+  explicit GenerationStreamReactor(grpc::CallbackServerContext* context)
+      : server::ServerStreamReactor<Response, MergeDeltas<Response>>(context) {}
 
   // Queues text for the client (dropped once the client is gone).
-  void PushDelta(absl::string_view text);
-
-  // Holds the text back until Complete, then writes it as one delta before
-  // the completion. Call before the first PushDelta.
-  void HoldTextUntilComplete() {
-    absl::MutexLock lock(&mu_);
-    hold_text_ = true;
+  void PushDelta(absl::string_view text) {
+    if (completed_) return;
+    if (hold_text_) {
+      held_.append(text.data(), text.size());
+      return;
+    }
+    Response r;
+    r.set_delta(std::string(text));
+    this->Send(std::move(r));
   }
 
-  // Ends the stream: an OK completion is written last, an error finishes with
-  // that status (and `retry-after` trailing metadata when it carries one).
-  // Call exactly once, also after OnClientGone.
-  void Complete(absl::StatusOr<v1::Completion> result);
+  // Holds the text back until Complete, then sends it as one delta before
+  // the completion. Call before the first PushDelta.
+  void HoldTextUntilComplete() { hold_text_ = true; }
 
-  void OnWriteDone(bool ok) final;
-  void OnCancel() final;
-  void OnDone() final;
+  // Ends the stream: an OK completion is sent last; an error finishes with
+  // that status. Call once; later calls are ignored.
+  void Complete(absl::StatusOr<v1::Completion> result) {
+    if (completed_.exchange(true)) return;
+    if (!result.ok()) return this->Close(result.status());
+    if (!held_.empty()) {
+      Response text;
+      text.set_delta(std::exchange(held_, std::string()));
+      this->Send(std::move(text));
+    }
+    Response done;
+    *done.mutable_completion() = *std::move(result);
+    this->Send(std::move(done));
+    this->Close(absl::OkStatus());
+  }
 
  protected:
   ~GenerationStreamReactor() override = default;
 
-  // The client cancelled or can no longer be written to: stop the work that
-  // feeds this stream. Runs at most once; Complete must still follow.
-  virtual void OnClientGone() = 0;
-  // Runs in OnDone, just before the reactor deletes itself.
-  virtual void OnFinished() {}
-
-  grpc::CallbackServerContext* context() const { return context_; }
-
  private:
-  void Advance();
-  void ClientGone();
-
-  grpc::CallbackServerContext* const context_;
-  v1::GenerateResponse write_;  // Owned by gRPC while a write is in flight.
-
-  absl::Mutex mu_;
-  std::string pending_ ABSL_GUARDED_BY(mu_);
-  std::optional<v1::GenerateResponse> completion_ ABSL_GUARDED_BY(mu_);
-  absl::Status final_status_ ABSL_GUARDED_BY(mu_);
-  bool completed_ ABSL_GUARDED_BY(mu_) = false;
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;
-  bool gone_notified_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool hold_text_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> completed_{false};
+  bool hold_text_ = false;
+  std::string held_;  // Producer's thread only.
 };
 
 }  // namespace moa::cluster

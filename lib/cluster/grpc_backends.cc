@@ -9,8 +9,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "lib/contract/contract.h"
 #include "lib/server/grpc_server.h"
+#include "lib/wire/wire.h"
 
 namespace moa::cluster {
 namespace {
@@ -37,8 +37,10 @@ class Handle final : public llm::CallHandle {
   std::shared_ptr<CallContext> ctx_;
 };
 
-// Reads one stream of GenerateResponse and forwards it to the observer.
-class StreamReader final : public grpc::ClientReadReactor<v1::GenerateResponse> {
+// Reads one generation stream (GenerateResponse or AggregateResponse) and
+// forwards it to the observer.
+template <typename Response>
+class StreamReader final : public grpc::ClientReadReactor<Response> {
  public:
   // `request` is kept until OnDone, as gRPC requires.
   StreamReader(std::shared_ptr<CallContext> ctx, std::shared_ptr<GenerationObserver> observer,
@@ -66,8 +68,8 @@ class StreamReader final : public grpc::ClientReadReactor<v1::GenerateResponse> 
         }
       });
     }
-    StartRead(&response_);
-    StartCall();
+    this->StartRead(&response_);
+    this->StartCall();
   }
 
   void OnReadDone(bool ok) override {
@@ -77,13 +79,13 @@ class StreamReader final : public grpc::ClientReadReactor<v1::GenerateResponse> 
     } else if (!response_.delta().empty()) {
       observer_->OnDelta(response_.delta());
     }
-    StartRead(&response_);
+    this->StartRead(&response_);
   }
 
   void OnDone(const grpc::Status& status) override {
     if (ctx_->connect_alarm) ctx_->connect_alarm->Cancel();
     if (status.ok() && completion_) {
-      observer_->OnDone(*std::move(completion_));
+      observer_->OnDone(wire::FromProto(*completion_));
     } else if (status.ok()) {
       observer_->OnDone(absl::InternalError("stream ended without a completion"));
     } else if (ctx_->unreachable) {
@@ -108,7 +110,7 @@ class StreamReader final : public grpc::ClientReadReactor<v1::GenerateResponse> 
   std::unique_ptr<google::protobuf::Message> request_;
   const std::string what_;
   const absl::Time deadline_;
-  v1::GenerateResponse response_;
+  Response response_;
   std::optional<v1::Completion> completion_;
 };
 
@@ -121,17 +123,6 @@ std::shared_ptr<CallContext> NewContext(absl::Time deadline,
   // in StreamReader bounds it.
   ctx->context.set_wait_for_ready(true);
   return ctx;
-}
-
-void FillMessages(const std::vector<llm::Message>& in,
-                  google::protobuf::RepeatedPtrField<v1::ChatMessage>* out) {
-  for (const llm::Message& m : in) {
-    v1::ChatMessage* msg = out->Add();
-    msg->set_role(m.role == "system"      ? v1::ROLE_SYSTEM
-                  : m.role == "assistant" ? v1::ROLE_ASSISTANT
-                                          : v1::ROLE_USER);
-    msg->set_content(m.content);
-  }
 }
 
 // Already-finished call, for errors found before anything was sent.
@@ -181,13 +172,13 @@ std::shared_ptr<llm::CallHandle> ProposerBackend::Start(
   }
   auto ctx = NewContext(call.deadline, it->second.channel);
   auto request = std::make_unique<v1::GenerateRequest>();
-  FillMessages(call.messages, request->mutable_messages());
-  *request->mutable_params() = call.params;
+  wire::ToProto(call.messages, request->mutable_messages());
+  wire::ToProto(call.params, request->mutable_params());
   request->set_whole_text(call.whole_text);
   const v1::GenerateRequest* request_ptr = request.get();
-  auto* reader =
-      new StreamReader(ctx, std::move(observer), std::move(request),
-                       absl::StrCat("the proposer of model ", call.model), call.deadline);
+  auto* reader = new StreamReader<v1::GenerateResponse>(
+      ctx, std::move(observer), std::move(request),
+      absl::StrCat("the proposer of model ", call.model), call.deadline);
   it->second.stub->async()->Generate(&ctx->context, request_ptr, reader);
   reader->Begin(options_.connect_wait);
   return std::make_shared<Handle>(ctx);
@@ -203,17 +194,17 @@ std::shared_ptr<llm::CallHandle> AggregatorBackend::Start(
   auto ctx = NewContext(call.deadline, channel_);
   auto request = std::make_unique<v1::AggregateRequest>();
   request->set_model(call.model);
-  FillMessages(call.messages, request->mutable_messages());
+  wire::ToProto(call.messages, request->mutable_messages());
   for (const synthesis::Reference& r : call.references) {
     v1::Reference* ref = request->add_references();
     ref->set_model(r.model);
     ref->set_text(r.text);
   }
-  *request->mutable_params() = call.params;
+  wire::ToProto(call.params, request->mutable_params());
   request->set_whole_text(call.whole_text);
   const v1::AggregateRequest* request_ptr = request.get();
-  auto* reader = new StreamReader(ctx, std::move(observer), std::move(request), "the aggregator",
-                                  call.deadline);
+  auto* reader = new StreamReader<v1::AggregateResponse>(
+      ctx, std::move(observer), std::move(request), "the aggregator", call.deadline);
   stub_->async()->Aggregate(&ctx->context, request_ptr, reader);
   reader->Begin(options_.connect_wait);
   return std::make_shared<Handle>(ctx);

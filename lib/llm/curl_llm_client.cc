@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "lib/base/redact.h"
+#include "lib/base/retry_after.h"
 #include "lib/llm/http_status.h"
 #include "lib/llm/openai_json.h"
 #include "lib/llm/sse_parser.h"
@@ -51,8 +52,9 @@ struct SharedQueue {
 // attempt. Everything except `cancel_requested` belongs to the event thread.
 class Transfer : public CallHandle, public std::enable_shared_from_this<Transfer> {
  public:
-  Transfer(std::shared_ptr<SharedQueue> queue, std::shared_ptr<StreamObserver> observer)
-      : queue_(std::move(queue)), observer(std::move(observer)) {}
+  Transfer(std::shared_ptr<SharedQueue> queue, std::shared_ptr<StreamObserver> observer,
+           const Clock* clock)
+      : queue_(std::move(queue)), observer(std::move(observer)), clock(clock) {}
 
   ~Transfer() override {
     if (easy != nullptr) curl_easy_cleanup(easy);
@@ -82,6 +84,7 @@ class Transfer : public CallHandle, public std::enable_shared_from_this<Transfer
   std::shared_ptr<SharedQueue> queue_;
   std::atomic<bool> cancel_requested{false};
   std::shared_ptr<StreamObserver> observer;
+  const Clock* const clock;  // The client's (UpstreamOptions::clock).
 
   std::string body;
   absl::Time started;
@@ -137,8 +140,8 @@ class CurlLlmClient::Impl {
   }
 
   std::shared_ptr<CallHandle> Start(ChatRequest request, std::shared_ptr<StreamObserver> observer) {
-    auto t = std::make_shared<Transfer>(queue_, std::move(observer));
-    t->started = absl::Now();
+    auto t = std::make_shared<Transfer>(queue_, std::move(observer), options_.clock);
+    t->started = options_.clock->Now();
     t->deadline = std::min(request.deadline, t->started + options_.total_timeout);
     t->body = BuildChatCompletionBody(options_.model, request);
     {
@@ -188,9 +191,9 @@ class CurlLlmClient::Impl {
         std::shared_ptr<Transfer> t = it->second;
         OnTransferDone(t, msg->data.result);
       }
-      absl::Time next_wake = CheckTimers(absl::Now());
-      int timeout_ms = static_cast<int>(
-          std::clamp<int64_t>(absl::ToInt64Milliseconds(next_wake - absl::Now()) + 1, 0, 1000));
+      absl::Time next_wake = CheckTimers(options_.clock->Now());
+      int timeout_ms = static_cast<int>(std::clamp<int64_t>(
+          absl::ToInt64Milliseconds(next_wake - options_.clock->Now()) + 1, 0, 1000));
       curl_multi_poll(queue_->multi, nullptr, 0, timeout_ms, nullptr);
     }
     // Shutting down: every call still open ends CANCELLED.
@@ -210,7 +213,7 @@ class CurlLlmClient::Impl {
       }
       ConfigureEasy(*t);
     }
-    t->attempt_started = absl::Now();
+    t->attempt_started = options_.clock->Now();
     t->last_data = t->attempt_started;
     active_[t->easy] = t;
     if (CURLMcode rc = curl_multi_add_handle(queue_->multi, t->easy); rc != CURLM_OK) {
@@ -253,7 +256,7 @@ class CurlLlmClient::Impl {
     if (absl::StartsWithIgnoreCase(line, "HTTP/")) {
       t->retry_after.reset();  // A new response (e.g. after a redirect).
     } else if (absl::StartsWithIgnoreCase(line, "retry-after:")) {
-      t->retry_after = ParseRetryAfter(line.substr(12), absl::Now());
+      t->retry_after = ParseRetryAfter(line.substr(12), t->clock->Now());
     }
     return size * n;
   }
@@ -261,7 +264,7 @@ class CurlLlmClient::Impl {
   static size_t WriteCallback(char* data, size_t size, size_t n, void* user) {
     auto* t = static_cast<Transfer*>(user);
     absl::string_view bytes(data, size * n);
-    t->last_data = absl::Now();
+    t->last_data = t->clock->Now();
     if (t->http_code == 0) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->http_code);
     if (t->http_code < 200 || t->http_code >= 300) {
       size_t room = kMaxErrorBodyBytes - std::min(kMaxErrorBodyBytes, t->error_body.size());
@@ -293,7 +296,7 @@ class CurlLlmClient::Impl {
     if (!chunk->delta.empty()) {
       if (!t.delta_sent) {
         t.delta_sent = true;
-        t.time_to_first_token = absl::Now() - t.started;
+        t.time_to_first_token = t.clock->Now() - t.started;
       }
       t.observer->OnDelta(chunk->delta);
     }
@@ -320,7 +323,7 @@ class CurlLlmClient::Impl {
       Completion c;
       c.finish_reason = t->finish_reason.value_or("stop");
       c.usage = t->usage;
-      c.duration = absl::Now() - t->started;
+      c.duration = options_.clock->Now() - t->started;
       c.time_to_first_token = t->delta_sent ? t->time_to_first_token : c.duration;
       c.attempts = t->attempt;
       Finish(*t, std::move(c));
@@ -343,7 +346,7 @@ class CurlLlmClient::Impl {
   }
 
   void FailOrRetry(const std::shared_ptr<Transfer>& t, absl::Status status) {
-    absl::Time now = absl::Now();
+    absl::Time now = options_.clock->Now();
     std::optional<absl::Duration> delay;
     if (!t->delta_sent && !t->cancel_requested) {
       delay = RetryDelay(options_.retry, t->attempt + 1, status, now, t->deadline, rng_);

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "lib/base/clock.h"
 #include "lib/llm/llm_client.h"
 #include "lib/llm/retry.h"
 
@@ -30,6 +31,10 @@ struct UpstreamOptions {
   // Whole call, retries included; the caller's deadline may be sooner.
   absl::Duration total_timeout = absl::Minutes(10);
   RetryPolicy retry;
+  // Every timeout, retry delay and duration is measured on this clock (a
+  // fake one in tests; the event loop then wakes at least once a second to
+  // look at it). Must outlive the client.
+  const Clock* clock = Clock::Real();
 };
 
 class CurlLlmClient : public LlmClient {

@@ -15,7 +15,7 @@ using json = moa::json::Json;
 std::string BuildChatCompletionBody(absl::string_view upstream_model, const ChatRequest& request) {
   json messages = json::array();
   for (const Message& m : request.messages) {
-    messages.push_back({{"role", m.role}, {"content", m.content}});
+    messages.push_back({{"role", RoleName(m.role)}, {"content", m.content}});
   }
   json body = {{"model", upstream_model},
                {"messages", std::move(messages)},

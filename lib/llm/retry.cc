@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "lib/llm/http_status.h"
+#include "lib/base/retry_after.h"
 
 namespace moa::llm {
 

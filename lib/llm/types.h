@@ -11,8 +11,23 @@
 
 namespace moa::llm {
 
+enum class Role { kSystem, kUser, kAssistant };
+
+// "system", "user" or "assistant", as the OpenAI API spells it.
+inline const char* RoleName(Role role) {
+  switch (role) {
+    case Role::kSystem:
+      return "system";
+    case Role::kUser:
+      return "user";
+    case Role::kAssistant:
+      return "assistant";
+  }
+  return "user";  // Unreachable: the switch covers every role.
+}
+
 struct Message {
-  std::string role;  // "system", "user" or "assistant", as the OpenAI API spells it.
+  Role role = Role::kUser;
   std::string content;
 };
 

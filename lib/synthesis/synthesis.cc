@@ -32,12 +32,12 @@ std::vector<llm::Message> WithReferences(const std::vector<llm::Message>& conver
   std::string block = SynthesisBlock(instruction, refs);
   std::vector<llm::Message> out = conversation;
   for (llm::Message& m : out) {
-    if (m.role == "system") {
+    if (m.role == llm::Role::kSystem) {
       m.content = absl::StrCat(m.content, "\n\n", block);
       return out;
     }
   }
-  out.insert(out.begin(), llm::Message{"system", std::move(block)});
+  out.insert(out.begin(), llm::Message{llm::Role::kSystem, std::move(block)});
   return out;
 }
 

@@ -3,10 +3,7 @@
 #ifndef MOA_LIB_TELEMETRY_BUCKETS_H_
 #define MOA_LIB_TELEMETRY_BUCKETS_H_
 
-#include <array>
 #include <vector>
-
-#include "absl/strings/string_view.h"
 
 namespace moa::telemetry {
 
@@ -16,10 +13,6 @@ const std::vector<double>& DurationBuckets();
 const std::vector<double>& TimeToFirstTokenBuckets();
 // Gap between consecutive tokens: 10 ms .. 5 s.
 const std::vector<double>& InterTokenBuckets();
-
-// Every value of the `outcome` label, created up front so rates start at 0.
-inline constexpr std::array<absl::string_view, 7> kOutcomes = {
-    "ok", "cancelled", "deadline", "rate_limited", "upstream_error", "invalid", "unavailable"};
 
 }  // namespace moa::telemetry
 

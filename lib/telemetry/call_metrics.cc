@@ -1,8 +1,18 @@
 #include "lib/telemetry/call_metrics.h"
 
 #include "lib/telemetry/buckets.h"
+#include "lib/telemetry/children.h"
 
 namespace moa::telemetry {
+
+void ModelCallMetrics::Finished(Outcome outcome, absl::Duration duration) const {
+  requests_[static_cast<size_t>(outcome)]->Increment();
+  durations_[static_cast<size_t>(outcome)]->Observe(absl::ToDoubleSeconds(duration));
+}
+
+void ModelCallMetrics::FirstToken(absl::Duration ttft) const {
+  ttft_->Observe(absl::ToDoubleSeconds(ttft));
+}
 
 CallMetrics::CallMetrics(prometheus::Registry& registry, const std::string& prefix,
                          const std::string& what, const std::vector<std::string>& models)
@@ -18,34 +28,19 @@ CallMetrics::CallMetrics(prometheus::Registry& registry, const std::string& pref
                 .Name(prefix + "_time_to_first_token_seconds")
                 .Help(what + ": time to the first streamed token.")
                 .Register(registry)) {
-  for (const std::string& m : models) For(m);
+  for (const std::string& m : models) ForModel(m);
 }
 
-CallMetrics::PerModel& CallMetrics::For(const std::string& model) {
+const ModelCallMetrics* CallMetrics::ForModel(const std::string& model) {
   absl::MutexLock lock(&mu_);
-  auto it = models_.find(model);
-  if (it != models_.end()) return it->second;
-  PerModel& p = models_[model];
-  for (absl::string_view outcome : kOutcomes) {
-    std::string o(outcome);
-    p.requests[o] = &requests_.Add({{"model", model}, {"outcome", o}});
-    p.durations[o] = &durations_.Add({{"model", model}, {"outcome", o}}, DurationBuckets());
+  auto [it, inserted] = models_.try_emplace(model);
+  ModelCallMetrics& m = it->second;
+  if (inserted) {
+    m.requests_ = CountersPerOutcome(requests_, {{"model", model}});
+    m.durations_ = HistogramsPerOutcome(durations_, {{"model", model}}, DurationBuckets());
+    m.ttft_ = &ttft_.Add({{"model", model}}, TimeToFirstTokenBuckets());
   }
-  p.ttft = &ttft_.Add({{"model", model}}, TimeToFirstTokenBuckets());
-  return p;
-}
-
-void CallMetrics::Finished(const std::string& model, absl::string_view outcome,
-                           absl::Duration duration) {
-  PerModel& p = For(model);
-  auto it = p.requests.find(outcome);
-  if (it == p.requests.end()) outcome = "upstream_error";
-  p.requests.find(outcome)->second->Increment();
-  p.durations.find(outcome)->second->Observe(absl::ToDoubleSeconds(duration));
-}
-
-void CallMetrics::FirstToken(const std::string& model, absl::Duration ttft) {
-  For(model).ttft->Observe(absl::ToDoubleSeconds(ttft));
+  return &m;
 }
 
 }  // namespace moa::telemetry

@@ -7,40 +7,46 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "lib/telemetry/outcome.h"
 #include "prometheus/counter.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 
 namespace moa::telemetry {
 
+// One model's children; obtained once per call, used without a lookup.
+class ModelCallMetrics {
+ public:
+  void Finished(Outcome outcome, absl::Duration duration) const;
+  void FirstToken(absl::Duration ttft) const;
+
+ private:
+  friend class CallMetrics;
+  PerOutcome<prometheus::Counter> requests_{};
+  PerOutcome<prometheus::Histogram> durations_{};
+  prometheus::Histogram* ttft_ = nullptr;
+};
+
 // Families `<prefix>_requests_total{model,outcome}`,
 // `<prefix>_request_duration_seconds{model,outcome}` and
 // `<prefix>_time_to_first_token_seconds{model}`. Children of `models` are
-// created up front; other models are added on first use. Thread-safe.
+// created up front; another model's on its first call. Thread-safe.
 class CallMetrics {
  public:
   CallMetrics(prometheus::Registry& registry, const std::string& prefix, const std::string& what,
               const std::vector<std::string>& models);
 
-  void Finished(const std::string& model, absl::string_view outcome, absl::Duration duration);
-  void FirstToken(const std::string& model, absl::Duration ttft);
+  // The model's children; the pointer stays valid as long as this object.
+  const ModelCallMetrics* ForModel(const std::string& model);
 
  private:
-  struct PerModel {
-    std::map<std::string, prometheus::Counter*, std::less<>> requests;
-    std::map<std::string, prometheus::Histogram*, std::less<>> durations;
-    prometheus::Histogram* ttft;
-  };
-  PerModel& For(const std::string& model);
-
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& durations_;
   prometheus::Family<prometheus::Histogram>& ttft_;
   absl::Mutex mu_;
-  std::map<std::string, PerModel> models_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, ModelCallMetrics, std::less<>> models_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace moa::telemetry

@@ -1,8 +1,41 @@
 #include "lib/telemetry/orchestrator_metrics.h"
 
 #include "lib/telemetry/buckets.h"
+#include "lib/telemetry/children.h"
 
 namespace moa::telemetry {
+
+void PipelineMetrics::RequestStarted() const { in_flight_->Increment(); }
+
+void PipelineMetrics::RequestFinished(Outcome outcome, absl::Duration duration) const {
+  in_flight_->Decrement();
+  requests_[static_cast<size_t>(outcome)]->Increment();
+  request_duration_[static_cast<size_t>(outcome)]->Observe(absl::ToDoubleSeconds(duration));
+}
+
+void PipelineMetrics::AnswerFirstToken(absl::Duration ttft) const {
+  answer_ttft_->Observe(absl::ToDoubleSeconds(ttft));
+}
+
+void PipelineMetrics::StepDone(size_t step, absl::Duration duration) const {
+  steps_.at(step).duration->Observe(absl::ToDoubleSeconds(duration));
+}
+
+void PipelineMetrics::CallDone(size_t step, size_t call, Outcome outcome,
+                               absl::Duration duration) const {
+  steps_.at(step).calls.at(call).duration[static_cast<size_t>(outcome)]->Observe(
+      absl::ToDoubleSeconds(duration));
+}
+
+void PipelineMetrics::CallFirstToken(size_t step, size_t call, absl::Duration ttft) const {
+  steps_.at(step).calls.at(call).ttft->Observe(absl::ToDoubleSeconds(ttft));
+}
+
+void PipelineMetrics::Tokens(size_t step, size_t call, int64_t prompt, int64_t completion) const {
+  const Call& c = steps_.at(step).calls.at(call);
+  if (prompt > 0) c.prompt_tokens->Increment(static_cast<double>(prompt));
+  if (completion > 0) c.completion_tokens->Increment(static_cast<double>(completion));
+}
 
 OrchestratorMetrics::OrchestratorMetrics(prometheus::Registry& registry,
                                          const std::vector<PipelineShape>& pipelines)
@@ -38,98 +71,47 @@ OrchestratorMetrics::OrchestratorMetrics(prometheus::Registry& registry,
                      .Name("moa_requests_in_flight")
                      .Help("MoA requests in flight.")
                      .Register(registry)) {
-  for (const PipelineShape& p : pipelines) {
-    in_flight_.Add({{"pipeline", p.name}});
-    answer_ttft_.Add({{"pipeline", p.name}}, TimeToFirstTokenBuckets());
-    for (absl::string_view outcome : kOutcomes) {
-      requests_.Add({{"pipeline", p.name}, {"outcome", std::string(outcome)}});
-      request_duration_.Add({{"pipeline", p.name}, {"outcome", std::string(outcome)}},
-                            DurationBuckets());
+  for (const PipelineShape& p : pipelines) configured_.emplace_back(p, Build(p));
+}
+
+std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::For(const PipelineShape& shape) {
+  for (const auto& [configured, metrics] : configured_) {
+    if (configured == shape) return metrics;
+  }
+  return Build(shape);
+}
+
+std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::Build(const PipelineShape& shape) {
+  auto m = std::make_shared<PipelineMetrics>();
+  const Labels pipeline = {{"pipeline", shape.name}};
+  m->in_flight_ = &in_flight_.Add(pipeline);
+  m->requests_ = CountersPerOutcome(requests_, pipeline);
+  m->request_duration_ = HistogramsPerOutcome(request_duration_, pipeline, DurationBuckets());
+  m->answer_ttft_ = &answer_ttft_.Add(pipeline, TimeToFirstTokenBuckets());
+  auto add_step = [&](const std::string& layer, const std::vector<std::string>& models,
+                      const std::string& role) {
+    PipelineMetrics::Step step;
+    step.duration =
+        &layer_duration_.Add({{"pipeline", shape.name}, {"layer", layer}}, DurationBuckets());
+    for (const std::string& model : models) {
+      PipelineMetrics::Call call;
+      Labels labels = {
+          {"pipeline", shape.name}, {"layer", layer}, {"model", model}, {"role", role}};
+      call.duration = HistogramsPerOutcome(proposal_duration_, labels, DurationBuckets());
+      call.ttft = &proposal_ttft_.Add(labels, TimeToFirstTokenBuckets());
+      call.prompt_tokens =
+          &tokens_.Add({{"pipeline", shape.name}, {"model", model}, {"direction", "prompt"}});
+      call.completion_tokens =
+          &tokens_.Add({{"pipeline", shape.name}, {"model", model}, {"direction", "completion"}});
+      step.calls.push_back(call);
     }
-    for (size_t i = 0; i < p.layers.size(); ++i) {
-      std::string layer = std::to_string(i + 1);
-      layer_duration_.Add({{"pipeline", p.name}, {"layer", layer}}, DurationBuckets());
-      for (const std::string& m : p.layers[i]) {
-        proposal_duration_.Add({{"pipeline", p.name},
-                                {"layer", layer},
-                                {"model", m},
-                                {"role", "proposer"},
-                                {"outcome", "ok"}},
-                               DurationBuckets());
-        proposal_ttft_.Add(
-            {{"pipeline", p.name}, {"layer", layer}, {"model", m}, {"role", "proposer"}},
-            TimeToFirstTokenBuckets());
-      }
-    }
-    layer_duration_.Add({{"pipeline", p.name}, {"layer", "final"}}, DurationBuckets());
-    proposal_duration_.Add({{"pipeline", p.name},
-                            {"layer", "final"},
-                            {"model", p.aggregator},
-                            {"role", "aggregator"},
-                            {"outcome", "ok"}},
-                           DurationBuckets());
-    proposal_ttft_.Add(
-        {{"pipeline", p.name}, {"layer", "final"}, {"model", p.aggregator}, {"role", "aggregator"}},
-        TimeToFirstTokenBuckets());
+    m->steps_.push_back(std::move(step));
+  };
+  for (size_t i = 0; i < shape.layers.size(); ++i) {
+    add_step(std::to_string(i + 1), shape.layers[i], "proposer");
   }
-}
-
-void OrchestratorMetrics::RequestStarted(const std::string& pipeline) {
-  in_flight_.Add({{"pipeline", pipeline}}).Increment();
-}
-
-void OrchestratorMetrics::RequestFinished(const std::string& pipeline, absl::string_view outcome,
-                                          absl::Duration duration) {
-  in_flight_.Add({{"pipeline", pipeline}}).Decrement();
-  requests_.Add({{"pipeline", pipeline}, {"outcome", std::string(outcome)}}).Increment();
-  request_duration_
-      .Add({{"pipeline", pipeline}, {"outcome", std::string(outcome)}}, DurationBuckets())
-      .Observe(absl::ToDoubleSeconds(duration));
-}
-
-void OrchestratorMetrics::AnswerFirstToken(const std::string& pipeline, absl::Duration ttft) {
-  answer_ttft_.Add({{"pipeline", pipeline}}, TimeToFirstTokenBuckets())
-      .Observe(absl::ToDoubleSeconds(ttft));
-}
-
-void OrchestratorMetrics::LayerDone(const std::string& pipeline, const std::string& layer,
-                                    absl::Duration d) {
-  layer_duration_.Add({{"pipeline", pipeline}, {"layer", layer}}, DurationBuckets())
-      .Observe(absl::ToDoubleSeconds(d));
-}
-
-void OrchestratorMetrics::ProposalDone(const std::string& pipeline, const std::string& layer,
-                                       const std::string& model, const std::string& role,
-                                       absl::string_view outcome, absl::Duration d) {
-  proposal_duration_
-      .Add({{"pipeline", pipeline},
-            {"layer", layer},
-            {"model", model},
-            {"role", role},
-            {"outcome", std::string(outcome)}},
-           DurationBuckets())
-      .Observe(absl::ToDoubleSeconds(d));
-}
-
-void OrchestratorMetrics::ProposalFirstToken(const std::string& pipeline, const std::string& layer,
-                                             const std::string& model, const std::string& role,
-                                             absl::Duration ttft) {
-  proposal_ttft_
-      .Add({{"pipeline", pipeline}, {"layer", layer}, {"model", model}, {"role", role}},
-           TimeToFirstTokenBuckets())
-      .Observe(absl::ToDoubleSeconds(ttft));
-}
-
-void OrchestratorMetrics::Tokens(const std::string& pipeline, const std::string& model,
-                                 int64_t prompt, int64_t completion) {
-  if (prompt > 0) {
-    tokens_.Add({{"pipeline", pipeline}, {"model", model}, {"direction", "prompt"}})
-        .Increment(static_cast<double>(prompt));
-  }
-  if (completion > 0) {
-    tokens_.Add({{"pipeline", pipeline}, {"model", model}, {"direction", "completion"}})
-        .Increment(static_cast<double>(completion));
-  }
+  add_step("final", {shape.aggregator}, "aggregator");
+  return m;
 }
 
 }  // namespace moa::telemetry

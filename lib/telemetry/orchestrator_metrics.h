@@ -2,11 +2,13 @@
 #ifndef MOA_LIB_TELEMETRY_ORCHESTRATOR_METRICS_H_
 #define MOA_LIB_TELEMETRY_ORCHESTRATOR_METRICS_H_
 
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "lib/telemetry/outcome.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -14,34 +16,62 @@
 
 namespace moa::telemetry {
 
-// Thread-safe. Label sets are bounded by the config (pipelines, their
-// layers and models; inline specs count as pipeline "inline"); children
-// are created on first use, and up front for the configured pipelines.
-class OrchestratorMetrics {
+struct PipelineShape {
+  std::string name;
+  std::vector<std::vector<std::string>> layers;
+  std::string aggregator;
+  bool operator==(const PipelineShape& o) const {
+    return name == o.name && layers == o.layers && aggregator == o.aggregator;
+  }
+};
+
+// Every child one request of a pipeline touches, resolved when the request
+// starts. Steps are the layers (0-based) and then the final answer (step
+// layers.size()); calls are indexed by their model's place in the step.
+// Immutable and thread-safe; methods touch only their child.
+class PipelineMetrics {
  public:
-  struct PipelineShape {
-    std::string name;
-    std::vector<std::vector<std::string>> layers;
-    std::string aggregator;
-  };
-
-  OrchestratorMetrics(prometheus::Registry& registry, const std::vector<PipelineShape>& pipelines);
-
-  void RequestStarted(const std::string& pipeline);
-  void RequestFinished(const std::string& pipeline, absl::string_view outcome,
-                       absl::Duration duration);
-  void AnswerFirstToken(const std::string& pipeline, absl::Duration ttft);
-  // `layer` is "1", "2", ... or "final".
-  void LayerDone(const std::string& pipeline, const std::string& layer, absl::Duration d);
-  // `role` is "proposer" or "aggregator".
-  void ProposalDone(const std::string& pipeline, const std::string& layer, const std::string& model,
-                    const std::string& role, absl::string_view outcome, absl::Duration d);
-  void ProposalFirstToken(const std::string& pipeline, const std::string& layer,
-                          const std::string& model, const std::string& role, absl::Duration ttft);
-  void Tokens(const std::string& pipeline, const std::string& model, int64_t prompt,
-              int64_t completion);
+  void RequestStarted() const;
+  void RequestFinished(Outcome outcome, absl::Duration duration) const;
+  void AnswerFirstToken(absl::Duration ttft) const;
+  void StepDone(size_t step, absl::Duration duration) const;
+  void CallDone(size_t step, size_t call, Outcome outcome, absl::Duration duration) const;
+  void CallFirstToken(size_t step, size_t call, absl::Duration ttft) const;
+  void Tokens(size_t step, size_t call, int64_t prompt, int64_t completion) const;
 
  private:
+  friend class OrchestratorMetrics;
+  struct Call {
+    PerOutcome<prometheus::Histogram> duration{};
+    prometheus::Histogram* ttft = nullptr;
+    prometheus::Counter* prompt_tokens = nullptr;
+    prometheus::Counter* completion_tokens = nullptr;
+  };
+  struct Step {
+    prometheus::Histogram* duration = nullptr;
+    std::vector<Call> calls;
+  };
+  prometheus::Gauge* in_flight_ = nullptr;
+  PerOutcome<prometheus::Counter> requests_{};
+  PerOutcome<prometheus::Histogram> request_duration_{};
+  prometheus::Histogram* answer_ttft_ = nullptr;
+  std::vector<Step> steps_;
+};
+
+// Label sets are bounded by the config (pipelines, their layers and models;
+// inline specs count as pipeline "inline"). Thread-safe.
+class OrchestratorMetrics {
+ public:
+  // Builds the children of the configured pipelines up front.
+  OrchestratorMetrics(prometheus::Registry& registry, const std::vector<PipelineShape>& pipelines);
+
+  // The children for one request: a configured pipeline's are shared, an
+  // inline spec's are resolved now (once per request, never per event).
+  std::shared_ptr<const PipelineMetrics> For(const PipelineShape& shape);
+
+ private:
+  std::shared_ptr<const PipelineMetrics> Build(const PipelineShape& shape);
+
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& request_duration_;
   prometheus::Family<prometheus::Histogram>& answer_ttft_;
@@ -50,6 +80,8 @@ class OrchestratorMetrics {
   prometheus::Family<prometheus::Histogram>& proposal_ttft_;
   prometheus::Family<prometheus::Counter>& tokens_;
   prometheus::Family<prometheus::Gauge>& in_flight_;
+  // Written only in the constructor.
+  std::vector<std::pair<PipelineShape, std::shared_ptr<const PipelineMetrics>>> configured_;
 };
 
 }  // namespace moa::telemetry

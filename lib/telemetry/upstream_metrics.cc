@@ -1,6 +1,7 @@
 #include "lib/telemetry/upstream_metrics.h"
 
 #include "lib/telemetry/buckets.h"
+#include "lib/telemetry/children.h"
 
 namespace moa::telemetry {
 
@@ -33,14 +34,11 @@ UpstreamMetrics::UpstreamMetrics(prometheus::Registry& registry, const std::stri
                       .Name("moa_upstream_retries_total")
                       .Help("Upstream attempts retried, by the outcome of the failed attempt.")
                       .Register(registry);
-  for (absl::string_view outcome : kOutcomes) {
-    std::string o(outcome);
-    requests_[o] = &requests.Add({{"model", model}, {"outcome", o}});
-    durations_[o] = &durations.Add({{"model", model}, {"outcome", o}}, DurationBuckets());
-  }
-  for (absl::string_view reason : {"rate_limited", "unavailable"}) {
-    std::string r(reason);
-    retries_[r] = &retries.Add({{"model", model}, {"reason", r}});
+  requests_ = CountersPerOutcome(requests, {{"model", model}});
+  durations_ = HistogramsPerOutcome(durations, {{"model", model}}, DurationBuckets());
+  for (Outcome reason : {Outcome::kRateLimited, Outcome::kUnavailable}) {
+    retries_[static_cast<size_t>(reason)] =
+        &retries.Add({{"model", model}, {"reason", std::string(OutcomeName(reason))}});
   }
   time_to_first_token_ = &ttft.Add({{"model", model}}, TimeToFirstTokenBuckets());
   inter_token_ = &inter_token.Add({{"model", model}}, InterTokenBuckets());
@@ -51,12 +49,10 @@ UpstreamMetrics::UpstreamMetrics(prometheus::Registry& registry, const std::stri
 
 void UpstreamMetrics::RequestStarted() { inflight_->Increment(); }
 
-void UpstreamMetrics::RequestFinished(absl::string_view outcome, absl::Duration duration) {
+void UpstreamMetrics::RequestFinished(Outcome outcome, absl::Duration duration) {
   inflight_->Decrement();
-  auto it = requests_.find(outcome);
-  if (it == requests_.end()) outcome = "upstream_error";
-  requests_.find(outcome)->second->Increment();
-  durations_.find(outcome)->second->Observe(absl::ToDoubleSeconds(duration));
+  requests_[static_cast<size_t>(outcome)]->Increment();
+  durations_[static_cast<size_t>(outcome)]->Observe(absl::ToDoubleSeconds(duration));
 }
 
 void UpstreamMetrics::FirstToken(absl::Duration d) {
@@ -72,9 +68,8 @@ void UpstreamMetrics::Tokens(int64_t prompt_tokens, int64_t completion_tokens) {
   if (completion_tokens > 0) completion_tokens_->Increment(static_cast<double>(completion_tokens));
 }
 
-void UpstreamMetrics::Retry(absl::string_view reason) {
-  auto it = retries_.find(reason);
-  if (it != retries_.end()) it->second->Increment();
+void UpstreamMetrics::Retry(Outcome reason) {
+  if (prometheus::Counter* c = retries_[static_cast<size_t>(reason)]) c->Increment();
 }
 
 }  // namespace moa::telemetry

@@ -2,11 +2,10 @@
 #ifndef MOA_LIB_TELEMETRY_UPSTREAM_METRICS_H_
 #define MOA_LIB_TELEMETRY_UPSTREAM_METRICS_H_
 
-#include <map>
 #include <string>
 
-#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "lib/telemetry/outcome.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -22,18 +21,18 @@ class UpstreamMetrics {
   UpstreamMetrics(prometheus::Registry& registry, const std::string& model);
 
   void RequestStarted();
-  // `outcome` is one of kOutcomes; anything else is counted as upstream_error.
-  void RequestFinished(absl::string_view outcome, absl::Duration duration);
+  void RequestFinished(Outcome outcome, absl::Duration duration);
   void FirstToken(absl::Duration time_to_first_token);
   void InterToken(absl::Duration gap);
   void Tokens(int64_t prompt_tokens, int64_t completion_tokens);
-  // `reason` is an outcome label of the failed attempt.
-  void Retry(absl::string_view reason);
+  // `reason` is the outcome of the failed attempt; only rate_limited and
+  // unavailable are retried, so only they are counted.
+  void Retry(Outcome reason);
 
  private:
-  std::map<std::string, prometheus::Counter*, std::less<>> requests_;
-  std::map<std::string, prometheus::Histogram*, std::less<>> durations_;
-  std::map<std::string, prometheus::Counter*, std::less<>> retries_;
+  PerOutcome<prometheus::Counter> requests_;
+  PerOutcome<prometheus::Histogram> durations_;
+  PerOutcome<prometheus::Counter> retries_{};
   prometheus::Histogram* time_to_first_token_;
   prometheus::Histogram* inter_token_;
   prometheus::Counter* prompt_tokens_;

@@ -1,25 +1,26 @@
 #include "services/aggregator/aggregator_service.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/clock.h"
+#include "lib/base/cancel_slot.h"
 #include "lib/cluster/generation_stream_reactor.h"
-#include "lib/contract/contract.h"
-#include "lib/llm/http_status.h"
 #include "lib/synthesis/synthesis.h"
+#include "lib/telemetry/outcome.h"
+#include "lib/wire/wire.h"
 
 namespace moa::aggregator {
 
-absl::Status ValidateAggregateRequest(const v1::AggregateRequest& request,
-                                      const AggregatorOptions& options) {
+absl::StatusOr<cluster::GenerationCall> PlanAggregate(const v1::AggregateRequest& request,
+                                                      const AggregatorOptions& options) {
   const config::Limits& limits = options.limits;
   if (request.model().empty()) return absl::InvalidArgumentError("model must not be empty");
   if (options.models.count(request.model()) == 0) {
     return absl::NotFoundError(
         absl::StrCat("model '", request.model(), "' is not defined in the cluster config"));
   }
-  if (absl::Status s = contract::ValidateMessages(request.messages()); !s.ok()) return s;
-  if (absl::Status s = contract::ValidateParams(request.params()); !s.ok()) return s;
+  absl::StatusOr<std::vector<llm::Message>> messages = wire::ToMessages(request.messages());
+  if (!messages.ok()) return messages.status();
+  absl::StatusOr<llm::SamplingParams> params = wire::ToParams(request.params());
+  if (!params.ok()) return params.status();
   if (request.messages_size() > limits.max_messages) {
     return absl::InvalidArgumentError(absl::StrCat("messages: ", request.messages_size(),
                                                    " messages, over limits.max_messages (",
@@ -44,93 +45,94 @@ absl::Status ValidateAggregateRequest(const v1::AggregateRequest& request,
                                                      limits.max_answer_bytes, ")"));
     }
   }
-  return absl::OkStatus();
+  std::vector<synthesis::Reference> refs;
+  refs.reserve(request.references_size());
+  for (const v1::Reference& r : request.references()) refs.push_back({r.model(), r.text()});
+  cluster::GenerationCall call;
+  call.model = request.model();
+  call.messages = synthesis::WithReferences(*messages, refs, options.instruction);
+  call.params = *std::move(params);
+  call.whole_text = request.whole_text();
+  return call;
 }
 
-class AggregateReactor final : public cluster::GenerationStreamReactor {
+namespace {
+
+// One Aggregate call: the synthesizing model's answer, through its proposer.
+class AggregateReactor final : public cluster::GenerationStreamReactor<v1::AggregateResponse> {
  public:
-  AggregateReactor(AggregatorService* service, grpc::CallbackServerContext* context,
-                   const v1::AggregateRequest& request)
-      : GenerationStreamReactor(context),
-        service_(service),
-        model_(request.model()),
-        accepted_(absl::Now()) {
-    if (absl::Status valid = ValidateAggregateRequest(request, service_->options_); !valid.ok()) {
-      Complete(valid);
+  AggregateReactor(const AggregatorOptions& options, cluster::GenerationBackend* proposers,
+                   telemetry::CallMetrics* metrics, const Clock* clock,
+                   grpc::CallbackServerContext* context, const v1::AggregateRequest& request)
+      : GenerationStreamReactor(context), clock_(clock), accepted_(clock->Now()) {
+    absl::StatusOr<cluster::GenerationCall> call = PlanAggregate(request, options);
+    if (!call.ok()) {
+      Complete(call.status());
       return;
     }
-    if (request.whole_text()) HoldTextUntilComplete();
-    std::vector<synthesis::Reference> refs;
-    for (const v1::Reference& r : request.references()) refs.push_back({r.model(), r.text()});
-    cluster::GenerationCall call;
-    call.model = model_;
-    call.messages = synthesis::WithReferences(contract::ToLlmMessages(request.messages()), refs,
-                                              service_->options_.instruction);
-    call.params = request.params();
-    call.whole_text = request.whole_text();
+    model_ = call->model;
+    metrics_ = metrics->ForModel(model_);
+    if (call->whole_text) HoldTextUntilComplete();
     if (context->deadline() != std::chrono::system_clock::time_point::max()) {
-      call.deadline = absl::FromChrono(context->deadline());
+      call->deadline = absl::FromChrono(context->deadline());
     }
-    // Started outside the lock: the backend may answer inside Start.
-    auto upstream = service_->proposers_->Start(std::move(call), std::make_shared<Observer>(this));
-    bool cancel_now;
-    {
-      absl::MutexLock lock(&mu_);
-      upstream_ = upstream;
-      cancel_now = client_gone_;
-    }
-    if (cancel_now) upstream->Cancel();
+    upstream_.Attach(proposers->Start(*std::move(call), std::make_shared<Observer>(this)));
   }
 
  private:
   class Observer final : public cluster::GenerationObserver {
    public:
     explicit Observer(AggregateReactor* reactor) : reactor_(reactor) {}
-    void OnDelta(absl::string_view text) override {
-      if (!reactor_->first_delta_seen_) {
-        reactor_->first_delta_seen_ = true;
-        reactor_->service_->metrics_->FirstToken(reactor_->model_,
-                                                 absl::Now() - reactor_->accepted_);
-      }
-      reactor_->PushDelta(text);
-    }
-    void OnDone(absl::StatusOr<v1::Completion> result) override {
-      reactor_->service_->metrics_->Finished(reactor_->model_, llm::OutcomeLabel(result.status()),
-                                             absl::Now() - reactor_->accepted_);
-      reactor_->Complete(std::move(result));
+    void OnDelta(absl::string_view text) override { reactor_->OnUpstreamDelta(text); }
+    void OnDone(absl::StatusOr<llm::Completion> result) override {
+      reactor_->OnUpstreamDone(std::move(result));
     }
 
    private:
     AggregateReactor* reactor_;
   };
 
-  void OnClientGone() override {
-    std::shared_ptr<llm::CallHandle> upstream;
-    {
-      absl::MutexLock lock(&mu_);
-      client_gone_ = true;
-      upstream = upstream_;
+  void OnUpstreamDelta(absl::string_view text) {
+    if (!first_delta_seen_) {
+      first_delta_seen_ = true;
+      metrics_->FirstToken(clock_->Now() - accepted_);
     }
-    if (upstream) upstream->Cancel();
+    PushDelta(text);
   }
 
-  AggregatorService* const service_;
-  const std::string model_;
+  void OnUpstreamDone(absl::StatusOr<llm::Completion> result) {
+    upstream_.Close();
+    metrics_->Finished(telemetry::OutcomeOf(result.status()), clock_->Now() - accepted_);
+    if (!result.ok()) {
+      Complete(result.status());
+      return;
+    }
+    v1::Completion completion;
+    wire::ToProto(*result, model_, &completion);
+    Complete(std::move(completion));
+  }
+
+  void OnClientGone() override { upstream_.Cancel(); }
+
+  const Clock* const clock_;
   const absl::Time accepted_;
-  bool first_delta_seen_ = false;  // Observer events never run concurrently.
-  absl::Mutex mu_;
-  std::shared_ptr<llm::CallHandle> upstream_ ABSL_GUARDED_BY(mu_);
-  bool client_gone_ ABSL_GUARDED_BY(mu_) = false;
+  // Set before the upstream starts; read by its events.
+  std::string model_;
+  const telemetry::ModelCallMetrics* metrics_ = nullptr;
+  bool first_delta_seen_ = false;  // Upstream events never run concurrently.
+  CancelSlot<llm::CallHandle> upstream_;
 };
+
+}  // namespace
 
 AggregatorService::AggregatorService(AggregatorOptions options,
                                      cluster::GenerationBackend* proposers,
-                                     telemetry::CallMetrics* metrics)
-    : options_(std::move(options)), proposers_(proposers), metrics_(metrics) {}
+                                     telemetry::CallMetrics* metrics, const Clock* clock)
+    : options_(std::move(options)), proposers_(proposers), metrics_(metrics), clock_(clock) {}
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* AggregatorService::Aggregate(
+grpc::ServerWriteReactor<v1::AggregateResponse>* AggregatorService::Aggregate(
     grpc::CallbackServerContext* context, const v1::AggregateRequest* request) {
-  return new AggregateReactor(this, context, *request);
+  return new AggregateReactor(options_, proposers_, metrics_, clock_, context, *request);
 }
 
 }  // namespace moa::aggregator

@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 
+#include "lib/base/clock.h"
 #include "lib/cluster/generation_backend.h"
 #include "lib/config/cluster_config.h"
 #include "lib/telemetry/call_metrics.h"
@@ -20,25 +21,28 @@ struct AggregatorOptions {
   config::Limits limits;         // The cluster config's limits.
 };
 
+// The synthesizing call an Aggregate request asks for: its conversation with
+// the references injected, params and text mode (deadline left infinite).
 // INVALID_ARGUMENT naming the field (or the limit), NOT_FOUND for a model
 // outside the cluster; checked before anything is called.
-absl::Status ValidateAggregateRequest(const v1::AggregateRequest& request,
-                                      const AggregatorOptions& options);
+absl::StatusOr<cluster::GenerationCall> PlanAggregate(const v1::AggregateRequest& request,
+                                                      const AggregatorOptions& options);
 
 class AggregatorService final : public v1::AggregatorService::CallbackService {
  public:
-  // `proposers` and `metrics` must outlive the service. Stateless per call.
+  // `proposers`, `metrics` and `clock` must outlive the service. Stateless
+  // per call.
   AggregatorService(AggregatorOptions options, cluster::GenerationBackend* proposers,
-                    telemetry::CallMetrics* metrics);
+                    telemetry::CallMetrics* metrics, const Clock* clock = Clock::Real());
 
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Aggregate(
+  grpc::ServerWriteReactor<v1::AggregateResponse>* Aggregate(
       grpc::CallbackServerContext* context, const v1::AggregateRequest* request) override;
 
  private:
-  friend class AggregateReactor;
   const AggregatorOptions options_;
   cluster::GenerationBackend* const proposers_;
   telemetry::CallMetrics* const metrics_;
+  const Clock* const clock_;
 };
 
 }  // namespace moa::aggregator

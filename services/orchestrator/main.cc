@@ -12,7 +12,7 @@
 #include "lib/server/process.h"
 #include "lib/telemetry/exposer.h"
 #include "services/orchestrator/api_keys.h"
-#include "services/orchestrator/http_door.h"
+#include "services/orchestrator/openai_http_server.h"
 #include "services/orchestrator/orchestrator_service.h"
 #include "services/orchestrator/readiness.h"
 
@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   }
 
   auto registry = std::make_shared<prometheus::Registry>();
-  std::vector<moa::telemetry::OrchestratorMetrics::PipelineShape> shapes;
+  std::vector<moa::telemetry::PipelineShape> shapes;
   for (const auto& p : config->pipelines) shapes.push_back({p.name, p.layers, p.aggregator});
   moa::telemetry::OrchestratorMetrics metrics(*registry, shapes);
   auto metrics_server = moa::telemetry::MetricsServer::Start(
@@ -88,9 +88,9 @@ int main(int argc, char** argv) {
   moa::cluster::ProposerBackend proposers(*config, channel_options);
   moa::cluster::AggregatorBackend aggregator(config->aggregator_endpoint, channel_options);
   moa::orchestrator::Admission admission(absl::GetFlag(FLAGS_max_inflight));
-  moa::orchestrator::OrchestratorService service(
-      {.request_timeout = absl::GetFlag(FLAGS_request_timeout)}, &*config,
-      {&proposers, &aggregator}, &metrics, &admission, &*api_keys);
+  moa::orchestrator::Engine engine({.request_timeout = absl::GetFlag(FLAGS_request_timeout)},
+                                   &*config, {{&proposers, &aggregator}, &metrics}, &admission);
+  moa::orchestrator::OrchestratorService service(&engine, &*api_keys);
 
   auto server = moa::server::GrpcServer::Start({.host = absl::GetFlag(FLAGS_host),
                                                 .port = absl::GetFlag(FLAGS_port),
@@ -117,33 +117,27 @@ int main(int argc, char** argv) {
       std::move(layer_channels), aggregator.channel(), absl::Seconds(1),
       [grpc_server](bool ready) { grpc_server->SetServing(ready); });
 
-  std::unique_ptr<moa::orchestrator::HttpDoor> http_door;
+  std::unique_ptr<moa::orchestrator::OpenAiHttpServer> http_server;
   if (absl::GetFlag(FLAGS_http_port) >= 0) {
     int64_t max_body = absl::GetFlag(FLAGS_max_body_bytes);
     if (max_body <= 0) max_body = limits.max_request_bytes;
-    auto door = moa::orchestrator::HttpDoor::Start(
+    auto started = moa::orchestrator::OpenAiHttpServer::Start(
         {.host = absl::GetFlag(FLAGS_host),
          .port = absl::GetFlag(FLAGS_http_port),
          .max_body_bytes = static_cast<size_t>(max_body),
          .max_header_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_header_bytes)),
          .max_connections = static_cast<size_t>(absl::GetFlag(FLAGS_max_connections)),
          .read_timeout = absl::GetFlag(FLAGS_read_timeout),
-         .request_timeout = absl::GetFlag(FLAGS_request_timeout),
          .threads = absl::GetFlag(FLAGS_http_threads)},
-        {.config = &*config,
-         .backends = {&proposers, &aggregator},
-         .metrics = &metrics,
-         .admission = &admission,
-         .api_keys = &*api_keys,
-         .readiness = &readiness});
-    if (!door.ok()) {
-      moa::LogError(kName, door.status().message());
+        {.engine = &engine, .api_keys = &*api_keys, .readiness = &readiness});
+    if (!started.ok()) {
+      moa::LogError(kName, started.status().message());
       return 1;
     }
-    http_door = *std::move(door);
+    http_server = *std::move(started);
   }
   moa::LogInfo(kName, "serving gRPC on port ", grpc_server->port(), ", metrics on port ",
-               (*metrics_server)->port(), ", HTTP on port ", http_door ? http_door->port() : -1,
+               (*metrics_server)->port(), ", HTTP on port ", http_server ? http_server->port() : -1,
                ", ", config->pipelines.size(), " pipelines (default ", config->default_pipeline,
                "), API keys ",
                api_keys->enabled() ? absl::StrCat("required (", api_keys->size(), ")") : "off");
@@ -156,16 +150,16 @@ int main(int argc, char** argv) {
   // new requests, and the requests in flight share one grace.
   grpc_server->BeginDrain();
   admission.BeginDrain();
-  if (http_door) http_door->StopAccepting();
+  if (http_server) http_server->StopAccepting();
   int cancelled = admission.FinishDrain(drain_start + grace, absl::Milliseconds(500));
   // Every MoA request has ended; give their last bytes a moment to leave.
   grpc_server->Drain(absl::Milliseconds(200));
-  if (http_door) {
+  if (http_server) {
     absl::Time end = absl::Now() + absl::Milliseconds(250);
-    while (http_door->connections() > 0 && absl::Now() < end) {
+    while (http_server->connections() > 0 && absl::Now() < end) {
       absl::SleepFor(absl::Milliseconds(10));
     }
-    http_door.reset();
+    http_server.reset();
   }
   moa::LogInfo(kName, "stopped after ", absl::FormatDuration(absl::Now() - drain_start),
                cancelled > 0 ? absl::StrCat(", ", cancelled, " requests cancelled at the grace")

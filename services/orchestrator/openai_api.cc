@@ -5,7 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "lib/base/json.h"
-#include "lib/contract/contract.h"
+#include "lib/wire/wire.h"
 
 namespace moa::orchestrator::openai {
 
@@ -18,7 +18,7 @@ HttpError BadRequest(std::string message, std::string param) {
 }
 
 double Seconds(const google::protobuf::Duration& d) {
-  return absl::ToDoubleSeconds(contract::FromProto(d));
+  return absl::ToDoubleSeconds(wire::FromProto(d));
 }
 
 }  // namespace

@@ -4,12 +4,12 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/clock.h"
+#include "lib/base/cancel_slot.h"
 #include "lib/base/log.h"
+#include "lib/base/retry_after.h"
 #include "lib/cluster/generation_stream_reactor.h"
-#include "lib/contract/contract.h"
-#include "lib/llm/http_status.h"
+#include "lib/telemetry/outcome.h"
+#include "lib/wire/wire.h"
 
 namespace moa::proposer {
 
@@ -24,48 +24,52 @@ absl::string_view Utf8Prefix(absl::string_view text, size_t max) {
   return text.substr(0, end);
 }
 
-}  // namespace
+// What every Generate call of the service shares; outlives the calls.
+struct Shared {
+  const ProposerOptions& options;
+  llm::LlmClient* client;
+  telemetry::UpstreamMetrics* metrics;
+  const Clock* clock;
+  std::atomic<int>& inflight;
+};
 
 // One Generate call: validates, takes an in-flight slot, starts the upstream
 // call and forwards its events to the stream.
-class GenerateReactor final : public cluster::GenerationStreamReactor {
+class GenerateReactor final : public cluster::GenerationStreamReactor<v1::GenerateResponse> {
  public:
-  GenerateReactor(ProposerService* service, grpc::CallbackServerContext* context,
+  GenerateReactor(Shared shared, grpc::CallbackServerContext* context,
                   const v1::GenerateRequest& request)
-      : GenerationStreamReactor(context), service_(service), accepted_(absl::Now()) {
-    absl::Status valid = contract::ValidateMessages(request.messages());
-    if (valid.ok()) valid = contract::ValidateParams(request.params());
-    if (!valid.ok()) {
-      Complete(valid);
+      : GenerationStreamReactor(context), shared_(shared), accepted_(shared.clock->Now()) {
+    llm::ChatRequest chat;
+    absl::StatusOr<std::vector<llm::Message>> messages = wire::ToMessages(request.messages());
+    if (!messages.ok()) {
+      Complete(messages.status());
       return;
     }
-    const ProposerOptions& options = service_->options_;
-    if (service_->inflight_.fetch_add(1) + 1 > options.max_inflight) {
-      service_->inflight_.fetch_sub(1);
+    absl::StatusOr<llm::SamplingParams> params = wire::ToParams(request.params());
+    if (!params.ok()) {
+      Complete(params.status());
+      return;
+    }
+    chat.messages = *std::move(messages);
+    chat.params = *std::move(params);
+    const ProposerOptions& options = shared_.options;
+    if (shared_.inflight.fetch_add(1) + 1 > options.max_inflight) {
+      shared_.inflight.fetch_sub(1);
       Complete(absl::ResourceExhaustedError(
           absl::StrCat("model ", options.model, " is at its limit of ", options.max_inflight,
                        " concurrent requests; retry later")));
       return;
     }
     counted_ = true;
-    service_->metrics_->RequestStarted();
+    shared_.metrics->RequestStarted();
     if (request.whole_text()) HoldTextUntilComplete();
-
-    llm::ChatRequest chat;
-    chat.messages = contract::ToLlmMessages(request.messages());
-    chat.params = contract::ToLlmParams(request.params());
     if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+      // gRPC's deadline is wall-clock time; the client's timers compare it
+      // with the same clock this service was given.
       chat.deadline = absl::FromChrono(context->deadline());
     }
-    // Started outside the lock: a client may answer inside Start.
-    auto upstream = service_->client_->Start(std::move(chat), std::make_shared<Observer>(this));
-    bool cancel_now;
-    {
-      absl::MutexLock lock(&mu_);
-      upstream_ = upstream;
-      cancel_now = cancel_requested_;
-    }
-    if (cancel_now) upstream->Cancel();
+    upstream_.Attach(shared_.client->Start(std::move(chat), std::make_shared<Observer>(this)));
   }
 
  private:
@@ -76,8 +80,8 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
     explicit Observer(GenerateReactor* reactor) : reactor_(reactor) {}
     void OnDelta(absl::string_view text) override { reactor_->OnUpstreamDelta(text); }
     void OnRetry(const absl::Status& reason, absl::Duration delay) override {
-      reactor_->service_->metrics_->Retry(llm::OutcomeLabel(reason));
-      LogDebug("moa-proposer", "model ", reactor_->service_->options_.model, ": retrying in ",
+      reactor_->shared_.metrics->Retry(telemetry::OutcomeOf(reason));
+      LogDebug("moa-proposer", "model ", reactor_->shared_.options.model, ": retrying in ",
                absl::FormatDuration(delay), " after ", reason.message());
     }
     void OnDone(absl::StatusOr<llm::Completion> result) override {
@@ -88,49 +92,39 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
     GenerateReactor* reactor_;
   };
 
-  void OnClientGone() override { CancelUpstream(); }
-
-  // Ends the upstream call: the client left, or the answer reached
-  // max_answer_bytes. Before Start has returned, the constructor does it.
-  void CancelUpstream() {
-    std::shared_ptr<llm::CallHandle> upstream;
-    {
-      absl::MutexLock lock(&mu_);
-      cancel_requested_ = true;
-      upstream = upstream_;
-    }
-    if (upstream) upstream->Cancel();
-  }
+  // The client left: end the upstream call.
+  void OnClientGone() override { upstream_.Cancel(); }
 
   void OnFinished() override {
-    if (counted_) service_->inflight_.fetch_sub(1);
+    if (counted_) shared_.inflight.fetch_sub(1);
   }
 
   void OnUpstreamDelta(absl::string_view text) {
     if (answer_cut_) return;  // Deltas that raced the cancel.
-    const int64_t room = service_->options_.max_answer_bytes - answer_bytes_;
+    const int64_t room = shared_.options.max_answer_bytes - answer_bytes_;
     if (static_cast<int64_t>(text.size()) > room) {
       text = Utf8Prefix(text, static_cast<size_t>(std::max<int64_t>(room, 0)));
       answer_cut_ = true;
-      CancelUpstream();
+      upstream_.Cancel();  // The answer reached max_answer_bytes.
     }
     answer_bytes_ += static_cast<int64_t>(text.size());
     if (text.empty()) return;
-    absl::Time now = absl::Now();
+    absl::Time now = shared_.clock->Now();
     if (!first_delta_seen_) {
       first_delta_seen_ = true;
       first_delta_at_ = now;
-      service_->metrics_->FirstToken(now - accepted_);
+      shared_.metrics->FirstToken(now - accepted_);
     } else {
-      service_->metrics_->InterToken(now - last_delta_);
+      shared_.metrics->InterToken(now - last_delta_);
     }
     last_delta_ = now;
     PushDelta(text);
   }
 
   void OnUpstreamDone(absl::StatusOr<llm::Completion> result) {
-    absl::Time now = absl::Now();
-    const std::string& model = service_->options_.model;
+    upstream_.Close();
+    absl::Time now = shared_.clock->Now();
+    const std::string& model = shared_.options.model;
     if (answer_cut_ && !result.ok() && result.status().code() == absl::StatusCode::kCancelled) {
       // Our own cut, not the caller's cancel: the answer ends as if at max_tokens.
       llm::Completion cut;
@@ -140,13 +134,13 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
       result = cut;
     }
     absl::Status status = result.status();
-    absl::string_view outcome =
-        llm::OutcomeLabelAt(status, absl::FromChrono(context()->deadline()), now);
-    service_->metrics_->RequestFinished(outcome, now - accepted_);
+    shared_.metrics->RequestFinished(
+        telemetry::OutcomeAt(status, absl::FromChrono(context()->deadline()), now),
+        now - accepted_);
     if (result.ok()) {
-      service_->metrics_->Tokens(result->usage.prompt_tokens, result->usage.completion_tokens);
+      shared_.metrics->Tokens(result->usage.prompt_tokens, result->usage.completion_tokens);
       v1::Completion completion;
-      contract::ToProto(*result, model, &completion);
+      wire::ToProto(*result, model, &completion);
       Complete(std::move(completion));
       return;
     }
@@ -156,11 +150,11 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
                  status.message());
     }
     absl::Status named(status.code(), absl::StrCat("model ", model, ": ", status.message()));
-    if (auto retry_after = llm::GetRetryAfter(status)) llm::SetRetryAfter(named, *retry_after);
+    if (auto retry_after = GetRetryAfter(status)) SetRetryAfter(named, *retry_after);
     Complete(std::move(named));
   }
 
-  ProposerService* const service_;
+  const Shared shared_;
   const absl::Time accepted_;
   bool counted_ = false;
 
@@ -171,18 +165,18 @@ class GenerateReactor final : public cluster::GenerationStreamReactor {
   int64_t answer_bytes_ = 0;
   bool answer_cut_ = false;
 
-  absl::Mutex mu_;
-  std::shared_ptr<llm::CallHandle> upstream_ ABSL_GUARDED_BY(mu_);
-  bool cancel_requested_ ABSL_GUARDED_BY(mu_) = false;
+  CancelSlot<llm::CallHandle> upstream_;
 };
 
+}  // namespace
+
 ProposerService::ProposerService(ProposerOptions options, llm::LlmClient* client,
-                                 telemetry::UpstreamMetrics* metrics)
-    : options_(std::move(options)), client_(client), metrics_(metrics) {}
+                                 telemetry::UpstreamMetrics* metrics, const Clock* clock)
+    : options_(std::move(options)), client_(client), metrics_(metrics), clock_(clock) {}
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* ProposerService::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  return new GenerateReactor(this, context, *request);
+  return new GenerateReactor({options_, client_, metrics_, clock_, inflight_}, context, *request);
 }
 
 }  // namespace moa::proposer

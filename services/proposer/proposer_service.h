@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "lib/base/clock.h"
 #include "lib/llm/llm_client.h"
 #include "lib/telemetry/upstream_metrics.h"
 #include "moa/v1/proposer.grpc.pb.h"
@@ -26,9 +27,9 @@ struct ProposerOptions {
 // upstream transfer.
 class ProposerService final : public v1::ProposerService::CallbackService {
  public:
-  // `client` and `metrics` must outlive the service.
+  // `client`, `metrics` and `clock` must outlive the service.
   ProposerService(ProposerOptions options, llm::LlmClient* client,
-                  telemetry::UpstreamMetrics* metrics);
+                  telemetry::UpstreamMetrics* metrics, const Clock* clock = Clock::Real());
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
@@ -36,10 +37,10 @@ class ProposerService final : public v1::ProposerService::CallbackService {
   int inflight() const { return inflight_.load(); }
 
  private:
-  friend class GenerateReactor;
   const ProposerOptions options_;
   llm::LlmClient* const client_;
   telemetry::UpstreamMetrics* const metrics_;
+  const Clock* const clock_;
   std::atomic<int> inflight_{0};
 };
 

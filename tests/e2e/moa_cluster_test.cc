@@ -376,7 +376,7 @@ TEST_F(MoaClusterTest, ListPipelinesAndMetrics) {
   ASSERT_TRUE(cluster_->stub().ListPipelines(&ctx, {}, &resp).ok());
   ASSERT_EQ(resp.pipelines_size(), 7);
   EXPECT_EQ(resp.pipelines(0).name(), "two");
-  EXPECT_TRUE(resp.pipelines(0).is_default());
+  EXPECT_TRUE(resp.pipelines(0).default_());
   EXPECT_EQ(resp.pipelines(1).layers_size(), 2);
   EXPECT_EQ(resp.pipelines(6).params().max_tokens(), 7);
 

@@ -16,7 +16,7 @@ class FakeGenerationBackend : public cluster::GenerationBackend {
  public:
   struct Reply {
     std::vector<std::string> deltas;
-    absl::StatusOr<v1::Completion> result;
+    absl::StatusOr<llm::Completion> result;
     bool hold = false;  // Do not answer until Release() (or a cancel).
   };
   using Script = std::function<Reply(const cluster::GenerationCall&)>;
@@ -52,12 +52,12 @@ class FakeGenerationBackend : public cluster::GenerationBackend {
     return n;
   }
 
-  static v1::Completion Ok(const std::string& model, int prompt = 3, int completion = 5) {
-    v1::Completion c;
-    c.set_model(model);
-    c.set_finish_reason("stop");
-    c.mutable_usage()->set_prompt_tokens(prompt);
-    c.mutable_usage()->set_completion_tokens(completion);
+  // A finished answer; the model is the caller's (GenerationCall::model).
+  static llm::Completion Ok(const std::string& /*model*/ = "", int prompt = 3, int completion = 5) {
+    llm::Completion c;
+    c.finish_reason = "stop";
+    c.usage.prompt_tokens = prompt;
+    c.usage.completion_tokens = completion;
     return c;
   }
 
@@ -73,7 +73,7 @@ class FakeGenerationBackend : public cluster::GenerationBackend {
       }
       Done(absl::CancelledError("cancelled"));
     }
-    void Done(absl::StatusOr<v1::Completion> result) {
+    void Done(absl::StatusOr<llm::Completion> result) {
       std::shared_ptr<cluster::GenerationObserver> observer;
       {
         absl::MutexLock lock(&mu_);

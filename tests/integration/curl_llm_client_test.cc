@@ -57,7 +57,7 @@ class CurlLlmClientTest : public ::testing::Test {
 
   static ChatRequest Question(const std::string& text = "What is MoA?") {
     ChatRequest r;
-    r.messages = {{"user", text}};
+    r.messages = {{llm::Role::kUser, text}};
     return r;
   }
 

@@ -1,4 +1,5 @@
-// A StreamObserver that records everything, for tests of LlmClient users.
+// An observer that records everything, for tests of LlmClient users and of
+// GenerationBackends (both interfaces deliver the same two events).
 #ifndef MOA_TESTS_SUPPORT_RECORDING_OBSERVER_H_
 #define MOA_TESTS_SUPPORT_RECORDING_OBSERVER_H_
 
@@ -7,11 +8,12 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "lib/cluster/generation_backend.h"
 #include "lib/llm/llm_client.h"
 
 namespace moa::testing {
 
-class RecordingObserver : public llm::StreamObserver {
+class RecordingObserver : public llm::StreamObserver, public cluster::GenerationObserver {
  public:
   void OnDelta(absl::string_view text) override {
     absl::MutexLock lock(&mu_);

@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "lib/contract/contract.h"
+#include "lib/wire/wire.h"
 
 namespace moa::cli {
 namespace {
@@ -56,8 +56,8 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
       case v1::ChatEvent::kProposalDone: {
         const auto& d = event.proposal_done();
         CallRow row = Row(absl::StrCat(d.ref().layer()), d.ref().model(), "ok");
-        row.ttft = contract::FromProto(d.completion().time_to_first_token());
-        row.duration = contract::FromProto(d.completion().duration());
+        row.ttft = wire::FromProto(d.completion().time_to_first_token());
+        row.duration = wire::FromProto(d.completion().duration());
         row.prompt_tokens = d.completion().usage().prompt_tokens();
         row.completion_tokens = d.completion().usage().completion_tokens();
         result.rows.push_back(row);
@@ -85,8 +85,8 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
         result.summary = event.summary();
         const v1::Completion& a = event.summary().answer();
         CallRow row = Row("final", a.model(), "ok");
-        row.ttft = contract::FromProto(a.time_to_first_token());
-        row.duration = contract::FromProto(a.duration());
+        row.ttft = wire::FromProto(a.time_to_first_token());
+        row.duration = wire::FromProto(a.duration());
         row.prompt_tokens = a.usage().prompt_tokens();
         row.completion_tokens = a.usage().completion_tokens();
         result.rows.push_back(row);

@@ -238,7 +238,7 @@ int Pipelines() {
   for (const v1::PipelineInfo& p : resp.pipelines()) {
     std::vector<std::string> layers;
     for (const auto& l : p.layers()) layers.push_back(absl::StrJoin(l.models(), ", "));
-    std::printf("%s%s: [%s] -> %s\n", p.name().c_str(), p.is_default() ? " (default)" : "",
+    std::printf("%s%s: [%s] -> %s\n", p.name().c_str(), p.default_() ? " (default)" : "",
                 absl::StrJoin(layers, "] -> [").c_str(), p.aggregator().c_str());
   }
   return 0;

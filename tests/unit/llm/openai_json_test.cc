@@ -12,7 +12,7 @@ using nlohmann::json;
 
 TEST(OpenAiJsonTest, BodyAsksForStreamingWithUsageAndOnlySetParams) {
   ChatRequest req;
-  req.messages = {{"system", "be brief"}, {"user", "hi"}};
+  req.messages = {{llm::Role::kSystem, "be brief"}, {llm::Role::kUser, "hi"}};
   req.params.temperature = 0.7;
   req.params.max_tokens = 64;
   json body = json::parse(BuildChatCompletionBody("meta/llama", req));
@@ -30,7 +30,7 @@ TEST(OpenAiJsonTest, BodyAsksForStreamingWithUsageAndOnlySetParams) {
 
 TEST(OpenAiJsonTest, BodyCarriesSeedTopPAndStop) {
   ChatRequest req;
-  req.messages = {{"user", "hi"}};
+  req.messages = {{llm::Role::kUser, "hi"}};
   req.params.top_p = 0.9;
   req.params.seed = 42;
   req.params.stop = {"\n\n", "END"};

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "absl/time/clock.h"
+#include "lib/base/retry_after.h"
 #include "lib/llm/http_status.h"
 
 namespace moa::llm {

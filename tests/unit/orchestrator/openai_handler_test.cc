@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/synchronization/mutex.h"
-#include "services/orchestrator/http_door.h"
+#include "services/orchestrator/openai_http_server.h"
 #include "tests/fakes/fake_generation_backend.h"
 
 namespace moa::orchestrator {
@@ -120,12 +120,7 @@ class OpenAiHandlerTest : public ::testing::Test {
         metrics_(registry_, {}) {}
 
   OpenAiHandler Handler(const ApiKeys* keys) {
-    return OpenAiHandler(absl::Minutes(1), {.config = &config_,
-                                            .backends = {&proposers_, &aggregator_},
-                                            .metrics = &metrics_,
-                                            .admission = &admission_,
-                                            .api_keys = keys,
-                                            .readiness = nullptr});
+    return OpenAiHandler({.engine = &engine_, .api_keys = keys, .readiness = nullptr});
   }
 
   static FakeGenerationBackend::Reply Answer(const cluster::GenerationCall& c) {
@@ -139,6 +134,7 @@ class OpenAiHandlerTest : public ::testing::Test {
   ApiKeys no_keys_ = *ApiKeys::Load("", "");
   FakeGenerationBackend proposers_{Answer};
   FakeGenerationBackend aggregator_{Answer};
+  Engine engine_{{}, &config_, {{&proposers_, &aggregator_}, &metrics_}, &admission_};
 };
 
 TEST_F(OpenAiHandlerTest, HeadersAloneAnswerHealthModelsRoutesMethodsAndKeys) {
@@ -224,12 +220,8 @@ TEST_F(OpenAiHandlerTest, AClientThatLeavesCancelsItsRequest) {
   FakeGenerationBackend held([](const cluster::GenerationCall&) {
     return FakeGenerationBackend::Reply{{}, absl::UnknownError("unused"), /*hold=*/true};
   });
-  OpenAiHandler handler(absl::Minutes(1), {.config = &config_,
-                                           .backends = {&held, &aggregator_},
-                                           .metrics = &metrics_,
-                                           .admission = &admission_,
-                                           .api_keys = &no_keys_,
-                                           .readiness = nullptr});
+  Engine engine({}, &config_, {{&held, &aggregator_}, &metrics_}, &admission_);
+  OpenAiHandler handler({.engine = &engine, .api_keys = &no_keys_, .readiness = nullptr});
   auto exchange = std::make_shared<FakeExchange>();
   handler.Handle(Post(R"({"model":"moa","messages":[{"role":"user","content":"hi"}]})"), exchange);
   EXPECT_EQ(admission_.inflight(), 1);

@@ -16,10 +16,11 @@ TEST(SynthesisTest, BlockIsInstructionBlankLineHeaderAndNumberedReferences) {
 }
 
 TEST(SynthesisTest, BlockBecomesTheFirstMessageWithoutASystemMessage) {
-  std::vector<llm::Message> conv = {{"user", "q1"}, {"assistant", "a1"}, {"user", "q2"}};
+  std::vector<llm::Message> conv = {
+      {llm::Role::kUser, "q1"}, {llm::Role::kAssistant, "a1"}, {llm::Role::kUser, "q2"}};
   auto out = WithReferences(conv, {{"m", "r"}}, "I.");
   ASSERT_EQ(out.size(), 4u);
-  EXPECT_EQ(out[0].role, "system");
+  EXPECT_EQ(out[0].role, llm::Role::kSystem);
   EXPECT_EQ(out[0].content, "I.\n\nResponses from models:\n1. r");
   EXPECT_EQ(out[1].content, "q1");
   EXPECT_EQ(out[2].content, "a1");
@@ -27,7 +28,7 @@ TEST(SynthesisTest, BlockBecomesTheFirstMessageWithoutASystemMessage) {
 }
 
 TEST(SynthesisTest, BlockIsAppendedToAnExistingSystemMessage) {
-  std::vector<llm::Message> conv = {{"system", "Be terse."}, {"user", "q"}};
+  std::vector<llm::Message> conv = {{llm::Role::kSystem, "Be terse."}, {llm::Role::kUser, "q"}};
   auto out = WithReferences(conv, {{"m", "r"}}, "I.");
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0].content, "Be terse.\n\nI.\n\nResponses from models:\n1. r");
@@ -35,7 +36,7 @@ TEST(SynthesisTest, BlockIsAppendedToAnExistingSystemMessage) {
 }
 
 TEST(SynthesisTest, NoReferencesLeavesTheConversationAlone) {
-  std::vector<llm::Message> conv = {{"user", "q"}};
+  std::vector<llm::Message> conv = {{llm::Role::kUser, "q"}};
   auto out = WithReferences(conv, {}, "I.");
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].content, "q");

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "lib/config/cluster_config.h"
+#include "lib/llm/types.h"
 #include "moa/v1/orchestrator.pb.h"
 
 namespace moa::orchestrator {
@@ -16,12 +17,12 @@ struct ResolvedPipeline {
   std::string name;  // Config name, or "inline" for a spec.
   std::vector<std::vector<std::string>> layers;
   std::string aggregator;
-  v1::SamplingParams params;  // Pipeline defaults overridden by the request's.
+  llm::SamplingParams params;  // Pipeline defaults overridden by the request's.
 };
 
 // NOT_FOUND for an unknown pipeline name (listing the known ones);
 // INVALID_ARGUMENT naming the field for a bad spec (no models, unknown
-// model, rounds outside 0..limits.max_layers with 0 meaning 1, more models
+// model, rounds outside 1..limits.max_layers (unset means 1), more models
 // or upstream calls than the limits allow) or bad params.
 absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
                                                  const config::ClusterConfig& config);

@@ -1,6 +1,6 @@
 // MoaCall's logic against fake backends: event order, references, usage,
 // failures, cancellation.
-#include "services/orchestrator/moa_call.h"
+#include "services/orchestrator/engine/moa_call.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -60,14 +60,15 @@ class MoaCallTest : public ::testing::Test {
     o.pipeline.name = "p";
     o.pipeline.layers = std::move(layers);
     o.pipeline.aggregator = "agg";
-    o.conversation = {{"user", "question"}};
-    return MoaCall::Start(std::move(o), {&proposers, &aggregator}, &metrics_, sink_);
+    o.conversation = {{llm::Role::kUser, "question"}};
+    return MoaCall::Start(std::move(o), {{&proposers, &aggregator}, &metrics_, &clock_}, sink_);
   }
 
   static FakeGenerationBackend::Reply Answer(const cluster::GenerationCall& c) {
     return {{c.model + "-part1 ", c.model + "-part2"}, FakeGenerationBackend::Ok(c.model)};
   }
 
+  FakeClock clock_;
   prometheus::Registry registry_;
   telemetry::OrchestratorMetrics metrics_;
   std::shared_ptr<RecordingSink> sink_ = std::make_shared<RecordingSink>();

@@ -1,14 +1,12 @@
-#include "services/orchestrator/http_door.h"
+#include "services/orchestrator/openai_http_server.h"
 
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/clock.h"
+#include "lib/base/cancel_slot.h"
 #include "lib/base/json.h"
-#include "lib/contract/contract.h"
+#include "lib/wire/wire.h"
 #include "services/orchestrator/openai_api.h"
-#include "services/orchestrator/orchestrator_service.h"
 
 namespace moa::orchestrator {
 
@@ -52,25 +50,22 @@ net::HttpResponse ErrorResponse(const openai::HttpError& e) {
 // exchange carries the bytes to the connection's strand in order.
 class ChatCompletion final : public MoaCallSink {
  public:
-  ChatCompletion(std::shared_ptr<net::HttpExchange> exchange, Admission* admission, bool streaming,
-                 bool include_usage, std::string model)
+  ChatCompletion(std::shared_ptr<net::HttpExchange> exchange, bool streaming, bool include_usage,
+                 std::string model, absl::Time now)
       : exchange_(std::move(exchange)),
-        admission_(admission),
         streaming_(streaming),
         include_usage_(include_usage),
         model_(std::move(model)),
         id_(NewCompletionId()),
-        created_(absl::ToUnixSeconds(absl::Now())) {}
-
-  ~ChatCompletion() override { ReleaseSlot(); }
+        created_(absl::ToUnixSeconds(now)) {}
 
   // Starts the response head (streaming) and the call.
-  void Begin(const std::shared_ptr<ChatCompletion>& self, MoaCall::Options options,
-             const HttpDoorDeps& deps) {
+  void Begin(const std::shared_ptr<ChatCompletion>& self, Admission::Slot slot,
+             MoaCall::Options options, Engine& engine) {
     std::weak_ptr<ChatCompletion> weak = self;
     exchange_->OnClosed([weak](bool completed) {
       if (completed) return;
-      if (auto me = weak.lock()) me->CancelCall();
+      if (auto me = weak.lock()) me->call_.Cancel();
     });
     if (streaming_) {
       net::HttpResponse head;
@@ -81,18 +76,9 @@ class ChatCompletion final : public MoaCallSink {
       exchange_->Write(openai::ChunkEvent(id_, created_, model_,
                                           R"({"role":"assistant","content":""})", "null"));
     }
-    auto call = MoaCall::Start(std::move(options), deps.backends, deps.metrics, self);
-    bool cancel_now;
-    {
-      absl::MutexLock lock(&mu_);
-      // A call that already finished (backends may answer inside Start) is
-      // not kept: the call holds this sink, so keeping it would be a cycle.
-      if (finished_) return;
-      call_ = call;
-      cancel_now = client_gone_;
-    }
-    if (cancel_now) call->Cancel();
-    admission_->Track(call);
+    // A call that finishes inside Start (backends may answer inline) has
+    // closed the slot already, so it is not kept: it holds this sink.
+    call_.Attach(engine.Start(std::move(slot), std::move(options), self));
   }
 
   void OnEvent(v1::ChatEvent event) override {
@@ -107,12 +93,7 @@ class ChatCompletion final : public MoaCallSink {
   }
 
   void OnFinish(absl::Status status) override {
-    ReleaseSlot();
-    {
-      absl::MutexLock lock(&mu_);
-      finished_ = true;
-      call_.reset();
-    }
+    call_.Close();
     if (!streaming_) {
       if (!status.ok()) return exchange_->Respond(ErrorResponse(openai::ErrorFromStatus(status)));
       return exchange_->Respond(
@@ -133,37 +114,18 @@ class ChatCompletion final : public MoaCallSink {
   }
 
  private:
-  void CancelCall() {
-    std::shared_ptr<MoaCall> call;
-    {
-      absl::MutexLock lock(&mu_);
-      client_gone_ = true;
-      call = call_;
-    }
-    if (call) call->Cancel();
-  }
-
-  void ReleaseSlot() {
-    if (!released_.exchange(true)) admission_->Release();
-  }
-
   const std::shared_ptr<net::HttpExchange> exchange_;
-  Admission* const admission_;
   const bool streaming_;
   const bool include_usage_;
   const std::string model_;
   const std::string id_;
   const int64_t created_;
-  std::atomic<bool> released_{false};
 
   // Touched only by the MoaCall's events, one at a time.
   openai::CallRecord record_;
   std::string answer_;
 
-  absl::Mutex mu_;
-  std::shared_ptr<MoaCall> call_ ABSL_GUARDED_BY(mu_);
-  bool client_gone_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  CancelSlot<MoaCall> call_;
 };
 
 }  // namespace
@@ -177,7 +139,7 @@ std::optional<net::HttpResponse> OpenAiHandler::Screen(const net::HttpRequestHea
   if (path == "/readyz" && get) {
     bool ready = deps_.readiness == nullptr || deps_.readiness->ready();
     std::string reason = deps_.readiness ? deps_.readiness->reason() : "ready";
-    if (deps_.admission->draining()) {
+    if (deps_.engine->admission().draining()) {
       ready = false;
       reason = "draining: the orchestrator is shutting down";
     }
@@ -197,7 +159,7 @@ std::optional<net::HttpResponse> OpenAiHandler::Screen(const net::HttpRequestHea
   }
   if (path == "/v1/models" && get) {
     json::Json data = json::Json::array();
-    for (const auto& p : deps_.config->pipelines) {
+    for (const auto& p : deps_.engine->config().pipelines) {
       data.push_back(
           {{"id", p.name}, {"object", "model"}, {"created", 0}, {"owned_by", "moa-cluster"}});
     }
@@ -221,32 +183,28 @@ void OpenAiHandler::Handle(net::HttpRequest request, std::shared_ptr<net::HttpEx
   openai::HttpError error;
   auto parsed = openai::ParseChatCompletionRequest(request.body(), &error);
   if (!parsed.ok()) return exchange->Respond(ErrorResponse(error));
-  auto pipeline = ValidateChatRequest(parsed->chat, *deps_.config);
-  if (!pipeline.ok()) {
-    openai::HttpError e = openai::ErrorFromStatus(pipeline.status());
+  auto options = deps_.engine->Plan(parsed->chat);
+  if (!options.ok()) {
+    openai::HttpError e = openai::ErrorFromStatus(options.status());
     if (e.status == 404) {
       e.message = absl::StrCat("The model '", parsed->chat.pipeline(),
-                               "' does not exist: ", pipeline.status().message());
+                               "' does not exist: ", options.status().message());
     }
     return exchange->Respond(ErrorResponse(e));
   }
-  if (absl::Status admitted = deps_.admission->TryAcquire(); !admitted.ok()) {
-    return exchange->Respond(ErrorResponse(openai::ErrorFromStatus(admitted)));
-  }
-  MoaCall::Options options;
-  options.pipeline = *std::move(pipeline);
-  options.conversation = contract::ToLlmMessages(parsed->chat.messages());
-  options.deadline = absl::Now() + request_timeout_;
+  auto slot = deps_.engine->Admit();
+  if (!slot.ok()) return exchange->Respond(ErrorResponse(openai::ErrorFromStatus(slot.status())));
   auto completion = std::make_shared<ChatCompletion>(
-      std::move(exchange), deps_.admission, parsed->stream, parsed->include_usage,
-      parsed->chat.pipeline().empty() ? options.pipeline.name : parsed->chat.pipeline());
-  completion->Begin(completion, std::move(options), deps_);
+      std::move(exchange), parsed->stream, parsed->include_usage,
+      parsed->chat.pipeline().empty() ? options->pipeline.name : parsed->chat.pipeline(),
+      deps_.engine->clock().Now());
+  completion->Begin(completion, *std::move(slot), *std::move(options), *deps_.engine);
 }
 
-absl::StatusOr<std::unique_ptr<HttpDoor>> HttpDoor::Start(HttpDoorOptions options,
-                                                          HttpDoorDeps deps) {
-  std::unique_ptr<HttpDoor> door(new HttpDoor());
-  door->handler_ = std::make_unique<OpenAiHandler>(options.request_timeout, std::move(deps));
+absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
+    OpenAiHttpServerOptions options, OpenAiHttpDeps deps) {
+  std::unique_ptr<OpenAiHttpServer> door(new OpenAiHttpServer());
+  door->handler_ = std::make_unique<OpenAiHandler>(deps);
   auto server = net::HttpServer::Start({.name = "moa-orchestrator",
                                         .host = options.host,
                                         .port = options.port,
@@ -258,15 +216,15 @@ absl::StatusOr<std::unique_ptr<HttpDoor>> HttpDoor::Start(HttpDoorOptions option
                                        door->handler_.get());
   if (!server.ok()) {
     return absl::Status(server.status().code(),
-                        absl::StrCat("HTTP door: ", server.status().message()));
+                        absl::StrCat("OpenAI HTTP server: ", server.status().message()));
   }
   door->server_ = *std::move(server);
   return door;
 }
 
-HttpDoor::~HttpDoor() { server_.reset(); }
-int HttpDoor::port() const { return server_->port(); }
-size_t HttpDoor::connections() const { return server_->connections(); }
-void HttpDoor::StopAccepting() { server_->StopAccepting(); }
+OpenAiHttpServer::~OpenAiHttpServer() { server_.reset(); }
+int OpenAiHttpServer::port() const { return server_->port(); }
+size_t OpenAiHttpServer::connections() const { return server_->connections(); }
+void OpenAiHttpServer::StopAccepting() { server_->StopAccepting(); }
 
 }  // namespace moa::orchestrator

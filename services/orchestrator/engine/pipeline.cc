@@ -1,7 +1,8 @@
-#include "services/orchestrator/pipeline.h"
+#include "services/orchestrator/engine/pipeline.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "lib/wire/wire.h"
 
 namespace moa::orchestrator {
 
@@ -51,12 +52,12 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
       return absl::InvalidArgumentError(absl::StrCat("spec.aggregator: model '", spec.aggregator(),
                                                      "' is not defined in the cluster config"));
     }
-    if (spec.rounds() < 0 || spec.rounds() > limits.max_layers) {
+    const int rounds = spec.has_rounds() ? spec.rounds() : 1;
+    if (rounds < 1 || rounds > limits.max_layers) {
       return absl::InvalidArgumentError(
           absl::StrCat("spec.rounds must be in 1..", limits.max_layers,
-                       " (limits.max_layers; 0 means 1), got ", spec.rounds()));
+                       " (limits.max_layers; unset means 1), got ", rounds));
     }
-    int rounds = spec.rounds() == 0 ? 1 : spec.rounds();
     if (int64_t calls = int64_t{rounds} * spec.reference_models_size() + 1;
         calls > limits.max_upstream_calls) {
       return absl::InvalidArgumentError(
@@ -67,7 +68,10 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
     out.name = "inline";
     out.layers.assign(rounds, models);
     out.aggregator = spec.aggregator();
-    out.params = MergeParams(nullptr, request.params());
+    absl::StatusOr<llm::SamplingParams> params =
+        wire::ToParams(MergeParams(nullptr, request.params()));
+    if (!params.ok()) return params.status();
+    out.params = *std::move(params);
     return out;
   }
   std::string name = request.pipeline().empty() ? config.default_pipeline : request.pipeline();
@@ -84,7 +88,9 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
   out.name = p->name;
   out.layers = p->layers;
   out.aggregator = p->aggregator;
-  out.params = MergeParams(p, request.params());
+  absl::StatusOr<llm::SamplingParams> params = wire::ToParams(MergeParams(p, request.params()));
+  if (!params.ok()) return params.status();
+  out.params = *std::move(params);
   return out;
 }
 

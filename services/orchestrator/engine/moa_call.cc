@@ -1,10 +1,9 @@
-#include "services/orchestrator/moa_call.h"
+#include "services/orchestrator/engine/moa_call.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/time/clock.h"
-#include "lib/contract/contract.h"
-#include "lib/llm/http_status.h"
+#include "lib/telemetry/outcome.h"
+#include "lib/wire/wire.h"
 
 namespace moa::orchestrator {
 
@@ -14,7 +13,7 @@ class MoaCall::ChildObserver final : public cluster::GenerationObserver {
   ChildObserver(std::shared_ptr<MoaCall> call, int layer, size_t index)
       : call_(std::move(call)), layer_(layer), index_(index) {}
   void OnDelta(absl::string_view text) override { call_->OnChildDelta(layer_, index_, text); }
-  void OnDone(absl::StatusOr<v1::Completion> result) override {
+  void OnDone(absl::StatusOr<llm::Completion> result) override {
     call_->OnChildDone(layer_, index_, std::move(result));
   }
 
@@ -24,24 +23,24 @@ class MoaCall::ChildObserver final : public cluster::GenerationObserver {
   const size_t index_;
 };
 
-MoaCall::MoaCall(Options options, MoaBackends backends, telemetry::OrchestratorMetrics* metrics,
-                 std::shared_ptr<MoaCallSink> sink)
+MoaCall::MoaCall(Options options, const MoaEnv& env, std::shared_ptr<MoaCallSink> sink)
     : options_(std::move(options)),
-      backends_(backends),
-      metrics_(metrics),
+      backends_(env.backends),
+      clock_(env.clock),
+      metrics_(env.metrics->For(
+          {options_.pipeline.name, options_.pipeline.layers, options_.pipeline.aggregator})),
       sink_(std::move(sink)),
-      accepted_(absl::Now()) {}
+      accepted_(clock_->Now()) {}
 
-std::shared_ptr<MoaCall> MoaCall::Start(Options options, MoaBackends backends,
-                                        telemetry::OrchestratorMetrics* metrics,
+std::shared_ptr<MoaCall> MoaCall::Start(Options options, const MoaEnv& env,
                                         std::shared_ptr<MoaCallSink> sink) {
-  auto call = std::make_shared<MoaCall>(std::move(options), backends, metrics, std::move(sink));
+  auto call = std::make_shared<MoaCall>(std::move(options), env, std::move(sink));
   call->Begin();
   return call;
 }
 
 void MoaCall::Begin() {
-  metrics_->RequestStarted(options_.pipeline.name);
+  metrics_->RequestStarted();
   {
     absl::MutexLock lock(&mu_);
     v1::ChatEvent event;
@@ -81,14 +80,9 @@ void MoaCall::LaunchPending() {
   }
 }
 
-std::string MoaCall::LayerLabel(int layer) const {
-  return layer > static_cast<int>(options_.pipeline.layers.size()) ? "final"
-                                                                   : std::to_string(layer);
-}
-
 void MoaCall::StartLayerLocked(size_t layer) {
   current_layer_ = static_cast<int>(layer);
-  layer_started_ = absl::Now();
+  layer_started_ = clock_->Now();
   const std::vector<std::string>& models = options_.pipeline.layers[layer - 1];
   proposals_.assign(models.size(), Proposal{});
   remaining_ = models.size();
@@ -123,7 +117,7 @@ void MoaCall::StartLayerLocked(size_t layer) {
 
 void MoaCall::StartFinalLocked() {
   current_layer_ = static_cast<int>(options_.pipeline.layers.size()) + 1;
-  layer_started_ = absl::Now();
+  layer_started_ = clock_->Now();
   proposals_.assign(1, Proposal{});
   proposals_[0].model = options_.pipeline.aggregator;
   proposals_[0].started = layer_started_;
@@ -144,12 +138,11 @@ void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
     absl::MutexLock lock(&mu_);
     if (finished_ || layer != current_layer_ || index >= proposals_.size()) return;
     Proposal& p = proposals_[index];
-    bool is_final = layer > static_cast<int>(options_.pipeline.layers.size());
     v1::ChatEvent event;
-    if (is_final) {
+    if (IsFinal(layer)) {
       if (!answer_ttft_) {
-        answer_ttft_ = absl::Now() - accepted_;
-        metrics_->AnswerFirstToken(options_.pipeline.name, *answer_ttft_);
+        answer_ttft_ = clock_->Now() - accepted_;
+        metrics_->AnswerFirstToken(*answer_ttft_);
       }
       event.set_answer_delta(std::string(text));
       EmitLocked(std::move(event));
@@ -167,7 +160,7 @@ void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
   Deliver();
 }
 
-void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<v1::Completion> result) {
+void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completion> result) {
   {
     absl::MutexLock lock(&mu_);
     if (finished_ || layer != current_layer_ || index >= proposals_.size()) return;
@@ -175,21 +168,20 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<v1::Completion
     if (p.done) return;
     p.done = true;
     --remaining_;
-    bool is_final = layer > static_cast<int>(options_.pipeline.layers.size());
-    absl::Duration took = absl::Now() - p.started;
-    metrics_->ProposalDone(options_.pipeline.name, LayerLabel(layer), p.model,
-                           is_final ? "aggregator" : "proposer", llm::OutcomeLabel(result.status()),
-                           took);
+    const bool is_final = IsFinal(layer);
+    const size_t step = static_cast<size_t>(layer - 1);
+    const absl::Time now = clock_->Now();
+    absl::Duration took = now - p.started;
+    metrics_->CallDone(step, index, telemetry::OutcomeOf(result.status()), took);
     if (result.ok()) {
-      AddUsageLocked(p.model, result->usage());
+      AddUsageLocked(p.model, result->usage);
+      metrics_->Tokens(step, index, result->usage.prompt_tokens, result->usage.completion_tokens);
       // The model's own time to first token, as its proposer measured it
       // (layer proposals travel whole, so no early delta marks it here).
-      metrics_->ProposalFirstToken(options_.pipeline.name, LayerLabel(layer), p.model,
-                                   is_final ? "aggregator" : "proposer",
-                                   contract::FromProto(result->time_to_first_token()));
+      metrics_->CallFirstToken(step, index, result->time_to_first_token);
     }
     if (is_final) {
-      metrics_->LayerDone(options_.pipeline.name, "final", took);
+      metrics_->StepDone(step, took);
       if (!result.ok()) {
         absl::Status s = result.status();
         FinishLocked(absl::Status(
@@ -200,16 +192,17 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<v1::Completion
         for (const auto& [model, usage] : usage_) {
           auto* mu = summary->add_usage();
           mu->set_model(model);
-          *mu->mutable_usage() = usage;
+          mu->mutable_usage()->set_prompt_tokens(usage.prompt_tokens);
+          mu->mutable_usage()->set_completion_tokens(usage.completion_tokens);
         }
         for (absl::Duration d : layer_durations_) {
-          contract::ToProto(d, summary->add_layer_durations());
+          wire::ToProto(d, summary->add_layer_durations());
         }
-        contract::ToProto(answer_ttft_.value_or(absl::Now() - accepted_),
-                          summary->mutable_time_to_first_token());
-        contract::ToProto(absl::Now() - accepted_, summary->mutable_total());
-        summary->set_finish_reason(result->finish_reason());
-        *summary->mutable_answer() = *result;
+        wire::ToProto(answer_ttft_.value_or(now - accepted_),
+                      summary->mutable_time_to_first_token());
+        wire::ToProto(now - accepted_, summary->mutable_total());
+        summary->set_finish_reason(result->finish_reason);
+        wire::ToProto(*result, p.model, summary->mutable_answer());
         EmitLocked(std::move(event));
         FinishLocked(absl::OkStatus());
       }
@@ -220,7 +213,7 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<v1::Completion
         done->mutable_ref()->set_layer(layer);
         done->mutable_ref()->set_model(p.model);
         done->set_text(p.text);
-        *done->mutable_completion() = *result;
+        wire::ToProto(*result, p.model, done->mutable_completion());
       } else {
         p.failure = result.status();
         auto* failed = event.mutable_proposal_failed();
@@ -238,9 +231,9 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<v1::Completion
 }
 
 void MoaCall::LayerFinishedLocked() {
-  absl::Duration took = absl::Now() - layer_started_;
+  absl::Duration took = clock_->Now() - layer_started_;
   layer_durations_.push_back(took);
-  metrics_->LayerDone(options_.pipeline.name, LayerLabel(current_layer_), took);
+  metrics_->StepDone(static_cast<size_t>(current_layer_ - 1), took);
   // A failed proposer is left out of the references, never sent as empty.
   std::vector<synthesis::Reference> refs;
   std::vector<std::string> errors;
@@ -255,7 +248,7 @@ void MoaCall::LayerFinishedLocked() {
     }
   }
   if (refs.empty()) {
-    absl::StatusCode code = all_deadline || absl::Now() >= options_.deadline
+    absl::StatusCode code = all_deadline || clock_->Now() >= options_.deadline
                                 ? absl::StatusCode::kDeadlineExceeded
                                 : absl::StatusCode::kUnavailable;
     FinishLocked(absl::Status(code, absl::StrCat("every model of layer ", current_layer_,
@@ -270,12 +263,11 @@ void MoaCall::LayerFinishedLocked() {
   }
 }
 
-void MoaCall::AddUsageLocked(const std::string& model, const v1::Usage& usage) {
-  metrics_->Tokens(options_.pipeline.name, model, usage.prompt_tokens(), usage.completion_tokens());
+void MoaCall::AddUsageLocked(const std::string& model, const llm::Usage& usage) {
   for (auto& [m, u] : usage_) {
     if (m == model) {
-      u.set_prompt_tokens(u.prompt_tokens() + usage.prompt_tokens());
-      u.set_completion_tokens(u.completion_tokens() + usage.completion_tokens());
+      u.prompt_tokens += usage.prompt_tokens;
+      u.completion_tokens += usage.completion_tokens;
       return;
     }
   }
@@ -298,36 +290,41 @@ void MoaCall::Cancel() {
 void MoaCall::FinishLocked(absl::Status status) {
   if (finished_) return;
   finished_ = true;
-  absl::string_view outcome = llm::OutcomeLabelAt(status, options_.deadline, absl::Now());
-  metrics_->RequestFinished(options_.pipeline.name, outcome, absl::Now() - accepted_);
+  const absl::Time now = clock_->Now();
+  metrics_->RequestFinished(telemetry::OutcomeAt(status, options_.deadline, now), now - accepted_);
   // Only Cancel() can finish while children run, and it cancels them; on
   // every other path the last child has already ended.
   finish_status_ = std::move(status);
+  outbox_.Close();
 }
 
-void MoaCall::EmitLocked(v1::ChatEvent event) { outbox_.push_back(std::move(event)); }
+void MoaCall::EmitLocked(v1::ChatEvent event) { outbox_.Push(std::move(event)); }
 
 void MoaCall::Deliver() {
   while (true) {
-    std::deque<v1::ChatEvent> batch;
-    std::optional<absl::Status> finish;
+    v1::ChatEvent* event = nullptr;
+    absl::Status finish;
     {
       absl::MutexLock lock(&mu_);
-      if (delivering_) return;  // The delivering thread will pick these up.
-      if (outbox_.empty() && (!finish_status_ || finish_delivered_)) return;
-      delivering_ = true;
-      batch.swap(outbox_);
-      if (finish_status_ && !finish_delivered_) {
-        finish = finish_status_;
-        finish_delivered_ = true;
+      switch (outbox_.Next()) {
+        case WriteQueue<v1::ChatEvent>::Step::kWrite:
+          event = &outbox_.in_flight();
+          break;
+        case WriteQueue<v1::ChatEvent>::Step::kFinish:
+          finish = finish_status_;
+          break;
+        case WriteQueue<v1::ChatEvent>::Step::kNone:
+          return;  // Nothing to do, or another thread is delivering.
       }
     }
-    for (v1::ChatEvent& e : batch) sink_->OnEvent(std::move(e));
-    if (finish) sink_->OnFinish(*finish);
-    {
-      absl::MutexLock lock(&mu_);
-      delivering_ = false;
+    if (event == nullptr) {
+      sink_->OnFinish(std::move(finish));
+      return;
     }
+    // The event in flight is this thread's until WriteDone.
+    sink_->OnEvent(std::move(*event));
+    absl::MutexLock lock(&mu_);
+    outbox_.WriteDone(true);
   }
 }
 

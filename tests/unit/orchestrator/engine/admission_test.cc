@@ -1,5 +1,5 @@
 // Admission: slots shared by both doors, and the drain they share.
-#include "services/orchestrator/admission.h"
+#include "services/orchestrator/engine/admission.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -70,7 +70,7 @@ TEST(AdmissionTest, FinishDrainCancelsWhatStillRunsAfterTheGrace) {
     o.pipeline.name = "p";
     o.pipeline.layers = {{"a"}};
     o.pipeline.aggregator = "agg";
-    o.conversation = {{"user", "q"}};
+    o.conversation = {{llm::Role::kUser, "q"}};
     // The door releases its slot when the call finishes; do the same here.
     struct ReleasingSink : MoaCallSink {
       ReleasingSink(Admission* a, std::shared_ptr<CountingSink> s) : admission(a), inner(s) {}
@@ -82,7 +82,7 @@ TEST(AdmissionTest, FinishDrainCancelsWhatStillRunsAfterTheGrace) {
       Admission* admission;
       std::shared_ptr<CountingSink> inner;
     };
-    auto call = MoaCall::Start(std::move(o), {&proposers, &aggregator}, &metrics,
+    auto call = MoaCall::Start(std::move(o), {{&proposers, &aggregator}, &metrics},
                                std::make_shared<ReleasingSink>(&admission, sink));
     admission.Track(call);
     calls.push_back(call);

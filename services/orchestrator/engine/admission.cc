@@ -1,4 +1,4 @@
-#include "services/orchestrator/admission.h"
+#include "services/orchestrator/engine/admission.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"

@@ -5,18 +5,49 @@
 
 #include <atomic>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "services/orchestrator/moa_call.h"
+#include "services/orchestrator/engine/moa_call.h"
 
 namespace moa::orchestrator {
 
 class Admission {
  public:
+  // One request's slot: given back when destroyed or Release()d. Move-only.
+  class Slot {
+   public:
+    Slot() = default;
+    Slot(Slot&& other) noexcept : admission_(std::exchange(other.admission_, nullptr)) {}
+    Slot& operator=(Slot&& other) noexcept {
+      if (this != &other) {
+        Release();
+        admission_ = std::exchange(other.admission_, nullptr);
+      }
+      return *this;
+    }
+    ~Slot() { Release(); }
+    void Release() {
+      if (auto* a = std::exchange(admission_, nullptr)) a->Release();
+    }
+
+   private:
+    friend class Admission;
+    explicit Slot(Admission* admission) : admission_(admission) {}
+    Admission* admission_ = nullptr;
+  };
+
   explicit Admission(int max_inflight) : max_(max_inflight) {}
+
+  // TryAcquire as a slot that gives itself back.
+  absl::StatusOr<Slot> Acquire() {
+    if (absl::Status s = TryAcquire(); !s.ok()) return s;
+    return Slot(this);
+  }
 
   // OK and a slot taken; RESOURCE_EXHAUSTED when `max_inflight` requests are
   // running; UNAVAILABLE once the drain has begun. Thread-safe.

@@ -5,7 +5,6 @@
 #ifndef MOA_SERVICES_ORCHESTRATOR_MOA_CALL_H_
 #define MOA_SERVICES_ORCHESTRATOR_MOA_CALL_H_
 
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,10 +13,12 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "lib/base/clock.h"
+#include "lib/base/write_queue.h"
 #include "lib/cluster/generation_backend.h"
 #include "lib/telemetry/orchestrator_metrics.h"
 #include "moa/v1/orchestrator.pb.h"
-#include "services/orchestrator/pipeline.h"
+#include "services/orchestrator/engine/pipeline.h"
 
 namespace moa::orchestrator {
 
@@ -36,6 +37,13 @@ struct MoaBackends {
   cluster::GenerationBackend* aggregator;  // Layers 2..L and the final answer.
 };
 
+// What every MoaCall of a process shares; all must outlive the calls.
+struct MoaEnv {
+  MoaBackends backends;
+  telemetry::OrchestratorMetrics* metrics;
+  const Clock* clock = Clock::Real();
+};
+
 class MoaCall : public std::enable_shared_from_this<MoaCall> {
  public:
   struct Options {
@@ -45,18 +53,16 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     absl::Time deadline = absl::InfiniteFuture();
   };
 
-  // Starts the call; events begin with `accepted`. The backends and metrics
-  // must outlive the call.
-  static std::shared_ptr<MoaCall> Start(Options options, MoaBackends backends,
-                                        telemetry::OrchestratorMetrics* metrics,
+  // Starts the call; events begin with `accepted`. The deadline is on
+  // env.clock's time.
+  static std::shared_ptr<MoaCall> Start(Options options, const MoaEnv& env,
                                         std::shared_ptr<MoaCallSink> sink);
 
   // Cancels every child call at once; the sink gets OnFinish(CANCELLED)
   // unless the call had already finished. Thread-safe, idempotent.
   void Cancel();
 
-  MoaCall(Options options, MoaBackends backends, telemetry::OrchestratorMetrics* metrics,
-          std::shared_ptr<MoaCallSink> sink);
+  MoaCall(Options options, const MoaEnv& env, std::shared_ptr<MoaCallSink> sink);
 
  private:
   class ChildObserver;
@@ -82,18 +88,24 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   void StartLayerLocked(size_t layer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartFinalLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnChildDelta(int layer, size_t index, absl::string_view text);
-  void OnChildDone(int layer, size_t index, absl::StatusOr<v1::Completion> result);
+  void OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completion> result);
   void LayerFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitLocked(v1::ChatEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Deliver();
-  void AddUsageLocked(const std::string& model, const v1::Usage& usage)
+  void AddUsageLocked(const std::string& model, const llm::Usage& usage)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::string LayerLabel(int layer) const;
+  bool IsFinal(int layer) const {
+    return layer > static_cast<int>(options_.pipeline.layers.size());
+  }
 
   const Options options_;
   const MoaBackends backends_;
-  telemetry::OrchestratorMetrics* const metrics_;
+  const Clock* const clock_;
+  // Resolved once for the call. Its children are leaves (an atomic, or a
+  // histogram's own short lock) that never call back, so they may be
+  // touched under mu_.
+  const std::shared_ptr<const telemetry::PipelineMetrics> metrics_;
   const std::shared_ptr<MoaCallSink> sink_;
   const absl::Time accepted_;
 
@@ -107,16 +119,15 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   std::vector<synthesis::Reference> references_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<llm::CallHandle>> children_ ABSL_GUARDED_BY(mu_);
   std::vector<PendingStart> to_start_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::pair<std::string, v1::Usage>> usage_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<std::string, llm::Usage>> usage_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::Duration> layer_durations_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Duration> answer_ttft_ ABSL_GUARDED_BY(mu_);
 
-  // Ordered delivery without calling the sink under mu_: events queue here
-  // and whichever thread finds no one delivering drains the queue.
-  std::deque<v1::ChatEvent> outbox_ ABSL_GUARDED_BY(mu_);
-  std::optional<absl::Status> finish_status_ ABSL_GUARDED_BY(mu_);
-  bool delivering_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_delivered_ ABSL_GUARDED_BY(mu_) = false;
+  // Ordered delivery without calling the sink under mu_: events queue here,
+  // and whichever thread finds no delivery in flight delivers the next one
+  // (the sink's "write" is synchronous). Closed with finish_status_.
+  WriteQueue<v1::ChatEvent> outbox_ ABSL_GUARDED_BY(mu_);
+  absl::Status finish_status_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace moa::orchestrator

@@ -1,6 +1,6 @@
-// The orchestrator's OpenAI-compatible HTTP door: every pipeline served as a
-// "model" behind POST /v1/chat/completions, over the same MoaCall and
-// admission as the gRPC door. The connection layer (framing, limits,
+// The orchestrator's OpenAI-compatible HTTP server: every pipeline served as
+// a "model" behind POST /v1/chat/completions, over the same Engine as the
+// gRPC service. The connection layer (framing, limits,
 // keep-alive, drain) is lib/net's HttpServer; this file holds only routing
 // and the OpenAI exchange, in OpenAiHandler, which tests drive with a fake
 // HttpExchange.
@@ -9,41 +9,34 @@
 //   GET  /v1/models             the pipelines as models
 //   GET  /healthz               the process is up
 //   GET  /readyz                ready to serve (see Readiness), 503 otherwise
-#ifndef MOA_SERVICES_ORCHESTRATOR_HTTP_DOOR_H_
-#define MOA_SERVICES_ORCHESTRATOR_HTTP_DOOR_H_
+#ifndef MOA_SERVICES_ORCHESTRATOR_OPENAI_HTTP_SERVER_H_
+#define MOA_SERVICES_ORCHESTRATOR_OPENAI_HTTP_SERVER_H_
 
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "lib/config/cluster_config.h"
 #include "lib/net/http_server.h"
-#include "lib/telemetry/orchestrator_metrics.h"
-#include "services/orchestrator/admission.h"
 #include "services/orchestrator/api_keys.h"
-#include "services/orchestrator/moa_call.h"
+#include "services/orchestrator/engine/engine.h"
 #include "services/orchestrator/readiness.h"
 
 namespace moa::orchestrator {
 
-struct HttpDoorOptions {
+struct OpenAiHttpServerOptions {
   std::string host = "0.0.0.0";
-  int port = 0;                                        // 0 picks a free one.
-  size_t max_body_bytes = 4 << 20;                     // Larger bodies get 413.
-  size_t max_header_bytes = 16 << 10;                  // Larger headers get 431.
-  size_t max_connections = 10000;                      // More get 503 and close.
-  absl::Duration read_timeout = absl::Seconds(10);     // Headers and body of one request.
-  absl::Duration request_timeout = absl::Minutes(10);  // Deadline of each MoA request.
+  int port = 0;                                     // 0 picks a free one.
+  size_t max_body_bytes = 4 << 20;                  // Larger bodies get 413.
+  size_t max_header_bytes = 16 << 10;               // Larger headers get 431.
+  size_t max_connections = 10000;                   // More get 503 and close.
+  absl::Duration read_timeout = absl::Seconds(10);  // Headers and body of one request.
   int threads = 1;
 };
 
-// Everything the door uses; all must outlive it.
-struct HttpDoorDeps {
-  const config::ClusterConfig* config;
-  MoaBackends backends;
-  telemetry::OrchestratorMetrics* metrics;
-  Admission* admission;
+// Everything the server uses; all must outlive it.
+struct OpenAiHttpDeps {
+  Engine* engine;
   const ApiKeys* api_keys;
   const Readiness* readiness;  // May be null: always ready.
 };
@@ -51,8 +44,7 @@ struct HttpDoorDeps {
 // Routing and the OpenAI exchange, on top of the connection layer.
 class OpenAiHandler final : public net::HttpHandler {
  public:
-  OpenAiHandler(absl::Duration request_timeout, HttpDoorDeps deps)
-      : request_timeout_(request_timeout), deps_(std::move(deps)) {}
+  explicit OpenAiHandler(OpenAiHttpDeps deps) : deps_(deps) {}
 
   // Answers /healthz, /readyz, /v1/models, unknown routes, wrong methods and
   // missing or wrong API keys from the headers alone, before any body.
@@ -61,17 +53,16 @@ class OpenAiHandler final : public net::HttpHandler {
   void Handle(net::HttpRequest request, std::shared_ptr<net::HttpExchange> exchange) override;
 
  private:
-  const absl::Duration request_timeout_;
-  const HttpDoorDeps deps_;
+  const OpenAiHttpDeps deps_;
 };
 
-class HttpDoor {
+class OpenAiHttpServer {
  public:
   // Binds and starts serving. UNAVAILABLE when the port cannot be bound.
-  static absl::StatusOr<std::unique_ptr<HttpDoor>> Start(HttpDoorOptions options,
-                                                         HttpDoorDeps deps);
+  static absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> Start(OpenAiHttpServerOptions options,
+                                                                 OpenAiHttpDeps deps);
   // Stops at once, closing every connection.
-  ~HttpDoor();
+  ~OpenAiHttpServer();
 
   int port() const;
   size_t connections() const;
@@ -80,11 +71,11 @@ class HttpDoor {
   void StopAccepting();
 
  private:
-  HttpDoor() = default;
+  OpenAiHttpServer() = default;
   std::unique_ptr<OpenAiHandler> handler_;
   std::unique_ptr<net::HttpServer> server_;
 };
 
 }  // namespace moa::orchestrator
 
-#endif  // MOA_SERVICES_ORCHESTRATOR_HTTP_DOOR_H_
+#endif  // MOA_SERVICES_ORCHESTRATOR_OPENAI_HTTP_SERVER_H_

@@ -1,0 +1,19 @@
+#include "absl/strings/str_cat.h"
+#include "lib/base/retry_after.h"
+#include "lib/server/grpc_server.h"
+#include "lib/server/server_stream_reactor.h"
+
+namespace moa::server {
+
+grpc::Status StreamFinalStatus(grpc::CallbackServerContext* context, const absl::Status& status,
+                               bool broken) {
+  if (broken && status.ok()) return ToGrpcStatus(absl::CancelledError("the client went away"));
+  if (auto retry_after = GetRetryAfter(status)) {
+    context->AddTrailingMetadata(
+        "retry-after",
+        absl::StrCat(absl::ToInt64Seconds(absl::Ceil(*retry_after, absl::Seconds(1)))));
+  }
+  return ToGrpcStatus(status);
+}
+
+}  // namespace moa::server

@@ -1,0 +1,75 @@
+#include "services/orchestrator/engine/engine.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "lib/wire/wire.h"
+#include "services/orchestrator/engine/pipeline.h"
+
+namespace moa::orchestrator {
+namespace {
+
+// Forwards a call's events and gives its admission slot back after the
+// last one.
+class SlotReleasingSink final : public MoaCallSink {
+ public:
+  SlotReleasingSink(std::shared_ptr<MoaCallSink> sink, Admission::Slot slot)
+      : sink_(std::move(sink)), slot_(std::move(slot)) {}
+  void OnEvent(v1::ChatEvent event) override { sink_->OnEvent(std::move(event)); }
+  void OnFinish(absl::Status status) override {
+    sink_->OnFinish(std::move(status));
+    slot_.Release();
+  }
+
+ private:
+  const std::shared_ptr<MoaCallSink> sink_;
+  Admission::Slot slot_;
+};
+
+}  // namespace
+
+absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
+                                          const config::ClusterConfig& config) {
+  const config::Limits& limits = config.limits;
+  if (int64_t size = static_cast<int64_t>(request.ByteSizeLong());
+      size > limits.max_request_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("messages: the request is ", size,
+                                                   " bytes, over limits.max_request_bytes (",
+                                                   limits.max_request_bytes, ")"));
+  }
+  if (request.messages_size() > limits.max_messages) {
+    return absl::InvalidArgumentError(absl::StrCat("messages: ", request.messages_size(),
+                                                   " messages, over limits.max_messages (",
+                                                   limits.max_messages, ")"));
+  }
+  MoaCall::Options options;
+  // Params are checked before the pipeline is looked up, as one more field
+  // of the request; the merged result is checked again in ResolvePipeline.
+  if (auto params = wire::ToParams(request.params()); !params.ok()) return params.status();
+  absl::StatusOr<std::vector<llm::Message>> conversation = wire::ToMessages(request.messages());
+  if (!conversation.ok()) return conversation.status();
+  options.conversation = *std::move(conversation);
+  absl::StatusOr<ResolvedPipeline> pipeline = ResolvePipeline(request, config);
+  if (!pipeline.ok()) return pipeline.status();
+  options.pipeline = *std::move(pipeline);
+  options.stream_proposals = request.stream_proposals();
+  return options;
+}
+
+absl::StatusOr<MoaCall::Options> Engine::Plan(const v1::ChatRequest& request,
+                                              absl::Time client_deadline) const {
+  absl::StatusOr<MoaCall::Options> options = PlanChat(request, *config_);
+  if (!options.ok()) return options;
+  options->deadline = std::min(client_deadline, env_.clock->Now() + options_.request_timeout);
+  return options;
+}
+
+std::shared_ptr<MoaCall> Engine::Start(Admission::Slot slot, MoaCall::Options options,
+                                       std::shared_ptr<MoaCallSink> sink) {
+  auto call = MoaCall::Start(std::move(options), env_,
+                             std::make_shared<SlotReleasingSink>(std::move(sink), std::move(slot)));
+  admission_->Track(call);
+  return call;
+}
+
+}  // namespace moa::orchestrator

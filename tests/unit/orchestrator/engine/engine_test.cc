@@ -1,0 +1,122 @@
+// The Engine both servers share: planning (checks, resolution, deadline on
+// the injected clock) and admission slots that come back after the call.
+#include "services/orchestrator/engine/engine.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/fakes/fake_generation_backend.h"
+
+namespace moa::orchestrator {
+namespace {
+
+using ::moa::testing::FakeGenerationBackend;
+using ::testing::HasSubstr;
+
+class NullSink : public MoaCallSink {
+ public:
+  void OnEvent(v1::ChatEvent) override {}
+  void OnFinish(absl::Status status) override { statuses.push_back(status); }
+  std::vector<absl::Status> statuses;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  EngineTest()
+      : config_(
+            *config::ParseClusterConfig("models:\n  a: {endpoint: 'x:1'}\n  z: {endpoint: 'x:3'}\n"
+                                        "aggregator: {endpoint: 'x:4'}\n"
+                                        "pipelines:\n  moa: {layers: [[a]], aggregator: z}\n"
+                                        "limits: {max_messages: 2}\n",
+                                        "test")),
+        metrics_(registry_, {}) {}
+
+  static v1::ChatRequest Question() {
+    v1::ChatRequest r;
+    auto* m = r.add_messages();
+    m->set_role(v1::ROLE_USER);
+    m->set_content("hi");
+    return r;
+  }
+
+  Engine MakeEngine(FakeGenerationBackend& proposers) {
+    return Engine({.request_timeout = absl::Seconds(30)}, &config_,
+                  {{&proposers, &aggregator_}, &metrics_, &clock_}, &admission_);
+  }
+
+  static FakeGenerationBackend::Reply Answer(const cluster::GenerationCall& c) {
+    return {{c.model}, FakeGenerationBackend::Ok()};
+  }
+
+  FakeClock clock_;
+  config::ClusterConfig config_;
+  prometheus::Registry registry_;
+  telemetry::OrchestratorMetrics metrics_;
+  Admission admission_{1};
+  FakeGenerationBackend proposers_{Answer};
+  FakeGenerationBackend aggregator_{Answer};
+};
+
+TEST_F(EngineTest, PlanTakesTheSoonerOfTheClientsDeadlineAndTheRequestTimeout) {
+  Engine engine = MakeEngine(proposers_);
+  auto plan = engine.Plan(Question());
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->deadline, clock_.Now() + absl::Seconds(30));
+  EXPECT_EQ(plan->pipeline.name, "moa");
+  ASSERT_EQ(plan->conversation.size(), 1u);
+  EXPECT_EQ(plan->conversation[0].role, llm::Role::kUser);
+  plan = engine.Plan(Question(), clock_.Now() + absl::Seconds(3));
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->deadline, clock_.Now() + absl::Seconds(3));
+}
+
+TEST_F(EngineTest, PlanNamesTheFieldOrTheLimitAndRejectsUnknownRoles) {
+  Engine engine = MakeEngine(proposers_);
+  v1::ChatRequest unknown_role = Question();
+  unknown_role.mutable_messages(0)->set_role(static_cast<v1::Role>(9));  // Kept by proto3.
+  EXPECT_THAT(engine.Plan(unknown_role).status().message(), HasSubstr("messages[0].role"));
+  v1::ChatRequest too_many = Question();
+  *too_many.add_messages() = too_many.messages(0);
+  *too_many.add_messages() = too_many.messages(0);
+  EXPECT_THAT(engine.Plan(too_many).status().message(), HasSubstr("limits.max_messages (2)"));
+  v1::ChatRequest both = Question();
+  both.set_pipeline("nope");
+  both.mutable_params()->set_temperature(3);
+  EXPECT_THAT(engine.Plan(both).status().message(), HasSubstr("params.temperature"))
+      << "params are checked before the pipeline is looked up";
+  v1::ChatRequest unknown = Question();
+  unknown.set_pipeline("nope");
+  EXPECT_EQ(engine.Plan(unknown).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, ASlotComesBackAfterTheCallsLastEvent) {
+  FakeGenerationBackend held([](const cluster::GenerationCall&) {
+    return FakeGenerationBackend::Reply{{}, absl::UnknownError("unused"), /*hold=*/true};
+  });
+  Engine engine = MakeEngine(held);
+  auto slot = engine.Admit();
+  ASSERT_TRUE(slot.ok());
+  EXPECT_EQ(engine.Admit().status().code(), absl::StatusCode::kResourceExhausted)
+      << "max_inflight is 1";
+  auto sink = std::make_shared<NullSink>();
+  auto call = engine.Start(*std::move(slot), *engine.Plan(Question()), sink);
+  EXPECT_EQ(admission_.inflight(), 1);
+  call->Cancel();
+  ASSERT_EQ(sink->statuses.size(), 1u);
+  EXPECT_EQ(admission_.inflight(), 0);
+  admission_.BeginDrain();
+  EXPECT_EQ(engine.Admit().status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(EngineTest, AnUnusedSlotGivesItselfBack) {
+  Engine engine = MakeEngine(proposers_);
+  {
+    auto slot = engine.Admit();
+    ASSERT_TRUE(slot.ok());
+    EXPECT_EQ(admission_.inflight(), 1);
+  }
+  EXPECT_EQ(admission_.inflight(), 0);
+}
+
+}  // namespace
+}  // namespace moa::orchestrator
