@@ -73,6 +73,13 @@ class WriteQueue {
     }
   }
 
+  // The peer is gone (noticed other than by a failed write): drop what is
+  // queued and write nothing more. A write in flight keeps its message.
+  void Break() {
+    broken_ = true;
+    queue_.clear();
+  }
+
   // What the owner must do now: start writing in_flight(), finish the
   // stream (returned exactly once), or nothing.
   Step Next() {
@@ -90,12 +97,10 @@ class WriteQueue {
     return Step::kNone;
   }
 
-  // Opens a finished stream again, for connections that carry one stream
-  // after another (HTTP keep-alive). Only valid after kFinish.
-  void Reopen() {
-    closed_ = finished_ = false;
-    in_flight_ = Message();
-  }
+  // Opens the next stream on the same connection (HTTP keep-alive carries
+  // one response after another). Call when nothing is in flight: after
+  // kFinish, or before the first message.
+  void Reopen() { closed_ = finished_ = false; }
 
   // The message being written after Next() returned kWrite; it stays put
   // until WriteDone, so its address may be handed to an asynchronous write.

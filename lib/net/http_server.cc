@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "lib/base/log.h"
+#include "lib/base/write_queue.h"
 #include "lib/net/listen.h"
 
 namespace moa::net {
@@ -181,6 +182,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                      absl::StrCat("Content-Length: ", r.body.size(), "\r\n"));
     complete_ = true;
     Enqueue(absl::StrCat(head, r.body));
+    out_.Close();
+    Flush();
   }
 
   void StartStream(uint64_t seq, HttpResponse head, std::string keepalive_chunk) {
@@ -203,7 +206,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void End(uint64_t seq) {
     if (!Current(seq) || !streaming_) return;
     complete_ = true;
-    Enqueue(version_ < 11 ? "" : "0\r\n\r\n");
+    if (version_ >= 11) Enqueue("0\r\n\r\n");
+    out_.Close();
+    Flush();
   }
 
   void Abort(uint64_t seq) {
@@ -368,6 +373,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     phase_ = Phase::kPending;
     ++seq_;
     head_queued_ = streaming_ = complete_ = peer_eof_ = false;
+    out_.Reopen();
     on_closed_ = nullptr;
     keepalive_chunk_.clear();
   }
@@ -410,7 +416,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // An HTTP/1.0 client must not get a 1xx, and its unframed stream has no
     // chunk a client would ignore: it gets the answer, then the close.
     if (probing_ || version_ < 11) return;
-    if (!head_queued_ && !writing_) {
+    if (!head_queued_ && !out_.writing()) {
       Enqueue("HTTP/1.1 100 Continue\r\n\r\n");
     } else if (streaming_ && !keepalive_chunk_.empty()) {
       Enqueue(Chunk(keepalive_chunk_));
@@ -425,32 +431,37 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // ---- Writing.
+  // Every response is one stream of out_: its bytes queue (merged) behind
+  // the write in flight, and it finishes once its last byte is written.
   void Enqueue(std::string bytes) {
     if (phase_ == Phase::kClosed) return;
-    out_ += bytes;
-    if (out_.size() > server_->options().max_write_queue_bytes) {
+    queued_bytes_ += bytes.size();
+    if (queued_bytes_ > server_->options().max_write_queue_bytes) {
       LogWarning(server_->options().name, "closing a connection whose client stopped reading");
       return ClientGone();
     }
+    out_.Push(std::move(bytes));
     Flush();
   }
 
   void Flush() {
-    if (writing_ || phase_ == Phase::kClosed) return;
-    if (out_.empty()) {
-      if (complete_ && phase_ == Phase::kPending) ResponseDone();
-      return;
+    if (phase_ == Phase::kClosed) return;
+    switch (out_.Next()) {
+      case Output::Step::kWrite:
+        queued_bytes_ = 0;  // Everything queued was merged into this write.
+        asio::async_write(socket_, asio::buffer(out_.in_flight()),
+                          [self = shared_from_this()](beast::error_code ec, size_t) {
+                            self->out_.WriteDone(!ec);
+                            if (ec) return self->ClientGone();
+                            self->Flush();
+                          });
+        return;
+      case Output::Step::kFinish:
+        if (phase_ == Phase::kPending) ResponseDone();
+        return;
+      case Output::Step::kNone:
+        return;
     }
-    writing_ = true;
-    in_flight_ = std::move(out_);
-    out_.clear();
-    asio::async_write(socket_, asio::buffer(in_flight_),
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
-                        self->writing_ = false;
-                        self->in_flight_.clear();
-                        if (ec) return self->ClientGone();
-                        self->Flush();
-                      });
   }
 
   void ResponseDone() {
@@ -515,7 +526,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     CancelTimer();
     beast::error_code ignored;
     socket_.close(ignored);
-    out_.clear();
+    out_.Break();  // A write in flight keeps its buffer until it fails.
     server_->Remove(this);
   }
 
@@ -559,9 +570,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool peer_eof_ = false;
   bool probing_ = false;
 
-  std::string out_;        // Queued behind the write in flight.
-  std::string in_flight_;  // The write in flight.
-  bool writing_ = false;
+  using Output = WriteQueue<std::string, AppendBytes>;
+  Output out_;
+  size_t queued_bytes_ = 0;  // Queued behind the write in flight.
   std::array<char, 4096> discard_;
 };
 
