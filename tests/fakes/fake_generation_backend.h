@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -41,6 +42,16 @@ class FakeGenerationBackend : public cluster::GenerationBackend {
     return handle;
   }
 
+  // Sends text of held call number `index` (in Start order) now.
+  void Stream(size_t index, const std::vector<std::string>& deltas) {
+    HandleAt(index)->Deliver(deltas, std::nullopt);
+  }
+  // Answers held call number `index` now: its text, then its end.
+  void Answer(size_t index, const std::vector<std::string>& deltas,
+              absl::StatusOr<llm::Completion> result) {
+    HandleAt(index)->Deliver(deltas, std::move(result));
+  }
+
   std::vector<cluster::GenerationCall> calls() {
     absl::MutexLock lock(&mu_);
     return calls_;
@@ -73,6 +84,17 @@ class FakeGenerationBackend : public cluster::GenerationBackend {
       }
       Done(absl::CancelledError("cancelled"));
     }
+    void Deliver(const std::vector<std::string>& deltas,
+                 std::optional<absl::StatusOr<llm::Completion>> result) {
+      std::shared_ptr<cluster::GenerationObserver> observer;
+      {
+        absl::MutexLock lock(&mu_);
+        observer = observer_;
+      }
+      if (observer == nullptr) return;  // Already ended.
+      for (const auto& d : deltas) observer->OnDelta(d);
+      if (result) Done(*std::move(result));
+    }
     void Done(absl::StatusOr<llm::Completion> result) {
       std::shared_ptr<cluster::GenerationObserver> observer;
       {
@@ -91,6 +113,11 @@ class FakeGenerationBackend : public cluster::GenerationBackend {
     std::shared_ptr<cluster::GenerationObserver> observer_;
     bool cancelled_ = false;
   };
+
+  std::shared_ptr<Handle> HandleAt(size_t index) {
+    absl::MutexLock lock(&mu_);
+    return handles_.at(index);
+  }
 
   Script script_;
   absl::Mutex mu_;

@@ -63,6 +63,9 @@ class CurlLlmClientTest : public ::testing::Test {
 
   nlohmann::json Log() { return nlohmann::json::parse(sim_->RequestLogJson())["requests"]; }
 
+  // Timeouts and retry delays run on this clock in the tests that set
+  // UpstreamOptions::clock to it: time moves only when a test says so.
+  FakeClock clock_;
   std::unique_ptr<sim::SimServer> sim_;
 };
 
@@ -121,15 +124,58 @@ TEST_F(CurlLlmClientTest, CancelClosesTheUpstreamConnectionAtOnce) {
 }
 
 TEST_F(CurlLlmClientTest, DeadlineEndsTheTransfer) {
-  auto client = Client("slow");
+  auto client = Client("slow", [&](UpstreamOptions& o) { o.clock = &clock_; });
   auto obs = std::make_shared<RecordingObserver>();
   ChatRequest req = Question();
-  req.deadline = absl::Now() + absl::Milliseconds(300);
+  req.deadline = clock_.Now() + absl::Seconds(30);
   client->Start(req, obs);
+  // The answer streams (400 tokens at 20/s) while simulated time stands.
+  ASSERT_TRUE(moa::testing::WaitFor([&] { return !obs->deltas().empty(); }, absl::Seconds(5)));
+  EXPECT_EQ(obs->done_calls(), 0);
+  clock_.Advance(absl::Seconds(31));
   ASSERT_TRUE(obs->WaitDone(absl::Seconds(5)));
   EXPECT_EQ(obs->result().status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(obs->result().status().message(), HasSubstr("exceeded its deadline after 31s"));
   EXPECT_TRUE(moa::testing::WaitFor([&] { return Log()[0]["outcome"] == "client_closed"; },
-                                    absl::Milliseconds(500)));
+                                    absl::Seconds(1)));
+}
+
+TEST_F(CurlLlmClientTest, RateLimitHonoursRetryAfterThenResourceExhausted) {
+  auto client = Client("fail-429", [&](UpstreamOptions& o) {
+    o.retry.max_attempts = 2;
+    o.clock = &clock_;
+  });
+  auto obs = std::make_shared<RecordingObserver>();
+  client->Start(Question(), obs);
+  ASSERT_TRUE(moa::testing::WaitFor([&] { return obs->retries().size() == 1; }, absl::Seconds(5)));
+  // The retry waits for Retry-After (0.2 s) on the client's clock, which
+  // has not moved: no second attempt yet.
+  EXPECT_FALSE(moa::testing::WaitFor([&] { return Log().size() > 1; }, absl::Milliseconds(300)));
+  clock_.Advance(absl::Milliseconds(200));
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(5)));
+  absl::Status s = obs->result().status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(s.message(), HasSubstr("HTTP 429"));
+  EXPECT_THAT(s.message(), HasSubstr("retry after 0.2s"));
+  EXPECT_EQ(Log().size(), 2u);
+}
+
+TEST_F(CurlLlmClientTest, HangEndsAtTheFirstTokenTimeout) {
+  auto client = Client("hang", [&](UpstreamOptions& o) {
+    o.first_token_timeout = absl::Seconds(60);
+    o.clock = &clock_;
+  });
+  auto obs = std::make_shared<RecordingObserver>();
+  client->Start(Question(), obs);
+  ASSERT_TRUE(moa::testing::WaitFor([&] { return Log().size() == 1; }, absl::Seconds(5)));
+  clock_.Advance(absl::Seconds(59));
+  EXPECT_FALSE(obs->WaitDone(absl::Milliseconds(1200))) << "a second before the timeout";
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(5)));
+  EXPECT_EQ(obs->result().status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(obs->result().status().message(), HasSubstr("no token within 60s"));
+  EXPECT_TRUE(moa::testing::WaitFor([&] { return Log()[0]["outcome"] == "client_closed"; },
+                                    absl::Seconds(1)));
 }
 
 TEST_F(CurlLlmClientTest, ServerErrorIsRetriedThenUnavailable) {
@@ -155,35 +201,6 @@ TEST_F(CurlLlmClientTest, RetriesRecoverAFlakyUpstream) {
     retried += obs->result()->attempts > 1;
   }
   EXPECT_GT(retried, 0) << "with a 50% fault rate some call needed a retry";
-}
-
-TEST_F(CurlLlmClientTest, RateLimitHonoursRetryAfterThenResourceExhausted) {
-  auto client = Client("fail-429", [](UpstreamOptions& o) { o.retry.max_attempts = 2; });
-  auto obs = std::make_shared<RecordingObserver>();
-  absl::Time start = absl::Now();
-  client->Start(Question(), obs);
-  ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(200)) << "waited for Retry-After";
-  absl::Status s = obs->result().status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(s.message(), HasSubstr("HTTP 429"));
-  EXPECT_THAT(s.message(), HasSubstr("retry after 0.2s"));
-  ASSERT_EQ(obs->retries().size(), 1u);
-  auto log = Log();
-  ASSERT_EQ(log.size(), 2u);
-  EXPECT_GE(log[1]["started_at"].get<double>() - log[0]["started_at"].get<double>(), 0.2);
-}
-
-TEST_F(CurlLlmClientTest, HangEndsAtTheFirstTokenTimeout) {
-  auto client =
-      Client("hang", [](UpstreamOptions& o) { o.first_token_timeout = absl::Milliseconds(200); });
-  auto obs = std::make_shared<RecordingObserver>();
-  client->Start(Question(), obs);
-  ASSERT_TRUE(obs->WaitDone(absl::Seconds(5)));
-  EXPECT_EQ(obs->result().status().code(), absl::StatusCode::kDeadlineExceeded);
-  EXPECT_THAT(obs->result().status().message(), HasSubstr("no token within"));
-  EXPECT_TRUE(moa::testing::WaitFor([&] { return Log()[0]["outcome"] == "client_closed"; },
-                                    absl::Milliseconds(500)));
 }
 
 TEST_F(CurlLlmClientTest, ResetMidStreamIsUnavailableWithoutRetry) {

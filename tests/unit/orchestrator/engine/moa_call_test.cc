@@ -5,7 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "absl/time/clock.h"
+#include "lib/wire/wire.h"
 #include "tests/fakes/fake_generation_backend.h"
 
 namespace moa::orchestrator {
@@ -192,6 +192,48 @@ TEST_F(MoaCallTest, CancelEndsEveryChildAndFinishesOnceWithCancelled) {
   call->Cancel();
   EXPECT_EQ(sink_->finishes(), 1);
   EXPECT_TRUE(aggregator.calls().empty());
+}
+
+TEST_F(MoaCallTest, LayerAnswerAndTotalTimesAreMeasuredOnTheInjectedClock) {
+  auto held = [](const cluster::GenerationCall&) {
+    return FakeGenerationBackend::Reply{{}, absl::UnknownError("unused"), /*hold=*/true};
+  };
+  FakeGenerationBackend proposers(held), aggregator(held);
+  Start({{"a", "b"}}, proposers, aggregator);
+  clock_.Advance(absl::Seconds(2));
+  proposers.Answer(0, {"A"}, FakeGenerationBackend::Ok());
+  clock_.Advance(absl::Seconds(1));
+  proposers.Answer(1, {"B"}, FakeGenerationBackend::Ok());  // Layer 1 took 3 s.
+  ASSERT_EQ(aggregator.calls().size(), 1u);
+  clock_.Advance(absl::Milliseconds(500));
+  aggregator.Stream(0, {"first "});  // The answer's first token at 3.5 s.
+  clock_.Advance(absl::Seconds(1));
+  aggregator.Answer(0, {"answer"}, FakeGenerationBackend::Ok());  // Done at 4.5 s.
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  const v1::Summary s = sink_->events().back().summary();
+  ASSERT_EQ(s.layer_durations_size(), 1);
+  EXPECT_EQ(wire::FromProto(s.layer_durations(0)), absl::Seconds(3));
+  EXPECT_EQ(wire::FromProto(s.time_to_first_token()), absl::Milliseconds(3500));
+  EXPECT_EQ(wire::FromProto(s.total()), absl::Milliseconds(4500));
+}
+
+TEST_F(MoaCallTest, ALayerThatFailsPastTheDeadlineIsDeadlineExceeded) {
+  auto held = [](const cluster::GenerationCall&) {
+    return FakeGenerationBackend::Reply{{}, absl::UnknownError("unused"), /*hold=*/true};
+  };
+  FakeGenerationBackend proposers(held), aggregator(Answer);
+  MoaCall::Options o;
+  o.pipeline.name = "p";
+  o.pipeline.layers = {{"a", "b"}};
+  o.pipeline.aggregator = "agg";
+  o.conversation = {{llm::Role::kUser, "question"}};
+  o.deadline = clock_.Now() + absl::Seconds(5);
+  MoaCall::Start(std::move(o), {{&proposers, &aggregator}, &metrics_, &clock_}, sink_);
+  clock_.Advance(absl::Seconds(6));
+  proposers.Answer(0, {}, absl::UnavailableError("connection reset"));
+  proposers.Answer(1, {}, absl::UnavailableError("connection reset"));
+  EXPECT_EQ(sink_->status().code(), absl::StatusCode::kDeadlineExceeded)
+      << "the request's time ran out, whatever the last error said";
 }
 
 }  // namespace
