@@ -46,7 +46,7 @@ struct PipelineConfig {
 
 // Bounds every request stays within (the `limits:` section). The message
 // size limit of every gRPC server and channel between services is derived
-// from them, so a request the doors accept never fails for size further in.
+// from them, so a request the servers accept never fails for size further in.
 struct Limits {
   // A request's size: the HTTP body, or the serialized gRPC ChatRequest.
   int64_t max_request_bytes = 4 << 20;
@@ -66,7 +66,7 @@ struct Limits {
   // The orchestrator's gRPC receive limit: requests up to twice the limit
   // still arrive, so they are refused with INVALID_ARGUMENT naming the limit
   // rather than by gRPC's own RESOURCE_EXHAUSTED.
-  int64_t DoorReceiveBytes() const { return 2 * max_request_bytes + kHopSlackBytes; }
+  int64_t FrontReceiveBytes() const { return 2 * max_request_bytes + kHopSlackBytes; }
 };
 
 struct ClusterConfig {

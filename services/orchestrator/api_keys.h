@@ -1,4 +1,4 @@
-// Client API keys of the orchestrator's doors (HTTP and gRPC).
+// Client API keys of the orchestrator's servers (HTTP and gRPC).
 #ifndef MOA_SERVICES_ORCHESTRATOR_API_KEYS_H_
 #define MOA_SERVICES_ORCHESTRATOR_API_KEYS_H_
 

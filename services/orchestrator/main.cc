@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   auto server = moa::server::GrpcServer::Start({.host = absl::GetFlag(FLAGS_host),
                                                 .port = absl::GetFlag(FLAGS_port),
                                                 .name = kName,
-                                                .max_receive_bytes = limits.DoorReceiveBytes(),
+                                                .max_receive_bytes = limits.FrontReceiveBytes(),
                                                 .max_send_bytes = limits.HopMessageBytes()},
                                                {&service});
   if (!server.ok()) {
@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
   const absl::Duration grace = absl::GetFlag(FLAGS_drain_grace);
   moa::LogInfo(kName, "signal ", sig, " received; draining for up to ",
                absl::FormatDuration(grace));
-  // One moment for both doors: health and /readyz turn unready, both refuse
+  // One moment for both servers: health and /readyz turn unready, both refuse
   // new requests, and the requests in flight share one grace.
   grpc_server->BeginDrain();
   admission.BeginDrain();

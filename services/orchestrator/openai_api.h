@@ -1,4 +1,4 @@
-// The OpenAI chat-completions wire format of the orchestrator's HTTP door:
+// The OpenAI chat-completions wire format of the orchestrator's HTTP server:
 // parsing requests into a Chat request, and the JSON of responses, stream
 // chunks and errors. Pure functions.
 #ifndef MOA_SERVICES_ORCHESTRATOR_OPENAI_API_H_
@@ -44,7 +44,7 @@ struct ParsedRequest {
 // fields are ignored, as OpenAI clients expect.
 absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body, HttpError* error);
 
-// What the door learned from a MoaCall's events, for the response.
+// What the HTTP server learned from a MoaCall's events, for the response.
 struct CallRecord {
   struct Proposal {
     int layer = 0;

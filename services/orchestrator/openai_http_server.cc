@@ -203,8 +203,8 @@ void OpenAiHandler::Handle(net::HttpRequest request, std::shared_ptr<net::HttpEx
 
 absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
     OpenAiHttpServerOptions options, OpenAiHttpDeps deps) {
-  std::unique_ptr<OpenAiHttpServer> door(new OpenAiHttpServer());
-  door->handler_ = std::make_unique<OpenAiHandler>(deps);
+  std::unique_ptr<OpenAiHttpServer> http(new OpenAiHttpServer());
+  http->handler_ = std::make_unique<OpenAiHandler>(deps);
   auto server = net::HttpServer::Start({.name = "moa-orchestrator",
                                         .host = options.host,
                                         .port = options.port,
@@ -213,13 +213,13 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
                                         .max_body_bytes = options.max_body_bytes,
                                         .read_timeout = options.read_timeout,
                                         .max_connections = options.max_connections},
-                                       door->handler_.get());
+                                       http->handler_.get());
   if (!server.ok()) {
     return absl::Status(server.status().code(),
                         absl::StrCat("OpenAI HTTP server: ", server.status().message()));
   }
-  door->server_ = *std::move(server);
-  return door;
+  http->server_ = *std::move(server);
+  return http;
 }
 
 OpenAiHttpServer::~OpenAiHttpServer() { server_.reset(); }

@@ -119,7 +119,7 @@ TEST(HostileInputTest, MalformedHttpGetsAnAnswerBeforeTheConnectionCloses) {
       "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: ", body.size(), "\r\n\r\n", body)));
   half.HalfClose();
   std::string answer = half.ReadAll(absl::Seconds(10));
-  // (A "100 Continue" may come first: it is how the door learns that the
+  // (A "100 Continue" may come first: it is how the server learns that the
   // client is still there after its FIN.)
   EXPECT_THAT(answer, HasSubstr("HTTP/1.1 200 OK\r\n"));
   EXPECT_THAT(answer, HasSubstr("synthesis of 2 responses"));
@@ -168,7 +168,7 @@ TEST(HostileInputTest, A500MiBFloodWhileARequestIsPendingDoesNotGrowTheOrchestra
               static_cast<double>(pushed) / (1 << 20), before, after);
   EXPECT_LT(after - before, 50.0);
   EXPECT_TRUE(Alive(pid));
-  // The door stopped reading: TCP flow control held the flood back.
+  // The server stopped reading: TCP flow control held the flood back.
   EXPECT_LT(pushed, 100u << 20);
 }
 
@@ -234,10 +234,10 @@ TEST(HostileInputTest, OverWideInlineSpecsAreRefusedBeforeAnyUpstreamCall) {
   EXPECT_EQ(cluster.LastSimRequestId(), last);
 }
 
-TEST(HostileInputTest, RequestSizeLimitsAgreeFromTheDoorToTheLastHop) {
+TEST(HostileInputTest, RequestSizeLimitsAgreeFromTheFrontToTheLastHop) {
   LocalCluster cluster(Spec());
   ASSERT_TRUE(cluster.ok()) << cluster.error();
-  // Just under the 4 MiB limit: accepted at the door, so it must also fit
+  // Just under the 4 MiB limit: accepted at the front, so it must also fit
   // every hop behind it (the aggregator's request carries it plus references).
   std::string big((4 << 20) - 4096, 'x');
   auto r = HttpRequest("POST", Url(cluster, "/v1/chat/completions"), ChatBody("moa", big),

@@ -1,4 +1,4 @@
-// Lifecycle of a cluster of real processes: a drain that both doors share,
+// Lifecycle of a cluster of real processes: a drain that both servers share,
 // and backends that restart under a running orchestrator.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
@@ -42,7 +42,7 @@ std::string HttpPost(const std::string& body) {
                       "\r\n\r\n", body);
 }
 
-TEST(LifecycleTest, SigtermDrainsBothDoorsAtOnceAndExitsWithinTheGracePlusOneSecond) {
+TEST(LifecycleTest, SigtermDrainsBothServersAtOnceAndExitsWithinTheGracePlusOneSecond) {
   const absl::Duration grace = absl::Seconds(2);
   LocalCluster cluster(Spec({"--drain_grace=2s"}));
   ASSERT_TRUE(cluster.ok()) << cluster.error();
@@ -50,7 +50,7 @@ TEST(LifecycleTest, SigtermDrainsBothDoorsAtOnceAndExitsWithinTheGracePlusOneSec
       grpc::CreateChannel(cluster.orchestrator_address(), grpc::InsecureChannelCredentials());
   ASSERT_EQ(server::HealthCheck(channel), 1);
 
-  // In flight on both doors: a gRPC Chat and an HTTP stream, each waiting on
+  // In flight on both servers: a gRPC Chat and an HTTP stream, each waiting on
   // the slow model; plus a keep-alive HTTP connection that is idle.
   grpc::ClientContext grpc_ctx;
   auto grpc_reader = cluster.stub().Chat(&grpc_ctx, Request("slow"));
@@ -79,7 +79,7 @@ TEST(LifecycleTest, SigtermDrainsBothDoorsAtOnceAndExitsWithinTheGracePlusOneSec
   // The exit comes within the grace plus one second, both requests ending.
   int code = cluster.orchestrator_process().Wait(grace + absl::Seconds(3));
   const absl::Duration took = absl::Now() - sigterm;
-  std::printf("drain with requests in flight on both doors took %s (grace %s)\n",
+  std::printf("drain with requests in flight on both servers took %s (grace %s)\n",
               absl::FormatDuration(took).c_str(), absl::FormatDuration(grace).c_str());
   EXPECT_EQ(code, 0);
   EXPECT_GE(took, grace - absl::Milliseconds(100));

@@ -1,4 +1,4 @@
-// The orchestrator's OpenAI-compatible HTTP door against a live cluster:
+// The orchestrator's OpenAI-compatible HTTP server against a live cluster:
 // the official `openai` npm client (tests/http, run with Node.js) and the
 // README's curl examples, run exactly as written.
 #include <gmock/gmock.h>
@@ -44,7 +44,7 @@ std::string WriteKeysFile() {
   return path;
 }
 
-// The answer the gRPC door gives to "Hello" on pipeline moa.
+// The answer the gRPC service gives to "Hello" on pipeline moa.
 std::string GrpcAnswer(testing::LocalCluster& cluster) {
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", absl::StrCat("Bearer ", kKey));

@@ -28,7 +28,7 @@ struct ClusterSpec {
 
 // A small cluster for e2e tests: models a, b, z and slow on the simulator;
 // pipeline `moa` (default) is [[a, b]] then z, pipeline `slow` is [[slow]]
-// then z, where slow takes a minute to its first token. The HTTP door is on
+// then z, where slow takes a minute to its first token. The HTTP server is on
 // (a free port); `orchestrator_flags` are added.
 ClusterSpec SmallClusterSpec(const std::vector<std::string>& orchestrator_flags = {});
 

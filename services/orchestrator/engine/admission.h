@@ -1,5 +1,5 @@
-// Admission shared by both doors (gRPC and HTTP): a slot per MoA request,
-// the registry of running requests, and the drain that both doors share.
+// Admission shared by both servers (gRPC and HTTP): a slot per MoA request,
+// the registry of running requests, and the drain that both servers share.
 #ifndef MOA_SERVICES_ORCHESTRATOR_ADMISSION_H_
 #define MOA_SERVICES_ORCHESTRATOR_ADMISSION_H_
 
@@ -56,7 +56,7 @@ class Admission {
   // Remembers a running request so the drain can cancel it after the grace.
   void Track(const std::shared_ptr<MoaCall>& call);
 
-  // Both doors refuse new requests from now on. Idempotent.
+  // Both servers refuse new requests from now on. Idempotent.
   void BeginDrain();
   bool draining() const { return draining_.load(); }
   // Waits until no request runs or `deadline` passes; then cancels what

@@ -1,4 +1,4 @@
-// MoaCall: one Mixture-of-Agents request, independent of the door it came
+// MoaCall: one Mixture-of-Agents request, independent of the server it came
 // through (gRPC Chat, or the HTTP API). It runs layer 1 on the proposers,
 // layers 2..L and the final answer through the aggregator, and reports
 // events in order to a sink.

@@ -8,6 +8,7 @@
 
 #include "lib/server/grpc_server.h"
 #include "tests/fakes/fake_generation_backend.h"
+#include "tests/support/requests.h"
 #include "tests/support/test_support.h"
 
 namespace moa::orchestrator {
@@ -36,13 +37,7 @@ class OrchestratorServiceTest : public ::testing::Test {
         absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
   }
 
-  static v1::ChatRequest Question() {
-    v1::ChatRequest r;
-    auto* m = r.add_messages();
-    m->set_role(v1::ROLE_USER);
-    m->set_content("hi");
-    return r;
-  }
+  static v1::ChatRequest Question() { return ::moa::testing::UserQuestion(); }
 
   static FakeGenerationBackend::Reply Answer(const cluster::GenerationCall& c) {
     return {{c.model, " says hi"}, FakeGenerationBackend::Ok()};

@@ -1,4 +1,4 @@
-// The OpenAI door's routing and exchange (OpenAiHandler) with a fake
+// The OpenAI HTTP server's routing and exchange (OpenAiHandler) with a fake
 // connection and fake backends: no sockets.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

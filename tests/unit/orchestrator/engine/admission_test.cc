@@ -1,4 +1,4 @@
-// Admission: slots shared by both doors, and the drain they share.
+// Admission: slots shared by both servers, and the drain they share.
 #include "services/orchestrator/engine/admission.h"
 
 #include <gmock/gmock.h>
@@ -71,7 +71,7 @@ TEST(AdmissionTest, FinishDrainCancelsWhatStillRunsAfterTheGrace) {
     o.pipeline.layers = {{"a"}};
     o.pipeline.aggregator = "agg";
     o.conversation = {{llm::Role::kUser, "q"}};
-    // The door releases its slot when the call finishes; do the same here.
+    // The server releases its slot when the call finishes; do the same here.
     struct ReleasingSink : MoaCallSink {
       ReleasingSink(Admission* a, std::shared_ptr<CountingSink> s) : admission(a), inner(s) {}
       void OnEvent(v1::ChatEvent e) override { inner->OnEvent(std::move(e)); }

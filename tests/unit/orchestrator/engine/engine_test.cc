@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/fakes/fake_generation_backend.h"
+#include "tests/support/requests.h"
 
 namespace moa::orchestrator {
 namespace {
@@ -31,13 +32,7 @@ class EngineTest : public ::testing::Test {
                                         "test")),
         metrics_(registry_, {}) {}
 
-  static v1::ChatRequest Question() {
-    v1::ChatRequest r;
-    auto* m = r.add_messages();
-    m->set_role(v1::ROLE_USER);
-    m->set_content("hi");
-    return r;
-  }
+  static v1::ChatRequest Question() { return ::moa::testing::UserQuestion(); }
 
   Engine MakeEngine(FakeGenerationBackend& proposers) {
     return Engine({.request_timeout = absl::Seconds(30)}, &config_,
