@@ -438,5 +438,53 @@ TEST_F(ProposerServiceTest, AnAnswerOverMaxAnswerBytesIsCutWithFinishReasonLengt
       absl::Seconds(5)));
 }
 
+// An LlmClient that answers from inside Start, as a client may: the
+// reactor must not hold its lock across Start, and the answer must arrive
+// whole and once.
+class InlineClient final : public llm::LlmClient {
+ public:
+  std::shared_ptr<llm::CallHandle> Start(llm::ChatRequest request,
+                                         std::shared_ptr<llm::StreamObserver> observer) override {
+    observer->OnDelta("echo: ");
+    observer->OnDelta(request.messages.back().content);
+    llm::Completion done;
+    done.finish_reason = "stop";
+    done.usage = {2, 3};
+    observer->OnDone(done);
+    return std::make_shared<Handle>();
+  }
+
+ private:
+  struct Handle final : llm::CallHandle {
+    void Cancel() override {}
+  };
+};
+
+TEST_F(ProposerServiceTest, AClientThatAnswersInsideStartIsStreamedWhole) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  telemetry::UpstreamMetrics metrics(*registry, "inline");
+  InlineClient client;
+  ProposerService service({.model = "inline"}, &client, &metrics);
+  auto server =
+      *server::GrpcServer::Start({.host = "127.0.0.1", .port = 0, .name = "test"}, {&service});
+  Proposer p;
+  p.stub = v1::ProposerService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", server->port()), grpc::InsecureChannelCredentials()));
+  for (bool whole_text : {false, true}) {
+    v1::GenerateRequest request = Question("ping");
+    request.set_whole_text(whole_text);
+    Result r = Generate(p, request);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(absl::StrJoin(r.deltas, ""), "echo: ping");
+    if (whole_text) {
+      EXPECT_EQ(r.deltas.size(), 1u);
+    }
+    ASSERT_TRUE(r.completion);
+    EXPECT_EQ(r.completion->model(), "inline");
+    EXPECT_EQ(r.completion->usage().completion_tokens(), 3);
+  }
+  EXPECT_TRUE(moa::testing::WaitFor([&] { return service.inflight() == 0; }, absl::Seconds(5)));
+}
+
 }  // namespace
 }  // namespace moa::proposer
