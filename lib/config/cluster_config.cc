@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <type_traits>
@@ -156,12 +157,41 @@ absl::StatusOr<Limits> ParseLimits(const Reader& r, const YAML::Node& node) {
   return l;
 }
 
+absl::StatusOr<LayerPolicy> ParseLayerPolicy(const Reader& r, const YAML::Node& node,
+                                             const std::string& path) {
+  MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(node, path,
+                                  {"min_proposals", "straggler_grace_seconds",
+                                   "straggler_grace_factor", "layer_deadline_share"}));
+  LayerPolicy p;
+  if (const YAML::Node k = node["min_proposals"]) {
+    if (k.IsScalar() && k.Scalar() == "all") {
+      p.min_proposals = std::numeric_limits<int>::max();
+    } else {
+      MOA_ASSIGN_OR_RETURN(p.min_proposals, r.Int(k, path + ".min_proposals", 1));
+    }
+  }
+  if (const YAML::Node g = node["straggler_grace_seconds"]) {
+    MOA_ASSIGN_OR_RETURN(double s, r.Number(g, path + ".straggler_grace_seconds", 0, 86400));
+    p.straggler_grace = absl::Seconds(s);
+  }
+  if (const YAML::Node f = node["straggler_grace_factor"]) {
+    MOA_ASSIGN_OR_RETURN(p.straggler_grace_factor,
+                         r.Number(f, path + ".straggler_grace_factor", 0, 1000));
+  }
+  if (const YAML::Node d = node["layer_deadline_share"]) {
+    MOA_ASSIGN_OR_RETURN(p.layer_deadline_share,
+                         r.Number(d, path + ".layer_deadline_share", 0.01, 1));
+  }
+  return p;
+}
+
 absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& node,
                                              const std::string& name, const ClusterConfig& cfg) {
   std::string path = absl::StrCat("pipelines.", name);
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
-  MOA_RETURN_IF_ERROR(
-      r.CheckKeys(node, path, {"layers", "aggregator", "temperature", "max_tokens", "top_p"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(
+      node, path, {"layers", "aggregator", "temperature", "max_tokens", "top_p", "policy"}));
   PipelineConfig p;
   p.name = name;
   const YAML::Node layers = node["layers"];
@@ -222,6 +252,9 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
   }
   if (node["top_p"]) {
     MOA_ASSIGN_OR_RETURN(p.top_p, r.Number(node["top_p"], path + ".top_p", 1e-9, 1));
+  }
+  if (node["policy"]) {
+    MOA_ASSIGN_OR_RETURN(p.policy, ParseLayerPolicy(r, node["policy"], path + ".policy"));
   }
   return p;
 }

@@ -35,6 +35,23 @@ struct ModelConfig {
   std::optional<UpstreamConfig> upstream;
 };
 
+// When a proposer layer goes on without its slowest models (the `policy:`
+// of a pipeline, or a request's override). Unset fields take the defaults
+// of the orchestrator's engine (services/orchestrator/engine/layer_policy.h).
+struct LayerPolicy {
+  // Answers a layer needs before it may go on without the rest (k of n);
+  // a value >= n waits for every model, as the paper does.
+  std::optional<int> min_proposals;
+  // Once k answers are in, the longest wait for the rest: at most this,
+  // and at most straggler_grace_factor x the median duration of the answers
+  // in; the smaller bound wins.
+  std::optional<absl::Duration> straggler_grace;
+  std::optional<double> straggler_grace_factor;
+  // A layer may use at most this share of the time left to the request's
+  // deadline when it starts, so the final answer always keeps time to run.
+  std::optional<double> layer_deadline_share;
+};
+
 struct PipelineConfig {
   std::string name;
   std::vector<std::vector<std::string>> layers;  // Proposer layers, each non-empty.
@@ -42,6 +59,7 @@ struct PipelineConfig {
   std::optional<double> temperature;
   std::optional<int> max_tokens;
   std::optional<double> top_p;
+  LayerPolicy policy;
 };
 
 // Bounds every request stays within (the `limits:` section). The message

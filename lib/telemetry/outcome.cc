@@ -18,6 +18,8 @@ absl::string_view OutcomeName(Outcome outcome) {
       return "invalid";
     case Outcome::kUnavailable:
       return "unavailable";
+    case Outcome::kStraggler:
+      return "straggler";
   }
   return "upstream_error";
 }

@@ -20,22 +20,25 @@ enum class Outcome {
   kUpstreamError,
   kInvalid,
   kUnavailable,
+  // Cut by its layer's policy: still running when the layer went on.
+  kStraggler,
 };
-inline constexpr size_t kOutcomeCount = 7;
+inline constexpr size_t kOutcomeCount = 8;
 
 // Every outcome, in label order; children are created for each up front so
 // rates start at 0.
 inline constexpr std::array<Outcome, kOutcomeCount> kAllOutcomes = {
     Outcome::kOk,          Outcome::kCancelled,     Outcome::kDeadline,
     Outcome::kRateLimited, Outcome::kUpstreamError, Outcome::kInvalid,
-    Outcome::kUnavailable};
+    Outcome::kUnavailable, Outcome::kStraggler};
 
 // The label value: ok, cancelled, deadline, rate_limited, upstream_error,
-// invalid, unavailable.
+// invalid, unavailable, straggler.
 absl::string_view OutcomeName(Outcome outcome);
 
 // ok, cancelled, deadline, rate_limited (RESOURCE_EXHAUSTED), invalid,
-// unavailable, and upstream_error for every other code.
+// unavailable, and upstream_error for every other code (never straggler:
+// that is a decision of the caller's, not a status).
 Outcome OutcomeOf(const absl::Status& status);
 
 // As OutcomeOf, but a cancel at (or just before) the call's deadline is

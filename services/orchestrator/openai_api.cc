@@ -181,6 +181,34 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
     if (!include_usage.ok()) return field_error(include_usage.status());
     out.include_usage = include_usage->value_or(false);
   }
+  // Our extension: the layer policy for this request (README, "Slow and
+  // failing models"); range checks are the engine's, as over gRPC.
+  if (const json* mp = moa::json::Member(j, "moa_policy")) {
+    if (!mp->is_object()) return fail(BadRequest("'moa_policy' must be an object", "moa_policy"));
+    v1::LayerPolicy* policy = out.chat.mutable_policy();
+    auto k = moa::json::OptionalInt(*mp, "min_proposals", "moa_policy.min_proposals", 1,
+                                    std::numeric_limits<int32_t>::max());
+    if (!k.ok()) return field_error(k.status());
+    if (*k) policy->set_min_proposals(static_cast<int32_t>(**k));
+    auto grace = moa::json::OptionalNumber(*mp, "straggler_grace_seconds",
+                                           "moa_policy.straggler_grace_seconds");
+    if (!grace.ok()) return field_error(grace.status());
+    if (*grace) {
+      if (!(**grace >= 0 && **grace <= 86400)) {
+        return fail(BadRequest("'moa_policy.straggler_grace_seconds' must be in [0, 86400]",
+                               "moa_policy.straggler_grace_seconds"));
+      }
+      wire::ToProto(absl::Seconds(**grace), policy->mutable_straggler_grace());
+    }
+    auto factor = moa::json::OptionalNumber(*mp, "straggler_grace_factor",
+                                            "moa_policy.straggler_grace_factor");
+    if (!factor.ok()) return field_error(factor.status());
+    if (*factor) policy->set_straggler_grace_factor(**factor);
+    auto share =
+        moa::json::OptionalNumber(*mp, "layer_deadline_share", "moa_policy.layer_deadline_share");
+    if (!share.ok()) return field_error(share.status());
+    if (*share) policy->set_layer_deadline_share(**share);
+  }
   return out;
 }
 
@@ -195,6 +223,11 @@ void CallRecord::Add(const v1::ChatEvent& event) {
     proposals.push_back({f.ref().layer(), f.ref().model(),
                          absl::StatusCodeToString(static_cast<absl::StatusCode>(f.status().code())),
                          f.status().message(), v1::Completion()});
+  }
+  if (event.has_proposal_straggler()) {
+    const auto& st = event.proposal_straggler();
+    proposals.push_back({st.ref().layer(), st.ref().model(), "STRAGGLER",
+                         "cut when its layer went on", v1::Completion()});
   }
   if (event.has_summary()) summary = event.summary();
 }

@@ -77,6 +77,16 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
         progress(f.ref().layer());
         break;
       }
+      case v1::ChatEvent::kProposalStraggler: {
+        const auto& st = event.proposal_straggler();
+        CallRow row = Row(absl::StrCat(st.ref().layer()), st.ref().model(), "straggler");
+        row.duration = wire::FromProto(st.ran());
+        row.error = "cut when its layer went on";
+        result.rows.push_back(row);
+        ++finished_in_layer[st.ref().layer()];
+        progress(st.ref().layer());
+        break;
+      }
       case v1::ChatEvent::kAnswerDelta:
         result.answer += event.answer_delta();
         if (cb.on_answer_delta) cb.on_answer_delta(event.answer_delta());

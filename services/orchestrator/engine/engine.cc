@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "lib/wire/wire.h"
+#include "services/orchestrator/engine/layer_policy.h"
 #include "services/orchestrator/engine/pipeline.h"
 
 namespace moa::orchestrator {
@@ -53,6 +54,9 @@ absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
   if (!pipeline.ok()) return pipeline.status();
   options.pipeline = *std::move(pipeline);
   options.stream_proposals = request.stream_proposals();
+  absl::StatusOr<config::LayerPolicy> policy = PolicyFromProto(request.policy());
+  if (!policy.ok()) return policy.status();
+  options.policy = MergePolicy(options.pipeline.policy, *policy);
   return options;
 }
 

@@ -54,30 +54,99 @@ void MoaCall::Begin() {
     EmitLocked(std::move(event));
     StartLayerLocked(1);
   }
-  LaunchPending();
+  Act();
   Deliver();
 }
 
-void MoaCall::LaunchPending() {
+void MoaCall::Act() {
   while (true) {
+    std::vector<std::shared_ptr<llm::CallHandle>> cancels;
     std::vector<PendingStart> starts;
     {
       absl::MutexLock lock(&mu_);
+      cancels.swap(to_cancel_);
       starts.swap(to_start_);
     }
-    if (starts.empty()) return;
+    if (cancels.empty() && starts.empty()) return;
+    for (auto& handle : cancels) handle->Cancel();
     for (PendingStart& s : starts) {
       auto handle = s.backend->Start(
           std::move(s.call), std::make_shared<ChildObserver>(shared_from_this(), s.layer, s.index));
-      bool cancel_now;
+      bool keep;
       {
         absl::MutexLock lock(&mu_);
-        cancel_now = cancelled_;
-        if (!cancel_now) children_.push_back(handle);
+        // A call whose place is gone (cancelled, cut as a straggler, or its
+        // layer went on) is cancelled now; Cancel on an ended call is a no-op.
+        keep = !cancelled_ && !finished_ && s.layer == current_layer_ &&
+               s.index < proposals_.size() && !proposals_[s.index].done;
+        if (keep) proposals_[s.index].handle = handle;
       }
-      if (cancel_now) handle->Cancel();
+      if (!keep) handle->Cancel();
     }
   }
+}
+
+void MoaCall::ArmLayerTimerLocked(absl::Time at, Clock::TimerId* id) {
+  if (*id != 0) clock_->Cancel(*id);
+  *id = 0;
+  if (at == absl::InfiniteFuture()) return;
+  std::weak_ptr<MoaCall> weak = weak_from_this();
+  const int layer = current_layer_;
+  *id = clock_->RunAt(at, [weak, layer] {
+    if (auto self = weak.lock()) self->OnLayerTimer(layer);
+  });
+}
+
+void MoaCall::CancelTimersLocked() {
+  if (grace_timer_ != 0) clock_->Cancel(grace_timer_);
+  if (layer_timer_ != 0) clock_->Cancel(layer_timer_);
+  grace_timer_ = layer_timer_ = 0;
+}
+
+void MoaCall::OnLayerTimer(int layer) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || layer != current_layer_ || IsFinal(layer) || remaining_ == 0) return;
+    layer_timed_out_ = clock_->Now() >= layer_deadline_;
+    CutStragglersLocked();
+    LayerFinishedLocked();
+  }
+  Act();
+  Deliver();
+}
+
+void MoaCall::CutStragglersLocked() {
+  const absl::Time now = clock_->Now();
+  for (size_t i = 0; i < proposals_.size(); ++i) {
+    Proposal& p = proposals_[i];
+    if (p.done) continue;
+    p.done = true;
+    p.straggler = true;
+    --remaining_;
+    if (p.handle) to_cancel_.push_back(std::move(p.handle));
+    metrics_->CallDone(static_cast<size_t>(current_layer_ - 1), i, telemetry::Outcome::kStraggler,
+                       now - p.started);
+    v1::ChatEvent event;
+    auto* straggler = event.mutable_proposal_straggler();
+    straggler->mutable_ref()->set_layer(current_layer_);
+    straggler->mutable_ref()->set_model(p.model);
+    wire::ToProto(now - p.started, straggler->mutable_ran());
+    EmitLocked(std::move(event));
+  }
+}
+
+std::string MoaCall::WhereTimeWentLocked() const {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < layer_durations_.size(); ++i) {
+    parts.push_back(absl::StrCat("layer ", i + 1, " ", absl::FormatDuration(layer_durations_[i])));
+  }
+  parts.push_back(absl::StrCat(IsFinal(current_layer_) ? "final answer " : "this layer ",
+                               absl::FormatDuration(clock_->Now() - layer_started_)));
+  std::string budget =
+      options_.deadline == absl::InfiniteFuture()
+          ? std::string()
+          : absl::StrCat(" of ", absl::FormatDuration(options_.deadline - accepted_));
+  return absl::StrCat("time went to ", absl::StrJoin(parts, ", "), budget);
 }
 
 void MoaCall::StartLayerLocked(size_t layer) {
@@ -86,7 +155,11 @@ void MoaCall::StartLayerLocked(size_t layer) {
   const std::vector<std::string>& models = options_.pipeline.layers[layer - 1];
   proposals_.assign(models.size(), Proposal{});
   remaining_ = models.size();
-  children_.clear();
+  answered_ = 0;
+  layer_timed_out_ = false;
+  rule_ = RuleFor(options_.policy, models.size());
+  layer_deadline_ = rule_.LayerDeadline(layer_started_, options_.deadline);
+  ArmLayerTimerLocked(layer_deadline_, &layer_timer_);
   // Layer 1 sees the conversation as is; later layers see the previous
   // layer's answers (references replace, never accumulate).
   std::vector<synthesis::Reference> refs = std::move(references_);
@@ -122,7 +195,6 @@ void MoaCall::StartFinalLocked() {
   proposals_[0].model = options_.pipeline.aggregator;
   proposals_[0].started = layer_started_;
   remaining_ = 1;
-  children_.clear();
   cluster::GenerationCall call;
   call.model = options_.pipeline.aggregator;
   call.messages = options_.conversation;
@@ -165,8 +237,9 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completio
     absl::MutexLock lock(&mu_);
     if (finished_ || layer != current_layer_ || index >= proposals_.size()) return;
     Proposal& p = proposals_[index];
-    if (p.done) return;
+    if (p.done) return;  // Also a straggler's CANCELLED after its cut.
     p.done = true;
+    p.handle.reset();
     --remaining_;
     const bool is_final = IsFinal(layer);
     const size_t step = static_cast<size_t>(layer - 1);
@@ -184,8 +257,9 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completio
       metrics_->StepDone(step, took);
       if (!result.ok()) {
         absl::Status s = result.status();
-        FinishLocked(absl::Status(
-            s.code(), absl::StrCat("final answer by ", p.model, " failed: ", s.message())));
+        FinishLocked(
+            absl::Status(s.code(), absl::StrCat("final answer by ", p.model, " failed (",
+                                                WhereTimeWentLocked(), "): ", s.message())));
       } else {
         v1::ChatEvent event;
         v1::Summary* summary = event.mutable_summary();
@@ -198,6 +272,7 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completio
         for (absl::Duration d : layer_durations_) {
           wire::ToProto(d, summary->add_layer_durations());
         }
+        for (int n : layer_references_) summary->add_layer_references(n);
         wire::ToProto(answer_ttft_.value_or(now - accepted_),
                       summary->mutable_time_to_first_token());
         wire::ToProto(now - accepted_, summary->mutable_total());
@@ -209,6 +284,8 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completio
     } else {
       v1::ChatEvent event;
       if (result.ok()) {
+        p.took = took;
+        ++answered_;
         auto* done = event.mutable_proposal_done();
         done->mutable_ref()->set_layer(layer);
         done->mutable_ref()->set_model(p.model);
@@ -223,18 +300,35 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completio
         failed->mutable_status()->set_message(std::string(result.status().message()));
       }
       EmitLocked(std::move(event));
-      if (remaining_ == 0) LayerFinishedLocked();
+      if (remaining_ == 0) {
+        LayerFinishedLocked();
+      } else if (result.ok() && answered_ == rule_.min_proposals) {
+        // The quorum is in: the rest get the straggler grace.
+        std::vector<absl::Duration> durations;
+        for (const Proposal& q : proposals_) {
+          if (q.took) durations.push_back(*q.took);
+        }
+        absl::Duration wait = rule_.StragglerWait(std::move(durations));
+        if (wait <= absl::ZeroDuration()) {
+          CutStragglersLocked();
+          LayerFinishedLocked();
+        } else if (wait != absl::InfiniteDuration()) {
+          ArmLayerTimerLocked(std::min(now + wait, layer_deadline_), &grace_timer_);
+        }
+      }
     }
   }
-  LaunchPending();
+  Act();
   Deliver();
 }
 
 void MoaCall::LayerFinishedLocked() {
+  CancelTimersLocked();
   absl::Duration took = clock_->Now() - layer_started_;
   layer_durations_.push_back(took);
   metrics_->StepDone(static_cast<size_t>(current_layer_ - 1), took);
-  // A failed proposer is left out of the references, never sent as empty.
+  // Failed proposals and stragglers are left out of the references, never
+  // sent as empty.
   std::vector<synthesis::Reference> refs;
   std::vector<std::string> errors;
   bool all_deadline = true;
@@ -243,11 +337,21 @@ void MoaCall::LayerFinishedLocked() {
       errors.push_back(absl::StrCat(p.model, ": ", absl::StatusCodeToString(p.failure->code()),
                                     ": ", p.failure->message()));
       all_deadline &= p.failure->code() == absl::StatusCode::kDeadlineExceeded;
+    } else if (p.straggler) {
+      errors.push_back(absl::StrCat(p.model, ": no answer after ", absl::FormatDuration(took)));
     } else {
       refs.push_back({p.model, p.text});
     }
   }
+  layer_references_.push_back(static_cast<int>(refs.size()));
   if (refs.empty()) {
+    if (layer_timed_out_) {
+      FinishLocked(absl::DeadlineExceededError(absl::StrCat(
+          "layer ", current_layer_, " used its share of the deadline (",
+          rule_.layer_deadline_share * 100, "% of the time left, ", absl::FormatDuration(took),
+          ") with no answer: ", absl::StrJoin(errors, "; "))));
+      return;
+    }
     absl::StatusCode code = all_deadline || clock_->Now() >= options_.deadline
                                 ? absl::StatusCode::kDeadlineExceeded
                                 : absl::StatusCode::kUnavailable;
@@ -275,25 +379,27 @@ void MoaCall::AddUsageLocked(const std::string& model, const llm::Usage& usage) 
 }
 
 void MoaCall::Cancel() {
-  std::vector<std::shared_ptr<llm::CallHandle>> children;
   {
     absl::MutexLock lock(&mu_);
     if (finished_) return;
     cancelled_ = true;
-    children = children_;
+    for (Proposal& p : proposals_) {
+      if (p.handle) to_cancel_.push_back(std::move(p.handle));
+    }
     FinishLocked(absl::CancelledError("the request was cancelled"));
   }
-  for (auto& child : children) child->Cancel();
+  Act();
   Deliver();
 }
 
 void MoaCall::FinishLocked(absl::Status status) {
   if (finished_) return;
   finished_ = true;
+  CancelTimersLocked();
   const absl::Time now = clock_->Now();
   metrics_->RequestFinished(telemetry::OutcomeAt(status, options_.deadline, now), now - accepted_);
   // Only Cancel() can finish while children run, and it cancels them; on
-  // every other path the last child has already ended.
+  // every other path the last child has ended or was cut as a straggler.
   finish_status_ = std::move(status);
   outbox_.Close();
 }

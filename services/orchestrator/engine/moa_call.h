@@ -1,7 +1,9 @@
 // MoaCall: one Mixture-of-Agents request, independent of the server it came
 // through (gRPC Chat, or the HTTP API). It runs layer 1 on the proposers,
 // layers 2..L and the final answer through the aggregator, and reports
-// events in order to a sink.
+// events in order to a sink. Each proposer layer follows its LayerRule
+// (layer_policy.h): it goes on once its quorum is in and the stragglers'
+// grace or its share of the deadline ran out, cancelling the stragglers.
 #ifndef MOA_SERVICES_ORCHESTRATOR_MOA_CALL_H_
 #define MOA_SERVICES_ORCHESTRATOR_MOA_CALL_H_
 
@@ -18,6 +20,7 @@
 #include "lib/cluster/generation_backend.h"
 #include "lib/telemetry/orchestrator_metrics.h"
 #include "moa/v1/orchestrator.pb.h"
+#include "services/orchestrator/engine/layer_policy.h"
 #include "services/orchestrator/engine/pipeline.h"
 
 namespace moa::orchestrator {
@@ -51,6 +54,8 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     std::vector<llm::Message> conversation;
     bool stream_proposals = false;
     absl::Time deadline = absl::InfiniteFuture();
+    // The pipeline's policy with the request's override on top.
+    config::LayerPolicy policy;
   };
 
   // Starts the call; events begin with `accepted`. The deadline is on
@@ -71,7 +76,10 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     std::string text;
     absl::Time started;
     std::optional<absl::Status> failure;
+    std::optional<absl::Duration> took;  // Set when it answered.
     bool done = false;
+    bool straggler = false;
+    std::shared_ptr<llm::CallHandle> handle;  // While it runs.
   };
 
   // A child call decided under mu_ and started after it is released, since a
@@ -84,7 +92,14 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   };
 
   void Begin();
-  void LaunchPending();
+  // Carries out what was decided under mu_: cancels, then starts, until
+  // nothing is left (a start may finish inline and decide more).
+  void Act();
+  void OnLayerTimer(int layer);
+  void CutStragglersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CancelTimersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ArmLayerTimerLocked(absl::Time at, Clock::TimerId* id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string WhereTimeWentLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartLayerLocked(size_t layer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartFinalLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnChildDelta(int layer, size_t index, absl::string_view text);
@@ -117,8 +132,18 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   std::vector<Proposal> proposals_ ABSL_GUARDED_BY(mu_);
   size_t remaining_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<synthesis::Reference> references_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::shared_ptr<llm::CallHandle>> children_ ABSL_GUARDED_BY(mu_);
   std::vector<PendingStart> to_start_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<llm::CallHandle>> to_cancel_ ABSL_GUARDED_BY(mu_);
+  // The current proposer layer's rule, answers in, and timers. The clock's
+  // timers never run inside RunAt and Cancel never waits, so they are set
+  // and cancelled under mu_.
+  LayerRule rule_ ABSL_GUARDED_BY(mu_);
+  size_t answered_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time layer_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool layer_timed_out_ ABSL_GUARDED_BY(mu_) = false;
+  Clock::TimerId grace_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  Clock::TimerId layer_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<int> layer_references_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, llm::Usage>> usage_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::Duration> layer_durations_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Duration> answer_ttft_ ABSL_GUARDED_BY(mu_);

@@ -18,6 +18,7 @@ struct ResolvedPipeline {
   std::vector<std::vector<std::string>> layers;
   std::string aggregator;
   llm::SamplingParams params;  // Pipeline defaults overridden by the request's.
+  config::LayerPolicy policy;  // The pipeline's (none for an inline spec).
 };
 
 // NOT_FOUND for an unknown pipeline name (listing the known ones);

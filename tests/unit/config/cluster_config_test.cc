@@ -3,6 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+
 namespace moa::config {
 namespace {
 
@@ -208,6 +212,55 @@ TEST(ClusterConfigTest, HostileYamlIsAnErrorNotACrash) {
       auto cfg = ParseClusterConfig(bad, "c.yaml");
       EXPECT_FALSE(cfg.ok());
     });
+  }
+}
+
+}  // namespace
+}  // namespace moa::config
+
+namespace moa::config {
+namespace {
+
+constexpr char kPolicyBase[] = R"(models:
+  a: {endpoint: 'x:1'}
+  b: {endpoint: 'x:2'}
+aggregator: {endpoint: 'x:3'}
+pipelines:
+  moa:
+    layers: [[a, b]]
+    aggregator: a
+)";
+
+TEST(ClusterConfigTest, APipelinePolicyParsesAndAllMeansWaitForEveryModel) {
+  auto cfg = ParseClusterConfig(absl::StrCat(kPolicyBase,
+                                             "    policy: {min_proposals: all, "
+                                             "straggler_grace_seconds: 2.5, "
+                                             "straggler_grace_factor: 0.5, "
+                                             "layer_deadline_share: 0.4}\n"),
+                                "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  const LayerPolicy& p = cfg->pipelines[0].policy;
+  EXPECT_EQ(p.min_proposals, std::numeric_limits<int>::max());
+  EXPECT_EQ(p.straggler_grace, absl::Milliseconds(2500));
+  EXPECT_EQ(p.straggler_grace_factor, 0.5);
+  EXPECT_EQ(p.layer_deadline_share, 0.4);
+  auto plain = ParseClusterConfig(kPolicyBase, "test.yaml");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->pipelines[0].policy.min_proposals) << "unset: the engine's default";
+}
+
+TEST(ClusterConfigTest, ABadPolicyNamesItsKey) {
+  const char* cases[][2] = {
+      {"    policy: {min_proposals: 0}\n", "pipelines.moa.policy.min_proposals"},
+      {"    policy: {layer_deadline_share: 2}\n", "pipelines.moa.policy.layer_deadline_share"},
+      {"    policy: {straggler_grace_seconds: -1}\n",
+       "pipelines.moa.policy.straggler_grace_seconds"},
+      {"    policy: {quorum: 2}\n", "quorum"},
+  };
+  for (const auto& c : cases) {
+    auto cfg = ParseClusterConfig(absl::StrCat(kPolicyBase, c[0]), "test.yaml");
+    EXPECT_FALSE(cfg.ok()) << c[0];
+    EXPECT_THAT(cfg.status().message(), ::testing::HasSubstr(c[1])) << c[0];
   }
 }
 

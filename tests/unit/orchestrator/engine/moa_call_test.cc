@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "lib/wire/wire.h"
 #include "tests/fakes/fake_generation_backend.h"
 
@@ -174,7 +176,8 @@ TEST_F(MoaCallTest, AFailedFinalAnswerFailsTheCallWithItsCode) {
   });
   Start({{"a"}}, proposers, aggregator);
   EXPECT_EQ(sink_->status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(sink_->status().message(), HasSubstr("final answer by agg failed: busy"));
+  EXPECT_THAT(sink_->status().message(), HasSubstr("final answer by agg failed ("));
+  EXPECT_THAT(sink_->status().message(), HasSubstr("): busy"));
 }
 
 TEST_F(MoaCallTest, CancelEndsEveryChildAndFinishesOnceWithCancelled) {
@@ -234,6 +237,133 @@ TEST_F(MoaCallTest, ALayerThatFailsPastTheDeadlineIsDeadlineExceeded) {
   proposers.Answer(1, {}, absl::UnavailableError("connection reset"));
   EXPECT_EQ(sink_->status().code(), absl::StatusCode::kDeadlineExceeded)
       << "the request's time ran out, whatever the last error said";
+}
+
+// ---- The layer policy, on the fake clock.
+
+class LayerPolicyCallTest : public MoaCallTest {
+ protected:
+  static FakeGenerationBackend::Reply Held(const cluster::GenerationCall&) {
+    return {{}, absl::UnknownError("unused"), /*hold=*/true};
+  }
+
+  std::shared_ptr<MoaCall> StartWith(config::LayerPolicy policy, absl::Duration timeout,
+                                     FakeGenerationBackend& proposers,
+                                     FakeGenerationBackend& aggregator) {
+    MoaCall::Options o;
+    o.pipeline.name = "p";
+    o.pipeline.layers = {{"a", "b", "c", "d"}};
+    o.pipeline.aggregator = "agg";
+    o.conversation = {{llm::Role::kUser, "question"}};
+    o.deadline =
+        timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : clock_.Now() + timeout;
+    o.policy = policy;
+    return MoaCall::Start(std::move(o), {{&proposers, &aggregator}, &metrics_, &clock_}, sink_);
+  }
+
+  // Answers proposer `i` after moving the clock by `after`.
+  void AnswerAt(FakeGenerationBackend& proposers, size_t i, absl::Duration after) {
+    clock_.Advance(after);
+    proposers.Answer(i, {proposers.calls()[i].model + " says"}, FakeGenerationBackend::Ok());
+  }
+
+  std::vector<std::string> Stragglers() {
+    std::vector<std::string> out;
+    for (const auto& e : sink_->events()) {
+      if (e.has_proposal_straggler()) out.push_back(e.proposal_straggler().ref().model());
+    }
+    return out;
+  }
+};
+
+TEST_F(LayerPolicyCallTest, OnceTheQuorumIsInTheRestGetTheMedianThenAreCut) {
+  FakeGenerationBackend proposers(Held), aggregator(Answer);
+  StartWith({}, absl::InfiniteDuration(), proposers, aggregator);  // 3 of 4, 1.0 x median.
+  AnswerAt(proposers, 0, absl::Seconds(1));
+  AnswerAt(proposers, 1, absl::Seconds(1));
+  AnswerAt(proposers, 2, absl::Seconds(1));  // Quorum at 3 s; median 2 s: grace to 5 s.
+  clock_.Advance(absl::Milliseconds(1999));
+  EXPECT_TRUE(aggregator.calls().empty()) << "d still has a moment";
+  clock_.Advance(absl::Milliseconds(1));
+  ASSERT_EQ(aggregator.calls().size(), 1u);
+  EXPECT_EQ(aggregator.calls()[0].references.size(), 3u);
+  EXPECT_THAT(Stragglers(), ElementsAre("d"));
+  EXPECT_EQ(proposers.cancelled(), 1) << "the straggler's call is cancelled";
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  const v1::Summary s = sink_->events().back().summary();
+  EXPECT_THAT(s.layer_references(), ElementsAre(3));
+  EXPECT_EQ(wire::FromProto(s.layer_durations(0)), absl::Seconds(5));
+}
+
+TEST_F(LayerPolicyCallTest, AStragglerThatAnswersWithinTheGraceIsUsed) {
+  FakeGenerationBackend proposers(Held), aggregator(Answer);
+  StartWith({}, absl::InfiniteDuration(), proposers, aggregator);
+  AnswerAt(proposers, 0, absl::Seconds(1));
+  AnswerAt(proposers, 1, absl::Seconds(1));
+  AnswerAt(proposers, 2, absl::Seconds(1));
+  AnswerAt(proposers, 3, absl::Seconds(1));
+  ASSERT_EQ(aggregator.calls().size(), 1u);
+  EXPECT_EQ(aggregator.calls()[0].references.size(), 4u);
+  EXPECT_TRUE(Stragglers().empty());
+  clock_.Advance(absl::Seconds(10));  // The grace timer was cancelled: nothing more happens.
+  EXPECT_EQ(aggregator.calls().size(), 1u);
+  EXPECT_EQ(clock_.pending_timers(), 0u);
+}
+
+TEST_F(LayerPolicyCallTest, WaitForAllWaitsForTheLastModelUpToTheLayersShare) {
+  config::LayerPolicy all;
+  all.min_proposals = std::numeric_limits<int>::max();
+  FakeGenerationBackend proposers(Held), aggregator(Answer);
+  StartWith(all, absl::Seconds(100), proposers, aggregator);
+  AnswerAt(proposers, 0, absl::Seconds(1));
+  AnswerAt(proposers, 1, absl::Seconds(1));
+  AnswerAt(proposers, 2, absl::Seconds(1));
+  clock_.Advance(absl::Seconds(46));  // 49 s: the layer may use 50 of the 100 s.
+  EXPECT_TRUE(aggregator.calls().empty());
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_EQ(aggregator.calls().size(), 1u) << "the layer's share ran out: go on with three";
+  EXPECT_EQ(aggregator.calls()[0].references.size(), 3u);
+  EXPECT_THAT(Stragglers(), ElementsAre("d"));
+}
+
+TEST_F(LayerPolicyCallTest, ALayerWithNoAnswerInItsShareFailsNamingTheLayer) {
+  FakeGenerationBackend proposers(Held), aggregator(Answer);
+  StartWith({}, absl::Seconds(60), proposers, aggregator);
+  clock_.Advance(absl::Seconds(30));
+  EXPECT_EQ(sink_->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(sink_->status().message(), HasSubstr("layer 1 used its share of the deadline"));
+  EXPECT_THAT(sink_->status().message(), HasSubstr("a: no answer after 30s"));
+  EXPECT_EQ(proposers.cancelled(), 4);
+  EXPECT_TRUE(aggregator.calls().empty());
+}
+
+TEST_F(LayerPolicyCallTest, FailuresCountAgainstNoQuorumTheLayerWaitsForTheRest) {
+  FakeGenerationBackend proposers(Held), aggregator(Answer);
+  StartWith({}, absl::InfiniteDuration(), proposers, aggregator);
+  clock_.Advance(absl::Seconds(1));
+  proposers.Answer(0, {}, absl::UnavailableError("down"));
+  proposers.Answer(1, {}, absl::UnavailableError("down"));
+  AnswerAt(proposers, 2, absl::Seconds(1));
+  clock_.Advance(absl::Seconds(60));
+  EXPECT_TRUE(aggregator.calls().empty()) << "2 of 4 failed: a quorum of 3 needs d";
+  AnswerAt(proposers, 3, absl::Seconds(1));
+  ASSERT_EQ(aggregator.calls().size(), 1u);
+  EXPECT_EQ(aggregator.calls()[0].references.size(), 2u);
+}
+
+TEST_F(LayerPolicyCallTest, AFinalAnswerThatFailsSaysWhereTheTimeWent) {
+  FakeGenerationBackend proposers(Held);
+  FakeGenerationBackend aggregator([](const cluster::GenerationCall&) {
+    return FakeGenerationBackend::Reply{{}, absl::UnknownError("unused"), /*hold=*/true};
+  });
+  StartWith({}, absl::Seconds(100), proposers, aggregator);
+  for (size_t i = 0; i < 4; ++i) AnswerAt(proposers, i, absl::Seconds(2));
+  clock_.Advance(absl::Seconds(3));
+  aggregator.Answer(0, {}, absl::DeadlineExceededError("upstream sent no token within 3s"));
+  EXPECT_EQ(sink_->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(sink_->status().message(),
+              HasSubstr("final answer by agg failed (time went to layer 1 8s, final answer 3s of "
+                        "1m40s): upstream sent no token within 3s"));
 }
 
 }  // namespace
