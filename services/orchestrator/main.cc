@@ -5,11 +5,14 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/time/clock.h"
+#include "lib/base/circuit_breaker.h"
 #include "lib/base/log.h"
+#include "lib/cluster/breaking_backend.h"
 #include "lib/cluster/grpc_backends.h"
 #include "lib/config/cluster_config.h"
 #include "lib/server/grpc_server.h"
 #include "lib/server/process.h"
+#include "lib/telemetry/circuit_metrics.h"
 #include "lib/telemetry/exposer.h"
 #include "services/orchestrator/api_keys.h"
 #include "services/orchestrator/openai_http_server.h"
@@ -35,6 +38,14 @@ ABSL_FLAG(int64_t, max_connections, 10000, "HTTP: open connections; more get 503
 ABSL_FLAG(absl::Duration, read_timeout, absl::Seconds(10),
           "HTTP: time allowed to receive a request's headers and body.");
 ABSL_FLAG(int, http_threads, 1, "HTTP: I/O threads.");
+ABSL_FLAG(int, breaker_min_calls, 10,
+          "Circuit breakers (one per model and backend): calls that must end in the window before "
+          "one may open; 0 turns them off.");
+ABSL_FLAG(double, breaker_failure_ratio, 0.5,
+          "Circuit breakers: open when more than this share of the window's calls failed.");
+ABSL_FLAG(absl::Duration, breaker_window, absl::Seconds(10), "Circuit breakers: sliding window.");
+ABSL_FLAG(absl::Duration, breaker_cooldown, absl::Seconds(5),
+          "Circuit breakers: how long one fails fast before one probe call.");
 ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(30),
           "On SIGTERM, how long requests in flight may run before they are cancelled.");
 
@@ -87,9 +98,39 @@ int main(int argc, char** argv) {
   const moa::cluster::ChannelOptions channel_options{.max_message_bytes = limits.HopMessageBytes()};
   moa::cluster::ProposerBackend proposers(*config, channel_options);
   moa::cluster::AggregatorBackend aggregator(config->aggregator_endpoint, channel_options);
+  // A circuit breaker per model in front of each backend.
+  std::vector<std::string> model_names;
+  std::vector<std::pair<std::string, std::string>> breaker_labels;
+  for (const auto& m : config->models) {
+    model_names.push_back(m.name);
+    breaker_labels.emplace_back("proposer", m.name);
+    breaker_labels.emplace_back("aggregator", m.name);
+  }
+  moa::telemetry::CircuitMetrics circuit_metrics(*registry, breaker_labels);
+  const moa::BreakerOptions breaker_options{
+      .failure_ratio = absl::GetFlag(FLAGS_breaker_failure_ratio),
+      .min_calls = absl::GetFlag(FLAGS_breaker_min_calls),
+      .window = absl::GetFlag(FLAGS_breaker_window),
+      .cooldown = absl::GetFlag(FLAGS_breaker_cooldown)};
+  auto on_change = [&circuit_metrics](const char* backend) {
+    return [&circuit_metrics, backend](const std::string& model, moa::CircuitBreaker::State s) {
+      circuit_metrics.Set(backend, model, static_cast<int>(s));
+      moa::LogWarning("moa-orchestrator", backend, " of model ", model, ": circuit ",
+                      moa::BreakerStateName(s));
+    };
+  };
+  moa::cluster::BreakingBackend breaking_proposers(&proposers, model_names, breaker_options,
+                                                   moa::Clock::Real(), on_change("proposer"));
+  moa::cluster::BreakingBackend breaking_aggregator(&aggregator, model_names, breaker_options,
+                                                    moa::Clock::Real(), on_change("aggregator"));
+  const bool breakers_on = absl::GetFlag(FLAGS_breaker_min_calls) > 0;
+  moa::orchestrator::MoaBackends backends{
+      breakers_on ? static_cast<moa::cluster::GenerationBackend*>(&breaking_proposers) : &proposers,
+      breakers_on ? static_cast<moa::cluster::GenerationBackend*>(&breaking_aggregator)
+                  : &aggregator};
   moa::orchestrator::Admission admission(absl::GetFlag(FLAGS_max_inflight));
   moa::orchestrator::Engine engine({.request_timeout = absl::GetFlag(FLAGS_request_timeout)},
-                                   &*config, {{&proposers, &aggregator}, &metrics}, &admission);
+                                   &*config, {backends, &metrics}, &admission);
   moa::orchestrator::OrchestratorService service(&engine, &*api_keys);
 
   auto server = moa::server::GrpcServer::Start({.host = absl::GetFlag(FLAGS_host),

@@ -6,10 +6,13 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "lib/base/circuit_breaker.h"
 #include "lib/base/log.h"
 #include "lib/base/redact.h"
+#include "lib/llm/breaking_client.h"
 #include "lib/server/grpc_server.h"
 #include "lib/server/process.h"
+#include "lib/telemetry/circuit_metrics.h"
 #include "lib/telemetry/exposer.h"
 #include "services/proposer/proposer_setup.h"
 
@@ -30,6 +33,14 @@ ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(30),
 ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
           "Upper bound of one call, retries included (the caller's deadline may be sooner).");
 ABSL_FLAG(int, max_attempts, 3, "Upstream attempts before the first token (1 = no retries).");
+ABSL_FLAG(int, breaker_min_calls, 10,
+          "Circuit breaker: calls that must end in the window before it may open; 0 turns it "
+          "off.");
+ABSL_FLAG(double, breaker_failure_ratio, 0.5,
+          "Circuit breaker: opens when more than this share of the window's calls failed.");
+ABSL_FLAG(absl::Duration, breaker_window, absl::Seconds(10), "Circuit breaker: sliding window.");
+ABSL_FLAG(absl::Duration, breaker_cooldown, absl::Seconds(5),
+          "Circuit breaker: how long it fails fast before one probe call.");
 ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(20),
           "On SIGTERM, how long streams in flight may run before they are cancelled.");
 
@@ -72,7 +83,23 @@ int main(int argc, char** argv) {
     moa::LogError(kName, client.status().message());
     return 2;
   }
-  moa::proposer::ProposerService service(setup->service, client->get(), &metrics);
+  // The breaker sits between the service and the upstream client.
+  const std::string& model = setup->service.model;
+  moa::telemetry::CircuitMetrics circuit_metrics(*registry, {{"upstream", model}});
+  moa::CircuitBreaker breaker(
+      "model " + model,
+      {.failure_ratio = absl::GetFlag(FLAGS_breaker_failure_ratio),
+       .min_calls = absl::GetFlag(FLAGS_breaker_min_calls),
+       .window = absl::GetFlag(FLAGS_breaker_window),
+       .cooldown = absl::GetFlag(FLAGS_breaker_cooldown)},
+      moa::Clock::Real(), [&circuit_metrics, model](moa::CircuitBreaker::State s) {
+        circuit_metrics.Set("upstream", model, static_cast<int>(s));
+        moa::LogWarning("moa-proposer", "model ", model, ": circuit ", moa::BreakerStateName(s));
+      });
+  moa::llm::BreakingClient breaking_client(client->get(), &breaker);
+  moa::llm::LlmClient* upstream = client->get();
+  if (absl::GetFlag(FLAGS_breaker_min_calls) > 0) upstream = &breaking_client;
+  moa::proposer::ProposerService service(setup->service, upstream, &metrics);
   auto server =
       moa::server::GrpcServer::Start({.host = absl::GetFlag(FLAGS_host),
                                       .port = absl::GetFlag(FLAGS_port),

@@ -1,0 +1,57 @@
+#include "lib/cluster/breaking_backend.h"
+
+namespace moa::cluster {
+namespace {
+
+// Tells the breaker how the call ended, then passes the end on.
+class Recorder final : public GenerationObserver {
+ public:
+  Recorder(CircuitBreaker* breaker, std::shared_ptr<GenerationObserver> inner)
+      : breaker_(breaker), inner_(std::move(inner)) {}
+  void OnDelta(absl::string_view text) override { inner_->OnDelta(text); }
+  void OnDone(absl::StatusOr<llm::Completion> result) override {
+    breaker_->Record(result.status());
+    inner_->OnDone(std::move(result));
+  }
+
+ private:
+  CircuitBreaker* const breaker_;
+  const std::shared_ptr<GenerationObserver> inner_;
+};
+
+class EndedHandle final : public llm::CallHandle {
+ public:
+  void Cancel() override {}
+};
+
+}  // namespace
+
+BreakingBackend::BreakingBackend(GenerationBackend* inner, const std::vector<std::string>& models,
+                                 BreakerOptions options, const Clock* clock, OnChange on_change)
+    : inner_(inner) {
+  for (const std::string& m : models) {
+    std::function<void(CircuitBreaker::State)> notify;
+    if (on_change) notify = [on_change, m](CircuitBreaker::State s) { on_change(m, s); };
+    breakers_[m] =
+        std::make_unique<CircuitBreaker>("model " + m, options, clock, std::move(notify));
+  }
+}
+
+std::shared_ptr<llm::CallHandle> BreakingBackend::Start(
+    GenerationCall call, std::shared_ptr<GenerationObserver> observer) {
+  auto it = breakers_.find(call.model);
+  if (it == breakers_.end()) return inner_->Start(std::move(call), std::move(observer));
+  CircuitBreaker* breaker = it->second.get();
+  if (absl::Status admitted = breaker->Admit(); !admitted.ok()) {
+    observer->OnDone(std::move(admitted));
+    return std::make_shared<EndedHandle>();
+  }
+  return inner_->Start(std::move(call), std::make_shared<Recorder>(breaker, std::move(observer)));
+}
+
+const CircuitBreaker* BreakingBackend::breaker(const std::string& model) const {
+  auto it = breakers_.find(model);
+  return it == breakers_.end() ? nullptr : it->second.get();
+}
+
+}  // namespace moa::cluster

@@ -1,0 +1,91 @@
+// One slow or hanging model never holds back the answer: the cluster as real
+// processes on the simulator, with one of four proposers that never answers.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "absl/time/clock.h"
+#include "tests/support/local_cluster.h"
+#include "tests/support/requests.h"
+
+namespace moa::testing {
+namespace {
+
+using ::testing::ElementsAre;
+
+ClusterSpec FourProposersOneHanging() {
+  ClusterSpec spec;
+  spec.models = {"a", "b", "c", "hang", "z"};
+  spec.pipelines_yaml =
+      "pipelines:\n  moa: {layers: [[a, b, c, hang]], aggregator: z}\n"
+      "  all: {layers: [[a, b, c, hang]], aggregator: z, policy: {min_proposals: all}}\n"
+      "default_pipeline: moa\n";
+  spec.sim_profiles_yaml =
+      "default: {time_to_first_token: 0.05, tokens_per_second: 2000, answer_tokens: 12}\n"
+      "models:\n  hang: {faults: {hang: 1}}\n";
+  return spec;
+}
+
+TEST(SlowModelsTest, OneHangingProposerOfFourIsCutAfterTheGraceAndItsUpstreamClosed) {
+  LocalCluster cluster(FourProposersOneHanging());
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  const absl::Time start = absl::Now();
+  auto reader = cluster.stub().Chat(&context, UserQuestion("What is MoA?"));
+  v1::ChatEvent event;
+  std::vector<std::string> stragglers;
+  std::optional<v1::Summary> summary;
+  while (reader->Read(&event)) {
+    if (event.has_proposal_straggler()) {
+      stragglers.push_back(event.proposal_straggler().ref().model());
+    }
+    if (event.has_summary()) summary = event.summary();
+  }
+  grpc::Status status = reader->Finish();
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  // Without the policy this request waits for the 60 s first-token timeout.
+  EXPECT_LT(took, absl::Seconds(10)) << "took " << took;
+  std::printf("answer with one hanging proposer of four took %s\n",
+              absl::FormatDuration(took).c_str());
+  EXPECT_THAT(stragglers, ElementsAre("hang"));
+  ASSERT_TRUE(summary);
+  EXPECT_THAT(summary->layer_references(), ElementsAre(3));
+  // The hanging upstream request was closed, not left to time out.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (const auto& r : cluster.SimRequests()) {
+          if (r["model"] == "hang" && r["outcome"] == "client_closed") return true;
+        }
+        return false;
+      },
+      absl::Seconds(5)))
+      << cluster.SimRequests().dump();
+}
+
+TEST(SlowModelsTest, WaitForAllIsThePapersBehaviourAndEndsAtTheLayersShare) {
+  LocalCluster cluster(FourProposersOneHanging());
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(4)));
+  v1::ChatRequest request = UserQuestion("What is MoA?");
+  request.set_pipeline("all");
+  auto reader = cluster.stub().Chat(&context, request);
+  v1::ChatEvent event;
+  std::optional<v1::Summary> summary;
+  while (reader->Read(&event)) {
+    if (event.has_summary()) summary = event.summary();
+  }
+  grpc::Status status = reader->Finish();
+  // Waiting for every model, the layer used its half of the 4 s and went on
+  // with the three answers in: the final answer still had time to run.
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_TRUE(summary);
+  EXPECT_THAT(summary->layer_references(), ElementsAre(3));
+  const auto& layer = summary->layer_durations(0);
+  EXPECT_GE(static_cast<double>(layer.seconds()) + layer.nanos() / 1e9, 1.5);
+}
+
+}  // namespace
+}  // namespace moa::testing
