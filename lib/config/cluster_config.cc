@@ -253,6 +253,18 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
   if (node["top_p"]) {
     MOA_ASSIGN_OR_RETURN(p.top_p, r.Number(node["top_p"], path + ".top_p", 1e-9, 1));
   }
+  if (const YAML::Node fallbacks = node["aggregator_fallbacks"]) {
+    const std::string fpath = path + ".aggregator_fallbacks";
+    if (!fallbacks.IsSequence()) return r.Error(fallbacks, fpath + " must be a list of models");
+    for (size_t i = 0; i < fallbacks.size(); ++i) {
+      MOA_ASSIGN_OR_RETURN(std::string m, r.String(fallbacks[i], absl::StrCat(fpath, "[", i, "]")));
+      if (cfg.FindModel(m) == nullptr) {
+        return r.Error(fallbacks[i], absl::StrCat(fpath, " names model '", m,
+                                                  "', which is not defined under models"));
+      }
+      p.aggregator_fallbacks.push_back(std::move(m));
+    }
+  }
   if (node["policy"]) {
     MOA_ASSIGN_OR_RETURN(p.policy, ParseLayerPolicy(r, node["policy"], path + ".policy"));
   }

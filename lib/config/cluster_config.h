@@ -56,6 +56,9 @@ struct PipelineConfig {
   std::string name;
   std::vector<std::vector<std::string>> layers;  // Proposer layers, each non-empty.
   std::string aggregator;                        // Model that writes the final answer.
+  // Models that write the final answer, in order, when the aggregator's
+  // call fails before the first byte of the answer reached the client.
+  std::vector<std::string> aggregator_fallbacks;
   std::optional<double> temperature;
   std::optional<int> max_tokens;
   std::optional<double> top_p;

@@ -110,7 +110,9 @@ std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::Build(const Pipeline
   for (size_t i = 0; i < shape.layers.size(); ++i) {
     add_step(std::to_string(i + 1), shape.layers[i], "proposer");
   }
-  add_step("final", {shape.aggregator}, "aggregator");
+  std::vector<std::string> finals = {shape.aggregator};
+  finals.insert(finals.end(), shape.aggregator_fallbacks.begin(), shape.aggregator_fallbacks.end());
+  add_step("final", finals, "aggregator");
   return m;
 }
 

@@ -20,8 +20,10 @@ struct PipelineShape {
   std::string name;
   std::vector<std::vector<std::string>> layers;
   std::string aggregator;
+  std::vector<std::string> aggregator_fallbacks = {};  // Calls 1.. of the final step.
   bool operator==(const PipelineShape& o) const {
-    return name == o.name && layers == o.layers && aggregator == o.aggregator;
+    return name == o.name && layers == o.layers && aggregator == o.aggregator &&
+           aggregator_fallbacks == o.aggregator_fallbacks;
   }
 };
 

@@ -27,8 +27,9 @@ MoaCall::MoaCall(Options options, const MoaEnv& env, std::shared_ptr<MoaCallSink
     : options_(std::move(options)),
       backends_(env.backends),
       clock_(env.clock),
-      metrics_(env.metrics->For(
-          {options_.pipeline.name, options_.pipeline.layers, options_.pipeline.aggregator})),
+      metrics_(
+          env.metrics->For({options_.pipeline.name, options_.pipeline.layers,
+                            options_.pipeline.aggregator, options_.pipeline.aggregator_fallbacks})),
       sink_(std::move(sink)),
       accepted_(clock_->Now()) {}
 
@@ -135,6 +136,21 @@ void MoaCall::CutStragglersLocked() {
   }
 }
 
+bool MoaCall::CanRetryFinalLocked(size_t attempt, const absl::Status& status,
+                                  absl::Time now) const {
+  if (answer_ttft_ || cancelled_ || now >= options_.deadline) return false;
+  if (attempt + 1 >= FinalModels().size()) return false;
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kDeadlineExceeded:
+      return true;
+    default:
+      return false;  // The request itself is at fault: another model would fail too.
+  }
+}
+
 std::string MoaCall::WhereTimeWentLocked() const {
   std::vector<std::string> parts;
   for (size_t i = 0; i < layer_durations_.size(); ++i) {
@@ -188,21 +204,36 @@ void MoaCall::StartLayerLocked(size_t layer) {
   }
 }
 
-void MoaCall::StartFinalLocked() {
-  current_layer_ = static_cast<int>(options_.pipeline.layers.size()) + 1;
-  layer_started_ = clock_->Now();
-  proposals_.assign(1, Proposal{});
-  proposals_[0].model = options_.pipeline.aggregator;
-  proposals_[0].started = layer_started_;
+std::vector<std::string> MoaCall::FinalModels() const {
+  // The aggregator, once more (gRPC picks another replica when there is
+  // one), then each fallback in order.
+  std::vector<std::string> models = {options_.pipeline.aggregator, options_.pipeline.aggregator};
+  for (const std::string& m : options_.pipeline.aggregator_fallbacks) models.push_back(m);
+  return models;
+}
+
+size_t MoaCall::FinalMetricsIndex(size_t attempt) { return attempt < 2 ? 0 : attempt - 1; }
+
+void MoaCall::StartFinalLocked(size_t attempt) {
+  if (attempt == 0) {
+    current_layer_ = static_cast<int>(options_.pipeline.layers.size()) + 1;
+    layer_started_ = clock_->Now();
+    final_references_ = std::move(references_);
+    references_.clear();
+  }
+  const std::string model = FinalModels()[attempt];
+  proposals_.resize(attempt + 1);
+  proposals_[attempt] = Proposal{};
+  proposals_[attempt].model = model;
+  proposals_[attempt].started = clock_->Now();
   remaining_ = 1;
   cluster::GenerationCall call;
-  call.model = options_.pipeline.aggregator;
+  call.model = model;
   call.messages = options_.conversation;
-  call.references = std::move(references_);
-  references_.clear();
+  call.references = final_references_;
   call.params = options_.pipeline.params;
   call.deadline = options_.deadline;
-  to_start_.push_back({backends_.aggregator, std::move(call), current_layer_, 0});
+  to_start_.push_back({backends_.aggregator, std::move(call), current_layer_, attempt});
 }
 
 void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
@@ -243,23 +274,37 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completio
     --remaining_;
     const bool is_final = IsFinal(layer);
     const size_t step = static_cast<size_t>(layer - 1);
+    const size_t metrics_index = is_final ? FinalMetricsIndex(index) : index;
     const absl::Time now = clock_->Now();
     absl::Duration took = now - p.started;
-    metrics_->CallDone(step, index, telemetry::OutcomeOf(result.status()), took);
+    metrics_->CallDone(step, metrics_index, telemetry::OutcomeOf(result.status()), took);
     if (result.ok()) {
       AddUsageLocked(p.model, result->usage);
-      metrics_->Tokens(step, index, result->usage.prompt_tokens, result->usage.completion_tokens);
+      metrics_->Tokens(step, metrics_index, result->usage.prompt_tokens,
+                       result->usage.completion_tokens);
       // The model's own time to first token, as its proposer measured it
       // (layer proposals travel whole, so no early delta marks it here).
-      metrics_->CallFirstToken(step, index, result->time_to_first_token);
+      metrics_->CallFirstToken(step, metrics_index, result->time_to_first_token);
     }
-    if (is_final) {
-      metrics_->StepDone(step, took);
+    if (is_final && !result.ok() && CanRetryFinalLocked(index, result.status(), now)) {
+      // Nothing of the answer reached the client: ask again (another
+      // replica, then the fallbacks).
+      v1::ChatEvent event;
+      auto* failed = event.mutable_proposal_failed();
+      failed->mutable_ref()->set_layer(layer);
+      failed->mutable_ref()->set_model(p.model);
+      failed->mutable_status()->set_code(static_cast<int>(result.status().code()));
+      failed->mutable_status()->set_message(std::string(result.status().message()));
+      EmitLocked(std::move(event));
+      StartFinalLocked(index + 1);
+    } else if (is_final) {
+      metrics_->StepDone(step, now - layer_started_);
       if (!result.ok()) {
         absl::Status s = result.status();
-        FinishLocked(
-            absl::Status(s.code(), absl::StrCat("final answer by ", p.model, " failed (",
-                                                WhereTimeWentLocked(), "): ", s.message())));
+        FinishLocked(absl::Status(
+            s.code(), absl::StrCat("final answer by ", p.model, " failed",
+                                   index > 0 ? absl::StrCat(" (attempt ", index + 1, ")") : "",
+                                   " (", WhereTimeWentLocked(), "): ", s.message())));
       } else {
         v1::ChatEvent event;
         v1::Summary* summary = event.mutable_summary();
@@ -363,7 +408,7 @@ void MoaCall::LayerFinishedLocked() {
   if (current_layer_ < static_cast<int>(options_.pipeline.layers.size())) {
     StartLayerLocked(current_layer_ + 1);
   } else {
-    StartFinalLocked();
+    StartFinalLocked(0);
   }
 }
 

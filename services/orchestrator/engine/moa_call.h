@@ -101,7 +101,12 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   void ArmLayerTimerLocked(absl::Time at, Clock::TimerId* id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string WhereTimeWentLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartLayerLocked(size_t layer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StartFinalLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The final answer's attempt `attempt` (0 first) on FinalModels()[attempt].
+  void StartFinalLocked(size_t attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<std::string> FinalModels() const;
+  static size_t FinalMetricsIndex(size_t attempt);
+  bool CanRetryFinalLocked(size_t attempt, const absl::Status& status, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnChildDelta(int layer, size_t index, absl::string_view text);
   void OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completion> result);
   void LayerFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -132,6 +137,7 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   std::vector<Proposal> proposals_ ABSL_GUARDED_BY(mu_);
   size_t remaining_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<synthesis::Reference> references_ ABSL_GUARDED_BY(mu_);
+  std::vector<synthesis::Reference> final_references_ ABSL_GUARDED_BY(mu_);
   std::vector<PendingStart> to_start_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<llm::CallHandle>> to_cancel_ ABSL_GUARDED_BY(mu_);
   // The current proposer layer's rule, answers in, and timers. The clock's

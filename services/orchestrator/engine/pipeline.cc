@@ -88,6 +88,7 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
   out.name = p->name;
   out.layers = p->layers;
   out.aggregator = p->aggregator;
+  out.aggregator_fallbacks = p->aggregator_fallbacks;
   out.policy = p->policy;
   absl::StatusOr<llm::SamplingParams> params = wire::ToParams(MergeParams(p, request.params()));
   if (!params.ok()) return params.status();

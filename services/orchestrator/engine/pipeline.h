@@ -17,6 +17,8 @@ struct ResolvedPipeline {
   std::string name;  // Config name, or "inline" for a spec.
   std::vector<std::vector<std::string>> layers;
   std::string aggregator;
+  // Tried in order when the final answer fails before its first byte.
+  std::vector<std::string> aggregator_fallbacks;
   llm::SamplingParams params;  // Pipeline defaults overridden by the request's.
   config::LayerPolicy policy;  // The pipeline's (none for an inline spec).
 };

@@ -239,6 +239,58 @@ TEST_F(MoaCallTest, ALayerThatFailsPastTheDeadlineIsDeadlineExceeded) {
       << "the request's time ran out, whatever the last error said";
 }
 
+// ---- The final answer: another replica, then the fallbacks, while no
+// byte of it reached the client.
+
+TEST_F(MoaCallTest, AFinalAnswerThatFailsBeforeItsFirstByteIsAskedAgainThenOfTheFallbacks) {
+  FakeGenerationBackend proposers(Answer);
+  FakeGenerationBackend aggregator([](const cluster::GenerationCall& c) {
+    if (c.model == "agg") {
+      return FakeGenerationBackend::Reply{{}, absl::UnavailableError("Socket closed")};
+    }
+    return FakeGenerationBackend::Reply{{c.model + " answers"}, FakeGenerationBackend::Ok()};
+  });
+  MoaCall::Options o;
+  o.pipeline.name = "p";
+  o.pipeline.layers = {{"a"}};
+  o.pipeline.aggregator = "agg";
+  o.pipeline.aggregator_fallbacks = {"fb"};
+  o.conversation = {{llm::Role::kUser, "question"}};
+  MoaCall::Start(std::move(o), {{&proposers, &aggregator}, &metrics_, &clock_}, sink_);
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  std::vector<std::string> asked;
+  for (const auto& c : aggregator.calls()) asked.push_back(c.model);
+  EXPECT_THAT(asked, ElementsAre("agg", "agg", "fb"));
+  for (const auto& c : aggregator.calls()) EXPECT_EQ(c.references.size(), 1u);
+  int failed_final = 0;
+  std::string answer;
+  for (const auto& e : sink_->events()) {
+    if (e.has_proposal_failed() && e.proposal_failed().ref().layer() == 2) ++failed_final;
+    if (e.has_answer_delta()) answer += e.answer_delta();
+  }
+  EXPECT_EQ(failed_final, 2) << "each failed attempt is reported";
+  EXPECT_EQ(answer, "fb answers");
+  EXPECT_EQ(sink_->events().back().summary().answer().model(), "fb");
+}
+
+TEST_F(MoaCallTest, AFinalAnswerIsNotAskedAgainOnceTextReachedTheClientOrForABadRequest) {
+  FakeGenerationBackend proposers(Answer);
+  FakeGenerationBackend cut([](const cluster::GenerationCall&) {
+    return FakeGenerationBackend::Reply{{"half an ans"}, absl::UnavailableError("reset")};
+  });
+  Start({{"a"}}, proposers, cut);
+  EXPECT_EQ(sink_->status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(cut.calls().size(), 1u);
+
+  sink_ = std::make_shared<RecordingSink>();
+  FakeGenerationBackend refused([](const cluster::GenerationCall&) {
+    return FakeGenerationBackend::Reply{{}, absl::InvalidArgumentError("context too long")};
+  });
+  Start({{"a"}}, proposers, refused);
+  EXPECT_EQ(sink_->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.calls().size(), 1u);
+}
+
 // ---- The layer policy, on the fake clock.
 
 class LayerPolicyCallTest : public MoaCallTest {
@@ -360,10 +412,13 @@ TEST_F(LayerPolicyCallTest, AFinalAnswerThatFailsSaysWhereTheTimeWent) {
   for (size_t i = 0; i < 4; ++i) AnswerAt(proposers, i, absl::Seconds(2));
   clock_.Advance(absl::Seconds(3));
   aggregator.Answer(0, {}, absl::DeadlineExceededError("upstream sent no token within 3s"));
+  EXPECT_EQ(aggregator.calls().size(), 2u) << "asked once more (another replica)";
+  clock_.Advance(absl::Seconds(3));
+  aggregator.Answer(1, {}, absl::DeadlineExceededError("upstream sent no token within 3s"));
   EXPECT_EQ(sink_->status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(sink_->status().message(),
-              HasSubstr("final answer by agg failed (time went to layer 1 8s, final answer 3s of "
-                        "1m40s): upstream sent no token within 3s"));
+              HasSubstr("final answer by agg failed (attempt 2) (time went to layer 1 8s, final "
+                        "answer 6s of 1m40s): upstream sent no token within 3s"));
 }
 
 }  // namespace
