@@ -348,13 +348,23 @@ class CurlLlmClient::Impl {
   void FailOrRetry(const std::shared_ptr<Transfer>& t, absl::Status status) {
     absl::Time now = options_.clock->Now();
     std::optional<absl::Duration> delay;
+    bool throttled = false;
+    if (IsRetryable(status)) budget_.OnFailure();
     if (!t->delta_sent && !t->cancel_requested) {
       delay = RetryDelay(options_.retry, t->attempt + 1, status, now, t->deadline, rng_);
+      if (delay && !budget_.AllowRetry()) {
+        delay.reset();
+        throttled = true;
+      }
     }
     if (!delay) {
-      if (t->attempt > 1) {
-        status = absl::Status(status.code(),
-                              absl::StrCat(status.message(), " (after ", t->attempt, " attempts)"));
+      if (t->attempt > 1 || throttled) {
+        status = absl::Status(
+            status.code(),
+            absl::StrCat(status.message(), " (after ", t->attempt,
+                         t->attempt == 1 ? " attempt" : " attempts",
+                         throttled ? "; no retry: most recent calls to this upstream failed" : "",
+                         ")"));
       }
       Finish(*t, std::move(status));
       return;
@@ -431,6 +441,7 @@ class CurlLlmClient::Impl {
       });
       result = std::move(redacted);
     }
+    if (result.ok()) budget_.OnSuccess();
     std::shared_ptr<StreamObserver> observer = std::move(t.observer);
     observer->OnDone(std::move(result));
   }
@@ -439,6 +450,8 @@ class CurlLlmClient::Impl {
   const std::string url_;
   std::shared_ptr<SharedQueue> queue_;
   std::mt19937_64 rng_;
+  RetryBudget budget_{options_.retry.budget_tokens,
+                      options_.retry.budget_token_ratio};  // Loop only.
   std::thread thread_;
 
   absl::Mutex mu_;

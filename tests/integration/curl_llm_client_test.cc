@@ -191,7 +191,10 @@ TEST_F(CurlLlmClientTest, ServerErrorIsRetriedThenUnavailable) {
 }
 
 TEST_F(CurlLlmClientTest, RetriesRecoverAFlakyUpstream) {
-  auto client = Client("flaky", [](UpstreamOptions& o) { o.retry.max_attempts = 10; });
+  auto client = Client("flaky", [](UpstreamOptions& o) {
+    o.retry.max_attempts = 10;
+    o.retry.budget_tokens = 1000;  // This test is about retries, not their budget.
+  });
   int retried = 0;
   for (int i = 0; i < 10; ++i) {
     auto obs = std::make_shared<RecordingObserver>();
@@ -201,6 +204,22 @@ TEST_F(CurlLlmClientTest, RetriesRecoverAFlakyUpstream) {
     retried += obs->result()->attempts > 1;
   }
   EXPECT_GT(retried, 0) << "with a 50% fault rate some call needed a retry";
+}
+
+TEST_F(CurlLlmClientTest, TheRetryBudgetStopsRetriesWhenMostCallsFail) {
+  auto client = Client("fail-500");  // 3 attempts, a budget of 10 tokens.
+  absl::Status last;
+  for (int i = 0; i < 10; ++i) {
+    auto obs = std::make_shared<RecordingObserver>();
+    client->Start(Question(absl::StrCat("q", i)), obs);
+    ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+    last = obs->result().status();
+  }
+  // Tokens 10 -> 7 after the first call's 3 attempts, 5 after the second's
+  // 2 (retries need more than 5), then one attempt per call: 13, not 30.
+  EXPECT_EQ(Log().size(), 13u);
+  EXPECT_EQ(last.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(last.message(), HasSubstr("no retry: most recent calls to this upstream failed"));
 }
 
 TEST_F(CurlLlmClientTest, ResetMidStreamIsUnavailableWithoutRetry) {

@@ -74,5 +74,24 @@ TEST(RetryTest, NoRetryThatWouldEndPastTheDeadline) {
   EXPECT_FALSE(RetryDelay(policy, 2, limited, now, now + absl::Seconds(2), rng));
 }
 
+TEST(RetryBudgetTest, FailuresSpendTokensSuccessesEarnThemBackSlowly) {
+  RetryBudget budget(10, 0.1);
+  EXPECT_TRUE(budget.AllowRetry());
+  for (int i = 0; i < 4; ++i) budget.OnFailure();
+  EXPECT_TRUE(budget.AllowRetry()) << "6 tokens left";
+  budget.OnFailure();
+  EXPECT_FALSE(budget.AllowRetry()) << "5 left: retries need more than half";
+  for (int i = 0; i < 5; ++i) budget.OnFailure();
+  EXPECT_DOUBLE_EQ(budget.tokens(), 0);
+  for (int i = 0; i < 40; ++i) budget.OnSuccess();
+  EXPECT_FALSE(budget.AllowRetry()) << "4 tokens after 40 successes";
+  for (int i = 0; i < 20; ++i) budget.OnSuccess();
+  EXPECT_TRUE(budget.AllowRetry()) << "6 tokens after 60";
+  for (int i = 0; i < 1000; ++i) budget.OnSuccess();
+  EXPECT_DOUBLE_EQ(budget.tokens(), 10) << "capped";
+  for (int i = 0; i < 1000; ++i) budget.OnFailure();
+  EXPECT_DOUBLE_EQ(budget.tokens(), 0) << "floored";
+}
+
 }  // namespace
 }  // namespace moa::llm
