@@ -6,6 +6,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
+
 namespace moa::orchestrator {
 namespace {
 
@@ -39,6 +41,33 @@ TEST(OpenAiApiTest, ParsesEverySupportedField) {
   EXPECT_EQ(r->chat.params().seed(), 7);
   EXPECT_TRUE(r->stream);
   EXPECT_TRUE(r->include_usage);
+}
+
+TEST(OpenAiApiTest, TheMoaPolicyExtensionBecomesTheRequestsLayerPolicy) {
+  openai::HttpError error;
+  auto r = Parse(
+      R"({"model":"moa","messages":[{"role":"user","content":"hi"}],
+          "moa_policy":{"min_proposals":2,"straggler_grace_seconds":1.5,
+                        "straggler_grace_factor":0.5,"layer_deadline_share":0.3}})",
+      &error);
+  ASSERT_TRUE(r.ok()) << error.message;
+  const v1::LayerPolicy& p = r->chat.policy();
+  EXPECT_EQ(p.min_proposals(), 2);
+  EXPECT_EQ(p.straggler_grace().seconds(), 1);
+  EXPECT_EQ(p.straggler_grace().nanos(), 500000000);
+  EXPECT_EQ(p.straggler_grace_factor(), 0.5);
+  EXPECT_EQ(p.layer_deadline_share(), 0.3);
+  for (const char* bad :
+       {R"("moa_policy":3)", R"("moa_policy":{"min_proposals":"2"})",
+        R"("moa_policy":{"min_proposals":0})", R"("moa_policy":{"straggler_grace_seconds":-1})"}) {
+    openai::HttpError e;
+    auto b = Parse(
+        absl::StrCat(R"({"model":"moa","messages":[{"role":"user","content":"hi"}],)", bad, "}"),
+        &e);
+    EXPECT_FALSE(b.ok()) << bad;
+    EXPECT_EQ(e.status, 400) << bad;
+    EXPECT_THAT(e.param, ::testing::HasSubstr("moa_policy")) << bad;
+  }
 }
 
 TEST(OpenAiApiTest, RejectionsNameTheParam) {
