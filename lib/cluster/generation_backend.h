@@ -26,6 +26,8 @@ struct GenerationCall {
   absl::Time deadline = absl::InfiniteFuture();
   // Ask for the text in one delta at the end (see GenerateRequest.whole_text).
   bool whole_text = false;
+  // The answer so far, to be continued (see GenerateRequest.continue_from).
+  std::string continue_from;
 };
 
 // Receives one call's events: deltas, then exactly one OnDone. Calls may come

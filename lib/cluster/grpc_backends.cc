@@ -175,6 +175,7 @@ std::shared_ptr<llm::CallHandle> ProposerBackend::Start(
   wire::ToProto(call.messages, request->mutable_messages());
   wire::ToProto(call.params, request->mutable_params());
   request->set_whole_text(call.whole_text);
+  request->set_continue_from(call.continue_from);
   const v1::GenerateRequest* request_ptr = request.get();
   auto* reader = new StreamReader<v1::GenerateResponse>(
       ctx, std::move(observer), std::move(request),
@@ -202,6 +203,7 @@ std::shared_ptr<llm::CallHandle> AggregatorBackend::Start(
   }
   wire::ToProto(call.params, request->mutable_params());
   request->set_whole_text(call.whole_text);
+  request->set_continue_from(call.continue_from);
   const v1::AggregateRequest* request_ptr = request.get();
   auto* reader = new StreamReader<v1::AggregateResponse>(
       ctx, std::move(observer), std::move(request), "the aggregator", call.deadline);

@@ -98,10 +98,11 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
                                              const std::string& model_name,
                                              const std::string& path) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(
-      node, path,
-      {"base_url", "model", "api_key_env", "connect_timeout_seconds", "first_token_timeout_seconds",
-       "idle_timeout_seconds", "total_timeout_seconds", "max_attempts", "max_inflight"}));
+  MOA_RETURN_IF_ERROR(
+      r.CheckKeys(node, path,
+                  {"base_url", "model", "api_key_env", "connect_timeout_seconds",
+                   "first_token_timeout_seconds", "idle_timeout_seconds", "total_timeout_seconds",
+                   "max_attempts", "max_inflight", "continuation"}));
   UpstreamConfig u;
   if (!node["base_url"]) return r.Error(node, absl::StrCat(path, ".base_url is required"));
   MOA_ASSIGN_OR_RETURN(u.base_url, r.String(node["base_url"], path + ".base_url"));
@@ -126,6 +127,14 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
   }
   if (node["max_inflight"]) {
     MOA_ASSIGN_OR_RETURN(u.max_inflight, r.Int(node["max_inflight"], path + ".max_inflight", 1));
+  }
+  if (node["continuation"]) {
+    MOA_ASSIGN_OR_RETURN(u.continuation, r.String(node["continuation"], path + ".continuation"));
+    if (u.continuation != "prefill" && u.continuation != "vllm" &&
+        u.continuation != "instruction") {
+      return r.Error(node["continuation"],
+                     absl::StrCat(path, ".continuation must be prefill, vllm or instruction"));
+    }
   }
   return u;
 }
@@ -190,8 +199,9 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
                                              const std::string& name, const ClusterConfig& cfg) {
   std::string path = absl::StrCat("pipelines.", name);
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(
-      node, path, {"layers", "aggregator", "temperature", "max_tokens", "top_p", "policy"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(node, path,
+                                  {"layers", "aggregator", "aggregator_fallbacks", "temperature",
+                                   "max_tokens", "top_p", "policy"}));
   PipelineConfig p;
   p.name = name;
   const YAML::Node layers = node["layers"];

@@ -27,6 +27,9 @@ struct UpstreamConfig {
   std::optional<absl::Duration> total_timeout;
   std::optional<int> max_attempts;
   std::optional<int> max_inflight;
+  // How its proposer asks it to continue a cut answer: prefill, vllm or
+  // instruction (empty: the proposer's --continuation).
+  std::string continuation;
 };
 
 struct ModelConfig {

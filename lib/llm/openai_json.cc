@@ -27,6 +27,10 @@ std::string BuildChatCompletionBody(absl::string_view upstream_model, const Chat
   if (p.top_p) body["top_p"] = *p.top_p;
   if (p.seed) body["seed"] = *p.seed;
   if (!p.stop.empty()) body["stop"] = p.stop;
+  if (request.continue_final_message) {
+    body["continue_final_message"] = true;
+    body["add_generation_prompt"] = false;
+  }
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

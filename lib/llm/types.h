@@ -39,9 +39,28 @@ struct SamplingParams {
   std::vector<std::string> stop;
 };
 
+// How a proposer asks its upstream to continue a partial answer.
+enum class Continuation {
+  // A trailing assistant message the model continues (servers with
+  // assistant prefill).
+  kPrefill,
+  // The same, plus vLLM's `continue_final_message: true,
+  // add_generation_prompt: false`, which vLLM needs to continue it.
+  kVllm,
+  // Portable: a user message asking to continue the given text
+  // (kContinueInstruction + the text); any chat model, less exact.
+  kInstruction,
+};
+
+inline constexpr const char* kContinueInstruction =
+    "Continue your previous answer exactly where it stops, without repeating any of it. "
+    "The answer so far:\n\n";
+
 struct ChatRequest {
   std::vector<Message> messages;
   SamplingParams params;
+  // Ask a vLLM server to continue the trailing assistant message.
+  bool continue_final_message = false;
   // The upstream transfer ends with DEADLINE_EXCEEDED at this time.
   absl::Time deadline = absl::InfiniteFuture();
 };

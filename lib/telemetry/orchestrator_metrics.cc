@@ -17,6 +17,8 @@ void PipelineMetrics::AnswerFirstToken(absl::Duration ttft) const {
   answer_ttft_->Observe(absl::ToDoubleSeconds(ttft));
 }
 
+void PipelineMetrics::AnswerResumed() const { resumes_->Increment(); }
+
 void PipelineMetrics::StepDone(size_t step, absl::Duration duration) const {
   steps_.at(step).duration->Observe(absl::ToDoubleSeconds(duration));
 }
@@ -70,7 +72,11 @@ OrchestratorMetrics::OrchestratorMetrics(prometheus::Registry& registry,
       in_flight_(prometheus::BuildGauge()
                      .Name("moa_requests_in_flight")
                      .Help("MoA requests in flight.")
-                     .Register(registry)) {
+                     .Register(registry)),
+      resumes_(prometheus::BuildCounter()
+                   .Name("moa_answer_resumes_total")
+                   .Help("Final answers cut mid-stream and continued by another call.")
+                   .Register(registry)) {
   for (const PipelineShape& p : pipelines) configured_.emplace_back(p, Build(p));
 }
 
@@ -88,6 +94,7 @@ std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::Build(const Pipeline
   m->requests_ = CountersPerOutcome(requests_, pipeline);
   m->request_duration_ = HistogramsPerOutcome(request_duration_, pipeline, DurationBuckets());
   m->answer_ttft_ = &answer_ttft_.Add(pipeline, TimeToFirstTokenBuckets());
+  m->resumes_ = &resumes_.Add(pipeline);
   auto add_step = [&](const std::string& layer, const std::vector<std::string>& models,
                       const std::string& role) {
     PipelineMetrics::Step step;

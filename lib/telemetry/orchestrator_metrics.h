@@ -36,6 +36,8 @@ class PipelineMetrics {
   void RequestStarted() const;
   void RequestFinished(Outcome outcome, absl::Duration duration) const;
   void AnswerFirstToken(absl::Duration ttft) const;
+  // The final answer was cut mid-stream and is being continued.
+  void AnswerResumed() const;
   void StepDone(size_t step, absl::Duration duration) const;
   void CallDone(size_t step, size_t call, Outcome outcome, absl::Duration duration) const;
   void CallFirstToken(size_t step, size_t call, absl::Duration ttft) const;
@@ -57,6 +59,7 @@ class PipelineMetrics {
   PerOutcome<prometheus::Counter> requests_{};
   PerOutcome<prometheus::Histogram> request_duration_{};
   prometheus::Histogram* answer_ttft_ = nullptr;
+  prometheus::Counter* resumes_ = nullptr;
   std::vector<Step> steps_;
 };
 
@@ -82,6 +85,7 @@ class OrchestratorMetrics {
   prometheus::Family<prometheus::Histogram>& proposal_ttft_;
   prometheus::Family<prometheus::Counter>& tokens_;
   prometheus::Family<prometheus::Gauge>& in_flight_;
+  prometheus::Family<prometheus::Counter>& resumes_;
   // Written only in the constructor.
   std::vector<std::pair<PipelineShape, std::shared_ptr<const PipelineMetrics>>> configured_;
 };

@@ -53,6 +53,7 @@ absl::StatusOr<cluster::GenerationCall> PlanAggregate(const v1::AggregateRequest
   call.messages = synthesis::WithReferences(*messages, refs, options.instruction);
   call.params = *std::move(params);
   call.whole_text = request.whole_text();
+  call.continue_from = request.continue_from();
   return call;
 }
 

@@ -33,6 +33,9 @@ ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(30),
 ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
           "Upper bound of one call, retries included (the caller's deadline may be sooner).");
 ABSL_FLAG(int, max_attempts, 3, "Upstream attempts before the first token (1 = no retries).");
+ABSL_FLAG(std::string, continuation, "prefill",
+          "How the upstream is asked to continue a cut answer: prefill (a trailing assistant "
+          "message), vllm (prefill plus vLLM's continue_final_message) or instruction (portable).");
 ABSL_FLAG(int, breaker_min_calls, 10,
           "Circuit breaker: calls that must end in the window before it may open; 0 turns it "
           "off.");
@@ -62,6 +65,7 @@ int main(int argc, char** argv) {
   flags.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   flags.request_timeout = absl::GetFlag(FLAGS_request_timeout);
   flags.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  flags.continuation = absl::GetFlag(FLAGS_continuation);
   auto setup = moa::proposer::ResolveProposerSetup(flags);
   if (!setup.ok()) {
     moa::LogError(kName, setup.status().message());

@@ -24,6 +24,22 @@ absl::string_view Utf8Prefix(absl::string_view text, size_t max) {
   return text.substr(0, end);
 }
 
+// Adds the answer so far to the conversation in the upstream's way.
+void AskToContinue(llm::Continuation how, const std::string& answer_so_far,
+                   llm::ChatRequest* chat) {
+  switch (how) {
+    case llm::Continuation::kPrefill:
+    case llm::Continuation::kVllm:
+      chat->messages.push_back({llm::Role::kAssistant, answer_so_far});
+      chat->continue_final_message = how == llm::Continuation::kVllm;
+      return;
+    case llm::Continuation::kInstruction:
+      chat->messages.push_back(
+          {llm::Role::kUser, absl::StrCat(llm::kContinueInstruction, answer_so_far)});
+      return;
+  }
+}
+
 // What every Generate call of the service shares; outlives the calls.
 struct Shared {
   const ProposerOptions& options;
@@ -53,6 +69,9 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
     }
     chat.messages = *std::move(messages);
     chat.params = *std::move(params);
+    if (!request.continue_from().empty()) {
+      AskToContinue(shared_.options.continuation, request.continue_from(), &chat);
+    }
     const ProposerOptions& options = shared_.options;
     if (shared_.inflight.fetch_add(1) + 1 > options.max_inflight) {
       shared_.inflight.fetch_sub(1);

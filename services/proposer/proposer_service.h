@@ -19,6 +19,8 @@ struct ProposerOptions {
   // Text one call may produce (limits.max_answer_bytes): past it the upstream
   // call is cancelled and the answer ends, cut, with finish_reason "length".
   int64_t max_answer_bytes = 1 << 20;
+  // How the upstream is asked to continue a partial answer.
+  llm::Continuation continuation = llm::Continuation::kPrefill;
 };
 
 // Callback-API service; no thread per call. Each Generate starts one upstream

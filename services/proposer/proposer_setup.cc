@@ -13,6 +13,7 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
   if (flags.max_inflight < 1) return absl::InvalidArgumentError("--max_inflight must be >= 1");
   ProposerSetup setup;
   setup.service.model = flags.model;
+  std::string continuation = flags.continuation;
   setup.service.max_inflight = flags.max_inflight;
   llm::UpstreamOptions& up = setup.upstream;
   up.connect_timeout = flags.connect_timeout;
@@ -50,12 +51,23 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
     if (u.total_timeout) up.total_timeout = *u.total_timeout;
     if (u.max_attempts) up.retry.max_attempts = *u.max_attempts;
     if (u.max_inflight) setup.service.max_inflight = *u.max_inflight;
+    if (!u.continuation.empty()) continuation = u.continuation;
   } else {
     if (flags.upstream_url.empty()) {
       return absl::InvalidArgumentError("--upstream_url (or --config) is required");
     }
     up.base_url = flags.upstream_url;
     up.model = flags.upstream_model.empty() ? flags.model : flags.upstream_model;
+  }
+  if (continuation == "prefill") {
+    setup.service.continuation = llm::Continuation::kPrefill;
+  } else if (continuation == "vllm") {
+    setup.service.continuation = llm::Continuation::kVllm;
+  } else if (continuation == "instruction") {
+    setup.service.continuation = llm::Continuation::kInstruction;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "continuation must be prefill, vllm or instruction, got '", continuation, "'"));
   }
 
   setup.service.max_answer_bytes = setup.limits.max_answer_bytes;

@@ -25,6 +25,7 @@ struct ProposerFlags {
   absl::Duration idle_timeout = absl::Seconds(30);
   absl::Duration request_timeout = absl::Minutes(10);
   int max_attempts = 3;
+  std::string continuation = "prefill";  // prefill, vllm or instruction.
 };
 
 struct ProposerSetup {

@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "tests/support/local_cluster.h"
 #include "tests/support/requests.h"
+#include "tools/upstream-sim/answer.h"
 
 namespace moa::testing {
 namespace {
@@ -85,6 +86,56 @@ TEST(SlowModelsTest, WaitForAllIsThePapersBehaviourAndEndsAtTheLayersShare) {
   EXPECT_THAT(summary->layer_references(), ElementsAre(3));
   const auto& layer = summary->layer_durations(0);
   EXPECT_GE(static_cast<double>(layer.seconds()) + layer.nanos() / 1e9, 1.5);
+}
+
+TEST(SlowModelsTest, AnAnswerWhoseUpstreamResetsHalfWayIsResumedAndArrivesWholeOnce) {
+  ClusterSpec spec;
+  spec.models = {"a", "b", "z"};
+  spec.pipelines_yaml = "pipelines:\n  moa: {layers: [[a, b]], aggregator: z}\n";
+  // z's every first answer resets half-way; a continuation is spared.
+  spec.sim_profiles_yaml =
+      "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 40}\n"
+      "models:\n  z: {faults: {reset: 1, spare_continuations: true}}\n";
+  LocalCluster cluster(spec);
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  auto reader = cluster.stub().Chat(&context, UserQuestion("What is MoA?"));
+  v1::ChatEvent event;
+  std::string answer;
+  int resumes = 0;
+  while (reader->Read(&event)) {
+    if (event.has_answer_delta()) answer += event.answer_delta();
+    if (event.has_proposal_failed() && event.proposal_failed().ref().layer() == 2) ++resumes;
+  }
+  grpc::Status status = reader->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(resumes, 1);
+  // What z would have answered whole: the simulator's answer to the first
+  // (cut) request, recomputed from the messages it logged.
+  std::vector<nlohmann::json> z;
+  for (const auto& r : cluster.SimRequests()) {
+    if (r["model"] == "z") z.push_back(r);
+  }
+  ASSERT_EQ(z.size(), 2u) << cluster.SimRequests().dump();
+  EXPECT_EQ(z[0]["fault"], "reset");
+  EXPECT_EQ(z[0]["continuation"], "none");
+  EXPECT_EQ(z[1]["continuation"], "prefill");
+  EXPECT_EQ(z[1]["fault"], "none");
+  std::vector<sim::SimMessage> first;
+  for (const auto& m : z[0]["messages"]) {
+    first.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+  }
+  std::string whole;
+  for (const std::string& t : sim::AnswerTokens("z", first, 40)) whole += t;
+  EXPECT_EQ(answer, whole) << "the whole answer, every byte once";
+  // The continuation carried exactly the text the client had then.
+  const auto& prefill = z[1]["messages"].back();
+  EXPECT_EQ(prefill["role"], "assistant");
+  const std::string prefix = prefill["content"].get<std::string>();
+  EXPECT_FALSE(prefix.empty());
+  EXPECT_EQ(whole.substr(0, prefix.size()), prefix);
+  EXPECT_LT(prefix.size(), whole.size());
 }
 
 }  // namespace

@@ -445,6 +445,10 @@ class InlineClient final : public llm::LlmClient {
  public:
   std::shared_ptr<llm::CallHandle> Start(llm::ChatRequest request,
                                          std::shared_ptr<llm::StreamObserver> observer) override {
+    {
+      absl::MutexLock lock(&mu_);
+      last_ = request;
+    }
     observer->OnDelta("echo: ");
     observer->OnDelta(request.messages.back().content);
     llm::Completion done;
@@ -454,11 +458,46 @@ class InlineClient final : public llm::LlmClient {
     return std::make_shared<Handle>();
   }
 
+  llm::ChatRequest last() {
+    absl::MutexLock lock(&mu_);
+    return last_;
+  }
+
  private:
   struct Handle final : llm::CallHandle {
     void Cancel() override {}
   };
+  absl::Mutex mu_;
+  llm::ChatRequest last_;
 };
+
+TEST_F(ProposerServiceTest, AnAnswerSoFarIsContinuedInTheUpstreamsWay) {
+  for (llm::Continuation how :
+       {llm::Continuation::kPrefill, llm::Continuation::kVllm, llm::Continuation::kInstruction}) {
+    auto registry = std::make_shared<prometheus::Registry>();
+    telemetry::UpstreamMetrics metrics(*registry, "inline");
+    InlineClient client;
+    ProposerService service({.model = "inline", .continuation = how}, &client, &metrics);
+    auto server =
+        *server::GrpcServer::Start({.host = "127.0.0.1", .port = 0, .name = "test"}, {&service});
+    Proposer p;
+    p.stub = v1::ProposerService::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", server->port()), grpc::InsecureChannelCredentials()));
+    v1::GenerateRequest request = Question("ping");
+    request.set_continue_from("the answer so");
+    ASSERT_TRUE(Generate(p, request).status.ok());
+    const llm::ChatRequest sent = client.last();
+    ASSERT_EQ(sent.messages.size(), 2u);
+    if (how == llm::Continuation::kInstruction) {
+      EXPECT_EQ(sent.messages[1].role, llm::Role::kUser);
+      EXPECT_EQ(sent.messages[1].content, absl::StrCat(llm::kContinueInstruction, "the answer so"));
+    } else {
+      EXPECT_EQ(sent.messages[1].role, llm::Role::kAssistant);
+      EXPECT_EQ(sent.messages[1].content, "the answer so");
+    }
+    EXPECT_EQ(sent.continue_final_message, how == llm::Continuation::kVllm);
+  }
+}
 
 TEST_F(ProposerServiceTest, AClientThatAnswersInsideStartIsStreamedWhole) {
   auto registry = std::make_shared<prometheus::Registry>();

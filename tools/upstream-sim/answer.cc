@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -68,6 +69,50 @@ std::vector<std::string> AnswerTokens(absl::string_view model,
   }
   tokens.resize(length);
   return tokens;
+}
+
+Continuation FindContinuation(const std::vector<SimMessage>& messages) {
+  Continuation c;
+  if (messages.size() < 2) return c;
+  const SimMessage& last = messages.back();
+  if (last.role == "assistant") {
+    c.kind = Continuation::Kind::kPrefill;
+    c.prefix = last.content;
+  } else if (last.role == "user" && absl::StartsWith(last.content, kContinueInstruction)) {
+    c.kind = Continuation::Kind::kInstruction;
+    c.prefix = last.content.substr(kContinueInstruction.size());
+  } else {
+    return c;
+  }
+  c.preceding.assign(messages.begin(), messages.end() - 1);
+  return c;
+}
+
+const char* ContinuationName(Continuation::Kind kind) {
+  switch (kind) {
+    case Continuation::Kind::kPrefill:
+      return "prefill";
+    case Continuation::Kind::kInstruction:
+      return "instruction";
+    case Continuation::Kind::kNone:
+      return "none";
+  }
+  return "none";
+}
+
+std::vector<std::string> TokensAfter(const std::vector<std::string>& tokens,
+                                     absl::string_view prefix) {
+  std::string text;
+  for (const std::string& t : tokens) text += t;
+  if (!absl::StartsWith(text, prefix)) return tokens;
+  std::vector<std::string> rest;
+  size_t at = 0;
+  for (const std::string& t : tokens) {
+    const size_t end = at + t.size();
+    if (end > prefix.size()) rest.push_back(at >= prefix.size() ? t : t.substr(prefix.size() - at));
+    at = end;
+  }
+  return rest;
 }
 
 int PromptTokens(const std::vector<SimMessage>& messages) {

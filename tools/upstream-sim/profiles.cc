@@ -77,9 +77,9 @@ absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node&
   }
   if (const YAML::Node f = node["faults"]) {
     std::string fp = path + ".faults";
-    MOA_RETURN_IF_ERROR(
-        CheckKeys(source, f, fp,
-                  {"http_500", "http_429", "hang", "reset", "malformed", "retry_after_seconds"}));
+    MOA_RETURN_IF_ERROR(CheckKeys(source, f, fp,
+                                  {"http_500", "http_429", "hang", "reset", "malformed",
+                                   "retry_after_seconds", "spare_continuations"}));
     FaultRates& r = p.faults;
     auto rate = [&](const char* key, double& out) -> absl::Status {
       if (!f[key]) return absl::OkStatus();
@@ -91,6 +91,12 @@ absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node&
     MOA_RETURN_IF_ERROR(rate("hang", r.hang));
     MOA_RETURN_IF_ERROR(rate("reset", r.reset));
     MOA_RETURN_IF_ERROR(rate("malformed", r.malformed));
+    if (const YAML::Node spare = f["spare_continuations"]) {
+      if (!spare.IsScalar() || !YAML::convert<bool>::decode(spare, r.spare_continuations)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ": ", fp, ".spare_continuations must be true or false"));
+      }
+    }
     if (f["retry_after_seconds"]) {
       MOA_ASSIGN_OR_RETURN(r.retry_after_seconds, Number(source, f["retry_after_seconds"],
                                                          fp + ".retry_after_seconds", 0, 3600));

@@ -22,6 +22,9 @@ struct FaultRates {
   double reset = 0;      // Streams half the answer, then resets the connection.
   double malformed = 0;  // Streams half the answer, then an event that is not JSON.
   double retry_after_seconds = 1;
+  // No fault is drawn for a request that continues a cut answer, so a test
+  // can cut an answer once and see it resumed.
+  bool spare_continuations = false;
 };
 
 struct Profile {

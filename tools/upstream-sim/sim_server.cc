@@ -63,11 +63,13 @@ class RequestLog {
  public:
   explicit RequestLog(size_t cap) : cap_(cap) {}
 
-  int64_t Add(std::string model, json messages, json params, bool stream, Fault fault) {
+  int64_t Add(std::string model, json messages, json params, bool stream, Fault fault,
+              std::string continuation) {
     std::lock_guard<std::mutex> lock(mu_);
     int64_t id = next_id_++;
     entries_.push_back({id, std::move(model), std::move(messages), std::move(params), stream,
-                        UnixSeconds(), 0, "in_progress", std::string(FaultName(fault))});
+                        UnixSeconds(), 0, "in_progress", std::string(FaultName(fault)),
+                        std::move(continuation)});
     while (entries_.size() > cap_) entries_.pop_front();
     return id;
   }
@@ -95,7 +97,8 @@ class RequestLog {
                       {"started_at", e.started},
                       {"ended_at", e.ended > 0 ? json(e.ended) : json(nullptr)},
                       {"outcome", e.outcome},
-                      {"fault", e.fault}});
+                      {"fault", e.fault},
+                      {"continuation", e.continuation}});
     }
     return moa::json::Dump(json{{"requests", std::move(list)}});
   }
@@ -125,6 +128,7 @@ class RequestLog {
     double ended;
     std::string outcome;
     std::string fault;
+    std::string continuation;  // none, prefill or instruction.
   };
   mutable std::mutex mu_;
   const size_t cap_;
@@ -289,10 +293,20 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
       length = static_cast<int>(*info.max_tokens);
       finish_reason_ = "length";
     }
-    fault_ = sim_.DrawFault(profile.faults);
+    // A continuation is answered with the rest of the answer the
+    // conversation before it would get (README, "moa-upstream-sim").
+    const Continuation continuation = FindContinuation(info.messages);
+    const bool continues = continuation.kind != Continuation::Kind::kNone;
+    fault_ = continues && profile.faults.spare_continuations ? Fault::kNone
+                                                             : sim_.DrawFault(profile.faults);
     log_id_ = sim_.log().Add(model_, std::move(info.messages_json), std::move(info.params), stream_,
-                             fault_);
-    tokens_ = AnswerTokens(model_, info.messages, length);
+                             fault_, ContinuationName(continuation.kind));
+    if (continues) {
+      tokens_ =
+          TokensAfter(AnswerTokens(model_, continuation.preceding, length), continuation.prefix);
+    } else {
+      tokens_ = AnswerTokens(model_, info.messages, length);
+    }
     prompt_tokens_ = PromptTokens(info.messages);
     interval_ = absl::Seconds(sim_.options().latency_scale / profile.tokens_per_second);
     start_ = absl::Now();

@@ -138,7 +138,7 @@ void MoaCall::CutStragglersLocked() {
 
 bool MoaCall::CanRetryFinalLocked(size_t attempt, const absl::Status& status,
                                   absl::Time now) const {
-  if (answer_ttft_ || cancelled_ || now >= options_.deadline) return false;
+  if (cancelled_ || now >= options_.deadline) return false;
   if (attempt + 1 >= FinalModels().size()) return false;
   switch (status.code()) {
     case absl::StatusCode::kUnavailable:
@@ -233,6 +233,8 @@ void MoaCall::StartFinalLocked(size_t attempt) {
   call.references = final_references_;
   call.params = options_.pipeline.params;
   call.deadline = options_.deadline;
+  // Text already streamed to the client is continued, never asked for again.
+  call.continue_from = answer_text_;
   to_start_.push_back({backends_.aggregator, std::move(call), current_layer_, attempt});
 }
 
@@ -247,6 +249,7 @@ void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
         answer_ttft_ = clock_->Now() - accepted_;
         metrics_->AnswerFirstToken(*answer_ttft_);
       }
+      answer_text_.append(text.data(), text.size());
       event.set_answer_delta(std::string(text));
       EmitLocked(std::move(event));
     } else {
@@ -287,14 +290,20 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completio
       metrics_->CallFirstToken(step, metrics_index, result->time_to_first_token);
     }
     if (is_final && !result.ok() && CanRetryFinalLocked(index, result.status(), now)) {
-      // Nothing of the answer reached the client: ask again (another
-      // replica, then the fallbacks).
+      // Ask again (another replica, then the fallbacks); when part of the
+      // answer already reached the client, the next call continues it.
       v1::ChatEvent event;
       auto* failed = event.mutable_proposal_failed();
       failed->mutable_ref()->set_layer(layer);
       failed->mutable_ref()->set_model(p.model);
       failed->mutable_status()->set_code(static_cast<int>(result.status().code()));
-      failed->mutable_status()->set_message(std::string(result.status().message()));
+      std::string message(result.status().message());
+      if (!answer_text_.empty()) {
+        metrics_->AnswerResumed();
+        absl::StrAppend(&message, "; resuming the answer after its first ", answer_text_.size(),
+                        " bytes");
+      }
+      failed->mutable_status()->set_message(std::move(message));
       EmitLocked(std::move(event));
       StartFinalLocked(index + 1);
     } else if (is_final) {

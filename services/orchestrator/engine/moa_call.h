@@ -153,6 +153,7 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   std::vector<std::pair<std::string, llm::Usage>> usage_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::Duration> layer_durations_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Duration> answer_ttft_ ABSL_GUARDED_BY(mu_);
+  std::string answer_text_ ABSL_GUARDED_BY(mu_);  // Streamed to the client so far.
 
   // Ordered delivery without calling the sink under mu_: events queue here,
   // and whichever thread finds no delivery in flight delivers the next one

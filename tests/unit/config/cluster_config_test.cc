@@ -266,3 +266,24 @@ TEST(ClusterConfigTest, ABadPolicyNamesItsKey) {
 
 }  // namespace
 }  // namespace moa::config
+
+namespace moa::config {
+namespace {
+
+TEST(ClusterConfigTest, AggregatorFallbacksAreModelsOfTheCluster) {
+  auto cfg = ParseClusterConfig(
+      "models:\n  a: {endpoint: 'x:1'}\n  b: {endpoint: 'x:2'}\naggregator: {endpoint: 'x:3'}\n"
+      "pipelines:\n  moa: {layers: [[a]], aggregator: a, aggregator_fallbacks: [b]}\n",
+      "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_THAT(cfg->pipelines[0].aggregator_fallbacks, ::testing::ElementsAre("b"));
+  auto bad = ParseClusterConfig(
+      "models:\n  a: {endpoint: 'x:1'}\naggregator: {endpoint: 'x:3'}\n"
+      "pipelines:\n  moa: {layers: [[a]], aggregator: a, aggregator_fallbacks: [ghost]}\n",
+      "test.yaml");
+  EXPECT_THAT(bad.status().message(),
+              ::testing::HasSubstr("pipelines.moa.aggregator_fallbacks names model 'ghost'"));
+}
+
+}  // namespace
+}  // namespace moa::config

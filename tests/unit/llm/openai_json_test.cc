@@ -35,6 +35,11 @@ TEST(OpenAiJsonTest, BodyCarriesSeedTopPAndStop) {
   req.params.seed = 42;
   req.params.stop = {"\n\n", "END"};
   json body = json::parse(BuildChatCompletionBody("m", req));
+  EXPECT_FALSE(body.contains("continue_final_message"));
+  req.continue_final_message = true;
+  json vllm = json::parse(BuildChatCompletionBody("m", req));
+  EXPECT_EQ(vllm["continue_final_message"], true) << "vLLM continues the trailing message";
+  EXPECT_EQ(vllm["add_generation_prompt"], false);
   EXPECT_DOUBLE_EQ(body["top_p"].get<double>(), 0.9);
   EXPECT_EQ(body["seed"], 42);
   EXPECT_EQ(body["stop"], json::array({"\n\n", "END"}));

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "tools/upstream-sim/profiles.h"
 
@@ -79,6 +80,33 @@ TEST(SimProfilesTest, LognormalTimeToFirstTokenHasTheConfiguredMedian) {
   for (int i = 0; i < 2000; ++i) below += p.SampleTimeToFirstToken(rng) < absl::Seconds(1);
   EXPECT_GT(below, 900);
   EXPECT_LT(below, 1100);
+}
+
+TEST(SimAnswerTest, AContinuationGetsTheRestOfTheAnswerItWouldHaveGiven) {
+  std::vector<SimMessage> conversation = {{"user", "q"}};
+  auto whole = AnswerTokens("m", conversation, 10);
+  std::string text;
+  for (const auto& t : whole) text += t;
+  // Cut inside the fourth token.
+  const size_t cut = whole[0].size() + whole[1].size() + whole[2].size() + 2;
+  std::vector<SimMessage> prefill = conversation;
+  prefill.push_back({"assistant", text.substr(0, cut)});
+  Continuation c = FindContinuation(prefill);
+  ASSERT_EQ(c.kind, Continuation::Kind::kPrefill);
+  EXPECT_EQ(c.preceding.size(), 1u);
+  std::string rest;
+  for (const auto& t : TokensAfter(AnswerTokens("m", c.preceding, 10), c.prefix)) rest += t;
+  EXPECT_EQ(text.substr(0, cut) + rest, text);
+
+  std::vector<SimMessage> instruction = conversation;
+  instruction.push_back({"user", absl::StrCat(kContinueInstruction, text.substr(0, 5))});
+  c = FindContinuation(instruction);
+  ASSERT_EQ(c.kind, Continuation::Kind::kInstruction);
+  EXPECT_EQ(c.prefix, text.substr(0, 5));
+
+  EXPECT_EQ(FindContinuation(conversation).kind, Continuation::Kind::kNone);
+  // A prefix that is not the answer's start cannot be continued: the whole answer.
+  EXPECT_EQ(TokensAfter(whole, "something else").size(), whole.size());
 }
 
 }  // namespace

@@ -273,16 +273,30 @@ TEST_F(MoaCallTest, AFinalAnswerThatFailsBeforeItsFirstByteIsAskedAgainThenOfThe
   EXPECT_EQ(sink_->events().back().summary().answer().model(), "fb");
 }
 
-TEST_F(MoaCallTest, AFinalAnswerIsNotAskedAgainOnceTextReachedTheClientOrForABadRequest) {
+TEST_F(MoaCallTest, AnAnswerCutMidStreamIsContinuedNotRepeated) {
   FakeGenerationBackend proposers(Answer);
-  FakeGenerationBackend cut([](const cluster::GenerationCall&) {
-    return FakeGenerationBackend::Reply{{"half an ans"}, absl::UnavailableError("reset")};
+  FakeGenerationBackend aggregator([](const cluster::GenerationCall& c) {
+    if (c.continue_from.empty()) {
+      return FakeGenerationBackend::Reply{{"half an ", "ans"}, absl::UnavailableError("reset")};
+    }
+    return FakeGenerationBackend::Reply{{"wer."}, FakeGenerationBackend::Ok()};
   });
-  Start({{"a"}}, proposers, cut);
-  EXPECT_EQ(sink_->status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(cut.calls().size(), 1u);
+  Start({{"a"}}, proposers, aggregator);
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  ASSERT_EQ(aggregator.calls().size(), 2u);
+  EXPECT_EQ(aggregator.calls()[1].continue_from, "half an ans");
+  EXPECT_EQ(aggregator.calls()[1].references.size(), 1u) << "the same synthesis, continued";
+  std::string answer, resumed;
+  for (const auto& e : sink_->events()) {
+    if (e.has_answer_delta()) answer += e.answer_delta();
+    if (e.has_proposal_failed()) resumed = e.proposal_failed().status().message();
+  }
+  EXPECT_EQ(answer, "half an answer.") << "every byte once";
+  EXPECT_THAT(resumed, HasSubstr("resuming the answer after its first 11 bytes"));
+}
 
-  sink_ = std::make_shared<RecordingSink>();
+TEST_F(MoaCallTest, ABadRequestIsNotAskedAgain) {
+  FakeGenerationBackend proposers(Answer);
   FakeGenerationBackend refused([](const cluster::GenerationCall&) {
     return FakeGenerationBackend::Reply{{}, absl::InvalidArgumentError("context too long")};
   });

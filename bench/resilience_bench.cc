@@ -1,0 +1,206 @@
+// How a cluster holds up when its models do not: a heavy-tailed upstream
+// (the layer policy against the paper's wait-for-all) and a fault soak.
+// Prints numbers; never a test. See README, "Performance".
+#include <grpcpp/grpcpp.h>
+
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "bench/bench_util.h"
+#include "moa/v1/orchestrator.grpc.pb.h"
+#include "tests/support/local_cluster.h"
+
+ABSL_FLAG(int, tail_requests, 500, "Requests per policy in the heavy-tail phase.");
+ABSL_FLAG(int, tail_concurrency, 100, "Concurrent requests in the heavy-tail phase.");
+ABSL_FLAG(int, soak_requests, 2000, "Requests in the fault soak.");
+ABSL_FLAG(int, soak_concurrency, 20, "Concurrent requests in the fault soak.");
+ABSL_FLAG(absl::Duration, soak_deadline, absl::Seconds(30), "Deadline of each soak request.");
+
+namespace moa::bench {
+namespace {
+
+struct Outcome {
+  bool ok = false;
+  bool past_deadline = false;
+  double seconds = 0;
+  int references = 0;
+  std::string error;
+};
+
+// One Chat stream: its status, duration and the references layer 1 passed on.
+class Call final : public grpc::ClientReadReactor<v1::ChatEvent> {
+ public:
+  Call(v1::OrchestratorService::Stub* stub, const std::string& pipeline, int i,
+       absl::Duration deadline, std::function<void(Outcome)> done)
+      : done_(std::move(done)), start_(absl::Now()), deadline_(start_ + deadline) {
+    request_.set_pipeline(pipeline);
+    auto* m = request_.add_messages();
+    m->set_role(v1::ROLE_USER);
+    m->set_content(absl::StrCat("Resilience question ", i));
+    if (deadline != absl::InfiniteDuration()) ctx_.set_deadline(absl::ToChronoTime(deadline_));
+    stub->async()->Chat(&ctx_, &request_, this);
+    StartRead(&event_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    if (event_.has_summary() && event_.summary().layer_references_size() > 0) {
+      references_ = event_.summary().layer_references(0);
+    }
+    StartRead(&event_);
+  }
+  void OnDone(const grpc::Status& s) override {
+    const absl::Time end = absl::Now();
+    done_({s.ok(), end > deadline_ + absl::Milliseconds(100), absl::ToDoubleSeconds(end - start_),
+           references_, s.error_message()});
+    delete this;
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  v1::ChatRequest request_;
+  v1::ChatEvent event_;
+  std::function<void(Outcome)> done_;
+  const absl::Time start_;
+  const absl::Time deadline_;
+  int references_ = 0;
+};
+
+// An error message with its numbers and durations blanked, so failures of
+// one kind count together.
+std::string Shape(const std::string& message) {
+  std::string out;
+  bool in_number = false;
+  for (char c : message.substr(0, 160)) {
+    const bool digit = (c >= '0' && c <= '9') || (in_number && (c == '.' || c == 'm' || c == 's'));
+    if (digit && !in_number) out += '#';
+    if (!digit) out += c;
+    in_number = digit;
+  }
+  return out;
+}
+
+std::vector<Outcome> Run(v1::OrchestratorService::Stub* stub, const std::string& pipeline,
+                         int concurrency, int count, absl::Duration deadline) {
+  return RunClosedLoop<Outcome>(concurrency, count, absl::InfiniteFuture(),
+                                [=](int i, std::function<void(Outcome)> done) {
+                                  new Call(stub, pipeline, i, deadline, std::move(done));
+                                });
+}
+
+std::unique_ptr<testing::LocalCluster> Start(const std::string& profiles,
+                                             std::vector<std::string> proposer_flags) {
+  testing::ClusterSpec spec;
+  spec.models = {"a", "b", "c", "d", "z"};
+  spec.pipelines_yaml =
+      "pipelines:\n  moa: {layers: [[a, b, c, d]], aggregator: z, aggregator_fallbacks: [a]}\n"
+      "  all: {layers: [[a, b, c, d]], aggregator: z, policy: {min_proposals: all}}\n"
+      "  two: {layers: [[a, b, c, d]], aggregator: z, policy: {min_proposals: 2}}\n"
+      "  half: {layers: [[a, b, c, d]], aggregator: z, policy: {straggler_grace_factor: 0.5}}\n"
+      "default_pipeline: moa\n";
+  spec.sim_profiles_yaml = profiles;
+  spec.proposer_flags = std::move(proposer_flags);
+  spec.orchestrator_flags = {"--max_inflight=100000"};
+  auto cluster = std::make_unique<testing::LocalCluster>(spec);
+  if (!cluster->ok()) {
+    std::fprintf(stderr, "%s\n", cluster->error().c_str());
+    std::exit(1);
+  }
+  return cluster;
+}
+
+std::unique_ptr<v1::OrchestratorService::Stub> Stub(const std::string& address) {
+  return v1::OrchestratorService::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+}
+
+void HeavyTail() {
+  // Proposers: time to first token lognormal, median 0.5 s, sigma 1.0
+  // (p99 about 5 s); the aggregator is steady, to isolate the layer.
+  auto cluster = Start(
+      "default: {time_to_first_token: {median: 0.5, sigma: 1.0}, "
+      "tokens_per_second: 200, answer_tokens: 40}\n"
+      "models:\n  z: {time_to_first_token: 0.2, tokens_per_second: 200, answer_tokens: 40}\n",
+      {"--max_inflight=100000"});
+  auto stub = Stub(cluster->orchestrator_address());
+  const int n = absl::GetFlag(FLAGS_tail_requests);
+  const int conc = absl::GetFlag(FLAGS_tail_concurrency);
+  std::printf(
+      "heavy tail: [[a, b, c, d]] -> z, proposers' TTFT lognormal (median 0.5 s, "
+      "sigma 1.0), %d requests at %d concurrent\n",
+      n, conc);
+  const std::map<std::string, std::string> names = {{"all", "wait-for-all (paper)"},
+                                                    {"moa", "default: 3 of 4, 1.0x median"},
+                                                    {"half", "3 of 4, 0.5x median"},
+                                                    {"two", "2 of 4, 1.0x median"}};
+  for (const char* pipeline : {"all", "moa", "half", "two"}) {
+    auto r = Run(stub.get(), pipeline, conc, n, absl::InfiniteDuration());
+    std::vector<double> secs;
+    double refs = 0;
+    for (const Outcome& o : r) {
+      secs.push_back(o.seconds);
+      refs += o.references;
+    }
+    std::printf("  %-30s p50 %.2f s  p99 %.2f s  mean references %.2f of 4  failed %zu\n",
+                names.at(pipeline).c_str(), Percentile(secs, 0.5), Percentile(secs, 0.99),
+                refs / r.size(), CountFailed(r));
+  }
+}
+
+void FaultSoak() {
+  const char* faults =
+      "faults: {http_500: 0.05, http_429: 0.05, retry_after_seconds: 1, hang: 0.02, "
+      "reset: 0.03, malformed: 0.03}";
+  auto cluster = Start(absl::StrCat("default: {time_to_first_token: 0.2, tokens_per_second: 200, "
+                                    "answer_tokens: 40, ",
+                                    faults, "}\n"),
+                       {"--max_inflight=100000", "--first_token_timeout=10s"});
+  auto stub = Stub(cluster->orchestrator_address());
+  const int n = absl::GetFlag(FLAGS_soak_requests);
+  const int conc = absl::GetFlag(FLAGS_soak_concurrency);
+  const absl::Duration deadline = absl::GetFlag(FLAGS_soak_deadline);
+  std::printf(
+      "fault soak: every model 5%% 500, 5%% 429 (Retry-After 1 s), 2%% hang, 3%% reset, "
+      "3%% malformed; %d requests at %d concurrent, deadline %s, proposers' first-token "
+      "timeout 10 s\n",
+      n, conc, absl::FormatDuration(deadline).c_str());
+  const absl::Time start = absl::Now();
+  auto r = Run(stub.get(), "moa", conc, n, deadline);
+  const double took = absl::ToDoubleSeconds(absl::Now() - start);
+  size_t answered = 0, past_deadline = 0;
+  std::map<std::string, int> causes;
+  std::vector<double> secs;
+  for (const Outcome& o : r) {
+    answered += o.ok;
+    past_deadline += o.past_deadline;
+    if (o.ok) secs.push_back(o.seconds);
+    if (!o.ok) ++causes[Shape(o.error)];
+  }
+  const int64_t upstream_calls = cluster->SimStats()["requests"].get<int64_t>();
+  std::printf(
+      "  answered %zu of %zu (%.2f%%) in %.0f s; past the deadline %zu; p50 %.2f s, "
+      "p99 %.2f s\n",
+      answered, r.size(), 100.0 * answered / r.size(), took, past_deadline, Percentile(secs, 0.5),
+      Percentile(secs, 0.99));
+  std::printf("  upstream calls %lld: %.2f per answered request (5 without faults)\n",
+              static_cast<long long>(upstream_calls),
+              answered ? static_cast<double>(upstream_calls) / answered : 0.0);
+  for (const auto& [cause, count] : causes) std::printf("  failed %d: %s\n", count, cause.c_str());
+}
+
+}  // namespace
+}  // namespace moa::bench
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  moa::bench::PrintMachine();
+  moa::bench::HeavyTail();
+  moa::bench::FaultSoak();
+  return 0;
+}
