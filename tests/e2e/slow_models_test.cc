@@ -4,6 +4,11 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "tests/support/local_cluster.h"
 #include "tests/support/requests.h"
@@ -136,6 +141,53 @@ TEST(SlowModelsTest, AnAnswerWhoseUpstreamResetsHalfWayIsResumedAndArrivesWholeO
   EXPECT_FALSE(prefix.empty());
   EXPECT_EQ(whole.substr(0, prefix.size()), prefix);
   EXPECT_LT(prefix.size(), whole.size());
+}
+
+TEST(SlowModelsTest, KillingOneReplicaOfAProposerAndOfTheAggregatorUnderLoadFailsNoRequest) {
+  ClusterSpec spec;
+  spec.models = {"a", "b", "c", "z"};
+  spec.proposer_replicas = {{"a", 2}, {"z", 2}};
+  spec.aggregator_replicas = 2;
+  spec.pipelines_yaml = "pipelines:\n  moa: {layers: [[a, b, c]], aggregator: z}\n";
+  // About 0.35 s per call, so kills land in the middle of streams.
+  spec.sim_profiles_yaml =
+      "default: {time_to_first_token: 0.05, tokens_per_second: 100, answer_tokens: 30}\n";
+  LocalCluster cluster(spec);
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  constexpr int kRequests = 80;
+  constexpr int kConcurrency = 10;
+  std::atomic<int> next{0}, done{0};
+  absl::Mutex mu;
+  std::vector<std::string> failures;
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kConcurrency; ++t) {
+    clients.emplace_back([&] {
+      for (int i = next++; i < kRequests; i = next++) {
+        grpc::ClientContext context;
+        context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+        auto reader = cluster.stub().Chat(&context, UserQuestion(absl::StrCat("q", i)));
+        v1::ChatEvent event;
+        while (reader->Read(&event)) {
+        }
+        grpc::Status status = reader->Finish();
+        if (!status.ok()) {
+          absl::MutexLock lock(&mu);
+          failures.push_back(status.error_message());
+        }
+        ++done;
+      }
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return done.load() >= 15; }, absl::Seconds(30)));
+  EXPECT_TRUE(cluster.KillReplica("aggregator", 0));
+  EXPECT_TRUE(cluster.KillReplica("a", 0));
+  EXPECT_TRUE(cluster.KillReplica("z", 1));
+  const int at_kill = done.load();
+  for (auto& c : clients) c.join();
+  std::printf("%d requests, %d after the kills: %zu failed\n", kRequests, kRequests - at_kill,
+              failures.size());
+  EXPECT_LT(at_kill, kRequests - 20) << "the kills landed under load";
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failed, e.g. " << failures[0];
 }
 
 }  // namespace

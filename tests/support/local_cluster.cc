@@ -9,6 +9,7 @@
 #include <regex>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "lib/server/health_check.h"
 
 namespace moa::testing {
@@ -60,44 +61,64 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
   std::string base_url = absl::StrCat("http://127.0.0.1:", sim_port_, "/v1");
   std::string models_yaml = "models:\n";
   for (const std::string& m : spec.models) {
-    std::vector<std::string> argv = {BinaryPath("services/proposer/moa-proposer"),
-                                     "--host=127.0.0.1",
-                                     "--port=0",
-                                     "--metrics_port=0",
-                                     "--model=" + m,
-                                     "--upstream_url=" + base_url};
-    argv.insert(argv.end(), spec.proposer_flags.begin(), spec.proposer_flags.end());
-    auto p = std::make_unique<Process>(argv);
-    int port = WaitForLoggedPort(*p, "serving gRPC on port");
-    if (port == 0) {
-      error_ = absl::StrCat("proposer ", m, " did not start: ", p->Output());
-      return;
+    auto it = spec.proposer_replicas.find(m);
+    const int replicas = it == spec.proposer_replicas.end() ? 1 : it->second;
+    std::vector<std::string> addresses;
+    for (int r = 0; r < replicas; ++r) {
+      std::vector<std::string> argv = {BinaryPath("services/proposer/moa-proposer"),
+                                       "--host=127.0.0.1",
+                                       "--port=0",
+                                       "--metrics_port=0",
+                                       "--model=" + m,
+                                       "--upstream_url=" + base_url};
+      argv.insert(argv.end(), spec.proposer_flags.begin(), spec.proposer_flags.end());
+      auto p = std::make_unique<Process>(argv);
+      int port = WaitForLoggedPort(*p, "serving gRPC on port");
+      if (port == 0) {
+        error_ = absl::StrCat("proposer ", m, " did not start: ", p->Output());
+        return;
+      }
+      addresses.push_back(absl::StrCat("127.0.0.1:", port));
+      const std::string key = r == 0 ? m : absl::StrCat(m, "#", r);
+      proposers_[key] = std::move(p);
+      for (std::string& arg : argv) {
+        if (arg == "--port=0") arg = absl::StrCat("--port=", port);
+      }
+      proposer_argv_[key] = argv;
     }
-    absl::StrAppend(&models_yaml, "  ", m, ":\n    endpoint: 127.0.0.1:", port,
-                    "\n    upstream: {base_url: \"", base_url, "\"}\n");
-    proposers_[m] = std::move(p);
-    for (std::string& arg : argv) {
-      if (arg == "--port=0") arg = absl::StrCat("--port=", port);
-    }
-    proposer_argv_[m] = argv;
+    const std::string endpoint =
+        replicas == 1 ? addresses[0] : absl::StrCat("ipv4:", absl::StrJoin(addresses, ","));
+    absl::StrAppend(&models_yaml, "  ", m, ":\n    endpoint: \"", endpoint,
+                    "\"\n    upstream: {base_url: \"", base_url, "\"}\n");
   }
-  // The aggregator's port is needed in the config the aggregator reads, so
-  // it is chosen here (the only fixed port of the test cluster).
-  int aggregator_port = PickFreePort();
+  // The aggregators' ports are needed in the config they read, so they are
+  // chosen here.
+  std::vector<int> aggregator_ports;
+  std::vector<std::string> aggregator_addresses;
+  for (int r = 0; r < spec.aggregator_replicas; ++r) {
+    aggregator_ports.push_back(PickFreePort());
+    aggregator_addresses.push_back(absl::StrCat("127.0.0.1:", aggregator_ports.back()));
+  }
+  const std::string aggregator_endpoint =
+      spec.aggregator_replicas == 1
+          ? aggregator_addresses[0]
+          : absl::StrCat("ipv4:", absl::StrJoin(aggregator_addresses, ","));
   config_path_ = dir_ + "/cluster.yaml";
-  std::ofstream(config_path_) << models_yaml
-                              << "aggregator:\n  endpoint: 127.0.0.1:" << aggregator_port << "\n"
+  std::ofstream(config_path_) << models_yaml << "aggregator:\n  endpoint: \"" << aggregator_endpoint
+                              << "\"\n"
                               << spec.pipelines_yaml << "\n"
                               << spec.extra_config_yaml;
-  std::vector<std::string> agg_argv = {BinaryPath("services/aggregator/moa-aggregator"),
-                                       "--host=127.0.0.1", absl::StrCat("--port=", aggregator_port),
-                                       "--metrics_port=0", "--config=" + config_path_};
-  agg_argv.insert(agg_argv.end(), spec.aggregator_flags.begin(), spec.aggregator_flags.end());
-  aggregator_argv_ = agg_argv;
-  aggregator_ = std::make_unique<Process>(agg_argv);
-  if (WaitForLoggedPort(*aggregator_, "serving gRPC on port") == 0) {
-    error_ = "aggregator did not start: " + aggregator_->Output();
-    return;
+  for (int port : aggregator_ports) {
+    std::vector<std::string> agg_argv = {BinaryPath("services/aggregator/moa-aggregator"),
+                                         "--host=127.0.0.1", absl::StrCat("--port=", port),
+                                         "--metrics_port=0", "--config=" + config_path_};
+    agg_argv.insert(agg_argv.end(), spec.aggregator_flags.begin(), spec.aggregator_flags.end());
+    aggregator_argv_.push_back(agg_argv);
+    aggregators_.push_back(std::make_unique<Process>(agg_argv));
+    if (WaitForLoggedPort(*aggregators_.back(), "serving gRPC on port") == 0) {
+      error_ = "aggregator did not start: " + aggregators_.back()->Output();
+      return;
+    }
   }
   std::vector<std::string> orch_argv = {BinaryPath("services/orchestrator/moa-orchestrator"),
                                         "--host=127.0.0.1",
@@ -127,9 +148,23 @@ LocalCluster::~LocalCluster() {
   std::filesystem::remove_all(dir_, ec);
 }
 
+bool LocalCluster::KillReplica(const std::string& name, int replica) {
+  if (name == "aggregator") {
+    if (replica < 0 || replica >= static_cast<int>(aggregators_.size()) || !aggregators_[replica]) {
+      return false;
+    }
+    aggregators_[replica].reset();  // SIGKILL.
+    return true;
+  }
+  auto it = proposers_.find(replica == 0 ? name : absl::StrCat(name, "#", replica));
+  if (it == proposers_.end() || !it->second) return false;
+  it->second.reset();  // SIGKILL.
+  return true;
+}
+
 bool LocalCluster::RestartBackends() {
   for (auto& [name, p] : proposers_) p.reset();  // SIGKILL.
-  aggregator_.reset();
+  for (auto& a : aggregators_) a.reset();
   for (auto& [name, argv] : proposer_argv_) {
     auto p = std::make_unique<Process>(argv);
     // Right after a kill the port may still be held for a moment.
@@ -139,10 +174,12 @@ bool LocalCluster::RestartBackends() {
     }
     proposers_[name] = std::move(p);
   }
-  aggregator_ = std::make_unique<Process>(aggregator_argv_);
-  if (WaitForLoggedPort(*aggregator_, "serving gRPC on port") == 0) {
-    error_ = "aggregator did not restart: " + aggregator_->Output();
-    return false;
+  for (size_t r = 0; r < aggregator_argv_.size(); ++r) {
+    aggregators_[r] = std::make_unique<Process>(aggregator_argv_[r]);
+    if (WaitForLoggedPort(*aggregators_[r], "serving gRPC on port") == 0) {
+      error_ = "aggregator did not restart: " + aggregators_[r]->Output();
+      return false;
+    }
   }
   return true;
 }
@@ -155,7 +192,12 @@ std::vector<std::pair<std::string, pid_t>> LocalCluster::Pids() const {
   std::vector<std::pair<std::string, pid_t>> pids;
   if (sim_) pids.emplace_back("upstream-sim", sim_->pid());
   for (const auto& [name, p] : proposers_) pids.emplace_back("proposer-" + name, p->pid());
-  if (aggregator_) pids.emplace_back("aggregator", aggregator_->pid());
+  for (size_t r = 0; r < aggregators_.size(); ++r) {
+    if (aggregators_[r]) {
+      pids.emplace_back(r == 0 ? "aggregator" : absl::StrCat("aggregator#", r),
+                        aggregators_[r]->pid());
+    }
+  }
   if (orchestrator_) pids.emplace_back("orchestrator", orchestrator_->pid());
   return pids;
 }

@@ -24,6 +24,11 @@ struct ClusterSpec {
   std::vector<std::string> orchestrator_flags;
   std::vector<std::string> aggregator_flags;
   std::string extra_config_yaml;  // Appended to the cluster config, e.g. a `limits:` section.
+  // Replicas of a model's proposer (default 1) and of the aggregator: each
+  // its own process and port, one gRPC target (`ipv4:` with every address,
+  // balanced round-robin).
+  std::map<std::string, int> proposer_replicas;
+  int aggregator_replicas = 1;
 };
 
 // A small cluster for e2e tests: models a, b, z and slow on the simulator;
@@ -56,6 +61,10 @@ class LocalCluster {
   // "aggregator", "orchestrator"), e.g. to read their memory use.
   std::vector<std::pair<std::string, pid_t>> Pids() const;
 
+  // SIGKILLs replica `replica` of a model's proposer ("a") or of the
+  // aggregator ("aggregator"). False when there is no such process.
+  bool KillReplica(const std::string& name, int replica);
+
   // SIGKILLs every proposer and the aggregator, then starts them again on
   // the same ports and waits until each serves; returns when they all do
   // (false, with error() set, when one does not).
@@ -72,10 +81,11 @@ class LocalCluster {
   std::string dir_;
   std::string config_path_;
   std::unique_ptr<Process> sim_;
+  // By "model" for the first replica, "model#r" for replica r > 0.
   std::map<std::string, std::unique_ptr<Process>> proposers_;
   std::map<std::string, std::vector<std::string>> proposer_argv_;  // With the bound port.
-  std::unique_ptr<Process> aggregator_;
-  std::vector<std::string> aggregator_argv_;
+  std::vector<std::unique_ptr<Process>> aggregators_;
+  std::vector<std::vector<std::string>> aggregator_argv_;
   std::unique_ptr<Process> orchestrator_;
   int sim_port_ = 0;
   int orchestrator_port_ = 0;
