@@ -9,11 +9,13 @@
 #include "lib/base/log.h"
 #include "lib/cluster/breaking_backend.h"
 #include "lib/cluster/grpc_backends.h"
+#include "lib/cluster/hedging_backend.h"
 #include "lib/config/cluster_config.h"
 #include "lib/server/grpc_server.h"
 #include "lib/server/process.h"
 #include "lib/telemetry/circuit_metrics.h"
 #include "lib/telemetry/exposer.h"
+#include "lib/telemetry/hedge_metrics.h"
 #include "services/orchestrator/api_keys.h"
 #include "services/orchestrator/openai_http_server.h"
 #include "services/orchestrator/orchestrator_service.h"
@@ -38,6 +40,14 @@ ABSL_FLAG(int64_t, max_connections, 10000, "HTTP: open connections; more get 503
 ABSL_FLAG(absl::Duration, read_timeout, absl::Seconds(10),
           "HTTP: time allowed to receive a request's headers and body.");
 ABSL_FLAG(int, http_threads, 1, "HTTP: I/O threads.");
+ABSL_FLAG(double, hedge_budget, 0.05,
+          "Hedged calls: extra calls allowed per call (0.05: at most about 5% more); 0 turns "
+          "hedging off.");
+ABSL_FLAG(double, hedge_percentile, 0.95,
+          "Hedged calls: a call with nothing after this percentile of its model's recent times to "
+          "first byte gets a hedge.");
+ABSL_FLAG(absl::Duration, hedge_after, absl::ZeroDuration(),
+          "Hedged calls: a fixed delay instead of the percentile (0: the percentile).");
 ABSL_FLAG(int, breaker_min_calls, 10,
           "Circuit breakers (one per model and backend): calls that must end in the window before "
           "one may open; 0 turns them off.");
@@ -126,10 +136,32 @@ int main(int argc, char** argv) {
   moa::cluster::BreakingBackend breaking_aggregator(&aggregator, model_names, breaker_options,
                                                     moa::Clock::Real(), on_change("aggregator"));
   const bool breakers_on = absl::GetFlag(FLAGS_breaker_min_calls) > 0;
-  moa::orchestrator::MoaBackends backends{
-      breakers_on ? static_cast<moa::cluster::GenerationBackend*>(&breaking_proposers) : &proposers,
+  moa::cluster::GenerationBackend* proposer_path =
+      breakers_on ? static_cast<moa::cluster::GenerationBackend*>(&breaking_proposers) : &proposers;
+  moa::cluster::GenerationBackend* aggregator_path =
       breakers_on ? static_cast<moa::cluster::GenerationBackend*>(&breaking_aggregator)
-                  : &aggregator};
+                  : &aggregator;
+  // Hedged calls in front of the breakers: each attempt passes its breaker.
+  moa::telemetry::HedgeMetrics hedge_metrics(*registry, breaker_labels);
+  const moa::cluster::HedgeOptions hedge_options{
+      .hedge_after = absl::GetFlag(FLAGS_hedge_after),
+      .percentile = absl::GetFlag(FLAGS_hedge_percentile),
+      .budget_ratio = absl::GetFlag(FLAGS_hedge_budget)};
+  auto on_hedge = [&hedge_metrics](const char* backend) {
+    return [&hedge_metrics, backend](const std::string& model, bool won) {
+      hedge_metrics.Count(backend, model, won);
+    };
+  };
+  moa::cluster::HedgingBackend hedging_proposers(proposer_path, hedge_options, moa::Clock::Real(),
+                                                 on_hedge("proposer"));
+  moa::cluster::HedgingBackend hedging_aggregator(aggregator_path, hedge_options,
+                                                  moa::Clock::Real(), on_hedge("aggregator"));
+  const bool hedging_on = absl::GetFlag(FLAGS_hedge_budget) > 0;
+  moa::orchestrator::MoaBackends backends{
+      hedging_on ? static_cast<moa::cluster::GenerationBackend*>(&hedging_proposers)
+                 : proposer_path,
+      hedging_on ? static_cast<moa::cluster::GenerationBackend*>(&hedging_aggregator)
+                 : aggregator_path};
   moa::orchestrator::Admission admission(absl::GetFlag(FLAGS_max_inflight));
   moa::orchestrator::Engine engine({.request_timeout = absl::GetFlag(FLAGS_request_timeout)},
                                    &*config, {backends, &metrics}, &admission);
