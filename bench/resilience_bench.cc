@@ -99,7 +99,7 @@ std::unique_ptr<testing::LocalCluster> Start(const std::string& profiles,
   testing::ClusterSpec spec;
   spec.models = {"a", "b", "c", "d", "z"};
   spec.pipelines_yaml =
-      "pipelines:\n  moa: {layers: [[a, b, c, d]], aggregator: z, aggregator_fallbacks: [a]}\n"
+      "pipelines:\n  moa: {layers: [[a, b, c, d]], aggregator: z, aggregator_fallbacks: [a, b]}\n"
       "  all: {layers: [[a, b, c, d]], aggregator: z, policy: {min_proposals: all}}\n"
       "  two: {layers: [[a, b, c, d]], aggregator: z, policy: {min_proposals: 2}}\n"
       "  half: {layers: [[a, b, c, d]], aggregator: z, policy: {straggler_grace_factor: 0.5}}\n"
@@ -121,6 +121,7 @@ std::unique_ptr<v1::OrchestratorService::Stub> Stub(const std::string& address) 
 }
 
 void HeavyTail() {
+  if (absl::GetFlag(FLAGS_tail_requests) <= 0) return;
   // Proposers: time to first token lognormal, median 0.5 s, sigma 1.0
   // (p99 about 5 s); the aggregator is steady, to isolate the layer.
   auto cluster = Start(
@@ -131,6 +132,7 @@ void HeavyTail() {
   auto stub = Stub(cluster->orchestrator_address());
   const int n = absl::GetFlag(FLAGS_tail_requests);
   const int conc = absl::GetFlag(FLAGS_tail_concurrency);
+  if (n <= 0) return;
   std::printf(
       "heavy tail: [[a, b, c, d]] -> z, proposers' TTFT lognormal (median 0.5 s, "
       "sigma 1.0), %d requests at %d concurrent\n",
@@ -163,12 +165,13 @@ void FaultSoak() {
                        {"--max_inflight=100000", "--first_token_timeout=10s"});
   auto stub = Stub(cluster->orchestrator_address());
   const int n = absl::GetFlag(FLAGS_soak_requests);
+  if (n <= 0) return;
   const int conc = absl::GetFlag(FLAGS_soak_concurrency);
   const absl::Duration deadline = absl::GetFlag(FLAGS_soak_deadline);
   std::printf(
       "fault soak: every model 5%% 500, 5%% 429 (Retry-After 1 s), 2%% hang, 3%% reset, "
       "3%% malformed; %d requests at %d concurrent, deadline %s, proposers' first-token "
-      "timeout 10 s\n",
+      "timeout 10 s, aggregator fallbacks [a, b]\n",
       n, conc, absl::FormatDuration(deadline).c_str());
   const absl::Time start = absl::Now();
   auto r = Run(stub.get(), "moa", conc, n, deadline);

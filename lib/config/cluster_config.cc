@@ -298,7 +298,7 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
     m.name = kv.first.as<std::string>();
     std::string path = absl::StrCat("models.", m.name);
     MOA_RETURN_IF_ERROR(r.ExpectMap(kv.second, path));
-    MOA_RETURN_IF_ERROR(r.CheckKeys(kv.second, path, {"endpoint", "upstream"}));
+    MOA_RETURN_IF_ERROR(r.CheckKeys(kv.second, path, {"endpoint", "upstream", "fallbacks"}));
     if (!kv.second["endpoint"]) return r.Error(kv.second, path + ".endpoint is required");
     MOA_ASSIGN_OR_RETURN(m.endpoint, r.String(kv.second["endpoint"], path + ".endpoint"));
     if (kv.second["upstream"]) {
@@ -306,6 +306,21 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
                            ParseUpstream(r, kv.second["upstream"], m.name, path + ".upstream"));
     }
     cfg.models.push_back(std::move(m));
+  }
+  // Fallbacks may name models defined further down.
+  for (ModelConfig& m : cfg.models) {
+    const YAML::Node fallbacks = models[m.name]["fallbacks"];
+    if (!fallbacks) continue;
+    const std::string fpath = absl::StrCat("models.", m.name, ".fallbacks");
+    if (!fallbacks.IsSequence()) return r.Error(fallbacks, fpath + " must be a list of models");
+    for (size_t i = 0; i < fallbacks.size(); ++i) {
+      MOA_ASSIGN_OR_RETURN(std::string f, r.String(fallbacks[i], absl::StrCat(fpath, "[", i, "]")));
+      if (cfg.FindModel(f) == nullptr || f == m.name) {
+        return r.Error(fallbacks[i], absl::StrCat(fpath, " names model '", f,
+                                                  "', which is not another model under models"));
+      }
+      m.fallbacks.push_back(std::move(f));
+    }
   }
   if (const YAML::Node agg = root["aggregator"]) {
     MOA_RETURN_IF_ERROR(r.ExpectMap(agg, "aggregator"));

@@ -35,6 +35,9 @@ struct UpstreamConfig {
 struct ModelConfig {
   std::string name;      // Cluster name, the key under `models`.
   std::string endpoint;  // gRPC target of the model's proposer.
+  // Models asked instead, in order, when a layer call to this one fails
+  // before any text.
+  std::vector<std::string> fallbacks;
   std::optional<UpstreamConfig> upstream;
 };
 

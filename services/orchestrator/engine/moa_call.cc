@@ -180,8 +180,10 @@ void MoaCall::StartLayerLocked(size_t layer) {
   // layer's answers (references replace, never accumulate).
   std::vector<synthesis::Reference> refs = std::move(references_);
   references_.clear();
+  layer_inputs_ = refs;  // Kept for fallback calls.
   for (size_t i = 0; i < models.size(); ++i) {
     proposals_[i].model = models[i];
+    proposals_[i].primary = models[i];
     proposals_[i].started = layer_started_;
     v1::ChatEvent event;
     auto* ref = event.mutable_proposal_started()->mutable_ref();
@@ -272,6 +274,61 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completio
     if (finished_ || layer != current_layer_ || index >= proposals_.size()) return;
     Proposal& p = proposals_[index];
     if (p.done) return;  // Also a straggler's CANCELLED after its cut.
+    if (!IsFinal(layer) && !result.ok() && StartFallbackLocked(layer, index, result.status())) {
+      // The slot goes on with the model's fallback.
+    } else {
+      OnSlotDoneLocked(layer, index, std::move(result));
+    }
+  }
+  Act();
+  Deliver();
+}
+
+bool MoaCall::StartFallbackLocked(int layer, size_t index, const absl::Status& status) {
+  Proposal& p = proposals_[index];
+  auto it = options_.pipeline.fallbacks.find(p.primary);
+  if (it == options_.pipeline.fallbacks.end() || p.fallback >= it->second.size()) return false;
+  if (!p.text.empty() || cancelled_) return false;
+  const absl::Time now = clock_->Now();
+  if (now >= options_.deadline) return false;
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kDeadlineExceeded:
+      break;
+    default:
+      return false;  // The request's own fault: another model would fail too.
+  }
+  const std::string next = it->second[p.fallback++];
+  metrics_->CallDone(static_cast<size_t>(layer - 1), index, telemetry::OutcomeOf(status),
+                     now - p.started);
+  v1::ChatEvent event;
+  auto* failed = event.mutable_proposal_failed();
+  failed->mutable_ref()->set_layer(layer);
+  failed->mutable_ref()->set_model(p.model);
+  failed->mutable_status()->set_code(static_cast<int>(status.code()));
+  failed->mutable_status()->set_message(
+      absl::StrCat(status.message(), "; asking its fallback ", next));
+  EmitLocked(std::move(event));
+  p.model = next;
+  p.started = now;
+  p.handle.reset();
+  cluster::GenerationCall call;
+  call.model = next;
+  call.messages = options_.conversation;
+  call.references = layer_inputs_;
+  call.params = options_.pipeline.params;
+  call.deadline = options_.deadline;
+  call.whole_text = !options_.stream_proposals;
+  to_start_.push_back(
+      {layer == 1 ? backends_.proposers : backends_.aggregator, std::move(call), layer, index});
+  return true;
+}
+
+void MoaCall::OnSlotDoneLocked(int layer, size_t index, absl::StatusOr<llm::Completion> result) {
+  {
+    Proposal& p = proposals_[index];
     p.done = true;
     p.handle.reset();
     --remaining_;
@@ -372,8 +429,6 @@ void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completio
       }
     }
   }
-  Act();
-  Deliver();
 }
 
 void MoaCall::LayerFinishedLocked() {

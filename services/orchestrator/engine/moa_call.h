@@ -72,7 +72,9 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
  private:
   class ChildObserver;
   struct Proposal {
-    std::string model;
+    std::string model;    // The model asked now (a fallback after a failure).
+    std::string primary;  // The layer's model for this slot.
+    size_t fallback = 0;  // Fallbacks of `primary` asked so far.
     std::string text;
     absl::Time started;
     std::optional<absl::Status> failure;
@@ -109,6 +111,12 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnChildDelta(int layer, size_t index, absl::string_view text);
   void OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completion> result);
+  // A layer call failed before any text: ask the model's next fallback in
+  // the same slot, when it has one. Returns whether it did.
+  bool StartFallbackLocked(int layer, size_t index, const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnSlotDoneLocked(int layer, size_t index, absl::StatusOr<llm::Completion> result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LayerFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitLocked(v1::ChatEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -138,6 +146,7 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   size_t remaining_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<synthesis::Reference> references_ ABSL_GUARDED_BY(mu_);
   std::vector<synthesis::Reference> final_references_ ABSL_GUARDED_BY(mu_);
+  std::vector<synthesis::Reference> layer_inputs_ ABSL_GUARDED_BY(mu_);
   std::vector<PendingStart> to_start_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<llm::CallHandle>> to_cancel_ ABSL_GUARDED_BY(mu_);
   // The current proposer layer's rule, answers in, and timers. The clock's

@@ -22,6 +22,19 @@ v1::SamplingParams MergeParams(const config::PipelineConfig* pipeline,
   return p;
 }
 
+namespace {
+
+void AddFallbacks(const config::ClusterConfig& config, ResolvedPipeline* out) {
+  for (const auto& layer : out->layers) {
+    for (const std::string& m : layer) {
+      const config::ModelConfig* model = config.FindModel(m);
+      if (model != nullptr && !model->fallbacks.empty()) out->fallbacks[m] = model->fallbacks;
+    }
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
                                                  const config::ClusterConfig& config) {
   ResolvedPipeline out;
@@ -67,6 +80,7 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
     }
     out.name = "inline";
     out.layers.assign(rounds, models);
+    AddFallbacks(config, &out);
     out.aggregator = spec.aggregator();
     absl::StatusOr<llm::SamplingParams> params =
         wire::ToParams(MergeParams(nullptr, request.params()));
@@ -93,6 +107,7 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
   absl::StatusOr<llm::SamplingParams> params = wire::ToParams(MergeParams(p, request.params()));
   if (!params.ok()) return params.status();
   out.params = *std::move(params);
+  AddFallbacks(config, &out);
   return out;
 }
 

@@ -3,6 +3,7 @@
 #ifndef MOA_SERVICES_ORCHESTRATOR_PIPELINE_H_
 #define MOA_SERVICES_ORCHESTRATOR_PIPELINE_H_
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,9 @@ struct ResolvedPipeline {
   std::string aggregator;
   // Tried in order when the final answer fails before its first byte.
   std::vector<std::string> aggregator_fallbacks;
+  // Each layer model's fallbacks (models.<m>.fallbacks), asked in order in
+  // its slot when it fails before any text.
+  std::map<std::string, std::vector<std::string>> fallbacks;
   llm::SamplingParams params;  // Pipeline defaults overridden by the request's.
   config::LayerPolicy policy;  // The pipeline's (none for an inline spec).
 };

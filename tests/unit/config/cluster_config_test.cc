@@ -270,6 +270,20 @@ TEST(ClusterConfigTest, ABadPolicyNamesItsKey) {
 namespace moa::config {
 namespace {
 
+TEST(ClusterConfigTest, AModelsFallbacksAreOtherModelsOfTheCluster) {
+  auto cfg = ParseClusterConfig(
+      "models:\n  a: {endpoint: 'x:1', fallbacks: [b]}\n  b: {endpoint: 'x:2'}\n"
+      "aggregator: {endpoint: 'x:3'}\npipelines:\n  moa: {layers: [[a]], aggregator: a}\n",
+      "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_THAT(cfg->models[0].fallbacks, ::testing::ElementsAre("b"));
+  auto self = ParseClusterConfig(
+      "models:\n  a: {endpoint: 'x:1', fallbacks: [a]}\n"
+      "aggregator: {endpoint: 'x:3'}\npipelines:\n  moa: {layers: [[a]], aggregator: a}\n",
+      "test.yaml");
+  EXPECT_THAT(self.status().message(), ::testing::HasSubstr("models.a.fallbacks names model 'a'"));
+}
+
 TEST(ClusterConfigTest, AggregatorFallbacksAreModelsOfTheCluster) {
   auto cfg = ParseClusterConfig(
       "models:\n  a: {endpoint: 'x:1'}\n  b: {endpoint: 'x:2'}\naggregator: {endpoint: 'x:3'}\n"

@@ -305,6 +305,35 @@ TEST_F(MoaCallTest, ABadRequestIsNotAskedAgain) {
   EXPECT_EQ(refused.calls().size(), 1u);
 }
 
+TEST_F(MoaCallTest, ALayerModelThatFailsBeforeAnyTextIsReplacedByItsFallbackInItsSlot) {
+  FakeGenerationBackend proposers([](const cluster::GenerationCall& c) {
+    if (c.model == "down") {
+      return FakeGenerationBackend::Reply{{}, absl::UnavailableError("connection refused")};
+    }
+    return Answer(c);
+  });
+  FakeGenerationBackend aggregator(Answer);
+  MoaCall::Options o;
+  o.pipeline.name = "p";
+  o.pipeline.layers = {{"a", "down"}};
+  o.pipeline.aggregator = "agg";
+  o.pipeline.fallbacks = {{"down", {"spare"}}};
+  o.conversation = {{llm::Role::kUser, "question"}};
+  MoaCall::Start(std::move(o), {{&proposers, &aggregator}, &metrics_, &clock_}, sink_);
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  std::vector<std::string> asked;
+  for (const auto& c : proposers.calls()) asked.push_back(c.model);
+  EXPECT_THAT(asked, ElementsAre("a", "down", "spare"));
+  auto refs = aggregator.calls()[0].references;
+  ASSERT_EQ(refs.size(), 2u);
+  EXPECT_EQ(refs[1].model, "spare") << "the fallback's answer, in the failed model's place";
+  std::string failure;
+  for (const auto& e : sink_->events()) {
+    if (e.has_proposal_failed()) failure = e.proposal_failed().status().message();
+  }
+  EXPECT_THAT(failure, HasSubstr("asking its fallback spare"));
+}
+
 // ---- The layer policy, on the fake clock.
 
 class LayerPolicyCallTest : public MoaCallTest {
