@@ -11,6 +11,7 @@
 #include "lib/cluster/grpc_backends.h"
 #include "lib/cluster/hedging_backend.h"
 #include "lib/config/cluster_config.h"
+#include "lib/server/breaker_flags.h"
 #include "lib/server/grpc_server.h"
 #include "lib/server/process.h"
 #include "lib/telemetry/circuit_metrics.h"
@@ -48,14 +49,6 @@ ABSL_FLAG(double, hedge_percentile, 0.95,
           "first byte gets a hedge.");
 ABSL_FLAG(absl::Duration, hedge_after, absl::ZeroDuration(),
           "Hedged calls: a fixed delay instead of the percentile (0: the percentile).");
-ABSL_FLAG(int, breaker_min_calls, 10,
-          "Circuit breakers (one per model and backend): calls that must end in the window before "
-          "one may open; 0 turns them off.");
-ABSL_FLAG(double, breaker_failure_ratio, 0.5,
-          "Circuit breakers: open when more than this share of the window's calls failed.");
-ABSL_FLAG(absl::Duration, breaker_window, absl::Seconds(10), "Circuit breakers: sliding window.");
-ABSL_FLAG(absl::Duration, breaker_cooldown, absl::Seconds(5),
-          "Circuit breakers: how long one fails fast before one probe call.");
 ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(30),
           "On SIGTERM, how long requests in flight may run before they are cancelled.");
 
@@ -119,11 +112,7 @@ int main(int argc, char** argv) {
     breaker_labels.emplace_back("aggregator", m.name);
   }
   moa::telemetry::CircuitMetrics circuit_metrics(*registry, breaker_labels);
-  const moa::BreakerOptions breaker_options{
-      .failure_ratio = absl::GetFlag(FLAGS_breaker_failure_ratio),
-      .min_calls = absl::GetFlag(FLAGS_breaker_min_calls),
-      .window = absl::GetFlag(FLAGS_breaker_window),
-      .cooldown = absl::GetFlag(FLAGS_breaker_cooldown)};
+  const moa::BreakerOptions breaker_options = moa::server::BreakerOptionsFromFlags();
   auto on_change = [&circuit_metrics](const char* backend) {
     return [&circuit_metrics, backend](const std::string& model, moa::CircuitBreaker::State s) {
       circuit_metrics.Set(backend, model, static_cast<int>(s));
@@ -135,7 +124,7 @@ int main(int argc, char** argv) {
                                                    moa::Clock::Real(), on_change("proposer"));
   moa::cluster::BreakingBackend breaking_aggregator(&aggregator, model_names, breaker_options,
                                                     moa::Clock::Real(), on_change("aggregator"));
-  const bool breakers_on = absl::GetFlag(FLAGS_breaker_min_calls) > 0;
+  const bool breakers_on = moa::server::BreakersEnabled();
   moa::cluster::GenerationBackend* proposer_path =
       breakers_on ? static_cast<moa::cluster::GenerationBackend*>(&breaking_proposers) : &proposers;
   moa::cluster::GenerationBackend* aggregator_path =

@@ -10,6 +10,7 @@
 #include "lib/base/log.h"
 #include "lib/base/redact.h"
 #include "lib/llm/breaking_client.h"
+#include "lib/server/breaker_flags.h"
 #include "lib/server/grpc_server.h"
 #include "lib/server/process.h"
 #include "lib/telemetry/circuit_metrics.h"
@@ -36,14 +37,6 @@ ABSL_FLAG(int, max_attempts, 3, "Upstream attempts before the first token (1 = n
 ABSL_FLAG(std::string, continuation, "prefill",
           "How the upstream is asked to continue a cut answer: prefill (a trailing assistant "
           "message), vllm (prefill plus vLLM's continue_final_message) or instruction (portable).");
-ABSL_FLAG(int, breaker_min_calls, 10,
-          "Circuit breaker: calls that must end in the window before it may open; 0 turns it "
-          "off.");
-ABSL_FLAG(double, breaker_failure_ratio, 0.5,
-          "Circuit breaker: opens when more than this share of the window's calls failed.");
-ABSL_FLAG(absl::Duration, breaker_window, absl::Seconds(10), "Circuit breaker: sliding window.");
-ABSL_FLAG(absl::Duration, breaker_cooldown, absl::Seconds(5),
-          "Circuit breaker: how long it fails fast before one probe call.");
 ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(20),
           "On SIGTERM, how long streams in flight may run before they are cancelled.");
 
@@ -91,18 +84,14 @@ int main(int argc, char** argv) {
   const std::string& model = setup->service.model;
   moa::telemetry::CircuitMetrics circuit_metrics(*registry, {{"upstream", model}});
   moa::CircuitBreaker breaker(
-      "model " + model,
-      {.failure_ratio = absl::GetFlag(FLAGS_breaker_failure_ratio),
-       .min_calls = absl::GetFlag(FLAGS_breaker_min_calls),
-       .window = absl::GetFlag(FLAGS_breaker_window),
-       .cooldown = absl::GetFlag(FLAGS_breaker_cooldown)},
-      moa::Clock::Real(), [&circuit_metrics, model](moa::CircuitBreaker::State s) {
+      "model " + model, moa::server::BreakerOptionsFromFlags(), moa::Clock::Real(),
+      [&circuit_metrics, model](moa::CircuitBreaker::State s) {
         circuit_metrics.Set("upstream", model, static_cast<int>(s));
         moa::LogWarning("moa-proposer", "model ", model, ": circuit ", moa::BreakerStateName(s));
       });
   moa::llm::BreakingClient breaking_client(client->get(), &breaker);
   moa::llm::LlmClient* upstream = client->get();
-  if (absl::GetFlag(FLAGS_breaker_min_calls) > 0) upstream = &breaking_client;
+  if (moa::server::BreakersEnabled()) upstream = &breaking_client;
   moa::proposer::ProposerService service(setup->service, upstream, &metrics);
   auto server =
       moa::server::GrpcServer::Start({.host = absl::GetFlag(FLAGS_host),

@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "lib/server/health_check.h"
 #include "moa/v1/orchestrator.grpc.pb.h"
+#include "tests/support/chat_load.h"
 #include "tests/support/local_cluster.h"
 #include "tests/support/requests.h"
 #include "tests/support/test_support.h"
@@ -158,35 +159,14 @@ TEST(ChaosNetnsTest, KillsAndALinkDownAcrossHostsFailNoRequest) {
 
   constexpr int kRequests = 120;
   constexpr int kConcurrency = 10;
-  std::atomic<int> next{0}, done{0};
-  absl::Mutex mu;
-  std::vector<std::string> failures;
-  std::vector<std::thread> clients;
-  for (int t = 0; t < kConcurrency; ++t) {
-    clients.emplace_back([&] {
-      for (int i = next++; i < kRequests; i = next++) {
-        grpc::ClientContext context;
-        context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-        auto reader = stub->Chat(&context, UserQuestion(absl::StrCat("chaos ", i)));
-        v1::ChatEvent event;
-        while (reader->Read(&event)) {
-        }
-        grpc::Status status = reader->Finish();
-        if (!status.ok()) {
-          absl::MutexLock lock(&mu);
-          failures.push_back(status.error_message());
-        }
-        ++done;
-      }
-    });
-  }
-  ASSERT_TRUE(WaitFor([&] { return done.load() >= 20; }, absl::Seconds(60)));
+  ChatLoad load(stub.get(), kRequests, kConcurrency, absl::Seconds(20));
+  ASSERT_TRUE(WaitFor([&] { return load.done() >= 20; }, absl::Seconds(60)));
   procs["a1"]->Signal(SIGKILL);
   procs["agg1"]->Signal(SIGKILL);
   procs["z2"]->Signal(SIGKILL);
   EXPECT_TRUE(hosts.LinkDown("b"));
-  const int at_chaos = done.load();
-  for (auto& c : clients) c.join();
+  const int at_chaos = load.done();
+  const std::vector<std::string> failures = load.Finish();
   std::printf("%d requests across hosts, %d after the kills and the link down: %zu failed\n",
               kRequests, kRequests - at_chaos, failures.size());
   EXPECT_LT(at_chaos, kRequests - 40) << "the chaos landed under load";

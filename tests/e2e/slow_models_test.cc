@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "tests/support/chat_load.h"
 #include "tests/support/local_cluster.h"
 #include "tests/support/requests.h"
 #include "tools/upstream-sim/answer.h"
@@ -156,34 +157,13 @@ TEST(SlowModelsTest, KillingOneReplicaOfAProposerAndOfTheAggregatorUnderLoadFail
   ASSERT_TRUE(cluster.ok()) << cluster.error();
   constexpr int kRequests = 80;
   constexpr int kConcurrency = 10;
-  std::atomic<int> next{0}, done{0};
-  absl::Mutex mu;
-  std::vector<std::string> failures;
-  std::vector<std::thread> clients;
-  for (int t = 0; t < kConcurrency; ++t) {
-    clients.emplace_back([&] {
-      for (int i = next++; i < kRequests; i = next++) {
-        grpc::ClientContext context;
-        context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-        auto reader = cluster.stub().Chat(&context, UserQuestion(absl::StrCat("q", i)));
-        v1::ChatEvent event;
-        while (reader->Read(&event)) {
-        }
-        grpc::Status status = reader->Finish();
-        if (!status.ok()) {
-          absl::MutexLock lock(&mu);
-          failures.push_back(status.error_message());
-        }
-        ++done;
-      }
-    });
-  }
-  ASSERT_TRUE(WaitFor([&] { return done.load() >= 15; }, absl::Seconds(30)));
+  ChatLoad load(&cluster.stub(), kRequests, kConcurrency, absl::Seconds(20));
+  ASSERT_TRUE(WaitFor([&] { return load.done() >= 15; }, absl::Seconds(30)));
   EXPECT_TRUE(cluster.KillReplica("aggregator", 0));
   EXPECT_TRUE(cluster.KillReplica("a", 0));
   EXPECT_TRUE(cluster.KillReplica("z", 1));
-  const int at_kill = done.load();
-  for (auto& c : clients) c.join();
+  const int at_kill = load.done();
+  const std::vector<std::string> failures = load.Finish();
   std::printf("%d requests, %d after the kills: %zu failed\n", kRequests, kRequests - at_kill,
               failures.size());
   EXPECT_LT(at_kill, kRequests - 20) << "the kills landed under load";

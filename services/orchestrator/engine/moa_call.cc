@@ -165,6 +165,35 @@ std::string MoaCall::WhereTimeWentLocked() const {
   return absl::StrCat("time went to ", absl::StrJoin(parts, ", "), budget);
 }
 
+cluster::GenerationCall MoaCall::LayerCall(const std::string& model,
+                                           std::vector<synthesis::Reference> refs) const {
+  cluster::GenerationCall call;
+  call.model = model;
+  call.messages = options_.conversation;
+  call.references = std::move(refs);
+  call.params = options_.pipeline.params;
+  call.deadline = options_.deadline;
+  // Proposals nobody watches travel whole, one message instead of one per
+  // token; only their full text is used.
+  call.whole_text = !options_.stream_proposals;
+  return call;
+}
+
+cluster::GenerationBackend* MoaCall::LayerBackend(int layer) const {
+  return layer == 1 ? backends_.proposers : backends_.aggregator;
+}
+
+void MoaCall::EmitFailedLocked(int layer, const std::string& model, const absl::Status& status,
+                               absl::string_view note) {
+  v1::ChatEvent event;
+  auto* failed = event.mutable_proposal_failed();
+  failed->mutable_ref()->set_layer(layer);
+  failed->mutable_ref()->set_model(model);
+  failed->mutable_status()->set_code(static_cast<int>(status.code()));
+  failed->mutable_status()->set_message(absl::StrCat(status.message(), note));
+  EmitLocked(std::move(event));
+}
+
 void MoaCall::StartLayerLocked(size_t layer) {
   current_layer_ = static_cast<int>(layer);
   layer_started_ = clock_->Now();
@@ -192,17 +221,8 @@ void MoaCall::StartLayerLocked(size_t layer) {
     EmitLocked(std::move(event));
   }
   for (size_t i = 0; i < models.size(); ++i) {
-    cluster::GenerationCall call;
-    call.model = models[i];
-    call.messages = options_.conversation;
-    call.references = refs;
-    call.params = options_.pipeline.params;
-    call.deadline = options_.deadline;
-    // Proposals nobody watches travel whole, one message instead of one per
-    // token; only their full text is used.
-    call.whole_text = !options_.stream_proposals;
-    cluster::GenerationBackend* backend = layer == 1 ? backends_.proposers : backends_.aggregator;
-    to_start_.push_back({backend, std::move(call), static_cast<int>(layer), i});
+    to_start_.push_back({LayerBackend(static_cast<int>(layer)), LayerCall(models[i], refs),
+                         static_cast<int>(layer), i});
   }
 }
 
@@ -303,26 +323,11 @@ bool MoaCall::StartFallbackLocked(int layer, size_t index, const absl::Status& s
   const std::string next = it->second[p.fallback++];
   metrics_->CallDone(static_cast<size_t>(layer - 1), index, telemetry::OutcomeOf(status),
                      now - p.started);
-  v1::ChatEvent event;
-  auto* failed = event.mutable_proposal_failed();
-  failed->mutable_ref()->set_layer(layer);
-  failed->mutable_ref()->set_model(p.model);
-  failed->mutable_status()->set_code(static_cast<int>(status.code()));
-  failed->mutable_status()->set_message(
-      absl::StrCat(status.message(), "; asking its fallback ", next));
-  EmitLocked(std::move(event));
+  EmitFailedLocked(layer, p.model, status, absl::StrCat("; asking its fallback ", next));
   p.model = next;
   p.started = now;
   p.handle.reset();
-  cluster::GenerationCall call;
-  call.model = next;
-  call.messages = options_.conversation;
-  call.references = layer_inputs_;
-  call.params = options_.pipeline.params;
-  call.deadline = options_.deadline;
-  call.whole_text = !options_.stream_proposals;
-  to_start_.push_back(
-      {layer == 1 ? backends_.proposers : backends_.aggregator, std::move(call), layer, index});
+  to_start_.push_back({LayerBackend(layer), LayerCall(next, layer_inputs_), layer, index});
   return true;
 }
 
@@ -349,19 +354,13 @@ void MoaCall::OnSlotDoneLocked(int layer, size_t index, absl::StatusOr<llm::Comp
     if (is_final && !result.ok() && CanRetryFinalLocked(index, result.status(), now)) {
       // Ask again (another replica, then the fallbacks); when part of the
       // answer already reached the client, the next call continues it.
-      v1::ChatEvent event;
-      auto* failed = event.mutable_proposal_failed();
-      failed->mutable_ref()->set_layer(layer);
-      failed->mutable_ref()->set_model(p.model);
-      failed->mutable_status()->set_code(static_cast<int>(result.status().code()));
-      std::string message(result.status().message());
+      std::string note;
       if (!answer_text_.empty()) {
         metrics_->AnswerResumed();
-        absl::StrAppend(&message, "; resuming the answer after its first ", answer_text_.size(),
-                        " bytes");
+        note =
+            absl::StrCat("; resuming the answer after its first ", answer_text_.size(), " bytes");
       }
-      failed->mutable_status()->set_message(std::move(message));
-      EmitLocked(std::move(event));
+      EmitFailedLocked(layer, p.model, result.status(), note);
       StartFinalLocked(index + 1);
     } else if (is_final) {
       metrics_->StepDone(step, now - layer_started_);
@@ -402,15 +401,11 @@ void MoaCall::OnSlotDoneLocked(int layer, size_t index, absl::StatusOr<llm::Comp
         done->mutable_ref()->set_model(p.model);
         done->set_text(p.text);
         wire::ToProto(*result, p.model, done->mutable_completion());
+        EmitLocked(std::move(event));
       } else {
         p.failure = result.status();
-        auto* failed = event.mutable_proposal_failed();
-        failed->mutable_ref()->set_layer(layer);
-        failed->mutable_ref()->set_model(p.model);
-        failed->mutable_status()->set_code(static_cast<int>(result.status().code()));
-        failed->mutable_status()->set_message(std::string(result.status().message()));
+        EmitFailedLocked(layer, p.model, result.status(), "");
       }
-      EmitLocked(std::move(event));
       if (remaining_ == 0) {
         LayerFinishedLocked();
       } else if (result.ok() && answered_ == rule_.min_proposals) {

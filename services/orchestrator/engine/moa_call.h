@@ -94,6 +94,13 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   };
 
   void Begin();
+  // A call of a proposer layer (layer 1 on the proposers, later ones on the
+  // aggregator).
+  cluster::GenerationCall LayerCall(const std::string& model,
+                                    std::vector<synthesis::Reference> refs) const;
+  cluster::GenerationBackend* LayerBackend(int layer) const;
+  void EmitFailedLocked(int layer, const std::string& model, const absl::Status& status,
+                        absl::string_view note) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Carries out what was decided under mu_: cancels, then starts, until
   // nothing is left (a start may finish inline and decide more).
   void Act();
