@@ -17,8 +17,9 @@ TEST(LayerPolicyTest, DefaultsAreAMajorityAndTheMedianAndHalfTheTimeLeft) {
   EXPECT_EQ(RuleFor({}, 4).min_proposals, 3u);
   LayerRule rule = RuleFor({}, 4);
   EXPECT_EQ(rule.StragglerWait({absl::Seconds(3), absl::Seconds(1), absl::Seconds(2)}),
-            absl::Seconds(2));
-  EXPECT_EQ(rule.StragglerWait({absl::Seconds(1), absl::Seconds(2)}), absl::Milliseconds(1500));
+            absl::Seconds(1))
+      << "half the median";
+  EXPECT_EQ(rule.StragglerWait({absl::Seconds(1), absl::Seconds(2)}), absl::Milliseconds(750));
   const absl::Time t = absl::FromUnixSeconds(1000);
   EXPECT_EQ(rule.LayerDeadline(t, t + absl::Seconds(60)), t + absl::Seconds(30));
   EXPECT_EQ(rule.LayerDeadline(t, absl::InfiniteFuture()), absl::InfiniteFuture());

@@ -373,11 +373,11 @@ class LayerPolicyCallTest : public MoaCallTest {
 
 TEST_F(LayerPolicyCallTest, OnceTheQuorumIsInTheRestGetTheMedianThenAreCut) {
   FakeGenerationBackend proposers(Held), aggregator(Answer);
-  StartWith({}, absl::InfiniteDuration(), proposers, aggregator);  // 3 of 4, 1.0 x median.
+  StartWith({}, absl::InfiniteDuration(), proposers, aggregator);  // 3 of 4, 0.5 x median.
   AnswerAt(proposers, 0, absl::Seconds(1));
   AnswerAt(proposers, 1, absl::Seconds(1));
-  AnswerAt(proposers, 2, absl::Seconds(1));  // Quorum at 3 s; median 2 s: grace to 5 s.
-  clock_.Advance(absl::Milliseconds(1999));
+  AnswerAt(proposers, 2, absl::Seconds(1));  // Quorum at 3 s; median 2 s: grace to 4 s.
+  clock_.Advance(absl::Milliseconds(999));
   EXPECT_TRUE(aggregator.calls().empty()) << "d still has a moment";
   clock_.Advance(absl::Milliseconds(1));
   ASSERT_EQ(aggregator.calls().size(), 1u);
@@ -387,7 +387,7 @@ TEST_F(LayerPolicyCallTest, OnceTheQuorumIsInTheRestGetTheMedianThenAreCut) {
   ASSERT_TRUE(sink_->status().ok()) << sink_->status();
   const v1::Summary s = sink_->events().back().summary();
   EXPECT_THAT(s.layer_references(), ElementsAre(3));
-  EXPECT_EQ(wire::FromProto(s.layer_durations(0)), absl::Seconds(5));
+  EXPECT_EQ(wire::FromProto(s.layer_durations(0)), absl::Seconds(4));
 }
 
 TEST_F(LayerPolicyCallTest, AStragglerThatAnswersWithinTheGraceIsUsed) {
@@ -396,7 +396,7 @@ TEST_F(LayerPolicyCallTest, AStragglerThatAnswersWithinTheGraceIsUsed) {
   AnswerAt(proposers, 0, absl::Seconds(1));
   AnswerAt(proposers, 1, absl::Seconds(1));
   AnswerAt(proposers, 2, absl::Seconds(1));
-  AnswerAt(proposers, 3, absl::Seconds(1));
+  AnswerAt(proposers, 3, absl::Milliseconds(900));  // Within the 1 s grace.
   ASSERT_EQ(aggregator.calls().size(), 1u);
   EXPECT_EQ(aggregator.calls()[0].references.size(), 4u);
   EXPECT_TRUE(Stragglers().empty());
