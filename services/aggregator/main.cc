@@ -6,6 +6,7 @@
 #include "lib/cluster/grpc_backends.h"
 #include "lib/config/cluster_config.h"
 #include "lib/server/grpc_server.h"
+#include "lib/server/help.h"
 #include "lib/server/process.h"
 #include "lib/synthesis/synthesis.h"
 #include "lib/telemetry/exposer.h"
@@ -21,6 +22,7 @@ ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(20),
           "On SIGTERM, how long streams in flight may run before they are cancelled.");
 
 int main(int argc, char** argv) {
+  moa::server::ConfigureHelp();
   absl::SetProgramUsageMessage("Mixture-of-Agents aggregator. See README.md, moa-aggregator.");
   absl::ParseCommandLine(argc, argv);
   moa::server::PrepareProcess();

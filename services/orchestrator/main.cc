@@ -13,6 +13,7 @@
 #include "lib/config/cluster_config.h"
 #include "lib/server/breaker_flags.h"
 #include "lib/server/grpc_server.h"
+#include "lib/server/help.h"
 #include "lib/server/process.h"
 #include "lib/telemetry/circuit_metrics.h"
 #include "lib/telemetry/exposer.h"
@@ -53,6 +54,7 @@ ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(30),
           "On SIGTERM, how long requests in flight may run before they are cancelled.");
 
 int main(int argc, char** argv) {
+  moa::server::ConfigureHelp();
   absl::SetProgramUsageMessage("Mixture-of-Agents orchestrator. See README.md.");
   absl::ParseCommandLine(argc, argv);
   moa::server::PrepareProcess();

@@ -12,6 +12,7 @@
 #include "lib/llm/breaking_client.h"
 #include "lib/server/breaker_flags.h"
 #include "lib/server/grpc_server.h"
+#include "lib/server/help.h"
 #include "lib/server/process.h"
 #include "lib/telemetry/circuit_metrics.h"
 #include "lib/telemetry/exposer.h"
@@ -41,6 +42,7 @@ ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(20),
           "On SIGTERM, how long streams in flight may run before they are cancelled.");
 
 int main(int argc, char** argv) {
+  moa::server::ConfigureHelp();
   absl::SetProgramUsageMessage("Serves one upstream LLM over gRPC. See README.md, moa-proposer.");
   absl::ParseCommandLine(argc, argv);
   moa::server::PrepareProcess();

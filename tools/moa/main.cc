@@ -8,6 +8,7 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -16,10 +17,12 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "lib/config/cluster_config.h"
 #include "lib/server/health_check.h"
+#include "lib/server/help.h"
 #include "tools/moa/batch.h"
 #include "tools/moa/chat_runner.h"
 
@@ -280,13 +283,98 @@ int Health() {
 }  // namespace
 }  // namespace moa::cli
 
+namespace moa::cli {
+namespace {
+
+struct Command {
+  const char* name;
+  const char* usage;
+  const char* what;
+  std::vector<std::string> flags;
+};
+
+const std::vector<Command>& Commands() {
+  static const auto* commands = new std::vector<Command>{
+      {"ask",
+       "moa ask [flags] \"question\"",
+       "stream one answer, then a per-model table on stderr",
+       {"orchestrator", "pipeline", "reference_models", "aggregator", "rounds", "temperature",
+        "max_tokens", "system", "show_proposals", "table", "timeout"}},
+      {"chat",
+       "moa chat [flags]",
+       "interactive multi-turn chat (one question per line)",
+       {"orchestrator", "pipeline", "reference_models", "aggregator", "rounds", "temperature",
+        "max_tokens", "system", "multi_turn", "show_proposals", "timeout"}},
+      {"batch",
+       "moa batch --format F --input IN --output OUT [flags]",
+       "answer a benchmark file (AlpacaEval or MT-Bench), resumable",
+       {"orchestrator", "pipeline", "reference_models", "aggregator", "rounds", "temperature",
+        "max_tokens", "format", "input", "output", "concurrency", "generator", "timeout"}},
+      {"pipelines",
+       "moa pipelines [--orchestrator ADDR]",
+       "list the cluster's pipelines",
+       {"orchestrator"}},
+      {"endpoints",
+       "moa endpoints --config FILE",
+       "print the model and aggregator ports of a cluster config (for scripts)",
+       {"config"}},
+      {"health",
+       "moa health --target HOST:PORT",
+       "exit 0 when the gRPC server reports SERVING",
+       {"target"}},
+  };
+  return *commands;
+}
+
+std::string Overview() {
+  std::string out =
+      "moa: the command-line client of moa-orchestrator (README.md, 'moa CLI').\n\n"
+      "usage: moa COMMAND [flags]; moa help COMMAND (or moa COMMAND --help) for its flags\n\n"
+      "commands:\n";
+  for (const Command& c : Commands())
+    absl::StrAppend(&out, absl::StrFormat("  %-10s %s\n", c.name, c.what));
+  return out;
+}
+
+// `moa help [COMMAND]` and `moa COMMAND --help`: -1 when argv asks for no
+// help, else the exit code after printing it.
+int MaybeHelp(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string topic;
+  if (!args.empty() && args[0] == "help") {
+    if (args.size() > 1) topic = args[1];
+  } else if (!args.empty() && (args.size() > 1) &&
+             std::any_of(args.begin() + 1, args.end(), [](const std::string& a) {
+               return a == "--help" || a == "-h" || a == "--helpshort";
+             })) {
+    topic = args[0];
+  } else {
+    return -1;
+  }
+  if (topic.empty()) {
+    std::fputs(Overview().c_str(), stdout);
+    return 0;
+  }
+  for (const Command& c : Commands()) {
+    if (topic != c.name) continue;
+    std::printf("usage: %s\n%s\n\nflags:\n%s", c.usage, c.what,
+                server::DescribeFlags(c.flags).c_str());
+    return 0;
+  }
+  std::fprintf(stderr, "moa: unknown command '%s'\n\n%s", topic.c_str(), Overview().c_str());
+  return 2;
+}
+
+}  // namespace
+}  // namespace moa::cli
+
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "moa ask|chat|batch|pipelines|endpoints [flags] ...  (see README.md, 'moa CLI')");
+  moa::server::ConfigureHelp();
+  if (int code = moa::cli::MaybeHelp(argc, argv); code >= 0) return code;
+  absl::SetProgramUsageMessage(moa::cli::Overview());
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() < 2) {
-    std::fprintf(stderr,
-                 "usage: moa ask|chat|batch|pipelines|endpoints|health [flags]; moa --help\n");
+    std::fputs(moa::cli::Overview().c_str(), stderr);
     return 2;
   }
   std::string command = positional[1];

@@ -6,6 +6,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "lib/base/log.h"
+#include "lib/server/help.h"
 #include "lib/server/process.h"
 #include "tools/upstream-sim/sim_server.h"
 
@@ -19,6 +20,7 @@ ABSL_FLAG(std::string, api_key_env, "",
           "When set, requests must carry 'Authorization: Bearer $VAR' or get 401.");
 
 int main(int argc, char** argv) {
+  moa::server::ConfigureHelp();
   absl::SetProgramUsageMessage("OpenAI-compatible upstream simulator. See README.md.");
   absl::ParseCommandLine(argc, argv);
   moa::server::PrepareProcess();
