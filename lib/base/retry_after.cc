@@ -10,6 +10,7 @@
 namespace moa {
 namespace {
 constexpr char kRetryAfterPayload[] = "type.moa/retry_after_ms";
+constexpr char kFromUpstreamPayload[] = "type.moa/from_upstream";
 }  // namespace
 
 std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Time now) {
@@ -38,6 +39,14 @@ std::optional<absl::Duration> GetRetryAfter(const absl::Status& status) {
   int64_t ms;
   if (!absl::SimpleAtoi(std::string(*payload), &ms)) return std::nullopt;
   return absl::Milliseconds(ms);
+}
+
+void MarkFromUpstream(absl::Status& status) {
+  if (!status.ok()) status.SetPayload(kFromUpstreamPayload, absl::Cord("1"));
+}
+
+bool IsFromUpstream(const absl::Status& status) {
+  return status.GetPayload(kFromUpstreamPayload).has_value();
 }
 
 }  // namespace moa

@@ -19,6 +19,13 @@ std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Tim
 void SetRetryAfter(absl::Status& status, absl::Duration delay);
 std::optional<absl::Duration> GetRetryAfter(const absl::Status& status);
 
+// A status may say that it is the model's own failure (its upstream's
+// answer, relayed by the proposer), as opposed to a failure of the path to
+// it (a replica of ours restarting, a connection reset between services).
+// Circuit breakers in front of a model count only the former.
+void MarkFromUpstream(absl::Status& status);
+bool IsFromUpstream(const absl::Status& status);
+
 }  // namespace moa
 
 #endif  // MOA_LIB_BASE_RETRY_AFTER_H_

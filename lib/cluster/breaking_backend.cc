@@ -1,5 +1,7 @@
 #include "lib/cluster/breaking_backend.h"
 
+#include "lib/base/retry_after.h"
+
 namespace moa::cluster {
 namespace {
 
@@ -10,7 +12,14 @@ class Recorder final : public GenerationObserver {
       : breaker_(breaker), inner_(std::move(inner)) {}
   void OnDelta(absl::string_view text) override { inner_->OnDelta(text); }
   void OnDone(absl::StatusOr<llm::Completion> result) override {
-    breaker_->Record(result.status());
+    // Only the model's own failures count; a failure of the path to it (a
+    // replica of ours restarting, a reset between services) is gRPC's to
+    // route around and the caller's to retry, and counts neither way.
+    if (result.ok() || IsFromUpstream(result.status())) {
+      breaker_->Record(result.status());
+    } else {
+      breaker_->Record(absl::CancelledError("not the model's failure"));
+    }
     inner_->OnDone(std::move(result));
   }
 

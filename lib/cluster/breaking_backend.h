@@ -1,6 +1,8 @@
 // BreakingBackend: a GenerationBackend that puts a CircuitBreaker in front
 // of each model of another one, so a model known to be down fails at once
-// (counted as a failed proposal) instead of holding a layer up.
+// (counted as a failed proposal) instead of holding a layer up. It counts
+// the model's own failures (marked by its proposer, see MarkFromUpstream),
+// not those of the path to it, which gRPC and the retries handle.
 #ifndef MOA_LIB_CLUSTER_BREAKING_BACKEND_H_
 #define MOA_LIB_CLUSTER_BREAKING_BACKEND_H_
 

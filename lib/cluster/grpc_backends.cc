@@ -7,8 +7,10 @@
 #include <optional>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "lib/base/retry_after.h"
 #include "lib/server/grpc_server.h"
 #include "lib/wire/wire.h"
 
@@ -82,6 +84,21 @@ class StreamReader final : public grpc::ClientReadReactor<Response> {
     this->StartRead(&response_);
   }
 
+  // The trailers our services add to an error (see StreamFinalStatus): the
+  // retry delay and whether the failure is the model's own.
+  absl::Status WithTrailers(absl::Status status) const {
+    const auto& trailers = ctx_->context.GetServerTrailingMetadata();
+    if (trailers.find("moa-from-upstream") != trailers.end()) MarkFromUpstream(status);
+    if (auto it = trailers.find("retry-after"); it != trailers.end()) {
+      int64_t seconds;
+      if (absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &seconds) &&
+          seconds >= 0 && seconds <= 3600) {
+        SetRetryAfter(status, absl::Seconds(seconds));
+      }
+    }
+    return status;
+  }
+
   void OnDone(const grpc::Status& status) override {
     if (ctx_->connect_alarm) ctx_->connect_alarm->Cancel();
     if (status.ok() && completion_) {
@@ -99,7 +116,7 @@ class StreamReader final : public grpc::ClientReadReactor<Response> {
           absl::StrCat("a message to or from ", what_,
                        " exceeded the cluster's message size limit: ", status.error_message())));
     } else {
-      observer_->OnDone(server::FromGrpcStatus(status));
+      observer_->OnDone(WithTrailers(server::FromGrpcStatus(status)));
     }
     delete this;
   }

@@ -8,6 +8,7 @@ namespace moa::server {
 grpc::Status StreamFinalStatus(grpc::CallbackServerContext* context, const absl::Status& status,
                                bool broken) {
   if (broken && status.ok()) return ToGrpcStatus(absl::CancelledError("the client went away"));
+  if (IsFromUpstream(status)) context->AddTrailingMetadata("moa-from-upstream", "1");
   if (auto retry_after = GetRetryAfter(status)) {
     context->AddTrailingMetadata(
         "retry-after",

@@ -170,6 +170,9 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
     }
     absl::Status named(status.code(), absl::StrCat("model ", model, ": ", status.message()));
     if (auto retry_after = GetRetryAfter(status)) SetRetryAfter(named, *retry_after);
+    // Whatever the upstream client ends with is the model's path, not ours
+    // (a cancel is no failure, so it is not marked).
+    if (status.code() != absl::StatusCode::kCancelled) MarkFromUpstream(named);
     Complete(std::move(named));
   }
 

@@ -142,6 +142,49 @@ TEST_P(KustomizeOverlayTest, RendersObjectsThatAgreeWithItsClusterConfig) {
   }
 }
 
+// The NetworkPolicies, on the rendered objects: a proposer's gRPC port only
+// from the orchestrator and the aggregator, the aggregator's only from the
+// orchestrator, every metrics port from anywhere.
+TEST_P(KustomizeOverlayTest, OnlyTheOrchestratorAndTheAggregatorMayCallProposers) {
+  std::string out;
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "kubectl", "kustomize",
+                        kSource + "/deploy/k8s/overlays/" + GetParam()},
+                       &out),
+            0)
+      << out;
+  std::map<std::string, YAML::Node> policies;
+  for (const YAML::Node& d : YAML::LoadAll(out)) {
+    if (d.IsMap() && d["kind"].as<std::string>() == "NetworkPolicy") {
+      policies[d["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+                   .as<std::string>()] = d;
+    }
+  }
+  const std::map<std::string, std::set<std::string>> callers = {
+      {"moa-proposer", {"moa-orchestrator", "moa-aggregator"}},
+      {"moa-aggregator", {"moa-orchestrator"}}};
+  for (const auto& [target, allowed] : callers) {
+    ASSERT_EQ(policies.count(target), 1u) << target << " has no NetworkPolicy";
+    const YAML::Node spec = policies[target]["spec"];
+    EXPECT_EQ(spec["policyTypes"][0].as<std::string>(), "Ingress");
+    std::set<std::string> grpc_from;
+    bool metrics_open = false;
+    for (const YAML::Node& rule : spec["ingress"]) {
+      std::set<std::string> ports;
+      for (const YAML::Node& p : rule["ports"]) ports.insert(p["port"].as<std::string>());
+      if (ports.count("grpc")) {
+        ASSERT_TRUE(rule["from"]) << target << ": the gRPC port is open to everyone";
+        for (const YAML::Node& from : rule["from"]) {
+          grpc_from.insert(
+              from["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as<std::string>());
+        }
+      }
+      if (ports.count("metrics") && !rule["from"]) metrics_open = true;
+    }
+    EXPECT_EQ(grpc_from, allowed) << target;
+    EXPECT_TRUE(metrics_open) << target << ": Prometheus must reach the metrics port";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Overlays, KustomizeOverlayTest,
                          ::testing::Values("simulator", "together"));
 

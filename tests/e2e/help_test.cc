@@ -69,7 +69,8 @@ TEST(HelpTest, EveryFlagTheReadmeNamesExists) {
   std::stringstream readme;
   readme << in.rdbuf();
   // Flags of other programs the README shows in commands.
-  const std::set<std::string> others = {"--build", "--fail-with-body", "--test-dir"};
+  const std::set<std::string> others = {"--build", "--fail-with-body", "--test-dir",
+                                        "--help",  "--helpfull",       "--helpshort"};
   const std::string text = readme.str();
   std::regex flag("--[a-z][a-z_0-9-]*");
   int checked = 0;

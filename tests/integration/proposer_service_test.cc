@@ -189,7 +189,7 @@ TEST_F(ProposerServiceTest, MetricsHaveHistogramsAndCountersWithTheModelLabel) {
           R"(moa_upstream_request_duration_seconds_bucket{model="m1",outcome="ok",le="300"} 3)"));
   EXPECT_THAT(m, HasSubstr(R"(moa_upstream_time_to_first_token_seconds_count{model="m1"} 3)"));
   EXPECT_THAT(
-      m, HasSubstr(R"(moa_upstream_time_to_first_token_seconds_bucket{model="m1",le="0.01"})"));
+      m, HasSubstr(R"(moa_upstream_time_to_first_token_seconds_bucket{model="m1",le="0.025"})"));
   EXPECT_THAT(m,
               HasSubstr(R"(moa_upstream_inter_token_latency_seconds_bucket{model="m1",le="5"})"));
   EXPECT_THAT(m, HasSubstr(R"(moa_upstream_tokens_total{direction="completion",model="m1"} 48)"));

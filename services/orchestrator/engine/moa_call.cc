@@ -227,14 +227,16 @@ void MoaCall::StartLayerLocked(size_t layer) {
 }
 
 std::vector<std::string> MoaCall::FinalModels() const {
-  // The aggregator, once more (gRPC picks another replica when there is
-  // one), then each fallback in order.
-  std::vector<std::string> models = {options_.pipeline.aggregator, options_.pipeline.aggregator};
+  // The aggregator, up to twice more (gRPC picks another replica when there
+  // is one; a failure may also come from a replica of the model behind it),
+  // then each fallback in order.
+  std::vector<std::string> models = {options_.pipeline.aggregator, options_.pipeline.aggregator,
+                                     options_.pipeline.aggregator};
   for (const std::string& m : options_.pipeline.aggregator_fallbacks) models.push_back(m);
   return models;
 }
 
-size_t MoaCall::FinalMetricsIndex(size_t attempt) { return attempt < 2 ? 0 : attempt - 1; }
+size_t MoaCall::FinalMetricsIndex(size_t attempt) { return attempt < 3 ? 0 : attempt - 2; }
 
 void MoaCall::StartFinalLocked(size_t attempt) {
   if (attempt == 0) {

@@ -36,6 +36,7 @@ class InlineProposer final : public v1::ProposerService::CallbackService {
     if (text == "busy") {
       absl::Status busy = absl::ResourceExhaustedError("busy");
       SetRetryAfter(busy, absl::Milliseconds(1500));
+      MarkFromUpstream(busy);
       reactor->Complete(busy);
       return reactor;
     }
@@ -106,6 +107,8 @@ TEST_F(GrpcBackendsTest, WholeTextComesAsOneDeltaBeforeTheCompletion) {
 TEST_F(GrpcBackendsTest, AnErrorKeepsItsCodeAndSendsItsRetryDelayAsTrailer) {
   auto observer = Call("busy", /*whole_text=*/false);
   EXPECT_EQ(observer->result().status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(GetRetryAfter(observer->result().status()), absl::Seconds(2)) << "whole seconds";
+  EXPECT_TRUE(IsFromUpstream(observer->result().status()));
   // The trailer, read with a plain stub.
   auto stub = v1::ProposerService::NewStub(backend_->ChannelFor("m"));
   grpc::ClientContext context;

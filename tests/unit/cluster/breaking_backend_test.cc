@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "lib/base/retry_after.h"
 #include "tests/fakes/fake_generation_backend.h"
 #include "tests/support/recording_observer.h"
 
@@ -18,14 +19,20 @@ using ::testing::HasSubstr;
 TEST(BreakingBackendTest, AModelThatKeepsFailingFailsFastWithoutACall) {
   FakeGenerationBackend inner([](const GenerationCall& c) {
     if (c.model == "down") {
-      return FakeGenerationBackend::Reply{{}, absl::UnavailableError("connection refused")};
+      absl::Status s = absl::UnavailableError("model down: HTTP 503");
+      MarkFromUpstream(s);
+      return FakeGenerationBackend::Reply{{}, s};
+    }
+    if (c.model == "restarting") {  // Our own replica, not the model.
+      return FakeGenerationBackend::Reply{{}, absl::UnavailableError("Socket closed")};
     }
     return FakeGenerationBackend::Reply{{"ok"}, FakeGenerationBackend::Ok()};
   });
   FakeClock clock;
   std::vector<std::string> opened;
-  BreakingBackend backend(&inner, {"down", "up"}, {.min_calls = 3, .cooldown = absl::Seconds(5)},
-                          &clock, [&](const std::string& model, CircuitBreaker::State s) {
+  BreakingBackend backend(&inner, {"down", "up", "restarting"},
+                          {.min_calls = 3, .cooldown = absl::Seconds(5)}, &clock,
+                          [&](const std::string& model, CircuitBreaker::State s) {
                             if (s == CircuitBreaker::State::kOpen) opened.push_back(model);
                           });
   auto call = [&](const std::string& model) {
@@ -43,8 +50,11 @@ TEST(BreakingBackendTest, AModelThatKeepsFailingFailsFastWithoutACall) {
   EXPECT_THAT(fast.message(), HasSubstr("model down is cooling down"));
   EXPECT_EQ(inner.calls().size(), calls_before) << "no call reached the backend";
   EXPECT_TRUE(call("up").ok());
+  for (int i = 0; i < 10; ++i) EXPECT_FALSE(call("restarting").ok());
+  EXPECT_THAT(opened, ::testing::ElementsAre("down"))
+      << "failures of the path to a model are not the model's";
   EXPECT_TRUE(call("elsewhere").ok()) << "a model without a breaker passes through";
-  EXPECT_EQ(inner.calls().size(), calls_before + 2);
+  EXPECT_EQ(inner.calls().size(), calls_before + 12);
 }
 
 }  // namespace

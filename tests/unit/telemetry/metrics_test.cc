@@ -3,6 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
+#include "lib/telemetry/buckets.h"
 #include "lib/telemetry/call_metrics.h"
 #include "lib/telemetry/orchestrator_metrics.h"
 #include "lib/telemetry/upstream_metrics.h"
@@ -110,6 +113,32 @@ TEST(UpstreamMetricsTest, OnlyRetryableOutcomesCountAsRetries) {
       Value(registry, "moa_upstream_requests_total", {{"model", "m"}, {"outcome", "unavailable"}}),
       1);
   EXPECT_EQ(Value(registry, "moa_upstream_inflight", {{"model", "m"}}), 0);
+}
+
+}  // namespace
+}  // namespace moa::telemetry
+
+namespace moa::telemetry {
+namespace {
+
+// Where MoA lives (0.5-30 s per request or call, 0.05-10 s to a first
+// token), neighbouring bucket edges are at most a third apart from 1 s up
+// and at most half apart below.
+TEST(BucketsTest, ResolveWhereMoaLives) {
+  auto check = [](const std::vector<double>& b, double from, double to) {
+    ASSERT_TRUE(std::is_sorted(b.begin(), b.end()));
+    for (size_t i = 1; i < b.size(); ++i) {
+      if (b[i - 1] < from || b[i] > to) continue;
+      EXPECT_LE(b[i] / b[i - 1], 1.5 + 1e-9) << b[i - 1] << " -> " << b[i];
+      if (b[i - 1] >= 1) {
+        EXPECT_LE(b[i] / b[i - 1], 1.34) << b[i - 1] << " -> " << b[i];
+      }
+    }
+    EXPECT_LE(b.front(), from);
+    EXPECT_GE(b.back(), to);
+  };
+  check(DurationBuckets(), 0.5, 30);
+  check(TimeToFirstTokenBuckets(), 0.05, 10);
 }
 
 }  // namespace
