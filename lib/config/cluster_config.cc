@@ -166,6 +166,22 @@ absl::StatusOr<Limits> ParseLimits(const Reader& r, const YAML::Node& node) {
   return l;
 }
 
+}  // namespace
+
+std::vector<std::vector<std::string>> SlotNames(const std::vector<std::vector<std::string>>& layers,
+                                                const std::vector<std::vector<Sample>>& samples) {
+  std::vector<std::vector<std::string>> names = layers;
+  for (size_t i = 0; i < names.size() && i < samples.size(); ++i) {
+    for (size_t j = 0; j < names[i].size() && j < samples[i].size(); ++j) {
+      if (samples[i][j].index > 0)
+        names[i][j] = absl::StrCat(names[i][j], "#", samples[i][j].index);
+    }
+  }
+  return names;
+}
+
+namespace {
+
 absl::StatusOr<LayerPolicy> ParseLayerPolicy(const Reader& r, const YAML::Node& node,
                                              const std::string& path) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
@@ -216,16 +232,54 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
       return r.Error(layer, absl::StrCat(layer_path, " must be a non-empty list of model names"));
     }
     std::vector<std::string> models;
+    std::vector<Sample> samples;
     for (size_t j = 0; j < layer.size(); ++j) {
-      MOA_ASSIGN_OR_RETURN(std::string m,
-                           r.String(layer[j], absl::StrCat(layer_path, "[", j, "]")));
-      if (cfg.FindModel(m) == nullptr) {
-        return r.Error(layer[j], absl::StrCat(layer_path, " names model '", m,
-                                              "', which is not defined under models"));
+      const std::string entry_path = absl::StrCat(layer_path, "[", j, "]");
+      // A model name, or {model: X, samples: N, temperatures: [...]} (Self-MoA).
+      const YAML::Node model_node = layer[j].IsMap() ? layer[j]["model"] : layer[j];
+      if (layer[j].IsMap()) {
+        MOA_RETURN_IF_ERROR(
+            r.CheckKeys(layer[j], entry_path, {"model", "samples", "temperatures"}));
+        if (!model_node) return r.Error(layer[j], entry_path + ".model is required");
       }
-      models.push_back(std::move(m));
+      MOA_ASSIGN_OR_RETURN(std::string m, r.String(model_node, entry_path));
+      if (cfg.FindModel(m) == nullptr) {
+        return r.Error(model_node, absl::StrCat(layer_path, " names model '", m,
+                                                "', which is not defined under models"));
+      }
+      if (!layer[j].IsMap()) {
+        models.push_back(std::move(m));
+        samples.push_back({});
+        continue;
+      }
+      int count = 1;
+      if (layer[j]["samples"]) {
+        MOA_ASSIGN_OR_RETURN(count, r.Int(layer[j]["samples"], entry_path + ".samples", 1));
+      }
+      std::vector<double> temperatures;
+      if (const YAML::Node t = layer[j]["temperatures"]) {
+        if (!t.IsSequence() || static_cast<int>(t.size()) != count) {
+          return r.Error(t, absl::StrCat(entry_path,
+                                         ".temperatures must list one temperature per "
+                                         "sample (",
+                                         count, ")"));
+        }
+        for (size_t k = 0; k < t.size(); ++k) {
+          MOA_ASSIGN_OR_RETURN(
+              double v, r.Number(t[k], absl::StrCat(entry_path, ".temperatures[", k, "]"), 0, 2));
+          temperatures.push_back(v);
+        }
+      }
+      for (int k = 1; k <= count; ++k) {
+        models.push_back(m);
+        Sample s;
+        s.index = k;
+        if (!temperatures.empty()) s.temperature = temperatures[static_cast<size_t>(k - 1)];
+        samples.push_back(s);
+      }
     }
     p.layers.push_back(std::move(models));
+    p.samples.push_back(std::move(samples));
   }
   const Limits& limits = cfg.limits;
   if (static_cast<int>(p.layers.size()) > limits.max_layers) {

@@ -41,6 +41,22 @@ struct ModelConfig {
   std::optional<UpstreamConfig> upstream;
 };
 
+// One of several samples of the same model in a layer (Self-MoA): its
+// number (1-based; 0 for a model listed once) and its own temperature.
+// Samples get distinct seeds (see SlotNames and the orchestrator's README).
+struct Sample {
+  int index = 0;
+  std::optional<double> temperature;
+  bool operator==(const Sample& o) const {
+    return index == o.index && temperature == o.temperature;
+  }
+};
+
+// The name each slot of each layer goes by in events, references and
+// metrics: the model, or "model#k" for sample k.
+std::vector<std::vector<std::string>> SlotNames(const std::vector<std::vector<std::string>>& layers,
+                                                const std::vector<std::vector<Sample>>& samples);
+
 // When a proposer layer goes on without its slowest models (the `policy:`
 // of a pipeline, or a request's override). Unset fields take the defaults
 // of the orchestrator's engine (services/orchestrator/engine/layer_policy.h).
@@ -61,7 +77,9 @@ struct LayerPolicy {
 struct PipelineConfig {
   std::string name;
   std::vector<std::vector<std::string>> layers;  // Proposer layers, each non-empty.
-  std::string aggregator;                        // Model that writes the final answer.
+  // Same shape as `layers`: which slots are samples of one model.
+  std::vector<std::vector<Sample>> samples;
+  std::string aggregator;  // Model that writes the final answer.
   // Models that write the final answer, in order, when the aggregator's
   // call fails before the first byte of the answer reached the client.
   std::vector<std::string> aggregator_fallbacks;

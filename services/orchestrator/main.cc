@@ -85,7 +85,8 @@ int main(int argc, char** argv) {
   auto registry = std::make_shared<prometheus::Registry>();
   std::vector<moa::telemetry::PipelineShape> shapes;
   for (const auto& p : config->pipelines) {
-    shapes.push_back({p.name, p.layers, p.aggregator, p.aggregator_fallbacks});
+    shapes.push_back({p.name, moa::config::SlotNames(p.layers, p.samples), p.aggregator,
+                      p.aggregator_fallbacks});
   }
   moa::telemetry::OrchestratorMetrics metrics(*registry, shapes);
   auto metrics_server = moa::telemetry::MetricsServer::Start(

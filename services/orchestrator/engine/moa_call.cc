@@ -27,9 +27,9 @@ MoaCall::MoaCall(Options options, const MoaEnv& env, std::shared_ptr<MoaCallSink
     : options_(std::move(options)),
       backends_(env.backends),
       clock_(env.clock),
-      metrics_(
-          env.metrics->For({options_.pipeline.name, options_.pipeline.layers,
-                            options_.pipeline.aggregator, options_.pipeline.aggregator_fallbacks})),
+      slot_names_(config::SlotNames(options_.pipeline.layers, options_.pipeline.samples)),
+      metrics_(env.metrics->For({options_.pipeline.name, slot_names_, options_.pipeline.aggregator,
+                                 options_.pipeline.aggregator_fallbacks})),
       sink_(std::move(sink)),
       accepted_(clock_->Now()) {}
 
@@ -47,7 +47,7 @@ void MoaCall::Begin() {
     v1::ChatEvent event;
     v1::Accepted* accepted = event.mutable_accepted();
     accepted->set_pipeline(options_.pipeline.name);
-    for (const auto& layer : options_.pipeline.layers) {
+    for (const auto& layer : slot_names_) {
       auto* l = accepted->add_layers();
       for (const auto& m : layer) l->add_models(m);
     }
@@ -179,6 +179,12 @@ cluster::GenerationCall MoaCall::LayerCall(const std::string& model,
   return call;
 }
 
+config::Sample MoaCall::SampleAt(size_t layer, size_t slot) const {
+  const auto& samples = options_.pipeline.samples;
+  if (layer >= samples.size() || slot >= samples[layer].size()) return {};
+  return samples[layer][slot];
+}
+
 cluster::GenerationBackend* MoaCall::LayerBackend(int layer) const {
   return layer == 1 ? backends_.proposers : backends_.aggregator;
 }
@@ -210,19 +216,28 @@ void MoaCall::StartLayerLocked(size_t layer) {
   std::vector<synthesis::Reference> refs = std::move(references_);
   references_.clear();
   layer_inputs_ = refs;  // Kept for fallback calls.
+  const std::vector<std::string>& names = slot_names_[layer - 1];
   for (size_t i = 0; i < models.size(); ++i) {
-    proposals_[i].model = models[i];
+    proposals_[i].model = names[i];  // "x#2" for sample 2 of model x.
     proposals_[i].primary = models[i];
     proposals_[i].started = layer_started_;
     v1::ChatEvent event;
     auto* ref = event.mutable_proposal_started()->mutable_ref();
     ref->set_layer(static_cast<int>(layer));
-    ref->set_model(models[i]);
+    ref->set_model(names[i]);
     EmitLocked(std::move(event));
   }
   for (size_t i = 0; i < models.size(); ++i) {
-    to_start_.push_back({LayerBackend(static_cast<int>(layer)), LayerCall(models[i], refs),
-                         static_cast<int>(layer), i});
+    cluster::GenerationCall call = LayerCall(models[i], refs);
+    const config::Sample sample = SampleAt(layer - 1, i);
+    if (sample.index > 0) {
+      // Samples of one model differ by seed (the request's, or 1, plus the
+      // sample's number less one) and, when configured, temperature.
+      call.params.seed = call.params.seed.value_or(1) + sample.index - 1;
+      if (sample.temperature) call.params.temperature = sample.temperature;
+    }
+    to_start_.push_back(
+        {LayerBackend(static_cast<int>(layer)), std::move(call), static_cast<int>(layer), i});
   }
 }
 

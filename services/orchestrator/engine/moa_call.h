@@ -99,6 +99,7 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   cluster::GenerationCall LayerCall(const std::string& model,
                                     std::vector<synthesis::Reference> refs) const;
   cluster::GenerationBackend* LayerBackend(int layer) const;
+  config::Sample SampleAt(size_t layer, size_t slot) const;
   void EmitFailedLocked(int layer, const std::string& model, const absl::Status& status,
                         absl::string_view note) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Carries out what was decided under mu_: cancels, then starts, until
@@ -137,6 +138,9 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   const Options options_;
   const MoaBackends backends_;
   const Clock* const clock_;
+  // Each layer slot's name in events, references and metrics ("x#2" for
+  // sample 2 of model x).
+  const std::vector<std::vector<std::string>> slot_names_;
   // Resolved once for the call. Its children are leaves (an atomic, or a
   // histogram's own short lock) that never call back, so they may be
   // touched under mu_.

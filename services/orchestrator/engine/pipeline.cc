@@ -101,6 +101,7 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
   }
   out.name = p->name;
   out.layers = p->layers;
+  out.samples = p->samples;
   out.aggregator = p->aggregator;
   out.aggregator_fallbacks = p->aggregator_fallbacks;
   out.policy = p->policy;

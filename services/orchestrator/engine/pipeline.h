@@ -17,6 +17,8 @@ namespace moa::orchestrator {
 struct ResolvedPipeline {
   std::string name;  // Config name, or "inline" for a spec.
   std::vector<std::vector<std::string>> layers;
+  // As PipelineConfig::samples (Self-MoA); empty for an inline spec.
+  std::vector<std::vector<config::Sample>> samples;
   std::string aggregator;
   // Tried in order when the final answer fails before its first byte.
   std::vector<std::string> aggregator_fallbacks;

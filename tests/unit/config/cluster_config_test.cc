@@ -301,3 +301,37 @@ TEST(ClusterConfigTest, AggregatorFallbacksAreModelsOfTheCluster) {
 
 }  // namespace
 }  // namespace moa::config
+
+namespace moa::config {
+namespace {
+
+TEST(ClusterConfigTest, ALayerMaySampleOneModelSeveralTimes) {
+  auto cfg = ParseClusterConfig(
+      "models:\n  a: {endpoint: 'x:1'}\n  b: {endpoint: 'x:2'}\naggregator: {endpoint: 'x:3'}\n"
+      "pipelines:\n  self:\n    layers: [[{model: a, samples: 3, temperatures: [0.2, 0.7, 1.0]}, "
+      "b]]\n    aggregator: a\n",
+      "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  const PipelineConfig& p = cfg->pipelines[0];
+  EXPECT_THAT(p.layers[0], ::testing::ElementsAre("a", "a", "a", "b"));
+  ASSERT_EQ(p.samples[0].size(), 4u);
+  EXPECT_EQ(p.samples[0][1].index, 2);
+  EXPECT_EQ(p.samples[0][1].temperature, 0.7);
+  EXPECT_EQ(p.samples[0][3].index, 0) << "b is listed once";
+  EXPECT_THAT(SlotNames(p.layers, p.samples)[0], ::testing::ElementsAre("a#1", "a#2", "a#3", "b"));
+  auto bad = ParseClusterConfig(
+      "models:\n  a: {endpoint: 'x:1'}\naggregator: {endpoint: 'x:3'}\n"
+      "pipelines:\n  self: {layers: [[{model: a, samples: 2, temperatures: [0.5]}]], "
+      "aggregator: a}\n",
+      "test.yaml");
+  EXPECT_THAT(bad.status().message(),
+              ::testing::HasSubstr("layers[0][0].temperatures must list one temperature per"));
+  auto many = ParseClusterConfig(
+      "models:\n  a: {endpoint: 'x:1'}\naggregator: {endpoint: 'x:3'}\n"
+      "pipelines:\n  self: {layers: [[{model: a, samples: 17}]], aggregator: a}\n",
+      "test.yaml");
+  EXPECT_THAT(many.status().message(), ::testing::HasSubstr("limits.max_models_per_layer (16)"));
+}
+
+}  // namespace
+}  // namespace moa::config

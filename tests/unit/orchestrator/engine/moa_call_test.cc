@@ -334,6 +334,32 @@ TEST_F(MoaCallTest, ALayerModelThatFailsBeforeAnyTextIsReplacedByItsFallbackInIt
   EXPECT_THAT(failure, HasSubstr("asking its fallback spare"));
 }
 
+TEST_F(MoaCallTest, SamplesOfOneModelGetDistinctSeedsAndNamesThatTellThemApart) {
+  FakeGenerationBackend proposers(Answer), aggregator(Answer);
+  MoaCall::Options o;
+  o.pipeline.name = "self";
+  o.pipeline.layers = {{"x", "x", "x"}};
+  o.pipeline.samples = {{{1, std::nullopt}, {2, 0.9}, {3, std::nullopt}}};
+  o.pipeline.aggregator = "agg";
+  o.pipeline.params.seed = 40;
+  o.policy.min_proposals = 3;  // The fake answers at once: no grace for a third.
+  o.conversation = {{llm::Role::kUser, "question"}};
+  MoaCall::Start(std::move(o), {{&proposers, &aggregator}, &metrics_, &clock_}, sink_);
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  std::vector<int64_t> seeds;
+  for (const auto& c : proposers.calls()) {
+    EXPECT_EQ(c.model, "x") << "every sample asks model x";
+    seeds.push_back(c.params.seed.value_or(-1));
+  }
+  EXPECT_THAT(seeds, ElementsAre(40, 41, 42));
+  EXPECT_EQ(proposers.calls()[1].params.temperature, 0.9);
+  std::vector<std::string> refs;
+  const auto agg_calls = aggregator.calls();
+  for (const auto& r : agg_calls[0].references) refs.push_back(r.model);
+  EXPECT_THAT(refs, ElementsAre("x#1", "x#2", "x#3"));
+  EXPECT_THAT(sink_->events()[0].accepted().layers(0).models(), ElementsAre("x#1", "x#2", "x#3"));
+}
+
 // ---- The layer policy, on the fake clock.
 
 class LayerPolicyCallTest : public MoaCallTest {
