@@ -8,7 +8,11 @@
 namespace moa {
 namespace {
 
-bool IsFailure(const absl::Status& status) {
+bool IsNeutral(const absl::Status& status) { return !status.ok() && !IsModelFailure(status); }
+
+}  // namespace
+
+bool IsModelFailure(const absl::Status& status) {
   switch (status.code()) {
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
@@ -19,10 +23,6 @@ bool IsFailure(const absl::Status& status) {
       return false;
   }
 }
-
-bool IsNeutral(const absl::Status& status) { return !status.ok() && !IsFailure(status); }
-
-}  // namespace
 
 absl::string_view BreakerStateName(CircuitBreaker::State state) {
   switch (state) {
@@ -75,7 +75,7 @@ void CircuitBreaker::Record(const absl::Status& status) {
       if (status.ok()) {
         state_ = State::kClosed;
         ResetWindowLocked();
-      } else if (IsFailure(status)) {
+      } else if (IsModelFailure(status)) {
         OpenLocked(
             now, options_.cooldown,
             absl::StrCat("its probe call failed: ", absl::StatusCodeToString(status.code())));

@@ -82,6 +82,12 @@ class CircuitBreaker {
 
 absl::string_view BreakerStateName(CircuitBreaker::State state);
 
+// UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL or RESOURCE_EXHAUSTED: the model
+// or the path to it failed, so another attempt or another model may answer.
+// Any other error is the request's own (another model would fail the same
+// way) or a cancel. Breakers count these; the orchestrator retries on them.
+bool IsModelFailure(const absl::Status& status);
+
 }  // namespace moa
 
 #endif  // MOA_LIB_BASE_CIRCUIT_BREAKER_H_

@@ -107,7 +107,6 @@ class WriteQueue {
   Message& in_flight() { return in_flight_; }
 
   bool broken() const { return broken_; }
-  bool closed() const { return closed_; }
   bool finished() const { return finished_; }
   bool writing() const { return writing_; }
   bool idle() const { return !writing_ && queue_.empty(); }

@@ -28,11 +28,6 @@ class Recorder final : public GenerationObserver {
   const std::shared_ptr<GenerationObserver> inner_;
 };
 
-class EndedHandle final : public llm::CallHandle {
- public:
-  void Cancel() override {}
-};
-
 }  // namespace
 
 BreakingBackend::BreakingBackend(GenerationBackend* inner, const std::vector<std::string>& models,
@@ -53,14 +48,9 @@ std::shared_ptr<llm::CallHandle> BreakingBackend::Start(
   CircuitBreaker* breaker = it->second.get();
   if (absl::Status admitted = breaker->Admit(); !admitted.ok()) {
     observer->OnDone(std::move(admitted));
-    return std::make_shared<EndedHandle>();
+    return llm::EndedCall();
   }
   return inner_->Start(std::move(call), std::make_shared<Recorder>(breaker, std::move(observer)));
-}
-
-const CircuitBreaker* BreakingBackend::breaker(const std::string& model) const {
-  auto it = breakers_.find(model);
-  return it == breakers_.end() ? nullptr : it->second.get();
 }
 
 }  // namespace moa::cluster

@@ -29,9 +29,6 @@ class BreakingBackend final : public GenerationBackend {
   std::shared_ptr<llm::CallHandle> Start(GenerationCall call,
                                          std::shared_ptr<GenerationObserver> observer) override;
 
-  // The model's breaker, or nullptr.
-  const CircuitBreaker* breaker(const std::string& model) const;
-
  private:
   GenerationBackend* const inner_;
   std::map<std::string, std::unique_ptr<CircuitBreaker>, std::less<>> breakers_;

@@ -142,12 +142,6 @@ std::shared_ptr<CallContext> NewContext(absl::Time deadline,
   return ctx;
 }
 
-// Already-finished call, for errors found before anything was sent.
-class DoneHandle final : public llm::CallHandle {
- public:
-  void Cancel() override {}
-};
-
 }  // namespace
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
@@ -185,7 +179,7 @@ std::shared_ptr<llm::CallHandle> ProposerBackend::Start(
   if (it == proposers_.end()) {
     observer->OnDone(absl::NotFoundError(
         absl::StrCat("model ", call.model, " is not defined in the cluster config")));
-    return std::make_shared<DoneHandle>();
+    return llm::EndedCall();
   }
   auto ctx = NewContext(call.deadline, it->second.channel);
   auto request = std::make_unique<v1::GenerateRequest>();

@@ -22,18 +22,13 @@ class Recorder final : public StreamObserver {
   const std::shared_ptr<StreamObserver> inner_;
 };
 
-class EndedHandle final : public CallHandle {
- public:
-  void Cancel() override {}
-};
-
 }  // namespace
 
 std::shared_ptr<CallHandle> BreakingClient::Start(ChatRequest request,
                                                   std::shared_ptr<StreamObserver> observer) {
   if (absl::Status admitted = breaker_->Admit(); !admitted.ok()) {
     observer->OnDone(std::move(admitted));
-    return std::make_shared<EndedHandle>();
+    return EndedCall();
   }
   return inner_->Start(std::move(request),
                        std::make_shared<Recorder>(breaker_, std::move(observer)));

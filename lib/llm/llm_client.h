@@ -43,6 +43,17 @@ class LlmClient {
                                             std::shared_ptr<StreamObserver> observer) = 0;
 };
 
+// The handle of a call that ended before it started (refused at once, its
+// OnDone already delivered): Cancel does nothing.
+inline std::shared_ptr<CallHandle> EndedCall() {
+  class Ended final : public CallHandle {
+   public:
+    void Cancel() override {}
+  };
+  static const auto ended = std::make_shared<Ended>();
+  return ended;
+}
+
 }  // namespace moa::llm
 
 #endif  // MOA_LIB_LLM_LLM_CLIENT_H_

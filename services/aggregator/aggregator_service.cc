@@ -53,6 +53,11 @@ absl::StatusOr<cluster::GenerationCall> PlanAggregate(const v1::AggregateRequest
   call.messages = synthesis::WithReferences(*messages, refs, options.instruction);
   call.params = *std::move(params);
   call.whole_text = request.whole_text();
+  if (static_cast<int64_t>(request.continue_from().size()) > limits.max_answer_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("continue_from is ", request.continue_from().size(),
+                     " bytes, over limits.max_answer_bytes (", limits.max_answer_bytes, ")"));
+  }
   call.continue_from = request.continue_from();
   return call;
 }

@@ -69,6 +69,12 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
     }
     chat.messages = *std::move(messages);
     chat.params = *std::move(params);
+    if (static_cast<int64_t>(request.continue_from().size()) > shared_.options.max_answer_bytes) {
+      Complete(absl::InvalidArgumentError(absl::StrCat(
+          "continue_from is ", request.continue_from().size(),
+          " bytes, over limits.max_answer_bytes (", shared_.options.max_answer_bytes, ")")));
+      return;
+    }
     if (!request.continue_from().empty()) {
       AskToContinue(shared_.options.continuation, request.continue_from(), &chat);
     }

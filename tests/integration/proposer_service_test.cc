@@ -499,6 +499,24 @@ TEST_F(ProposerServiceTest, AnAnswerSoFarIsContinuedInTheUpstreamsWay) {
   }
 }
 
+TEST_F(ProposerServiceTest, AnAnswerSoFarOverTheAnswerLimitIsRefusedBeforeAnyCall) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  telemetry::UpstreamMetrics metrics(*registry, "inline");
+  InlineClient client;
+  ProposerService service({.model = "inline", .max_answer_bytes = 8}, &client, &metrics);
+  auto server =
+      *server::GrpcServer::Start({.host = "127.0.0.1", .port = 0, .name = "test"}, {&service});
+  Proposer p;
+  p.stub = v1::ProposerService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", server->port()), grpc::InsecureChannelCredentials()));
+  v1::GenerateRequest request = Question("ping");
+  request.set_continue_from("nine bytes");
+  Result r = Generate(p, request);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("limits.max_answer_bytes (8)"));
+  EXPECT_TRUE(client.last().messages.empty()) << "no upstream call";
+}
+
 TEST_F(ProposerServiceTest, AClientThatAnswersInsideStartIsStreamedWhole) {
   auto registry = std::make_shared<prometheus::Registry>();
   telemetry::UpstreamMetrics metrics(*registry, "inline");

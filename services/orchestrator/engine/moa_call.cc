@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "lib/base/circuit_breaker.h"
 #include "lib/telemetry/outcome.h"
 #include "lib/wire/wire.h"
 
@@ -139,16 +140,7 @@ void MoaCall::CutStragglersLocked() {
 bool MoaCall::CanRetryFinalLocked(size_t attempt, const absl::Status& status,
                                   absl::Time now) const {
   if (cancelled_ || now >= options_.deadline) return false;
-  if (attempt + 1 >= FinalModels().size()) return false;
-  switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kInternal:
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kDeadlineExceeded:
-      return true;
-    default:
-      return false;  // The request itself is at fault: another model would fail too.
-  }
+  return attempt + 1 < FinalModels().size() && IsModelFailure(status);
 }
 
 std::string MoaCall::WhereTimeWentLocked() const {
@@ -327,16 +319,7 @@ bool MoaCall::StartFallbackLocked(int layer, size_t index, const absl::Status& s
   if (it == options_.pipeline.fallbacks.end() || p.fallback >= it->second.size()) return false;
   if (!p.text.empty() || cancelled_) return false;
   const absl::Time now = clock_->Now();
-  if (now >= options_.deadline) return false;
-  switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kInternal:
-    case absl::StatusCode::kDeadlineExceeded:
-      break;
-    default:
-      return false;  // The request's own fault: another model would fail too.
-  }
+  if (now >= options_.deadline || !IsModelFailure(status)) return false;
   const std::string next = it->second[p.fallback++];
   metrics_->CallDone(static_cast<size_t>(layer - 1), index, telemetry::OutcomeOf(status),
                      now - p.started);

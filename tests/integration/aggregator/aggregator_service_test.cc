@@ -103,6 +103,13 @@ TEST_F(AggregatorServiceTest, ARequestOutsideTheClusterIsRefusedBeforeAnyCall) {
   backend_->Start(Synthesis("ghost"), observer);
   ASSERT_TRUE(observer->WaitDone(absl::Seconds(10)));
   EXPECT_EQ(observer->result().status().code(), absl::StatusCode::kNotFound);
+  cluster::GenerationCall too_long = Synthesis("z");
+  too_long.continue_from = std::string((1 << 20) + 1, 'x');  // Over limits.max_answer_bytes.
+  observer = std::make_shared<RecordingObserver>();
+  backend_->Start(too_long, observer);
+  ASSERT_TRUE(observer->WaitDone(absl::Seconds(10)));
+  EXPECT_EQ(observer->result().status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(observer->result().status().message(), HasSubstr("continue_from"));
   cluster::GenerationCall no_refs = Synthesis("z");
   no_refs.references.clear();
   observer = std::make_shared<RecordingObserver>();
