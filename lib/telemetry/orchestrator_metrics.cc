@@ -1,5 +1,7 @@
 #include "lib/telemetry/orchestrator_metrics.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "lib/telemetry/buckets.h"
 #include "lib/telemetry/children.h"
 
@@ -84,7 +86,18 @@ std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::For(const PipelineSh
   for (const auto& [configured, metrics] : configured_) {
     if (configured == shape) return metrics;
   }
-  return Build(shape);
+  std::string key = shape.name;
+  for (const auto& layer : shape.layers) absl::StrAppend(&key, "|", absl::StrJoin(layer, ","));
+  absl::StrAppend(&key, "|", shape.aggregator, "|", absl::StrJoin(shape.aggregator_fallbacks, ","));
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = inline_.find(key); it != inline_.end()) return it->second;
+  }
+  // Built outside the lock: Family::Add takes the family's own.
+  std::shared_ptr<const PipelineMetrics> built = Build(shape);
+  absl::MutexLock lock(&mu_);
+  if (inline_.size() < kMaxInlineShapes) inline_.emplace(std::move(key), built);
+  return built;
 }
 
 std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::Build(const PipelineShape& shape) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "lib/telemetry/outcome.h"
 #include "prometheus/counter.h"
@@ -70,8 +71,9 @@ class OrchestratorMetrics {
   // Builds the children of the configured pipelines up front.
   OrchestratorMetrics(prometheus::Registry& registry, const std::vector<PipelineShape>& pipelines);
 
-  // The children for one request: a configured pipeline's are shared, an
-  // inline spec's are resolved now (once per request, never per event).
+  // The children for one request: a configured pipeline's are shared; an
+  // inline spec's are resolved on its shape's first request and kept (at
+  // most kMaxInlineShapes shapes; past that, resolved per request).
   std::shared_ptr<const PipelineMetrics> For(const PipelineShape& shape);
 
  private:
@@ -88,6 +90,9 @@ class OrchestratorMetrics {
   prometheus::Family<prometheus::Counter>& resumes_;
   // Written only in the constructor.
   std::vector<std::pair<PipelineShape, std::shared_ptr<const PipelineMetrics>>> configured_;
+  static constexpr size_t kMaxInlineShapes = 256;
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<const PipelineMetrics>> inline_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace moa::telemetry

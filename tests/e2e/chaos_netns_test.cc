@@ -47,7 +47,8 @@ class Hosts {
   Hosts() : tag_(absl::StrCat(getpid() % 100000)) {
     bridge_ = "moab" + tag_;
     ok_ = Ip({"link", "add", bridge_, "type", "bridge"}) &&
-          Ip({"addr", "add", "10.77.0.1/24", "dev", bridge_}) && Ip({"link", "set", bridge_, "up"});
+          Ip({"addr", "add", subnet_ + "1/24", "dev", bridge_}) &&
+          Ip({"link", "set", bridge_, "up"});
   }
   ~Hosts() {
     for (const auto& [name, host] : hosts_) {
@@ -58,10 +59,10 @@ class Hosts {
   }
   bool ok() const { return ok_; }
 
-  // A host named `name` at 10.77.0.`octet`.
+  // A host named `name` at <subnet>.`octet`.
   bool Add(const std::string& name, int octet) {
     Host h{absl::StrCat("moa", tag_, "-", name), absl::StrCat("mv", tag_, "x", octet),
-           absl::StrCat("10.77.0.", octet)};
+           absl::StrCat(subnet_, octet)};
     const std::string peer = absl::StrCat("mp", tag_, "x", octet);
     hosts_[name] = h;
     return Ip({"netns", "add", h.ns}) &&
@@ -92,6 +93,9 @@ class Hosts {
     std::string ns, veth, address;
   };
   std::string tag_;
+  // A /24 of its own per run (from the pid, like the names), so two runs on
+  // one machine never share addresses or routes.
+  std::string subnet_ = absl::StrCat("10.", 100 + getpid() % 100, ".", getpid() / 100 % 250, ".");
   std::string bridge_;
   bool ok_ = false;
   std::map<std::string, Host> hosts_;

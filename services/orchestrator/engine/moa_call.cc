@@ -508,31 +508,35 @@ void MoaCall::FinishLocked(absl::Status status) {
   outbox_.Close();
 }
 
-void MoaCall::EmitLocked(v1::ChatEvent event) { outbox_.Push(std::move(event)); }
+void MoaCall::EmitLocked(v1::ChatEvent event) {
+  std::vector<v1::ChatEvent> one;
+  one.push_back(std::move(event));
+  outbox_.Push(std::move(one));
+}
 
 void MoaCall::Deliver() {
   while (true) {
-    v1::ChatEvent* event = nullptr;
+    std::vector<v1::ChatEvent>* batch = nullptr;
     absl::Status finish;
     {
       absl::MutexLock lock(&mu_);
       switch (outbox_.Next()) {
-        case WriteQueue<v1::ChatEvent>::Step::kWrite:
-          event = &outbox_.in_flight();
+        case Outbox::Step::kWrite:
+          batch = &outbox_.in_flight();
           break;
-        case WriteQueue<v1::ChatEvent>::Step::kFinish:
+        case Outbox::Step::kFinish:
           finish = finish_status_;
           break;
-        case WriteQueue<v1::ChatEvent>::Step::kNone:
+        case Outbox::Step::kNone:
           return;  // Nothing to do, or another thread is delivering.
       }
     }
-    if (event == nullptr) {
+    if (batch == nullptr) {
       sink_->OnFinish(std::move(finish));
       return;
     }
-    // The event in flight is this thread's until WriteDone.
-    sink_->OnEvent(std::move(*event));
+    // The batch in flight is this thread's until WriteDone.
+    for (v1::ChatEvent& e : *batch) sink_->OnEvent(std::move(e));
     absl::MutexLock lock(&mu_);
     outbox_.WriteDone(true);
   }

@@ -178,7 +178,15 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   // Ordered delivery without calling the sink under mu_: events queue here,
   // and whichever thread finds no delivery in flight delivers the next one
   // (the sink's "write" is synchronous). Closed with finish_status_.
-  WriteQueue<v1::ChatEvent> outbox_ ABSL_GUARDED_BY(mu_);
+  // Events queued behind a delivery go out together: one batch per turn.
+  struct AppendBatch {
+    bool operator()(std::vector<v1::ChatEvent>& last, std::vector<v1::ChatEvent>& next) const {
+      for (v1::ChatEvent& e : next) last.push_back(std::move(e));
+      return true;
+    }
+  };
+  using Outbox = WriteQueue<std::vector<v1::ChatEvent>, AppendBatch>;
+  Outbox outbox_ ABSL_GUARDED_BY(mu_);
   absl::Status finish_status_ ABSL_GUARDED_BY(mu_);
 };
 

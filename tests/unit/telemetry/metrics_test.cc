@@ -61,6 +61,7 @@ TEST(OrchestratorMetricsTest, AConfiguredPipelinesChildrenAreSharedAndAnInlineOn
   EXPECT_EQ(metrics.For(moa), metrics.For(moa)) << "resolved once, at start-up";
   PipelineShape inline_spec{"inline", {{"a"}, {"a"}}, "agg"};
   auto children = metrics.For(inline_spec);
+  EXPECT_EQ(children, metrics.For(inline_spec)) << "an inline shape's children are kept too";
   children->RequestStarted();
   children->CallDone(1, 0, Outcome::kDeadline, absl::Seconds(1));
   children->Tokens(2, 0, 10, 4);
