@@ -255,6 +255,13 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
       int count = 1;
       if (layer[j]["samples"]) {
         MOA_ASSIGN_OR_RETURN(count, r.Int(layer[j]["samples"], entry_path + ".samples", 1));
+        // Checked before the samples are laid out: a huge count must not
+        // allocate before the layer's size limit is looked at.
+        if (count > cfg.limits.max_models_per_layer) {
+          return r.Error(layer[j]["samples"], absl::StrCat(entry_path, ".samples is ", count,
+                                                           ", over limits.max_models_per_layer (",
+                                                           cfg.limits.max_models_per_layer, ")"));
+        }
       }
       std::vector<double> temperatures;
       if (const YAML::Node t = layer[j]["temperatures"]) {

@@ -331,6 +331,13 @@ TEST(ClusterConfigTest, ALayerMaySampleOneModelSeveralTimes) {
       "pipelines:\n  self: {layers: [[{model: a, samples: 17}]], aggregator: a}\n",
       "test.yaml");
   EXPECT_THAT(many.status().message(), ::testing::HasSubstr("limits.max_models_per_layer (16)"));
+  auto huge = ParseClusterConfig(
+      "models:\n  a: {endpoint: 'x:1'}\naggregator: {endpoint: 'x:3'}\n"
+      "pipelines:\n  self: {layers: [[{model: a, samples: 2000000000}]], aggregator: a}\n",
+      "test.yaml");
+  EXPECT_THAT(huge.status().message(),
+              ::testing::HasSubstr(".samples is 2000000000, over limits.max_models_per_layer"))
+      << "refused before 2e9 slots are laid out";
 }
 
 }  // namespace
