@@ -216,6 +216,42 @@ TEST(DeployFilesTest, DockerComposeAcceptsTheComposeFileAndHasAServicePerEndpoin
   }
 }
 
+// The doors take any caller while MOA_API_KEYS is empty, so nothing is
+// published beyond loopback unless asked; every moa container's health check
+// probes its own service (the simulator over HTTP).
+TEST(DeployFilesTest, DockerComposePublishesOnLoopbackAndChecksEachServicesOwnPort) {
+  std::string out;
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "-u", "MOA_PUBLISH_ADDRESS", "docker-compose", "-f",
+                        kSource + "/deploy/docker-compose.yml", "config"},
+                       &out),
+            0)
+      << out;
+  YAML::Node compose = YAML::Load(out.substr(out.rfind("\n", out.find("services:")) + 1));
+  int published = 0;
+  for (const auto& service : compose["services"]) {
+    const std::string name = service.first.as<std::string>();
+    for (const YAML::Node& port : service.second["ports"]) {
+      ++published;
+      EXPECT_TRUE(absl::StartsWith(port.as<std::string>(), "127.0.0.1:"))
+          << name << " publishes " << port.as<std::string>();
+    }
+    if (!absl::StartsWith(service.second["image"].as<std::string>(""), "moa-cluster")) continue;
+    std::string command, port;
+    for (const YAML::Node& a : service.second["command"]) {
+      command += a.as<std::string>() + " ";
+      if (absl::StartsWith(a.as<std::string>(), "--port=")) port = a.as<std::string>().substr(7);
+    }
+    ASSERT_FALSE(port.empty()) << name << ": no --port in " << command;
+    std::string target = service.second["environment"]["MOA_HEALTH_TARGET"].as<std::string>("");
+    if (name == "upstream-sim") {
+      EXPECT_EQ(target, "http://127.0.0.1:" + port + "/healthz");
+    } else {
+      EXPECT_EQ(target, "127.0.0.1:" + port) << name;
+    }
+  }
+  EXPECT_EQ(published, 4) << "gRPC, HTTP, Prometheus, Grafana";
+}
+
 TEST(DeployFilesTest, PromtoolAcceptsScrapeConfigsAndAlertRules) {
   std::string out;
   for (const char* file : {"prometheus-compose.yml", "prometheus-local.yml"}) {

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "tests/support/local_cluster.h"
@@ -120,6 +121,18 @@ TEST_F(MoaCliTest, ChatWithoutMultiTurnSendsEachMessageAlone) {
   ASSERT_EQ(finals.size(), 2u);
   EXPECT_EQ(finals[1]["messages"].back()["content"], "Two");
   for (const json& m : finals[1]["messages"]) EXPECT_NE(m["content"], "One");
+}
+
+TEST_F(MoaCliTest, HealthChecksGrpcServersAndHttpUrls) {
+  std::string out;
+  EXPECT_EQ(Moa({"health", "--target=" + cluster_->orchestrator_address()}, &out), 0) << out;
+  // The simulator speaks only HTTP: its container health check is a URL.
+  std::string sim = "http://127.0.0.1:" + std::to_string(cluster_->sim_port());
+  EXPECT_EQ(Moa({"health", "--target=" + sim + "/healthz"}, &out), 0) << out;
+  EXPECT_EQ(Moa({"health", "--target=" + sim + "/nope"}, &out), 1);
+  EXPECT_THAT(out, HasSubstr("answered HTTP 404"));
+  EXPECT_EQ(Moa({"health", "--target=http://127.0.0.1:1/healthz", "--timeout=2s"}, &out), 1);
+  EXPECT_THAT(out, HasSubstr("not reachable"));
 }
 
 TEST_F(MoaCliTest, AlpacaEvalOutputHasEveryFieldInInputOrder) {
@@ -239,6 +252,68 @@ TEST_F(MoaCliTest, MtBenchResumesByQuestionId) {
   EXPECT_EQ(finals[0]["params"]["temperature"], 0.1) << "stem";
 }
 
+TEST_F(MoaCliTest, FlaskWritesQuestionIdAndTextPerQuestionAndResumes) {
+  // FLASK's evaluation set: {idx, instruction, ...} per line (other fields kept
+  // by FLASK for its reviewer are ignored here).
+  std::ofstream(Path("flask.jsonl"))
+      << R"({"idx": 0, "instruction": "Name a prime.", "answer": "2", "skill": ["Correctness"]})"
+      << "\n\n"
+      << R"({"idx": 1, "instruction": "Explain tides.", "domain": ["Natural Science"]})"
+      << "\n"
+      << R"({"idx": "q-2", "instruction": "Say hi."})"
+      << "\n";
+  // An earlier run answered idx 1.
+  std::ofstream(Path("answers.jsonl")) << R"({"question_id": 1, "text": "old answer"})"
+                                       << "\n";
+  std::string out;
+  ASSERT_EQ(Moa({"batch", "--format=flask", "--input=" + Path("flask.jsonl"),
+                 "--output=" + Path("answers.jsonl"), "--temperature=0.3"},
+                &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("resuming: 1 of 3 already in the output"));
+  std::ifstream in(Path("answers.jsonl"));
+  std::map<std::string, json> answers;
+  for (std::string line; std::getline(in, line);) {
+    json a = json::parse(line);
+    EXPECT_EQ(a.size(), 2u) << "exactly question_id and text: " << a.dump();
+    answers[a["question_id"].dump()] = a;
+  }
+  ASSERT_EQ(answers.size(), 3u);
+  EXPECT_EQ(answers["1"]["text"], "old answer");
+  EXPECT_TRUE(answers["0"]["question_id"].is_number_integer()) << "idx keeps its JSON type";
+  EXPECT_EQ(answers["\"q-2\""]["question_id"], "q-2");
+  // Each answer is the final answer to its instruction, asked alone.
+  std::set<std::string> asked;
+  for (const json& r : FinalRequests()) {
+    EXPECT_EQ(r["params"]["temperature"], 0.3);
+    std::string question = r["messages"].back()["content"];
+    EXPECT_NE(question, "Explain tides.") << "idx 1 was already answered";
+    asked.insert(question);
+  }
+  EXPECT_EQ(asked.size(), 2u);
+  for (const char* id : {"0", "\"q-2\""}) {
+    EXPECT_FALSE(answers[id]["text"].get<std::string>().empty()) << id;
+  }
+  // Bad lines and repeated ids are refused before any request.
+  std::ofstream(Path("bad.jsonl")) << R"({"idx": 3})"
+                                   << "\n";
+  EXPECT_EQ(Moa({"batch", "--format=flask", "--input=" + Path("bad.jsonl"),
+                 "--output=" + Path("o.jsonl")},
+                &out),
+            2);
+  EXPECT_THAT(out, HasSubstr("bad.jsonl:1 is not a FLASK question"));
+  std::ofstream(Path("twice.jsonl")) << R"({"idx": 3, "instruction": "a"})"
+                                     << "\n"
+                                     << R"({"idx": 3, "instruction": "b"})"
+                                     << "\n";
+  EXPECT_EQ(Moa({"batch", "--format=flask", "--input=" + Path("twice.jsonl"),
+                 "--output=" + Path("o.jsonl")},
+                &out),
+            2);
+  EXPECT_THAT(out, HasSubstr("twice.jsonl:2 repeats idx 3"));
+}
+
 TEST_F(MoaCliTest, BadBatchInputIsReportedWithExitCode2) {
   std::ofstream(Path("bad.json")) << R"({"not": "a list"})";
   std::string out;
@@ -248,7 +323,7 @@ TEST_F(MoaCliTest, BadBatchInputIsReportedWithExitCode2) {
             2);
   EXPECT_THAT(out, HasSubstr("is not a readable JSON list"));
   EXPECT_EQ(Moa({"batch", "--format=arena", "--input=x", "--output=y"}, &out), 2);
-  EXPECT_THAT(out, HasSubstr("--format must be alpaca_eval or mt_bench"));
+  EXPECT_THAT(out, HasSubstr("--format must be alpaca_eval, mt_bench or flask"));
 
   // Fields of the wrong type are reported, never a crash.
   std::ofstream(Path("typed.json")) << R"([{"instruction": "a", "dataset": 5}])";

@@ -272,6 +272,88 @@ int RunMtBench(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
   return failed > 0 ? 1 : 0;
 }
 
+// FLASK (Ye et al., 2023): questions as JSON lines {idx, instruction, ...}
+// (its evaluation_set/flask_evaluation.jsonl); answers as JSON lines
+// {question_id: idx, text}, the file its GPT-4 reviewer reads and matches to
+// the questions by question_id. Answers are appended as they finish, so an
+// interrupted run resumes by question_id.
+int RunFlask(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
+  bool ok;
+  std::string text = ReadFile(o.input, &ok);
+  if (!ok) {
+    std::fprintf(stderr, "moa batch: cannot read %s\n", o.input.c_str());
+    return 2;
+  }
+  std::vector<json> questions;
+  std::set<std::string> ids;
+  std::istringstream lines(text);
+  std::string line;
+  for (int n = 1; std::getline(lines, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json q = json::parse(line, nullptr, false);
+    bool valid = !q.is_discarded() && q.is_object() && q.contains("instruction") &&
+                 q["instruction"].is_string() && q.contains("idx") &&
+                 (q["idx"].is_number_integer() || q["idx"].is_string());
+    if (!valid) {
+      std::fprintf(stderr,
+                   "moa batch: %s:%d is not a FLASK question {idx (an integer or string), "
+                   "instruction (a string)}\n",
+                   o.input.c_str(), n);
+      return 2;
+    }
+    if (!ids.insert(q["idx"].dump()).second) {
+      std::fprintf(stderr, "moa batch: %s:%d repeats idx %s\n", o.input.c_str(), n,
+                   q["idx"].dump().c_str());
+      return 2;
+    }
+    questions.push_back(std::move(q));
+  }
+  std::set<std::string> done;
+  {
+    std::ifstream prev(o.output);
+    for (std::string l; std::getline(prev, l);) {
+      json a = json::parse(l, nullptr, false);
+      if (!a.is_discarded() && a.is_object() && a.contains("question_id")) {
+        done.insert(a["question_id"].dump());
+      }
+    }
+  }
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < questions.size(); ++i) {
+    if (done.count(questions[i]["idx"].dump()) == 0) todo.push_back(i);
+  }
+  std::ofstream out(o.output, std::ios::app);
+  if (!out) {
+    std::fprintf(stderr, "moa batch: cannot write %s\n", o.output.c_str());
+    return 2;
+  }
+  Progress progress(static_cast<int>(questions.size()),
+                    static_cast<int>(questions.size() - todo.size()));
+  std::mutex mu;
+  std::atomic<int> failed{0};
+  ForEachConcurrently(todo, o.concurrency, [&](size_t i) {
+    const json& q = questions[i];
+    v1::ChatRequest req = o.base;
+    if (o.temperature_override) req.mutable_params()->set_temperature(*o.temperature_override);
+    Add(req, v1::ROLE_USER, q["instruction"].get<std::string>());
+    ChatResult r = RunChat(stub, req, o.timeout, {});
+    if (!r.status.ok()) {
+      ++failed;
+      std::fprintf(stderr, "\nquestion %s failed: %s\n", q["idx"].dump().c_str(),
+                   r.status.error_message().c_str());
+      progress.Item(false);
+      return;
+    }
+    json answer = {{"question_id", q["idx"]}, {"text", r.answer}};
+    std::lock_guard<std::mutex> lock(mu);
+    out << moa::json::Dump(answer) << "\n";
+    out.flush();
+    progress.Item(true);
+  });
+  progress.End();
+  return failed > 0 ? 1 : 0;
+}
+
 }  // namespace
 
 double MtBenchTemperature(const std::string& category) {
@@ -289,7 +371,8 @@ int RunBatch(v1::OrchestratorService::Stub& stub, const BatchOptions& options) {
   }
   if (options.format == "alpaca_eval") return RunAlpacaEval(stub, options);
   if (options.format == "mt_bench") return RunMtBench(stub, options);
-  std::fprintf(stderr, "moa batch: --format must be alpaca_eval or mt_bench, got '%s'\n",
+  if (options.format == "flask") return RunFlask(stub, options);
+  std::fprintf(stderr, "moa batch: --format must be alpaca_eval, mt_bench or flask, got '%s'\n",
                options.format.c_str());
   return 2;
 }

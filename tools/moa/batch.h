@@ -1,4 +1,4 @@
-// `moa batch`: the generation step of AlpacaEval and MT-Bench, writing the
+// `moa batch`: the generation step of AlpacaEval, MT-Bench and FLASK, writing the
 // files their judges read. Resumable: items already in the output are
 // skipped, so an interrupted run continues where it stopped.
 #ifndef MOA_TOOLS_MOA_BATCH_H_
@@ -13,7 +13,7 @@
 namespace moa::cli {
 
 struct BatchOptions {
-  std::string format;  // "alpaca_eval" or "mt_bench".
+  std::string format;  // "alpaca_eval", "mt_bench" or "flask".
   std::string input;
   std::string output;
   int concurrency = 4;

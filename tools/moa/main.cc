@@ -1,10 +1,12 @@
 // moa: command-line client of moa-orchestrator.
 //   moa ask [--pipeline P] "question"      stream one answer, then a per-model table
 //   moa chat [--reference_models a,b ...]  interactive multi-turn chat
-//   moa batch --format alpaca_eval|mt_bench --input F --output F
+//   moa batch --format alpaca_eval|mt_bench|flask --input F --output F
 //   moa pipelines                          list the cluster's pipelines
 //   moa endpoints --config F               model/aggregator ports of a config (for scripts)
 //   moa health --target HOST:PORT          exit 0 when the server reports SERVING
+//   moa health --target http://HOST:PORT/healthz   exit 0 on an HTTP 2xx answer
+#include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -40,13 +43,14 @@ ABSL_FLAG(bool, multi_turn, true, "chat: keep earlier turns in the conversation.
 ABSL_FLAG(bool, show_proposals, false, "Print each proposal's text as it completes.");
 ABSL_FLAG(bool, table, true, "ask: print the per-model table on stderr.");
 ABSL_FLAG(absl::Duration, timeout, absl::Minutes(10), "Deadline of each request.");
-ABSL_FLAG(std::string, format, "alpaca_eval", "batch: alpaca_eval or mt_bench.");
+ABSL_FLAG(std::string, format, "alpaca_eval", "batch: alpaca_eval, mt_bench or flask.");
 ABSL_FLAG(std::string, input, "", "batch: input file.");
 ABSL_FLAG(std::string, output, "", "batch: output file (resumed if it exists).");
 ABSL_FLAG(int, concurrency, 4, "batch: requests in parallel.");
 ABSL_FLAG(std::string, generator, "", "batch: generator / model_id written (default: pipeline).");
 ABSL_FLAG(std::string, config, "", "endpoints: cluster config to read.");
-ABSL_FLAG(std::string, target, "", "health: gRPC address to check.");
+ABSL_FLAG(std::string, target, "",
+          "health: gRPC address to check, or an http:// URL that must answer 2xx.");
 
 namespace moa::cli {
 namespace {
@@ -268,9 +272,37 @@ int Endpoints() {
 }
 
 // Exit 0 when the gRPC server at --target reports SERVING (for scripts).
+// An HTTP probe for services without gRPC (the upstream simulator): the
+// container image has no curl command, so the health check is ours.
+int HttpHealth(const std::string& url, absl::Duration timeout) {
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return 1;
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(timeout)));
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION,
+      +[](char*, size_t size, size_t count, void*) { return size * count; });
+  CURLcode code = curl_easy_perform(curl);
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(curl);
+  if (code == CURLE_OK && status >= 200 && status < 300) return 0;
+  if (code != CURLE_OK) {
+    std::fprintf(stderr, "moa: %s is not reachable (%s)\n", url.c_str(), curl_easy_strerror(code));
+  } else {
+    std::fprintf(stderr, "moa: %s answered HTTP %ld\n", url.c_str(), status);
+  }
+  return 1;
+}
+
 int Health() {
   std::string target = absl::GetFlag(FLAGS_target);
   if (target.empty()) target = OrchestratorAddress();
+  if (absl::StartsWith(target, "http://") || absl::StartsWith(target, "https://")) {
+    return HttpHealth(target, absl::GetFlag(FLAGS_timeout));
+  }
   int status = server::HealthCheck(
       grpc::CreateChannel(target, grpc::InsecureChannelCredentials()),
       std::chrono::milliseconds(absl::ToInt64Milliseconds(absl::GetFlag(FLAGS_timeout))));
@@ -307,7 +339,7 @@ const std::vector<Command>& Commands() {
         "max_tokens", "system", "multi_turn", "show_proposals", "timeout"}},
       {"batch",
        "moa batch --format F --input IN --output OUT [flags]",
-       "answer a benchmark file (AlpacaEval or MT-Bench), resumable",
+       "answer a benchmark file (AlpacaEval, MT-Bench or FLASK), resumable",
        {"orchestrator", "pipeline", "reference_models", "aggregator", "rounds", "temperature",
         "max_tokens", "format", "input", "output", "concurrency", "generator", "timeout"}},
       {"pipelines",
@@ -319,8 +351,8 @@ const std::vector<Command>& Commands() {
        "print the model and aggregator ports of a cluster config (for scripts)",
        {"config"}},
       {"health",
-       "moa health --target HOST:PORT",
-       "exit 0 when the gRPC server reports SERVING",
+       "moa health --target HOST:PORT|URL",
+       "exit 0 when the gRPC server reports SERVING (or the http:// URL answers 2xx)",
        {"target"}},
   };
   return *commands;
