@@ -33,11 +33,18 @@ for (const title of wanted) {
   }
   plots.push({ title, unit: panel.fieldConfig.defaults.unit, series });
 }
+// Grafana's unit ids as axis labels: seconds, requests/s, or a custom suffix.
+function axisLabel(unit) {
+  if (unit === 's') return 'seconds';
+  if (unit === 'reqps') return 'requests/s';
+  if (unit?.startsWith('suffix:')) return unit.slice('suffix:'.length);
+  return unit ?? '';
+}
 let gp = `set terminal pngcairo size 1600,1000 font 'Sans,9'\nset output '${out}'\n` +
   `set multiplot layout 3,2 title 'moa-cluster dashboard (local cluster on the simulator, from Prometheus)'\n` +
   `set key outside right top font 'Sans,7'\nset grid\nset xlabel 'seconds'\n`;
 for (const p of plots) {
-  gp += `set title '${p.title}'\nset ylabel '${p.unit === 's' ? 'seconds' : p.unit}'\n`;
+  gp += `set title '${p.title}'\nset ylabel '${axisLabel(p.unit)}'\n`;
   gp += 'plot ' + p.series.map((s) => `'${s.file}' using 1:2 with lines title '${s.legend.replaceAll("'", '')}'`).join(', ') + '\n';
 }
 gp += 'unset multiplot\n';

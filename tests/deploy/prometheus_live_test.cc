@@ -128,6 +128,9 @@ TEST_F(PrometheusLiveTest, EveryDashboardAndAlertExpressionReturnsDataForTheDemo
   int checked = 0;
   for (const json& panel : dashboard["panels"]) {
     if (!panel.contains("targets")) continue;
+    // A unit on every axis: Grafana's default "short" prints bare numbers.
+    std::string unit = panel["fieldConfig"]["defaults"].value("unit", "short");
+    EXPECT_NE(unit, "short") << panel["title"].get<std::string>() << " has no unit";
     for (const json& target : panel["targets"]) {
       std::string expr = Substitute(target["expr"].get<std::string>());
       json r = Query(expr);
