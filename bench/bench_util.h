@@ -22,6 +22,8 @@ int WaitForLoggedPort(moa::testing::Process& p, const std::string& prefix);
 
 // VmRSS of a process in KiB.
 long ResidentKb(pid_t pid);
+// CPU time (user + system) the process has used so far, in seconds.
+double CpuSeconds(pid_t pid);
 
 // q in [0, 1]; sorts a copy.
 double Percentile(std::vector<double> values, double q);

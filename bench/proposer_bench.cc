@@ -45,6 +45,9 @@ struct CallResult {
   absl::Duration ttft;
 };
 
+// Streamed messages received by every StreamCall (the CPU-per-token figure).
+std::atomic<int64_t> tokens_seen{0};
+
 // One Generate stream, callback API: no thread per stream.
 class StreamCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
  public:
@@ -58,6 +61,7 @@ class StreamCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
   void Cancel() { ctx_.TryCancel(); }
   void OnReadDone(bool ok) override {
     if (!ok) return;
+    tokens_seen.fetch_add(1, std::memory_order_relaxed);
     if (!got_first_) {
       got_first_ = true;
       ttft_ = absl::Now() - start_;
@@ -212,8 +216,8 @@ void Run() {
   }
 
   // 3. Resident memory with many streams in flight.
-  std::ofstream(profiles) << "default: {time_to_first_token: 0.5, tokens_per_second: 4, "
-                             "answer_tokens: 200}\n";
+  std::ofstream(profiles) << "default: {time_to_first_token: 0.5, tokens_per_second: 2, "
+                             "answer_tokens: 400}\n";
   {
     Cluster c = StartCluster(bin, profiles, 1);
     long proposer_idle = ResidentKb(c.proposer->pid());
@@ -231,12 +235,27 @@ void Run() {
     absl::SleepFor(absl::Seconds(1));
     long proposer_busy = ResidentKb(c.proposer->pid());
     long sim_busy = ResidentKb(c.sim->pid());
+    // CPU per token while every stream is open: the upstream event loop's cost
+    // per wake-up must not grow with the streams in flight.
+    std::atomic<int64_t>* tokens = &tokens_seen;
+    int64_t tokens_before = tokens->load();
+    double cpu_before = CpuSeconds(c.proposer->pid());
+    absl::Time window_start = absl::Now();
+    absl::SleepFor(absl::Seconds(5));
+    double cpu = CpuSeconds(c.proposer->pid()) - cpu_before;
+    double window = absl::ToDoubleSeconds(absl::Now() - window_start);
+    int64_t window_tokens = tokens->load() - tokens_before;
     std::printf("resident memory with %d streams in flight (%d streaming):\n", n, streaming.load());
     std::printf("  moa-proposer:     idle %6.1f MiB, busy %6.1f MiB (%.1f KiB per stream)\n",
                 proposer_idle / 1024.0, proposer_busy / 1024.0,
                 double(proposer_busy - proposer_idle) / n);
     std::printf("  moa-upstream-sim: idle %6.1f MiB, busy %6.1f MiB\n", sim_idle / 1024.0,
                 sim_busy / 1024.0);
+    std::printf(
+        "  moa-proposer CPU with them open: %.0f%% of a core, %.0f tokens/s streamed, %.1f us "
+        "per token\n",
+        100 * cpu / window, window_tokens / window,
+        window_tokens > 0 ? 1e6 * cpu / static_cast<double>(window_tokens) : 0.0);
     for (StreamCall* call : calls) call->Cancel();
     while (finished.load() < n) absl::SleepFor(absl::Milliseconds(20));
     for (StreamCall* call : calls) delete call;

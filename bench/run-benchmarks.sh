@@ -4,7 +4,7 @@
 # ports and stop them; they are never run as tests.
 set -euo pipefail
 build_dir="${1:-build}"
-for bench in proposer_bench moa_bench resilience_bench; do
+for bench in proposer_bench moa_bench resilience_bench reference_bench; do
   binary="$build_dir/bench/$bench"
   if [[ ! -x "$binary" ]]; then
     echo "run-benchmarks: $binary is missing; run 'make build' first" >&2

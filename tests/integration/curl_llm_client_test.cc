@@ -26,6 +26,7 @@ models:
   fail-500: {faults: {http_500: 1}}
   fail-429: {faults: {http_429: 1, retry_after_seconds: 0.2}}
   hang: {faults: {hang: 1}}
+  stall: {time_to_first_token: 0.05, tokens_per_second: 0.001, answer_tokens: 5}
   reset: {faults: {reset: 1}}
   malformed: {faults: {malformed: 1}}
   flaky: {faults: {http_500: 0.5}}
@@ -176,6 +177,27 @@ TEST_F(CurlLlmClientTest, HangEndsAtTheFirstTokenTimeout) {
   EXPECT_THAT(obs->result().status().message(), HasSubstr("no token within 60s"));
   EXPECT_TRUE(moa::testing::WaitFor([&] { return Log()[0]["outcome"] == "client_closed"; },
                                     absl::Seconds(1)));
+}
+
+// The timers look only at calls that are due: a call whose first token came
+// late must still end exactly one idle timeout after its last data.
+TEST_F(CurlLlmClientTest, AStreamThatStallsEndsOneIdleTimeoutAfterItsLastData) {
+  auto client = Client("stall", [&](UpstreamOptions& o) {
+    o.first_token_timeout = absl::Seconds(60);
+    o.idle_timeout = absl::Seconds(10);
+    o.clock = &clock_;
+  });
+  auto obs = std::make_shared<RecordingObserver>();
+  client->Start(Question(), obs);
+  clock_.Advance(absl::Seconds(8));  // Before the first token arrives (0.05 s real time).
+  ASSERT_TRUE(moa::testing::WaitFor([&] { return !obs->deltas().empty(); }, absl::Seconds(5)));
+  // The first token came at 8 s: the stream may be silent until 18 s.
+  clock_.Advance(absl::Seconds(9));
+  EXPECT_FALSE(obs->WaitDone(absl::Milliseconds(1200))) << "at 17 s";
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(5))) << "at 18 s";
+  EXPECT_EQ(obs->result().status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(obs->result().status().message(), HasSubstr("stalled for 10s"));
 }
 
 TEST_F(CurlLlmClientTest, ServerErrorIsRetriedThenUnavailable) {
