@@ -16,6 +16,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -200,8 +201,18 @@ void Run() {
         "default: {time_to_first_token: 0.2, tokens_per_second: 50, answer_tokens: 40}\n", 1);
     auto stub = Stub(cluster->orchestrator_address());
     int conc = absl::GetFlag(FLAGS_overhead_concurrency);
+    // Warm-up: the first `conc` requests open every connection (client to
+    // orchestrator, orchestrator to proposers, proposers to the simulator)
+    // and would otherwise be the p99.
+    ClosedLoop(stub.get(), conc, conc, absl::InfiniteFuture());
+    std::map<std::string, double> cpu_before;
+    for (auto& [name, pid] : cluster->Pids()) cpu_before[name] = CpuSeconds(pid);
+    absl::Time phase_start = absl::Now();
     auto r = ClosedLoop(stub.get(), conc, absl::GetFlag(FLAGS_overhead_requests),
                         absl::InfiniteFuture());
+    double phase_seconds = absl::ToDoubleSeconds(absl::Now() - phase_start);
+    std::map<std::string, double> cpu_used;
+    for (auto& [name, pid] : cluster->Pids()) cpu_used[name] = CpuSeconds(pid) - cpu_before[name];
     std::vector<double> overhead, total;
     for (const auto& x : r) {
       if (!x.ok) continue;
@@ -214,6 +225,15 @@ void Run() {
         "%.1f ms\n",
         conc, r.size(), CountFailed(r), Percentile(total, 0.5), Percentile(total, 0.99),
         Percentile(overhead, 0.5), Percentile(overhead, 0.99));
+    // Where the machine's time goes: CPU per MoA request per service.
+    double all = 0;
+    std::string per_service;
+    for (auto& [name, cpu] : cpu_used) {
+      all += cpu;
+      per_service += absl::StrFormat(" %s %.2f", name, 1000 * cpu / r.size());
+    }
+    std::printf("  CPU per request (ms):%s; all services %.0f%% of 2 cores\n", per_service.c_str(),
+                100 * all / phase_seconds / 2);
     auto http = HttpClient(cluster->orchestrator_http_port());
     auto h = ClosedLoopHttp(http.get(), conc, absl::GetFlag(FLAGS_overhead_requests),
                             absl::InfiniteFuture());

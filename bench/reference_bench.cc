@@ -81,7 +81,8 @@ void Row(const char* what, const json& ref, const json& cluster, const char* key
 
 void Run() {
   PrintMachine();
-  std::printf("pipeline: 2 layers of 4 proposers, then the aggregator (9 model calls per question)\n");
+  std::printf(
+      "pipeline: 2 layers of 4 proposers, then the aggregator (9 model calls per question)\n");
   std::printf("  %-34s %10s %10s %9s\n", "", "reference", "cluster", "ratio");
   {
     auto cluster = StartCluster(0);
