@@ -44,7 +44,8 @@ void PrintMachine();
 // shared with the callbacks, so it lives until the last one returns.
 template <typename Result>
 std::vector<Result> RunClosedLoop(int concurrency, int count, absl::Time until,
-                                  std::function<void(int, std::function<void(Result)>)> start) {
+                                  std::function<void(int, std::function<void(Result)>)> start,
+                                  absl::Duration ramp = absl::ZeroDuration()) {
   struct State {
     absl::Mutex mu;
     std::vector<Result> results;
@@ -86,7 +87,12 @@ std::vector<Result> RunClosedLoop(int concurrency, int count, absl::Time until,
       });
     }
   };
-  for (int c = 0; c < concurrency; ++c) Loop::StartOne(state);
+  for (int c = 0; c < concurrency; ++c) {
+    // Spread over `ramp`: clients that all start at once stay in lockstep
+    // when every call takes the same time.
+    if (c > 0 && ramp > absl::ZeroDuration()) absl::SleepFor(ramp / concurrency);
+    Loop::StartOne(state);
+  }
   state->all_done.WaitForNotification();
   absl::MutexLock lock(&state->mu);
   return state->results;

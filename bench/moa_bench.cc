@@ -31,6 +31,9 @@ ABSL_FLAG(absl::Duration, throughput_time, absl::Seconds(5), "Length of the thro
 ABSL_FLAG(int, overhead_concurrency, 100, "Concurrent requests in the overhead phase.");
 ABSL_FLAG(int, overhead_requests, 500, "Requests in the overhead phase.");
 ABSL_FLAG(int, memory_requests, 2000, "Requests in flight in the memory phase.");
+ABSL_FLAG(absl::Duration, overhead_ramp, absl::Seconds(1),
+          "Overhead phase: the clients' first requests are spread over this long (0: all at "
+          "once, so every layer of every request ends together).");
 
 namespace moa::bench {
 namespace {
@@ -99,11 +102,13 @@ class ChatCall final : public grpc::ClientReadReactor<v1::ChatEvent> {
 };
 
 std::vector<ChatResult> ClosedLoop(v1::OrchestratorService::Stub* stub, int concurrency, int count,
-                                   absl::Time until) {
-  return RunClosedLoop<ChatResult>(concurrency, count, until,
-                                   [stub](int i, std::function<void(ChatResult)> done) {
-                                     new ChatCall(stub, i, std::move(done));
-                                   });
+                                   absl::Time until, absl::Duration ramp = absl::ZeroDuration()) {
+  return RunClosedLoop<ChatResult>(
+      concurrency, count, until,
+      [stub](int i, std::function<void(ChatResult)> done) {
+        new ChatCall(stub, i, std::move(done));
+      },
+      ramp);
 }
 
 std::unique_ptr<moa::testing::LocalCluster> StartCluster(const std::string& profiles,
@@ -151,13 +156,16 @@ std::unique_ptr<llm::CurlLlmClient> HttpClient(int port) {
 }
 
 std::vector<ChatResult> ClosedLoopHttp(llm::LlmClient* client, int concurrency, int count,
-                                       absl::Time until) {
+                                       absl::Time until,
+                                       absl::Duration ramp = absl::ZeroDuration()) {
   return RunClosedLoop<ChatResult>(
-      concurrency, count, until, [client](int i, std::function<void(ChatResult)> done) {
+      concurrency, count, until,
+      [client](int i, std::function<void(ChatResult)> done) {
         llm::ChatRequest req;
         req.messages = {{llm::Role::kUser, absl::StrCat("Benchmark question ", i)}};
         client->Start(req, std::make_shared<HttpObserver>(std::move(done)));
-      });
+      },
+      ramp);
 }
 
 std::unique_ptr<v1::OrchestratorService::Stub> Stub(const std::string& address) {
@@ -204,12 +212,13 @@ void Run() {
     // Warm-up: the first `conc` requests open every connection (client to
     // orchestrator, orchestrator to proposers, proposers to the simulator)
     // and would otherwise be the p99.
+    absl::Duration ramp = absl::GetFlag(FLAGS_overhead_ramp);
     ClosedLoop(stub.get(), conc, conc, absl::InfiniteFuture());
     std::map<std::string, double> cpu_before;
     for (auto& [name, pid] : cluster->Pids()) cpu_before[name] = CpuSeconds(pid);
     absl::Time phase_start = absl::Now();
     auto r = ClosedLoop(stub.get(), conc, absl::GetFlag(FLAGS_overhead_requests),
-                        absl::InfiniteFuture());
+                        absl::InfiniteFuture(), ramp);
     double phase_seconds = absl::ToDoubleSeconds(absl::Now() - phase_start);
     std::map<std::string, double> cpu_used;
     for (auto& [name, pid] : cluster->Pids()) cpu_used[name] = CpuSeconds(pid) - cpu_before[name];
@@ -220,11 +229,11 @@ void Run() {
       total.push_back(absl::ToDoubleMilliseconds(x.total));
     }
     std::printf(
-        "orchestration overhead (~1 s per upstream call, %d concurrent, %zu requests, "
-        "%zu failed):\n  end to end p50 %.0f ms p99 %.0f ms; overhead p50 %.1f ms p99 "
+        "orchestration overhead (~1 s per upstream call, %d concurrent started over %s, %zu "
+        "requests, %zu failed):\n  end to end p50 %.0f ms p99 %.0f ms; overhead p50 %.1f ms p99 "
         "%.1f ms\n",
-        conc, r.size(), CountFailed(r), Percentile(total, 0.5), Percentile(total, 0.99),
-        Percentile(overhead, 0.5), Percentile(overhead, 0.99));
+        conc, absl::FormatDuration(ramp).c_str(), r.size(), CountFailed(r), Percentile(total, 0.5),
+        Percentile(total, 0.99), Percentile(overhead, 0.5), Percentile(overhead, 0.99));
     // Where the machine's time goes: CPU per MoA request per service.
     double all = 0;
     std::string per_service;
@@ -236,7 +245,7 @@ void Run() {
                 100 * all / phase_seconds / 2);
     auto http = HttpClient(cluster->orchestrator_http_port());
     auto h = ClosedLoopHttp(http.get(), conc, absl::GetFlag(FLAGS_overhead_requests),
-                            absl::InfiniteFuture());
+                            absl::InfiniteFuture(), ramp);
     std::vector<double> http_total;
     for (const auto& x : h) {
       if (x.ok) http_total.push_back(absl::ToDoubleMilliseconds(x.total));

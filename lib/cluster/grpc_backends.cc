@@ -157,6 +157,10 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_backoff_ms);
   // Keep idle connections to proposers warm; fail fast when one is gone.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  // No gRPC-level retries: our calls stream, and a failed child call is
+  // decided by the layer policy, hedging and fallbacks. The retry filter
+  // also keeps several KiB of state in every call's arena.
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
 }
 
