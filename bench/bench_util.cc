@@ -48,6 +48,10 @@ double CpuSeconds(pid_t pid) {
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+void Summary(const std::string& what, const std::string& value) {
+  std::printf("SUMMARY\t%s\t%s\n", what.c_str(), value.c_str());
+}
+
 double Percentile(std::vector<double> values, double q) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());

@@ -38,6 +38,10 @@ size_t CountFailed(const std::vector<T>& results) {
 // Prints the CPU model and core count, so numbers can be compared.
 void PrintMachine();
 
+// One row of `make bench`'s summary table: a tab-separated line
+// "SUMMARY\t<what>\t<value>" that bench/run-benchmarks.sh collects.
+void Summary(const std::string& what, const std::string& value);
+
 // Keeps `concurrency` calls going until `count` have started or `until`
 // passes, then waits for all of them. `start(i, done)` starts call i and
 // must call `done(result)` once, from any thread. The loop's state is

@@ -193,6 +193,8 @@ void Run() {
         "throughput (latency_scale 0, 50-token answers, %d concurrent): %.0f MoA "
         "requests/s (%zu requests, %zu failed, %.0f model calls/s)\n",
         conc, r.size() / secs, r.size(), CountFailed(r), 9 * r.size() / secs);
+    Summary("moa: requests/s at latency_scale 0 (9 calls each)",
+            absl::StrFormat("%.0f (%.0f model calls/s)", r.size() / secs, 9 * r.size() / secs));
     auto http = HttpClient(cluster->orchestrator_http_port());
     start = absl::Now();
     auto h =
@@ -250,6 +252,11 @@ void Run() {
     for (const auto& x : h) {
       if (x.ok) http_total.push_back(absl::ToDoubleMilliseconds(x.total));
     }
+    Summary("moa: overhead, 100 concurrent, ~1 s calls, 3 layers",
+            absl::StrFormat("p50 %.1f ms, p99 %.1f ms", Percentile(overhead, 0.5),
+                            Percentile(overhead, 0.99)));
+    Summary("moa: CPU per request, all services",
+            absl::StrFormat("%.1f ms", 1000 * all / r.size()));
     std::printf(
         "  HTTP door at the same load: end to end p50 %.0f ms p99 %.0f ms (%zu failed); "
         "added vs gRPC p50 %+.1f ms p99 %+.1f ms\n",
@@ -283,11 +290,19 @@ void Run() {
         "resident memory with %d MoA requests in flight (%d accepted, %ld upstream "
         "streams open):\n",
         n, accepted.load(), static_cast<long>(in_flight_upstream));
+    long largest = 0;
+    std::string largest_name;
     for (auto& [name, pid] : cluster->Pids()) {
       long busy = ResidentKb(pid);
       std::printf("  %-14s idle %6.1f MiB, busy %6.1f MiB\n", name.c_str(), idle[name] / 1024.0,
                   busy / 1024.0);
+      if (name != "upstream-sim" && busy > largest) {
+        largest = busy;
+        largest_name = name;
+      }
     }
+    Summary(absl::StrCat("moa: largest service with ", n, " requests in flight"),
+            absl::StrFormat("%s %.1f MiB", largest_name, largest / 1024.0));
     for (ChatCall* c : calls) c->Cancel();
     while (finished.load() < n) absl::SleepFor(absl::Milliseconds(20));
     for (ChatCall* c : calls) delete c;

@@ -19,6 +19,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -186,6 +187,8 @@ void Run() {
                 via.size(), CountFailed(via));
     std::printf("  direct to simulator: %8.0f streams/s (same HTTP client, for scale)\n",
                 direct_rate);
+    Summary("proposer: streams/s at latency_scale 0",
+            absl::StrFormat("%.0f (direct to the simulator %.0f)", via_rate, direct_rate));
   }
 
   // 2. Added latency at realistic timings.
@@ -212,6 +215,8 @@ void Run() {
           "  %-19s direct p50 %7.2f ms p99 %7.2f ms | via proposer p50 %7.2f ms p99 "
           "%7.2f ms | added p50 %+6.2f ms p99 %+6.2f ms\n",
           what, d50, d99, v50, v99, v50 - d50, v99 - d99);
+      Summary(absl::StrCat("proposer: added ", what),
+              absl::StrFormat("p50 %+.2f ms, p99 %+.2f ms", v50 - d50, v99 - d99));
     }
   }
 
@@ -256,6 +261,12 @@ void Run() {
         "per token\n",
         100 * cpu / window, window_tokens / window,
         window_tokens > 0 ? 1e6 * cpu / static_cast<double>(window_tokens) : 0.0);
+    Summary(absl::StrCat("proposer: memory per stream, ", n, " streams"),
+            absl::StrFormat("%.1f KiB", double(proposer_busy - proposer_idle) / n));
+    Summary(
+        absl::StrCat("proposer: CPU per streamed token, ", n, " streams open"),
+        absl::StrFormat("%.1f us",
+                        window_tokens > 0 ? 1e6 * cpu / static_cast<double>(window_tokens) : 0.0));
     for (StreamCall* call : calls) call->Cancel();
     while (finished.load() < n) absl::SleepFor(absl::Milliseconds(20));
     for (StreamCall* call : calls) delete call;

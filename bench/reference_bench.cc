@@ -13,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "bench/bench_util.h"
 #include "tests/support/local_cluster.h"
 #include "tests/support/test_support.h"
@@ -77,6 +78,8 @@ void Row(const char* what, const json& ref, const json& cluster, const char* key
          const char* unit) {
   double r = ref[key].get<double>(), c = cluster[key].get<double>();
   std::printf("  %-34s %10.1f %10.1f %8.2fx %s\n", what, r, c, r > 0 ? c / r : 0.0, unit);
+  Summary(absl::StrCat("reference flow vs cluster: ", what),
+          absl::StrFormat("%.1f vs %.1f %s (%.2fx)", r, c, unit, r > 0 ? c / r : 0.0));
 }
 
 void Run() {

@@ -11,6 +11,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/bench_util.h"
 #include "moa/v1/orchestrator.grpc.pb.h"
@@ -152,6 +153,9 @@ void HeavyTail() {
     std::printf("  %-30s p50 %.2f s  p99 %.2f s  mean references %.2f of 4  failed %zu\n",
                 names.at(pipeline).c_str(), Percentile(secs, 0.5), Percentile(secs, 0.99),
                 refs / r.size(), CountFailed(r));
+    Summary(
+        absl::StrCat("heavy tail: ", names.at(pipeline)),
+        absl::StrFormat("p50 %.2f s, p99 %.2f s", Percentile(secs, 0.5), Percentile(secs, 0.99)));
   }
 }
 
@@ -191,6 +195,9 @@ void FaultSoak() {
       "p99 %.2f s\n",
       answered, r.size(), 100.0 * answered / r.size(), took, past_deadline, Percentile(secs, 0.5),
       Percentile(secs, 0.99));
+  Summary(
+      "fault soak: answered",
+      absl::StrFormat("%.2f%% (p99 %.2f s)", 100.0 * answered / r.size(), Percentile(secs, 0.99)));
   std::printf("  upstream calls %lld: %.2f per answered request (5 without faults)\n",
               static_cast<long long>(upstream_calls),
               answered ? static_cast<double>(upstream_calls) / answered : 0.0);
