@@ -5,9 +5,9 @@
 namespace moa::server {
 
 // Raises the open-file limit to the hard limit (thousands of streams need
-// thousands of sockets), ignores SIGPIPE, and blocks SIGTERM and SIGINT in
-// every thread so WaitForTerminationSignal can take them. Call before
-// starting any thread.
+// thousands of sockets), ignores SIGPIPE, blocks SIGTERM and SIGINT in every
+// thread so WaitForTerminationSignal can take them, and turns off Abseil's
+// Mutex deadlock detection. Call before starting any thread.
 void PrepareProcess();
 
 // Blocks until SIGTERM or SIGINT arrives; returns the signal number.
