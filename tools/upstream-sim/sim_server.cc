@@ -19,6 +19,7 @@
 #include "lib/base/json.h"
 #include "lib/net/http_server.h"
 #include "tools/upstream-sim/answer.h"
+#include "tools/upstream-sim/sim_request.h"
 
 namespace moa::sim {
 
@@ -136,76 +137,6 @@ class RequestLog {
   std::deque<Entry> entries_;
 };
 
-// A chat request as the simulator reads it. Values of the wrong type are
-// the client's error (400), never an exception.
-struct ChatRequestInfo {
-  std::string model;
-  std::vector<SimMessage> messages;
-  json messages_json;  // As received, for the request log.
-  json params;         // Sampling parameters as received, for tests to check.
-  bool stream = false;
-  bool include_usage = false;
-  std::optional<int64_t> max_tokens;
-};
-
-absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body) {
-  absl::StatusOr<json> parsed = moa::json::Parse(body);
-  if (!parsed.ok()) return parsed.status();
-  json& j = *parsed;
-  if (!j.is_object()) return absl::InvalidArgumentError("request body is not a JSON object");
-  ChatRequestInfo info;
-  auto model = moa::json::OptionalString(j, "model", "model");
-  if (!model.ok() || !*model) return absl::InvalidArgumentError("'model' is required");
-  info.model = **model;
-  const json* messages = moa::json::Member(j, "messages");
-  if (messages == nullptr || !messages->is_array() || messages->empty()) {
-    return absl::InvalidArgumentError("'messages' must be a non-empty array");
-  }
-  for (const json& m : *messages) {
-    auto role = moa::json::OptionalString(m, "role", "role");
-    if (!m.is_object() || !role.ok() || !*role) {
-      return absl::InvalidArgumentError("each message needs a string 'role'");
-    }
-    SimMessage sm{**role, ""};
-    if (const json* c = moa::json::Member(m, "content")) {
-      if (c->is_string()) {
-        sm.content = c->get_ref<const std::string&>();
-      } else if (c->is_array()) {
-        for (const json& part : *c) {
-          auto type = moa::json::OptionalString(part, "type", "type");
-          auto text = moa::json::OptionalString(part, "text", "text");
-          if (type.ok() && *type == "text" && text.ok() && *text) sm.content += **text;
-        }
-      }
-    }
-    info.messages.push_back(std::move(sm));
-  }
-  auto stream = moa::json::OptionalBool(j, "stream", "stream");
-  if (!stream.ok()) return stream.status();
-  info.stream = stream->value_or(false);
-  if (const json* so = moa::json::Member(j, "stream_options")) {
-    auto usage = moa::json::OptionalBool(*so, "include_usage", "stream_options.include_usage");
-    if (!usage.ok()) return usage.status();
-    info.include_usage = info.stream && usage->value_or(false);
-  }
-  for (const char* field : {"max_tokens", "max_completion_tokens"}) {
-    auto n = moa::json::OptionalInt(j, field, absl::StrCat("'", field, "'"),
-                                    std::numeric_limits<int64_t>::min());
-    if (!n.ok()) continue;  // Other types are ignored, as before.
-    if (*n && **n < 1)
-      return absl::InvalidArgumentError(absl::StrCat("'", field, "' must be >= 1"));
-    if (*n) info.max_tokens = **n;
-  }
-  info.params = json::object();
-  for (const char* key :
-       {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop"}) {
-    if (j.contains(key)) info.params[key] = j[key];
-  }
-  // Moved, not copied: the messages can be large (synthesis blocks).
-  info.messages_json = std::move(j["messages"]);
-  return info;
-}
-
 }  // namespace
 
 class SimServer::Impl final : public moa::net::HttpHandler {
@@ -283,7 +214,7 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
       : sim_(sim), exchange_(std::move(exchange)), timer_(exchange_->executor()) {}
 
   void Start(ChatRequestInfo info) {
-    model_ = std::move(info.model);
+    model_ = info.model;  // A copy: PlanAnswer reads info.model.
     stream_ = info.stream;
     include_usage_ = info.include_usage;
     const Profile& profile = sim_.options().profiles.For(model_);
@@ -293,21 +224,14 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
       length = static_cast<int>(*info.max_tokens);
       finish_reason_ = "length";
     }
-    // A continuation is answered with the rest of the answer the
-    // conversation before it would get (README, "moa-upstream-sim").
-    const Continuation continuation = FindContinuation(info.messages);
-    const bool continues = continuation.kind != Continuation::Kind::kNone;
+    PlannedAnswer answer = PlanAnswer(info, length);
+    const bool continues = answer.continuation != Continuation::Kind::kNone;
     fault_ = continues && profile.faults.spare_continuations ? Fault::kNone
                                                              : sim_.DrawFault(profile.faults);
     log_id_ = sim_.log().Add(model_, std::move(info.messages_json), std::move(info.params), stream_,
-                             fault_, ContinuationName(continuation.kind));
-    if (continues) {
-      tokens_ =
-          TokensAfter(AnswerTokens(model_, continuation.preceding, length), continuation.prefix);
-    } else {
-      tokens_ = AnswerTokens(model_, info.messages, length);
-    }
-    prompt_tokens_ = PromptTokens(info.messages);
+                             fault_, ContinuationName(answer.continuation));
+    tokens_ = std::move(answer.tokens);
+    prompt_tokens_ = answer.prompt_tokens;
     interval_ = absl::Seconds(sim_.options().latency_scale / profile.tokens_per_second);
     start_ = absl::Now();
     first_token_at_ = start_ + sim_.SampleTtft(profile);

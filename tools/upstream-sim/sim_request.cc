@@ -1,0 +1,83 @@
+#include "tools/upstream-sim/sim_request.h"
+
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+
+namespace moa::sim {
+
+using json = moa::json::Json;
+
+absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body) {
+  absl::StatusOr<json> parsed = moa::json::Parse(body);
+  if (!parsed.ok()) return parsed.status();
+  json& j = *parsed;
+  if (!j.is_object()) return absl::InvalidArgumentError("request body is not a JSON object");
+  ChatRequestInfo info;
+  auto model = moa::json::OptionalString(j, "model", "model");
+  if (!model.ok() || !*model) return absl::InvalidArgumentError("'model' is required");
+  info.model = **model;
+  const json* messages = moa::json::Member(j, "messages");
+  if (messages == nullptr || !messages->is_array() || messages->empty()) {
+    return absl::InvalidArgumentError("'messages' must be a non-empty array");
+  }
+  for (const json& m : *messages) {
+    auto role = moa::json::OptionalString(m, "role", "role");
+    if (!m.is_object() || !role.ok() || !*role) {
+      return absl::InvalidArgumentError("each message needs a string 'role'");
+    }
+    SimMessage sm{**role, ""};
+    if (const json* c = moa::json::Member(m, "content")) {
+      if (c->is_string()) {
+        sm.content = c->get_ref<const std::string&>();
+      } else if (c->is_array()) {
+        for (const json& part : *c) {
+          auto type = moa::json::OptionalString(part, "type", "type");
+          auto text = moa::json::OptionalString(part, "text", "text");
+          if (type.ok() && *type == "text" && text.ok() && *text) sm.content += **text;
+        }
+      }
+    }
+    info.messages.push_back(std::move(sm));
+  }
+  auto stream = moa::json::OptionalBool(j, "stream", "stream");
+  if (!stream.ok()) return stream.status();
+  info.stream = stream->value_or(false);
+  if (const json* so = moa::json::Member(j, "stream_options")) {
+    auto usage = moa::json::OptionalBool(*so, "include_usage", "stream_options.include_usage");
+    if (!usage.ok()) return usage.status();
+    info.include_usage = info.stream && usage->value_or(false);
+  }
+  for (const char* field : {"max_tokens", "max_completion_tokens"}) {
+    auto n = moa::json::OptionalInt(j, field, absl::StrCat("'", field, "'"),
+                                    std::numeric_limits<int64_t>::min());
+    if (!n.ok()) continue;  // Other types are ignored, as before.
+    if (*n && **n < 1)
+      return absl::InvalidArgumentError(absl::StrCat("'", field, "' must be >= 1"));
+    if (*n) info.max_tokens = **n;
+  }
+  info.params = json::object();
+  for (const char* key :
+       {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop"}) {
+    if (j.contains(key)) info.params[key] = j[key];
+  }
+  // Moved, not copied: the messages can be large (synthesis blocks).
+  info.messages_json = std::move(j["messages"]);
+  return info;
+}
+
+PlannedAnswer PlanAnswer(const ChatRequestInfo& info, int length) {
+  PlannedAnswer answer;
+  const Continuation continuation = FindContinuation(info.messages);
+  answer.continuation = continuation.kind;
+  if (continuation.kind != Continuation::Kind::kNone) {
+    answer.tokens =
+        TokensAfter(AnswerTokens(info.model, continuation.preceding, length), continuation.prefix);
+  } else {
+    answer.tokens = AnswerTokens(info.model, info.messages, length);
+  }
+  answer.prompt_tokens = PromptTokens(info.messages);
+  return answer;
+}
+
+}  // namespace moa::sim

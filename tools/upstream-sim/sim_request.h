@@ -1,0 +1,47 @@
+// The simulator's reading of a chat completion request and the answer it
+// plans for it: kept apart from the server so the fuzz target drives exactly
+// what a peer's bytes reach.
+#ifndef MOA_TOOLS_UPSTREAM_SIM_SIM_REQUEST_H_
+#define MOA_TOOLS_UPSTREAM_SIM_SIM_REQUEST_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "lib/base/json.h"
+#include "tools/upstream-sim/answer.h"
+
+namespace moa::sim {
+
+// A chat request as the simulator reads it. Values of the wrong type are
+// the client's error (400), never an exception.
+struct ChatRequestInfo {
+  std::string model;
+  std::vector<SimMessage> messages;
+  moa::json::Json messages_json;  // As received, for the request log.
+  moa::json::Json params;         // Sampling parameters as received, for tests to check.
+  bool stream = false;
+  bool include_usage = false;
+  std::optional<int64_t> max_tokens;
+};
+
+// Parses a POST /v1/chat/completions body; INVALID_ARGUMENT names what is
+// wrong.
+absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body);
+
+// What the simulator answers: `length` tokens of the deterministic answer,
+// or, for a continuation, the rest of the answer the conversation before it
+// would get (README, "moa-upstream-sim").
+struct PlannedAnswer {
+  Continuation::Kind continuation = Continuation::Kind::kNone;
+  std::vector<std::string> tokens;
+  int prompt_tokens = 0;
+};
+PlannedAnswer PlanAnswer(const ChatRequestInfo& info, int length);
+
+}  // namespace moa::sim
+
+#endif  // MOA_TOOLS_UPSTREAM_SIM_SIM_REQUEST_H_
