@@ -111,13 +111,14 @@ std::vector<ChatResult> ClosedLoop(v1::OrchestratorService::Stub* stub, int conc
       ramp);
 }
 
-std::unique_ptr<moa::testing::LocalCluster> StartCluster(const std::string& profiles,
-                                                         double scale) {
+std::unique_ptr<moa::testing::LocalCluster> StartCluster(const std::string& profiles, double scale,
+                                                         bool simulator_per_model = false) {
   moa::testing::ClusterSpec spec;
   spec.models = {"a", "b", "c", "d", "z"};
   spec.pipelines_yaml = kPipelines;
   spec.sim_profiles_yaml = profiles;
   spec.sim_latency_scale = scale;
+  spec.simulator_per_model = simulator_per_model;
   spec.proposer_flags = {"--max_inflight=100000"};
   spec.orchestrator_flags = {"--max_inflight=100000", "--http_port=0"};
   auto cluster = std::make_unique<moa::testing::LocalCluster>(spec);
@@ -252,7 +253,7 @@ void Run() {
     for (const auto& x : h) {
       if (x.ok) http_total.push_back(absl::ToDoubleMilliseconds(x.total));
     }
-    Summary("moa: overhead, 100 concurrent, ~1 s calls, 3 layers",
+    Summary(absl::StrCat("moa: overhead, ", conc, " concurrent, ~1 s calls, 3 layers"),
             absl::StrFormat("p50 %.1f ms, p99 %.1f ms", Percentile(overhead, 0.5),
                             Percentile(overhead, 0.99)));
     Summary("moa: CPU per request, all services",
@@ -265,8 +266,13 @@ void Run() {
         Percentile(http_total, 0.99) - Percentile(total, 0.99));
   }
   {
+    // A simulator per model: 10,000 requests are 40,000 upstream streams,
+    // more than one simulator process can hold (see ClusterSpec). Slow
+    // tokens (0.5/s): at 4/s, 40,000 streams are 160,000 tokens/s, more than
+    // the simulators alone can send on two cores.
     auto cluster = StartCluster(
-        "default: {time_to_first_token: 0.5, tokens_per_second: 4, answer_tokens: 200}\n", 1);
+        "default: {time_to_first_token: 0.5, tokens_per_second: 0.5, answer_tokens: 200}\n", 1,
+        /*simulator_per_model=*/true);
     auto stub = Stub(cluster->orchestrator_address());
     std::map<std::string, long> idle;
     for (auto& [name, pid] : cluster->Pids()) idle[name] = ResidentKb(pid);
@@ -278,25 +284,30 @@ void Run() {
           stub.get(), i, [&](ChatResult) { ++finished; }, &accepted));
       calls.back()->KeepAfterDone();
     }
-    absl::Time deadline = absl::Now() + absl::Seconds(60);
+    const absl::Time ramp_start = absl::Now();
+    absl::Time deadline = ramp_start + absl::Seconds(60);
     int64_t in_flight_upstream = 0;
+    nlohmann::json stats;
     while (absl::Now() < deadline) {
+      stats = cluster->SimStats();
       in_flight_upstream =
-          cluster->SimStats().value("by_outcome", nlohmann::json::object()).value("in_progress", 0);
+          stats.value("by_outcome", nlohmann::json::object()).value("in_progress", 0);
       if (accepted.load() >= n && in_flight_upstream >= 4 * n) break;
       absl::SleepFor(absl::Milliseconds(500));
     }
     std::printf(
         "resident memory with %d MoA requests in flight (%d accepted, %ld upstream "
-        "streams open):\n",
-        n, accepted.load(), static_cast<long>(in_flight_upstream));
+        "streams open after %.1f s; simulator requests by outcome %s):\n",
+        n, accepted.load(), static_cast<long>(in_flight_upstream),
+        absl::ToDoubleSeconds(absl::Now() - ramp_start),
+        stats.value("by_outcome", nlohmann::json::object()).dump().c_str());
     long largest = 0;
     std::string largest_name;
     for (auto& [name, pid] : cluster->Pids()) {
       long busy = ResidentKb(pid);
       std::printf("  %-14s idle %6.1f MiB, busy %6.1f MiB\n", name.c_str(), idle[name] / 1024.0,
                   busy / 1024.0);
-      if (name != "upstream-sim" && busy > largest) {
+      if (name.rfind("upstream-sim", 0) != 0 && busy > largest) {
         largest = busy;
         largest_name = name;
       }

@@ -58,9 +58,23 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
     error_ = "simulator did not start: " + sim_->Output();
     return;
   }
-  std::string base_url = absl::StrCat("http://127.0.0.1:", sim_port_, "/v1");
+  const std::string shared_url = absl::StrCat("http://127.0.0.1:", sim_port_, "/v1");
   std::string models_yaml = "models:\n";
   for (const std::string& m : spec.models) {
+    std::string base_url = shared_url;
+    if (spec.simulator_per_model) {
+      auto sim = std::make_unique<Process>(std::vector<std::string>{
+          BinaryPath("tools/upstream-sim/moa-upstream-sim"), "--port=0", "--profiles=" + profiles,
+          absl::StrCat("--latency_scale=", spec.sim_latency_scale)});
+      int port = WaitForLoggedPort(*sim, "on port");
+      if (port == 0) {
+        error_ = absl::StrCat("simulator of ", m, " did not start: ", sim->Output());
+        return;
+      }
+      model_sims_[m] = std::move(sim);
+      model_sim_ports_.push_back(port);
+      base_url = absl::StrCat("http://127.0.0.1:", port, "/v1");
+    }
     auto it = spec.proposer_replicas.find(m);
     const int replicas = it == spec.proposer_replicas.end() ? 1 : it->second;
     std::vector<std::string> addresses;
@@ -191,6 +205,7 @@ std::string LocalCluster::orchestrator_address() const {
 std::vector<std::pair<std::string, pid_t>> LocalCluster::Pids() const {
   std::vector<std::pair<std::string, pid_t>> pids;
   if (sim_) pids.emplace_back("upstream-sim", sim_->pid());
+  for (const auto& [model, p] : model_sims_) pids.emplace_back("upstream-sim-" + model, p->pid());
   for (const auto& [name, p] : proposers_) pids.emplace_back("proposer-" + name, p->pid());
   for (size_t r = 0; r < aggregators_.size(); ++r) {
     if (aggregators_[r]) {
@@ -211,9 +226,25 @@ nlohmann::json LocalCluster::SimRequests(int64_t since) {
 }
 
 nlohmann::json LocalCluster::SimStats() {
-  HttpResult r = HttpGet(absl::StrCat("http://127.0.0.1:", sim_port_, "/sim/stats"));
-  nlohmann::json j = nlohmann::json::parse(r.body, nullptr, /*allow_exceptions=*/false);
-  return j.is_discarded() ? nlohmann::json::object() : j;
+  std::vector<int> ports = {sim_port_};
+  ports.insert(ports.end(), model_sim_ports_.begin(), model_sim_ports_.end());
+  nlohmann::json sum = nlohmann::json::object();
+  for (int port : ports) {  // With simulator_per_model, the counts of every simulator added up.
+    HttpResult r = HttpGet(absl::StrCat("http://127.0.0.1:", port, "/sim/stats"));
+    nlohmann::json j = nlohmann::json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object()) continue;
+    for (const auto& [key, value] : j.items()) {
+      if (value.is_number_integer()) {
+        sum[key] = sum.value(key, int64_t{0}) + value.get<int64_t>();
+      } else if (value.is_object()) {
+        if (!sum.contains(key)) sum[key] = nlohmann::json::object();
+        for (const auto& [k, v] : value.items()) {
+          if (v.is_number_integer()) sum[key][k] = sum[key].value(k, int64_t{0}) + v.get<int64_t>();
+        }
+      }
+    }
+  }
+  return sum;
 }
 
 int64_t LocalCluster::LastSimRequestId() {

@@ -29,6 +29,10 @@ struct ClusterSpec {
   // balanced round-robin).
   std::map<std::string, int> proposer_replicas;
   int aggregator_replicas = 1;
+  // Each model's proposers talk to a simulator process of their own: one
+  // simulator holds at most 16,000 connections (20,000 open files per
+  // process), and one destination port at most ~28,000 from 127.0.0.1.
+  bool simulator_per_model = false;
 };
 
 // A small cluster for e2e tests: models a, b, z and slow on the simulator;
@@ -81,6 +85,8 @@ class LocalCluster {
   std::string dir_;
   std::string config_path_;
   std::unique_ptr<Process> sim_;
+  std::map<std::string, std::unique_ptr<Process>> model_sims_;  // simulator_per_model.
+  std::vector<int> model_sim_ports_;
   // By "model" for the first replica, "model#r" for replica r > 0.
   std::map<std::string, std::unique_ptr<Process>> proposers_;
   std::map<std::string, std::vector<std::string>> proposer_argv_;  // With the bound port.
