@@ -65,17 +65,18 @@ TEST(HelpTest, EveryFlagTheReadmeNamesExists) {
                              "tools/upstream-sim/moa-upstream-sim", "tools/moa/moa",
                              // The Performance section names benchmark flags too.
                              "bench/proposer_bench", "bench/moa_bench", "bench/resilience_bench",
-                             "bench/reference_bench"}) {
+                             "bench/reference_bench", "bench/instructions_bench"}) {
     known += RunBinary({binary, "--helpfull"});
   }
   std::ifstream in(std::string(MOA_SOURCE_DIR) + "/README.md");
   std::stringstream readme;
   readme << in.rdbuf();
   // Flags of other programs the README shows in commands.
-  // (podman, debootstrap, ctest, curl, scripts/install-deps, scripts/container-base-images).
+  // (podman, debootstrap, ctest, curl, valgrind, scripts/install-deps,
+  // scripts/container-base-images).
   const std::set<std::string> others = {
-      "--build",     "--fail-with-body", "--test-dir",          "--help",    "--helpfull",
-      "--helpshort", "--network",        "--output-on-failure", "--variant", "--force"};
+      "--build",   "--fail-with-body",    "--test-dir", "--help",  "--helpfull", "--helpshort",
+      "--network", "--output-on-failure", "--variant",  "--force", "--tool"};
   const std::string text = readme.str();
   std::regex flag("--[a-z][a-z_0-9-]*");
   int checked = 0;

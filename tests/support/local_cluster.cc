@@ -45,6 +45,23 @@ ClusterSpec SmallClusterSpec(const std::vector<std::string>& orchestrator_flags)
   return spec;
 }
 
+namespace {
+
+std::vector<std::string> Wrapped(const ClusterSpec& spec, const std::string& service,
+                                 std::vector<std::string> argv) {
+  auto it = spec.wrap.find(service);
+  if (it == spec.wrap.end()) return argv;
+  std::vector<std::string> wrapped = it->second;
+  wrapped.insert(wrapped.end(), argv.begin(), argv.end());
+  return wrapped;
+}
+
+absl::Duration StartTime(const ClusterSpec& spec, const std::string& service) {
+  return spec.wrap.count(service) > 0 ? absl::Minutes(1) : absl::Seconds(10);
+}
+
+}  // namespace
+
 LocalCluster::LocalCluster(const ClusterSpec& spec) {
   char tmpl[] = "/tmp/moa-cluster-test-XXXXXX";
   dir_ = mkdtemp(tmpl);
@@ -86,8 +103,9 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
                                        "--model=" + m,
                                        "--upstream_url=" + base_url};
       argv.insert(argv.end(), spec.proposer_flags.begin(), spec.proposer_flags.end());
+      argv = Wrapped(spec, "proposer-" + m, std::move(argv));
       auto p = std::make_unique<Process>(argv);
-      int port = WaitForLoggedPort(*p, "serving gRPC on port");
+      int port = WaitForLoggedPort(*p, "serving gRPC on port", StartTime(spec, "proposer-" + m));
       if (port == 0) {
         error_ = absl::StrCat("proposer ", m, " did not start: ", p->Output());
         return;
@@ -127,9 +145,11 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
                                          "--host=127.0.0.1", absl::StrCat("--port=", port),
                                          "--metrics_port=0", "--config=" + config_path_};
     agg_argv.insert(agg_argv.end(), spec.aggregator_flags.begin(), spec.aggregator_flags.end());
+    agg_argv = Wrapped(spec, "aggregator", std::move(agg_argv));
     aggregator_argv_.push_back(agg_argv);
     aggregators_.push_back(std::make_unique<Process>(agg_argv));
-    if (WaitForLoggedPort(*aggregators_.back(), "serving gRPC on port") == 0) {
+    if (WaitForLoggedPort(*aggregators_.back(), "serving gRPC on port",
+                          StartTime(spec, "aggregator")) == 0) {
       error_ = "aggregator did not start: " + aggregators_.back()->Output();
       return;
     }
@@ -141,8 +161,10 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
                                         "--http_port=-1",
                                         "--config=" + config_path_};
   orch_argv.insert(orch_argv.end(), spec.orchestrator_flags.begin(), spec.orchestrator_flags.end());
+  orch_argv = Wrapped(spec, "orchestrator", std::move(orch_argv));
   orchestrator_ = std::make_unique<Process>(orch_argv);
-  orchestrator_port_ = WaitForLoggedPort(*orchestrator_, "serving gRPC on port");
+  orchestrator_port_ =
+      WaitForLoggedPort(*orchestrator_, "serving gRPC on port", StartTime(spec, "orchestrator"));
   orchestrator_metrics_port_ = WaitForLoggedPort(*orchestrator_, "metrics on port");
   orchestrator_http_port_ = WaitForLoggedPort(*orchestrator_, "HTTP on port");  // -1: off.
   if (orchestrator_port_ == 0) {
@@ -150,7 +172,8 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
     return;
   }
   auto channel = grpc::CreateChannel(orchestrator_address(), grpc::InsecureChannelCredentials());
-  if (!WaitFor([&] { return server::HealthCheck(channel) == 1; }, absl::Seconds(10))) {
+  if (!WaitFor([&] { return server::HealthCheck(channel) == 1; },
+               StartTime(spec, "orchestrator"))) {
     error_ = "orchestrator is not healthy: " + orchestrator_->Output();
     return;
   }

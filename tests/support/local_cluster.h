@@ -33,6 +33,10 @@ struct ClusterSpec {
   // simulator holds at most 16,000 connections (20,000 open files per
   // process), and one destination port at most ~28,000 from 127.0.0.1.
   bool simulator_per_model = false;
+  // A command put before one service's binary, e.g. {"orchestrator",
+  // {"valgrind", "--tool=callgrind"}} (names: orchestrator, aggregator,
+  // proposer-<model>); such a service gets a minute to start.
+  std::map<std::string, std::vector<std::string>> wrap;
 };
 
 // A small cluster for e2e tests: models a, b, z and slow on the simulator;
