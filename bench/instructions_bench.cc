@@ -23,6 +23,8 @@
 #include "tests/support/local_cluster.h"
 
 ABSL_FLAG(int, requests, 20, "MoA requests counted per service.");
+ABSL_FLAG(bool, keep_dumps, false,
+          "Keep each service's callgrind files (their folder is printed) for callgrind_annotate.");
 ABSL_FLAG(std::string, services, "orchestrator,aggregator,proposer-a,proposer-z",
           "Services to count, each in a run of its own.");
 
@@ -65,8 +67,10 @@ long long LastDumpInstructions(const std::string& dir) {
 int Run() {
   PrintMachine();
   const int n = absl::GetFlag(FLAGS_requests);
-  std::printf("instructions per MoA request (callgrind Ir, %d requests one at a time, "
-              "2 layers of 4 proposers + aggregator):\n", n);
+  std::printf(
+      "instructions per MoA request (callgrind Ir, %d requests one at a time, "
+      "2 layers of 4 proposers + aggregator):\n",
+      n);
   for (absl::string_view service : absl::StrSplit(absl::GetFlag(FLAGS_services), ',')) {
     const std::string name(service);
     const std::string dir = std::filesystem::temp_directory_path() /
@@ -104,7 +108,11 @@ int Run() {
                 ir > 0 ? static_cast<double>(ir) / n : -1.0, failed);
     Summary(absl::StrCat("instructions per MoA request: ", name),
             absl::StrFormat("%.2f M", ir > 0 ? static_cast<double>(ir) / n / 1e6 : -1.0));
-    std::filesystem::remove_all(dir);
+    if (absl::GetFlag(FLAGS_keep_dumps)) {
+      std::printf("  %-14s callgrind files in %s\n", "", dir.c_str());
+    } else {
+      std::filesystem::remove_all(dir);
+    }
   }
   return 0;
 }
