@@ -2,6 +2,7 @@
 #ifndef MOA_BENCH_BENCH_UTIL_H_
 #define MOA_BENCH_BENCH_UTIL_H_
 
+#include <grpcpp/grpcpp.h>
 #include <sys/types.h>
 
 #include <functional>
@@ -12,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "moa/v1/orchestrator.grpc.pb.h"
 #include "tests/support/test_support.h"
 
 namespace moa::bench {
@@ -41,6 +43,52 @@ void PrintMachine();
 // One row of `make bench`'s summary table: a tab-separated line
 // "SUMMARY\t<what>\t<value>" that bench/run-benchmarks.sh collects.
 void Summary(const std::string& what, const std::string& value);
+
+// One OrchestratorService.Chat stream on the callback API (no thread per
+// stream), shared by the benchmarks: `on_event` sees every event, `on_done`
+// the final status and the time from the start. Deletes itself after
+// `on_done` unless KeepAfterDone() was called (then the caller deletes it,
+// and Cancel stays safe until then).
+class ChatStream final : public grpc::ClientReadReactor<v1::ChatEvent> {
+ public:
+  struct Result {
+    grpc::Status status;
+    absl::Duration total;
+  };
+  ChatStream(v1::OrchestratorService::Stub* stub, v1::ChatRequest request,
+             std::function<void(const v1::ChatEvent&)> on_event,
+             std::function<void(const Result&)> on_done,
+             absl::Time deadline = absl::InfiniteFuture())
+      : request_(std::move(request)),
+        on_event_(std::move(on_event)),
+        on_done_(std::move(on_done)),
+        start_(absl::Now()) {
+    if (deadline != absl::InfiniteFuture()) ctx_.set_deadline(absl::ToChronoTime(deadline));
+    stub->async()->Chat(&ctx_, &request_, this);
+    StartRead(&event_);
+    StartCall();
+  }
+  void Cancel() { ctx_.TryCancel(); }
+  void KeepAfterDone() { keep_ = true; }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    if (on_event_) on_event_(event_);
+    StartRead(&event_);
+  }
+  void OnDone(const grpc::Status& s) override {
+    on_done_({s, absl::Now() - start_});
+    if (!keep_) delete this;
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  v1::ChatRequest request_;
+  v1::ChatEvent event_;
+  std::function<void(const v1::ChatEvent&)> on_event_;
+  std::function<void(const Result&)> on_done_;
+  const absl::Time start_;
+  bool keep_ = false;
+};
 
 // Keeps `concurrency` calls going until `count` have started or `until`
 // passes, then waits for all of them. `start(i, done)` starts call i and

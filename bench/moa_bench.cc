@@ -25,6 +25,7 @@
 #include "lib/wire/wire.h"
 #include "moa/v1/orchestrator.grpc.pb.h"
 #include "tests/support/local_cluster.h"
+#include "tests/support/requests.h"
 
 ABSL_FLAG(int, throughput_concurrency, 32, "Concurrent requests in the throughput phase.");
 ABSL_FLAG(absl::Duration, throughput_time, absl::Seconds(5), "Length of the throughput phase.");
@@ -49,65 +50,45 @@ struct ChatResult {
   std::string error;
 };
 
-// One Chat stream on the callback API; computes the overhead from events.
-class ChatCall final : public grpc::ClientReadReactor<v1::ChatEvent> {
- public:
-  ChatCall(v1::OrchestratorService::Stub* stub, int i, std::function<void(ChatResult)> done,
-           std::atomic<int>* accepted = nullptr)
-      : done_(std::move(done)), accepted_(accepted), start_(absl::Now()) {
-    auto* m = request_.add_messages();
-    m->set_role(v1::ROLE_USER);
-    m->set_content(absl::StrCat("Benchmark question ", i));
-    stub->async()->Chat(&ctx_, &request_, this);
-    StartRead(&event_);
-    StartCall();
-  }
-  void Cancel() { ctx_.TryCancel(); }
-  void OnReadDone(bool ok) override {
-    if (!ok) return;
-    if (event_.has_accepted() && accepted_) accepted_->fetch_add(1);
-    if (event_.has_proposal_done()) {
-      int layer = event_.proposal_done().ref().layer();
-      absl::Duration d = wire::FromProto(event_.proposal_done().completion().duration());
-      slowest_[layer] = std::max(slowest_[layer], d);
-    }
-    if (event_.has_summary()) {
-      final_ = wire::FromProto(event_.summary().answer().duration());
-    }
-    StartRead(&event_);
-  }
-  void OnDone(const grpc::Status& s) override {
-    ChatResult r;
-    r.ok = s.ok();
-    r.error = s.error_message();
-    r.total = absl::Now() - start_;
-    r.overhead = r.total - final_;
-    for (auto& [layer, d] : slowest_) r.overhead -= d;
-    done_(r);
-    if (!keep_) delete this;
-  }
-  // The caller deletes the call after its OnDone (so Cancel stays safe).
-  void KeepAfterDone() { keep_ = true; }
-
- private:
-  grpc::ClientContext ctx_;
-  v1::ChatRequest request_;
-  v1::ChatEvent event_;
-  std::function<void(ChatResult)> done_;
-  std::atomic<int>* accepted_;
-  absl::Time start_;
-  std::map<int, absl::Duration> slowest_;
-  absl::Duration final_;
-  bool keep_ = false;
-};
+// A Chat stream whose result is the end-to-end time and the overhead: the
+// total minus, per layer, the slowest proposal and the final answer's time
+// (from the events).
+ChatStream* StartChat(v1::OrchestratorService::Stub* stub, int i,
+                      std::function<void(ChatResult)> done, std::atomic<int>* accepted = nullptr) {
+  struct Timings {
+    std::map<int, absl::Duration> slowest;
+    absl::Duration final_answer;
+  };
+  auto timings = std::make_shared<Timings>();
+  return new ChatStream(
+      stub, testing::UserQuestion(absl::StrCat("Benchmark question ", i)),
+      [timings, accepted](const v1::ChatEvent& event) {
+        if (event.has_accepted() && accepted) accepted->fetch_add(1);
+        if (event.has_proposal_done()) {
+          int layer = event.proposal_done().ref().layer();
+          absl::Duration d = wire::FromProto(event.proposal_done().completion().duration());
+          timings->slowest[layer] = std::max(timings->slowest[layer], d);
+        }
+        if (event.has_summary()) {
+          timings->final_answer = wire::FromProto(event.summary().answer().duration());
+        }
+      },
+      [timings, done = std::move(done)](const ChatStream::Result& r) {
+        ChatResult result;
+        result.ok = r.status.ok();
+        result.error = r.status.error_message();
+        result.total = r.total;
+        result.overhead = r.total - timings->final_answer;
+        for (auto& [layer, d] : timings->slowest) result.overhead -= d;
+        done(result);
+      });
+}
 
 std::vector<ChatResult> ClosedLoop(v1::OrchestratorService::Stub* stub, int concurrency, int count,
                                    absl::Time until, absl::Duration ramp = absl::ZeroDuration()) {
   return RunClosedLoop<ChatResult>(
       concurrency, count, until,
-      [stub](int i, std::function<void(ChatResult)> done) {
-        new ChatCall(stub, i, std::move(done));
-      },
+      [stub](int i, std::function<void(ChatResult)> done) { StartChat(stub, i, std::move(done)); },
       ramp);
 }
 
@@ -278,9 +259,9 @@ void Run() {
     for (auto& [name, pid] : cluster->Pids()) idle[name] = ResidentKb(pid);
     int n = absl::GetFlag(FLAGS_memory_requests);
     std::atomic<int> accepted{0}, finished{0};
-    std::vector<ChatCall*> calls;
+    std::vector<ChatStream*> calls;
     for (int i = 0; i < n; ++i) {
-      calls.push_back(new ChatCall(
+      calls.push_back(StartChat(
           stub.get(), i, [&](ChatResult) { ++finished; }, &accepted));
       calls.back()->KeepAfterDone();
     }
@@ -314,9 +295,9 @@ void Run() {
     }
     Summary(absl::StrCat("moa: largest service with ", n, " requests in flight"),
             absl::StrFormat("%s %.1f MiB", largest_name, largest / 1024.0));
-    for (ChatCall* c : calls) c->Cancel();
+    for (ChatStream* c : calls) c->Cancel();
     while (finished.load() < n) absl::SleepFor(absl::Milliseconds(20));
-    for (ChatCall* c : calls) delete c;
+    for (ChatStream* c : calls) delete c;
   }
 }
 

@@ -16,6 +16,7 @@
 #include "bench/bench_util.h"
 #include "moa/v1/orchestrator.grpc.pb.h"
 #include "tests/support/local_cluster.h"
+#include "tests/support/requests.h"
 
 ABSL_FLAG(int, tail_requests, 500, "Requests per policy in the heavy-tail phase.");
 ABSL_FLAG(int, tail_concurrency, 100, "Concurrent requests in the heavy-tail phase.");
@@ -34,44 +35,28 @@ struct Outcome {
   std::string error;
 };
 
-// One Chat stream: its status, duration and the references layer 1 passed on.
-class Call final : public grpc::ClientReadReactor<v1::ChatEvent> {
- public:
-  Call(v1::OrchestratorService::Stub* stub, const std::string& pipeline, int i,
-       absl::Duration deadline, std::function<void(Outcome)> done)
-      : done_(std::move(done)), start_(absl::Now()), deadline_(start_ + deadline) {
-    request_.set_pipeline(pipeline);
-    auto* m = request_.add_messages();
-    m->set_role(v1::ROLE_USER);
-    m->set_content(absl::StrCat("Resilience question ", i));
-    if (deadline != absl::InfiniteDuration()) ctx_.set_deadline(absl::ToChronoTime(deadline_));
-    stub->async()->Chat(&ctx_, &request_, this);
-    StartRead(&event_);
-    StartCall();
-  }
-  void OnReadDone(bool ok) override {
-    if (!ok) return;
-    if (event_.has_summary() && event_.summary().layer_references_size() > 0) {
-      references_ = event_.summary().layer_references(0);
-    }
-    StartRead(&event_);
-  }
-  void OnDone(const grpc::Status& s) override {
-    const absl::Time end = absl::Now();
-    done_({s.ok(), end > deadline_ + absl::Milliseconds(100), absl::ToDoubleSeconds(end - start_),
-           references_, s.error_message()});
-    delete this;
-  }
-
- private:
-  grpc::ClientContext ctx_;
-  v1::ChatRequest request_;
-  v1::ChatEvent event_;
-  std::function<void(Outcome)> done_;
-  const absl::Time start_;
-  const absl::Time deadline_;
-  int references_ = 0;
-};
+// A Chat stream on `pipeline`: its status, duration and the references
+// layer 1 passed on.
+void StartCall(v1::OrchestratorService::Stub* stub, const std::string& pipeline, int i,
+               absl::Duration deadline, std::function<void(Outcome)> done) {
+  v1::ChatRequest request = testing::UserQuestion(absl::StrCat("Resilience question ", i));
+  request.set_pipeline(pipeline);
+  const absl::Time due =
+      deadline == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + deadline;
+  auto references = std::make_shared<int>(0);
+  new ChatStream(
+      stub, std::move(request),
+      [references](const v1::ChatEvent& event) {
+        if (event.has_summary() && event.summary().layer_references_size() > 0) {
+          *references = event.summary().layer_references(0);
+        }
+      },
+      [references, due, done = std::move(done)](const ChatStream::Result& r) {
+        done({r.status.ok(), absl::Now() > due + absl::Milliseconds(100),
+              absl::ToDoubleSeconds(r.total), *references, r.status.error_message()});
+      },
+      due);
+}
 
 // An error message with its numbers and durations blanked, so failures of
 // one kind count together.
@@ -91,7 +76,7 @@ std::vector<Outcome> Run(v1::OrchestratorService::Stub* stub, const std::string&
                          int concurrency, int count, absl::Duration deadline) {
   return RunClosedLoop<Outcome>(concurrency, count, absl::InfiniteFuture(),
                                 [=](int i, std::function<void(Outcome)> done) {
-                                  new Call(stub, pipeline, i, deadline, std::move(done));
+                                  StartCall(stub, pipeline, i, deadline, std::move(done));
                                 });
 }
 
