@@ -5,14 +5,17 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
 #include <thread>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -188,12 +191,16 @@ int RunAlpacaEval(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
   return failed > 0 ? 1 : 0;
 }
 
-int RunMtBench(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
+// Reads a JSON-lines question file; blank lines are skipped. `invalid(q)`
+// says what is wrong with a question ("" when nothing is), reported as
+// "PATH:LINE <what>". nullopt (after saying why) when the file is unusable.
+std::optional<std::vector<json>> ReadQuestions(
+    const std::string& path, const std::function<std::string(const json&)>& invalid) {
   bool ok;
-  std::string text = ReadFile(o.input, &ok);
+  std::string text = ReadFile(path, &ok);
   if (!ok) {
-    std::fprintf(stderr, "moa batch: cannot read %s\n", o.input.c_str());
-    return 2;
+    std::fprintf(stderr, "moa batch: cannot read %s\n", path.c_str());
+    return std::nullopt;
   }
   std::vector<json> questions;
   std::istringstream lines(text);
@@ -201,113 +208,22 @@ int RunMtBench(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
   for (int n = 1; std::getline(lines, line); ++n) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     json q = json::parse(line, nullptr, false);
-    bool turns_are_text = !q.is_discarded() && q.is_object() && q.contains("turns") &&
-                          q["turns"].is_array() && !q["turns"].empty();
-    for (size_t k = 0; turns_are_text && k < q["turns"].size(); ++k) {
-      turns_are_text = q["turns"][k].is_string();
-    }
-    if (!turns_are_text || !q.contains("question_id") ||
-        !moa::json::OptionalString(q, "category", "category").ok()) {
-      std::fprintf(stderr,
-                   "moa batch: %s:%d is not a question {question_id, category (a string), turns "
-                   "(strings)}\n",
-                   o.input.c_str(), n);
-      return 2;
+    std::string problem = invalid(q);
+    if (!problem.empty()) {
+      std::fprintf(stderr, "moa batch: %s:%d %s\n", path.c_str(), n, problem.c_str());
+      return std::nullopt;
     }
     questions.push_back(std::move(q));
   }
-  std::set<std::string> done;
-  {
-    std::ifstream prev(o.output);
-    for (std::string l; std::getline(prev, l);) {
-      json a = json::parse(l, nullptr, false);
-      if (!a.is_discarded() && a.contains("question_id")) done.insert(a["question_id"].dump());
-    }
-  }
-  std::vector<size_t> todo;
-  for (size_t i = 0; i < questions.size(); ++i) {
-    if (done.count(questions[i]["question_id"].dump()) == 0) todo.push_back(i);
-  }
-  std::ofstream out(o.output, std::ios::app);
-  if (!out) {
-    std::fprintf(stderr, "moa batch: cannot write %s\n", o.output.c_str());
-    return 2;
-  }
-  Progress progress(static_cast<int>(questions.size()),
-                    static_cast<int>(questions.size() - todo.size()));
-  std::mutex mu;
-  std::atomic<int> failed{0};
-  ForEachConcurrently(todo, o.concurrency, [&](size_t i) {
-    const json& q = questions[i];
-    double temperature = o.temperature_override.value_or(MtBenchTemperature(
-        moa::json::OptionalString(q, "category", "category").value_or(std::nullopt).value_or("")));
-    // Each turn sees the earlier turns and their answers.
-    v1::ChatRequest req = o.base;
-    req.mutable_params()->set_temperature(temperature);
-    std::vector<std::string> answers;
-    for (const json& turn : q["turns"]) {
-      Add(req, v1::ROLE_USER, turn.get<std::string>());
-      ChatResult r = RunChat(stub, req, o.timeout, {});
-      if (!r.status.ok()) {
-        ++failed;
-        std::fprintf(stderr, "\nquestion %s failed: %s\n", q["question_id"].dump().c_str(),
-                     r.status.error_message().c_str());
-        progress.Item(false);
-        return;
-      }
-      answers.push_back(r.answer);
-      Add(req, v1::ROLE_ASSISTANT, r.answer);
-    }
-    json answer = {{"question_id", q["question_id"]},
-                   {"answer_id", ShortId()},
-                   {"model_id", o.generator},
-                   {"choices", json::array({{{"index", 0}, {"turns", answers}}})},
-                   {"tstamp", static_cast<double>(absl::ToUnixMicros(absl::Now())) / 1e6}};
-    std::lock_guard<std::mutex> lock(mu);
-    out << moa::json::Dump(answer) << "\n";
-    out.flush();
-    progress.Item(true);
-  });
-  progress.End();
-  return failed > 0 ? 1 : 0;
+  return questions;
 }
 
-// FLASK (Ye et al., 2023): questions as JSON lines {idx, instruction, ...}
-// (its evaluation_set/flask_evaluation.jsonl); answers as JSON lines
-// {question_id: idx, text}, the file its GPT-4 reviewer reads and matches to
-// the questions by question_id. Answers are appended as they finish, so an
-// interrupted run resumes by question_id.
-int RunFlask(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
-  bool ok;
-  std::string text = ReadFile(o.input, &ok);
-  if (!ok) {
-    std::fprintf(stderr, "moa batch: cannot read %s\n", o.input.c_str());
-    return 2;
-  }
-  std::vector<json> questions;
-  std::set<std::string> ids;
-  std::istringstream lines(text);
-  std::string line;
-  for (int n = 1; std::getline(lines, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json q = json::parse(line, nullptr, false);
-    bool valid = !q.is_discarded() && q.is_object() && q.contains("instruction") &&
-                 q["instruction"].is_string() && q.contains("idx") &&
-                 (q["idx"].is_number_integer() || q["idx"].is_string());
-    if (!valid) {
-      std::fprintf(stderr,
-                   "moa batch: %s:%d is not a FLASK question {idx (an integer or string), "
-                   "instruction (a string)}\n",
-                   o.input.c_str(), n);
-      return 2;
-    }
-    if (!ids.insert(q["idx"].dump()).second) {
-      std::fprintf(stderr, "moa batch: %s:%d repeats idx %s\n", o.input.c_str(), n,
-                   q["idx"].dump().c_str());
-      return 2;
-    }
-    questions.push_back(std::move(q));
-  }
+// Answers the questions not yet in the JSON-lines output (matched by the
+// output's "question_id" against each question's `id_field`), `concurrency`
+// at a time, appending each answer line as it finishes. `answer(q)` returns
+// the line to write or why the question failed (left for a rerun).
+int AnswerJsonLines(const BatchOptions& o, const std::vector<json>& questions, const char* id_field,
+                    const std::function<absl::StatusOr<json>(const json&)>& answer) {
   std::set<std::string> done;
   {
     std::ifstream prev(o.output);
@@ -320,7 +236,7 @@ int RunFlask(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
   }
   std::vector<size_t> todo;
   for (size_t i = 0; i < questions.size(); ++i) {
-    if (done.count(questions[i]["idx"].dump()) == 0) todo.push_back(i);
+    if (done.count(questions[i][id_field].dump()) == 0) todo.push_back(i);
   }
   std::ofstream out(o.output, std::ios::app);
   if (!out) {
@@ -332,26 +248,88 @@ int RunFlask(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
   std::mutex mu;
   std::atomic<int> failed{0};
   ForEachConcurrently(todo, o.concurrency, [&](size_t i) {
-    const json& q = questions[i];
-    v1::ChatRequest req = o.base;
-    if (o.temperature_override) req.mutable_params()->set_temperature(*o.temperature_override);
-    Add(req, v1::ROLE_USER, q["instruction"].get<std::string>());
-    ChatResult r = RunChat(stub, req, o.timeout, {});
-    if (!r.status.ok()) {
+    absl::StatusOr<json> line = answer(questions[i]);
+    if (!line.ok()) {
       ++failed;
-      std::fprintf(stderr, "\nquestion %s failed: %s\n", q["idx"].dump().c_str(),
-                   r.status.error_message().c_str());
+      std::fprintf(stderr, "\nquestion %s failed: %s\n", questions[i][id_field].dump().c_str(),
+                   std::string(line.status().message()).c_str());
       progress.Item(false);
       return;
     }
-    json answer = {{"question_id", q["idx"]}, {"text", r.answer}};
     std::lock_guard<std::mutex> lock(mu);
-    out << moa::json::Dump(answer) << "\n";
+    out << moa::json::Dump(*line) << "\n";
     out.flush();
     progress.Item(true);
   });
   progress.End();
   return failed > 0 ? 1 : 0;
+}
+
+absl::Status StatusOf(const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+int RunMtBench(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
+  auto questions = ReadQuestions(o.input, [](const json& q) -> std::string {
+    bool turns_are_text = !q.is_discarded() && q.is_object() && q.contains("turns") &&
+                          q["turns"].is_array() && !q["turns"].empty();
+    for (size_t k = 0; turns_are_text && k < q["turns"].size(); ++k) {
+      turns_are_text = q["turns"][k].is_string();
+    }
+    if (!turns_are_text || !q.contains("question_id") ||
+        !moa::json::OptionalString(q, "category", "category").ok()) {
+      return "is not a question {question_id, category (a string), turns (strings)}";
+    }
+    return "";
+  });
+  if (!questions) return 2;
+  return AnswerJsonLines(o, *questions, "question_id", [&](const json& q) -> absl::StatusOr<json> {
+    double temperature = o.temperature_override.value_or(MtBenchTemperature(
+        moa::json::OptionalString(q, "category", "category").value_or(std::nullopt).value_or("")));
+    // Each turn sees the earlier turns and their answers.
+    v1::ChatRequest req = o.base;
+    req.mutable_params()->set_temperature(temperature);
+    std::vector<std::string> answers;
+    for (const json& turn : q["turns"]) {
+      Add(req, v1::ROLE_USER, turn.get<std::string>());
+      ChatResult r = RunChat(stub, req, o.timeout, {});
+      if (!r.status.ok()) return StatusOf(r.status);
+      answers.push_back(r.answer);
+      Add(req, v1::ROLE_ASSISTANT, r.answer);
+    }
+    return json{{"question_id", q["question_id"]},
+                {"answer_id", ShortId()},
+                {"model_id", o.generator},
+                {"choices", json::array({{{"index", 0}, {"turns", answers}}})},
+                {"tstamp", static_cast<double>(absl::ToUnixMicros(absl::Now())) / 1e6}};
+  });
+}
+
+// FLASK (Ye et al., 2023): questions as JSON lines {idx, instruction, ...}
+// (its evaluation_set/flask_evaluation.jsonl); answers as JSON lines
+// {question_id: idx, text}, the file its GPT-4 reviewer reads and matches to
+// the questions by question_id. Answers are appended as they finish, so an
+// interrupted run resumes by question_id.
+int RunFlask(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
+  std::set<std::string> ids;
+  auto questions = ReadQuestions(o.input, [&ids](const json& q) -> std::string {
+    bool valid = !q.is_discarded() && q.is_object() && q.contains("instruction") &&
+                 q["instruction"].is_string() && q.contains("idx") &&
+                 (q["idx"].is_number_integer() || q["idx"].is_string());
+    if (!valid)
+      return "is not a FLASK question {idx (an integer or string), instruction (a string)}";
+    if (!ids.insert(q["idx"].dump()).second) return "repeats idx " + q["idx"].dump();
+    return "";
+  });
+  if (!questions) return 2;
+  return AnswerJsonLines(o, *questions, "idx", [&](const json& q) -> absl::StatusOr<json> {
+    v1::ChatRequest req = o.base;
+    if (o.temperature_override) req.mutable_params()->set_temperature(*o.temperature_override);
+    Add(req, v1::ROLE_USER, q["instruction"].get<std::string>());
+    ChatResult r = RunChat(stub, req, o.timeout, {});
+    if (!r.status.ok()) return StatusOf(r.status);
+    return json{{"question_id", q["idx"]}, {"text", r.answer}};
+  });
 }
 
 }  // namespace
