@@ -12,6 +12,8 @@
 #include <atomic>
 #include <cstdio>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -32,6 +34,9 @@ ABSL_FLAG(absl::Duration, throughput_time, absl::Seconds(5), "Length of the thro
 ABSL_FLAG(int, overhead_concurrency, 100, "Concurrent requests in the overhead phase.");
 ABSL_FLAG(int, overhead_requests, 500, "Requests in the overhead phase.");
 ABSL_FLAG(int, memory_requests, 2000, "Requests in flight in the memory phase.");
+ABSL_FLAG(std::vector<std::string>, phases,
+          std::vector<std::string>({"throughput", "overhead", "memory"}),
+          "Phases to run (comma-separated): throughput, overhead, memory.");
 ABSL_FLAG(absl::Duration, overhead_ramp, absl::Seconds(1),
           "Overhead phase: the clients' first requests are spread over this long (0: all at "
           "once, so every layer of every request ends together).");
@@ -157,12 +162,19 @@ std::unique_ptr<v1::OrchestratorService::Stub> Stub(const std::string& address) 
       grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
 }
 
+bool Phase(absl::string_view name) {
+  for (const std::string& p : absl::GetFlag(FLAGS_phases)) {
+    if (p == name) return true;
+  }
+  return false;
+}
+
 void Run() {
   PrintMachine();
   std::printf(
       "pipeline: 3 layers (4 proposers, 4 proposers, aggregator) = 9 model calls per "
       "request\n");
-  {
+  if (Phase("throughput")) {
     auto cluster = StartCluster(
         "default: {time_to_first_token: 0.1, tokens_per_second: 100, answer_tokens: 50}\n", 0);
     auto stub = Stub(cluster->orchestrator_address());
@@ -187,7 +199,7 @@ void Run() {
         "requests, %zu failed)\n",
         h.size() / secs, h.size(), CountFailed(h));
   }
-  {
+  if (Phase("overhead")) {
     // About 1 s per upstream call: 0.2 s to the first token, 40 tokens at 50/s.
     auto cluster = StartCluster(
         "default: {time_to_first_token: 0.2, tokens_per_second: 50, answer_tokens: 40}\n", 1);
@@ -246,7 +258,7 @@ void Run() {
         Percentile(http_total, 0.5) - Percentile(total, 0.5),
         Percentile(http_total, 0.99) - Percentile(total, 0.99));
   }
-  {
+  if (Phase("memory")) {
     // A simulator per model: 10,000 requests are 40,000 upstream streams,
     // more than one simulator process can hold (see ClusterSpec). Slow
     // tokens (0.5/s): at 4/s, 40,000 streams are 160,000 tokens/s, more than
