@@ -85,8 +85,11 @@ int Run() {
         "default: {time_to_first_token: 0.1, tokens_per_second: 100, answer_tokens: 50}\n";
     spec.sim_latency_scale = 0;
     spec.orchestrator_flags = {"--http_port=-1"};
-    spec.wrap[name] = {"/usr/bin/valgrind", "--tool=callgrind", "--quiet",
-                       "--callgrind-out-file=" + dir + "/callgrind.out"};
+    // Uncompressed names: a dump taken after --zero otherwise refers to
+    // names defined before it, and callgrind_annotate charges all to clone.
+    spec.wrap[name] = {"/usr/bin/valgrind", "--tool=callgrind",
+                       "--quiet",           "--compress-strings=no",
+                       "--compress-pos=no", "--callgrind-out-file=" + dir + "/callgrind.out"};
     testing::LocalCluster cluster(spec);
     if (!cluster.ok()) {
       std::fprintf(stderr, "%s\n", cluster.error().c_str());

@@ -1,6 +1,10 @@
 #include "lib/llm/openai_json.h"
 
+#include <cstddef>
+#include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "lib/base/json.h"
@@ -52,9 +56,337 @@ absl::Status ErrorObjectToStatus(const json& error) {
   return absl::UnavailableError(absl::StrCat("upstream error mid-stream: ", message));
 }
 
+// Reads one JSON text strictly (RFC 8259, UTF-8 checked) and keeps only
+// choices[0].delta.content and choices[0].finish_reason. Every method returns
+// false on anything it does not accept; the caller then falls back to the
+// tree parser, which decides (so rejecting too much is only slower, never
+// wrong, and accepting must never differ from the tree parser: fuzzed).
+class CommonChunkScanner {
+ public:
+  explicit CommonChunkScanner(absl::string_view text)
+      : at_(text.data()), end_(text.data() + text.size()) {}
+
+  std::optional<StreamChunk> Scan() {
+    StreamChunk chunk;
+    SkipSpace();
+    bool seen_choices = false;
+    bool ok = Object([&](absl::string_view key) {
+      if (key == "usage" || key == "error") return false;  // Rare: the tree parser.
+      if (key != "choices") return SkipValue(0);
+      if (seen_choices) return false;  // Duplicate: the tree parser keeps the last.
+      seen_choices = true;
+      return Choices(&chunk);
+    });
+    if (!ok) return std::nullopt;
+    SkipSpace();
+    if (at_ != end_) return std::nullopt;
+    return chunk;
+  }
+
+ private:
+  static constexpr int kMaxDepth = 32;
+
+  void SkipSpace() {
+    while (at_ != end_ && (*at_ == ' ' || *at_ == '\n' || *at_ == '\r' || *at_ == '\t')) ++at_;
+  }
+  bool Take(char c) {
+    SkipSpace();
+    if (at_ == end_ || *at_ != c) return false;
+    ++at_;
+    return true;
+  }
+  bool Peek(char c) {
+    SkipSpace();
+    return at_ != end_ && *at_ == c;
+  }
+
+  // `{` members `}`; on_member(key) reads the member's value.
+  template <typename OnMember>
+  bool Object(OnMember on_member) {
+    if (!Take('{')) return false;
+    if (Take('}')) return true;
+    while (true) {
+      absl::string_view key;
+      if (!Key(&key) || !Take(':')) return false;
+      SkipSpace();
+      if (!on_member(key)) return false;
+      if (Take(',')) continue;
+      return Take('}');
+    }
+  }
+
+  // A key without escapes, as a view into the text.
+  bool Key(absl::string_view* key) {
+    if (!Take('"')) return false;
+    const char* start = at_;
+    while (at_ != end_ && *at_ != '"') {
+      auto c = static_cast<unsigned char>(*at_);
+      if (c == '\\' || c < 0x20 || c >= 0x80) return false;
+      ++at_;
+    }
+    if (at_ == end_) return false;
+    *key = absl::string_view(start, at_ - start);
+    ++at_;
+    return true;
+  }
+
+  bool Choices(StreamChunk* chunk) {
+    if (!Take('[')) return false;
+    if (Take(']')) return true;
+    if (!Peek('{')) return false;  // The tree parser names a non-object choice.
+    bool seen_delta = false, seen_finish = false;
+    bool ok = Object([&](absl::string_view key) {
+      if (key == "delta") {
+        if (seen_delta) return false;
+        seen_delta = true;
+        if (!Peek('{')) return false;
+        bool seen_content = false;
+        return Object([&](absl::string_view delta_key) {
+          if (delta_key != "content") return SkipValue(2);
+          if (seen_content) return false;
+          seen_content = true;
+          return StringOrNull(&chunk->delta);
+        });
+      }
+      if (key == "finish_reason") {
+        if (seen_finish) return false;
+        seen_finish = true;
+        std::string reason;
+        bool is_string = Peek('"');
+        if (!StringOrNull(&reason)) return false;
+        if (is_string) chunk->finish_reason = std::move(reason);
+        return true;
+      }
+      return SkipValue(1);
+    });
+    if (!ok) return false;
+    while (Take(',')) {
+      if (!SkipValue(1)) return false;
+    }
+    return Take(']');
+  }
+
+  bool StringOrNull(std::string* out) {
+    SkipSpace();
+    if (Peek('"')) return String(out);
+    return Literal("null");
+  }
+
+  bool SkipValue(int depth) {
+    if (depth > kMaxDepth) return false;
+    SkipSpace();
+    if (at_ == end_) return false;
+    switch (*at_) {
+      case '"':
+        return String(nullptr);
+      case '{':
+        return Object([&](absl::string_view) { return SkipValue(depth + 1); });
+      case '[': {
+        ++at_;
+        if (Take(']')) return true;
+        do {
+          if (!SkipValue(depth + 1)) return false;
+        } while (Take(','));
+        return Take(']');
+      }
+      case 't':
+        return Literal("true");
+      case 'f':
+        return Literal("false");
+      case 'n':
+        return Literal("null");
+      default:
+        return Number();
+    }
+  }
+
+  bool Literal(absl::string_view word) {
+    if (static_cast<size_t>(end_ - at_) < word.size() ||
+        absl::string_view(at_, word.size()) != word) {
+      return false;
+    }
+    at_ += word.size();
+    return true;
+  }
+
+  // Integers and plain decimals of at most 15 characters: nothing a double
+  // cannot hold. Exponents and longer numbers go to the tree parser.
+  bool Number() {
+    const char* start = at_;
+    auto digit = [&] { return at_ != end_ && *at_ >= '0' && *at_ <= '9'; };
+    if (at_ != end_ && *at_ == '-') ++at_;
+    if (!digit()) return false;
+    if (*at_ == '0') {
+      ++at_;
+    } else {
+      while (digit()) ++at_;
+    }
+    if (at_ != end_ && *at_ == '.') {
+      ++at_;
+      if (!digit()) return false;
+      while (digit()) ++at_;
+    }
+    if (at_ != end_ && (*at_ == 'e' || *at_ == 'E')) return false;
+    return at_ - start <= 15;
+  }
+
+  // A string with its escapes decoded into *out (when out is not null).
+  bool String(std::string* out) {
+    if (at_ == end_ || *at_ != '"') return false;
+    ++at_;
+    while (true) {
+      const char* run = at_;
+      while (at_ != end_) {
+        auto c = static_cast<unsigned char>(*at_);
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) break;
+        ++at_;
+      }
+      if (out != nullptr) out->append(run, at_ - run);
+      if (at_ == end_) return false;
+      auto c = static_cast<unsigned char>(*at_);
+      if (c == '"') {
+        ++at_;
+        return true;
+      }
+      if (c < 0x20) return false;
+      if (c >= 0x80) {
+        if (!Utf8Sequence(out)) return false;
+        continue;
+      }
+      if (!Escape(out)) return false;
+    }
+  }
+
+  // One UTF-8 sequence, checked as RFC 3629 defines it (no overlong forms,
+  // no surrogates, nothing past U+10FFFF).
+  bool Utf8Sequence(std::string* out) {
+    auto byte = [&](ptrdiff_t i) { return static_cast<unsigned char>(at_[i]); };
+    unsigned char b0 = byte(0);
+    int length;
+    unsigned char low = 0x80, high = 0xBF;  // Range of the second byte.
+    if (b0 >= 0xC2 && b0 <= 0xDF) {
+      length = 2;
+    } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+      length = 3;
+      if (b0 == 0xE0) low = 0xA0;
+      if (b0 == 0xED) high = 0x9F;
+    } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+      length = 4;
+      if (b0 == 0xF0) low = 0x90;
+      if (b0 == 0xF4) high = 0x8F;
+    } else {
+      return false;
+    }
+    if (end_ - at_ < length) return false;
+    if (byte(1) < low || byte(1) > high) return false;
+    for (int i = 2; i < length; ++i) {
+      if (byte(i) < 0x80 || byte(i) > 0xBF) return false;
+    }
+    if (out != nullptr) out->append(at_, length);
+    at_ += length;
+    return true;
+  }
+
+  bool Hex4(uint32_t* value) {
+    if (end_ - at_ < 4) return false;
+    *value = 0;
+    for (int i = 0; i < 4; ++i) {
+      char c = at_[i];
+      uint32_t v;
+      if (c >= '0' && c <= '9') {
+        v = c - '0';
+      } else if (c >= 'a' && c <= 'f') {
+        v = c - 'a' + 10;
+      } else if (c >= 'A' && c <= 'F') {
+        v = c - 'A' + 10;
+      } else {
+        return false;
+      }
+      *value = *value * 16 + v;
+    }
+    at_ += 4;
+    return true;
+  }
+
+  bool Escape(std::string* out) {
+    ++at_;  // The backslash.
+    if (at_ == end_) return false;
+    char c = *at_++;
+    char plain;
+    switch (c) {
+      case '"':
+      case '\\':
+      case '/':
+        plain = c;
+        break;
+      case 'b':
+        plain = '\b';
+        break;
+      case 'f':
+        plain = '\f';
+        break;
+      case 'n':
+        plain = '\n';
+        break;
+      case 'r':
+        plain = '\r';
+        break;
+      case 't':
+        plain = '\t';
+        break;
+      case 'u': {
+        uint32_t code;
+        if (!Hex4(&code)) return false;
+        if (code >= 0xDC00 && code <= 0xDFFF) return false;  // A lone low surrogate.
+        if (code >= 0xD800 && code <= 0xDBFF) {
+          uint32_t low;
+          if (!Literal("\\u") || !Hex4(&low) || low < 0xDC00 || low > 0xDFFF) return false;
+          code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+        }
+        if (out != nullptr) AppendUtf8(code, out);
+        return true;
+      }
+      default:
+        return false;
+    }
+    if (out != nullptr) out->push_back(plain);
+    return true;
+  }
+
+  static void AppendUtf8(uint32_t code, std::string* out) {
+    if (code < 0x80) {
+      out->push_back(static_cast<char>(code));
+    } else if (code < 0x800) {
+      out->push_back(static_cast<char>(0xC0 | (code >> 6)));
+      out->push_back(static_cast<char>(0x80 | (code & 0x3F)));
+    } else if (code < 0x10000) {
+      out->push_back(static_cast<char>(0xE0 | (code >> 12)));
+      out->push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (code & 0x3F)));
+    } else {
+      out->push_back(static_cast<char>(0xF0 | (code >> 18)));
+      out->push_back(static_cast<char>(0x80 | ((code >> 12) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (code & 0x3F)));
+    }
+  }
+
+  const char* at_;
+  const char* end_;
+};
+
 }  // namespace
 
+std::optional<StreamChunk> ScanCommonStreamChunk(absl::string_view data) {
+  return CommonChunkScanner(data).Scan();
+}
+
 absl::StatusOr<StreamChunk> ParseStreamChunk(absl::string_view data) {
+  if (auto chunk = ScanCommonStreamChunk(data)) return *std::move(chunk);
+  return ParseStreamChunkTree(data);
+}
+
+absl::StatusOr<StreamChunk> ParseStreamChunkTree(absl::string_view data) {
   json j = json::parse(data, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return absl::InternalError("upstream sent a malformed stream event (not a JSON object)");

@@ -26,7 +26,18 @@ struct StreamChunk {
 };
 
 // Parses a data payload (not "[DONE]"). Malformed JSON is INTERNAL.
+// Every upstream token takes this path, so the common event (content and/or
+// finish_reason, no usage or error) is read by a scanner that builds no tree;
+// anything else is left to a full JSON parse.
 absl::StatusOr<StreamChunk> ParseStreamChunk(absl::string_view data);
+
+// The two readers ParseStreamChunk combines, exposed for the differential
+// fuzz target, tests and the parse benchmark. ScanCommonStreamChunk returns
+// nullopt for any event it does not fully understand (usage, error,
+// duplicate keys, escapes in keys, exponents, deep nesting, invalid text...);
+// when it returns a chunk, ParseStreamChunkTree returns the same one.
+std::optional<StreamChunk> ScanCommonStreamChunk(absl::string_view data);
+absl::StatusOr<StreamChunk> ParseStreamChunkTree(absl::string_view data);
 
 // The message of an OpenAI-style error body {"error": {"message": ...}}, or a
 // printable prefix of the raw body when it is not one.

@@ -3,21 +3,37 @@
 namespace moa::llm {
 
 bool SseParser::Feed(absl::string_view bytes, const EventCallback& on_event) {
-  for (char c : bytes) {
-    if (c == '\n' && last_was_cr_) {  // The LF of a CRLF whose CR ended the line already.
-      last_was_cr_ = false;
-      continue;
-    }
+  size_t at = 0;
+  if (last_was_cr_ && !bytes.empty()) {  // The LF of a CRLF whose CR ended the line already.
+    if (bytes[0] == '\n') at = 1;
     last_was_cr_ = false;
-    if (c == '\r' || c == '\n') {
-      last_was_cr_ = (c == '\r');
-      bool ok = ProcessLine(line_, on_event);
-      line_.clear();
-      if (!ok) return false;
-      continue;
+  }
+  while (at < bytes.size()) {
+    size_t end = at;
+    while (end < bytes.size() && bytes[end] != '\n' && bytes[end] != '\r') ++end;
+    absl::string_view piece = bytes.substr(at, end - at);
+    if (line_.size() + piece.size() > kMaxLineBytes) return false;
+    if (end == bytes.size()) {  // The line goes on in the next bytes.
+      line_.append(piece.data(), piece.size());
+      return true;
     }
-    line_.push_back(c);
-    if (line_.size() > kMaxLineBytes) return false;
+    bool ok;
+    if (line_.empty()) {  // The whole line is here: no copy.
+      ok = ProcessLine(piece, on_event);
+    } else {
+      line_.append(piece.data(), piece.size());
+      ok = ProcessLine(line_, on_event);
+      line_.clear();
+    }
+    if (!ok) return false;
+    at = end + 1;
+    if (bytes[end] == '\r') {
+      if (at == bytes.size()) {
+        last_was_cr_ = true;
+      } else if (bytes[at] == '\n') {
+        ++at;
+      }
+    }
   }
   return true;
 }
@@ -32,7 +48,13 @@ void SseParser::Reset() {
 bool SseParser::ProcessLine(absl::string_view line, const EventCallback& on_event) {
   if (line.empty()) {
     if (have_data_) on_event(pending_);
-    pending_ = SseEvent{};
+    // Reuse the buffers for the next event unless one grew large.
+    if (pending_.data.capacity() > kKeptEventCapacity) {
+      pending_ = SseEvent{};
+    } else {
+      pending_.event.clear();
+      pending_.data.clear();
+    }
     have_data_ = false;
     return true;
   }

@@ -40,6 +40,9 @@ class SseParser {
   // False when the event grew over kMaxEventBytes.
   bool ProcessLine(absl::string_view line, const EventCallback& on_event);
 
+  // An event buffer up to this size is kept for the next event.
+  static constexpr size_t kKeptEventCapacity = 64 << 10;
+
   std::string line_;
   bool last_was_cr_ = false;
   bool have_data_ = false;

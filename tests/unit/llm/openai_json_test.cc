@@ -136,5 +136,88 @@ TEST(OpenAiJsonTest, UpstreamErrorTextIsCutAndLosesCredentials) {
   EXPECT_EQ(message.find("sk-secret"), std::string::npos);
 }
 
+// The scanner that reads common stream events without building a tree.
+TEST(OpenAiJsonTest, CommonEventsOfEveryServerTakeTheScanner) {
+  const char* common[] = {
+      // OpenAI.
+      R"({"id":"chatcmpl-9","object":"chat.completion.chunk","created":1694268190,)"
+      R"("model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,)"
+      R"("delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}]})",
+      // vLLM's first event: role and empty content.
+      R"({"id":"cmpl-1","object":"chat.completion.chunk","created":1,"model":"m",)"
+      R"("choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,)"
+      R"("finish_reason":null}]})",
+      // The last token event, spaced out.
+      " { \"choices\" : [ { \"delta\" : { } , \"finish_reason\" : \"length\" } ] }\r\n",
+  };
+  for (const char* event : common) {
+    auto scanned = ScanCommonStreamChunk(event);
+    ASSERT_TRUE(scanned.has_value()) << event;
+    auto tree = ParseStreamChunkTree(event);
+    ASSERT_TRUE(tree.ok()) << event;
+    EXPECT_EQ(scanned->delta, tree->delta) << event;
+    EXPECT_EQ(scanned->finish_reason, tree->finish_reason) << event;
+  }
+  EXPECT_EQ(ScanCommonStreamChunk(common[0])->delta, "Hello");
+  EXPECT_EQ(ScanCommonStreamChunk(common[2])->finish_reason, "length");
+}
+
+TEST(OpenAiJsonTest, TheScannerDecodesTextAsTheTreeParserDoes) {
+  const char* texts[] = {
+      R"({"choices":[{"delta":{"content":"caf\u00e9 \ud83d\ude00 \"q\" \\ \/ \b\f\n\r\t"}}]})",
+      "{\"choices\":[{\"delta\":{\"content\":\"\xE6\x97\xA5\xE6\x9C\xAC \xC3\xBC "
+      "\xF0\x9F\x98\x80\"}}]}",
+      R"({"choices":[{"delta":{"content":"\u0000x"}}], "n": [-0.5, 0, 12, true, false, null]})",
+      R"({"choices":[{"delta":{"content":"a"}}, 5, "x"]})",
+  };
+  for (const char* event : texts) {
+    auto scanned = ScanCommonStreamChunk(event);
+    ASSERT_TRUE(scanned.has_value()) << event;
+    auto tree = ParseStreamChunkTree(event);
+    ASSERT_TRUE(tree.ok()) << event;
+    EXPECT_EQ(scanned->delta, tree->delta) << event;
+  }
+  EXPECT_EQ(ScanCommonStreamChunk(texts[0])->delta,
+            "caf\xC3\xA9 \xF0\x9F\x98\x80 \"q\" \\ / \b\f\n\r\t");
+}
+
+TEST(OpenAiJsonTest, WhatTheScannerDoesNotFullyUnderstandGoesToTheTreeParser) {
+  const char* others[] = {
+      R"({"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}})",
+      R"({"error":{"message":"overloaded"}})",
+      R"({"choices":[{"delta":{"content":"a","content":"b"}}]})",  // Duplicate key.
+      R"({"choices":[],"choices":[{"delta":{"content":"b"}}]})",
+      R"({"choices":[{"delta":{"content":"a"}}],"n":1e400})",  // Exponent.
+      R"({"choices":[{"delta":{"content":"a"}}],"n":1234567890123456789})",
+      R"({"cho\u0069ces":[{"delta":{"content":"a"}}]})",             // Escaped key.
+      "\xEF\xBB\xBF{\"choices\":[]}",                                // Byte order mark.
+      "{\"choices\":[{\"delta\":{\"content\":\"\xC0\xAF\"}}]}",      // Overlong UTF-8.
+      "{\"choices\":[{\"delta\":{\"content\":\"\xED\xA0\x80\"}}]}",  // Encoded surrogate.
+      R"({"choices":[{"delta":{"content":"\udc00"}}]})",             // Lone low surrogate.
+      R"({"choices":[{"delta":{"content":5}}]})",
+      R"({"choices":[7]})",
+      R"({"choices":[{"delta":"x"}]})",
+      R"({"choices":[{"delta":{"content":"a"}}]} x)",
+      R"({"x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]})",
+      "{\"choices\":[{\"delta\":{\"content\":\"a\tb\"}}]}",  // Raw control character.
+      "[1]",
+      "",
+  };
+  for (const char* event : others) {
+    EXPECT_FALSE(ScanCommonStreamChunk(event).has_value()) << event;
+  }
+  // And the tree parser decides: invalid text is the upstream's protocol error.
+  for (int i : {8, 9, 10, 14, 16}) {
+    EXPECT_EQ(ParseStreamChunk(others[i]).status().code(), absl::StatusCode::kInternal)
+        << others[i];
+  }
+  auto usage = ParseStreamChunk(others[0]);
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->usage->completion_tokens, 2);
+  auto last_wins = ParseStreamChunk(others[2]);
+  ASSERT_TRUE(last_wins.ok());
+  EXPECT_EQ(last_wins->delta, "b");
+}
+
 }  // namespace
 }  // namespace moa::llm
