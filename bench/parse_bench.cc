@@ -55,12 +55,10 @@ void Run() {
        R"({"id":"c","choices":[],"usage":{"prompt_tokens":120,"completion_tokens":340}})"},
   };
   for (const Event& e : events) {
-    double tree = NanosPerEvent(e.data, [](const std::string& d) {
-      return llm::ParseStreamChunkTree(d);
-    });
-    double used = NanosPerEvent(e.data, [](const std::string& d) {
-      return llm::ParseStreamChunk(d);
-    });
+    double tree =
+        NanosPerEvent(e.data, [](const std::string& d) { return llm::ParseStreamChunkTree(d); });
+    double used =
+        NanosPerEvent(e.data, [](const std::string& d) { return llm::ParseStreamChunk(d); });
     std::printf("%-40s tree parse %7.0f ns, ParseStreamChunk %7.0f ns (%.1fx)\n", e.what, tree,
                 used, tree / used);
     if (&e == &events.front()) {

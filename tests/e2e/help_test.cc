@@ -60,23 +60,26 @@ TEST(HelpTest, TheCliListsItsCommandsAndEachCommandsFlags) {
 
 TEST(HelpTest, EveryFlagTheReadmeNamesExists) {
   std::string known;
-  for (const char* binary : {"services/proposer/moa-proposer", "services/aggregator/moa-aggregator",
-                             "services/orchestrator/moa-orchestrator",
-                             "tools/upstream-sim/moa-upstream-sim", "tools/moa/moa",
-                             // The Performance section names benchmark flags too.
-                             "bench/proposer_bench", "bench/moa_bench", "bench/resilience_bench",
-                             "bench/reference_bench", "bench/instructions_bench"}) {
+  for (const char* binary :
+       {"services/proposer/moa-proposer", "services/aggregator/moa-aggregator",
+        "services/orchestrator/moa-orchestrator", "tools/upstream-sim/moa-upstream-sim",
+        "tools/moa/moa",
+        // The Performance section names benchmark flags too.
+        "bench/proposer_bench", "bench/moa_bench", "bench/resilience_bench",
+        "bench/reference_bench", "bench/instructions_bench", "bench/parse_bench"}) {
     known += RunBinary({binary, "--helpfull"});
   }
   std::ifstream in(std::string(MOA_SOURCE_DIR) + "/README.md");
   std::stringstream readme;
   readme << in.rdbuf();
   // Flags of other programs the README shows in commands.
-  // (podman, debootstrap, ctest, curl, valgrind, scripts/install-deps,
+  // (podman, debootstrap, ctest, curl, valgrind, callgrind_annotate/_control,
+  // scripts/install-deps,
   // scripts/container-base-images).
   const std::set<std::string> others = {
       "--build",   "--fail-with-body",    "--test-dir", "--help",  "--helpfull", "--helpshort",
-      "--network", "--output-on-failure", "--variant",  "--force", "--tool"};
+      "--network", "--output-on-failure", "--variant",  "--force", "--tool",     "--inclusive",
+      "--zero"};
   const std::string text = readme.str();
   std::regex flag("--[a-z][a-z_0-9-]*");
   int checked = 0;
