@@ -215,6 +215,7 @@ std::shared_ptr<llm::CallHandle> AggregatorBackend::Start(
     v1::Reference* ref = request->add_references();
     ref->set_model(r.model);
     ref->set_text(r.text);
+    ref->set_partial(r.partial);
   }
   wire::ToProto(call.params, request->mutable_params());
   request->set_whole_text(call.whole_text);

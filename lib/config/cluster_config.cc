@@ -211,13 +211,49 @@ absl::StatusOr<LayerPolicy> ParseLayerPolicy(const Reader& r, const YAML::Node& 
   return p;
 }
 
+// `staircase` / `normal`, or a map with `mode` and the chunk schedule.
+absl::StatusOr<StreamingConfig> ParseStreaming(const Reader& r, const YAML::Node& node,
+                                               const std::string& path) {
+  StreamingConfig c;
+  auto mode = [&](const YAML::Node& m, const std::string& mpath) -> absl::Status {
+    MOA_ASSIGN_OR_RETURN(std::string name, r.String(m, mpath));
+    if (name == "staircase") {
+      c.mode = StreamingConfig::Mode::kStaircase;
+    } else if (name == "normal") {
+      c.mode = StreamingConfig::Mode::kNormal;
+    } else {
+      return r.Error(m, absl::StrCat(mpath, " must be 'normal' or 'staircase', not '", name, "'"));
+    }
+    return absl::OkStatus();
+  };
+  if (node.IsScalar()) {
+    MOA_RETURN_IF_ERROR(mode(node, path));
+    return c;
+  }
+  MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
+  MOA_RETURN_IF_ERROR(
+      r.CheckKeys(node, path, {"mode", "first_chunk_tokens", "growth", "max_steps"}));
+  if (const YAML::Node m = node["mode"]) MOA_RETURN_IF_ERROR(mode(m, path + ".mode"));
+  if (const YAML::Node f = node["first_chunk_tokens"]) {
+    MOA_ASSIGN_OR_RETURN(c.first_chunk_tokens,
+                         r.Ranged<int>(f, path + ".first_chunk_tokens", "an integer", 1, 4096));
+  }
+  if (const YAML::Node g = node["growth"]) {
+    MOA_ASSIGN_OR_RETURN(c.growth, r.Number(g, path + ".growth", 1, 8));
+  }
+  if (const YAML::Node n = node["max_steps"]) {
+    MOA_ASSIGN_OR_RETURN(c.max_steps, r.Ranged<int>(n, path + ".max_steps", "an integer", 2, 32));
+  }
+  return c;
+}
+
 absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& node,
                                              const std::string& name, const ClusterConfig& cfg) {
   std::string path = absl::StrCat("pipelines.", name);
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
   MOA_RETURN_IF_ERROR(r.CheckKeys(node, path,
                                   {"layers", "aggregator", "aggregator_fallbacks", "temperature",
-                                   "max_tokens", "top_p", "policy"}));
+                                   "max_tokens", "top_p", "policy", "streaming"}));
   PipelineConfig p;
   p.name = name;
   const YAML::Node layers = node["layers"];
@@ -338,6 +374,9 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
   }
   if (node["policy"]) {
     MOA_ASSIGN_OR_RETURN(p.policy, ParseLayerPolicy(r, node["policy"], path + ".policy"));
+  }
+  if (node["streaming"]) {
+    MOA_ASSIGN_OR_RETURN(p.streaming, ParseStreaming(r, node["streaming"], path + ".streaming"));
   }
   return p;
 }

@@ -74,6 +74,19 @@ struct LayerPolicy {
   std::optional<double> layer_deadline_share;
 };
 
+// How the final answer streams (the `streaming:` of a pipeline, or a
+// request's override). Staircase: the aggregator starts on the proposals'
+// first chunks and writes the answer chunk by chunk as more of them arrive
+// (README, "Staircase streaming"). Unset fields take the engine's defaults
+// (services/orchestrator/engine/staircase.h).
+struct StreamingConfig {
+  enum class Mode { kNormal, kStaircase };
+  std::optional<Mode> mode;
+  std::optional<int> first_chunk_tokens;  // Chunk 1, in (estimated) tokens.
+  std::optional<double> growth;           // Chunk j+1 = growth x chunk j.
+  std::optional<int> max_steps;           // The last step always waits for every proposal.
+};
+
 struct PipelineConfig {
   std::string name;
   std::vector<std::vector<std::string>> layers;  // Proposer layers, each non-empty.
@@ -87,6 +100,7 @@ struct PipelineConfig {
   std::optional<int> max_tokens;
   std::optional<double> top_p;
   LayerPolicy policy;
+  StreamingConfig streaming;
 };
 
 // Bounds every request stays within (the `limits:` section). The message

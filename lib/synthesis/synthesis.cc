@@ -18,9 +18,13 @@ const std::string& DefaultInstruction() {
 }
 
 std::string SynthesisBlock(const std::string& instruction, const std::vector<Reference>& refs) {
-  std::string block = absl::StrCat(instruction, "\n\nResponses from models:");
+  std::string block = instruction;
+  bool any_partial = false;
+  for (const Reference& r : refs) any_partial |= r.partial;
+  if (any_partial) absl::StrAppend(&block, " ", kPartialNote);
+  absl::StrAppend(&block, "\n\nResponses from models:");
   for (size_t i = 0; i < refs.size(); ++i) {
-    absl::StrAppend(&block, "\n", i + 1, ". ", refs[i].text);
+    absl::StrAppend(&block, "\n", i + 1, ". ", refs[i].partial ? kPartialMark : "", refs[i].text);
   }
   return block;
 }

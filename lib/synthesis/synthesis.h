@@ -11,16 +11,26 @@
 namespace moa::synthesis {
 
 struct Reference {
-  std::string model;  // Who wrote it (not shown to the model).
-  std::string text;   // Inserted as is.
+  std::string model;     // Who wrote it (not shown to the model).
+  std::string text;      // Inserted as is.
+  bool partial = false;  // Still being written: `text` is its beginning.
 };
+
+// Staircase streaming gives the aggregator proposals that are still being
+// written: each such reference starts with kPartialMark, and the
+// instruction gains kPartialNote.
+inline constexpr char kPartialMark[] = "(unfinished) ";
+inline constexpr char kPartialNote[] =
+    "Responses marked (unfinished) are still being written; write only what they already "
+    "support, your answer will be continued as they grow.";
 
 // Our default instruction: weigh the responses critically, then write one
 // refined answer rather than copying them.
 const std::string& DefaultInstruction();
 
-// The synthesis block: instruction, a blank line, "Responses from models:",
-// then "\n{i}. {text}" for each reference in order (1-based).
+// The synthesis block: instruction (plus kPartialNote when a reference is
+// partial), a blank line, "Responses from models:", then "\n{i}. {text}"
+// for each reference in order (1-based; kPartialMark before a partial text).
 std::string SynthesisBlock(const std::string& instruction, const std::vector<Reference>& refs);
 
 // The conversation with the synthesis block: appended after a blank line to

@@ -21,6 +21,8 @@ void PipelineMetrics::AnswerFirstToken(absl::Duration ttft) const {
 
 void PipelineMetrics::AnswerResumed() const { resumes_->Increment(); }
 
+void PipelineMetrics::AnswerSteps(int steps) const { answer_steps_->Observe(steps); }
+
 void PipelineMetrics::StepDone(size_t step, absl::Duration duration) const {
   steps_.at(step).duration->Observe(absl::ToDoubleSeconds(duration));
 }
@@ -78,7 +80,12 @@ OrchestratorMetrics::OrchestratorMetrics(prometheus::Registry& registry,
       resumes_(prometheus::BuildCounter()
                    .Name("moa_answer_resumes_total")
                    .Help("Final answers cut mid-stream and continued by another call.")
-                   .Register(registry)) {
+                   .Register(registry)),
+      answer_steps_(prometheus::BuildHistogram()
+                        .Name("moa_answer_steps")
+                        .Help("Aggregator calls that wrote one answer: staircase steps, 1 in "
+                              "normal streaming.")
+                        .Register(registry)) {
   for (const PipelineShape& p : pipelines) configured_.emplace_back(p, Build(p));
 }
 
@@ -108,6 +115,8 @@ std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::Build(const Pipeline
   m->request_duration_ = HistogramsPerOutcome(request_duration_, pipeline, DurationBuckets());
   m->answer_ttft_ = &answer_ttft_.Add(pipeline, TimeToFirstTokenBuckets());
   m->resumes_ = &resumes_.Add(pipeline);
+  static const std::vector<double> kStepBuckets = {1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32};
+  m->answer_steps_ = &answer_steps_.Add(pipeline, kStepBuckets);
   auto add_step = [&](const std::string& layer, const std::vector<std::string>& models,
                       const std::string& role) {
     PipelineMetrics::Step step;

@@ -39,6 +39,8 @@ class PipelineMetrics {
   void AnswerFirstToken(absl::Duration ttft) const;
   // The final answer was cut mid-stream and is being continued.
   void AnswerResumed() const;
+  // Aggregator calls that wrote one answer (staircase steps; 1 otherwise).
+  void AnswerSteps(int steps) const;
   void StepDone(size_t step, absl::Duration duration) const;
   void CallDone(size_t step, size_t call, Outcome outcome, absl::Duration duration) const;
   void CallFirstToken(size_t step, size_t call, absl::Duration ttft) const;
@@ -61,6 +63,7 @@ class PipelineMetrics {
   PerOutcome<prometheus::Histogram> request_duration_{};
   prometheus::Histogram* answer_ttft_ = nullptr;
   prometheus::Counter* resumes_ = nullptr;
+  prometheus::Histogram* answer_steps_ = nullptr;
   std::vector<Step> steps_;
 };
 
@@ -88,6 +91,7 @@ class OrchestratorMetrics {
   prometheus::Family<prometheus::Counter>& tokens_;
   prometheus::Family<prometheus::Gauge>& in_flight_;
   prometheus::Family<prometheus::Counter>& resumes_;
+  prometheus::Family<prometheus::Histogram>& answer_steps_;
   // Written only in the constructor.
   std::vector<std::pair<PipelineShape, std::shared_ptr<const PipelineMetrics>>> configured_;
   static constexpr size_t kMaxInlineShapes = 256;

@@ -47,7 +47,8 @@ absl::StatusOr<cluster::GenerationCall> PlanAggregate(const v1::AggregateRequest
   }
   std::vector<synthesis::Reference> refs;
   refs.reserve(request.references_size());
-  for (const v1::Reference& r : request.references()) refs.push_back({r.model(), r.text()});
+  for (const v1::Reference& r : request.references())
+    refs.push_back({r.model(), r.text(), r.partial()});
   cluster::GenerationCall call;
   call.model = request.model();
   call.messages = synthesis::WithReferences(*messages, refs, options.instruction);

@@ -209,6 +209,36 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
     if (!share.ok()) return field_error(share.status());
     if (*share) policy->set_layer_deadline_share(**share);
   }
+  // Our extension: staircase streaming of the answer (README, "Staircase
+  // streaming"): "staircase", "normal", or an object with the schedule.
+  // Range checks are the engine's, as over gRPC.
+  if (const json* ms = moa::json::Member(j, "moa_streaming")) {
+    v1::StreamingOptions* streaming = out.chat.mutable_streaming();
+    const json* mode = ms;
+    if (ms->is_object()) {
+      mode = moa::json::Member(*ms, "mode");
+      auto first = moa::json::OptionalInt(*ms, "first_chunk_tokens",
+                                          "moa_streaming.first_chunk_tokens", 1, 4096);
+      if (!first.ok()) return field_error(first.status());
+      if (*first) streaming->set_first_chunk_tokens(static_cast<int32_t>(**first));
+      auto growth = moa::json::OptionalNumber(*ms, "growth", "moa_streaming.growth");
+      if (!growth.ok()) return field_error(growth.status());
+      if (*growth) streaming->set_growth(**growth);
+      auto steps = moa::json::OptionalInt(*ms, "max_steps", "moa_streaming.max_steps", 2, 32);
+      if (!steps.ok()) return field_error(steps.status());
+      if (*steps) streaming->set_max_steps(static_cast<int32_t>(**steps));
+    }
+    if (mode != nullptr) {
+      if (!mode->is_string() || (*mode != "staircase" && *mode != "normal")) {
+        return fail(
+            BadRequest("'moa_streaming' must be \"staircase\", \"normal\" or an object "
+                       "with mode, first_chunk_tokens, growth and max_steps",
+                       "moa_streaming"));
+      }
+      streaming->set_mode(*mode == "staircase" ? v1::StreamingOptions::STAIRCASE
+                                               : v1::StreamingOptions::NORMAL);
+    }
+  }
   return out;
 }
 
@@ -258,6 +288,7 @@ std::string MoaExtensionJson(const CallRecord& record) {
     }
     for (const auto& d : record.summary->layer_durations()) layers.push_back(Seconds(d));
     ext["time_to_first_token"] = Seconds(record.summary->time_to_first_token());
+    ext["answer_steps"] = record.summary->answer_steps();
     ext["total"] = Seconds(record.summary->total());
     const v1::Completion& a = record.summary->answer();
     ext["answer"] = {{"model", a.model()},

@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -87,6 +88,8 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
         progress(st.ref().layer());
         break;
       }
+      case v1::ChatEvent::kAnswerStep:
+        break;  // The summary counts the steps.
       case v1::ChatEvent::kAnswerDelta:
         result.answer += event.answer_delta();
         if (cb.on_answer_delta) cb.on_answer_delta(event.answer_delta());
@@ -94,7 +97,11 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
       case v1::ChatEvent::kSummary: {
         result.summary = event.summary();
         const v1::Completion& a = event.summary().answer();
-        CallRow row = Row("final", a.model(), "ok");
+        CallRow row =
+            Row("final", a.model(),
+                event.summary().answer_steps() > 1
+                    ? absl::StrCat("ok (staircase: ", event.summary().answer_steps(), " steps)")
+                    : "ok");
         row.ttft = wire::FromProto(a.time_to_first_token());
         row.duration = wire::FromProto(a.duration());
         row.prompt_tokens = a.usage().prompt_tokens();
@@ -117,8 +124,9 @@ std::string FormatTable(const std::vector<CallRow>& rows) {
       absl::StrFormat("%-6s %-*s %8s %9s %13s  %s\n", "layer", static_cast<int>(model_width),
                       "model", "ttft", "duration", "tokens in/out", "outcome");
   for (const CallRow& r : rows) {
-    std::string tokens =
-        r.outcome == "ok" ? absl::StrCat(r.prompt_tokens, "/", r.completion_tokens) : "-";
+    std::string tokens = absl::StartsWith(r.outcome, "ok")
+                             ? absl::StrCat(r.prompt_tokens, "/", r.completion_tokens)
+                             : "-";
     std::string outcome = r.error.empty() ? r.outcome : absl::StrCat(r.outcome, ": ", r.error);
     absl::StrAppendFormat(&out, "%-6s %-*s %8s %9s %13s  %s\n", r.layer,
                           static_cast<int>(model_width), r.model, FormatSeconds(r.ttft),

@@ -57,6 +57,9 @@ absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
   absl::StatusOr<config::LayerPolicy> policy = PolicyFromProto(request.policy());
   if (!policy.ok()) return policy.status();
   options.policy = MergePolicy(options.pipeline.policy, *policy);
+  absl::StatusOr<config::StreamingConfig> streaming = StreamingFromProto(request.streaming());
+  if (!streaming.ok()) return streaming.status();
+  options.staircase = ResolveStaircase(options.pipeline.streaming, *streaming);
   return options;
 }
 

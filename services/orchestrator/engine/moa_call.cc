@@ -77,11 +77,17 @@ void MoaCall::Act() {
       bool keep;
       {
         absl::MutexLock lock(&mu_);
-        // A call whose place is gone (cancelled, cut as a straggler, or its
-        // layer went on) is cancelled now; Cancel on an ended call is a no-op.
-        keep = !cancelled_ && !finished_ && s.layer == current_layer_ &&
-               s.index < proposals_.size() && !proposals_[s.index].done;
-        if (keep) proposals_[s.index].handle = handle;
+        // A call whose place is gone (cancelled, cut as a straggler, its
+        // layer went on, or the answer ended) is cancelled now; Cancel on an
+        // ended call is a no-op.
+        if (IsFinal(s.layer)) {
+          keep = !cancelled_ && !finished_ && final_.running && s.index == final_.seq;
+          if (keep) final_.handle = handle;
+        } else {
+          keep = !cancelled_ && !finished_ && s.layer == current_layer_ &&
+                 s.index < proposals_.size() && !proposals_[s.index].done;
+          if (keep) proposals_[s.index].handle = handle;
+        }
       }
       if (!keep) handle->Cancel();
     }
@@ -157,7 +163,7 @@ std::string MoaCall::WhereTimeWentLocked() const {
   return absl::StrCat("time went to ", absl::StrJoin(parts, ", "), budget);
 }
 
-cluster::GenerationCall MoaCall::LayerCall(const std::string& model,
+cluster::GenerationCall MoaCall::LayerCall(int layer, const std::string& model,
                                            std::vector<synthesis::Reference> refs) const {
   cluster::GenerationCall call;
   call.model = model;
@@ -166,8 +172,10 @@ cluster::GenerationCall MoaCall::LayerCall(const std::string& model,
   call.params = options_.pipeline.params;
   call.deadline = options_.deadline;
   // Proposals nobody watches travel whole, one message instead of one per
-  // token; only their full text is used.
-  call.whole_text = !options_.stream_proposals;
+  // token; only their full text is used. The staircase reads the last
+  // layer's text as it grows.
+  call.whole_text =
+      !options_.stream_proposals && !(options_.staircase.has_value() && layer == LastLayer());
   return call;
 }
 
@@ -220,7 +228,7 @@ void MoaCall::StartLayerLocked(size_t layer) {
     EmitLocked(std::move(event));
   }
   for (size_t i = 0; i < models.size(); ++i) {
-    cluster::GenerationCall call = LayerCall(models[i], refs);
+    cluster::GenerationCall call = LayerCall(static_cast<int>(layer), models[i], refs);
     const config::Sample sample = SampleAt(layer - 1, i);
     if (sample.index > 0) {
       // Samples of one model differ by seed (the request's, or 1, plus the
@@ -245,37 +253,105 @@ std::vector<std::string> MoaCall::FinalModels() const {
 
 size_t MoaCall::FinalMetricsIndex(size_t attempt) { return attempt < 3 ? 0 : attempt - 2; }
 
-void MoaCall::StartFinalLocked(size_t attempt) {
-  if (attempt == 0) {
-    current_layer_ = static_cast<int>(options_.pipeline.layers.size()) + 1;
-    layer_started_ = clock_->Now();
-    final_references_ = std::move(references_);
-    references_.clear();
+bool MoaCall::MaybeStartStepLocked() {
+  if (finished_ || cancelled_ || final_.running) return false;
+  if (final_.layer_done) {
+    StartStepLocked(/*last=*/true, /*retry=*/false);
+    return true;
   }
-  const std::string model = FinalModels()[attempt];
-  proposals_.resize(attempt + 1);
-  proposals_[attempt] = Proposal{};
-  proposals_[attempt].model = model;
-  proposals_[attempt].started = clock_->Now();
-  remaining_ = 1;
+  if (!options_.staircase || current_layer_ != LastLayer()) return false;
+  const int next = final_.step + 1;
+  if (next >= options_.staircase->max_steps) return false;  // The last step waits for all.
+  // The quorum of the proposals still in the running reached the chunk's
+  // end (or finished); the rest are given what they have.
+  const size_t end = options_.staircase->ChunkEndBytes(next);
+  size_t live = 0, reached = 0;
+  bool any_text = false;
+  for (const Proposal& p : proposals_) {
+    if (p.failure || p.straggler) continue;
+    ++live;
+    if (p.done || p.text.size() >= end) ++reached;
+    any_text |= !p.text.empty();
+  }
+  if (live == 0 || !any_text || reached < std::min(rule_.min_proposals, live)) return false;
+  StartStepLocked(/*last=*/false, /*retry=*/false);
+  return true;
+}
+
+std::vector<synthesis::Reference> MoaCall::StepReferencesLocked(bool last, int step) const {
+  if (last) return references_;
+  const size_t end = options_.staircase->ChunkEndBytes(step);
+  std::vector<synthesis::Reference> refs;
+  for (const Proposal& p : proposals_) {
+    if (p.failure || p.straggler || p.text.empty()) continue;
+    absl::string_view text = Utf8Prefix(p.text, end);
+    if (text.empty()) continue;
+    refs.push_back({p.model, std::string(text), !p.done || text.size() < p.text.size()});
+  }
+  return refs;
+}
+
+void MoaCall::StartStepLocked(bool last, bool retry) {
+  const absl::Time now = clock_->Now();
+  if (!retry) {
+    if (final_.step == 0) final_.stage_started = now;
+    ++final_.step;
+    final_.last = last;
+    final_.references = StepReferencesLocked(last, final_.step);
+    if (options_.staircase) {
+      v1::ChatEvent event;
+      v1::AnswerStep* step = event.mutable_answer_step();
+      step->set_step(final_.step);
+      step->set_last(last);
+      step->set_answer_bytes(static_cast<int64_t>(answer_text_.size()));
+      for (const synthesis::Reference& r : final_.references) {
+        v1::StepReference* ref = step->add_references();
+        ref->set_model(r.model);
+        ref->set_bytes(static_cast<int64_t>(r.text.size()));
+        ref->set_partial(r.partial);
+      }
+      EmitLocked(std::move(event));
+    }
+  }
+  final_.model = FinalModels()[final_.attempt];
+  final_.call_started = now;
+  final_.running = true;
+  ++final_.seq;
   cluster::GenerationCall call;
-  call.model = model;
+  call.model = final_.model;
   call.messages = options_.conversation;
-  call.references = final_references_;
+  call.references = final_.references;
   call.params = options_.pipeline.params;
   call.deadline = options_.deadline;
-  // Text already streamed to the client is continued, never asked for again.
+  // Text already streamed to the client is continued, never asked for
+  // again: after a failed call, and by every staircase step after the first.
   call.continue_from = answer_text_;
-  to_start_.push_back({backends_.aggregator, std::move(call), current_layer_, attempt});
+  if (options_.staircase) {
+    // Each step writes at most its chunk; all steps share the request's
+    // max_tokens.
+    std::optional<int> budget;
+    if (options_.pipeline.params.max_tokens) {
+      budget = std::max<int64_t>(
+          1, *options_.pipeline.params.max_tokens - final_.usage.completion_tokens);
+    }
+    if (!last) {
+      int chunk = static_cast<int>(options_.staircase->ChunkTokens(final_.step));
+      call.params.max_tokens = budget ? std::min(*budget, chunk) : chunk;
+    } else {
+      call.params.max_tokens = budget;
+    }
+  }
+  to_start_.push_back({backends_.aggregator, std::move(call), LastLayer() + 1, final_.seq});
 }
 
 void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
+  bool started = false;
   {
     absl::MutexLock lock(&mu_);
-    if (finished_ || layer != current_layer_ || index >= proposals_.size()) return;
-    Proposal& p = proposals_[index];
+    if (finished_) return;
     v1::ChatEvent event;
     if (IsFinal(layer)) {
+      if (!final_.running || index != final_.seq) return;
       if (!answer_ttft_) {
         answer_ttft_ = clock_->Now() - accepted_;
         metrics_->AnswerFirstToken(*answer_ttft_);
@@ -284,6 +360,8 @@ void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
       event.set_answer_delta(std::string(text));
       EmitLocked(std::move(event));
     } else {
+      if (layer != current_layer_ || index >= proposals_.size()) return;
+      Proposal& p = proposals_[index];
       p.text.append(text.data(), text.size());
       if (options_.stream_proposals) {
         auto* d = event.mutable_proposal_delta();
@@ -292,21 +370,30 @@ void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
         d->set_text(std::string(text));
         EmitLocked(std::move(event));
       }
+      started = MaybeStartStepLocked();
     }
   }
+  if (started) Act();
   Deliver();
 }
 
 void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completion> result) {
   {
     absl::MutexLock lock(&mu_);
-    if (finished_ || layer != current_layer_ || index >= proposals_.size()) return;
-    Proposal& p = proposals_[index];
-    if (p.done) return;  // Also a straggler's CANCELLED after its cut.
-    if (!IsFinal(layer) && !result.ok() && StartFallbackLocked(layer, index, result.status())) {
-      // The slot goes on with the model's fallback.
+    if (finished_) return;
+    if (IsFinal(layer)) {
+      if (!final_.running || index != final_.seq) return;
+      OnFinalDoneLocked(std::move(result));
     } else {
-      OnSlotDoneLocked(layer, index, std::move(result));
+      if (layer != current_layer_ || index >= proposals_.size()) return;
+      Proposal& p = proposals_[index];
+      if (p.done) return;  // Also a straggler's CANCELLED after its cut.
+      if (!result.ok() && StartFallbackLocked(layer, index, result.status())) {
+        // The slot goes on with the model's fallback.
+      } else {
+        OnSlotDoneLocked(layer, index, std::move(result));
+      }
+      MaybeStartStepLocked();
     }
   }
   Act();
@@ -327,31 +414,66 @@ bool MoaCall::StartFallbackLocked(int layer, size_t index, const absl::Status& s
   p.model = next;
   p.started = now;
   p.handle.reset();
-  to_start_.push_back({LayerBackend(layer), LayerCall(next, layer_inputs_), layer, index});
+  to_start_.push_back({LayerBackend(layer), LayerCall(layer, next, layer_inputs_), layer, index});
   return true;
 }
 
 void MoaCall::OnSlotDoneLocked(int layer, size_t index, absl::StatusOr<llm::Completion> result) {
-  {
-    Proposal& p = proposals_[index];
-    p.done = true;
-    p.handle.reset();
-    --remaining_;
-    const bool is_final = IsFinal(layer);
-    const size_t step = static_cast<size_t>(layer - 1);
-    const size_t metrics_index = is_final ? FinalMetricsIndex(index) : index;
-    const absl::Time now = clock_->Now();
-    absl::Duration took = now - p.started;
-    metrics_->CallDone(step, metrics_index, telemetry::OutcomeOf(result.status()), took);
-    if (result.ok()) {
-      AddUsageLocked(p.model, result->usage);
-      metrics_->Tokens(step, metrics_index, result->usage.prompt_tokens,
-                       result->usage.completion_tokens);
-      // The model's own time to first token, as its proposer measured it
-      // (layer proposals travel whole, so no early delta marks it here).
-      metrics_->CallFirstToken(step, metrics_index, result->time_to_first_token);
+  Proposal& p = proposals_[index];
+  p.done = true;
+  p.handle.reset();
+  --remaining_;
+  const size_t step = static_cast<size_t>(layer - 1);
+  const absl::Time now = clock_->Now();
+  absl::Duration took = now - p.started;
+  metrics_->CallDone(step, index, telemetry::OutcomeOf(result.status()), took);
+  v1::ChatEvent event;
+  if (result.ok()) {
+    AddUsageLocked(p.model, result->usage);
+    metrics_->Tokens(step, index, result->usage.prompt_tokens, result->usage.completion_tokens);
+    // The model's own time to first token, as its proposer measured it
+    // (layer proposals travel whole, so no early delta marks it here).
+    metrics_->CallFirstToken(step, index, result->time_to_first_token);
+    p.took = took;
+    ++answered_;
+    auto* done = event.mutable_proposal_done();
+    done->mutable_ref()->set_layer(layer);
+    done->mutable_ref()->set_model(p.model);
+    done->set_text(p.text);
+    wire::ToProto(*result, p.model, done->mutable_completion());
+    EmitLocked(std::move(event));
+  } else {
+    p.failure = result.status();
+    EmitFailedLocked(layer, p.model, result.status(), "");
+  }
+  if (remaining_ == 0) {
+    LayerFinishedLocked();
+  } else if (result.ok() && answered_ == rule_.min_proposals) {
+    // The quorum is in: the rest get the straggler grace.
+    std::vector<absl::Duration> durations;
+    for (const Proposal& q : proposals_) {
+      if (q.took) durations.push_back(*q.took);
     }
-    if (is_final && !result.ok() && CanRetryFinalLocked(index, result.status(), now)) {
+    absl::Duration wait = rule_.StragglerWait(std::move(durations));
+    if (wait <= absl::ZeroDuration()) {
+      CutStragglersLocked();
+      LayerFinishedLocked();
+    } else if (wait != absl::InfiniteDuration()) {
+      ArmLayerTimerLocked(std::min(now + wait, layer_deadline_), &grace_timer_);
+    }
+  }
+}
+
+void MoaCall::OnFinalDoneLocked(absl::StatusOr<llm::Completion> result) {
+  final_.running = false;
+  final_.handle.reset();
+  const size_t step = options_.pipeline.layers.size();
+  const size_t metrics_index = FinalMetricsIndex(final_.attempt);
+  const absl::Time now = clock_->Now();
+  metrics_->CallDone(step, metrics_index, telemetry::OutcomeOf(result.status()),
+                     now - final_.call_started);
+  if (!result.ok()) {
+    if (CanRetryFinalLocked(final_.attempt, result.status(), now)) {
       // Ask again (another replica, then the fallbacks); when part of the
       // answer already reached the client, the next call continues it.
       std::string note;
@@ -360,70 +482,65 @@ void MoaCall::OnSlotDoneLocked(int layer, size_t index, absl::StatusOr<llm::Comp
         note =
             absl::StrCat("; resuming the answer after its first ", answer_text_.size(), " bytes");
       }
-      EmitFailedLocked(layer, p.model, result.status(), note);
-      StartFinalLocked(index + 1);
-    } else if (is_final) {
-      metrics_->StepDone(step, now - layer_started_);
-      if (!result.ok()) {
-        absl::Status s = result.status();
-        FinishLocked(absl::Status(
-            s.code(), absl::StrCat("final answer by ", p.model, " failed",
-                                   index > 0 ? absl::StrCat(" (attempt ", index + 1, ")") : "",
-                                   " (", WhereTimeWentLocked(), "): ", s.message())));
-      } else {
-        v1::ChatEvent event;
-        v1::Summary* summary = event.mutable_summary();
-        for (const auto& [model, usage] : usage_) {
-          auto* mu = summary->add_usage();
-          mu->set_model(model);
-          mu->mutable_usage()->set_prompt_tokens(usage.prompt_tokens);
-          mu->mutable_usage()->set_completion_tokens(usage.completion_tokens);
-        }
-        for (absl::Duration d : layer_durations_) {
-          wire::ToProto(d, summary->add_layer_durations());
-        }
-        for (int n : layer_references_) summary->add_layer_references(n);
-        wire::ToProto(answer_ttft_.value_or(now - accepted_),
-                      summary->mutable_time_to_first_token());
-        wire::ToProto(now - accepted_, summary->mutable_total());
-        summary->set_finish_reason(result->finish_reason);
-        wire::ToProto(*result, p.model, summary->mutable_answer());
-        EmitLocked(std::move(event));
-        FinishLocked(absl::OkStatus());
-      }
-    } else {
-      v1::ChatEvent event;
-      if (result.ok()) {
-        p.took = took;
-        ++answered_;
-        auto* done = event.mutable_proposal_done();
-        done->mutable_ref()->set_layer(layer);
-        done->mutable_ref()->set_model(p.model);
-        done->set_text(p.text);
-        wire::ToProto(*result, p.model, done->mutable_completion());
-        EmitLocked(std::move(event));
-      } else {
-        p.failure = result.status();
-        EmitFailedLocked(layer, p.model, result.status(), "");
-      }
-      if (remaining_ == 0) {
-        LayerFinishedLocked();
-      } else if (result.ok() && answered_ == rule_.min_proposals) {
-        // The quorum is in: the rest get the straggler grace.
-        std::vector<absl::Duration> durations;
-        for (const Proposal& q : proposals_) {
-          if (q.took) durations.push_back(*q.took);
-        }
-        absl::Duration wait = rule_.StragglerWait(std::move(durations));
-        if (wait <= absl::ZeroDuration()) {
-          CutStragglersLocked();
-          LayerFinishedLocked();
-        } else if (wait != absl::InfiniteDuration()) {
-          ArmLayerTimerLocked(std::min(now + wait, layer_deadline_), &grace_timer_);
-        }
-      }
+      EmitFailedLocked(LastLayer() + 1, final_.model, result.status(), note);
+      ++final_.attempt;
+      StartStepLocked(final_.last, /*retry=*/true);
+      return;
     }
+    metrics_->StepDone(step, now - final_.stage_started);
+    absl::Status s = result.status();
+    FinishLocked(absl::Status(
+        s.code(),
+        absl::StrCat("final answer by ", final_.model, " failed",
+                     final_.attempt > 0 ? absl::StrCat(" (attempt ", final_.attempt + 1, ")") : "",
+                     " (", WhereTimeWentLocked(), "): ", s.message())));
+    return;
   }
+  AddUsageLocked(final_.model, result->usage);
+  metrics_->Tokens(step, metrics_index, result->usage.prompt_tokens,
+                   result->usage.completion_tokens);
+  metrics_->CallFirstToken(step, metrics_index, result->time_to_first_token);
+  final_.usage.prompt_tokens += result->usage.prompt_tokens;
+  final_.usage.completion_tokens += result->usage.completion_tokens;
+  // A staircase step cut at its chunk goes on with the next step; one the
+  // model ended itself ("stop") ends the answer, as does a spent max_tokens.
+  const std::optional<int>& max_tokens = options_.pipeline.params.max_tokens;
+  const bool budget_spent = max_tokens && final_.usage.completion_tokens >= *max_tokens;
+  if (!final_.last && result->finish_reason == "length" && !budget_spent) {
+    MaybeStartStepLocked();
+    return;
+  }
+  // Proposals still running are no longer needed.
+  if (!final_.layer_done) CutStragglersLocked();
+  metrics_->StepDone(step, now - final_.stage_started);
+  metrics_->AnswerSteps(final_.step);
+  if (options_.staircase) {
+    // The answer as one completion: every step's usage, timed from the
+    // first step.
+    result->usage = final_.usage;
+    result->time_to_first_token = answer_ttft_ ? accepted_ + *answer_ttft_ - final_.stage_started
+                                               : now - final_.stage_started;
+    result->duration = now - final_.stage_started;
+  }
+  v1::ChatEvent event;
+  v1::Summary* summary = event.mutable_summary();
+  for (const auto& [model, usage] : usage_) {
+    auto* mu = summary->add_usage();
+    mu->set_model(model);
+    mu->mutable_usage()->set_prompt_tokens(usage.prompt_tokens);
+    mu->mutable_usage()->set_completion_tokens(usage.completion_tokens);
+  }
+  for (absl::Duration d : layer_durations_) {
+    wire::ToProto(d, summary->add_layer_durations());
+  }
+  for (int n : layer_references_) summary->add_layer_references(n);
+  wire::ToProto(answer_ttft_.value_or(now - accepted_), summary->mutable_time_to_first_token());
+  wire::ToProto(now - accepted_, summary->mutable_total());
+  summary->set_finish_reason(result->finish_reason);
+  summary->set_answer_steps(final_.step);
+  wire::ToProto(*result, final_.model, summary->mutable_answer());
+  EmitLocked(std::move(event));
+  FinishLocked(absl::OkStatus());
 }
 
 void MoaCall::LayerFinishedLocked() {
@@ -464,10 +581,14 @@ void MoaCall::LayerFinishedLocked() {
     return;
   }
   references_ = std::move(refs);
-  if (current_layer_ < static_cast<int>(options_.pipeline.layers.size())) {
+  if (current_layer_ < LastLayer()) {
     StartLayerLocked(current_layer_ + 1);
   } else {
-    StartFinalLocked(0);
+    final_.layer_done = true;
+    current_layer_ = LastLayer() + 1;
+    // Where the time went counts the final answer from its first step.
+    layer_started_ = final_.step > 0 ? final_.stage_started : clock_->Now();
+    MaybeStartStepLocked();
   }
 }
 
@@ -487,9 +608,6 @@ void MoaCall::Cancel() {
     absl::MutexLock lock(&mu_);
     if (finished_) return;
     cancelled_ = true;
-    for (Proposal& p : proposals_) {
-      if (p.handle) to_cancel_.push_back(std::move(p.handle));
-    }
     FinishLocked(absl::CancelledError("the request was cancelled"));
   }
   Act();
@@ -502,8 +620,12 @@ void MoaCall::FinishLocked(absl::Status status) {
   CancelTimersLocked();
   const absl::Time now = clock_->Now();
   metrics_->RequestFinished(telemetry::OutcomeAt(status, options_.deadline, now), now - accepted_);
-  // Only Cancel() can finish while children run, and it cancels them; on
-  // every other path the last child has ended or was cut as a straggler.
+  // Whatever still runs ends now: every child on Cancel(), and with
+  // staircase streaming the answer's step when the layer under it failed.
+  for (Proposal& p : proposals_) {
+    if (p.handle) to_cancel_.push_back(std::move(p.handle));
+  }
+  if (final_.handle) to_cancel_.push_back(std::move(final_.handle));
   finish_status_ = std::move(status);
   outbox_.Close();
 }

@@ -22,6 +22,7 @@
 #include "moa/v1/orchestrator.pb.h"
 #include "services/orchestrator/engine/layer_policy.h"
 #include "services/orchestrator/engine/pipeline.h"
+#include "services/orchestrator/engine/staircase.h"
 
 namespace moa::orchestrator {
 
@@ -56,6 +57,8 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     absl::Time deadline = absl::InfiniteFuture();
     // The pipeline's policy with the request's override on top.
     config::LayerPolicy policy;
+    // Set: the final answer streams in staircase steps (staircase.h).
+    std::optional<StaircaseSchedule> staircase;
   };
 
   // Starts the call; events begin with `accepted`. The deadline is on
@@ -96,8 +99,9 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   void Begin();
   // A call of a proposer layer (layer 1 on the proposers, later ones on the
   // aggregator).
-  cluster::GenerationCall LayerCall(const std::string& model,
+  cluster::GenerationCall LayerCall(int layer, const std::string& model,
                                     std::vector<synthesis::Reference> refs) const;
+  int LastLayer() const { return static_cast<int>(options_.pipeline.layers.size()); }
   cluster::GenerationBackend* LayerBackend(int layer) const;
   config::Sample SampleAt(size_t layer, size_t slot) const;
   void EmitFailedLocked(int layer, const std::string& model, const absl::Status& status,
@@ -111,8 +115,18 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   void ArmLayerTimerLocked(absl::Time at, Clock::TimerId* id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string WhereTimeWentLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartLayerLocked(size_t layer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The final answer's attempt `attempt` (0 first) on FinalModels()[attempt].
-  void StartFinalLocked(size_t attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts the final answer's next step when it may start (normal
+  // streaming: once the last layer finished; staircase: see staircase.h).
+  // Returns whether it did.
+  bool MaybeStartStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts a step of the final answer on FinalModels()[final_.attempt];
+  // `retry`: the same step again after its call failed.
+  void StartStepLocked(bool last, bool retry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The references of the next step: every answer whole for the last one,
+  // else each proposal in the running cut at the step's chunk end.
+  std::vector<synthesis::Reference> StepReferencesLocked(bool last, int step) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnFinalDoneLocked(absl::StatusOr<llm::Completion> result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::string> FinalModels() const;
   static size_t FinalMetricsIndex(size_t attempt);
   bool CanRetryFinalLocked(size_t attempt, const absl::Status& status, absl::Time now) const
@@ -156,7 +170,6 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   std::vector<Proposal> proposals_ ABSL_GUARDED_BY(mu_);
   size_t remaining_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<synthesis::Reference> references_ ABSL_GUARDED_BY(mu_);
-  std::vector<synthesis::Reference> final_references_ ABSL_GUARDED_BY(mu_);
   std::vector<synthesis::Reference> layer_inputs_ ABSL_GUARDED_BY(mu_);
   std::vector<PendingStart> to_start_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<llm::CallHandle>> to_cancel_ ABSL_GUARDED_BY(mu_);
@@ -174,6 +187,24 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   std::vector<absl::Duration> layer_durations_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Duration> answer_ttft_ ABSL_GUARDED_BY(mu_);
   std::string answer_text_ ABSL_GUARDED_BY(mu_);  // Streamed to the client so far.
+
+  // The final answer: one call (normal streaming, plus retries), or the
+  // staircase's steps, one at a time, each continuing the answer so far.
+  struct FinalStage {
+    bool layer_done = false;   // The last proposer layer finished: references_ hold it.
+    size_t attempt = 0;        // Index into FinalModels(): calls that failed so far.
+    int step = 0;              // Steps started; the running one's number.
+    bool running = false;      // A call is in progress.
+    bool last = false;         // The running (or latest) step is the last.
+    size_t seq = 0;            // Tags the running call's events.
+    std::string model;         // Of the running call.
+    absl::Time call_started;   // Of the running call.
+    absl::Time stage_started;  // When the first step started.
+    std::shared_ptr<llm::CallHandle> handle;
+    std::vector<synthesis::Reference> references;  // The running step's, for its retries.
+    llm::Usage usage;                              // Summed over the calls that ended well.
+  };
+  FinalStage final_ ABSL_GUARDED_BY(mu_);
 
   // Ordered delivery without calling the sink under mu_: events queue here,
   // and whichever thread finds no delivery in flight delivers the next one

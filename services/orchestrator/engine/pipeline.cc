@@ -105,6 +105,7 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
   out.aggregator = p->aggregator;
   out.aggregator_fallbacks = p->aggregator_fallbacks;
   out.policy = p->policy;
+  out.streaming = p->streaming;
   absl::StatusOr<llm::SamplingParams> params = wire::ToParams(MergeParams(p, request.params()));
   if (!params.ok()) return params.status();
   out.params = *std::move(params);

@@ -25,8 +25,9 @@ struct ResolvedPipeline {
   // Each layer model's fallbacks (models.<m>.fallbacks), asked in order in
   // its slot when it fails before any text.
   std::map<std::string, std::vector<std::string>> fallbacks;
-  llm::SamplingParams params;  // Pipeline defaults overridden by the request's.
-  config::LayerPolicy policy;  // The pipeline's (none for an inline spec).
+  llm::SamplingParams params;         // Pipeline defaults overridden by the request's.
+  config::LayerPolicy policy;         // The pipeline's (none for an inline spec).
+  config::StreamingConfig streaming;  // Likewise.
 };
 
 // NOT_FOUND for an unknown pipeline name (listing the known ones);
