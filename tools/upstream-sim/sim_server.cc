@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "lib/base/json.h"
 #include "lib/net/http_server.h"
@@ -65,12 +66,12 @@ class RequestLog {
   explicit RequestLog(size_t cap) : cap_(cap) {}
 
   int64_t Add(std::string model, json messages, json params, bool stream, Fault fault,
-              std::string continuation) {
+              std::string continuation, std::string answer) {
     std::lock_guard<std::mutex> lock(mu_);
     int64_t id = next_id_++;
     entries_.push_back({id, std::move(model), std::move(messages), std::move(params), stream,
                         UnixSeconds(), 0, "in_progress", std::string(FaultName(fault)),
-                        std::move(continuation)});
+                        std::move(continuation), std::move(answer)});
     while (entries_.size() > cap_) entries_.pop_front();
     return id;
   }
@@ -99,7 +100,8 @@ class RequestLog {
                       {"ended_at", e.ended > 0 ? json(e.ended) : json(nullptr)},
                       {"outcome", e.outcome},
                       {"fault", e.fault},
-                      {"continuation", e.continuation}});
+                      {"continuation", e.continuation},
+                      {"answer", e.answer}});
     }
     return moa::json::Dump(json{{"requests", std::move(list)}});
   }
@@ -130,6 +132,7 @@ class RequestLog {
     std::string outcome;
     std::string fault;
     std::string continuation;  // none, prefill or instruction.
+    std::string answer;        // The text planned, even if the stream was cut.
   };
   mutable std::mutex mu_;
   const size_t cap_;
@@ -229,7 +232,8 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
     fault_ = continues && profile.faults.spare_continuations ? Fault::kNone
                                                              : sim_.DrawFault(profile.faults);
     log_id_ = sim_.log().Add(model_, std::move(info.messages_json), std::move(info.params), stream_,
-                             fault_, ContinuationName(answer.continuation));
+                             fault_, ContinuationName(answer.continuation),
+                             absl::StrJoin(answer.tokens, ""));
     tokens_ = std::move(answer.tokens);
     prompt_tokens_ = answer.prompt_tokens;
     interval_ = absl::Seconds(sim_.options().latency_scale / profile.tokens_per_second);
