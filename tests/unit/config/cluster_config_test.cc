@@ -249,6 +249,40 @@ TEST(ClusterConfigTest, APipelinePolicyParsesAndAllMeansWaitForEveryModel) {
   EXPECT_FALSE(plain->pipelines[0].policy.min_proposals) << "unset: the engine's default";
 }
 
+TEST(ClusterConfigTest, StreamingIsAModeOrAModeWithItsSchedule) {
+  auto scalar = ParseClusterConfig(absl::StrCat(kPolicyBase, "    streaming: staircase\n"),
+                                   "test.yaml");
+  ASSERT_TRUE(scalar.ok()) << scalar.status();
+  EXPECT_EQ(scalar->pipelines[0].streaming.mode, StreamingConfig::Mode::kStaircase);
+  EXPECT_FALSE(scalar->pipelines[0].streaming.first_chunk_tokens);
+  auto map = ParseClusterConfig(
+      absl::StrCat(kPolicyBase,
+                   "    streaming: {mode: staircase, first_chunk_tokens: 8, growth: 1.5, "
+                   "max_steps: 4}\n"),
+      "test.yaml");
+  ASSERT_TRUE(map.ok()) << map.status();
+  const StreamingConfig& s = map->pipelines[0].streaming;
+  EXPECT_EQ(s.first_chunk_tokens, 8);
+  EXPECT_EQ(s.growth, 1.5);
+  EXPECT_EQ(s.max_steps, 4);
+  auto plain = ParseClusterConfig(kPolicyBase, "test.yaml");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->pipelines[0].streaming.mode) << "unset: normal";
+  const char* cases[][2] = {
+      {"    streaming: stairs\n", "pipelines.moa.streaming must be 'normal' or 'staircase'"},
+      {"    streaming: {mode: staircase, growth: 0.5}\n", "pipelines.moa.streaming.growth"},
+      {"    streaming: {first_chunk_tokens: 0}\n", "pipelines.moa.streaming.first_chunk_tokens"},
+      {"    streaming: {max_steps: 1}\n", "pipelines.moa.streaming.max_steps"},
+      {"    streaming: {chunk: 3}\n", "chunk"},
+      {"    streaming: [staircase]\n", "pipelines.moa.streaming"},
+  };
+  for (const auto& c : cases) {
+    auto cfg = ParseClusterConfig(absl::StrCat(kPolicyBase, c[0]), "test.yaml");
+    EXPECT_FALSE(cfg.ok()) << c[0];
+    EXPECT_THAT(cfg.status().message(), ::testing::HasSubstr(c[1])) << c[0];
+  }
+}
+
 TEST(ClusterConfigTest, ABadPolicyNamesItsKey) {
   const char* cases[][2] = {
       {"    policy: {min_proposals: 0}\n", "pipelines.moa.policy.min_proposals"},
