@@ -250,8 +250,8 @@ TEST(ClusterConfigTest, APipelinePolicyParsesAndAllMeansWaitForEveryModel) {
 }
 
 TEST(ClusterConfigTest, StreamingIsAModeOrAModeWithItsSchedule) {
-  auto scalar = ParseClusterConfig(absl::StrCat(kPolicyBase, "    streaming: staircase\n"),
-                                   "test.yaml");
+  auto scalar =
+      ParseClusterConfig(absl::StrCat(kPolicyBase, "    streaming: staircase\n"), "test.yaml");
   ASSERT_TRUE(scalar.ok()) << scalar.status();
   EXPECT_EQ(scalar->pipelines[0].streaming.mode, StreamingConfig::Mode::kStaircase);
   EXPECT_FALSE(scalar->pipelines[0].streaming.first_chunk_tokens);
