@@ -92,6 +92,14 @@ TEST_F(MoaCliTest, AskStreamsTheAnswerAndPrintsThePerModelTable) {
   EXPECT_EQ(FinalRequests()[0]["messages"].back()["content"], "What is MoA?");
 }
 
+TEST_F(MoaCliTest, AskWithStaircaseStreamingSaysSoOnTheFinalRow) {
+  std::string out;
+  ASSERT_EQ(Moa({"ask", "--streaming=staircase", "What", "is", "MoA?"}, &out), 0) << out;
+  EXPECT_THAT(out, ::testing::ContainsRegex("\nfinal +z .* ok \\(staircase: [0-9]+ steps?\\)"));
+  EXPECT_EQ(Moa({"ask", "--streaming=stairs", "hi"}, &out), 2);
+  EXPECT_THAT(out, HasSubstr("--streaming must be normal or staircase, not 'stairs'"));
+}
+
 TEST_F(MoaCliTest, AskReportsAnUnknownPipelineAndExitsNonZero) {
   std::string out;
   EXPECT_EQ(Moa({"ask", "--pipeline=ghost", "hi"}, &out), 1);

@@ -35,6 +35,7 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
   v1::ChatEvent event;
   std::vector<int> layer_sizes;
   std::map<int, int> finished_in_layer;
+  bool staircase = false;
   auto progress = [&](int layer) {
     if (cb.on_progress && layer >= 1 && layer <= static_cast<int>(layer_sizes.size())) {
       cb.on_progress(layer, static_cast<int>(layer_sizes.size()), finished_in_layer[layer],
@@ -89,7 +90,8 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
         break;
       }
       case v1::ChatEvent::kAnswerStep:
-        break;  // The summary counts the steps.
+        staircase = true;  // The summary counts the steps.
+        break;
       case v1::ChatEvent::kAnswerDelta:
         result.answer += event.answer_delta();
         if (cb.on_answer_delta) cb.on_answer_delta(event.answer_delta());
@@ -99,9 +101,9 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
         const v1::Completion& a = event.summary().answer();
         CallRow row =
             Row("final", a.model(),
-                event.summary().answer_steps() > 1
-                    ? absl::StrCat("ok (staircase: ", event.summary().answer_steps(), " steps)")
-                    : "ok");
+                staircase ? absl::StrCat("ok (staircase: ", event.summary().answer_steps(),
+                                         event.summary().answer_steps() == 1 ? " step)" : " steps)")
+                          : "ok");
         row.ttft = wire::FromProto(a.time_to_first_token());
         row.duration = wire::FromProto(a.duration());
         row.prompt_tokens = a.usage().prompt_tokens();

@@ -39,6 +39,8 @@ ABSL_FLAG(int, rounds, 1, "Proposer layers of an inline pipeline.");
 ABSL_FLAG(double, temperature, -1, "Sampling temperature (default: the pipeline's).");
 ABSL_FLAG(int, max_tokens, 0, "Max tokens per call (default: the pipeline's).");
 ABSL_FLAG(std::string, system, "", "System message to start the conversation with.");
+ABSL_FLAG(std::string, streaming, "",
+          "How the answer streams: normal or staircase (default: the pipeline's).");
 ABSL_FLAG(bool, multi_turn, true, "chat: keep earlier turns in the conversation.");
 ABSL_FLAG(bool, show_proposals, false, "Print each proposal's text as it completes.");
 ABSL_FLAG(bool, table, true, "ask: print the per-model table on stderr.");
@@ -90,6 +92,11 @@ v1::ChatRequest BaseRequest() {
   }
   if (absl::GetFlag(FLAGS_max_tokens) > 0) {
     req.mutable_params()->set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
+  }
+  if (const std::string streaming = absl::GetFlag(FLAGS_streaming); streaming == "staircase") {
+    req.mutable_streaming()->set_mode(v1::StreamingOptions::STAIRCASE);
+  } else if (streaming == "normal") {
+    req.mutable_streaming()->set_mode(v1::StreamingOptions::NORMAL);
   }
   if (std::string system = absl::GetFlag(FLAGS_system); !system.empty()) {
     v1::ChatMessage* m = req.add_messages();
@@ -331,12 +338,12 @@ const std::vector<Command>& Commands() {
        "moa ask [flags] \"question\"",
        "stream one answer, then a per-model table on stderr",
        {"orchestrator", "pipeline", "reference_models", "aggregator", "rounds", "temperature",
-        "max_tokens", "system", "show_proposals", "table", "timeout"}},
+        "max_tokens", "streaming", "system", "show_proposals", "table", "timeout"}},
       {"chat",
        "moa chat [flags]",
        "interactive multi-turn chat (one question per line)",
        {"orchestrator", "pipeline", "reference_models", "aggregator", "rounds", "temperature",
-        "max_tokens", "system", "multi_turn", "show_proposals", "timeout"}},
+        "max_tokens", "streaming", "system", "multi_turn", "show_proposals", "timeout"}},
       {"batch",
        "moa batch --format F --input IN --output OUT [flags]",
        "answer a benchmark file (AlpacaEval, MT-Bench or FLASK), resumable",
@@ -411,6 +418,12 @@ int main(int argc, char** argv) {
   }
   std::string command = positional[1];
   std::vector<std::string> rest(positional.begin() + 2, positional.end());
+  if (const std::string streaming = absl::GetFlag(FLAGS_streaming);
+      !streaming.empty() && streaming != "normal" && streaming != "staircase") {
+    std::fprintf(stderr, "moa: --streaming must be normal or staircase, not '%s'\n",
+                 streaming.c_str());
+    return 2;
+  }
   if (command == "ask") return moa::cli::Ask(rest);
   if (command == "chat") return moa::cli::Chat();
   if (command == "batch") return moa::cli::Batch();
