@@ -398,12 +398,28 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
     m.name = kv.first.as<std::string>();
     std::string path = absl::StrCat("models.", m.name);
     MOA_RETURN_IF_ERROR(r.ExpectMap(kv.second, path));
-    MOA_RETURN_IF_ERROR(r.CheckKeys(kv.second, path, {"endpoint", "upstream", "fallbacks"}));
+    MOA_RETURN_IF_ERROR(
+        r.CheckKeys(kv.second, path, {"endpoint", "upstream", "fallbacks", "price"}));
     if (!kv.second["endpoint"]) return r.Error(kv.second, path + ".endpoint is required");
     MOA_ASSIGN_OR_RETURN(m.endpoint, r.String(kv.second["endpoint"], path + ".endpoint"));
     if (kv.second["upstream"]) {
       MOA_ASSIGN_OR_RETURN(m.upstream,
                            ParseUpstream(r, kv.second["upstream"], m.name, path + ".upstream"));
+    }
+    if (const YAML::Node price = kv.second["price"]) {
+      const std::string ppath = path + ".price";
+      MOA_RETURN_IF_ERROR(r.ExpectMap(price, ppath));
+      MOA_RETURN_IF_ERROR(r.CheckKeys(price, ppath, {"input_per_million", "output_per_million"}));
+      Price p;
+      if (price["input_per_million"]) {
+        MOA_ASSIGN_OR_RETURN(p.input_per_million, r.Number(price["input_per_million"],
+                                                           ppath + ".input_per_million", 0, 1e6));
+      }
+      if (price["output_per_million"]) {
+        MOA_ASSIGN_OR_RETURN(p.output_per_million, r.Number(price["output_per_million"],
+                                                            ppath + ".output_per_million", 0, 1e6));
+      }
+      m.price = p;
     }
     cfg.models.push_back(std::move(m));
   }

@@ -32,6 +32,18 @@ struct UpstreamConfig {
   std::string continuation;
 };
 
+// What a model's tokens cost (the `price:` of a model), in dollars per
+// million tokens.
+struct Price {
+  double input_per_million = 0;
+  double output_per_million = 0;
+  double Cost(int64_t prompt_tokens, int64_t completion_tokens) const {
+    return (static_cast<double>(prompt_tokens) * input_per_million +
+            static_cast<double>(completion_tokens) * output_per_million) /
+           1e6;
+  }
+};
+
 struct ModelConfig {
   std::string name;      // Cluster name, the key under `models`.
   std::string endpoint;  // gRPC target of the model's proposer.
@@ -39,6 +51,7 @@ struct ModelConfig {
   // before any text.
   std::vector<std::string> fallbacks;
   std::optional<UpstreamConfig> upstream;
+  std::optional<Price> price;  // Unset: its calls cost nothing in the accounts.
 };
 
 // One of several samples of the same model in a layer (Self-MoA): its

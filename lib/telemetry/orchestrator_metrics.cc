@@ -85,7 +85,12 @@ OrchestratorMetrics::OrchestratorMetrics(prometheus::Registry& registry,
                         .Name("moa_answer_steps")
                         .Help("Aggregator calls that wrote one answer: staircase steps, 1 in "
                               "normal streaming.")
-                        .Register(registry)) {
+                        .Register(registry)),
+      cost_(prometheus::BuildCounter()
+                .Name("moa_cost_dollars_total")
+                .Help("What the upstream calls of requests cost, in dollars: tokens x the "
+                      "model's price in the cluster config.")
+                .Register(registry)) {
   for (const PipelineShape& p : pipelines) configured_.emplace_back(p, Build(p));
 }
 
@@ -105,6 +110,24 @@ std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::For(const PipelineSh
   absl::MutexLock lock(&mu_);
   if (inline_.size() < kMaxInlineShapes) inline_.emplace(std::move(key), built);
   return built;
+}
+
+void OrchestratorMetrics::AddCost(const std::string& model, const std::string& key,
+                                  double dollars) {
+  prometheus::Counter* counter = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = cost_children_.find({model, key});
+    if (it != cost_children_.end()) counter = it->second;
+  }
+  if (counter == nullptr) {
+    // Family::Add returns the same child for the same labels, so a race
+    // between two first uses is harmless.
+    counter = &cost_.Add({{"model", model}, {"key", key}});
+    absl::MutexLock lock(&mu_);
+    cost_children_.emplace(std::make_pair(model, key), counter);
+  }
+  counter->Increment(dollars);
 }
 
 std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::Build(const PipelineShape& shape) {

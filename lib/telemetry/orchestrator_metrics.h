@@ -79,6 +79,11 @@ class OrchestratorMetrics {
   // most kMaxInlineShapes shapes; past that, resolved per request).
   std::shared_ptr<const PipelineMetrics> For(const PipelineShape& shape);
 
+  // Adds to moa_cost_dollars_total{model,key}. Each (model, key) child is
+  // built on its first use and kept: the label set is bounded by the
+  // config's models and the client keys.
+  void AddCost(const std::string& model, const std::string& key, double dollars);
+
  private:
   std::shared_ptr<const PipelineMetrics> Build(const PipelineShape& shape);
 
@@ -92,11 +97,14 @@ class OrchestratorMetrics {
   prometheus::Family<prometheus::Gauge>& in_flight_;
   prometheus::Family<prometheus::Counter>& resumes_;
   prometheus::Family<prometheus::Histogram>& answer_steps_;
+  prometheus::Family<prometheus::Counter>& cost_;
   // Written only in the constructor.
   std::vector<std::pair<PipelineShape, std::shared_ptr<const PipelineMetrics>>> configured_;
   static constexpr size_t kMaxInlineShapes = 256;
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<const PipelineMetrics>> inline_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, prometheus::Counter*> cost_children_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace moa::telemetry

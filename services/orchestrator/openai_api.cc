@@ -284,11 +284,13 @@ std::string MoaExtensionJson(const CallRecord& record) {
     for (const auto& u : record.summary->usage()) {
       usage.push_back({{"model", u.model()},
                        {"prompt_tokens", u.usage().prompt_tokens()},
-                       {"completion_tokens", u.usage().completion_tokens()}});
+                       {"completion_tokens", u.usage().completion_tokens()},
+                       {"cost_dollars", u.cost_dollars()}});
     }
     for (const auto& d : record.summary->layer_durations()) layers.push_back(Seconds(d));
     ext["time_to_first_token"] = Seconds(record.summary->time_to_first_token());
     ext["answer_steps"] = record.summary->answer_steps();
+    ext["cost_dollars"] = record.summary->cost_dollars();
     ext["total"] = Seconds(record.summary->total());
     const v1::Completion& a = record.summary->answer();
     ext["answer"] = {{"model", a.model()},

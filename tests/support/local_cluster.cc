@@ -122,6 +122,9 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
         replicas == 1 ? addresses[0] : absl::StrCat("ipv4:", absl::StrJoin(addresses, ","));
     absl::StrAppend(&models_yaml, "  ", m, ":\n    endpoint: \"", endpoint,
                     "\"\n    upstream: {base_url: \"", base_url, "\"}\n");
+    if (auto extra = spec.model_yaml.find(m); extra != spec.model_yaml.end()) {
+      absl::StrAppend(&models_yaml, "    ", extra->second, "\n");
+    }
   }
   // The aggregators' ports are needed in the config they read, so they are
   // chosen here.

@@ -24,6 +24,8 @@ struct ClusterSpec {
   std::vector<std::string> orchestrator_flags;
   std::vector<std::string> aggregator_flags;
   std::string extra_config_yaml;  // Appended to the cluster config, e.g. a `limits:` section.
+  // More keys of a model's entry, e.g. {"a", "price: {input_per_million: 1}"}.
+  std::map<std::string, std::string> model_yaml;
   // Replicas of a model's proposer (default 1) and of the aggregator: each
   // its own process and port, one gRPC target (`ipv4:` with every address,
   // balanced round-robin).

@@ -55,6 +55,37 @@ std::string ShortId() {
   return id;
 }
 
+// What the run's answered requests cost (Summary.cost_dollars), printed at
+// the end. One batch runs per process, so one total.
+class Spend {
+ public:
+  static Spend& Run() {
+    static Spend* spend = new Spend;
+    return *spend;
+  }
+  void Add(const ChatResult& r) {
+    if (!r.summary) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    dollars_ += r.summary->cost_dollars();
+  }
+  double dollars() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return dollars_;
+  }
+
+ private:
+  std::mutex mu_;
+  double dollars_ = 0;
+};
+
+// Every request of a batch: RunChat, its cost counted.
+ChatResult BatchChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& req,
+                     absl::Duration timeout) {
+  ChatResult r = RunChat(stub, req, timeout, {});
+  Spend::Run().Add(r);
+  return r;
+}
+
 // A progress bar on stderr: redrawn in place on a terminal, a line per
 // item otherwise (logs, CI).
 class Progress {
@@ -72,6 +103,8 @@ class Progress {
   }
   void End() {
     if (tty_) std::fprintf(stderr, "\n");
+    std::fprintf(stderr, "cost of this run: $%.6f (tokens x the models' prices in the config)\n",
+                 Spend::Run().dollars());
   }
 
  private:
@@ -169,7 +202,7 @@ int RunAlpacaEval(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
     v1::ChatRequest req = o.base;
     if (o.temperature_override) req.mutable_params()->set_temperature(*o.temperature_override);
     Add(req, v1::ROLE_USER, instruction);
-    ChatResult r = RunChat(stub, req, o.timeout, {});
+    ChatResult r = BatchChat(stub, req, o.timeout);
     if (!r.status.ok()) {
       ++failed;
       std::fprintf(stderr, "\nitem %zu failed: %s\n", i, r.status.error_message().c_str());
@@ -292,7 +325,7 @@ int RunMtBench(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
     std::vector<std::string> answers;
     for (const json& turn : q["turns"]) {
       Add(req, v1::ROLE_USER, turn.get<std::string>());
-      ChatResult r = RunChat(stub, req, o.timeout, {});
+      ChatResult r = BatchChat(stub, req, o.timeout);
       if (!r.status.ok()) return StatusOf(r.status);
       answers.push_back(r.answer);
       Add(req, v1::ROLE_ASSISTANT, r.answer);
@@ -326,7 +359,7 @@ int RunFlask(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
     v1::ChatRequest req = o.base;
     if (o.temperature_override) req.mutable_params()->set_temperature(*o.temperature_override);
     Add(req, v1::ROLE_USER, q["instruction"].get<std::string>());
-    ChatResult r = RunChat(stub, req, o.timeout, {});
+    ChatResult r = BatchChat(stub, req, o.timeout);
     if (!r.status.ok()) return StatusOf(r.status);
     return json{{"question_id", q["idx"]}, {"text", r.answer}};
   });

@@ -180,10 +180,11 @@ int Ask(const std::vector<std::string>& words) {
     std::fprintf(stderr, "\n%s", FormatTable(r.rows).c_str());
   }
   if (r.summary) {
-    std::fprintf(stderr, "total %.2fs, answer first token after %.2fs\n",
-                 r.summary->total().seconds() + r.summary->total().nanos() / 1e9,
-                 r.summary->time_to_first_token().seconds() +
-                     r.summary->time_to_first_token().nanos() / 1e9);
+    std::fprintf(
+        stderr, "total %.2fs, answer first token after %.2fs, cost $%.6f\n",
+        r.summary->total().seconds() + r.summary->total().nanos() / 1e9,
+        r.summary->time_to_first_token().seconds() + r.summary->time_to_first_token().nanos() / 1e9,
+        r.summary->cost_dollars());
   }
   return r.status.ok() ? 0 : ReportError(r.status);
 }

@@ -33,7 +33,7 @@ class Engine {
   // Everything passed in must outlive the engine and its calls.
   Engine(EngineOptions options, const config::ClusterConfig* config, MoaEnv env,
          Admission* admission)
-      : options_(options), config_(config), env_(env), admission_(admission) {}
+      : options_(options), config_(config), env_(WithConfig(env, config)), admission_(admission) {}
 
   // PlanChat, with the deadline: the sooner of `client_deadline` and
   // request_timeout from now.
@@ -54,6 +54,12 @@ class Engine {
   const Clock& clock() const { return *env_.clock; }
 
  private:
+  // The calls price their usage from the engine's config.
+  static MoaEnv WithConfig(MoaEnv env, const config::ClusterConfig* config) {
+    if (env.config == nullptr) env.config = config;
+    return env;
+  }
+
   const EngineOptions options_;
   const config::ClusterConfig* const config_;
   const MoaEnv env_;

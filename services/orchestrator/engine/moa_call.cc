@@ -28,6 +28,8 @@ MoaCall::MoaCall(Options options, const MoaEnv& env, std::shared_ptr<MoaCallSink
     : options_(std::move(options)),
       backends_(env.backends),
       clock_(env.clock),
+      config_(env.config),
+      all_metrics_(env.metrics),
       slot_names_(config::SlotNames(options_.pipeline.layers, options_.pipeline.samples)),
       metrics_(env.metrics->For({options_.pipeline.name, slot_names_, options_.pipeline.aggregator,
                                  options_.pipeline.aggregator_fallbacks})),
@@ -524,12 +526,16 @@ void MoaCall::OnFinalDoneLocked(absl::StatusOr<llm::Completion> result) {
   }
   v1::ChatEvent event;
   v1::Summary* summary = event.mutable_summary();
+  double cost = 0;
   for (const auto& [model, usage] : usage_) {
     auto* mu = summary->add_usage();
     mu->set_model(model);
     mu->mutable_usage()->set_prompt_tokens(usage.prompt_tokens);
     mu->mutable_usage()->set_completion_tokens(usage.completion_tokens);
+    mu->set_cost_dollars(CostOf(model, usage));
+    cost += mu->cost_dollars();
   }
+  summary->set_cost_dollars(cost);
   for (absl::Duration d : layer_durations_) {
     wire::ToProto(d, summary->add_layer_durations());
   }
@@ -592,6 +598,13 @@ void MoaCall::LayerFinishedLocked() {
   }
 }
 
+double MoaCall::CostOf(const std::string& model, const llm::Usage& usage) const {
+  if (config_ == nullptr) return 0;
+  const config::ModelConfig* m = config_->FindModel(model.substr(0, model.find('#')));
+  if (m == nullptr || !m->price) return 0;
+  return m->price->Cost(usage.prompt_tokens, usage.completion_tokens);
+}
+
 void MoaCall::AddUsageLocked(const std::string& model, const llm::Usage& usage) {
   for (auto& [m, u] : usage_) {
     if (m == model) {
@@ -636,6 +649,22 @@ void MoaCall::EmitLocked(v1::ChatEvent event) {
   outbox_.Push(std::move(one));
 }
 
+void MoaCall::RecordCost() {
+  // Every call that ended well cost its tokens, whether the request
+  // succeeded or not. Once finished, usage_ no longer changes.
+  std::vector<std::pair<std::string, llm::Usage>> usage;
+  {
+    absl::MutexLock lock(&mu_);
+    usage = usage_;
+  }
+  for (const auto& [model, u] : usage) {
+    const double cost = CostOf(model, u);
+    if (cost > 0) {
+      all_metrics_->AddCost(model.substr(0, model.find('#')), options_.key_name, cost);
+    }
+  }
+}
+
 void MoaCall::Deliver() {
   while (true) {
     std::vector<v1::ChatEvent>* batch = nullptr;
@@ -654,6 +683,7 @@ void MoaCall::Deliver() {
       }
     }
     if (batch == nullptr) {
+      RecordCost();
       sink_->OnFinish(std::move(finish));
       return;
     }

@@ -46,6 +46,8 @@ struct MoaEnv {
   MoaBackends backends;
   telemetry::OrchestratorMetrics* metrics;
   const Clock* clock = Clock::Real();
+  // The models' prices (cost accounting); none: every call costs 0.
+  const config::ClusterConfig* config = nullptr;
 };
 
 class MoaCall : public std::enable_shared_from_this<MoaCall> {
@@ -59,6 +61,8 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     config::LayerPolicy policy;
     // Set: the final answer streams in staircase steps (staircase.h).
     std::optional<StaircaseSchedule> staircase;
+    // The client key's name, for the cost metric's `key` label.
+    std::string key_name = "default";
   };
 
   // Starts the call; events begin with `accepted`. The deadline is on
@@ -143,8 +147,13 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   void FinishLocked(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitLocked(v1::ChatEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Deliver();
+  // Adds what the call's upstream calls cost to the cost metric (once, at
+  // the finish, outside mu_).
+  void RecordCost();
   void AddUsageLocked(const std::string& model, const llm::Usage& usage)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What `usage` of `model` (a slot name: "x#2" is model x) costs.
+  double CostOf(const std::string& model, const llm::Usage& usage) const;
   bool IsFinal(int layer) const {
     return layer > static_cast<int>(options_.pipeline.layers.size());
   }
@@ -152,6 +161,8 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   const Options options_;
   const MoaBackends backends_;
   const Clock* const clock_;
+  const config::ClusterConfig* const config_;
+  telemetry::OrchestratorMetrics* const all_metrics_;
   // Each layer slot's name in events, references and metrics ("x#2" for
   // sample 2 of model x).
   const std::vector<std::vector<std::string>> slot_names_;

@@ -283,6 +283,28 @@ TEST(ClusterConfigTest, StreamingIsAModeOrAModeWithItsSchedule) {
   }
 }
 
+TEST(ClusterConfigTest, AModelsPriceIsDollarsPerMillionTokens) {
+  auto cfg = ParseClusterConfig(
+      "models:\n  a: {endpoint: 'x:1', price: {input_per_million: 0.5, output_per_million: 2}}\n"
+      "  b: {endpoint: 'x:2'}\naggregator: {endpoint: 'x:3'}\n"
+      "pipelines:\n  moa: {layers: [[a, b]], aggregator: a}\n",
+      "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  const ModelConfig* a = cfg->FindModel("a");
+  ASSERT_TRUE(a->price);
+  EXPECT_DOUBLE_EQ(a->price->Cost(1'000'000, 0), 0.5);
+  EXPECT_DOUBLE_EQ(a->price->Cost(2000, 500), 0.001 + 0.001);
+  EXPECT_FALSE(cfg->FindModel("b")->price) << "no price: costs nothing";
+  for (const char* bad : {"price: {input_per_million: -1}", "price: {per_token: 1}", "price: 3"}) {
+    auto c = ParseClusterConfig(absl::StrCat("models:\n  a:\n    endpoint: 'x:1'\n    ", bad,
+                                             "\naggregator: {endpoint: 'x:3'}\n"
+                                             "pipelines:\n  moa: {layers: [[a]], aggregator: a}\n"),
+                                "test.yaml");
+    EXPECT_FALSE(c.ok()) << bad;
+    EXPECT_THAT(c.status().message(), ::testing::HasSubstr("models.a.price")) << bad;
+  }
+}
+
 TEST(ClusterConfigTest, ABadPolicyNamesItsKey) {
   const char* cases[][2] = {
       {"    policy: {min_proposals: 0}\n", "pipelines.moa.policy.min_proposals"},

@@ -362,6 +362,57 @@ TEST_F(MoaCallTest, SamplesOfOneModelGetDistinctSeedsAndNamesThatTellThemApart) 
 
 // ---- The layer policy, on the fake clock.
 
+TEST_F(MoaCallTest, EachModelsUsageIsPricedAndTheCostMetricCountsIt) {
+  auto cfg = config::ParseClusterConfig(
+      "models:\n"
+      "  a: {endpoint: 'x:1', price: {input_per_million: 1, output_per_million: 10}}\n"
+      "  b: {endpoint: 'x:2'}\n"
+      "  agg: {endpoint: 'x:3', price: {input_per_million: 2, output_per_million: 20}}\n"
+      "aggregator: {endpoint: 'x:9'}\npipelines:\n  p: {layers: [[a, b]], aggregator: agg}\n",
+      "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  FakeGenerationBackend proposers(Answer), aggregator(Answer);
+  MoaCall::Options o;
+  o.pipeline.name = "p";
+  o.pipeline.layers = {{"a", "b", "a"}};
+  o.pipeline.samples = {{{1, {}}, {0, {}}, {2, {}}}};  // a#1, b, a#2.
+  o.pipeline.aggregator = "agg";
+  o.conversation = {{llm::Role::kUser, "question"}};
+  o.key_name = "team-x";
+  o.policy.min_proposals = 3;  // On the fake clock every answer takes 0 s: no grace.
+  MoaCall::Start(std::move(o), {{&proposers, &aggregator}, &metrics_, &clock_, &*cfg}, sink_);
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  const v1::Summary s = sink_->events().back().summary();
+  // Ok() is 3 prompt and 5 completion tokens per call.
+  const double a_call = (3 * 1 + 5 * 10) / 1e6, agg_call = (3 * 2 + 5 * 20) / 1e6;
+  double total = 0;
+  for (const auto& u : s.usage()) {
+    if (u.model() == "b") {
+      EXPECT_EQ(u.cost_dollars(), 0) << "no price";
+    } else if (u.model() == "agg") {
+      EXPECT_DOUBLE_EQ(u.cost_dollars(), agg_call);
+    } else {
+      EXPECT_DOUBLE_EQ(u.cost_dollars(), a_call) << u.model() << ": a sample is priced as a";
+    }
+    total += u.cost_dollars();
+  }
+  EXPECT_DOUBLE_EQ(s.cost_dollars(), total);
+  EXPECT_DOUBLE_EQ(s.cost_dollars(), 2 * a_call + agg_call);
+  double a_metric = -1, agg_metric = -1;
+  for (const auto& family : registry_.Collect()) {
+    if (family.name != "moa_cost_dollars_total") continue;
+    for (const auto& m : family.metric) {
+      std::map<std::string, std::string> labels;
+      for (const auto& l : m.label) labels[l.name] = l.value;
+      EXPECT_EQ(labels["key"], "team-x");
+      if (labels["model"] == "a") a_metric = m.counter.value;
+      if (labels["model"] == "agg") agg_metric = m.counter.value;
+    }
+  }
+  EXPECT_DOUBLE_EQ(a_metric, 2 * a_call) << "both samples under model a";
+  EXPECT_DOUBLE_EQ(agg_metric, agg_call);
+}
+
 class LayerPolicyCallTest : public MoaCallTest {
  protected:
   static FakeGenerationBackend::Reply Held(const cluster::GenerationCall&) {
