@@ -8,6 +8,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "lib/base/json.h"
 
 namespace moa {
 namespace {
@@ -20,6 +21,11 @@ LogLevel LevelFromEnv() {
   if (v == "warning") return LogLevel::kWarning;
   if (v == "error") return LogLevel::kError;
   return LogLevel::kInfo;
+}
+
+std::atomic<int>& Format() {
+  static std::atomic<int> format{static_cast<int>(LogFormat::kText)};
+  return format;
 }
 
 std::atomic<int>& MinLevel() {
@@ -45,12 +51,29 @@ char LevelLetter(LogLevel level) {
 
 void SetMinLogLevel(LogLevel level) { MinLevel().store(static_cast<int>(level)); }
 
+void SetLogFormat(LogFormat format) { Format().store(static_cast<int>(format)); }
+
 bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= MinLevel().load(); }
 
-void LogLine(LogLevel level, absl::string_view component, absl::string_view message) {
-  std::string line =
-      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
-                   std::string(1, LevelLetter(level)), " ", component, ": ", message, "\n");
+void LogLine(LogLevel level, absl::string_view component, absl::string_view message,
+             const LogFields& fields) {
+  const std::string time =
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
+  std::string line;
+  if (static_cast<LogFormat>(Format().load()) == LogFormat::kJson) {
+    static constexpr const char* kLevels[] = {"debug", "info", "warning", "error"};
+    json::Json j = {{"time", time},
+                    {"level", kLevels[static_cast<int>(level)]},
+                    {"component", std::string(component)},
+                    {"message", std::string(message)}};
+    for (const auto& [key, value] : fields) j[key] = value;
+    line = json::Dump(j) + "\n";  // Invalid UTF-8 becomes U+FFFD: never throws.
+  } else {
+    line =
+        absl::StrCat(time, " ", std::string(1, LevelLetter(level)), " ", component, ": ", message);
+    for (const auto& [key, value] : fields) absl::StrAppend(&line, " ", key, "=", value);
+    line += "\n";
+  }
   // One write(2) per line keeps lines from different threads whole.
   size_t off = 0;
   while (off < line.size()) {

@@ -3,6 +3,10 @@
 #ifndef MOA_LIB_BASE_LOG_H_
 #define MOA_LIB_BASE_LOG_H_
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
@@ -15,8 +19,18 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
 void SetMinLogLevel(LogLevel level);
 bool LogEnabled(LogLevel level);
 
-// Writes "2026-01-01T00:00:00.123Z I component: message\n" atomically.
-void LogLine(LogLevel level, absl::string_view component, absl::string_view message);
+// Text (the default): "2026-01-01T00:00:00.123Z I component: message
+// key=value...". JSON: one object per line, {"time", "level", "component",
+// "message", then each field}, for Loki, Elasticsearch and the like.
+enum class LogFormat { kText, kJson };
+void SetLogFormat(LogFormat format);
+
+// Named values of a line, e.g. {{"request_id", id}}.
+using LogFields = std::vector<std::pair<std::string, std::string>>;
+
+// Writes one line atomically.
+void LogLine(LogLevel level, absl::string_view component, absl::string_view message,
+             const LogFields& fields = {});
 
 template <typename... Args>
 void LogInfo(absl::string_view component, const Args&... args) {
@@ -29,6 +43,12 @@ void LogWarning(absl::string_view component, const Args&... args) {
 template <typename... Args>
 void LogError(absl::string_view component, const Args&... args) {
   if (LogEnabled(LogLevel::kError)) LogLine(LogLevel::kError, component, absl::StrCat(args...));
+}
+// A line about one request: its fields (request_id first) go with it.
+template <typename... Args>
+void LogFor(LogLevel level, absl::string_view component, const LogFields& fields,
+            const Args&... args) {
+  if (LogEnabled(level)) LogLine(level, component, absl::StrCat(args...), fields);
 }
 template <typename... Args>
 void LogDebug(absl::string_view component, const Args&... args) {

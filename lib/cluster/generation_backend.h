@@ -28,6 +28,8 @@ struct GenerationCall {
   bool whole_text = false;
   // The answer so far, to be continued (see GenerateRequest.continue_from).
   std::string continue_from;
+  // The request's id and trace, passed on in the call's metadata.
+  TraceContext trace;
 };
 
 // Receives one call's events: deltas, then exactly one OnDone. Calls may come

@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "lib/base/retry_after.h"
 #include "lib/server/grpc_server.h"
+#include "lib/server/trace_metadata.h"
 #include "lib/wire/wire.h"
 
 namespace moa::cluster {
@@ -186,6 +187,7 @@ std::shared_ptr<llm::CallHandle> ProposerBackend::Start(
     return llm::EndedCall();
   }
   auto ctx = NewContext(call.deadline, it->second.channel);
+  server::AddTraceMetadata(call.trace, &ctx->context);
   auto request = std::make_unique<v1::GenerateRequest>();
   wire::ToProto(call.messages, request->mutable_messages());
   wire::ToProto(call.params, request->mutable_params());
@@ -208,6 +210,7 @@ AggregatorBackend::AggregatorBackend(const std::string& endpoint, ChannelOptions
 std::shared_ptr<llm::CallHandle> AggregatorBackend::Start(
     GenerationCall call, std::shared_ptr<GenerationObserver> observer) {
   auto ctx = NewContext(call.deadline, channel_);
+  server::AddTraceMetadata(call.trace, &ctx->context);
   auto request = std::make_unique<v1::AggregateRequest>();
   request->set_model(call.model);
   wire::ToProto(call.messages, request->mutable_messages());

@@ -97,6 +97,7 @@ class Transfer : public CallHandle, public std::enable_shared_from_this<Transfer
   const Clock* const clock;  // The client's (UpstreamOptions::clock).
 
   std::string body;
+  TraceContext trace;  // Sent as x-request-id and traceparent.
   absl::Time started;
   absl::Time deadline;
   int attempt = 1;
@@ -166,6 +167,7 @@ class CurlLlmClient::Impl {
     t->started = options_.clock->Now();
     t->deadline = std::min(request.deadline, t->started + options_.total_timeout);
     t->body = BuildChatCompletionBody(options_.model, request);
+    t->trace = request.trace;
     {
       absl::MutexLock lock(&mu_);
       starts_.push_back(t);
@@ -319,6 +321,13 @@ class CurlLlmClient::Impl {
     if (!options_.api_key.empty()) {
       std::string auth = absl::StrCat("Authorization: Bearer ", options_.api_key);
       t.headers = curl_slist_append(t.headers, auth.c_str());
+    }
+    if (!t.trace.empty()) {
+      // Well-formed by construction (AcceptTraceContext): no header injection.
+      std::string id = absl::StrCat(kRequestIdHeader, ": ", t.trace.request_id);
+      t.headers = curl_slist_append(t.headers, id.c_str());
+      std::string parent = absl::StrCat(kTraceparentHeader, ": ", t.trace.Child().Traceparent());
+      t.headers = curl_slist_append(t.headers, parent.c_str());
     }
     curl_easy_setopt(e, CURLOPT_URL, url_.c_str());
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);

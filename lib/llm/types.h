@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "lib/base/trace_context.h"
 
 namespace moa::llm {
 
@@ -63,6 +64,8 @@ struct ChatRequest {
   bool continue_final_message = false;
   // The upstream transfer ends with DEADLINE_EXCEEDED at this time.
   absl::Time deadline = absl::InfiniteFuture();
+  // Sent upstream as x-request-id and traceparent (a child span) when set.
+  TraceContext trace;
 };
 
 struct Usage {

@@ -3,7 +3,16 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <cstdlib>
+#include <string>
+
+#include "absl/flags/flag.h"
 #include "absl/synchronization/mutex.h"
+#include "lib/base/log.h"
+
+ABSL_FLAG(std::string, log_format, "text",
+          "Log lines as text or json (one object per line, with request_id on lines about a "
+          "request).");
 
 namespace moa::server {
 namespace {
@@ -17,6 +26,13 @@ sigset_t TerminationSignals() {
 }  // namespace
 
 void PrepareProcess() {
+  const std::string format = absl::GetFlag(FLAGS_log_format);
+  if (format == "json") {
+    SetLogFormat(LogFormat::kJson);
+  } else if (format != "text") {
+    LogError("moa", "--log_format must be text or json, not '", format, "'");
+    std::exit(2);
+  }
   rlimit limit;
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
     limit.rlim_cur = limit.rlim_max;

@@ -6,8 +6,9 @@ namespace moa::server {
 
 // Raises the open-file limit to the hard limit (thousands of streams need
 // thousands of sockets), ignores SIGPIPE, blocks SIGTERM and SIGINT in every
-// thread so WaitForTerminationSignal can take them, and turns off Abseil's
-// Mutex deadlock detection. Call before starting any thread.
+// thread so WaitForTerminationSignal can take them, turns off Abseil's
+// Mutex deadlock detection, and applies --log_format (text or json; exits 2
+// on another value). Call after parsing flags, before starting any thread.
 void PrepareProcess();
 
 // Blocks until SIGTERM or SIGINT arrives; returns the signal number.

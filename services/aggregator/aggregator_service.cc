@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "lib/base/cancel_slot.h"
 #include "lib/cluster/generation_stream_reactor.h"
+#include "lib/server/trace_metadata.h"
 #include "lib/synthesis/synthesis.h"
 #include "lib/telemetry/outcome.h"
 #include "lib/wire/wire.h"
@@ -78,6 +79,7 @@ class AggregateReactor final : public cluster::GenerationStreamReactor<v1::Aggre
       return;
     }
     model_ = call->model;
+    call->trace = server::TraceFromMetadata(*context);
     metrics_ = metrics->ForModel(model_);
     if (call->whole_text) HoldTextUntilComplete();
     if (context->deadline() != std::chrono::system_clock::time_point::max()) {

@@ -51,8 +51,9 @@ net::HttpResponse ErrorResponse(const openai::HttpError& e) {
 class ChatCompletion final : public MoaCallSink {
  public:
   ChatCompletion(std::shared_ptr<net::HttpExchange> exchange, bool streaming, bool include_usage,
-                 std::string model, absl::Time now)
+                 std::string model, absl::Time now, std::string request_id)
       : exchange_(std::move(exchange)),
+        request_id_(std::move(request_id)),
         streaming_(streaming),
         include_usage_(include_usage),
         model_(std::move(model)),
@@ -71,6 +72,7 @@ class ChatCompletion final : public MoaCallSink {
       net::HttpResponse head;
       head.content_type = "text/event-stream";
       head.headers.emplace_back("Cache-Control", "no-cache");
+      head.headers.emplace_back(kRequestIdHeader, request_id_);
       // An SSE comment: clients ignore it; used to probe a half-closed client.
       exchange_->StartStream(std::move(head), ": keep-alive\n\n");
       exchange_->Write(openai::ChunkEvent(id_, created_, model_,
@@ -95,9 +97,12 @@ class ChatCompletion final : public MoaCallSink {
   void OnFinish(absl::Status status) override {
     call_.Close();
     if (!streaming_) {
-      if (!status.ok()) return exchange_->Respond(ErrorResponse(openai::ErrorFromStatus(status)));
-      return exchange_->Respond(
-          JsonResponse(200, openai::CompletionJson(id_, created_, model_, answer_, record_)));
+      net::HttpResponse r =
+          status.ok()
+              ? JsonResponse(200, openai::CompletionJson(id_, created_, model_, answer_, record_))
+              : ErrorResponse(openai::ErrorFromStatus(status));
+      r.headers.emplace_back(kRequestIdHeader, request_id_);
+      return exchange_->Respond(std::move(r));
     }
     std::string tail;
     if (status.ok()) {
@@ -115,6 +120,7 @@ class ChatCompletion final : public MoaCallSink {
 
  private:
   const std::shared_ptr<net::HttpExchange> exchange_;
+  const std::string request_id_;
   const bool streaming_;
   const bool include_usage_;
   const std::string model_;
@@ -180,9 +186,19 @@ std::optional<net::HttpResponse> OpenAiHandler::Screen(const net::HttpRequestHea
 }
 
 void OpenAiHandler::Handle(net::HttpRequest request, std::shared_ptr<net::HttpExchange> exchange) {
+  auto header = [&](const char* name) {
+    auto it = request.find(name);
+    return it == request.end() ? absl::string_view()
+                               : absl::string_view(it->value().data(), it->value().size());
+  };
+  TraceContext trace = AcceptTraceContext(header(kRequestIdHeader), header(kTraceparentHeader));
+  auto refuse = [&](net::HttpResponse r) {
+    r.headers.emplace_back(kRequestIdHeader, trace.request_id);
+    exchange->Respond(std::move(r));
+  };
   openai::HttpError error;
   auto parsed = openai::ParseChatCompletionRequest(request.body(), &error);
-  if (!parsed.ok()) return exchange->Respond(ErrorResponse(error));
+  if (!parsed.ok()) return refuse(ErrorResponse(error));
   auto options = deps_.engine->Plan(parsed->chat);
   if (!options.ok()) {
     openai::HttpError e = openai::ErrorFromStatus(options.status());
@@ -190,14 +206,15 @@ void OpenAiHandler::Handle(net::HttpRequest request, std::shared_ptr<net::HttpEx
       e.message = absl::StrCat("The model '", parsed->chat.pipeline(),
                                "' does not exist: ", options.status().message());
     }
-    return exchange->Respond(ErrorResponse(e));
+    return refuse(ErrorResponse(e));
   }
   auto slot = deps_.engine->Admit();
-  if (!slot.ok()) return exchange->Respond(ErrorResponse(openai::ErrorFromStatus(slot.status())));
+  if (!slot.ok()) return refuse(ErrorResponse(openai::ErrorFromStatus(slot.status())));
+  options->trace = trace;
   auto completion = std::make_shared<ChatCompletion>(
       std::move(exchange), parsed->stream, parsed->include_usage,
       parsed->chat.pipeline().empty() ? options->pipeline.name : parsed->chat.pipeline(),
-      deps_.engine->clock().Now());
+      deps_.engine->clock().Now(), trace.request_id);
   completion->Begin(completion, *std::move(slot), *std::move(options), *deps_.engine);
 }
 

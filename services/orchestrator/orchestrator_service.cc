@@ -3,6 +3,7 @@
 #include "lib/base/cancel_slot.h"
 #include "lib/server/grpc_server.h"
 #include "lib/server/server_stream_reactor.h"
+#include "lib/server/trace_metadata.h"
 #include "services/orchestrator/engine/pipeline.h"
 
 namespace moa::orchestrator {
@@ -47,6 +48,9 @@ class ChatReactor final : public server::ServerStreamReactor<v1::ChatEvent, Merg
   ChatReactor(Engine* engine, const ApiKeys& api_keys, grpc::CallbackServerContext* context,
               const v1::ChatRequest& request)
       : ServerStreamReactor(context) {
+    // The request's id goes back in the initial metadata, failures included.
+    TraceContext trace = server::TraceFromMetadata(*context);
+    context->AddInitialMetadata(kRequestIdHeader, trace.request_id);
     if (absl::Status auth = CheckGrpcAuth(*context, api_keys); !auth.ok()) {
       Close(auth);
       return;
@@ -60,6 +64,7 @@ class ChatReactor final : public server::ServerStreamReactor<v1::ChatEvent, Merg
       Close(options.status());
       return;
     }
+    options->trace = std::move(trace);
     auto slot = engine->Admit();
     if (!slot.ok()) {
       Close(slot.status());

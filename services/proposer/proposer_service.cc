@@ -8,6 +8,7 @@
 #include "lib/base/log.h"
 #include "lib/base/retry_after.h"
 #include "lib/cluster/generation_stream_reactor.h"
+#include "lib/server/trace_metadata.h"
 #include "lib/telemetry/outcome.h"
 #include "lib/wire/wire.h"
 
@@ -55,8 +56,12 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
  public:
   GenerateReactor(Shared shared, grpc::CallbackServerContext* context,
                   const v1::GenerateRequest& request)
-      : GenerationStreamReactor(context), shared_(shared), accepted_(shared.clock->Now()) {
+      : GenerationStreamReactor(context),
+        shared_(shared),
+        trace_(server::TraceFromMetadata(*context)),
+        accepted_(shared.clock->Now()) {
     llm::ChatRequest chat;
+    chat.trace = trace_;
     absl::StatusOr<std::vector<llm::Message>> messages = wire::ToMessages(request.messages());
     if (!messages.ok()) {
       Complete(messages.status());
@@ -170,9 +175,9 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
       return;
     }
     if (status.code() != absl::StatusCode::kCancelled) {
-      LogWarning("moa-proposer", "model ", model,
-                 ": request failed: ", absl::StatusCodeToString(status.code()), ": ",
-                 status.message());
+      LogFor(LogLevel::kWarning, "moa-proposer", {{"request_id", trace_.request_id}}, "model ",
+             model, ": request failed: ", absl::StatusCodeToString(status.code()), ": ",
+             status.message());
     }
     absl::Status named(status.code(), absl::StrCat("model ", model, ": ", status.message()));
     if (auto retry_after = GetRetryAfter(status)) SetRetryAfter(named, *retry_after);
@@ -183,6 +188,7 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
   }
 
   const Shared shared_;
+  const TraceContext trace_;
   const absl::Time accepted_;
   bool counted_ = false;
 

@@ -66,6 +66,8 @@ class LocalCluster {
   const std::string& config_path() const { return config_path_; }
   // The orchestrator's process, e.g. to signal it.
   Process& orchestrator_process() { return *orchestrator_; }
+  // The (first) proposer process of a model, e.g. to read its log.
+  Process& proposer_process(const std::string& model) { return *proposers_.at(model); }
 
   // Every process of the cluster by name ("upstream-sim", "proposer-a",
   // "aggregator", "orchestrator"), e.g. to read their memory use.

@@ -15,6 +15,7 @@ namespace moa::testing {
 struct HttpResult {
   long status = 0;  // 0 when the request failed at the transport.
   std::string body;
+  std::string headers;  // The response's header lines as received.
 };
 
 // Blocking HTTP request to a loopback server (tests only).

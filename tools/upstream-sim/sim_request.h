@@ -26,6 +26,10 @@ struct ChatRequestInfo {
   bool stream = false;
   bool include_usage = false;
   std::optional<int64_t> max_tokens;
+  // The x-request-id and traceparent headers as received (at most 256
+  // bytes each), for the request log.
+  std::string request_id;
+  std::string traceparent;
 };
 
 // Parses a POST /v1/chat/completions body; INVALID_ARGUMENT names what is

@@ -66,12 +66,14 @@ class RequestLog {
   explicit RequestLog(size_t cap) : cap_(cap) {}
 
   int64_t Add(std::string model, json messages, json params, bool stream, Fault fault,
-              std::string continuation, std::string answer) {
+              std::string continuation, std::string answer, std::string request_id,
+              std::string traceparent) {
     std::lock_guard<std::mutex> lock(mu_);
     int64_t id = next_id_++;
     entries_.push_back({id, std::move(model), std::move(messages), std::move(params), stream,
                         UnixSeconds(), 0, "in_progress", std::string(FaultName(fault)),
-                        std::move(continuation), std::move(answer)});
+                        std::move(continuation), std::move(answer), std::move(request_id),
+                        std::move(traceparent)});
     while (entries_.size() > cap_) entries_.pop_front();
     return id;
   }
@@ -101,7 +103,9 @@ class RequestLog {
                       {"outcome", e.outcome},
                       {"fault", e.fault},
                       {"continuation", e.continuation},
-                      {"answer", e.answer}});
+                      {"answer", e.answer},
+                      {"request_id", e.request_id},
+                      {"traceparent", e.traceparent}});
     }
     return moa::json::Dump(json{{"requests", std::move(list)}});
   }
@@ -133,6 +137,8 @@ class RequestLog {
     std::string fault;
     std::string continuation;  // none, prefill or instruction.
     std::string answer;        // The text planned, even if the stream was cut.
+    std::string request_id;    // Headers as received (x-request-id, traceparent).
+    std::string traceparent;
   };
   mutable std::mutex mu_;
   const size_t cap_;
@@ -233,7 +239,7 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
                                                              : sim_.DrawFault(profile.faults);
     log_id_ = sim_.log().Add(model_, std::move(info.messages_json), std::move(info.params), stream_,
                              fault_, ContinuationName(answer.continuation),
-                             absl::StrJoin(answer.tokens, ""));
+                             absl::StrJoin(answer.tokens, ""), info.request_id, info.traceparent);
     tokens_ = std::move(answer.tokens);
     prompt_tokens_ = answer.prompt_tokens;
     interval_ = absl::Seconds(sim_.options().latency_scale / profile.tokens_per_second);
@@ -444,6 +450,13 @@ void SimServer::Impl::Handle(moa::net::HttpRequest req,
     return exchange->Respond(
         Reply(400, ErrorBody(info.status().message(), "invalid_request_error", "")));
   }
+  auto header = [&](const char* name) {
+    auto it = req.find(name);
+    if (it == req.end()) return std::string();
+    return std::string(it->value().substr(0, 256));
+  };
+  info->request_id = header("x-request-id");
+  info->traceparent = header("traceparent");
   std::make_shared<ChatStream>(*this, std::move(exchange))->Start(*std::move(info));
 }
 

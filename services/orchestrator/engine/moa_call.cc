@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "lib/base/circuit_breaker.h"
+#include "lib/base/log.h"
 #include "lib/telemetry/outcome.h"
 #include "lib/wire/wire.h"
 
@@ -173,6 +174,7 @@ cluster::GenerationCall MoaCall::LayerCall(int layer, const std::string& model,
   call.references = std::move(refs);
   call.params = options_.pipeline.params;
   call.deadline = options_.deadline;
+  call.trace = options_.trace;
   // Proposals nobody watches travel whole, one message instead of one per
   // token; only their full text is used. The staircase reads the last
   // layer's text as it grows.
@@ -325,6 +327,7 @@ void MoaCall::StartStepLocked(bool last, bool retry) {
   call.references = final_.references;
   call.params = options_.pipeline.params;
   call.deadline = options_.deadline;
+  call.trace = options_.trace;
   // Text already streamed to the client is continued, never asked for
   // again: after a failed call, and by every staircase step after the first.
   call.continue_from = answer_text_;
@@ -649,20 +652,42 @@ void MoaCall::EmitLocked(v1::ChatEvent event) {
   outbox_.Push(std::move(one));
 }
 
-void MoaCall::RecordCost() {
+void MoaCall::RecordFinish(const absl::Status& status) {
   // Every call that ended well cost its tokens, whether the request
   // succeeded or not. Once finished, usage_ no longer changes.
   std::vector<std::pair<std::string, llm::Usage>> usage;
+  int steps;
   {
     absl::MutexLock lock(&mu_);
     usage = usage_;
+    steps = final_.step;
   }
+  double total = 0;
+  int64_t prompt = 0, completion = 0;
   for (const auto& [model, u] : usage) {
     const double cost = CostOf(model, u);
+    total += cost;
+    prompt += u.prompt_tokens;
+    completion += u.completion_tokens;
     if (cost > 0) {
       all_metrics_->AddCost(model.substr(0, model.find('#')), options_.key_name, cost);
     }
   }
+  const absl::Time now = clock_->Now();
+  LogFor(
+      status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "moa-orchestrator",
+      {{"request_id", options_.trace.request_id},
+       {"trace_id", options_.trace.trace_id},
+       {"pipeline", options_.pipeline.name},
+       {"key", options_.key_name},
+       {"outcome",
+        std::string(telemetry::OutcomeName(telemetry::OutcomeAt(status, options_.deadline, now)))},
+       {"duration_ms", absl::StrCat(absl::ToInt64Milliseconds(now - accepted_))},
+       {"answer_steps", absl::StrCat(steps)},
+       {"prompt_tokens", absl::StrCat(prompt)},
+       {"completion_tokens", absl::StrCat(completion)},
+       {"cost_dollars", absl::StrCat(total)}},
+      status.ok() ? "request answered" : absl::StrCat("request failed: ", status.ToString()));
 }
 
 void MoaCall::Deliver() {
@@ -683,7 +708,7 @@ void MoaCall::Deliver() {
       }
     }
     if (batch == nullptr) {
-      RecordCost();
+      RecordFinish(finish);
       sink_->OnFinish(std::move(finish));
       return;
     }

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "lib/base/clock.h"
+#include "lib/base/trace_context.h"
 #include "lib/base/write_queue.h"
 #include "lib/cluster/generation_backend.h"
 #include "lib/telemetry/orchestrator_metrics.h"
@@ -63,6 +64,9 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     std::optional<StaircaseSchedule> staircase;
     // The client key's name, for the cost metric's `key` label.
     std::string key_name = "default";
+    // The request's id and trace: every child call carries them, and the
+    // request's log line names the id.
+    TraceContext trace;
   };
 
   // Starts the call; events begin with `accepted`. The deadline is on
@@ -147,9 +151,9 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   void FinishLocked(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitLocked(v1::ChatEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Deliver();
-  // Adds what the call's upstream calls cost to the cost metric (once, at
-  // the finish, outside mu_).
-  void RecordCost();
+  // At the finish, outside mu_: adds what the call's upstream calls cost to
+  // the cost metric and writes the request's log line.
+  void RecordFinish(const absl::Status& status);
   void AddUsageLocked(const std::string& model, const llm::Usage& usage)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What `usage` of `model` (a slot name: "x#2" is model x) costs.
