@@ -1,7 +1,10 @@
-// Client API keys of the orchestrator's servers (HTTP and gRPC).
+// Client API keys of the orchestrator's servers (HTTP and gRPC): named
+// identities stored as SHA-256 hashes, each with optional limits (README,
+// "Client keys, limits and budgets").
 #ifndef MOA_SERVICES_ORCHESTRATOR_API_KEYS_H_
 #define MOA_SERVICES_ORCHESTRATOR_API_KEYS_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,31 +13,56 @@
 
 namespace moa::orchestrator {
 
+struct KeyLimits {
+  std::optional<int> requests_per_minute;
+  std::optional<int64_t> tokens_per_minute;  // Prompt + completion, every call.
+  std::optional<int> concurrent_requests;
+  std::vector<std::string> pipelines;              // Empty: every pipeline (and inline specs).
+  std::optional<double> budget_dollars_per_day;    // UTC days.
+  std::optional<double> budget_dollars_per_month;  // UTC calendar months.
+};
+
+struct ApiKey {
+  std::string name;    // In metrics and logs; never the secret.
+  std::string sha256;  // Of the secret, 64 lowercase hex digits.
+  KeyLimits limits;
+};
+
 class ApiKeys {
  public:
   ApiKeys() = default;
-  explicit ApiKeys(std::vector<std::string> keys) : keys_(std::move(keys)) {}
+  explicit ApiKeys(std::vector<ApiKey> keys) : keys_(std::move(keys)) {}
 
-  // Keys from a file (one per line; blank lines and lines starting with #
-  // ignored) and from a comma- or newline-separated list (MOA_API_KEYS).
-  // Either may be empty. NOT_FOUND when the file cannot be read.
+  // Keys from a file and from a comma- or newline-separated list of secrets
+  // (MOA_API_KEYS); either may be empty. The file is either a YAML map
+  // `keys:` of named keys (sha256 and limits), or the older form, one
+  // secret per line (blank lines and lines starting with # ignored). A
+  // secret given as is is named "key-" + the first 8 hex digits of its hash.
+  // NOT_FOUND when the file cannot be read; INVALID_ARGUMENT naming the
+  // file and field when it is malformed.
   static absl::StatusOr<ApiKeys> Load(const std::string& file, absl::string_view list);
 
   // True when keys are configured, so every request must carry one.
   bool enabled() const { return !keys_.empty(); }
   size_t size() const { return keys_.size(); }
 
-  // Checks an Authorization header value ("Bearer KEY"). Compares against
-  // every key in time independent of where the bytes differ, so response
-  // timing does not reveal how much of a key was right.
-  bool CheckAuthorization(absl::string_view header) const;
+  // The key an Authorization header value ("Bearer SECRET") names, or
+  // nullptr. Hashes the secret and compares it with every stored hash in
+  // time independent of where they differ.
+  const ApiKey* Authenticate(absl::string_view header) const;
+  bool CheckAuthorization(absl::string_view header) const {
+    return Authenticate(header) != nullptr;
+  }
 
  private:
-  std::vector<std::string> keys_;
+  std::vector<ApiKey> keys_;
 };
 
 // Constant-time comparison: examines every byte of the longer input.
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
+
+// A key's name: 1 to 64 characters of [A-Za-z0-9._-].
+bool IsKeyName(absl::string_view name);
 
 }  // namespace moa::orchestrator
 

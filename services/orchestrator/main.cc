@@ -33,8 +33,9 @@ ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
 ABSL_FLAG(int, http_port, 8080,
           "Port of the OpenAI-compatible HTTP API; 0 picks one, -1 turns it off.");
 ABSL_FLAG(std::string, api_keys_file, "",
-          "File of client API keys, one per line; with it (or MOA_API_KEYS) every request "
-          "needs 'Authorization: Bearer KEY'.");
+          "Client keys: a YAML map 'keys:' of named keys (SHA-256 and limits; 'moa keys add' "
+          "makes them) or one secret per line; with it (or MOA_API_KEYS) every request needs "
+          "'Authorization: Bearer KEY'.");
 ABSL_FLAG(int64_t, max_body_bytes, 0,
           "HTTP: larger request bodies get 413; 0 takes limits.max_request_bytes of the config.");
 ABSL_FLAG(int64_t, max_header_bytes, 16 << 10, "HTTP: larger request headers get 431.");
@@ -157,7 +158,8 @@ int main(int argc, char** argv) {
   moa::orchestrator::Admission admission(absl::GetFlag(FLAGS_max_inflight));
   moa::orchestrator::Engine engine({.request_timeout = absl::GetFlag(FLAGS_request_timeout)},
                                    &*config, {backends, &metrics}, &admission);
-  moa::orchestrator::OrchestratorService service(&engine, &*api_keys);
+  moa::orchestrator::KeyLimiter limiter(moa::Clock::Real(), *registry);
+  moa::orchestrator::OrchestratorService service(&engine, &*api_keys, &limiter);
 
   auto server = moa::server::GrpcServer::Start({.host = absl::GetFlag(FLAGS_host),
                                                 .port = absl::GetFlag(FLAGS_port),
@@ -196,7 +198,7 @@ int main(int argc, char** argv) {
          .max_connections = static_cast<size_t>(absl::GetFlag(FLAGS_max_connections)),
          .read_timeout = absl::GetFlag(FLAGS_read_timeout),
          .threads = absl::GetFlag(FLAGS_http_threads)},
-        {.engine = &engine, .api_keys = &*api_keys, .readiness = &readiness});
+        {.engine = &engine, .api_keys = &*api_keys, .readiness = &readiness, .limiter = &limiter});
     if (!started.ok()) {
       moa::LogError(kName, started.status().message());
       return 1;

@@ -45,6 +45,8 @@ HttpError ErrorFromStatus(const absl::Status& status) {
       return {404, message, "invalid_request_error", "model", "model_not_found"};
     case absl::StatusCode::kUnauthenticated:
       return {401, message, "authentication_error", "", "invalid_api_key"};
+    case absl::StatusCode::kPermissionDenied:
+      return {403, message, "permission_error", "model", "model_not_allowed"};
     case absl::StatusCode::kResourceExhausted:
       return {429, message, "rate_limit_error", "", "rate_limit_exceeded"};
     case absl::StatusCode::kUnavailable:

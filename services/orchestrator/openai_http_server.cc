@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "lib/base/cancel_slot.h"
 #include "lib/base/json.h"
+#include "lib/base/retry_after.h"
 #include "lib/wire/wire.h"
 #include "services/orchestrator/openai_api.h"
 
@@ -37,10 +38,17 @@ net::HttpResponse TextResponse(int status, std::string body) {
   return r;
 }
 
-net::HttpResponse ErrorResponse(const openai::HttpError& e) {
+net::HttpResponse ErrorResponse(const openai::HttpError& e,
+                                std::optional<absl::Duration> retry_after = std::nullopt) {
   // 499 (client closed) is never sent; a cancel seen by a client is a 500.
   net::HttpResponse r = JsonResponse(e.status == 499 ? 500 : e.status, openai::ErrorJson(e));
-  if (e.status == 429 || e.status == 503) r.headers.emplace_back("Retry-After", "1");
+  if (retry_after) {
+    r.headers.emplace_back(
+        "Retry-After",
+        absl::StrCat(absl::ToInt64Seconds(absl::Ceil(*retry_after, absl::Seconds(1)))));
+  } else if (e.status == 429 || e.status == 503) {
+    r.headers.emplace_back("Retry-After", "1");
+  }
   if (e.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
   return r;
 }
@@ -211,6 +219,18 @@ void OpenAiHandler::Handle(net::HttpRequest request, std::shared_ptr<net::HttpEx
   auto slot = deps_.engine->Admit();
   if (!slot.ok()) return refuse(ErrorResponse(openai::ErrorFromStatus(slot.status())));
   options->trace = trace;
+  if (deps_.api_keys->enabled() && deps_.limiter != nullptr) {
+    // Screen let the request in, so its key is one of ours.
+    const ApiKey* key = deps_.api_keys->Authenticate(header("authorization"));
+    if (key == nullptr) {
+      return refuse(
+          ErrorResponse({401, "incorrect API key", "authentication_error", "", "invalid_api_key"}));
+    }
+    // Last before the start: an admitted request always reports back.
+    if (absl::Status limited = deps_.limiter->Admit(*key, &*options); !limited.ok()) {
+      return refuse(ErrorResponse(openai::ErrorFromStatus(limited), GetRetryAfter(limited)));
+    }
+  }
   auto completion = std::make_shared<ChatCompletion>(
       std::move(exchange), parsed->stream, parsed->include_usage,
       parsed->chat.pipeline().empty() ? options->pipeline.name : parsed->chat.pipeline(),

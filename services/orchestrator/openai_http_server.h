@@ -20,6 +20,7 @@
 #include "lib/net/http_server.h"
 #include "services/orchestrator/api_keys.h"
 #include "services/orchestrator/engine/engine.h"
+#include "services/orchestrator/key_limits.h"
 #include "services/orchestrator/readiness.h"
 
 namespace moa::orchestrator {
@@ -38,7 +39,8 @@ struct OpenAiHttpServerOptions {
 struct OpenAiHttpDeps {
   Engine* engine;
   const ApiKeys* api_keys;
-  const Readiness* readiness;  // May be null: always ready.
+  const Readiness* readiness;     // May be null: always ready.
+  KeyLimiter* limiter = nullptr;  // May be null: keys have no limits.
 };
 
 // Routing and the OpenAI exchange, on top of the connection layer.

@@ -8,18 +8,18 @@
 
 namespace moa::orchestrator {
 
-absl::Status CheckGrpcAuth(const grpc::CallbackServerContext& context, const ApiKeys& keys) {
-  if (!keys.enabled()) return absl::OkStatus();
+absl::StatusOr<const ApiKey*> CheckGrpcAuth(const grpc::CallbackServerContext& context,
+                                            const ApiKeys& keys) {
+  if (!keys.enabled()) return nullptr;
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
     return absl::UnauthenticatedError(
         "missing API key: send metadata 'authorization: Bearer <key>'");
   }
-  if (!keys.CheckAuthorization(absl::string_view(it->second.data(), it->second.size()))) {
-    return absl::UnauthenticatedError("incorrect API key");
-  }
-  return absl::OkStatus();
+  const ApiKey* key = keys.Authenticate(absl::string_view(it->second.data(), it->second.size()));
+  if (key == nullptr) return absl::UnauthenticatedError("incorrect API key");
+  return key;
 }
 
 namespace {
@@ -45,14 +45,15 @@ struct MergeChatText {
 // One Chat call: the MoaCall's events, streamed.
 class ChatReactor final : public server::ServerStreamReactor<v1::ChatEvent, MergeChatText> {
  public:
-  ChatReactor(Engine* engine, const ApiKeys& api_keys, grpc::CallbackServerContext* context,
-              const v1::ChatRequest& request)
+  ChatReactor(Engine* engine, const ApiKeys& api_keys, KeyLimiter* limiter,
+              grpc::CallbackServerContext* context, const v1::ChatRequest& request)
       : ServerStreamReactor(context) {
     // The request's id goes back in the initial metadata, failures included.
     TraceContext trace = server::TraceFromMetadata(*context);
     context->AddInitialMetadata(kRequestIdHeader, trace.request_id);
-    if (absl::Status auth = CheckGrpcAuth(*context, api_keys); !auth.ok()) {
-      Close(auth);
+    absl::StatusOr<const ApiKey*> key = CheckGrpcAuth(*context, api_keys);
+    if (!key.ok()) {
+      Close(key.status());
       return;
     }
     absl::Time client_deadline = absl::InfiniteFuture();
@@ -69,6 +70,13 @@ class ChatReactor final : public server::ServerStreamReactor<v1::ChatEvent, Merg
     if (!slot.ok()) {
       Close(slot.status());
       return;
+    }
+    if (*key != nullptr && limiter != nullptr) {
+      // Last before the start: an admitted request always reports back.
+      if (absl::Status limited = limiter->Admit(**key, &*options); !limited.ok()) {
+        Close(limited);
+        return;
+      }
     }
     call_.Attach(
         engine->Start(*std::move(slot), *std::move(options), std::make_shared<Sink>(this)));
@@ -99,15 +107,15 @@ class ChatReactor final : public server::ServerStreamReactor<v1::ChatEvent, Merg
 
 grpc::ServerWriteReactor<v1::ChatEvent>* OrchestratorService::Chat(
     grpc::CallbackServerContext* context, const v1::ChatRequest* request) {
-  return new ChatReactor(engine_, *api_keys_, context, *request);
+  return new ChatReactor(engine_, *api_keys_, limiter_, context, *request);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::ListPipelines(
     grpc::CallbackServerContext* context, const v1::ListPipelinesRequest* request,
     v1::ListPipelinesResponse* response) {
   auto* reactor = context->DefaultReactor();
-  if (absl::Status auth = CheckGrpcAuth(*context, *api_keys_); !auth.ok()) {
-    reactor->Finish(server::ToGrpcStatus(auth));
+  if (auto key = CheckGrpcAuth(*context, *api_keys_); !key.ok()) {
+    reactor->Finish(server::ToGrpcStatus(key.status()));
     return reactor;
   }
   const config::ClusterConfig& config = engine_->config();

@@ -8,15 +8,17 @@
 #include "moa/v1/orchestrator.grpc.pb.h"
 #include "services/orchestrator/api_keys.h"
 #include "services/orchestrator/engine/engine.h"
+#include "services/orchestrator/key_limits.h"
 
 namespace moa::orchestrator {
 
 class OrchestratorService final : public v1::OrchestratorService::CallbackService {
  public:
-  // Both must outlive the service. With keys enabled, every call needs
-  // metadata "authorization: Bearer KEY".
-  OrchestratorService(Engine* engine, const ApiKeys* api_keys)
-      : engine_(engine), api_keys_(api_keys) {}
+  // All must outlive the service. With keys enabled, every call needs
+  // metadata "authorization: Bearer KEY", and `limiter` (may be null: no
+  // limits) applies the key's limits.
+  OrchestratorService(Engine* engine, const ApiKeys* api_keys, KeyLimiter* limiter = nullptr)
+      : engine_(engine), api_keys_(api_keys), limiter_(limiter) {}
 
   grpc::ServerWriteReactor<v1::ChatEvent>* Chat(grpc::CallbackServerContext* context,
                                                 const v1::ChatRequest* request) override;
@@ -27,10 +29,12 @@ class OrchestratorService final : public v1::OrchestratorService::CallbackServic
  private:
   Engine* const engine_;
   const ApiKeys* const api_keys_;
+  KeyLimiter* const limiter_;
 };
 
-// UNAUTHENTICATED unless keys are off or the call carries a valid one.
-absl::Status CheckGrpcAuth(const grpc::CallbackServerContext& context, const ApiKeys& keys);
+// The key the call carries (nullptr when keys are off), or UNAUTHENTICATED.
+absl::StatusOr<const ApiKey*> CheckGrpcAuth(const grpc::CallbackServerContext& context,
+                                            const ApiKeys& keys);
 
 }  // namespace moa::orchestrator
 

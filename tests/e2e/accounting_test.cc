@@ -5,7 +5,10 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
 #include <regex>
+#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -35,17 +38,22 @@ double Price(const std::string& model, int64_t prompt, int64_t completion) {
   return 0;  // b has no price.
 }
 
-// moa_cost_dollars_total{key="default",model=...} from the orchestrator.
-double CostMetric(LocalCluster& cluster, const std::string& model) {
+// moa_cost_dollars_total{key=...,model=...} from the orchestrator.
+double CostMetricFor(LocalCluster& cluster, const std::string& model, const std::string& key) {
   HttpResult r =
       HttpGet(absl::StrCat("http://127.0.0.1:", cluster.orchestrator_metrics_port(), "/metrics"));
   std::smatch m;
-  std::regex line("moa_cost_dollars_total\\{key=\"default\",model=\"" + model + "\"\\} ([^\\n]+)");
+  std::regex line("moa_cost_dollars_total\\{key=\"" + key + "\",model=\"" + model +
+                  "\"\\} ([^\\n]+)");
   double value = 0;
   if (std::regex_search(r.body, m, line)) {
     EXPECT_TRUE(absl::SimpleAtod(m[1].str(), &value));
   }
   return value;
+}
+
+double CostMetric(LocalCluster& cluster, const std::string& model) {
+  return CostMetricFor(cluster, model, "default");
 }
 
 TEST(AccountingTest, EachModelsCostIsItsTokensTimesItsPriceAndTheTotalTheirSum) {
@@ -102,6 +110,88 @@ TEST(AccountingTest, EachModelsCostIsItsTokensTimesItsPriceAndTheTotalTheirSum) 
       << CostMetric(cluster, "a") << " vs " << spent["a"];
   EXPECT_NEAR(CostMetric(cluster, "z"), spent["z"], 1e-9);
   EXPECT_EQ(CostMetric(cluster, "b"), 0);
+}
+
+// `moa keys add NAME ARGS...` into `file`: the secret it printed.
+std::string AddKey(const std::string& file, const std::string& name,
+                   std::vector<std::string> args) {
+  std::vector<std::string> argv = {BinaryPath("tools/moa/moa"), "keys", "add", name,
+                                   "--keys_file=" + file};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Process p(argv);
+  EXPECT_EQ(p.Wait(absl::Seconds(10)), 0) << p.Output();
+  std::smatch m;
+  std::string out = p.Output();
+  EXPECT_TRUE(std::regex_search(out, m, std::regex("sk-moa-[0-9a-f]{48}"))) << out;
+  return m.str();
+}
+
+HttpResult Post(LocalCluster& cluster, const std::string& secret, const std::string& pipeline) {
+  return HttpRequest(
+      "POST",
+      absl::StrCat("http://127.0.0.1:", cluster.orchestrator_http_port(), "/v1/chat/completions"),
+      absl::StrCat(R"({"model": ")", pipeline,
+                   R"(", "messages": [{"role": "user", "content": "Hi"}]})"),
+      {"Content-Type: application/json", "Authorization: Bearer " + secret});
+}
+
+TEST(AccountingTest, KeysMadeByTheCliHaveTheirLimitsEnforcedAtTheirNumbers) {
+  const std::string file = "/tmp/moa-accounting-keys-" + std::to_string(getpid()) + ".yaml";
+  std::remove(file.c_str());
+  const std::string limited = AddKey(file, "limited", {"--requests_per_minute=2"});
+  const std::string budget = AddKey(file, "budget", {"--budget_dollars_per_day=0.000001"});
+  const std::string narrow = AddKey(file, "narrow", {"--allowed_pipelines=other"});
+  // The file holds hashes and names, never a secret.
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str().find(limited), std::string::npos);
+  EXPECT_THAT(text.str(), ::testing::HasSubstr("budget:"));
+  // A name already in the file is refused.
+  Process again({BinaryPath("tools/moa/moa"), "keys", "add", "budget", "--keys_file=" + file});
+  EXPECT_EQ(again.Wait(absl::Seconds(10)), 2);
+  EXPECT_THAT(again.Output(), ::testing::HasSubstr("already in"));
+
+  ClusterSpec spec = PricedSpec();
+  spec.orchestrator_flags.push_back("--api_keys_file=" + file);
+  LocalCluster cluster(spec);
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+
+  // Requests per minute: the third within the minute is refused.
+  EXPECT_EQ(Post(cluster, limited, "moa").status, 200);
+  EXPECT_EQ(Post(cluster, limited, "moa").status, 200);
+  HttpResult third = Post(cluster, limited, "moa");
+  EXPECT_EQ(third.status, 429) << third.body;
+  EXPECT_THAT(third.body, ::testing::HasSubstr("requests_per_minute"));
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(third.headers, m, std::regex("Retry-After: ([0-9]+)")))
+      << third.headers;
+  EXPECT_GE(std::stoi(m[1].str()), 50);
+  EXPECT_LE(std::stoi(m[1].str()), 60);
+  // The same over gRPC: RESOURCE_EXHAUSTED with the delay in a trailer.
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer " + limited);
+  auto reader = cluster.stub().Chat(&context, UserQuestion("Again?"));
+  v1::ChatEvent event;
+  while (reader->Read(&event)) {
+  }
+  grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("key 'limited'"));
+  EXPECT_EQ(context.GetServerTrailingMetadata().count("retry-after"), 1u);
+
+  // A budget of a millionth of a dollar: the first answer spends it.
+  EXPECT_EQ(Post(cluster, budget, "moa").status, 200);
+  HttpResult over = Post(cluster, budget, "moa");
+  EXPECT_EQ(over.status, 429) << over.body;
+  EXPECT_THAT(over.body, ::testing::HasSubstr("budget_dollars_per_day"));
+  EXPECT_GT(CostMetricFor(cluster, "a", "budget"), 0) << "spend is per key";
+
+  // A pipeline the key may not use.
+  HttpResult denied = Post(cluster, narrow, "moa");
+  EXPECT_EQ(denied.status, 403) << denied.body;
+  EXPECT_THAT(denied.body, ::testing::HasSubstr("may not use pipeline 'moa'"));
+  std::remove(file.c_str());
 }
 
 }  // namespace

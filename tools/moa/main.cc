@@ -28,6 +28,7 @@
 #include "lib/server/help.h"
 #include "tools/moa/batch.h"
 #include "tools/moa/chat_runner.h"
+#include "tools/moa/keys.h"
 
 ABSL_FLAG(std::string, orchestrator, "",
           "Orchestrator address (default: $MOA_ORCHESTRATOR or localhost:50051).");
@@ -51,6 +52,14 @@ ABSL_FLAG(std::string, output, "", "batch: output file (resumed if it exists).")
 ABSL_FLAG(int, concurrency, 4, "batch: requests in parallel.");
 ABSL_FLAG(std::string, generator, "", "batch: generator / model_id written (default: pipeline).");
 ABSL_FLAG(std::string, config, "", "endpoints: cluster config to read.");
+ABSL_FLAG(std::string, keys_file, "", "keys: the orchestrator's keys file (--api_keys_file).");
+ABSL_FLAG(int64_t, requests_per_minute, 0, "keys add: limit (0: none).");
+ABSL_FLAG(int64_t, tokens_per_minute, 0, "keys add: limit (0: none).");
+ABSL_FLAG(int64_t, concurrent_requests, 0, "keys add: limit (0: none).");
+ABSL_FLAG(std::string, allowed_pipelines, "",
+          "keys add: comma-separated pipelines the key may use (default: all).");
+ABSL_FLAG(double, budget_dollars_per_day, 0, "keys add: limit (0: none).");
+ABSL_FLAG(double, budget_dollars_per_month, 0, "keys add: limit (0: none).");
 ABSL_FLAG(std::string, target, "",
           "health: gRPC address to check, or an http:// URL that must answer 2xx.");
 
@@ -305,6 +314,40 @@ int HttpHealth(const std::string& url, absl::Duration timeout) {
   return 1;
 }
 
+int Keys(const std::vector<std::string>& args) {
+  if (args.size() != 2 || args[0] != "add") {
+    std::fprintf(stderr, "usage: moa keys add NAME --keys_file FILE [limits]\n");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_keys_file).empty()) {
+    std::fprintf(stderr, "moa keys: --keys_file is required\n");
+    return 2;
+  }
+  NewKey key;
+  key.name = args[1];
+  auto positive = [](auto v) { return v > 0 ? std::make_optional(v) : std::nullopt; };
+  key.requests_per_minute = positive(absl::GetFlag(FLAGS_requests_per_minute));
+  key.tokens_per_minute = positive(absl::GetFlag(FLAGS_tokens_per_minute));
+  key.concurrent_requests = positive(absl::GetFlag(FLAGS_concurrent_requests));
+  key.budget_dollars_per_day = positive(absl::GetFlag(FLAGS_budget_dollars_per_day));
+  key.budget_dollars_per_month = positive(absl::GetFlag(FLAGS_budget_dollars_per_month));
+  for (absl::string_view p :
+       absl::StrSplit(absl::GetFlag(FLAGS_allowed_pipelines), ',', absl::SkipWhitespace())) {
+    key.pipelines.emplace_back(p);
+  }
+  absl::StatusOr<std::string> secret = AddKey(absl::GetFlag(FLAGS_keys_file), key);
+  if (!secret.ok()) {
+    std::fprintf(stderr, "moa keys: %s\n", std::string(secret.status().message()).c_str());
+    return 2;
+  }
+  std::printf("%s\n", secret->c_str());
+  std::fprintf(stderr,
+               "key '%s' added to %s (its SHA-256 only). The secret above is shown once: "
+               "give it to its user now. Restart the orchestrator to load it.\n",
+               key.name.c_str(), absl::GetFlag(FLAGS_keys_file).c_str());
+  return 0;
+}
+
 int Health() {
   std::string target = absl::GetFlag(FLAGS_target);
   if (target.empty()) target = OrchestratorAddress();
@@ -358,6 +401,13 @@ const std::vector<Command>& Commands() {
        "moa endpoints --config FILE",
        "print the model and aggregator ports of a cluster config (for scripts)",
        {"config"}},
+      {"keys",
+       "moa keys add NAME --keys_file FILE [--requests_per_minute N] [--tokens_per_minute N] "
+       "[--concurrent_requests N] [--allowed_pipelines a,b] [--budget_dollars_per_day X] "
+       "[--budget_dollars_per_month X]",
+       "add a client key: print its secret once, append its hash and limits to the keys file",
+       {"keys_file", "requests_per_minute", "tokens_per_minute", "concurrent_requests",
+        "allowed_pipelines", "budget_dollars_per_day", "budget_dollars_per_month"}},
       {"health",
        "moa health --target HOST:PORT|URL",
        "exit 0 when the gRPC server reports SERVING (or the http:// URL answers 2xx)",
@@ -431,8 +481,10 @@ int main(int argc, char** argv) {
   if (command == "pipelines") return moa::cli::Pipelines();
   if (command == "endpoints") return moa::cli::Endpoints();
   if (command == "health") return moa::cli::Health();
+  if (command == "keys") return moa::cli::Keys(rest);
   std::fprintf(stderr,
-               "moa: unknown command '%s' (ask, chat, batch, pipelines, endpoints, health)\n",
+               "moa: unknown command '%s' (ask, chat, batch, pipelines, endpoints, keys, "
+               "health)\n",
                command.c_str());
   return 2;
 }

@@ -673,6 +673,7 @@ void MoaCall::RecordFinish(const absl::Status& status) {
       all_metrics_->AddCost(model.substr(0, model.find('#')), options_.key_name, cost);
     }
   }
+  if (options_.on_spent) options_.on_spent(prompt + completion, total);
   const absl::Time now = clock_->Now();
   LogFor(
       status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "moa-orchestrator",

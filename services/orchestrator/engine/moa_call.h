@@ -7,6 +7,7 @@
 #ifndef MOA_SERVICES_ORCHESTRATOR_MOA_CALL_H_
 #define MOA_SERVICES_ORCHESTRATOR_MOA_CALL_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -67,6 +68,9 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     // The request's id and trace: every child call carries them, and the
     // request's log line names the id.
     TraceContext trace;
+    // Called once at the end with the tokens (prompt and completion of every
+    // call that ended well) and their cost: the client key's accounts.
+    std::function<void(int64_t tokens, double dollars)> on_spent;
   };
 
   // Starts the call; events begin with `accepted`. The deadline is on

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <string>
 
+#include "lib/base/sha256.h"
+
 namespace moa::orchestrator {
 namespace {
 
@@ -27,6 +29,67 @@ TEST(ApiKeysTest, BearerKeysAreCheckedAndLoadedFromFileAndList) {
   std::remove(path.c_str());
   EXPECT_EQ(ApiKeys::Load(path, "").status().code(), absl::StatusCode::kNotFound);
   EXPECT_FALSE(ApiKeys::Load("", "").value().enabled());
+}
+
+TEST(ApiKeysTest, NamedKeysAreStoredAsHashesWithTheirLimits) {
+  std::string path = "/tmp/moa-named-keys-test-" + std::to_string(getpid());
+  std::ofstream(path) << "keys:\n"
+                         "  team-a:\n"
+                         "    sha256: "
+                      << Sha256Hex("sk-secret-a")
+                      << "\n"
+                         "    requests_per_minute: 60\n"
+                         "    tokens_per_minute: 1000\n"
+                         "    concurrent_requests: 2\n"
+                         "    pipelines: [moa]\n"
+                         "    budget_dollars_per_day: 1.5\n"
+                         "  team-b:\n"
+                         "    sha256: "
+                      << Sha256Hex("sk-secret-b") << "\n";
+  auto keys = ApiKeys::Load(path, "sk-plain");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->size(), 3u);
+  const ApiKey* a = keys->Authenticate("Bearer sk-secret-a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->name, "team-a");
+  EXPECT_EQ(a->limits.requests_per_minute, 60);
+  EXPECT_EQ(a->limits.tokens_per_minute, 1000);
+  EXPECT_EQ(a->limits.concurrent_requests, 2);
+  EXPECT_EQ(a->limits.pipelines, std::vector<std::string>({"moa"}));
+  EXPECT_EQ(a->limits.budget_dollars_per_day, 1.5);
+  EXPECT_EQ(keys->Authenticate("Bearer sk-secret-b")->name, "team-b");
+  EXPECT_EQ(keys->Authenticate("Bearer " + Sha256Hex("sk-secret-a")), nullptr)
+      << "the hash is not the key";
+  const ApiKey* plain = keys->Authenticate("Bearer sk-plain");
+  ASSERT_NE(plain, nullptr);
+  EXPECT_EQ(plain->name, "key-" + Sha256Hex("sk-plain").substr(0, 8));
+  std::remove(path.c_str());
+}
+
+TEST(ApiKeysTest, AMalformedKeysFileNamesTheFieldAndNeverEchoesAHash) {
+  std::string path = "/tmp/moa-bad-keys-test-" + std::to_string(getpid());
+  const std::string hash = Sha256Hex("x");
+  const std::pair<std::string, std::string> cases[] = {
+      {"keys:\n  a: {sha256: abc}\n", "keys.a.sha256"},
+      {"keys:\n  a: {sha256: " + hash + ", rpm: 3}\n", "unknown field 'rpm'"},
+      {"keys:\n  a: {sha256: " + hash + ", requests_per_minute: 0}\n",
+       "keys.a.requests_per_minute"},
+      {"keys:\n  a: {sha256: " + hash + ", budget_dollars_per_day: -1}\n",
+       "keys.a.budget_dollars_per_day"},
+      {"keys:\n  a: {sha256: " + hash + "}\n  b: {sha256: " + hash + "}\n", "listed twice"},
+      {"keys:\n  'a b': {sha256: " + hash + "}\n", "a key's name"},
+      {"keys:\n  a: {sha256: " + hash + ", pipelines: moa}\n", "keys.a.pipelines"},
+  };
+  for (const auto& [text, expected] : cases) {
+    std::ofstream(path) << text;
+    auto keys = ApiKeys::Load(path, "");
+    ASSERT_FALSE(keys.ok()) << text;
+    EXPECT_EQ(keys.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(keys.status().message().find(expected), absl::string_view::npos)
+        << keys.status() << " for " << text;
+    EXPECT_EQ(keys.status().message().find(hash), absl::string_view::npos);
+  }
+  std::remove(path.c_str());
 }
 
 TEST(ApiKeysTest, ConstantTimeEqualsComparesWholeStrings) {

@@ -1,0 +1,20 @@
+// SHA-256 (OpenSSL's) as 64 lowercase hex digits: how client keys are
+// stored, so a leaked keys file does not leak the keys.
+#ifndef MOA_LIB_BASE_SHA256_H_
+#define MOA_LIB_BASE_SHA256_H_
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace moa {
+
+std::string Sha256Hex(absl::string_view data);
+
+// `bytes` random bytes from the kernel's CSPRNG (getrandom), as hex: for
+// secrets.
+std::string RandomSecretHex(size_t bytes);
+
+}  // namespace moa
+
+#endif  // MOA_LIB_BASE_SHA256_H_

@@ -1,0 +1,130 @@
+#include "services/orchestrator/key_limits.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/civil_time.h"
+#include "lib/base/retry_after.h"
+
+namespace moa::orchestrator {
+namespace {
+
+constexpr absl::Duration kWindow = absl::Minutes(1);
+
+int64_t DayOf(absl::Time t) { return absl::ToUnixSeconds(t) / 86400; }
+
+int64_t MonthOf(absl::Time t) {
+  absl::CivilMonth m = absl::ToCivilMonth(t, absl::UTCTimeZone());
+  return (m.year() - 1970) * 12 + (m.month() - 1);
+}
+
+absl::Time NextMonth(absl::Time t) {
+  absl::CivilMonth m = absl::ToCivilMonth(t, absl::UTCTimeZone()) + 1;
+  return absl::FromCivil(m, absl::UTCTimeZone());
+}
+
+}  // namespace
+
+KeyLimiter::KeyLimiter(const Clock* clock, prometheus::Registry& registry)
+    : clock_(clock),
+      limited_(prometheus::BuildCounter()
+                   .Name("moa_key_limited_total")
+                   .Help("Requests refused because their client key reached a limit.")
+                   .Register(registry)) {}
+
+void KeyLimiter::ExpireLocked(Usage& u, absl::Time now) {
+  while (!u.starts.empty() && u.starts.front() <= now - kWindow) u.starts.pop_front();
+  while (!u.tokens.empty() && u.tokens.front().first <= now - kWindow) {
+    u.tokens_in_window -= u.tokens.front().second;
+    u.tokens.pop_front();
+  }
+  if (u.day != DayOf(now)) {
+    u.day = DayOf(now);
+    u.day_dollars = 0;
+  }
+  if (u.month != MonthOf(now)) {
+    u.month = MonthOf(now);
+    u.month_dollars = 0;
+  }
+}
+
+absl::Status KeyLimiter::Refuse(const ApiKey& key, const char* limit, absl::Duration retry_after,
+                                const std::string& message) {
+  limited_.Add({{"key", key.name}, {"limit", limit}}).Increment();
+  absl::Status s = absl::ResourceExhaustedError(absl::StrCat(
+      "key '", key.name, "' reached its ", limit, " limit: ", message, "; retry in ",
+      absl::FormatDuration(absl::Ceil(retry_after, absl::Seconds(1)))));
+  SetRetryAfter(s, std::max(retry_after, absl::Seconds(1)));
+  return s;
+}
+
+absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
+  const KeyLimits& l = key.limits;
+  const std::string& pipeline = options->pipeline.name;
+  if (!l.pipelines.empty() &&
+      std::find(l.pipelines.begin(), l.pipelines.end(), pipeline) == l.pipelines.end()) {
+    limited_.Add({{"key", key.name}, {"limit", "pipelines"}}).Increment();
+    return absl::PermissionDeniedError(absl::StrCat("key '", key.name, "' may not use pipeline '",
+                                                    pipeline, "' (allowed: ",
+                                                    absl::StrJoin(l.pipelines, ", "), ")"));
+  }
+  const absl::Time now = clock_->Now();
+  // Decided under the lock; the metric and the status are made after it.
+  const char* limit = nullptr;
+  absl::Duration wait;
+  std::string detail;
+  {
+    absl::MutexLock lock(&mu_);
+    Usage& u = usage_[key.name];
+    ExpireLocked(u, now);
+    if (l.concurrent_requests && u.in_flight >= *l.concurrent_requests) {
+      limit = "concurrent_requests";
+      wait = absl::Seconds(1);
+      detail = absl::StrCat(u.in_flight, " of ", *l.concurrent_requests, " requests running");
+    } else if (l.requests_per_minute &&
+               static_cast<int>(u.starts.size()) >= *l.requests_per_minute) {
+      limit = "requests_per_minute";
+      wait = u.starts.front() + kWindow - now;
+      detail = absl::StrCat(u.starts.size(), " requests in the last minute");
+    } else if (l.tokens_per_minute && u.tokens_in_window >= *l.tokens_per_minute) {
+      limit = "tokens_per_minute";
+      wait = u.tokens.front().first + kWindow - now;
+      detail = absl::StrCat(u.tokens_in_window, " tokens in the last minute");
+    } else if (l.budget_dollars_per_day && u.day_dollars >= *l.budget_dollars_per_day) {
+      limit = "budget_dollars_per_day";
+      wait = absl::FromUnixSeconds((u.day + 1) * 86400) - now;
+      detail = absl::StrCat("$", u.day_dollars, " of $", *l.budget_dollars_per_day,
+                            " spent today (UTC)");
+    } else if (l.budget_dollars_per_month && u.month_dollars >= *l.budget_dollars_per_month) {
+      limit = "budget_dollars_per_month";
+      wait = NextMonth(now) - now;
+      detail = absl::StrCat("$", u.month_dollars, " of $", *l.budget_dollars_per_month,
+                            " spent this month (UTC)");
+    } else {
+      ++u.in_flight;
+      u.starts.push_back(now);
+    }
+  }
+  if (limit != nullptr) return Refuse(key, limit, wait, detail);
+  options->key_name = key.name;
+  const ApiKey* counted = &key;
+  options->on_spent = [this, counted](int64_t tokens, double dollars) {
+    Finish(*counted, tokens, dollars);
+  };
+  return absl::OkStatus();
+}
+
+void KeyLimiter::Finish(const ApiKey& key, int64_t tokens, double dollars) {
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  Usage& u = usage_[key.name];
+  ExpireLocked(u, now);
+  u.in_flight = std::max(0, u.in_flight - 1);
+  u.tokens.emplace_back(now, tokens);
+  u.tokens_in_window += tokens;
+  u.day_dollars += dollars;
+  u.month_dollars += dollars;
+}
+
+}  // namespace moa::orchestrator

@@ -1,0 +1,64 @@
+// What each client key may spend on one orchestrator replica: requests and
+// tokens per minute, concurrent requests, pipelines, and dollars per UTC
+// day and month. Decided under one lock on an injected clock; the windows
+// slide over the last 60 s. With several replicas each enforces its own
+// share (README, "Client keys, limits and budgets").
+#ifndef MOA_SERVICES_ORCHESTRATOR_KEY_LIMITS_H_
+#define MOA_SERVICES_ORCHESTRATOR_KEY_LIMITS_H_
+
+#include <deque>
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "lib/base/clock.h"
+#include "prometheus/counter.h"
+#include "prometheus/registry.h"
+#include "services/orchestrator/api_keys.h"
+#include "services/orchestrator/engine/moa_call.h"
+
+namespace moa::orchestrator {
+
+class KeyLimiter {
+ public:
+  // `registry` gets moa_key_limited_total{key,limit}; both must outlive
+  // the limiter and the calls it admitted.
+  KeyLimiter(const Clock* clock, prometheus::Registry& registry);
+
+  // Counts the request in when the key's limits allow it, and makes the
+  // call report its tokens and cost back at its end (options->on_spent)
+  // and name the key in its metrics and log line. Otherwise
+  // PERMISSION_DENIED for a pipeline the key may not use, or
+  // RESOURCE_EXHAUSTED naming the limit, with the time until it would allow
+  // the request as its retry delay (SetRetryAfter).
+  absl::Status Admit(const ApiKey& key, MoaCall::Options* options);
+
+  // A request counted in by Admit ended having used `tokens` (prompt and
+  // completion of every call) costing `dollars`.
+  void Finish(const ApiKey& key, int64_t tokens, double dollars);
+
+ private:
+  struct Usage {
+    int in_flight = 0;
+    std::deque<absl::Time> starts;                       // In the last minute.
+    std::deque<std::pair<absl::Time, int64_t>> tokens;  // Ends in the last minute.
+    int64_t tokens_in_window = 0;
+    int64_t day = -1;  // UTC day number of day_dollars.
+    double day_dollars = 0;
+    int64_t month = -1;  // Months since 1970 of month_dollars.
+    double month_dollars = 0;
+  };
+  void ExpireLocked(Usage& u, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Refuse(const ApiKey& key, const char* limit, absl::Duration retry_after,
+                      const std::string& message);
+
+  const Clock* const clock_;
+  prometheus::Family<prometheus::Counter>& limited_;
+  absl::Mutex mu_;
+  std::map<std::string, Usage> usage_ ABSL_GUARDED_BY(mu_);  // By key name.
+};
+
+}  // namespace moa::orchestrator
+
+#endif  // MOA_SERVICES_ORCHESTRATOR_KEY_LIMITS_H_
