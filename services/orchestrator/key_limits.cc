@@ -31,7 +31,12 @@ KeyLimiter::KeyLimiter(const Clock* clock, prometheus::Registry& registry)
       limited_(prometheus::BuildCounter()
                    .Name("moa_key_limited_total")
                    .Help("Requests refused because their client key reached a limit.")
-                   .Register(registry)) {}
+                   .Register(registry)),
+      budget_used_(prometheus::BuildGauge()
+                       .Name("moa_key_budget_used_ratio")
+                       .Help("Share of a client key's budget spent in the current UTC day or "
+                             "month, on this replica.")
+                       .Register(registry)) {}
 
 void KeyLimiter::ExpireLocked(Usage& u, absl::Time now) {
   while (!u.starts.empty() && u.starts.front() <= now - kWindow) u.starts.pop_front();
@@ -52,9 +57,9 @@ void KeyLimiter::ExpireLocked(Usage& u, absl::Time now) {
 absl::Status KeyLimiter::Refuse(const ApiKey& key, const char* limit, absl::Duration retry_after,
                                 const std::string& message) {
   limited_.Add({{"key", key.name}, {"limit", limit}}).Increment();
-  absl::Status s = absl::ResourceExhaustedError(absl::StrCat(
-      "key '", key.name, "' reached its ", limit, " limit: ", message, "; retry in ",
-      absl::FormatDuration(absl::Ceil(retry_after, absl::Seconds(1)))));
+  absl::Status s = absl::ResourceExhaustedError(
+      absl::StrCat("key '", key.name, "' reached its ", limit, " limit: ", message, "; retry in ",
+                   absl::FormatDuration(absl::Ceil(retry_after, absl::Seconds(1)))));
   SetRetryAfter(s, std::max(retry_after, absl::Seconds(1)));
   return s;
 }
@@ -65,9 +70,9 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
   if (!l.pipelines.empty() &&
       std::find(l.pipelines.begin(), l.pipelines.end(), pipeline) == l.pipelines.end()) {
     limited_.Add({{"key", key.name}, {"limit", "pipelines"}}).Increment();
-    return absl::PermissionDeniedError(absl::StrCat("key '", key.name, "' may not use pipeline '",
-                                                    pipeline, "' (allowed: ",
-                                                    absl::StrJoin(l.pipelines, ", "), ")"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("key '", key.name, "' may not use pipeline '", pipeline,
+                     "' (allowed: ", absl::StrJoin(l.pipelines, ", "), ")"));
   }
   const absl::Time now = clock_->Now();
   // Decided under the lock; the metric and the status are made after it.
@@ -117,14 +122,28 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
 
 void KeyLimiter::Finish(const ApiKey& key, int64_t tokens, double dollars) {
   const absl::Time now = clock_->Now();
-  absl::MutexLock lock(&mu_);
-  Usage& u = usage_[key.name];
-  ExpireLocked(u, now);
-  u.in_flight = std::max(0, u.in_flight - 1);
-  u.tokens.emplace_back(now, tokens);
-  u.tokens_in_window += tokens;
-  u.day_dollars += dollars;
-  u.month_dollars += dollars;
+  double day, month;
+  {
+    absl::MutexLock lock(&mu_);
+    Usage& u = usage_[key.name];
+    ExpireLocked(u, now);
+    u.in_flight = std::max(0, u.in_flight - 1);
+    u.tokens.emplace_back(now, tokens);
+    u.tokens_in_window += tokens;
+    u.day_dollars += dollars;
+    u.month_dollars += dollars;
+    day = u.day_dollars;
+    month = u.month_dollars;
+  }
+  // After the lock: Family::Add takes the family's own.
+  const KeyLimits& l = key.limits;
+  if (l.budget_dollars_per_day && *l.budget_dollars_per_day > 0) {
+    budget_used_.Add({{"key", key.name}, {"period", "day"}}).Set(day / *l.budget_dollars_per_day);
+  }
+  if (l.budget_dollars_per_month && *l.budget_dollars_per_month > 0) {
+    budget_used_.Add({{"key", key.name}, {"period", "month"}})
+        .Set(month / *l.budget_dollars_per_month);
+  }
 }
 
 }  // namespace moa::orchestrator

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "lib/base/clock.h"
 #include "prometheus/counter.h"
+#include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 #include "services/orchestrator/api_keys.h"
 #include "services/orchestrator/engine/moa_call.h"
@@ -22,8 +23,9 @@ namespace moa::orchestrator {
 
 class KeyLimiter {
  public:
-  // `registry` gets moa_key_limited_total{key,limit}; both must outlive
-  // the limiter and the calls it admitted.
+  // `registry` gets moa_key_limited_total{key,limit} and
+  // moa_key_budget_used_ratio{key,period} (keys with a budget); both must
+  // outlive the limiter and the calls it admitted.
   KeyLimiter(const Clock* clock, prometheus::Registry& registry);
 
   // Counts the request in when the key's limits allow it, and makes the
@@ -41,7 +43,7 @@ class KeyLimiter {
  private:
   struct Usage {
     int in_flight = 0;
-    std::deque<absl::Time> starts;                       // In the last minute.
+    std::deque<absl::Time> starts;                      // In the last minute.
     std::deque<std::pair<absl::Time, int64_t>> tokens;  // Ends in the last minute.
     int64_t tokens_in_window = 0;
     int64_t day = -1;  // UTC day number of day_dollars.
@@ -55,6 +57,7 @@ class KeyLimiter {
 
   const Clock* const clock_;
   prometheus::Family<prometheus::Counter>& limited_;
+  prometheus::Family<prometheus::Gauge>& budget_used_;
   absl::Mutex mu_;
   std::map<std::string, Usage> usage_ ABSL_GUARDED_BY(mu_);  // By key name.
 };

@@ -266,7 +266,7 @@ TEST(DeployFilesTest, PromtoolAcceptsScrapeConfigsAndAlertRules) {
                        &out),
             0)
       << out;
-  EXPECT_THAT(out, HasSubstr("SUCCESS: 4 rules found"));
+  EXPECT_THAT(out, HasSubstr("SUCCESS: 5 rules found"));
 }
 
 }  // namespace

@@ -167,7 +167,7 @@ TEST_F(PrometheusLiveTest, EveryDashboardAndAlertExpressionReturnsDataForTheDemo
       ++alerts;
     }
   }
-  EXPECT_EQ(alerts, 4);
+  EXPECT_EQ(alerts, 5);
   json api = json::parse(HttpGet(Url("/api/v1/rules")).body);
   for (const json& group : api["data"]["groups"]) {
     for (const json& rule : group["rules"]) {

@@ -16,8 +16,8 @@ namespace moa::cli {
 absl::StatusOr<std::string> AddKey(const std::string& file, const NewKey& key) {
   bool name_ok = !key.name.empty() && key.name.size() <= 64;
   for (char c : key.name) {
-    name_ok &= absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
-               c == '-';
+    name_ok &=
+        absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
   }
   if (!name_ok) {
     return absl::InvalidArgumentError(
@@ -46,13 +46,13 @@ absl::StatusOr<std::string> AddKey(const std::string& file, const NewKey& key) {
           file, " is not a keys file: a YAML map whose only top-level key is 'keys:'"));
     }
     if (root["keys"].IsMap() && root["keys"][key.name]) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("key '", key.name, "' is already in ", file));
+      return absl::InvalidArgumentError(absl::StrCat("key '", key.name, "' is already in ", file));
     }
   } else {
-    text = "# Client keys of moa-orchestrator (--api_keys_file): names, SHA-256 of the\n"
-           "# secrets, limits. Made by 'moa keys add'; the secrets are not stored.\n"
-           "keys:\n";
+    text =
+        "# Client keys of moa-orchestrator (--api_keys_file): names, SHA-256 of the\n"
+        "# secrets, limits. Made by 'moa keys add'; the secrets are not stored.\n"
+        "keys:\n";
   }
   const std::string secret = absl::StrCat("sk-moa-", RandomSecretHex(24));
   std::string entry = absl::StrCat("  ", key.name, ":\n    sha256: ", Sha256Hex(secret), "\n");

@@ -117,6 +117,25 @@ TEST_F(KeyLimiterTest, ADailyBudgetRefusesUntilMidnightUtcAndAMonthlyOneUntilThe
   EXPECT_TRUE(Admit(key).ok()) << "a new month";
 }
 
+TEST_F(KeyLimiterTest, TheBudgetGaugeSaysHowMuchOfEachBudgetIsSpent) {
+  ApiKey key{"k", "", {}};
+  key.limits.budget_dollars_per_day = 2.0;
+  key.limits.budget_dollars_per_month = 10.0;
+  ASSERT_TRUE(Admit(key).ok());
+  End(0, 10, 1.5);
+  std::map<std::string, double> ratio;
+  for (const auto& f : registry_.Collect()) {
+    if (f.name != "moa_key_budget_used_ratio") continue;
+    for (const auto& m : f.metric) {
+      for (const auto& l : m.label) {
+        if (l.name == "period") ratio[l.value] = m.gauge.value;
+      }
+    }
+  }
+  EXPECT_DOUBLE_EQ(ratio["day"], 0.75);
+  EXPECT_DOUBLE_EQ(ratio["month"], 0.15);
+}
+
 TEST_F(KeyLimiterTest, APipelineOutsideTheKeysListIsPermissionDenied) {
   ApiKey key{"k", "", {}};
   key.limits.pipelines = {"moa", "fast"};
