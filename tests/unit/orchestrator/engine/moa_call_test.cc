@@ -9,47 +9,15 @@
 
 #include "lib/wire/wire.h"
 #include "tests/fakes/fake_generation_backend.h"
+#include "tests/fakes/recording_moa_call_sink.h"
 
 namespace moa::orchestrator {
 namespace {
 
 using ::moa::testing::FakeGenerationBackend;
+using ::moa::testing::RecordingSink;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-class RecordingSink : public MoaCallSink {
- public:
-  void OnEvent(v1::ChatEvent event) override {
-    absl::MutexLock lock(&mu_);
-    ASSERT_FALSE(finished_) << "no event after OnFinish";
-    events_.push_back(std::move(event));
-  }
-  void OnFinish(absl::Status status) override {
-    absl::MutexLock lock(&mu_);
-    ++finishes_;
-    finished_ = true;
-    status_ = status;
-  }
-  std::vector<v1::ChatEvent> events() {
-    absl::MutexLock lock(&mu_);
-    return events_;
-  }
-  absl::Status status() {
-    absl::MutexLock lock(&mu_);
-    return status_;
-  }
-  int finishes() {
-    absl::MutexLock lock(&mu_);
-    return finishes_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<v1::ChatEvent> events_;
-  bool finished_ = false;
-  int finishes_ = 0;
-  absl::Status status_ = absl::UnknownError("not finished");
-};
 
 class MoaCallTest : public ::testing::Test {
  protected:

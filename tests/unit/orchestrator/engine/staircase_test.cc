@@ -7,11 +7,13 @@
 
 #include "services/orchestrator/engine/moa_call.h"
 #include "tests/fakes/fake_generation_backend.h"
+#include "tests/fakes/recording_moa_call_sink.h"
 
 namespace moa::orchestrator {
 namespace {
 
 using ::moa::testing::FakeGenerationBackend;
+using ::moa::testing::RecordingSink;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -75,52 +77,21 @@ TEST(StaircaseScheduleTest, ARequestsOutOfRangeValuesNameTheirField) {
   EXPECT_EQ(c->max_steps, 3);
 }
 
-class RecordingSink : public MoaCallSink {
- public:
-  void OnEvent(v1::ChatEvent event) override {
-    absl::MutexLock lock(&mu_);
-    events_.push_back(std::move(event));
-  }
-  void OnFinish(absl::Status status) override {
-    absl::MutexLock lock(&mu_);
-    status_ = status;
-    ++finishes_;
-  }
-  std::vector<v1::ChatEvent> events() {
-    absl::MutexLock lock(&mu_);
-    return events_;
-  }
-  absl::Status status() {
-    absl::MutexLock lock(&mu_);
-    return status_;
-  }
-  int finishes() {
-    absl::MutexLock lock(&mu_);
-    return finishes_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<v1::ChatEvent> events_;
-  absl::Status status_ = absl::UnknownError("not finished");
-  int finishes_ = 0;
-};
-
 class StaircaseCallTest : public ::testing::Test {
  protected:
   StaircaseCallTest() : metrics_(registry_, {}) {}
 
   // Proposers a and b (held: the test streams them); chunks of 2 tokens
   // (8 bytes), doubling; 2 of 2 needed.
-  std::shared_ptr<MoaCall> Start(int max_steps = 6, config::LayerPolicy policy = {}) {
+  std::shared_ptr<MoaCall> Start(int max_steps = 6) { return StartOn(aggregator_, max_steps); }
+  std::shared_ptr<MoaCall> StartOn(FakeGenerationBackend& aggregator, int max_steps = 6) {
     MoaCall::Options o;
     o.pipeline.name = "p";
     o.pipeline.layers = {{"a", "b"}};
     o.pipeline.aggregator = "agg";
     o.conversation = {{llm::Role::kUser, "question"}};
     o.staircase = StaircaseSchedule{2, 2.0, max_steps};
-    o.policy = policy;
-    return MoaCall::Start(std::move(o), {{&proposers_, &aggregator_}, &metrics_, &clock_}, sink_);
+    return MoaCall::Start(std::move(o), {{&proposers_, &aggregator}, &metrics_, &clock_}, sink_);
   }
 
   // Each step writes "S<n> "; a step given max_tokens is cut at it
@@ -243,13 +214,7 @@ TEST_F(StaircaseCallTest, AStepTheModelEndsItselfEndsTheAnswerAndCutsTheProposal
   FakeGenerationBackend short_answer([](const cluster::GenerationCall& c) {
     return FakeGenerationBackend::Reply{{"Done."}, FakeGenerationBackend::Ok(c.model)};
   });
-  MoaCall::Options o;
-  o.pipeline.name = "p";
-  o.pipeline.layers = {{"a", "b"}};
-  o.pipeline.aggregator = "agg";
-  o.conversation = {{llm::Role::kUser, "question"}};
-  o.staircase = StaircaseSchedule{2, 2.0, 6};
-  MoaCall::Start(std::move(o), {{&proposers_, &short_answer}, &metrics_, &clock_}, sink_);
+  StartOn(short_answer);
   proposers_.Stream(0, {"aaaaaaaaaa"});
   proposers_.Stream(1, {"bbbbbbbbbb"});
   ASSERT_TRUE(sink_->status().ok()) << sink_->status();
@@ -262,13 +227,7 @@ TEST_F(StaircaseCallTest, CancelClosesTheStepAndEveryProposal) {
   FakeGenerationBackend held([](const cluster::GenerationCall&) {
     return FakeGenerationBackend::Reply{{}, absl::UnknownError("unused"), /*hold=*/true};
   });
-  MoaCall::Options o;
-  o.pipeline.name = "p";
-  o.pipeline.layers = {{"a", "b"}};
-  o.pipeline.aggregator = "agg";
-  o.conversation = {{llm::Role::kUser, "question"}};
-  o.staircase = StaircaseSchedule{2, 2.0, 6};
-  auto call = MoaCall::Start(std::move(o), {{&proposers_, &held}, &metrics_, &clock_}, sink_);
+  auto call = StartOn(held);
   proposers_.Stream(0, {"aaaaaaaaaa"});
   proposers_.Stream(1, {"bbbbbbbbbb"});
   ASSERT_EQ(held.calls().size(), 1u);
@@ -288,13 +247,7 @@ TEST_F(StaircaseCallTest, AFailedStepIsAskedAgainContinuingTheAnswer) {
     }
     return Step(c);
   });
-  MoaCall::Options o;
-  o.pipeline.name = "p";
-  o.pipeline.layers = {{"a", "b"}};
-  o.pipeline.aggregator = "agg";
-  o.conversation = {{llm::Role::kUser, "question"}};
-  o.staircase = StaircaseSchedule{2, 2.0, 6};
-  MoaCall::Start(std::move(o), {{&proposers_, &flaky}, &metrics_, &clock_}, sink_);
+  StartOn(flaky);
   proposers_.Stream(0, {std::string(30, 'a')});
   proposers_.Stream(1, {std::string(30, 'b')});
   // Step 1 ran; step 2 failed after "S2-half" and was asked again.
