@@ -162,7 +162,8 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
   // decided by the layer policy, hedging and fallbacks. The retry filter
   // also keeps several KiB of state in every call's arena.
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(
+      target, options.credentials ? options.credentials : grpc::InsecureChannelCredentials(), args);
 }
 
 ProposerBackend::ProposerBackend(const config::ClusterConfig& config, ChannelOptions options)

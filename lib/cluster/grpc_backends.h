@@ -4,6 +4,8 @@
 #ifndef MOA_LIB_CLUSTER_GRPC_BACKENDS_H_
 #define MOA_LIB_CLUSTER_GRPC_BACKENDS_H_
 
+#include <grpcpp/security/credentials.h>
+
 #include <map>
 #include <memory>
 #include <string>
@@ -25,6 +27,8 @@ struct ChannelOptions {
   // A call waits this long for a connection to its backend (e.g. while it
   // restarts), within its deadline, before it fails UNAVAILABLE.
   absl::Duration connect_wait = absl::Seconds(2);
+  // Null: plaintext (see lib/server/tls.h for mTLS).
+  std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr;
 };
 
 // A channel to `target` ("host:port" or "dns:///name:port"); round_robin

@@ -383,9 +383,28 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
 
 absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(root, "the config"));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(
-      root, "the config", {"models", "aggregator", "pipelines", "default_pipeline", "limits"}));
+  MOA_RETURN_IF_ERROR(
+      r.CheckKeys(root, "the config",
+                  {"models", "aggregator", "pipelines", "default_pipeline", "limits", "tls"}));
   ClusterConfig cfg;
+  if (const YAML::Node tls = root["tls"]) {
+    MOA_RETURN_IF_ERROR(r.ExpectMap(tls, "tls"));
+    MOA_RETURN_IF_ERROR(
+        r.CheckKeys(tls, "tls", {"ca_file", "cert_file", "key_file", "refresh_seconds"}));
+    TlsConfig t;
+    for (auto [field, out] : {std::pair<const char*, std::string*>{"ca_file", &t.ca_file},
+                              {"cert_file", &t.cert_file},
+                              {"key_file", &t.key_file}}) {
+      if (!tls[field]) return r.Error(tls, absl::StrCat("tls.", field, " is required"));
+      MOA_ASSIGN_OR_RETURN(*out, r.String(tls[field], absl::StrCat("tls.", field)));
+    }
+    if (tls["refresh_seconds"]) {
+      MOA_ASSIGN_OR_RETURN(
+          t.refresh_seconds,
+          r.Ranged<int>(tls["refresh_seconds"], "tls.refresh_seconds", "an integer", 1, 86400));
+    }
+    cfg.tls = t;
+  }
   if (const YAML::Node limits = root["limits"]) {
     MOA_ASSIGN_OR_RETURN(cfg.limits, ParseLimits(r, limits));
   }

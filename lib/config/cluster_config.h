@@ -141,12 +141,25 @@ struct Limits {
   int64_t FrontReceiveBytes() const { return 2 * max_request_bytes + kHopSlackBytes; }
 };
 
+// mTLS between the cluster's services (the `tls:` section): every
+// proposer's and aggregator's gRPC server requires a client certificate
+// signed by the CA, and every channel to them presents this process's
+// certificate and checks theirs. The files are re-read every
+// refresh_seconds, so rotated certificates take effect without a restart.
+struct TlsConfig {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  int refresh_seconds = 60;
+};
+
 struct ClusterConfig {
   std::vector<ModelConfig> models;  // In file order.
   std::string aggregator_endpoint;
   std::vector<PipelineConfig> pipelines;  // In file order.
   std::string default_pipeline;
   Limits limits;
+  std::optional<TlsConfig> tls;  // Unset: plaintext between services.
 
   const ModelConfig* FindModel(absl::string_view name) const;
   const PipelineConfig* FindPipeline(absl::string_view name) const;

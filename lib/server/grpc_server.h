@@ -26,6 +26,8 @@ struct GrpcServerOptions {
   // Largest message received and sent; 0 keeps gRPC's defaults (4 MiB in).
   int64_t max_receive_bytes = 0;
   int64_t max_send_bytes = 0;
+  // Null: plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials = nullptr;
 };
 
 class GrpcServer {

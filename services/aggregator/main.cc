@@ -8,6 +8,7 @@
 #include "lib/server/grpc_server.h"
 #include "lib/server/help.h"
 #include "lib/server/process.h"
+#include "lib/server/tls.h"
 #include "lib/synthesis/synthesis.h"
 #include "lib/telemetry/exposer.h"
 #include "services/aggregator/aggregator_service.h"
@@ -63,15 +64,25 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.limits = config->limits;
-  moa::cluster::ProposerBackend proposers(*config,
-                                          {.max_message_bytes = config->limits.HopMessageBytes()});
+  auto server_credentials = moa::server::ServiceServerCredentials(config->tls);
+  auto channel_credentials = moa::server::ServiceChannelCredentials(config->tls);
+  for (const absl::Status& s : {server_credentials.status(), channel_credentials.status()}) {
+    if (!s.ok()) {
+      moa::LogError(kName, s.message());
+      return 2;
+    }
+  }
+  moa::cluster::ProposerBackend proposers(
+      *config,
+      {.max_message_bytes = config->limits.HopMessageBytes(), .credentials = *channel_credentials});
   moa::aggregator::AggregatorService service(options, &proposers, &metrics);
   auto server =
       moa::server::GrpcServer::Start({.host = absl::GetFlag(FLAGS_host),
                                       .port = absl::GetFlag(FLAGS_port),
                                       .name = kName,
                                       .max_receive_bytes = config->limits.HopMessageBytes(),
-                                      .max_send_bytes = config->limits.HopMessageBytes()},
+                                      .max_send_bytes = config->limits.HopMessageBytes(),
+                                      .credentials = *server_credentials},
                                      {&service});
   if (!server.ok()) {
     moa::LogError(kName, server.status().message());

@@ -15,6 +15,7 @@
 #include "lib/server/grpc_server.h"
 #include "lib/server/help.h"
 #include "lib/server/process.h"
+#include "lib/server/tls.h"
 #include "lib/telemetry/circuit_metrics.h"
 #include "lib/telemetry/exposer.h"
 #include "lib/telemetry/hedge_metrics.h"
@@ -104,7 +105,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   const moa::config::Limits& limits = config->limits;
-  const moa::cluster::ChannelOptions channel_options{.max_message_bytes = limits.HopMessageBytes()};
+  auto channel_credentials = moa::server::ServiceChannelCredentials(config->tls);
+  if (!channel_credentials.ok()) {
+    moa::LogError(kName, channel_credentials.status().message());
+    return 2;
+  }
+  const moa::cluster::ChannelOptions channel_options{.max_message_bytes = limits.HopMessageBytes(),
+                                                     .credentials = *channel_credentials};
   moa::cluster::ProposerBackend proposers(*config, channel_options);
   moa::cluster::AggregatorBackend aggregator(config->aggregator_endpoint, channel_options);
   // A circuit breaker per model in front of each backend.
@@ -165,7 +172,10 @@ int main(int argc, char** argv) {
                                                 .port = absl::GetFlag(FLAGS_port),
                                                 .name = kName,
                                                 .max_receive_bytes = limits.FrontReceiveBytes(),
-                                                .max_send_bytes = limits.HopMessageBytes()},
+                                                .max_send_bytes = limits.HopMessageBytes(),
+                                                // The front door: plaintext for now
+                                                // (README, Security).
+                                                .credentials = nullptr},
                                                {&service});
   if (!server.ok()) {
     moa::LogError(kName, server.status().message());

@@ -14,6 +14,7 @@
 #include "lib/server/grpc_server.h"
 #include "lib/server/help.h"
 #include "lib/server/process.h"
+#include "lib/server/tls.h"
 #include "lib/telemetry/circuit_metrics.h"
 #include "lib/telemetry/exposer.h"
 #include "services/proposer/proposer_setup.h"
@@ -38,6 +39,12 @@ ABSL_FLAG(int, max_attempts, 3, "Upstream attempts before the first token (1 = n
 ABSL_FLAG(std::string, continuation, "prefill",
           "How the upstream is asked to continue a cut answer: prefill (a trailing assistant "
           "message), vllm (prefill plus vLLM's continue_final_message) or instruction (portable).");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "mTLS without --config: CA of the callers' certificates (with --tls_cert_file and "
+          "--tls_key_file; replaces the config's tls:).");
+ABSL_FLAG(std::string, tls_cert_file, "", "mTLS without --config: this server's certificate.");
+ABSL_FLAG(std::string, tls_key_file, "", "mTLS without --config: this server's private key.");
+ABSL_FLAG(int, tls_refresh_seconds, 60, "mTLS: how often the files are re-read (rotation).");
 ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(20),
           "On SIGTERM, how long streams in flight may run before they are cancelled.");
 
@@ -51,6 +58,10 @@ int main(int argc, char** argv) {
   moa::proposer::ProposerFlags flags;
   flags.model = absl::GetFlag(FLAGS_model);
   flags.config_path = absl::GetFlag(FLAGS_config);
+  flags.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  flags.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  flags.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  flags.tls_refresh_seconds = absl::GetFlag(FLAGS_tls_refresh_seconds);
   flags.upstream_url = absl::GetFlag(FLAGS_upstream_url);
   flags.upstream_model = absl::GetFlag(FLAGS_upstream_model);
   flags.api_key_env = absl::GetFlag(FLAGS_api_key_env);
@@ -95,12 +106,18 @@ int main(int argc, char** argv) {
   moa::llm::LlmClient* upstream = client->get();
   if (moa::server::BreakersEnabled()) upstream = &breaking_client;
   moa::proposer::ProposerService service(setup->service, upstream, &metrics);
+  auto credentials = moa::server::ServiceServerCredentials(setup->tls);
+  if (!credentials.ok()) {
+    moa::LogError(kName, credentials.status().message());
+    return 2;
+  }
   auto server =
       moa::server::GrpcServer::Start({.host = absl::GetFlag(FLAGS_host),
                                       .port = absl::GetFlag(FLAGS_port),
                                       .name = kName,
                                       .max_receive_bytes = setup->limits.HopMessageBytes(),
-                                      .max_send_bytes = setup->limits.HopMessageBytes()},
+                                      .max_send_bytes = setup->limits.HopMessageBytes(),
+                                      .credentials = *credentials},
                                      {&service});
   if (!server.ok()) {
     moa::LogError(kName, server.status().message());

@@ -41,6 +41,7 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
                                                      ".upstream is required to run its proposer"));
     }
     setup.limits = cfg.limits;
+    setup.tls = cfg.tls;
     const config::UpstreamConfig& u = *model->upstream;
     up.base_url = u.base_url;
     up.model = u.model;
@@ -78,6 +79,19 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
           absl::StrCat("the API key variable ", api_key_env, " is not set in the environment"));
     }
     up.api_key = key;
+  }
+  const int tls_files =
+      !flags.tls_ca_file.empty() + !flags.tls_cert_file.empty() + !flags.tls_key_file.empty();
+  if (tls_files != 0 && tls_files != 3) {
+    return absl::InvalidArgumentError(
+        "--tls_ca_file, --tls_cert_file and --tls_key_file go together");
+  }
+  if (tls_files == 3) {
+    if (flags.tls_refresh_seconds < 1) {
+      return absl::InvalidArgumentError("--tls_refresh_seconds must be >= 1");
+    }
+    setup.tls = config::TlsConfig{flags.tls_ca_file, flags.tls_cert_file, flags.tls_key_file,
+                                  flags.tls_refresh_seconds};
   }
   return setup;
 }

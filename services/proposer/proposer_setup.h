@@ -26,6 +26,12 @@ struct ProposerFlags {
   absl::Duration request_timeout = absl::Minutes(10);
   int max_attempts = 3;
   std::string continuation = "prefill";  // prefill, vllm or instruction.
+  // mTLS of its server without a --config (--tls_ca_file and friends): all
+  // three files or none; they replace the config's `tls:`.
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  int tls_refresh_seconds = 60;
 };
 
 struct ProposerSetup {
@@ -34,6 +40,7 @@ struct ProposerSetup {
   // The config's limits (defaults without --config): the answer cap and the
   // gRPC message limits.
   config::Limits limits;
+  std::optional<config::TlsConfig> tls;  // The config's `tls:` (mTLS to its server).
 };
 
 // INVALID_ARGUMENT naming the flag or config field when something is missing

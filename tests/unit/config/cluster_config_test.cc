@@ -305,6 +305,29 @@ TEST(ClusterConfigTest, AModelsPriceIsDollarsPerMillionTokens) {
   }
 }
 
+TEST(ClusterConfigTest, ATlsSectionNamesItsThreeFilesAndARefresh) {
+  auto cfg = ParseClusterConfig(
+      absl::StrCat(kPolicyBase,
+                   "tls: {ca_file: /t/ca.crt, cert_file: /t/tls.crt, key_file: /t/tls.key}\n"),
+      "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  ASSERT_TRUE(cfg->tls);
+  EXPECT_EQ(cfg->tls->ca_file, "/t/ca.crt");
+  EXPECT_EQ(cfg->tls->key_file, "/t/tls.key");
+  EXPECT_EQ(cfg->tls->refresh_seconds, 60);
+  EXPECT_FALSE(ParseClusterConfig(kPolicyBase, "test.yaml")->tls) << "unset: plaintext";
+  const char* cases[][2] = {
+      {"tls: {ca_file: a, cert_file: b}\n", "tls.key_file is required"},
+      {"tls: {ca_file: a, cert_file: b, key_file: c, refresh_seconds: 0}\n", "tls.refresh_seconds"},
+      {"tls: {ca_file: a, cert_file: b, key_file: c, verify: false}\n", "verify"},
+  };
+  for (const auto& c : cases) {
+    auto bad = ParseClusterConfig(absl::StrCat(kPolicyBase, c[0]), "test.yaml");
+    EXPECT_FALSE(bad.ok()) << c[0];
+    EXPECT_THAT(bad.status().message(), ::testing::HasSubstr(c[1])) << c[0];
+  }
+}
+
 TEST(ClusterConfigTest, ABadPolicyNamesItsKey) {
   const char* cases[][2] = {
       {"    policy: {min_proposals: 0}\n", "pipelines.moa.policy.min_proposals"},

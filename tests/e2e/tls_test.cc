@@ -1,0 +1,150 @@
+// mTLS between the cluster's services, with a throw-away CA made by the
+// openssl command: every hop works; a caller without a certificate, with
+// one from another CA, or in plaintext is refused; rotated files take
+// effect without a restart.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "lib/config/cluster_config.h"
+#include "lib/server/health_check.h"
+#include "tests/support/local_cluster.h"
+#include "tests/support/requests.h"
+#include "tests/support/test_support.h"
+
+namespace moa::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+void Run(const std::string& command) { ASSERT_EQ(std::system(command.c_str()), 0) << command; }
+
+// A CA `name` in `dir` and a certificate it signs for 127.0.0.1/localhost,
+// good for servers and clients: name.crt (CA), name-leaf.crt/.key.
+void MakeCa(const fs::path& dir, const std::string& name) {
+  const std::string d = dir.string();
+  Run(absl::StrCat("cd ", d,
+                   " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1",
+                   " -nodes -keyout ", name, ".key -out ", name, ".crt -subj /CN=", name,
+                   " -days 1 2>/dev/null"));
+  std::ofstream(dir / (name + ".ext"))
+      << "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n";
+  Run(absl::StrCat("cd ", d, " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1",
+                   " -nodes -keyout ", name, "-leaf.key -out ", name, "-leaf.csr -subj /CN=", name,
+                   "-service 2>/dev/null && openssl x509 -req -in ", name, "-leaf.csr -CA ", name,
+                   ".crt -CAkey ", name, ".key -CAcreateserial -out ", name,
+                   "-leaf.crt -days 1 -extfile ", name, ".ext 2>/dev/null"));
+}
+
+// Installs CA `name`'s material as the files the services read.
+void Install(const fs::path& dir, const std::string& name) {
+  // Key and certificate first, CA last: each file is replaced whole.
+  for (auto [from, to] : {std::pair<std::string, std::string>{name + "-leaf.key", "tls.key"},
+                          {name + "-leaf.crt", "tls.crt"},
+                          {name + ".crt", "ca.crt"}}) {
+    fs::copy_file(dir / from, dir / (to + ".new"), fs::copy_options::overwrite_existing);
+    fs::rename(dir / (to + ".new"), dir / to);
+  }
+}
+
+// 1 when a health check over `credentials` reaches the server at `target`.
+int Check(const std::string& target, std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  return server::HealthCheck(grpc::CreateChannel(target, credentials));
+}
+
+std::shared_ptr<grpc::ChannelCredentials> Tls(const fs::path& dir, const std::string& ca,
+                                              const std::string& identity) {
+  grpc::experimental::TlsChannelCredentialsOptions o;
+  if (identity.empty()) {
+    o.set_certificate_provider(std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        (dir / (ca + ".crt")).string(), 1));
+  } else {
+    o.set_certificate_provider(std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        (dir / (identity + "-leaf.key")).string(), (dir / (identity + "-leaf.crt")).string(),
+        (dir / (ca + ".crt")).string(), 1));
+    o.watch_identity_key_cert_pairs();
+  }
+  o.watch_root_certs();
+  return grpc::experimental::TlsCredentials(o);
+}
+
+class TlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("moa-tls-test-" + std::to_string(getpid()));
+    fs::create_directories(dir_);
+    MakeCa(dir_, "ca1");
+    MakeCa(dir_, "ca2");
+    Install(dir_, "ca1");
+    ClusterSpec spec;
+    spec.models = {"a", "b", "z"};
+    spec.pipelines_yaml = "pipelines:\n  moa: {layers: [[a, b]], aggregator: z}\n";
+    spec.sim_profiles_yaml =
+        "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 10}\n";
+    const std::string d = dir_.string();
+    spec.proposer_flags = {"--max_attempts=1", "--tls_ca_file=" + d + "/ca.crt",
+                           "--tls_cert_file=" + d + "/tls.crt", "--tls_key_file=" + d + "/tls.key",
+                           "--tls_refresh_seconds=1"};
+    spec.extra_config_yaml =
+        absl::StrCat("tls: {ca_file: ", d, "/ca.crt, cert_file: ", d, "/tls.crt, key_file: ", d,
+                     "/tls.key, refresh_seconds: 1}\n");
+    cluster_ = std::make_unique<LocalCluster>(spec);
+    ASSERT_TRUE(cluster_->ok()) << cluster_->error();
+    auto config = config::LoadClusterConfig(cluster_->config_path());
+    ASSERT_TRUE(config.ok()) << config.status();
+    proposer_ = config->FindModel("a")->endpoint;
+    aggregator_ = config->aggregator_endpoint;
+  }
+  void TearDown() override {
+    cluster_.reset();
+    fs::remove_all(dir_);
+  }
+
+  bool Answers() {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    auto reader = cluster_->stub().Chat(&context, UserQuestion("Over TLS?"));
+    v1::ChatEvent event;
+    bool answered = false;
+    while (reader->Read(&event)) answered |= event.has_summary();
+    return reader->Finish().ok() && answered;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<LocalCluster> cluster_;
+  std::string proposer_, aggregator_;
+};
+
+TEST_F(TlsTest, EveryHopWorksAndOnlyCallersWithACertificateOfTheCaGetIn) {
+  EXPECT_TRUE(Answers()) << "orchestrator -> proposers, aggregator -> proposer, over mTLS";
+  for (const std::string& target : {proposer_, aggregator_}) {
+    EXPECT_EQ(Check(target, Tls(dir_, "ca1", "ca1")), 1) << target << ": a certificate of the CA";
+    EXPECT_NE(Check(target, Tls(dir_, "ca1", "")), 1) << target << ": no client certificate";
+    EXPECT_NE(Check(target, Tls(dir_, "ca1", "ca2")), 1) << target << ": another CA's certificate";
+    EXPECT_NE(Check(target, grpc::InsecureChannelCredentials()), 1) << target << ": plaintext";
+  }
+  EXPECT_TRUE(Answers()) << "refused callers leave the services serving";
+}
+
+TEST_F(TlsTest, RotatedFilesTakeEffectWithoutARestart) {
+  ASSERT_EQ(Check(proposer_, Tls(dir_, "ca1", "ca1")), 1);
+  Install(dir_, "ca2");
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return Check(proposer_, Tls(dir_, "ca2", "ca2")) == 1 &&
+               Check(proposer_, Tls(dir_, "ca1", "ca1")) != 1;
+      },
+      absl::Seconds(10)))
+      << "the proposer now trusts and presents the second CA's material only";
+  EXPECT_TRUE(Answers()) << "the services' own channels rotated too";
+}
+
+}  // namespace
+}  // namespace moa::testing
