@@ -51,4 +51,22 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ServiceChannelCredenti
   return grpc::experimental::TlsCredentials(options);
 }
 
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> FrontServerCredentials(
+    const std::string& cert_file, const std::string& key_file, int refresh_seconds) {
+  if (cert_file.empty() && key_file.empty()) return grpc::InsecureServerCredentials();
+  if (cert_file.empty() || key_file.empty()) {
+    return absl::InvalidArgumentError("--tls_cert_file and --tls_key_file go together");
+  }
+  for (const std::string* path : {&cert_file, &key_file}) {
+    std::ifstream in(*path);
+    if (!in) return absl::NotFoundError(absl::StrCat("tls: cannot read ", *path));
+  }
+  grpc::experimental::TlsServerCredentialsOptions options(
+      std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+          key_file, cert_file, static_cast<unsigned int>(std::max(1, refresh_seconds))));
+  options.watch_identity_key_cert_pairs();
+  options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  return grpc::experimental::TlsServerCredentials(options);
+}
+
 }  // namespace moa::server

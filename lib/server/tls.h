@@ -24,6 +24,13 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServiceServerCredential
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ServiceChannelCredentials(
     const std::optional<config::TlsConfig>& tls);
 
+// The orchestrator's gRPC front door: TLS with this certificate and key
+// (re-read every `refresh_seconds`); clients are not asked for one (they
+// authenticate with API keys). Plaintext when both paths are empty;
+// INVALID_ARGUMENT when only one is set, NOT_FOUND when one cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> FrontServerCredentials(
+    const std::string& cert_file, const std::string& key_file, int refresh_seconds);
+
 }  // namespace moa::server
 
 #endif  // MOA_LIB_SERVER_TLS_H_

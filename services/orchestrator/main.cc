@@ -31,6 +31,11 @@ ABSL_FLAG(std::string, config, "", "Cluster config (required).");
 ABSL_FLAG(int, max_inflight, 1000, "Concurrent MoA requests; more get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
           "Upper bound of every request's deadline (gRPC and HTTP).");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "gRPC front door over TLS: this certificate (with --tls_key_file; re-read every "
+          "--tls_refresh_seconds). Empty: plaintext.");
+ABSL_FLAG(std::string, tls_key_file, "", "gRPC front door over TLS: the private key.");
+ABSL_FLAG(int, tls_refresh_seconds, 60, "How often the front door's TLS files are re-read.");
 ABSL_FLAG(int, http_port, 8080,
           "Port of the OpenAI-compatible HTTP API; 0 picks one, -1 turns it off.");
 ABSL_FLAG(std::string, api_keys_file, "",
@@ -166,6 +171,13 @@ int main(int argc, char** argv) {
   moa::orchestrator::Engine engine({.request_timeout = absl::GetFlag(FLAGS_request_timeout)},
                                    &*config, {backends, &metrics}, &admission);
   moa::orchestrator::KeyLimiter limiter(moa::Clock::Real(), *registry);
+  auto front_credentials = moa::server::FrontServerCredentials(
+      absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file),
+      absl::GetFlag(FLAGS_tls_refresh_seconds));
+  if (!front_credentials.ok()) {
+    moa::LogError(kName, front_credentials.status().message());
+    return 2;
+  }
   moa::orchestrator::OrchestratorService service(&engine, &*api_keys, &limiter);
 
   auto server = moa::server::GrpcServer::Start({.host = absl::GetFlag(FLAGS_host),
@@ -173,9 +185,7 @@ int main(int argc, char** argv) {
                                                 .name = kName,
                                                 .max_receive_bytes = limits.FrontReceiveBytes(),
                                                 .max_send_bytes = limits.HopMessageBytes(),
-                                                // The front door: plaintext for now
-                                                // (README, Security).
-                                                .credentials = nullptr},
+                                                .credentials = *front_credentials},
                                                {&service});
   if (!server.ok()) {
     moa::LogError(kName, server.status().message());

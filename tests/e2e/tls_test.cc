@@ -92,6 +92,10 @@ class TlsTest : public ::testing::Test {
     spec.proposer_flags = {"--max_attempts=1", "--tls_ca_file=" + d + "/ca.crt",
                            "--tls_cert_file=" + d + "/tls.crt", "--tls_key_file=" + d + "/tls.key",
                            "--tls_refresh_seconds=1"};
+    // The front door over TLS too (server certificate only; clients use keys).
+    spec.orchestrator_flags = {"--tls_cert_file=" + d + "/ca1-leaf.crt",
+                               "--tls_key_file=" + d + "/ca1-leaf.key"};
+    spec.front_credentials = Tls(dir_, "ca1", "");
     spec.extra_config_yaml =
         absl::StrCat("tls: {ca_file: ", d, "/ca.crt, cert_file: ", d, "/tls.crt, key_file: ", d,
                      "/tls.key, refresh_seconds: 1}\n");
@@ -131,6 +135,20 @@ TEST_F(TlsTest, EveryHopWorksAndOnlyCallersWithACertificateOfTheCaGetIn) {
     EXPECT_NE(Check(target, grpc::InsecureChannelCredentials()), 1) << target << ": plaintext";
   }
   EXPECT_TRUE(Answers()) << "refused callers leave the services serving";
+}
+
+TEST_F(TlsTest, TheFrontDoorServesTlsToTheCliAndRefusesPlaintext) {
+  const std::string front = cluster_->orchestrator_address();
+  EXPECT_EQ(Check(front, Tls(dir_, "ca1", "")), 1) << "no client certificate needed";
+  EXPECT_NE(Check(front, grpc::InsecureChannelCredentials()), 1);
+  EXPECT_NE(Check(front, Tls(dir_, "ca2", "")), 1) << "a client trusting another CA";
+  Process ask({BinaryPath("tools/moa/moa"), "--orchestrator=" + front,
+               "--tls_ca_file=" + (dir_ / "ca1.crt").string(), "--table=false", "ask", "Hi"});
+  EXPECT_EQ(ask.Wait(absl::Seconds(20)), 0) << ask.Output();
+  EXPECT_THAT(ask.Output(), ::testing::HasSubstr("synthesis of 2 responses"));
+  Process plain(
+      {BinaryPath("tools/moa/moa"), "--orchestrator=" + front, "--timeout=3s", "ask", "Hi"});
+  EXPECT_EQ(plain.Wait(absl::Seconds(20)), 1) << plain.Output();
 }
 
 TEST_F(TlsTest, RotatedFilesTakeEffectWithoutARestart) {

@@ -174,7 +174,9 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
     error_ = "orchestrator did not start: " + orchestrator_->Output();
     return;
   }
-  auto channel = grpc::CreateChannel(orchestrator_address(), grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(
+      orchestrator_address(),
+      spec.front_credentials ? spec.front_credentials : grpc::InsecureChannelCredentials());
   if (!WaitFor([&] { return server::HealthCheck(channel) == 1; },
                StartTime(spec, "orchestrator"))) {
     error_ = "orchestrator is not healthy: " + orchestrator_->Output();

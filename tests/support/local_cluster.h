@@ -4,6 +4,8 @@
 #ifndef MOA_TESTS_SUPPORT_LOCAL_CLUSTER_H_
 #define MOA_TESTS_SUPPORT_LOCAL_CLUSTER_H_
 
+#include <grpcpp/security/credentials.h>
+
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -24,6 +26,8 @@ struct ClusterSpec {
   std::vector<std::string> orchestrator_flags;
   std::vector<std::string> aggregator_flags;
   std::string extra_config_yaml;  // Appended to the cluster config, e.g. a `limits:` section.
+  // How the test reaches the orchestrator's gRPC port (null: plaintext).
+  std::shared_ptr<grpc::ChannelCredentials> front_credentials;
   // More keys of a model's entry, e.g. {"a", "price: {input_per_million: 1}"}.
   std::map<std::string, std::string> model_yaml;
   // Replicas of a model's proposer (default 1) and of the aggregator: each

@@ -13,7 +13,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -52,6 +54,8 @@ ABSL_FLAG(std::string, output, "", "batch: output file (resumed if it exists).")
 ABSL_FLAG(int, concurrency, 4, "batch: requests in parallel.");
 ABSL_FLAG(std::string, generator, "", "batch: generator / model_id written (default: pipeline).");
 ABSL_FLAG(std::string, config, "", "endpoints: cluster config to read.");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "Reach the orchestrator over TLS, trusting this CA (PEM). Empty: plaintext.");
 ABSL_FLAG(std::string, keys_file, "", "keys: the orchestrator's keys file (--api_keys_file).");
 ABSL_FLAG(int64_t, requests_per_minute, 0, "keys add: limit (0: none).");
 ABSL_FLAG(int64_t, tokens_per_minute, 0, "keys add: limit (0: none).");
@@ -75,11 +79,28 @@ std::string OrchestratorAddress() {
   return "localhost:50051";
 }
 
+// Plaintext, or TLS trusting --tls_ca_file; exits 2 when that file cannot
+// be read.
+std::shared_ptr<grpc::ChannelCredentials> Credentials() {
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca_file);
+  if (ca.empty()) return grpc::InsecureChannelCredentials();
+  std::ifstream in(ca);
+  std::stringstream pem;
+  pem << in.rdbuf();
+  if (!in || pem.str().empty()) {
+    std::fprintf(stderr, "moa: cannot read --tls_ca_file %s\n", ca.c_str());
+    std::exit(2);
+  }
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = pem.str();
+  return grpc::SslCredentials(options);
+}
+
 std::unique_ptr<v1::OrchestratorService::Stub> Connect() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   return v1::OrchestratorService::NewStub(
-      grpc::CreateCustomChannel(OrchestratorAddress(), grpc::InsecureChannelCredentials(), args));
+      grpc::CreateCustomChannel(OrchestratorAddress(), Credentials(), args));
 }
 
 // The pipeline choice and params every request of this run carries.
@@ -381,22 +402,24 @@ const std::vector<Command>& Commands() {
       {"ask",
        "moa ask [flags] \"question\"",
        "stream one answer, then a per-model table on stderr",
-       {"orchestrator", "pipeline", "reference_models", "aggregator", "rounds", "temperature",
-        "max_tokens", "streaming", "system", "show_proposals", "table", "timeout"}},
+       {"orchestrator", "tls_ca_file", "pipeline", "reference_models", "aggregator", "rounds",
+        "temperature", "max_tokens", "streaming", "system", "show_proposals", "table", "timeout"}},
       {"chat",
        "moa chat [flags]",
        "interactive multi-turn chat (one question per line)",
-       {"orchestrator", "pipeline", "reference_models", "aggregator", "rounds", "temperature",
-        "max_tokens", "streaming", "system", "multi_turn", "show_proposals", "timeout"}},
+       {"orchestrator", "tls_ca_file", "pipeline", "reference_models", "aggregator", "rounds",
+        "temperature", "max_tokens", "streaming", "system", "multi_turn", "show_proposals",
+        "timeout"}},
       {"batch",
        "moa batch --format F --input IN --output OUT [flags]",
        "answer a benchmark file (AlpacaEval, MT-Bench or FLASK), resumable",
-       {"orchestrator", "pipeline", "reference_models", "aggregator", "rounds", "temperature",
-        "max_tokens", "format", "input", "output", "concurrency", "generator", "timeout"}},
+       {"orchestrator", "tls_ca_file", "pipeline", "reference_models", "aggregator", "rounds",
+        "temperature", "max_tokens", "format", "input", "output", "concurrency", "generator",
+        "timeout"}},
       {"pipelines",
        "moa pipelines [--orchestrator ADDR]",
        "list the cluster's pipelines",
-       {"orchestrator"}},
+       {"orchestrator", "tls_ca_file"}},
       {"endpoints",
        "moa endpoints --config FILE",
        "print the model and aggregator ports of a cluster config (for scripts)",
