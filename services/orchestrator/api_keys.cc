@@ -162,7 +162,15 @@ absl::StatusOr<ApiKeys> ApiKeys::Load(const std::string& file, absl::string_view
       named = false;  // Not YAML: the one-secret-per-line form.
     }
     if (named) {
-      auto parsed = ParseNamedKeys(file, root["keys"]);
+      absl::StatusOr<std::vector<ApiKey>> parsed;
+      try {
+        parsed = ParseNamedKeys(file, root["keys"]);
+      } catch (const YAML::Exception& e) {
+        // A key or field that is not a plain scalar (a list or map as a
+        // name): the file's error, never an exception out of start-up.
+        parsed = absl::InvalidArgumentError(
+            absl::StrCat(file, ":", e.mark.line + 1, ": malformed keys file: ", e.msg));
+      }
       if (!parsed.ok()) return parsed.status();
       keys = *std::move(parsed);
     } else {

@@ -108,7 +108,9 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
                             " spent this month (UTC)");
     } else {
       ++u.in_flight;
-      u.starts.push_back(now);
+      // Only what a limit reads is kept: the windows hold at most a
+      // minute of one key's requests.
+      if (l.requests_per_minute) u.starts.push_back(now);
     }
   }
   if (limit != nullptr) return Refuse(key, limit, wait, detail);
@@ -128,8 +130,10 @@ void KeyLimiter::Finish(const ApiKey& key, int64_t tokens, double dollars) {
     Usage& u = usage_[key.name];
     ExpireLocked(u, now);
     u.in_flight = std::max(0, u.in_flight - 1);
-    u.tokens.emplace_back(now, tokens);
-    u.tokens_in_window += tokens;
+    if (key.limits.tokens_per_minute) {
+      u.tokens.emplace_back(now, tokens);
+      u.tokens_in_window += tokens;
+    }
     u.day_dollars += dollars;
     u.month_dollars += dollars;
     day = u.day_dollars;

@@ -79,6 +79,8 @@ TEST(ApiKeysTest, AMalformedKeysFileNamesTheFieldAndNeverEchoesAHash) {
       {"keys:\n  a: {sha256: " + hash + "}\n  b: {sha256: " + hash + "}\n", "listed twice"},
       {"keys:\n  'a b': {sha256: " + hash + "}\n", "a key's name"},
       {"keys:\n  a: {sha256: " + hash + ", pipelines: moa}\n", "keys.a.pipelines"},
+      {"keys:\n  ? [a, b]\n  : {sha256: " + hash + "}\n", "malformed keys file"},
+      {"keys:\n  a: {? {x: 1} : 2, sha256: " + hash + "}\n", "malformed keys file"},
   };
   for (const auto& [text, expected] : cases) {
     std::ofstream(path) << text;
