@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <exception>
@@ -17,12 +18,14 @@
 #include "lib/base/log.h"
 #include "lib/base/write_queue.h"
 #include "lib/net/listen.h"
+#include "lib/net/tls_context.h"
 
 namespace moa::net {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 namespace {
@@ -85,14 +88,28 @@ HttpResponse PlainError(int status, std::string message) {
   return r;
 }
 
-class Connection;
+// What the server and the exchanges see of a connection, plaintext or TLS.
+// Every call runs on the connection's strand.
+class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
+ public:
+  virtual ~ConnectionBase() = default;
+  virtual void Start() = 0;
+  virtual void CloseIfIdle() = 0;
+  virtual void Respond(uint64_t seq, HttpResponse r) = 0;
+  virtual void StartStream(uint64_t seq, HttpResponse head, std::string keepalive_chunk) = 0;
+  virtual void Write(uint64_t seq, std::string data) = 0;
+  virtual void End(uint64_t seq) = 0;
+  virtual void Abort(uint64_t seq) = 0;
+  virtual void SetOnClosed(uint64_t seq, std::function<void(bool)> callback) = 0;
+  virtual asio::any_io_executor executor() = 0;
+};
 
 }  // namespace
 
 class HttpServer::Impl {
  public:
-  Impl(HttpServerOptions options, HttpHandler* handler)
-      : options_(std::move(options)), handler_(handler), acceptor_(ioc_) {}
+  Impl(HttpServerOptions options, HttpHandler* handler, std::unique_ptr<ServerTlsContext> tls)
+      : options_(std::move(options)), handler_(handler), tls_(std::move(tls)), acceptor_(ioc_) {}
 
   ~Impl() {
     ioc_.stop();
@@ -118,8 +135,8 @@ class HttpServer::Impl {
   }
 
   void StopAccepting();
-  void Remove(Connection* c) {
-    std::shared_ptr<Connection> last;  // Destroyed after the lock is released.
+  void Remove(ConnectionBase* c) {
+    std::shared_ptr<ConnectionBase> last;  // Destroyed after the lock is released.
     absl::MutexLock lock(&mu_);
     auto it = connections_.find(c);
     if (it == connections_.end()) return;
@@ -143,10 +160,12 @@ class HttpServer::Impl {
 
   const HttpServerOptions options_;
   HttpHandler* const handler_;
+  const std::unique_ptr<ServerTlsContext> tls_;  // Null: plaintext.
   std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();
   std::atomic<bool> draining_{false};
   mutable absl::Mutex mu_;
-  std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<ConnectionBase*, std::shared_ptr<ConnectionBase>> connections_
+      ABSL_GUARDED_BY(mu_);
   // Destroyed before the members above: pending handlers may hold connections.
   asio::io_context ioc_;
   tcp::acceptor acceptor_;
@@ -156,26 +175,39 @@ class HttpServer::Impl {
 
 namespace {
 
-// One client connection. Every member function runs on the connection's
-// strand (the socket's executor), except the constructor.
-class Connection : public std::enable_shared_from_this<Connection> {
+// One client connection over `Stream`: a TCP socket, or TLS over one. Every
+// member function runs on the connection's strand (the socket's executor),
+// except the constructor.
+template <typename Stream>
+class Connection final : public ConnectionBase {
  public:
-  Connection(tcp::socket socket, HttpServer::Impl* server)
-      : socket_(std::move(socket)), timer_(socket_.get_executor()), server_(server) {}
+  static constexpr bool kTls = !std::is_same_v<Stream, tcp::socket>;
 
-  void Start() {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); });
+  Connection(tcp::socket socket, std::shared_ptr<ssl::context> tls, HttpServer::Impl* server)
+      : tls_(std::move(tls)),
+        stream_(MakeStream(std::move(socket), tls_.get())),
+        timer_(stream_.get_executor()),
+        server_(server) {}
+
+  void Start() override {
+    asio::post(stream_.get_executor(), [self = Self()] {
+      if constexpr (kTls) {
+        self->PeekFirstByte();
+      } else {
+        self->ReadHeader();
+      }
+    });
   }
 
   // Drain: a connection waiting for a request that has not begun goes now.
-  void CloseIfIdle() {
+  void CloseIfIdle() override {
     if (phase_ == Phase::kReading && buffer_.size() == 0 && !(parser_ && parser_->got_some())) {
       Close();
     }
   }
 
   // ---- HttpExchange operations, for request `seq`.
-  void Respond(uint64_t seq, HttpResponse r) {
+  void Respond(uint64_t seq, HttpResponse r) override {
     if (!Current(seq) || head_queued_) return;
     head_queued_ = true;
     std::string head = SerializeHead(r, server_->options().name, KeepAlive(),
@@ -186,7 +218,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Flush();
   }
 
-  void StartStream(uint64_t seq, HttpResponse head, std::string keepalive_chunk) {
+  void StartStream(uint64_t seq, HttpResponse head, std::string keepalive_chunk) override {
     if (!Current(seq) || head_queued_) return;
     head_queued_ = true;
     streaming_ = true;
@@ -198,12 +230,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (peer_eof_) Probe();
   }
 
-  void Write(uint64_t seq, std::string data) {
+  void Write(uint64_t seq, std::string data) override {
     if (!Current(seq) || !streaming_ || data.empty()) return;
     Enqueue(Chunk(data));
   }
 
-  void End(uint64_t seq) {
+  void End(uint64_t seq) override {
     if (!Current(seq) || !streaming_) return;
     complete_ = true;
     if (version_ >= 11) Enqueue("0\r\n\r\n");
@@ -211,21 +243,82 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Flush();
   }
 
-  void Abort(uint64_t seq) {
+  void Abort(uint64_t seq) override {
     if (!Current(seq)) return;
     beast::error_code ignored;
-    socket_.set_option(asio::socket_base::linger(true, 0), ignored);
+    Socket().set_option(asio::socket_base::linger(true, 0), ignored);
     ClientGone();
   }
 
-  void SetOnClosed(uint64_t seq, std::function<void(bool)> callback) {
+  void SetOnClosed(uint64_t seq, std::function<void(bool)> callback) override {
     if (!Current(seq)) return;
     on_closed_ = std::move(callback);
   }
 
-  asio::any_io_executor executor() { return socket_.get_executor(); }
+  asio::any_io_executor executor() override { return stream_.get_executor(); }
 
  private:
+  static Stream MakeStream(tcp::socket socket, ssl::context* tls) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *tls);
+    } else {
+      return socket;
+    }
+  }
+  std::shared_ptr<Connection> Self() {
+    return std::static_pointer_cast<Connection>(shared_from_this());
+  }
+  tcp::socket& Socket() { return beast::get_lowest_layer(stream_); }
+
+  // ---- TLS: the first byte tells a handshake (0x16) from a client that
+  // speaks plain HTTP to this port, which gets a plain 400 saying so instead
+  // of a handshake failure it cannot read.
+  void PeekFirstByte() {
+    ArmTimer(server_->options().read_timeout);
+    Socket().async_receive(
+        asio::buffer(first_byte_), tcp::socket::message_peek,
+        [self = Self()](beast::error_code ec, size_t n) { self->OnFirstByte(ec, n); });
+  }
+
+  void OnFirstByte(beast::error_code ec, size_t n) {
+    if (ec || n == 0 || timed_out_) return Close();
+    if (first_byte_[0] != 0x16) {
+      CancelTimer();
+      return RefusePlaintext();
+    }
+    if constexpr (kTls) {
+      stream_.async_handshake(ssl::stream_base::server,
+                              [self = Self()](beast::error_code ec) { self->OnHandshake(ec); });
+    }
+  }
+
+  void OnHandshake(beast::error_code ec) {
+    CancelTimer();
+    if (ec) return Close();  // A bad or untrusting client, or too slow.
+    ReadHeader();
+  }
+
+  void RefusePlaintext() {
+    static const std::string kRefusal = [] {
+      std::string body =
+          R"({"error":{"message":"this port serves HTTPS; use https:// to reach it",)"
+          R"("type":"invalid_request_error","param":null,"code":"tls_required"}})";
+      return absl::StrCat(
+          "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+          "Connection: close\r\nContent-Length: ",
+          body.size(), "\r\n\r\n", body);
+    }();
+    phase_ = Phase::kLingering;
+    asio::async_write(Socket(), asio::buffer(kRefusal),
+                      [self = Self()](beast::error_code ec, size_t) {
+                        if (ec) return self->Close();
+                        beast::error_code ignored;
+                        self->Socket().shutdown(tcp::socket::shutdown_send, ignored);
+                        self->ArmTimer(kLingerTime);
+                        self->Discard(0, /*raw=*/true);
+                      });
+  }
+
   enum class Phase {
     kReading,        // Waiting for or reading a request.
     kPending,        // A request was handed over; its response is not complete.
@@ -259,9 +352,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // every length is "greater" than none.)
     parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     ArmTimer(server_->options().read_timeout);
-    http::async_read_header(
-        socket_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = Self()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
   void OnHeader(beast::error_code ec) {
@@ -300,8 +392,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (absl::EqualsIgnoreCase(absl::string_view(expect.data(), expect.size()), "100-continue")) {
       // The client waits for this before sending a large body.
       auto note = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
-      asio::async_write(socket_, asio::buffer(*note),
-                        [self = shared_from_this(), note](beast::error_code ec, size_t) {
+      asio::async_write(stream_, asio::buffer(*note),
+                        [self = Self(), note](beast::error_code ec, size_t) {
                           if (ec) return self->Close();
                           self->ReadBody();
                         });
@@ -311,9 +403,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void ReadBody() {
-    http::async_read(
-        socket_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = Self()](beast::error_code ec, size_t) { self->OnBody(ec); });
   }
 
   void OnReadError(beast::error_code ec) {
@@ -386,9 +477,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const size_t room = limit - std::min(limit, buffer_.size());
     if (room == 0) return;  // Back-pressure: TCP flow control holds the client.
     reading_ahead_ = true;
-    socket_.async_read_some(
+    stream_.async_read_some(
         buffer_.prepare(std::min<size_t>(room, 4096)),
-        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnReadAhead(ec, n); });
+        [self = Self()](beast::error_code ec, size_t n) { self->OnReadAhead(ec, n); });
   }
 
   void OnReadAhead(beast::error_code ec, size_t n) {
@@ -400,7 +491,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     if (phase_ != Phase::kPending) return;
     if (!ec) return ReadAhead();
-    if (ec == asio::error::eof) {
+    if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
       // Half-closed, or gone entirely: TCP tells the two apart only when we
       // send. The answer still goes out; the connection closes after it.
       peer_eof_ = true;
@@ -424,7 +515,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return;  // The whole answer is on its way; its write tells.
     }
     probing_ = true;
-    socket_.async_wait(tcp::socket::wait_error, [self = shared_from_this()](beast::error_code ec) {
+    Socket().async_wait(tcp::socket::wait_error, [self = Self()](beast::error_code ec) {
       self->probing_ = false;
       if (!ec && self->phase_ == Phase::kPending) self->ClientGone();
     });
@@ -449,8 +540,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     switch (out_.Next()) {
       case Output::Step::kWrite:
         queued_bytes_ = 0;  // Everything queued was merged into this write.
-        asio::async_write(socket_, asio::buffer(out_.in_flight()),
-                          [self = shared_from_this()](beast::error_code ec, size_t) {
+        asio::async_write(stream_, asio::buffer(out_.in_flight()),
+                          [self = Self()](beast::error_code ec, size_t) {
                             self->out_.WriteDone(!ec);
                             if (ec) return self->ClientGone();
                             self->Flush();
@@ -473,7 +564,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     phase_ = Phase::kAfterResponse;
     if (reading_ahead_) {
       beast::error_code ignored;
-      socket_.cancel(ignored);  // OnReadAhead goes on to the next request.
+      Socket().cancel(ignored);  // OnReadAhead goes on to the next request.
     } else {
       ReadHeader();
     }
@@ -490,25 +581,37 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // time) before closing, so a client still sending its body reads the
   // answer instead of a reset. No FIN while a body is still expected: some
   // clients treat the server's FIN while they send as a failed request.
+  // Over TLS the end is a close_notify (the client can tell it from a
+  // cut), and the wait for the client's own is bounded the same way.
   void LingeringClose() {
     phase_ = Phase::kLingering;
-    if (!body_expected_) {
-      beast::error_code ignored;
-      socket_.shutdown(tcp::socket::shutdown_send, ignored);
-    }
     ArmTimer(kLingerTime);
-    Discard(0);
+    if constexpr (kTls) {
+      if (!body_expected_) {
+        beast::error_code ignored;
+        if (reading_ahead_) Socket().cancel(ignored);
+        stream_.async_shutdown([self = Self()](beast::error_code) { self->Close(); });
+        return;
+      }
+    } else if (!body_expected_) {
+      beast::error_code ignored;
+      Socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+    Discard(0, /*raw=*/false);
   }
 
-  void Discard(size_t total) {
+  // `raw`: from the TCP socket under a TLS stream (a plaintext client).
+  void Discard(size_t total, bool raw) {
     if (phase_ != Phase::kLingering) return;
-    socket_.async_read_some(asio::buffer(discard_),
-                            [self = shared_from_this(), total](beast::error_code ec, size_t n) {
-                              if (ec || self->timed_out_ || total + n >= self->linger_bytes_) {
-                                return self->Close();
-                              }
-                              self->Discard(total + n);
-                            });
+    auto on_read = [self = Self(), total, raw](beast::error_code ec, size_t n) {
+      if (ec || self->timed_out_ || total + n >= self->linger_bytes_) return self->Close();
+      self->Discard(total + n, raw);
+    };
+    if (raw) {
+      Socket().async_read_some(asio::buffer(discard_), std::move(on_read));
+    } else {
+      stream_.async_read_some(asio::buffer(discard_), std::move(on_read));
+    }
   }
 
   void ClientGone() {
@@ -525,7 +628,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     phase_ = Phase::kClosed;
     CancelTimer();
     beast::error_code ignored;
-    socket_.close(ignored);
+    Socket().close(ignored);
     out_.Break();  // A write in flight keeps its buffer until it fails.
     server_->Remove(this);
   }
@@ -534,11 +637,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     timed_out_ = false;
     uint64_t generation = ++timer_generation_;
     timer_.expires_after(absl::ToChronoNanoseconds(d));
-    timer_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
+    timer_.async_wait([self = Self(), generation](beast::error_code ec) {
       if (ec || generation != self->timer_generation_) return;
       self->timed_out_ = true;
       beast::error_code ignored;
-      self->socket_.cancel(ignored);
+      self->Socket().cancel(ignored);
     });
   }
   void CancelTimer() {
@@ -546,7 +649,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     timer_.cancel();
   }
 
-  tcp::socket socket_;
+  std::shared_ptr<ssl::context> tls_;  // Null for plaintext; outlives stream_.
+  Stream stream_;
   asio::steady_timer timer_;
   HttpServer::Impl* const server_;
   Phase phase_ = Phase::kReading;
@@ -574,11 +678,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Output out_;
   size_t queued_bytes_ = 0;  // Queued behind the write in flight.
   std::array<char, 4096> discard_;
+  std::array<unsigned char, 1> first_byte_;
 };
 
 class Exchange final : public HttpExchange {
  public:
-  Exchange(std::shared_ptr<Gate> gate, std::weak_ptr<Connection> connection, uint64_t seq,
+  Exchange(std::shared_ptr<Gate> gate, std::weak_ptr<ConnectionBase> connection, uint64_t seq,
            asio::any_io_executor executor)
       : gate_(std::move(gate)),
         connection_(std::move(connection)),
@@ -586,28 +691,29 @@ class Exchange final : public HttpExchange {
         executor_(std::move(executor)) {}
 
   void Respond(HttpResponse response) override {
-    Post([r = std::move(response)](Connection& c, uint64_t seq) mutable {
+    Post([r = std::move(response)](ConnectionBase& c, uint64_t seq) mutable {
       c.Respond(seq, std::move(r));
     });
   }
   void StartStream(HttpResponse head, std::string keepalive_chunk) override {
-    Post(
-        [h = std::move(head), k = std::move(keepalive_chunk)](Connection& c, uint64_t seq) mutable {
-          c.StartStream(seq, std::move(h), std::move(k));
-        });
+    Post([h = std::move(head), k = std::move(keepalive_chunk)](ConnectionBase& c,
+                                                               uint64_t seq) mutable {
+      c.StartStream(seq, std::move(h), std::move(k));
+    });
   }
   void Write(std::string data) override {
-    Post(
-        [d = std::move(data)](Connection& c, uint64_t seq) mutable { c.Write(seq, std::move(d)); });
+    Post([d = std::move(data)](ConnectionBase& c, uint64_t seq) mutable {
+      c.Write(seq, std::move(d));
+    });
   }
   void End() override {
-    Post([](Connection& c, uint64_t seq) { c.End(seq); });
+    Post([](ConnectionBase& c, uint64_t seq) { c.End(seq); });
   }
   void Abort() override {
-    Post([](Connection& c, uint64_t seq) { c.Abort(seq); });
+    Post([](ConnectionBase& c, uint64_t seq) { c.Abort(seq); });
   }
   void OnClosed(std::function<void(bool)> callback) override {
-    Post([cb = std::move(callback)](Connection& c, uint64_t seq) mutable {
+    Post([cb = std::move(callback)](ConnectionBase& c, uint64_t seq) mutable {
       c.SetOnClosed(seq, std::move(cb));
     });
   }
@@ -619,21 +725,22 @@ class Exchange final : public HttpExchange {
     // The reader lock only keeps the io_context alive while posting.
     absl::ReaderMutexLock lock(&gate_->mu);
     if (!gate_->open) return;
-    std::shared_ptr<Connection> c = connection_.lock();
+    std::shared_ptr<ConnectionBase> c = connection_.lock();
     if (c == nullptr) return;
     asio::post(executor_,
                [c = std::move(c), seq = seq_, f = std::move(f)]() mutable { f(*c, seq); });
   }
 
   std::shared_ptr<Gate> gate_;
-  std::weak_ptr<Connection> connection_;
+  std::weak_ptr<ConnectionBase> connection_;
   const uint64_t seq_;
   asio::any_io_executor executor_;
 };
 
-std::shared_ptr<HttpExchange> Connection::MakeExchange() {
+template <typename Stream>
+std::shared_ptr<HttpExchange> Connection<Stream>::MakeExchange() {
   return std::make_shared<Exchange>(server_->gate(), weak_from_this(), seq_,
-                                    socket_.get_executor());
+                                    stream_.get_executor());
 }
 
 }  // namespace
@@ -642,11 +749,18 @@ void HttpServer::Impl::Accept() {
   acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
     if (!ec) {
       socket.set_option(tcp::no_delay(true), ec);
-      std::shared_ptr<Connection> connection;
+      std::shared_ptr<ssl::context> tls = tls_ ? tls_->Current(absl::Now()) : nullptr;
+      std::shared_ptr<ConnectionBase> connection;
       {
         absl::MutexLock lock(&mu_);
         if (connections_.size() < options_.max_connections) {
-          connection = std::make_shared<Connection>(std::move(socket), this);
+          if (tls) {
+            connection = std::make_shared<Connection<ssl::stream<tcp::socket>>>(std::move(socket),
+                                                                                tls, this);
+          } else {
+            connection =
+                std::make_shared<Connection<tcp::socket>>(std::move(socket), nullptr, this);
+          }
           connections_.emplace(connection.get(), connection);
         }
       }
@@ -685,7 +799,7 @@ void HttpServer::Impl::StopAccepting() {
     beast::error_code ignored;
     acceptor_.close(ignored);
   });
-  std::vector<std::shared_ptr<Connection>> all;
+  std::vector<std::shared_ptr<ConnectionBase>> all;
   {
     absl::MutexLock lock(&mu_);
     for (auto& [ptr, c] : connections_) all.push_back(c);
@@ -697,7 +811,21 @@ void HttpServer::Impl::StopAccepting() {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
                                                               HttpHandler* handler) {
-  auto impl = std::make_unique<Impl>(std::move(options), handler);
+  std::unique_ptr<ServerTlsContext> tls;
+  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+    if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(options.name, ": HTTPS needs both a certificate and a key file"));
+    }
+    auto loaded =
+        ServerTlsContext::Load(options.tls_cert_file, options.tls_key_file, options.tls_refresh);
+    if (!loaded.ok()) {
+      return absl::Status(loaded.status().code(),
+                          absl::StrCat(options.name, ": ", loaded.status().message()));
+    }
+    tls = *std::move(loaded);
+  }
+  auto impl = std::make_unique<Impl>(std::move(options), handler, std::move(tls));
   if (absl::Status s = impl->Listen(); !s.ok()) return s;
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }

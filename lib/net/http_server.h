@@ -19,6 +19,7 @@
 //                                              flow control holds the sender
 //   response bytes queued for a client that    the connection is closed
 //   does not read, over max_write_queue_bytes
+//   TLS handshake not done within read_timeout the connection is closed
 // "Then close" answers carry `Connection: close`; the server stops sending,
 // reads and discards what still comes for a moment (bounded), then closes, so
 // the client reads the answer instead of a reset.
@@ -59,6 +60,13 @@ struct HttpServerOptions {
   size_t max_connections = 10000;
   size_t max_read_ahead_bytes = 64 << 10;
   size_t max_write_queue_bytes = 16 << 20;
+  // HTTPS when both are set (PEM files; TLS 1.2 and 1.3). The files are
+  // looked at again at most every `tls_refresh` when a connection arrives,
+  // and loaded anew when they changed. A plain-HTTP client on an HTTPS port
+  // gets a plain 400 saying so.
+  std::string tls_cert_file{};
+  std::string tls_key_file{};
+  absl::Duration tls_refresh = absl::Seconds(60);
 };
 
 // A whole response, or the head of a streamed one.
@@ -114,7 +122,8 @@ class HttpHandler {
 class HttpServer {
  public:
   // Binds and starts serving. `handler` must outlive the server.
-  // INVALID_ARGUMENT for a bad host, UNAVAILABLE when the port is taken.
+  // INVALID_ARGUMENT for a bad host or TLS files that do not load (NOT_FOUND
+  // when one cannot be read), UNAVAILABLE when the port is taken.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(HttpServerOptions options,
                                                            HttpHandler* handler);
   // Stops at once: closes every connection and joins the I/O threads.

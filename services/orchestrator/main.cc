@@ -32,10 +32,11 @@ ABSL_FLAG(int, max_inflight, 1000, "Concurrent MoA requests; more get RESOURCE_E
 ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
           "Upper bound of every request's deadline (gRPC and HTTP).");
 ABSL_FLAG(std::string, tls_cert_file, "",
-          "gRPC front door over TLS: this certificate (with --tls_key_file; re-read every "
-          "--tls_refresh_seconds). Empty: plaintext.");
-ABSL_FLAG(std::string, tls_key_file, "", "gRPC front door over TLS: the private key.");
-ABSL_FLAG(int, tls_refresh_seconds, 60, "How often the front door's TLS files are re-read.");
+          "Both front doors over TLS (gRPC and HTTPS): this certificate chain, PEM (with "
+          "--tls_key_file; re-read when it changes, looked at every --tls_refresh_seconds). "
+          "Empty: plaintext.");
+ABSL_FLAG(std::string, tls_key_file, "", "Front doors over TLS: the private key, PEM.");
+ABSL_FLAG(int, tls_refresh_seconds, 60, "How often the front doors' TLS files are looked at.");
 ABSL_FLAG(int, http_port, 8080,
           "Port of the OpenAI-compatible HTTP API; 0 picks one, -1 turns it off.");
 ABSL_FLAG(std::string, api_keys_file, "",
@@ -217,7 +218,10 @@ int main(int argc, char** argv) {
          .max_header_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_header_bytes)),
          .max_connections = static_cast<size_t>(absl::GetFlag(FLAGS_max_connections)),
          .read_timeout = absl::GetFlag(FLAGS_read_timeout),
-         .threads = absl::GetFlag(FLAGS_http_threads)},
+         .threads = absl::GetFlag(FLAGS_http_threads),
+         .tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file),
+         .tls_key_file = absl::GetFlag(FLAGS_tls_key_file),
+         .tls_refresh = absl::Seconds(absl::GetFlag(FLAGS_tls_refresh_seconds))},
         {.engine = &engine, .api_keys = &*api_keys, .readiness = &readiness, .limiter = &limiter});
     if (!started.ok()) {
       moa::LogError(kName, started.status().message());

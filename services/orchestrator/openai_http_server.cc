@@ -249,7 +249,10 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
                                         .max_header_bytes = options.max_header_bytes,
                                         .max_body_bytes = options.max_body_bytes,
                                         .read_timeout = options.read_timeout,
-                                        .max_connections = options.max_connections},
+                                        .max_connections = options.max_connections,
+                                        .tls_cert_file = options.tls_cert_file,
+                                        .tls_key_file = options.tls_key_file,
+                                        .tls_refresh = options.tls_refresh},
                                        http->handler_.get());
   if (!server.ok()) {
     return absl::Status(server.status().code(),

@@ -33,6 +33,10 @@ struct OpenAiHttpServerOptions {
   size_t max_connections = 10000;                   // More get 503 and close.
   absl::Duration read_timeout = absl::Seconds(10);  // Headers and body of one request.
   int threads = 1;
+  // HTTPS with these PEM files (re-read when they change); plaintext when empty.
+  std::string tls_cert_file{};
+  std::string tls_key_file{};
+  absl::Duration tls_refresh = absl::Seconds(60);
 };
 
 // Everything the server uses; all must outlive it.

@@ -24,35 +24,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void Run(const std::string& command) { ASSERT_EQ(std::system(command.c_str()), 0) << command; }
-
-// A CA `name` in `dir` and a certificate it signs for 127.0.0.1/localhost,
-// good for servers and clients: name.crt (CA), name-leaf.crt/.key.
 void MakeCa(const fs::path& dir, const std::string& name) {
-  const std::string d = dir.string();
-  Run(absl::StrCat("cd ", d,
-                   " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1",
-                   " -nodes -keyout ", name, ".key -out ", name, ".crt -subj /CN=", name,
-                   " -days 1 2>/dev/null"));
-  std::ofstream(dir / (name + ".ext"))
-      << "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n";
-  Run(absl::StrCat("cd ", d, " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1",
-                   " -nodes -keyout ", name, "-leaf.key -out ", name, "-leaf.csr -subj /CN=", name,
-                   "-service 2>/dev/null && openssl x509 -req -in ", name, "-leaf.csr -CA ", name,
-                   ".crt -CAkey ", name, ".key -CAcreateserial -out ", name,
-                   "-leaf.crt -days 1 -extfile ", name, ".ext 2>/dev/null"));
+  ASSERT_TRUE(MakeThrowawayCa(dir.string(), name)) << "openssl could not make CA " << name;
 }
-
-// Installs CA `name`'s material as the files the services read.
-void Install(const fs::path& dir, const std::string& name) {
-  // Key and certificate first, CA last: each file is replaced whole.
-  for (auto [from, to] : {std::pair<std::string, std::string>{name + "-leaf.key", "tls.key"},
-                          {name + "-leaf.crt", "tls.crt"},
-                          {name + ".crt", "ca.crt"}}) {
-    fs::copy_file(dir / from, dir / (to + ".new"), fs::copy_options::overwrite_existing);
-    fs::rename(dir / (to + ".new"), dir / to);
-  }
-}
+void Install(const fs::path& dir, const std::string& name) { InstallTlsFiles(dir.string(), name); }
 
 // 1 when a health check over `credentials` reaches the server at `target`.
 int Check(const std::string& target, std::shared_ptr<grpc::ChannelCredentials> credentials) {
@@ -94,7 +69,7 @@ class TlsTest : public ::testing::Test {
                            "--tls_refresh_seconds=1"};
     // The front door over TLS too (server certificate only; clients use keys).
     spec.orchestrator_flags = {"--tls_cert_file=" + d + "/ca1-leaf.crt",
-                               "--tls_key_file=" + d + "/ca1-leaf.key"};
+                               "--tls_key_file=" + d + "/ca1-leaf.key", "--http_port=0"};
     spec.front_credentials = Tls(dir_, "ca1", "");
     spec.extra_config_yaml =
         absl::StrCat("tls: {ca_file: ", d, "/ca.crt, cert_file: ", d, "/tls.crt, key_file: ", d,
@@ -149,6 +124,33 @@ TEST_F(TlsTest, TheFrontDoorServesTlsToTheCliAndRefusesPlaintext) {
   Process plain(
       {BinaryPath("tools/moa/moa"), "--orchestrator=" + front, "--timeout=3s", "ask", "Hi"});
   EXPECT_EQ(plain.Wait(absl::Seconds(20)), 1) << plain.Output();
+}
+
+TEST_F(TlsTest, TheOpenAiDoorServesHttpsWithTheSameCertificate) {
+  const int port = cluster_->orchestrator_http_port();
+  ASSERT_GT(port, 0);
+  const std::string body =
+      R"({"model": "moa", "messages": [{"role": "user", "content": "Over HTTPS?"}]})";
+  auto answer =
+      HttpRequest("POST", absl::StrCat("https://localhost:", port, "/v1/chat/completions"), body,
+                  {"Content-Type: application/json"}, (dir_ / "ca1.crt").string());
+  EXPECT_EQ(answer.status, 200) << answer.error << answer.body;
+  EXPECT_THAT(answer.body, ::testing::HasSubstr("synthesis of 2 responses"));
+  auto streamed = HttpRequest(
+      "POST", absl::StrCat("https://localhost:", port, "/v1/chat/completions"),
+      R"({"model": "moa", "stream": true, "messages": [{"role": "user", "content": "Hi"}]})",
+      {"Content-Type: application/json"}, (dir_ / "ca1.crt").string());
+  EXPECT_EQ(streamed.status, 200) << streamed.error;
+  EXPECT_THAT(streamed.body, ::testing::HasSubstr("data: [DONE]"));
+  auto plain = HttpRequest("POST", absl::StrCat("http://127.0.0.1:", port, "/v1/chat/completions"),
+                           body, {"Content-Type: application/json"});
+  EXPECT_EQ(plain.status, 400);
+  EXPECT_THAT(plain.body, ::testing::HasSubstr("use https://"));
+  auto untrusted =
+      HttpRequest("POST", absl::StrCat("https://localhost:", port, "/v1/chat/completions"), body,
+                  {"Content-Type: application/json"}, (dir_ / "ca2.crt").string());
+  EXPECT_EQ(untrusted.status, 0) << "a client trusting another CA refuses the door";
+  EXPECT_TRUE(Answers()) << "and the cluster goes on serving";
 }
 
 TEST_F(TlsTest, RotatedFilesTakeEffectWithoutARestart) {

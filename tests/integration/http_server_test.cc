@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -292,6 +294,113 @@ TEST_F(HttpServerTest, ExpectContinueGets100BeforeTheBody) {
               StartsWith("HTTP/1.1 100 Continue"));
   ASSERT_TRUE(c.Send("abcd"));
   EXPECT_THAT(c.ReadResponse(), HasSubstr("got 4"));
+}
+
+// ---- HTTPS: the same connection layer over TLS, with a throw-away CA.
+class HttpsServerTest : public HttpServerTest {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           absl::StrCat("moa-https-test-", getpid(), "-",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+    ASSERT_TRUE(moa::testing::MakeThrowawayCa(dir_.string(), "ca1"));
+    ASSERT_TRUE(moa::testing::MakeThrowawayCa(dir_.string(), "ca2"));
+    moa::testing::InstallTlsFiles(dir_.string(), "ca1");
+  }
+  void TearDown() override {
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  HttpServerOptions Tls(HttpServerOptions options = {}) {
+    options.tls_cert_file = (dir_ / "tls.crt").string();
+    options.tls_key_file = (dir_ / "tls.key").string();
+    return options;
+  }
+  std::string Ca(const std::string& name) { return (dir_ / (name + ".crt")).string(); }
+  moa::testing::HttpResult Request(const std::string& scheme, const std::string& path,
+                                   const std::string& ca, const std::string& body = "x") {
+    return moa::testing::HttpRequest(
+        "POST", absl::StrCat(scheme, "://localhost:", server_->port(), path), body, {}, ca);
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(HttpsServerTest, AnswersAndStreamsOverTlsAndTellsAPlainHttpClientToUseHttps) {
+  StartServer(Tls());
+  auto whole = Request("https", "/now", Ca("ca1"), "hello");
+  EXPECT_EQ(whole.status, 200) << whole.error;
+  EXPECT_EQ(whole.body, "got 5\n");
+
+  moa::testing::HttpResult streamed;
+  std::thread client([&] { streamed = Request("https", "/stream", Ca("ca1")); });
+  EXPECT_TRUE(moa::testing::WaitFor([&] { return handler_.pending() == 1; }, absl::Seconds(10)));
+  handler_.Release();
+  client.join();
+  EXPECT_EQ(streamed.status, 200) << streamed.error;
+  EXPECT_EQ(streamed.body, "data: one\n\ndata: two\n\n");
+  EXPECT_THAT(streamed.headers, HasSubstr("Transfer-Encoding: chunked"));
+
+  auto plain = Request("http", "/now", "");
+  EXPECT_EQ(plain.status, 400) << plain.error;
+  EXPECT_THAT(plain.body, HasSubstr("this port serves HTTPS"));
+
+  auto untrusted = Request("https", "/now", Ca("ca2"));
+  EXPECT_EQ(untrusted.status, 0) << "a client trusting another CA refuses the server";
+  EXPECT_THAT(untrusted.error, HasSubstr("certificate"));
+  EXPECT_EQ(Request("https", "/now", Ca("ca1")).status, 200) << "still serving";
+}
+
+TEST_F(HttpsServerTest, ABrokenOrSilentHandshakeIsClosedAndTheServerKeepsServing) {
+  StartServer(Tls({.read_timeout = absl::Milliseconds(300)}));
+  RawClient silent(server_->port());
+  RawClient garbage(server_->port());
+  ASSERT_TRUE(garbage.Send(std::string("\x16\x03\x01\x00\x05hello", 10) + std::string(100, 'x')));
+  EXPECT_EQ(garbage.ReadAll(absl::Seconds(5)).find("HTTP/"), std::string::npos);
+  EXPECT_TRUE(garbage.closed());
+  EXPECT_EQ(silent.ReadAll(absl::Seconds(5)), "");
+  EXPECT_TRUE(silent.closed()) << "no handshake within the read timeout";
+  auto after = Request("https", "/now", Ca("ca1"));
+  EXPECT_EQ(after.status, 200) << after.error;
+  EXPECT_TRUE(moa::testing::WaitFor([&] { return server_->connections() == 0; }, absl::Seconds(5)));
+}
+
+TEST_F(HttpsServerTest, RotatedFilesServeNewConnectionsAndAHalfWrittenPairKeepsTheOldOne) {
+  StartServer(Tls({.tls_refresh = absl::Milliseconds(100)}));
+  ASSERT_EQ(Request("https", "/now", Ca("ca1")).status, 200);
+  moa::testing::InstallTlsFiles(dir_.string(), "ca2");
+  EXPECT_TRUE(moa::testing::WaitFor(
+      [&] { return Request("https", "/now", Ca("ca2")).status == 200; }, absl::Seconds(10)))
+      << "the new certificate is served without a restart";
+  EXPECT_EQ(Request("https", "/now", Ca("ca1")).status, 0) << "the old one is not";
+  // A rotation caught half-way: ca1's certificate with ca2's key does not
+  // load, so the server goes on with the pair it has.
+  std::filesystem::copy_file(dir_ / "ca1-leaf.crt", dir_ / "tls.crt",
+                             std::filesystem::copy_options::overwrite_existing);
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Request("https", "/now", Ca("ca2")).status, 200);
+  EXPECT_EQ(Request("https", "/now", Ca("ca2")).status, 200);
+}
+
+TEST_F(HttpsServerTest, StartRefusesMissingMismatchedOrHalfGivenFiles) {
+  HttpServerOptions only_cert = Tls();
+  only_cert.tls_key_file.clear();
+  EXPECT_EQ(HttpServer::Start(only_cert, &handler_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  HttpServerOptions missing = Tls();
+  missing.tls_key_file = (dir_ / "absent.key").string();
+  auto refused = HttpServer::Start(missing, &handler_);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(refused.status().message(), HasSubstr("absent.key"));
+  HttpServerOptions mismatched = Tls();
+  mismatched.tls_key_file = (dir_ / "ca2-leaf.key").string();
+  EXPECT_EQ(HttpServer::Start(mismatched, &handler_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  HttpServerOptions not_pem = Tls();
+  not_pem.tls_cert_file = (dir_ / "ca1.ext").string();
+  EXPECT_EQ(HttpServer::Start(not_pem, &handler_).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -27,8 +28,9 @@ size_t Collect(char* data, size_t size, size_t n, void* user) {
 }  // namespace
 
 HttpResult HttpRequest(const std::string& method, const std::string& url, const std::string& body,
-                       const std::vector<std::string>& headers) {
+                       const std::vector<std::string>& headers, const std::string& ca_file) {
   HttpResult result;
+  char error[CURL_ERROR_SIZE] = "";
   CURL* curl = curl_easy_init();
   curl_slist* header_list = nullptr;
   for (const std::string& h : headers) header_list = curl_slist_append(header_list, h.c_str());
@@ -42,8 +44,12 @@ HttpResult HttpRequest(const std::string& method, const std::string& url, const 
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &result.headers);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
+  if (!ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file.c_str());
   if (curl_easy_perform(curl) == CURLE_OK) {
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &result.status);
+  } else {
+    result.error = error;
   }
   curl_easy_cleanup(curl);
   curl_slist_free_all(header_list);
@@ -51,6 +57,34 @@ HttpResult HttpRequest(const std::string& method, const std::string& url, const 
 }
 
 HttpResult HttpGet(const std::string& url) { return HttpRequest("GET", url); }
+
+bool MakeThrowawayCa(const std::string& dir, const std::string& name) {
+  const std::string ca = absl::StrCat(
+      "cd ", dir, " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1",
+      " -nodes -keyout ", name, ".key -out ", name, ".crt -subj /CN=", name,
+      " -days 1 2>/dev/null");
+  std::ofstream(dir + "/" + name + ".ext")
+      << "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n";
+  const std::string leaf = absl::StrCat(
+      "cd ", dir,
+      " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ", name,
+      "-leaf.key -out ", name, "-leaf.csr -subj /CN=", name,
+      "-service 2>/dev/null && openssl x509 -req -in ", name, "-leaf.csr -CA ", name,
+      ".crt -CAkey ", name, ".key -CAcreateserial -out ", name, "-leaf.crt -days 1 -extfile ", name,
+      ".ext 2>/dev/null");
+  return std::system(ca.c_str()) == 0 && std::system(leaf.c_str()) == 0;
+}
+
+void InstallTlsFiles(const std::string& dir, const std::string& name) {
+  namespace fs = std::filesystem;
+  for (auto [from, to] : {std::pair<std::string, std::string>{name + "-leaf.key", "tls.key"},
+                          {name + "-leaf.crt", "tls.crt"},
+                          {name + ".crt", "ca.crt"}}) {
+    fs::copy_file(fs::path(dir) / from, fs::path(dir) / (to + ".new"),
+                  fs::copy_options::overwrite_existing);
+    fs::rename(fs::path(dir) / (to + ".new"), fs::path(dir) / to);
+  }
+}
 
 std::string UrlEscape(const std::string& text) {
   char* escaped = curl_easy_escape(nullptr, text.c_str(), static_cast<int>(text.size()));

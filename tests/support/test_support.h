@@ -16,12 +16,24 @@ struct HttpResult {
   long status = 0;  // 0 when the request failed at the transport.
   std::string body;
   std::string headers;  // The response's header lines as received.
+  std::string error;    // Why the transport failed, when it did.
 };
 
-// Blocking HTTP request to a loopback server (tests only).
+// Blocking HTTP request to a loopback server (tests only). An https:// URL
+// is checked against `ca_file` (PEM).
 HttpResult HttpGet(const std::string& url);
 HttpResult HttpRequest(const std::string& method, const std::string& url,
-                       const std::string& body = "", const std::vector<std::string>& headers = {});
+                       const std::string& body = "", const std::vector<std::string>& headers = {},
+                       const std::string& ca_file = "");
+
+// A throw-away CA `name` in `dir` (made by the openssl command) and a
+// certificate it signs for 127.0.0.1/localhost, good for servers and
+// clients: name.crt (the CA), name-leaf.crt and name-leaf.key. False when
+// openssl failed.
+bool MakeThrowawayCa(const std::string& dir, const std::string& name);
+// Installs CA `name`'s material in `dir` as tls.key, tls.crt and ca.crt,
+// each file replaced whole (a rename), key first and CA last.
+void InstallTlsFiles(const std::string& dir, const std::string& name);
 
 // Percent-encodes a string for a URL query.
 std::string UrlEscape(const std::string& text);
