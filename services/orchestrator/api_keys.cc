@@ -48,8 +48,9 @@ absl::StatusOr<T> Number(const std::string& file, const YAML::Node& node, const 
 
 absl::StatusOr<std::vector<ApiKey>> ParseNamedKeys(const std::string& file,
                                                    const YAML::Node& keys) {
-  if (!keys.IsMap()) return Bad(file, keys, "keys must be a map of key names");
   std::vector<ApiKey> out;
+  if (keys.IsNull()) return out;  // `keys:` with none under it yet.
+  if (!keys.IsMap()) return Bad(file, keys, "keys must be a map of key names");
   std::set<std::string> hashes;
   for (const auto& kv : keys) {
     ApiKey k;

@@ -13,6 +13,33 @@
 
 namespace moa::cli {
 
+namespace {
+
+// True when `text` is a keys file of `count` keys, `name` among them.
+bool HasKeys(const std::string& text, const std::string& name, size_t count) {
+  try {
+    YAML::Node root = YAML::Load(text);
+    return root.IsMap() && root["keys"].IsMap() && root["keys"].size() == count &&
+           root["keys"][name].IsMap();
+  } catch (const YAML::Exception&) {
+    return false;
+  }
+}
+
+// The comment and blank lines at the top of a file.
+std::string LeadingComments(const std::string& text) {
+  std::string out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    absl::string_view stripped = absl::StripAsciiWhitespace(line);
+    if (!stripped.empty() && stripped[0] != '#') break;
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> AddKey(const std::string& file, const NewKey& key) {
   bool name_ok = !key.name.empty() && key.name.size() <= 64;
   for (char c : key.name) {
@@ -29,6 +56,7 @@ absl::StatusOr<std::string> AddKey(const std::string& file, const NewKey& key) {
     }
   }
   std::string text;
+  size_t old_keys = 0;
   if (std::filesystem::exists(file)) {
     std::ifstream in(file);
     std::stringstream ss;
@@ -48,6 +76,7 @@ absl::StatusOr<std::string> AddKey(const std::string& file, const NewKey& key) {
     if (root["keys"].IsMap() && root["keys"][key.name]) {
       return absl::InvalidArgumentError(absl::StrCat("key '", key.name, "' is already in ", file));
     }
+    if (root["keys"].IsMap()) old_keys = root["keys"].size();
   } else {
     text =
         "# Client keys of moa-orchestrator (--api_keys_file): names, SHA-256 of the\n"
@@ -68,12 +97,26 @@ absl::StatusOr<std::string> AddKey(const std::string& file, const NewKey& key) {
     absl::StrAppend(&entry, "    pipelines: [", absl::StrJoin(key.pipelines, ", "), "]\n");
   }
   if (!text.empty() && text.back() != '\n') text += '\n';
+  std::string updated = text + entry;
+  if (!HasKeys(updated, key.name, old_keys + 1)) {
+    // `keys: {}` (flow style) takes no block entry after it: an empty file
+    // is written anew under its comments; a flow-style map with keys is
+    // left to its author.
+    if (old_keys != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot add to ", file, ": write its keys: map in block style (one key per line)"));
+    }
+    updated = absl::StrCat(LeadingComments(text), "keys:\n", entry);
+    if (!HasKeys(updated, key.name, 1)) {
+      return absl::InternalError(absl::StrCat("cannot add a key to ", file));
+    }
+  }
   // Written whole to a temporary file and renamed: a crash leaves the old
   // file or the new one, never half.
   const std::string tmp = file + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << text << entry;
+    out << updated;
     if (!out.flush()) return absl::InternalError(absl::StrCat("cannot write ", tmp));
   }
   std::error_code ec;

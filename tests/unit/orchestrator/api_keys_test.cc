@@ -5,9 +5,11 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "lib/base/sha256.h"
+#include "tools/moa/keys.h"
 
 namespace moa::orchestrator {
 namespace {
@@ -100,6 +102,54 @@ TEST(ApiKeysTest, ConstantTimeEqualsComparesWholeStrings) {
   EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
   EXPECT_FALSE(ConstantTimeEquals("", "a"));
   EXPECT_TRUE(ConstantTimeEquals("", ""));
+}
+
+// What `moa keys add` writes, the orchestrator loads: from no file, the
+// overlays' shipped keys.yaml, an empty block map and an empty flow map.
+TEST(ApiKeysTest, KeysAddedByTheCliLoadInTheOrchestrator) {
+  const std::string path = "/tmp/moa-cli-keys-test-" + std::to_string(getpid());
+  const std::string shipped =
+      std::string(MOA_SOURCE_DIR) + "/deploy/k8s/overlays/simulator/keys.yaml";
+  std::ifstream shipped_in(shipped);
+  std::stringstream shipped_text;
+  shipped_text << shipped_in.rdbuf();
+  ASSERT_FALSE(shipped_text.str().empty()) << shipped;
+  for (const std::string& start : {std::string("(none)"), shipped_text.str(),
+                                   std::string("# mine\nkeys:\n"), std::string("keys: {}\n")}) {
+    std::remove(path.c_str());
+    if (start != "(none)") std::ofstream(path) << start;
+    auto empty = ApiKeys::Load(path, "");
+    if (start != "(none)") {
+      ASSERT_TRUE(empty.ok()) << start << empty.status();
+      EXPECT_FALSE(empty->enabled()) << start;
+    }
+    cli::NewKey team_a, team_b;
+    team_a.name = "team-a";
+    team_a.requests_per_minute = 60;
+    team_b.name = "team-b";
+    auto a = cli::AddKey(path, team_a);
+    auto b = cli::AddKey(path, team_b);
+    ASSERT_TRUE(a.ok() && b.ok()) << start << a.status() << b.status();
+    auto keys = ApiKeys::Load(path, "");
+    ASSERT_TRUE(keys.ok()) << start << keys.status();
+    EXPECT_EQ(keys->size(), 2u) << start;
+    const ApiKey* found = keys->Authenticate("Bearer " + *a);
+    ASSERT_NE(found, nullptr) << start;
+    EXPECT_EQ(found->name, "team-a");
+    EXPECT_EQ(found->limits.requests_per_minute, 60);
+    EXPECT_NE(keys->Authenticate("Bearer " + *b), nullptr) << start;
+  }
+  // A flow-style map that already has keys is not rewritten.
+  const std::string flow = "keys: {old: {sha256: " + std::string(64, '0') + "}}\n";
+  std::ofstream(path, std::ios::trunc) << flow;
+  cli::NewKey added;
+  added.name = "new";
+  EXPECT_EQ(cli::AddKey(path, added).status().code(), absl::StatusCode::kInvalidArgument);
+  std::ifstream after(path);
+  std::stringstream after_text;
+  after_text << after.rdbuf();
+  EXPECT_EQ(after_text.str(), flow);
+  std::remove(path.c_str());
 }
 
 }  // namespace
