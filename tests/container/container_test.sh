@@ -12,7 +12,11 @@
 #      door from the host and one through the image's own `moa ask`;
 #   5. the machine's Prometheus, with the compose file's scrape config
 #      rewritten to the containers' ports, scrapes every service;
-#   6. everything it started is stopped and removed, also on failure.
+#   6. the TLS variant (docker-compose.tls.yml, certificates from
+#      scripts/make-dev-certs): every health check presents the certificate,
+#      a question over HTTPS and one over gRPC-over-TLS, a proposer refuses a
+#      caller without a certificate, plain HTTP to the HTTPS door gets 400;
+#   7. everything it started is stopped and removed, also on failure.
 # Ports 17800-17830 on 127.0.0.1.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,6 +34,7 @@ fail() { echo "container-test: FAIL: $*" >&2; exit 1; }
 export DOCKER_HOST=unix://$run/podman.sock
 service_pid=""
 prometheus_pid=""
+compose_file=""
 cleanup() {
   local rc=$?
   set +e
@@ -39,8 +44,8 @@ cleanup() {
       podman logs --tail 20 "$c" >&2
     done
   fi
-  if [[ -S $run/podman.sock && -e $run/compose-host.yml ]]; then
-    docker-compose -p "$project" -f "$run/compose-host.yml" down -t 10 >/dev/null 2>&1
+  if [[ -S $run/podman.sock && -n $compose_file ]]; then
+    docker-compose -p "$project" -f "$compose_file" down -t 10 >/dev/null 2>&1
   fi
   # Whatever compose could not remove (it never got as far, say).
   podman ps -a -q --filter "label=com.docker.compose.project=$project" | xargs -r podman rm -f \
@@ -91,38 +96,52 @@ service_pid=$!
 for _ in $(seq 100); do [[ -S $run/podman.sock ]] && break; sleep 0.1; done
 [[ -S $run/podman.sock ]] || fail "podman system service did not open its socket"
 
-log "docker-compose up on the host network"
-docker-compose -f "$src/deploy/docker-compose.yml" config >"$run/compose.yml"
-/usr/bin/python3 "$src/tests/container/host_network.py" "$src" "$run" "$base_port" \
-  <"$run/compose.yml"
-# shellcheck source=/dev/null
-. "$run/ports.env"
-compose=(docker-compose -p "$project" -f "$run/compose-host.yml")
-# shellcheck disable=SC2086  # SERVICES is a list of names
-"${compose[@]}" up -d --no-build $SERVICES >"$run/up.log" 2>&1 || { cat "$run/up.log" >&2; fail "up"; }
-
-log "health checks"
-for service in $SERVICES; do
-  id=$("${compose[@]}" ps -q "$service")
-  [[ -n $id ]] || fail "no container for $service"
-  [[ $(podman exec "$id" id -u) == 10001 ]] || fail "$service does not run as uid 10001"
-  healthy=0
-  for _ in $(seq 60); do
-    if podman healthcheck run "$id" >/dev/null 2>&1; then healthy=1; break; fi
-    sleep 0.5
+# Brings up the compose files given (resolved, then moved onto the host
+# network into folder $1) and waits for every container's health check.
+# Sets compose (the docker-compose command) and the variables of ports.env.
+compose_up() {
+  local out=$1
+  shift
+  mkdir -p "$out"
+  docker-compose "$@" config >"$out/compose.yml"
+  /usr/bin/python3 "$src/tests/container/host_network.py" "$src" "$out" "$base_port" \
+    <"$out/compose.yml"
+  # shellcheck source=/dev/null
+  . "$out/ports.env"
+  compose_file=$out/compose-host.yml
+  compose=(docker-compose -p "$project" -f "$compose_file")
+  # shellcheck disable=SC2086  # SERVICES is a list of names
+  "${compose[@]}" up -d --no-build $SERVICES >"$out/up.log" 2>&1 \
+    || { cat "$out/up.log" >&2; fail "up"; }
+  log "health checks"
+  for service in $SERVICES; do
+    id=$("${compose[@]}" ps -q "$service")
+    [[ -n $id ]] || fail "no container for $service"
+    [[ $(podman exec "$id" id -u) == 10001 ]] || fail "$service does not run as uid 10001"
+    healthy=0
+    for _ in $(seq 60); do
+      if podman healthcheck run "$id" >/dev/null 2>&1; then healthy=1; break; fi
+      sleep 0.5
+    done
+    ((healthy)) || fail "$service: health check fails ($(podman inspect --format \
+      '{{.Config.Env}}' "$id" | tr ' ' '\n' | grep MOA_HEALTH))"
+    log "  $service healthy"
   done
-  ((healthy)) || fail "$service: health check fails ($(podman inspect --format \
-    '{{.Config.Env}}' "$id" | tr ' ' '\n' | grep MOA_HEALTH_TARGET))"
-  log "  $service healthy"
-done
+}
+
+# The content of the first choice of an OpenAI chat completion on stdin.
+answer_content() {
+  /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"])'
+}
+
+log "docker-compose up on the host network"
+compose_up "$run/plain" -f "$src/deploy/docker-compose.yml"
 
 log "one question through the OpenAI door"
 answer=$(curl -sS --max-time 60 "http://127.0.0.1:$ORCHESTRATOR_HTTP/v1/chat/completions" \
   -H 'Content-Type: application/json' \
   -d '{"model": "moa", "messages": [{"role": "user", "content": "What is a container?"}]}')
-content=$(printf '%s' "$answer" | /usr/bin/python3 -c \
-  'import json,sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"])') \
-  || fail "no answer: $answer"
+content=$(printf '%s' "$answer" | answer_content) || fail "no answer: $answer"
 [[ -n $content ]] || fail "empty answer: $answer"
 log "  answer: ${content:0:80}..."
 
@@ -134,7 +153,7 @@ grep -q "qwen-1.5-110b" "$run/ask.out" || { cat "$run/ask.out" >&2; fail "moa as
 
 log "Prometheus scrapes every service"
 prometheus_port=$NEXT_PORT
-prometheus --config.file="$run/prometheus.yml" --storage.tsdb.path="$run/prometheus" \
+prometheus --config.file="$run/plain/prometheus.yml" --storage.tsdb.path="$run/prometheus" \
   --web.listen-address="127.0.0.1:$prometheus_port" >"$run/prometheus.log" 2>&1 &
 prometheus_pid=$!
 up=0
@@ -152,8 +171,46 @@ requests=$(curl -sS "http://127.0.0.1:$prometheus_port/api/v1/query" \
 ((requests >= 2)) || fail "moa_requests_total is $requests after two questions"
 log "  $up targets up, moa_requests_total $requests"
 
+kill "$prometheus_pid" 2>/dev/null
+wait "$prometheus_pid" 2>/dev/null || true
+prometheus_pid=""
+
+# Stops the running compose project; nothing may be left.
+compose_down() {
+  "${compose[@]}" down -t 30 >"$run/down.log" 2>&1 || { cat "$run/down.log" >&2; fail "down"; }
+  compose_file=""
+  left=$(podman ps -a -q --filter "label=com.docker.compose.project=$project" | wc -l)
+  ((left == 0)) || fail "$left containers left after down"
+}
 log "stop"
-"${compose[@]}" down -t 30 >"$run/down.log" 2>&1 || { cat "$run/down.log" >&2; fail "down"; }
-left=$(podman ps -a -q --filter "label=com.docker.compose.project=$project" | wc -l)
-((left == 0)) || fail "$left containers left after down"
+compose_down
+
+log "the TLS variant (docker-compose.tls.yml, throw-away certificates)"
+"$src/scripts/make-dev-certs" "$run/tls" >/dev/null
+chmod 755 "$run/tls"
+export MOA_TLS_DIR=$run/tls
+compose_up "$run/tls-run" -f "$src/deploy/docker-compose.yml" \
+  -f "$src/deploy/docker-compose.tls.yml"
+answer=$(curl -sS --max-time 60 --cacert "$run/tls/ca.crt" \
+  "https://localhost:$ORCHESTRATOR_HTTP/v1/chat/completions" -H 'Content-Type: application/json' \
+  -d '{"model": "moa", "messages": [{"role": "user", "content": "What is TLS?"}]}')
+content=$(printf '%s' "$answer" | answer_content) || fail "no answer over HTTPS: $answer"
+[[ -n $content ]] || fail "empty answer over HTTPS: $answer"
+log "  HTTPS answer: ${content:0:60}..."
+plain=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' \
+  "http://127.0.0.1:$ORCHESTRATOR_HTTP/v1/models") || true
+[[ $plain == 400 ]] || fail "plain HTTP to the HTTPS door answered $plain, not 400"
+orchestrator=$("${compose[@]}" ps -q orchestrator)
+podman exec "$orchestrator" moa ask --orchestrator="localhost:$ORCHESTRATOR_GRPC" \
+  --tls_ca_file=/etc/moa/tls/ca.crt "What is mTLS?" >"$run/ask-tls.out" 2>&1 \
+  || { cat "$run/ask-tls.out" >&2; fail "moa ask over TLS"; }
+grep -q "qwen-1.5-110b" "$run/ask-tls.out" || { cat "$run/ask-tls.out" >&2; fail "moa ask: no table"; }
+log "  gRPC over TLS: moa ask answered"
+proposer=$("${compose[@]}" ps -q proposer-qwen-2-72b)
+if podman exec "$proposer" sh -c 'moa health --target="$MOA_HEALTH_TARGET" --timeout=2s \
+     --tls_ca_file=/etc/moa/tls/ca.crt' >/dev/null 2>&1; then
+  fail "a proposer let in a caller without a client certificate"
+fi
+log "  a proposer refuses a caller without a certificate"
+compose_down
 log "PASS"

@@ -20,7 +20,8 @@ it (`docker-compose config`, on stdin) and writes, into OUT_DIR,
                    SERVICES (the moa services), METRICS_TARGETS (their count)
 Nothing else of the compose file changes: images, binaries, flags, models,
 environment and health checks are the compose file's own.
-Usage: docker-compose -f deploy/docker-compose.yml config |
+Volumes the compose file mounts (the TLS variant's certificates) stay.
+Usage: docker-compose -f deploy/docker-compose.yml [-f OVERRIDE] config |
        host_network.py SOURCE_DIR OUT_DIR BASE_PORT
 """
 import os
@@ -81,7 +82,8 @@ def main():
             if m and m.group(1) in own:
                 env["MOA_HEALTH_TARGET"] = target.replace(m.group(0), f"127.0.0.1:{own[m.group(1)]}")
             entry["environment"] = env
-            entry["volumes"] = [f"{out}/config:/etc/moa/host-network:ro"]
+            entry["volumes"] = (entry.get("volumes") or []) + [
+                f"{out}/config:/etc/moa/host-network:ro"]
     compose.pop("networks", None)
 
     os.makedirs(f"{out}/config", exist_ok=True)

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -34,6 +35,39 @@ int RunCommand(const std::vector<std::string>& argv, std::string* out) {
 }
 
 std::string DnsName(const std::string& model) { return absl::StrReplaceAll(model, {{".", "-"}}); }
+
+std::string ReadSource(const std::string& path) {
+  std::ifstream in(kSource + "/" + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The folder of a file path.
+std::string Dir(const std::string& path) { return path.substr(0, path.rfind('/')); }
+
+// A container's args (or command) as one string, each followed by a space.
+std::string Joined(const YAML::Node& list) {
+  std::string out;
+  for (const YAML::Node& a : list) out += a.as<std::string>() + " ";
+  return out;
+}
+
+// The mount path of the volume that comes from a Secret named `secret`
+// (generated names carry a hash suffix), or "".
+std::string SecretMountPath(const YAML::Node& pod, const std::string& secret) {
+  for (const YAML::Node& v : pod["spec"]["volumes"]) {
+    if (!v["secret"] || !absl::StartsWith(v["secret"]["secretName"].as<std::string>(), secret)) {
+      continue;
+    }
+    for (const YAML::Node& m : pod["spec"]["containers"][0]["volumeMounts"]) {
+      if (m["name"].as<std::string>() == v["name"].as<std::string>()) {
+        return m["mountPath"].as<std::string>();
+      }
+    }
+  }
+  return "";
+}
 
 class KustomizeOverlayTest : public ::testing::TestWithParam<std::string> {};
 
@@ -90,7 +124,45 @@ TEST_P(KustomizeOverlayTest, RendersObjectsThatAgreeWithItsClusterConfig) {
     if (name != "upstream-sim") {
       EXPECT_EQ(pod["spec"]["volumes"][0]["configMap"]["name"].as<std::string>(), config_map_name)
           << name;
-      EXPECT_TRUE(pod["spec"]["containers"][0]["readinessProbe"]["grpc"]) << name;
+      const YAML::Node c = pod["spec"]["containers"][0];
+      if (!cfg->tls) {
+        EXPECT_TRUE(c["readinessProbe"]["grpc"]) << name;
+        continue;
+      }
+      // TLS: the config's files come from the Secret moa-tls, readable by the
+      // pod's group, and the probes present the certificate (the kubelet's
+      // gRPC probe cannot).
+      EXPECT_EQ(SecretMountPath(pod, "moa-tls"), Dir(cfg->tls->ca_file)) << name;
+      EXPECT_EQ(Dir(cfg->tls->cert_file), Dir(cfg->tls->ca_file));
+      EXPECT_EQ(Dir(cfg->tls->key_file), Dir(cfg->tls->ca_file));
+      EXPECT_EQ(pod["spec"]["securityContext"]["fsGroup"].as<int>(), 10001) << name;
+      for (const char* probe : {"readinessProbe", "livenessProbe"}) {
+        const std::string command = Joined(c[probe]["exec"]["command"]);
+        EXPECT_THAT(command, HasSubstr("moa health --target=127.0.0.1:50051 ")) << name;
+        EXPECT_THAT(command, HasSubstr("--tls_ca_file=" + cfg->tls->ca_file + " ")) << name;
+        EXPECT_THAT(command, HasSubstr("--tls_cert_file=" + cfg->tls->cert_file + " ")) << name;
+        EXPECT_THAT(command, HasSubstr("--tls_key_file=" + cfg->tls->key_file + " ")) << name;
+      }
+    }
+  }
+  // The orchestrator: named client keys from the Secret the overlay
+  // generates; with TLS, both doors serve the certificate.
+  {
+    const YAML::Node pod = by_kind["Deployment"]["orchestrator"]["spec"]["template"];
+    const std::string args = Joined(pod["spec"]["containers"][0]["args"]);
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(args, m, std::regex("--api_keys_file=(\\S+) "))) << args;
+    EXPECT_EQ(SecretMountPath(pod, "moa-client-keys"), Dir(m[1]));
+    bool secret_found = false;
+    for (const auto& [secret_name, secret] : by_kind["Secret"]) {
+      if (!absl::StartsWith(secret_name, "moa-client-keys")) continue;
+      secret_found = true;
+      EXPECT_TRUE(secret["data"][std::string(m[1]).substr(Dir(m[1]).size() + 1)]) << secret_name;
+    }
+    EXPECT_TRUE(secret_found);
+    if (cfg->tls) {
+      EXPECT_THAT(args, HasSubstr("--tls_cert_file=" + cfg->tls->cert_file + " "));
+      EXPECT_THAT(args, HasSubstr("--tls_key_file=" + cfg->tls->key_file + " "));
     }
   }
 
@@ -186,7 +258,94 @@ TEST_P(KustomizeOverlayTest, OnlyTheOrchestratorAndTheAggregatorMayCallProposers
 }
 
 INSTANTIATE_TEST_SUITE_P(Overlays, KustomizeOverlayTest,
-                         ::testing::Values("simulator", "together"));
+                         ::testing::Values("simulator", "together", "simulator-tls"),
+                         [](const auto& info) {
+                           return absl::StrReplaceAll(info.param, {{"-", "_"}});
+                         });
+
+// A TLS variant is its plain config word for word plus a tls: section, so
+// the two cannot drift apart; the certificates name every Service dialled.
+TEST(DeployFilesTest, TlsVariantsAreTheirPlainConfigsPlusTlsAndTheirCertificatesNameEveryHost) {
+  for (const auto& [plain, tls] :
+       {std::pair<std::string, std::string>{"deploy/docker/cluster.yaml",
+                                            "deploy/docker/cluster-tls.yaml"},
+        {"deploy/k8s/overlays/simulator/cluster.yaml",
+         "deploy/k8s/overlays/simulator-tls/cluster.yaml"}}) {
+    const std::string plain_text = ReadSource(plain);
+    ASSERT_FALSE(plain_text.empty()) << plain;
+    EXPECT_THAT(ReadSource(tls), HasSubstr(plain_text)) << tls << " has drifted from " << plain;
+    auto cfg = config::LoadClusterConfig(kSource + "/" + tls);
+    ASSERT_TRUE(cfg.ok()) << cfg.status();
+    ASSERT_TRUE(cfg->tls) << tls;
+    EXPECT_FALSE(config::LoadClusterConfig(kSource + "/" + plain)->tls) << plain;
+  }
+  // cert-manager's certificate and make-dev-certs' cover every endpoint host.
+  const YAML::Node certificate =
+      YAML::LoadAll(ReadSource("deploy/k8s/optional/cert-manager-tls.yaml"))[3];
+  ASSERT_EQ(certificate["metadata"]["name"].as<std::string>(), "moa-tls");
+  std::set<std::string> names;
+  for (const YAML::Node& n : certificate["spec"]["dnsNames"]) names.insert(n.as<std::string>());
+  EXPECT_EQ(certificate["spec"]["ipAddresses"][0].as<std::string>(), "127.0.0.1");
+  const std::string dir = ::testing::TempDir() + "moa-dev-certs-" + std::to_string(getpid());
+  std::string out;
+  ASSERT_EQ(RunCommand({kSource + "/scripts/make-dev-certs", dir}, &out), 0) << out;
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "openssl", "x509", "-in", dir + "/tls.crt", "-noout",
+                        "-ext", "subjectAltName"},
+                       &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("IP Address:127.0.0.1"));
+  for (const char* file :
+       {"deploy/k8s/overlays/simulator-tls/cluster.yaml", "deploy/docker/cluster-tls.yaml"}) {
+    auto cfg = config::LoadClusterConfig(kSource + "/" + file);
+    ASSERT_TRUE(cfg.ok());
+    std::vector<std::string> endpoints = {cfg->aggregator_endpoint};
+    for (const auto& m : cfg->models) endpoints.push_back(m.endpoint);
+    for (std::string e : endpoints) {
+      if (absl::StartsWith(e, "dns:///")) e = e.substr(7);
+      const std::string host = e.substr(0, e.find(':'));
+      EXPECT_EQ(names.count(host), 1u) << "cert-manager-tls.yaml does not name " << host;
+      EXPECT_THAT(out, HasSubstr("DNS:" + host)) << "make-dev-certs does not name " << host;
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// The compose TLS variant: every moa service mounts the certificates, runs
+// the TLS config and health-checks with the certificate; the doors serve it.
+TEST(DeployFilesTest, DockerComposeTlsVariantMountsCertificatesEverywhere) {
+  std::string out;
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "-u", "MOA_TLS_DIR", "docker-compose", "-f",
+                        kSource + "/deploy/docker-compose.yml", "-f",
+                        kSource + "/deploy/docker-compose.tls.yml", "config"},
+                       &out),
+            0)
+      << out;
+  YAML::Node compose = YAML::Load(out.substr(out.rfind("\n", out.find("services:")) + 1));
+  int tls_services = 0;
+  for (const auto& service : compose["services"]) {
+    const std::string name = service.first.as<std::string>();
+    if (!absl::StartsWith(service.second["image"].as<std::string>(""), "moa-cluster") ||
+        name == "upstream-sim") {
+      continue;
+    }
+    ++tls_services;
+    const std::string command = Joined(service.second["command"]);
+    EXPECT_THAT(command, HasSubstr("--config=/etc/moa/cluster-tls.yaml ")) << name;
+    bool mounted = false;
+    for (const YAML::Node& v : service.second["volumes"]) {
+      mounted |= absl::StrContains(v.as<std::string>(), "/deploy/tls:/etc/moa/tls:ro");
+    }
+    EXPECT_TRUE(mounted) << name;
+    const std::string flags = service.second["environment"]["MOA_HEALTH_FLAGS"].as<std::string>("");
+    EXPECT_THAT(flags, HasSubstr("--tls_cert_file=/etc/moa/tls/tls.crt")) << name;
+    if (name == "orchestrator") {
+      EXPECT_THAT(command, HasSubstr("--tls_cert_file=/etc/moa/tls/tls.crt "));
+      EXPECT_THAT(command, HasSubstr("--http_port=8080 "));
+    }
+  }
+  EXPECT_EQ(tls_services, 7) << "5 proposers, the aggregator, the orchestrator";
+}
 
 TEST(DeployFilesTest, DockerComposeAcceptsTheComposeFileAndHasAServicePerEndpoint) {
   std::string out;

@@ -126,6 +126,36 @@ TEST_F(TlsTest, TheFrontDoorServesTlsToTheCliAndRefusesPlaintext) {
   EXPECT_EQ(plain.Wait(absl::Seconds(20)), 1) << plain.Output();
 }
 
+// What the container health checks and Kubernetes exec probes run.
+TEST_F(TlsTest, MoaHealthChecksMtlsPortsWithACertificateAndTheHttpsDoor) {
+  const std::string d = dir_.string();
+  auto health = [&](std::vector<std::string> flags) {
+    std::vector<std::string> argv = {BinaryPath("tools/moa/moa"), "health", "--timeout=3s"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    Process p(argv);
+    return p.Wait(absl::Seconds(20));
+  };
+  const std::vector<std::string> identity = {"--tls_ca_file=" + d + "/ca.crt",
+                                             "--tls_cert_file=" + d + "/tls.crt",
+                                             "--tls_key_file=" + d + "/tls.key"};
+  for (const std::string& target : {proposer_, aggregator_}) {
+    std::vector<std::string> with = identity;
+    with.push_back("--target=" + target);
+    EXPECT_EQ(health(with), 0) << target;
+    EXPECT_EQ(health({"--target=" + target, "--tls_ca_file=" + d + "/ca.crt"}), 1)
+        << target << ": no client certificate";
+    EXPECT_EQ(health({"--target=" + target}), 1) << target << ": plaintext";
+  }
+  EXPECT_EQ(health({"--target=" + proposer_, "--tls_ca_file=" + d + "/ca.crt",
+                    "--tls_cert_file=" + d + "/tls.crt"}),
+            2)
+      << "half an identity is a usage error";
+  const std::string readyz =
+      absl::StrCat("https://localhost:", cluster_->orchestrator_http_port(), "/readyz");
+  EXPECT_EQ(health({"--target=" + readyz, "--tls_ca_file=" + d + "/ca1.crt"}), 0);
+  EXPECT_EQ(health({"--target=" + readyz, "--tls_ca_file=" + d + "/ca2.crt"}), 1);
+}
+
 TEST_F(TlsTest, TheOpenAiDoorServesHttpsWithTheSameCertificate) {
   const int port = cluster_->orchestrator_http_port();
   ASSERT_GT(port, 0);

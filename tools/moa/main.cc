@@ -55,7 +55,12 @@ ABSL_FLAG(int, concurrency, 4, "batch: requests in parallel.");
 ABSL_FLAG(std::string, generator, "", "batch: generator / model_id written (default: pipeline).");
 ABSL_FLAG(std::string, config, "", "endpoints: cluster config to read.");
 ABSL_FLAG(std::string, tls_ca_file, "",
-          "Reach the orchestrator over TLS, trusting this CA (PEM). Empty: plaintext.");
+          "Reach the orchestrator (or health's --target) over TLS, trusting this CA (PEM). "
+          "Empty: plaintext.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "With --tls_ca_file: present this certificate (PEM), for a port that requires one "
+          "(a proposer's or the aggregator's under mTLS).");
+ABSL_FLAG(std::string, tls_key_file, "", "With --tls_cert_file: its private key (PEM).");
 ABSL_FLAG(std::string, keys_file, "", "keys: the orchestrator's keys file (--api_keys_file).");
 ABSL_FLAG(int64_t, requests_per_minute, 0, "keys add: limit (0: none).");
 ABSL_FLAG(int64_t, tokens_per_minute, 0, "keys add: limit (0: none).");
@@ -79,20 +84,35 @@ std::string OrchestratorAddress() {
   return "localhost:50051";
 }
 
-// Plaintext, or TLS trusting --tls_ca_file; exits 2 when that file cannot
-// be read.
-std::shared_ptr<grpc::ChannelCredentials> Credentials() {
-  const std::string ca = absl::GetFlag(FLAGS_tls_ca_file);
-  if (ca.empty()) return grpc::InsecureChannelCredentials();
-  std::ifstream in(ca);
+// The whole of a PEM file named by a flag; exits 2 when it cannot be read.
+std::string ReadPemFlag(const char* flag, const std::string& path) {
+  std::ifstream in(path);
   std::stringstream pem;
   pem << in.rdbuf();
   if (!in || pem.str().empty()) {
-    std::fprintf(stderr, "moa: cannot read --tls_ca_file %s\n", ca.c_str());
+    std::fprintf(stderr, "moa: cannot read --%s %s\n", flag, path.c_str());
+    std::exit(2);
+  }
+  return pem.str();
+}
+
+// Plaintext, or TLS trusting --tls_ca_file (presenting --tls_cert_file when
+// given); exits 2 when a file cannot be read or only half an identity is.
+std::shared_ptr<grpc::ChannelCredentials> Credentials() {
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca_file);
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert_file);
+  const std::string key = absl::GetFlag(FLAGS_tls_key_file);
+  if (ca.empty() && cert.empty() && key.empty()) return grpc::InsecureChannelCredentials();
+  if (ca.empty() || cert.empty() != key.empty()) {
+    std::fprintf(stderr, "moa: TLS needs --tls_ca_file, and --tls_cert_file with --tls_key_file\n");
     std::exit(2);
   }
   grpc::SslCredentialsOptions options;
-  options.pem_root_certs = pem.str();
+  options.pem_root_certs = ReadPemFlag("tls_ca_file", ca);
+  if (!cert.empty()) {
+    options.pem_cert_chain = ReadPemFlag("tls_cert_file", cert);
+    options.pem_private_key = ReadPemFlag("tls_key_file", key);
+  }
   return grpc::SslCredentials(options);
 }
 
@@ -319,6 +339,8 @@ int HttpHealth(const std::string& url, absl::Duration timeout) {
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(timeout)));
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca_file);
+  if (!ca.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca.c_str());  // https:// only.
   curl_easy_setopt(
       curl, CURLOPT_WRITEFUNCTION,
       +[](char*, size_t size, size_t count, void*) { return size * count; });
@@ -376,7 +398,7 @@ int Health() {
     return HttpHealth(target, absl::GetFlag(FLAGS_timeout));
   }
   int status = server::HealthCheck(
-      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()),
+      grpc::CreateChannel(target, Credentials()),
       std::chrono::milliseconds(absl::ToInt64Milliseconds(absl::GetFlag(FLAGS_timeout))));
   if (status == 1) return 0;
   std::fprintf(stderr, "moa: %s is %s\n", target.c_str(),
@@ -434,7 +456,7 @@ const std::vector<Command>& Commands() {
       {"health",
        "moa health --target HOST:PORT|URL",
        "exit 0 when the gRPC server reports SERVING (or the http:// URL answers 2xx)",
-       {"target"}},
+       {"target", "tls_ca_file", "tls_cert_file", "tls_key_file", "timeout"}},
   };
   return *commands;
 }
