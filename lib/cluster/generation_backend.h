@@ -28,6 +28,8 @@ struct GenerationCall {
   bool whole_text = false;
   // The answer so far, to be continued (see GenerateRequest.continue_from).
   std::string continue_from;
+  // A judge's analysis given with the references (AggregateRequest.analysis).
+  std::string analysis;
   // The request's id and trace, passed on in the call's metadata.
   TraceContext trace;
 };

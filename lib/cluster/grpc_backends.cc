@@ -224,6 +224,7 @@ std::shared_ptr<llm::CallHandle> AggregatorBackend::Start(
   wire::ToProto(call.params, request->mutable_params());
   request->set_whole_text(call.whole_text);
   request->set_continue_from(call.continue_from);
+  request->set_analysis(call.analysis);
   const v1::AggregateRequest* request_ptr = request.get();
   auto* reader = new StreamReader<v1::AggregateResponse>(
       ctx, std::move(observer), std::move(request), "the aggregator", call.deadline);

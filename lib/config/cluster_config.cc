@@ -2,8 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <set>
 #include <sstream>
 #include <type_traits>
@@ -168,6 +170,45 @@ absl::StatusOr<Limits> ParseLimits(const Reader& r, const YAML::Node& node) {
 
 }  // namespace
 
+const char* StepKindName(StepKind kind) {
+  switch (kind) {
+    case StepKind::kPropose:
+      return "propose";
+    case StepKind::kSynthesize:
+      return "synthesize";
+    case StepKind::kShuffle:
+      return "shuffle";
+    case StepKind::kDropout:
+      return "dropout";
+    case StepKind::kRank:
+      return "rank";
+    case StepKind::kJudge:
+      return "judge";
+    case StepKind::kRefine:
+      return "refine";
+    case StepKind::kAggregate:
+      return "aggregate";
+    case StepKind::kVote:
+      return "vote";
+  }
+  return "unknown";
+}
+
+bool StepCallsModels(StepKind kind) {
+  return kind != StepKind::kShuffle && kind != StepKind::kDropout && kind != StepKind::kVote;
+}
+
+bool StaircaseFits(const std::vector<StepConfig>& steps, StepKind terminal) {
+  return terminal == StepKind::kAggregate && !steps.empty() &&
+         (steps.back().kind == StepKind::kPropose || steps.back().kind == StepKind::kSynthesize);
+}
+
+std::vector<std::string> StepKindNames(const std::vector<StepConfig>& steps) {
+  std::vector<std::string> names;
+  for (const StepConfig& s : steps) names.push_back(StepKindName(s.kind));
+  return names;
+}
+
 std::vector<std::vector<std::string>> SlotNames(const std::vector<std::vector<std::string>>& layers,
                                                 const std::vector<std::vector<Sample>>& samples) {
   std::vector<std::vector<std::string>> names = layers;
@@ -247,109 +288,309 @@ absl::StatusOr<StreamingConfig> ParseStreaming(const Reader& r, const YAML::Node
   return c;
 }
 
+// A list of model names or {model, samples, temperatures} entries (Self-MoA)
+// at `path`: the slots of one layer or step.
+absl::Status ParseModelList(const Reader& r, const YAML::Node& list, const std::string& path,
+                            const ClusterConfig& cfg, std::vector<std::string>* models,
+                            std::vector<Sample>* samples) {
+  if (!list.IsSequence() || list.size() == 0) {
+    return r.Error(list, absl::StrCat(path, " must be a non-empty list of model names"));
+  }
+  for (size_t j = 0; j < list.size(); ++j) {
+    const std::string entry_path = absl::StrCat(path, "[", j, "]");
+    // A model name, or {model: X, samples: N, temperatures: [...]} (Self-MoA).
+    const YAML::Node model_node = list[j].IsMap() ? list[j]["model"] : list[j];
+    if (list[j].IsMap()) {
+      MOA_RETURN_IF_ERROR(r.CheckKeys(list[j], entry_path, {"model", "samples", "temperatures"}));
+      if (!model_node) return r.Error(list[j], entry_path + ".model is required");
+    }
+    MOA_ASSIGN_OR_RETURN(std::string m, r.String(model_node, entry_path));
+    if (cfg.FindModel(m) == nullptr) {
+      return r.Error(model_node, absl::StrCat(path, " names model '", m,
+                                              "', which is not defined under models"));
+    }
+    if (!list[j].IsMap()) {
+      models->push_back(std::move(m));
+      samples->push_back({});
+      continue;
+    }
+    int count = 1;
+    if (list[j]["samples"]) {
+      MOA_ASSIGN_OR_RETURN(count, r.Int(list[j]["samples"], entry_path + ".samples", 1));
+      // Checked before the samples are laid out: a huge count must not
+      // allocate before the layer's size limit is looked at.
+      if (count > cfg.limits.max_models_per_layer) {
+        return r.Error(list[j]["samples"], absl::StrCat(entry_path, ".samples is ", count,
+                                                        ", over limits.max_models_per_layer (",
+                                                        cfg.limits.max_models_per_layer, ")"));
+      }
+    }
+    std::vector<double> temperatures;
+    if (const YAML::Node t = list[j]["temperatures"]) {
+      if (!t.IsSequence() || static_cast<int>(t.size()) != count) {
+        return r.Error(
+            t, absl::StrCat(entry_path, ".temperatures must list one temperature per sample (",
+                            count, ")"));
+      }
+      for (size_t k = 0; k < t.size(); ++k) {
+        MOA_ASSIGN_OR_RETURN(
+            double v, r.Number(t[k], absl::StrCat(entry_path, ".temperatures[", k, "]"), 0, 2));
+        temperatures.push_back(v);
+      }
+    }
+    for (int k = 1; k <= count; ++k) {
+      models->push_back(m);
+      Sample s;
+      s.index = k;
+      if (!temperatures.empty()) s.temperature = temperatures[static_cast<size_t>(k - 1)];
+      samples->push_back(s);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A model name at `path` that the config defines.
+absl::StatusOr<std::string> ParseModelName(const Reader& r, const YAML::Node& node,
+                                           const std::string& path, const ClusterConfig& cfg) {
+  MOA_ASSIGN_OR_RETURN(std::string m, r.String(node, path));
+  if (cfg.FindModel(m) == nullptr) {
+    return r.Error(node,
+                   absl::StrCat(path, " names model '", m, "', which is not defined under models"));
+  }
+  return m;
+}
+
+// Longest pipeline in steps, whatever the limits say: a config is bounded.
+constexpr size_t kMaxSteps = 32;
+
+// `steps:`: a list of step names (shuffle, vote) or one-key maps naming the
+// step and holding its settings. The first step proposes; the last
+// aggregates or votes.
+absl::Status ParseSteps(const Reader& r, const YAML::Node& list, const std::string& path,
+                        const ClusterConfig& cfg, PipelineConfig* p) {
+  if (!list.IsSequence() || list.size() < 2) {
+    return r.Error(list, absl::StrCat(path,
+                                      " must be a list of at least two steps (propose, then "
+                                      "aggregate or vote)"));
+  }
+  if (list.size() > kMaxSteps) {
+    return r.Error(list, absl::StrCat(path, " has ", list.size(), " steps, over ", kMaxSteps));
+  }
+  static const std::map<std::string, StepKind> kKinds = {
+      {"propose", StepKind::kPropose}, {"synthesize", StepKind::kSynthesize},
+      {"shuffle", StepKind::kShuffle}, {"dropout", StepKind::kDropout},
+      {"rank", StepKind::kRank},       {"judge", StepKind::kJudge},
+      {"refine", StepKind::kRefine},   {"aggregate", StepKind::kAggregate},
+      {"vote", StepKind::kVote}};
+  std::string known;
+  for (const auto& [name, kind] : kKinds) absl::StrAppend(&known, known.empty() ? "" : ", ", name);
+  for (size_t i = 0; i < list.size(); ++i) {
+    const YAML::Node item = list[i];
+    std::string step_path = absl::StrCat(path, "[", i, "]");
+    std::string name;
+    YAML::Node body;  // The step's settings; null for a bare name.
+    if (item.IsScalar()) {
+      name = item.as<std::string>();
+    } else if (item.IsMap() && item.size() == 1) {
+      name = item.begin()->first.as<std::string>();
+      body = item.begin()->second;
+    } else {
+      return r.Error(item, absl::StrCat(step_path, " must be a step name or a one-key map ",
+                                        "{step: settings}"));
+    }
+    auto found = kKinds.find(name);
+    if (found == kKinds.end()) {
+      return r.Error(item, absl::StrCat(step_path, ": unknown step '", name, "' (", known, ")"));
+    }
+    step_path = absl::StrCat(step_path, ".", name);
+    const StepKind kind = found->second;
+    const bool first = i == 0, last = i + 1 == list.size();
+    if (first != (kind == StepKind::kPropose)) {
+      return r.Error(item, absl::StrCat(step_path, ": a pipeline starts with propose, and only ",
+                                        "its first step proposes"));
+    }
+    if (last != (kind == StepKind::kAggregate || kind == StepKind::kVote)) {
+      return r.Error(item, absl::StrCat(step_path, ": a pipeline ends in aggregate or vote, and ",
+                                        "only its last step does"));
+    }
+    StepConfig step;
+    step.kind = kind;
+    std::vector<std::string> models;
+    std::vector<Sample> samples;
+    auto settings = [&](const std::set<std::string>& keys) -> absl::Status {
+      if (!body || body.IsNull()) return absl::OkStatus();
+      MOA_RETURN_IF_ERROR(r.ExpectMap(body, step_path));
+      return r.CheckKeys(body, step_path, keys);
+    };
+    auto prompt_file = [&]() -> absl::Status {
+      if (body && body.IsMap() && body["prompt_file"]) {
+        MOA_ASSIGN_OR_RETURN(step.prompt_file,
+                             r.String(body["prompt_file"], step_path + ".prompt_file"));
+      }
+      return absl::OkStatus();
+    };
+    switch (kind) {
+      case StepKind::kPropose:
+      case StepKind::kSynthesize:
+      case StepKind::kRefine: {
+        // A list of models, or (refine) {models: [...], prompt_file}.
+        YAML::Node models_node = body;
+        if (kind == StepKind::kRefine && body && body.IsMap()) {
+          MOA_RETURN_IF_ERROR(settings({"models", "prompt_file"}));
+          MOA_RETURN_IF_ERROR(prompt_file());
+          models_node = body["models"];
+          if (!models_node) return r.Error(body, step_path + ".models is required");
+          step_path += ".models";
+        }
+        if (!models_node) return r.Error(item, step_path + " needs a list of models");
+        MOA_RETURN_IF_ERROR(ParseModelList(r, models_node, step_path, cfg, &models, &samples));
+        if (static_cast<int>(models.size()) > cfg.limits.max_models_per_layer) {
+          return r.Error(models_node, absl::StrCat(step_path, " has ", models.size(),
+                                                   " models, over limits.max_models_per_layer (",
+                                                   cfg.limits.max_models_per_layer, ")"));
+        }
+        break;
+      }
+      case StepKind::kShuffle:
+        if (body && !body.IsNull()) return r.Error(body, step_path + " takes no settings");
+        break;
+      case StepKind::kDropout: {
+        MOA_RETURN_IF_ERROR(settings({"rate", "min_keep"}));
+        if (!body || !body["rate"]) return r.Error(item, step_path + ".rate is required");
+        MOA_ASSIGN_OR_RETURN(step.rate, r.Number(body["rate"], step_path + ".rate", 0, 1));
+        if (body["min_keep"]) {
+          MOA_ASSIGN_OR_RETURN(
+              step.min_keep, r.Ranged<int>(body["min_keep"], step_path + ".min_keep", "an integer",
+                                           1, cfg.limits.max_models_per_layer));
+        }
+        break;
+      }
+      case StepKind::kRank:
+      case StepKind::kJudge: {
+        MOA_RETURN_IF_ERROR(settings(kind == StepKind::kRank
+                                         ? std::set<std::string>{"model", "keep", "prompt_file"}
+                                         : std::set<std::string>{"model", "prompt_file"}));
+        if (!body || !body["model"]) return r.Error(item, step_path + ".model is required");
+        MOA_ASSIGN_OR_RETURN(std::string m,
+                             ParseModelName(r, body["model"], step_path + ".model", cfg));
+        models.push_back(std::move(m));
+        samples.push_back({});
+        if (kind == StepKind::kRank) {
+          if (!body["keep"]) return r.Error(body, step_path + ".keep is required");
+          MOA_ASSIGN_OR_RETURN(step.keep,
+                               r.Ranged<int>(body["keep"], step_path + ".keep", "an integer", 1,
+                                             cfg.limits.max_models_per_layer));
+        }
+        MOA_RETURN_IF_ERROR(prompt_file());
+        break;
+      }
+      case StepKind::kAggregate: {
+        // A model name, or {model, fallbacks}.
+        YAML::Node model_node = body;
+        if (body && body.IsMap()) {
+          MOA_RETURN_IF_ERROR(settings({"model", "fallbacks"}));
+          model_node = body["model"];
+          if (!model_node) return r.Error(body, step_path + ".model is required");
+          if (const YAML::Node f = body["fallbacks"]) {
+            if (!f.IsSequence()) return r.Error(f, step_path + ".fallbacks must be a list");
+            for (size_t k = 0; k < f.size(); ++k) {
+              MOA_ASSIGN_OR_RETURN(
+                  std::string m,
+                  ParseModelName(r, f[k], absl::StrCat(step_path, ".fallbacks[", k, "]"), cfg));
+              p->aggregator_fallbacks.push_back(std::move(m));
+            }
+          }
+        }
+        if (!model_node) return r.Error(item, step_path + " needs its model");
+        MOA_ASSIGN_OR_RETURN(p->aggregator, ParseModelName(r, model_node, step_path, cfg));
+        p->terminal = kind;
+        continue;
+      }
+      case StepKind::kVote: {
+        MOA_RETURN_IF_ERROR(settings({"normalize"}));
+        if (body && body.IsMap() && body["normalize"]) {
+          bool normalize;
+          if (!body["normalize"].IsScalar() ||
+              !YAML::convert<bool>::decode(body["normalize"], normalize)) {
+            return r.Error(body["normalize"], step_path + ".normalize must be true or false");
+          }
+          step.normalize = normalize;
+        }
+        p->terminal = kind;
+        p->vote_normalize = step.normalize;
+        continue;
+      }
+    }
+    p->steps.push_back(std::move(step));
+    p->layers.push_back(std::move(models));
+    p->samples.push_back(std::move(samples));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& node,
                                              const std::string& name, const ClusterConfig& cfg) {
   std::string path = absl::StrCat("pipelines.", name);
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
   MOA_RETURN_IF_ERROR(r.CheckKeys(node, path,
-                                  {"layers", "aggregator", "aggregator_fallbacks", "temperature",
-                                   "max_tokens", "top_p", "policy", "streaming"}));
+                                  {"layers", "steps", "aggregator", "aggregator_fallbacks",
+                                   "temperature", "max_tokens", "top_p", "policy", "streaming"}));
   PipelineConfig p;
   p.name = name;
+  const YAML::Node steps = node["steps"];
   const YAML::Node layers = node["layers"];
-  if (!layers || !layers.IsSequence() || layers.size() == 0) {
-    return r.Error(layers ? layers : node,
-                   absl::StrCat(path, ".layers must be a non-empty list of model lists"));
-  }
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const YAML::Node layer = layers[i];
-    std::string layer_path = absl::StrCat(path, ".layers[", i, "]");
-    if (!layer.IsSequence() || layer.size() == 0) {
-      return r.Error(layer, absl::StrCat(layer_path, " must be a non-empty list of model names"));
+  if (steps) {
+    if (layers || node["aggregator"] || node["aggregator_fallbacks"]) {
+      return r.Error(node, absl::StrCat(path, " has steps: (which name the aggregator) and ",
+                                        "layers:/aggregator:; use one form"));
     }
-    std::vector<std::string> models;
-    std::vector<Sample> samples;
-    for (size_t j = 0; j < layer.size(); ++j) {
-      const std::string entry_path = absl::StrCat(layer_path, "[", j, "]");
-      // A model name, or {model: X, samples: N, temperatures: [...]} (Self-MoA).
-      const YAML::Node model_node = layer[j].IsMap() ? layer[j]["model"] : layer[j];
-      if (layer[j].IsMap()) {
-        MOA_RETURN_IF_ERROR(
-            r.CheckKeys(layer[j], entry_path, {"model", "samples", "temperatures"}));
-        if (!model_node) return r.Error(layer[j], entry_path + ".model is required");
-      }
-      MOA_ASSIGN_OR_RETURN(std::string m, r.String(model_node, entry_path));
-      if (cfg.FindModel(m) == nullptr) {
-        return r.Error(model_node, absl::StrCat(layer_path, " names model '", m,
-                                                "', which is not defined under models"));
-      }
-      if (!layer[j].IsMap()) {
-        models.push_back(std::move(m));
-        samples.push_back({});
-        continue;
-      }
-      int count = 1;
-      if (layer[j]["samples"]) {
-        MOA_ASSIGN_OR_RETURN(count, r.Int(layer[j]["samples"], entry_path + ".samples", 1));
-        // Checked before the samples are laid out: a huge count must not
-        // allocate before the layer's size limit is looked at.
-        if (count > cfg.limits.max_models_per_layer) {
-          return r.Error(layer[j]["samples"], absl::StrCat(entry_path, ".samples is ", count,
-                                                           ", over limits.max_models_per_layer (",
-                                                           cfg.limits.max_models_per_layer, ")"));
-        }
-      }
-      std::vector<double> temperatures;
-      if (const YAML::Node t = layer[j]["temperatures"]) {
-        if (!t.IsSequence() || static_cast<int>(t.size()) != count) {
-          return r.Error(t, absl::StrCat(entry_path,
-                                         ".temperatures must list one temperature per "
-                                         "sample (",
-                                         count, ")"));
-        }
-        for (size_t k = 0; k < t.size(); ++k) {
-          MOA_ASSIGN_OR_RETURN(
-              double v, r.Number(t[k], absl::StrCat(entry_path, ".temperatures[", k, "]"), 0, 2));
-          temperatures.push_back(v);
-        }
-      }
-      for (int k = 1; k <= count; ++k) {
-        models.push_back(m);
-        Sample s;
-        s.index = k;
-        if (!temperatures.empty()) s.temperature = temperatures[static_cast<size_t>(k - 1)];
-        samples.push_back(s);
-      }
+    MOA_RETURN_IF_ERROR(ParseSteps(r, steps, path + ".steps", cfg, &p));
+  } else {
+    if (!layers || !layers.IsSequence() || layers.size() == 0) {
+      return r.Error(layers ? layers : node,
+                     absl::StrCat(path, ".layers must be a non-empty list of model lists"));
     }
-    p.layers.push_back(std::move(models));
-    p.samples.push_back(std::move(samples));
+    for (size_t i = 0; i < layers.size(); ++i) {
+      std::vector<std::string> models;
+      std::vector<Sample> samples;
+      MOA_RETURN_IF_ERROR(ParseModelList(r, layers[i], absl::StrCat(path, ".layers[", i, "]"), cfg,
+                                         &models, &samples));
+      StepConfig step;
+      step.kind = i == 0 ? StepKind::kPropose : StepKind::kSynthesize;
+      p.steps.push_back(step);
+      p.layers.push_back(std::move(models));
+      p.samples.push_back(std::move(samples));
+    }
   }
   const Limits& limits = cfg.limits;
-  if (static_cast<int>(p.layers.size()) > limits.max_layers) {
-    return r.Error(layers,
-                   absl::StrCat(path, ".layers has ", p.layers.size(),
-                                " layers, over limits.max_layers (", limits.max_layers, ")"));
-  }
-  int calls = 1;
+  const YAML::Node where = steps ? steps : layers;
+  const char* what = steps ? ".steps" : ".layers";
+  int call_steps = 0;
+  int calls = p.terminal == StepKind::kAggregate ? 1 : 0;
   for (size_t i = 0; i < p.layers.size(); ++i) {
     calls += static_cast<int>(p.layers[i].size());
+    call_steps += StepCallsModels(p.steps[i].kind) ? 1 : 0;
     if (static_cast<int>(p.layers[i].size()) > limits.max_models_per_layer) {
-      return r.Error(layers[i], absl::StrCat(path, ".layers[", i, "] has ", p.layers[i].size(),
-                                             " models, over limits.max_models_per_layer (",
-                                             limits.max_models_per_layer, ")"));
+      return r.Error(where, absl::StrCat(path, what, "[", i, "] has ", p.layers[i].size(),
+                                         " models, over limits.max_models_per_layer (",
+                                         limits.max_models_per_layer, ")"));
     }
   }
-  if (calls > limits.max_upstream_calls) {
-    return r.Error(layers, absl::StrCat(path, " makes ", calls,
-                                        " upstream calls per request, over "
-                                        "limits.max_upstream_calls (",
-                                        limits.max_upstream_calls, ")"));
+  if (call_steps > limits.max_layers) {
+    return r.Error(where, absl::StrCat(path, what, " has ", call_steps,
+                                       steps ? " steps that call models" : " layers",
+                                       ", over limits.max_layers (", limits.max_layers, ")"));
   }
-  if (!node["aggregator"]) return r.Error(node, absl::StrCat(path, ".aggregator is required"));
-  MOA_ASSIGN_OR_RETURN(p.aggregator, r.String(node["aggregator"], path + ".aggregator"));
-  if (cfg.FindModel(p.aggregator) == nullptr) {
-    return r.Error(node["aggregator"], absl::StrCat(path, ".aggregator names model '", p.aggregator,
-                                                    "', which is not defined under models"));
+  if (calls > limits.max_upstream_calls) {
+    return r.Error(where, absl::StrCat(path, " makes ", calls,
+                                       " upstream calls per request, over "
+                                       "limits.max_upstream_calls (",
+                                       limits.max_upstream_calls, ")"));
+  }
+  if (!steps) {
+    if (!node["aggregator"]) return r.Error(node, absl::StrCat(path, ".aggregator is required"));
+    MOA_ASSIGN_OR_RETURN(p.aggregator,
+                         ParseModelName(r, node["aggregator"], path + ".aggregator", cfg));
   }
   if (node["temperature"]) {
     MOA_ASSIGN_OR_RETURN(p.temperature, r.Number(node["temperature"], path + ".temperature", 0, 2));
@@ -377,6 +618,12 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
   }
   if (node["streaming"]) {
     MOA_ASSIGN_OR_RETURN(p.streaming, ParseStreaming(r, node["streaming"], path + ".streaming"));
+    if (p.streaming.mode == StreamingConfig::Mode::kStaircase &&
+        !StaircaseFits(p.steps, p.terminal)) {
+      return r.Error(node["streaming"],
+                     absl::StrCat(path, ".streaming: staircase needs the step before aggregate to ",
+                                  "be propose or synthesize (it feeds their growing texts)"));
+    }
   }
   return p;
 }
@@ -515,7 +762,34 @@ absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path) {
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read config file ", path));
   std::stringstream text;
   text << in.rdbuf();
-  return ParseClusterConfig(text.str(), path);
+  MOA_ASSIGN_OR_RETURN(ClusterConfig cfg, ParseClusterConfig(text.str(), path));
+  // Steps' prompt files, relative to the config's folder.
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  for (PipelineConfig& p : cfg.pipelines) {
+    for (size_t i = 0; i < p.steps.size(); ++i) {
+      StepConfig& step = p.steps[i];
+      if (step.prompt_file.empty()) continue;
+      std::filesystem::path file(step.prompt_file);
+      if (file.is_relative()) file = dir / file;
+      std::ifstream prompt_in(file);
+      std::stringstream prompt;
+      prompt << prompt_in.rdbuf();
+      step.prompt = prompt.str();
+      while (!step.prompt.empty() && (step.prompt.back() == '\n' || step.prompt.back() == '\r')) {
+        step.prompt.pop_back();
+      }
+      const std::string where = absl::StrCat(path, ": pipelines.", p.name, ".steps[", i, "].",
+                                             StepKindName(step.kind), ".prompt_file ");
+      if (!prompt_in)
+        return absl::NotFoundError(absl::StrCat(where, "cannot read ", file.string()));
+      // The hop's message limits leave 1 MiB of room for instructions.
+      if (step.prompt.empty() || step.prompt.size() > (256 << 10)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, file.string(), " must hold 1 byte to 256 KiB of text"));
+      }
+    }
+  }
+  return cfg;
 }
 
 }  // namespace moa::config

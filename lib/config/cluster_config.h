@@ -100,12 +100,50 @@ struct StreamingConfig {
   std::optional<int> max_steps;           // The last step always waits for every proposal.
 };
 
+// One step of a pipeline (README, "Composable steps"). A `layers:`
+// pipeline is propose, synthesize per later layer, then aggregate.
+enum class StepKind {
+  kPropose,     // Each model answers the conversation.
+  kSynthesize,  // Each model synthesizes the texts so far.
+  kShuffle,     // The texts in a seeded random order.
+  kDropout,     // Each text left out with probability `rate`, keeping `min_keep`.
+  kRank,        // One model orders the texts; the best `keep` go on.
+  kJudge,       // One model analyses the texts; the next step gets the analysis too.
+  kRefine,      // Text i is improved on its own by the step's model i.
+  kAggregate,   // The final, streamed answer (the terminal step).
+  kVote,        // The most frequent text is the answer (the terminal step).
+};
+// "propose", "synthesize", ...: the name in the config, events and metrics.
+const char* StepKindName(StepKind kind);
+// True for the steps that call models (their models are a `layers` entry).
+bool StepCallsModels(StepKind kind);
+
+struct StepConfig {
+  StepKind kind = StepKind::kPropose;
+  double rate = 0;        // dropout
+  int min_keep = 1;       // dropout
+  int keep = 1;           // rank
+  bool normalize = true;  // vote: compare texts case-, space- and punctuation-blind
+  // rank, judge, refine: the instruction, from `prompt_file` (read when the
+  // config is loaded from a file); empty: ours.
+  std::string prompt_file;
+  std::string prompt;
+};
+
 struct PipelineConfig {
   std::string name;
-  std::vector<std::vector<std::string>> layers;  // Proposer layers, each non-empty.
+  // Every step but the terminal one, in order. Each step's models (its
+  // slots) are the `layers` entry of the same index: empty for shuffle and
+  // dropout, the one model of rank and judge. For a `layers:` pipeline:
+  // propose, then synthesize per later layer.
+  std::vector<StepConfig> steps;
+  // kAggregate (by `aggregator`) or kVote.
+  StepKind terminal = StepKind::kAggregate;
+  bool vote_normalize = true;                    // The vote's setting.
+  std::vector<std::vector<std::string>> layers;  // Each step's models (see `steps`).
   // Same shape as `layers`: which slots are samples of one model.
   std::vector<std::vector<Sample>> samples;
-  std::string aggregator;  // Model that writes the final answer.
+  std::string aggregator;  // Model that writes the final answer ("" for vote).
   // Models that write the final answer, in order, when the aggregator's
   // call fails before the first byte of the answer reached the client.
   std::vector<std::string> aggregator_fallbacks;
@@ -115,6 +153,12 @@ struct PipelineConfig {
   LayerPolicy policy;
   StreamingConfig streaming;
 };
+
+// Staircase streaming reads the growing texts of the step before
+// aggregate: only a propose or synthesize step has them.
+bool StaircaseFits(const std::vector<StepConfig>& steps, StepKind terminal);
+// Each step's kind name (StepKindName), in order.
+std::vector<std::string> StepKindNames(const std::vector<StepConfig>& steps);
 
 // Bounds every request stays within (the `limits:` section). The message
 // size limit of every gRPC server and channel between services is derived

@@ -17,7 +17,8 @@ const std::string& DefaultInstruction() {
   return kInstruction;
 }
 
-std::string SynthesisBlock(const std::string& instruction, const std::vector<Reference>& refs) {
+std::string SynthesisBlock(const std::string& instruction, const std::vector<Reference>& refs,
+                           const std::string& analysis) {
   std::string block = instruction;
   bool any_partial = false;
   for (const Reference& r : refs) any_partial |= r.partial;
@@ -26,14 +27,16 @@ std::string SynthesisBlock(const std::string& instruction, const std::vector<Ref
   for (size_t i = 0; i < refs.size(); ++i) {
     absl::StrAppend(&block, "\n", i + 1, ". ", refs[i].partial ? kPartialMark : "", refs[i].text);
   }
+  if (!analysis.empty()) absl::StrAppend(&block, "\n\n", kAnalysisHeading, "\n", analysis);
   return block;
 }
 
 std::vector<llm::Message> WithReferences(const std::vector<llm::Message>& conversation,
                                          const std::vector<Reference>& refs,
-                                         const std::string& instruction) {
+                                         const std::string& instruction,
+                                         const std::string& analysis) {
   if (refs.empty()) return conversation;
-  std::string block = SynthesisBlock(instruction, refs);
+  std::string block = SynthesisBlock(instruction, refs, analysis);
   std::vector<llm::Message> out = conversation;
   for (llm::Message& m : out) {
     if (m.role == llm::Role::kSystem) {

@@ -30,8 +30,13 @@ const std::string& DefaultInstruction();
 
 // The synthesis block: instruction (plus kPartialNote when a reference is
 // partial), a blank line, "Responses from models:", then "\n{i}. {text}"
-// for each reference in order (1-based; kPartialMark before a partial text).
-std::string SynthesisBlock(const std::string& instruction, const std::vector<Reference>& refs);
+// for each reference in order (1-based; kPartialMark before a partial text),
+// then, when there is one, a judge's analysis after kAnalysisHeading.
+inline constexpr char kAnalysisHeading[] =
+    "An analysis of these responses (where they agree, where they contradict each other, and "
+    "what only one of them says):";
+std::string SynthesisBlock(const std::string& instruction, const std::vector<Reference>& refs,
+                           const std::string& analysis = "");
 
 // The conversation with the synthesis block: appended after a blank line to
 // an existing first system message, or inserted first as a new system
@@ -39,7 +44,8 @@ std::string SynthesisBlock(const std::string& instruction, const std::vector<Ref
 // conversation is returned as is.
 std::vector<llm::Message> WithReferences(const std::vector<llm::Message>& conversation,
                                          const std::vector<Reference>& refs,
-                                         const std::string& instruction);
+                                         const std::string& instruction,
+                                         const std::string& analysis = "");
 
 // Reads an instruction template file (the whole file, trailing newlines
 // trimmed). NOT_FOUND when unreadable, INVALID_ARGUMENT when empty.

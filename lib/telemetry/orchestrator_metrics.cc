@@ -100,7 +100,8 @@ std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::For(const PipelineSh
   }
   std::string key = shape.name;
   for (const auto& layer : shape.layers) absl::StrAppend(&key, "|", absl::StrJoin(layer, ","));
-  absl::StrAppend(&key, "|", shape.aggregator, "|", absl::StrJoin(shape.aggregator_fallbacks, ","));
+  absl::StrAppend(&key, "|", shape.aggregator, "|", absl::StrJoin(shape.aggregator_fallbacks, ","),
+                  "|", absl::StrJoin(shape.steps, ","), "|", shape.terminal);
   {
     absl::MutexLock lock(&mu_);
     if (auto it = inline_.find(key); it != inline_.end()) return it->second;
@@ -140,15 +141,18 @@ std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::Build(const Pipeline
   m->resumes_ = &resumes_.Add(pipeline);
   static const std::vector<double> kStepBuckets = {1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32};
   m->answer_steps_ = &answer_steps_.Add(pipeline, kStepBuckets);
-  auto add_step = [&](const std::string& layer, const std::vector<std::string>& models,
-                      const std::string& role) {
+  auto add_step = [&](const std::string& layer, const std::string& kind,
+                      const std::vector<std::string>& models, const std::string& role) {
     PipelineMetrics::Step step;
-    step.duration =
-        &layer_duration_.Add({{"pipeline", shape.name}, {"layer", layer}}, DurationBuckets());
+    step.duration = &layer_duration_.Add(
+        {{"pipeline", shape.name}, {"layer", layer}, {"step", kind}}, DurationBuckets());
     for (const std::string& model : models) {
       PipelineMetrics::Call call;
-      Labels labels = {
-          {"pipeline", shape.name}, {"layer", layer}, {"model", model}, {"role", role}};
+      Labels labels = {{"pipeline", shape.name},
+                       {"layer", layer},
+                       {"step", kind},
+                       {"model", model},
+                       {"role", role}};
       call.duration = HistogramsPerOutcome(proposal_duration_, labels, DurationBuckets());
       call.ttft = &proposal_ttft_.Add(labels, TimeToFirstTokenBuckets());
       call.prompt_tokens =
@@ -160,11 +164,16 @@ std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::Build(const Pipeline
     m->steps_.push_back(std::move(step));
   };
   for (size_t i = 0; i < shape.layers.size(); ++i) {
-    add_step(std::to_string(i + 1), shape.layers[i], "proposer");
+    std::string kind = i < shape.steps.size() ? shape.steps[i] : i == 0 ? "propose" : "synthesize";
+    add_step(std::to_string(i + 1), kind, shape.layers[i], "proposer");
   }
-  std::vector<std::string> finals = {shape.aggregator};
-  finals.insert(finals.end(), shape.aggregator_fallbacks.begin(), shape.aggregator_fallbacks.end());
-  add_step("final", finals, "aggregator");
+  std::vector<std::string> finals;
+  if (shape.terminal == "aggregate") {
+    finals = {shape.aggregator};
+    finals.insert(finals.end(), shape.aggregator_fallbacks.begin(),
+                  shape.aggregator_fallbacks.end());
+  }
+  add_step("final", shape.terminal, finals, "aggregator");
   return m;
 }
 

@@ -22,9 +22,14 @@ struct PipelineShape {
   std::vector<std::vector<std::string>> layers;
   std::string aggregator;
   std::vector<std::string> aggregator_fallbacks = {};  // Calls 1.. of the final step.
+  // Each layer's step kind (the `step` label: propose, synthesize, rank,
+  // ...); missing ones are "propose" for the first layer, then "synthesize".
+  std::vector<std::string> steps = {};
+  std::string terminal = "aggregate";  // The final step's kind; a vote has no calls.
   bool operator==(const PipelineShape& o) const {
     return name == o.name && layers == o.layers && aggregator == o.aggregator &&
-           aggregator_fallbacks == o.aggregator_fallbacks;
+           aggregator_fallbacks == o.aggregator_fallbacks && steps == o.steps &&
+           terminal == o.terminal;
   }
 };
 

@@ -52,7 +52,13 @@ absl::StatusOr<cluster::GenerationCall> PlanAggregate(const v1::AggregateRequest
     refs.push_back({r.model(), r.text(), r.partial()});
   cluster::GenerationCall call;
   call.model = request.model();
-  call.messages = synthesis::WithReferences(*messages, refs, options.instruction);
+  if (static_cast<int64_t>(request.analysis().size()) > limits.max_answer_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("analysis is ", request.analysis().size(),
+                                                   " bytes, over limits.max_answer_bytes (",
+                                                   limits.max_answer_bytes, ")"));
+  }
+  call.messages =
+      synthesis::WithReferences(*messages, refs, options.instruction, request.analysis());
   call.params = *std::move(params);
   call.whole_text = request.whole_text();
   if (static_cast<int64_t>(request.continue_from().size()) > limits.max_answer_bytes) {

@@ -94,7 +94,8 @@ int main(int argc, char** argv) {
   std::vector<moa::telemetry::PipelineShape> shapes;
   for (const auto& p : config->pipelines) {
     shapes.push_back({p.name, moa::config::SlotNames(p.layers, p.samples), p.aggregator,
-                      p.aggregator_fallbacks});
+                      p.aggregator_fallbacks, moa::config::StepKindNames(p.steps),
+                      moa::config::StepKindName(p.terminal)});
   }
   moa::telemetry::OrchestratorMetrics metrics(*registry, shapes);
   auto metrics_server = moa::telemetry::MetricsServer::Start(

@@ -211,6 +211,11 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
     if (!share.ok()) return field_error(share.status());
     if (*share) policy->set_layer_deadline_share(**share);
   }
+  // Our extension: the seed of the pipeline's shuffle and dropout steps (a
+  // run's recorded seed replays it).
+  auto step_seed = moa::json::OptionalInt(j, "moa_step_seed", "moa_step_seed");
+  if (!step_seed.ok()) return field_error(step_seed.status());
+  if (*step_seed) out.chat.set_step_seed(static_cast<uint64_t>(**step_seed));
   // Our extension: staircase streaming of the answer (README, "Staircase
   // streaming"): "staircase", "normal", or an object with the schedule.
   // Range checks are the engine's, as over gRPC.

@@ -386,15 +386,16 @@ TEST_F(MoaClusterTest, ListPipelinesAndMetrics) {
           absl::StrCat("http://127.0.0.1:", cluster_->orchestrator_metrics_port(), "/metrics"))
           .body;
   EXPECT_THAT(m, HasSubstr(R"(moa_requests_total{outcome="ok",pipeline="two"})"));
-  EXPECT_THAT(m, HasSubstr(R"(moa_layer_duration_seconds_count{layer="1",pipeline="two"})"));
+  EXPECT_THAT(
+      m, HasSubstr(R"(moa_layer_duration_seconds_count{layer="1",pipeline="two",step="propose"})"));
   EXPECT_THAT(
       m,
       HasSubstr(
-          R"(moa_proposal_duration_seconds_count{layer="1",model="a",outcome="ok",pipeline="two",role="proposer"})"));
+          R"(moa_proposal_duration_seconds_count{layer="1",model="a",outcome="ok",pipeline="two",role="proposer",step="propose"})"));
   EXPECT_THAT(
       m,
       HasSubstr(
-          R"(moa_proposal_time_to_first_token_seconds_count{layer="final",model="z",pipeline="two",role="aggregator"})"));
+          R"(moa_proposal_time_to_first_token_seconds_count{layer="final",model="z",pipeline="two",role="aggregator",step="aggregate"})"));
   EXPECT_THAT(m, HasSubstr(R"(moa_answer_time_to_first_token_seconds_count{pipeline="two"})"));
   EXPECT_THAT(m, HasSubstr(R"(moa_tokens_total{direction="completion",model="z",pipeline="two"})"));
   EXPECT_THAT(m, HasSubstr(R"(moa_requests_in_flight{pipeline="two"} 0)"));

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "lib/wire/wire.h"
 
@@ -35,7 +36,17 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
   v1::ChatEvent event;
   std::vector<int> layer_sizes;
   std::map<int, int> finished_in_layer;
+  std::vector<std::string> kinds;  // Each layer's step kind (Accepted.steps).
   bool staircase = false;
+  // A layer's label: its number, and its kind unless it proposes or
+  // synthesizes (as every layer of a `layers:` pipeline does).
+  auto label = [&](int layer) {
+    if (layer >= 1 && layer <= static_cast<int>(kinds.size())) {
+      const std::string& kind = kinds[static_cast<size_t>(layer - 1)];
+      if (kind != "propose" && kind != "synthesize") return absl::StrCat(layer, " ", kind);
+    }
+    return absl::StrCat(layer);
+  };
   auto progress = [&](int layer) {
     if (cb.on_progress && layer >= 1 && layer <= static_cast<int>(layer_sizes.size())) {
       cb.on_progress(layer, static_cast<int>(layer_sizes.size()), finished_in_layer[layer],
@@ -46,6 +57,7 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
     switch (event.event_case()) {
       case v1::ChatEvent::kAccepted:
         for (const auto& l : event.accepted().layers()) layer_sizes.push_back(l.models_size());
+        kinds.assign(event.accepted().steps().begin(), event.accepted().steps().end());
         result.layers = static_cast<int>(layer_sizes.size());
         progress(1);
         break;
@@ -57,7 +69,7 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
         break;
       case v1::ChatEvent::kProposalDone: {
         const auto& d = event.proposal_done();
-        CallRow row = Row(absl::StrCat(d.ref().layer()), d.ref().model(), "ok");
+        CallRow row = Row(label(d.ref().layer()), d.ref().model(), "ok");
         row.ttft = wire::FromProto(d.completion().time_to_first_token());
         row.duration = wire::FromProto(d.completion().duration());
         row.prompt_tokens = d.completion().usage().prompt_tokens();
@@ -71,7 +83,7 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
       case v1::ChatEvent::kProposalFailed: {
         const auto& f = event.proposal_failed();
         CallRow row =
-            Row(absl::StrCat(f.ref().layer()), f.ref().model(),
+            Row(label(f.ref().layer()), f.ref().model(),
                 absl::StatusCodeToString(static_cast<absl::StatusCode>(f.status().code())));
         row.error = f.status().message();
         result.rows.push_back(row);
@@ -81,12 +93,29 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
       }
       case v1::ChatEvent::kProposalStraggler: {
         const auto& st = event.proposal_straggler();
-        CallRow row = Row(absl::StrCat(st.ref().layer()), st.ref().model(), "straggler");
+        CallRow row = Row(label(st.ref().layer()), st.ref().model(), "straggler");
         row.duration = wire::FromProto(st.ran());
         row.error = "cut when its layer went on";
         result.rows.push_back(row);
         ++finished_in_layer[st.ref().layer()];
         progress(st.ref().layer());
+        break;
+      }
+      case v1::ChatEvent::kStepApplied: {
+        // What a step did with the texts: a row of its own, no model.
+        const v1::StepApplied& a = event.step_applied();
+        const bool terminal = a.step() > static_cast<int>(kinds.size());
+        CallRow row = Row(terminal ? a.kind() : label(a.step()), "-", "ok");
+        std::vector<std::string> parts;
+        if (a.kept_size() > 0)
+          parts.push_back(absl::StrCat("kept ", absl::StrJoin(a.kept(), ", ")));
+        if (a.dropped_size() > 0) {
+          parts.push_back(absl::StrCat("dropped ", absl::StrJoin(a.dropped(), ", ")));
+        }
+        if (a.seed() != 0) parts.push_back(absl::StrCat("seed ", a.seed()));
+        if (!a.note().empty()) parts.push_back(a.note());
+        row.error = absl::StrJoin(parts, "; ");
+        result.rows.push_back(row);
         break;
       }
       case v1::ChatEvent::kAnswerStep:
@@ -120,18 +149,21 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
 }
 
 std::string FormatTable(const std::vector<CallRow>& rows) {
-  size_t model_width = 5;
-  for (const CallRow& r : rows) model_width = std::max(model_width, r.model.size());
-  std::string out =
-      absl::StrFormat("%-6s %-*s %8s %9s %13s  %s\n", "layer", static_cast<int>(model_width),
-                      "model", "ttft", "duration", "tokens in/out", "outcome");
+  size_t model_width = 5, layer_width = 6;
   for (const CallRow& r : rows) {
-    std::string tokens = absl::StartsWith(r.outcome, "ok")
+    model_width = std::max(model_width, r.model.size());
+    layer_width = std::max(layer_width, r.layer.size());
+  }
+  std::string out = absl::StrFormat("%-*s %-*s %8s %9s %13s  %s\n", static_cast<int>(layer_width),
+                                    "layer", static_cast<int>(model_width), "model", "ttft",
+                                    "duration", "tokens in/out", "outcome");
+  for (const CallRow& r : rows) {
+    std::string tokens = absl::StartsWith(r.outcome, "ok") && r.model != "-"
                              ? absl::StrCat(r.prompt_tokens, "/", r.completion_tokens)
                              : "-";
     std::string outcome = r.error.empty() ? r.outcome : absl::StrCat(r.outcome, ": ", r.error);
-    absl::StrAppendFormat(&out, "%-6s %-*s %8s %9s %13s  %s\n", r.layer,
-                          static_cast<int>(model_width), r.model, FormatSeconds(r.ttft),
+    absl::StrAppendFormat(&out, "%-*s %-*s %8s %9s %13s  %s\n", static_cast<int>(layer_width),
+                          r.layer, static_cast<int>(model_width), r.model, FormatSeconds(r.ttft),
                           FormatSeconds(r.duration), tokens, outcome);
   }
   return out;

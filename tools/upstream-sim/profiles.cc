@@ -46,7 +46,8 @@ absl::StatusOr<double> Number(absl::string_view source, const YAML::Node& node,
 absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node& node,
                                      const Profile& base, const std::string& path) {
   MOA_RETURN_IF_ERROR(CheckKeys(
-      source, node, path, {"time_to_first_token", "tokens_per_second", "answer_tokens", "faults"}));
+      source, node, path,
+      {"time_to_first_token", "tokens_per_second", "answer_tokens", "answer_text", "faults"}));
   Profile p = base;
   if (const YAML::Node ttft = node["time_to_first_token"]) {
     if (ttft.IsMap()) {
@@ -74,6 +75,13 @@ absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node&
     MOA_ASSIGN_OR_RETURN(double n,
                          Number(source, node["answer_tokens"], path + ".answer_tokens", 1, 100000));
     p.answer_tokens = static_cast<int>(n);
+  }
+  if (const YAML::Node t = node["answer_text"]) {
+    if (!t.IsScalar() || t.Scalar().empty() || t.Scalar().size() > 65536) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": ", path, ".answer_text must be 1 to 65536 characters of text"));
+    }
+    p.answer_text = t.Scalar();
   }
   if (const YAML::Node f = node["faults"]) {
     std::string fp = path + ".faults";

@@ -33,6 +33,10 @@ struct Profile {
   double ttft_sigma = 0;
   double tokens_per_second = 50;
   int answer_tokens = 40;
+  // Set: the model always answers this text (its words are the tokens;
+  // answer_tokens is ignored), for tests of steps that read answers (a
+  // ranking, a vote). Empty: generated words.
+  std::string answer_text;
   FaultRates faults;
 
   absl::Duration SampleTimeToFirstToken(std::mt19937_64& rng) const;

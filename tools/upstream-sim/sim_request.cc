@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace moa::sim {
 
@@ -66,15 +67,23 @@ absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body) {
   return info;
 }
 
-PlannedAnswer PlanAnswer(const ChatRequestInfo& info, int length) {
+PlannedAnswer PlanAnswer(const ChatRequestInfo& info, int length, absl::string_view fixed) {
   PlannedAnswer answer;
   const Continuation continuation = FindContinuation(info.messages);
   answer.continuation = continuation.kind;
+  auto tokens = [&](const std::vector<SimMessage>& messages) {
+    if (fixed.empty()) return AnswerTokens(info.model, messages, length);
+    // The fixed text's words, each with the space that followed it.
+    std::vector<std::string> words;
+    for (absl::string_view w : absl::StrSplit(fixed, ' ')) words.push_back(absl::StrCat(w, " "));
+    words.back().pop_back();
+    if (static_cast<int>(words.size()) > length) words.resize(static_cast<size_t>(length));
+    return words;
+  };
   if (continuation.kind != Continuation::Kind::kNone) {
-    answer.tokens =
-        TokensAfter(AnswerTokens(info.model, continuation.preceding, length), continuation.prefix);
+    answer.tokens = TokensAfter(tokens(continuation.preceding), continuation.prefix);
   } else {
-    answer.tokens = AnswerTokens(info.model, info.messages, length);
+    answer.tokens = tokens(info.messages);
   }
   answer.prompt_tokens = PromptTokens(info.messages);
   return answer;

@@ -44,7 +44,8 @@ struct PlannedAnswer {
   std::vector<std::string> tokens;
   int prompt_tokens = 0;
 };
-PlannedAnswer PlanAnswer(const ChatRequestInfo& info, int length);
+// `fixed`, when not empty, is the answer's text (a profile's answer_text).
+PlannedAnswer PlanAnswer(const ChatRequestInfo& info, int length, absl::string_view fixed = "");
 
 }  // namespace moa::sim
 

@@ -233,7 +233,7 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
       length = static_cast<int>(*info.max_tokens);
       finish_reason_ = "length";
     }
-    PlannedAnswer answer = PlanAnswer(info, length);
+    PlannedAnswer answer = PlanAnswer(info, length, profile.answer_text);
     const bool continues = answer.continuation != Continuation::Kind::kNone;
     fault_ = continues && profile.faults.spare_continuations ? Fault::kNone
                                                              : sim_.DrawFault(profile.faults);

@@ -60,6 +60,19 @@ absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
   absl::StatusOr<config::StreamingConfig> streaming = StreamingFromProto(request.streaming());
   if (!streaming.ok()) return streaming.status();
   options.staircase = ResolveStaircase(options.pipeline.streaming, *streaming);
+  if (options.staircase) {
+    if (!config::StaircaseFits(options.pipeline.steps, options.pipeline.terminal)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "streaming: staircase needs the step before aggregate to be propose or synthesize; "
+          "pipeline '",
+          options.pipeline.name, "' ends in ",
+          options.pipeline.steps.empty() ? ""
+                                         : config::StepKindName(options.pipeline.steps.back().kind),
+          " then ", config::StepKindName(options.pipeline.terminal)));
+    }
+  }
+  options.step_seed =
+      request.has_step_seed() ? std::optional<uint64_t>(request.step_seed()) : std::nullopt;
   return options;
 }
 

@@ -1,13 +1,38 @@
 #include "services/orchestrator/engine/moa_call.h"
 
+#include <random>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "lib/base/circuit_breaker.h"
 #include "lib/base/log.h"
 #include "lib/telemetry/outcome.h"
 #include "lib/wire/wire.h"
+#include "services/orchestrator/engine/steps.h"
 
 namespace moa::orchestrator {
+namespace {
+
+// Under 2^53, so a seed survives JSON and JavaScript clients on its way
+// back (HTTP moa_step_seed).
+uint64_t RandomSeed() {
+  std::random_device device;
+  return ((uint64_t{device()} << 32) ^ device()) & ((uint64_t{1} << 53) - 1);
+}
+
+// A pipeline given as layers alone (tests, older callers) proposes, then
+// synthesizes per later layer.
+MoaCall::Options WithSteps(MoaCall::Options options) {
+  std::vector<config::StepConfig>& steps = options.pipeline.steps;
+  for (size_t i = steps.size(); i < options.pipeline.layers.size(); ++i) {
+    config::StepConfig step;
+    step.kind = i == 0 ? config::StepKind::kPropose : config::StepKind::kSynthesize;
+    steps.push_back(step);
+  }
+  return options;
+}
+
+}  // namespace
 
 // Forwards one child call's events to the MoaCall, tagged with its place.
 class MoaCall::ChildObserver final : public cluster::GenerationObserver {
@@ -26,16 +51,19 @@ class MoaCall::ChildObserver final : public cluster::GenerationObserver {
 };
 
 MoaCall::MoaCall(Options options, const MoaEnv& env, std::shared_ptr<MoaCallSink> sink)
-    : options_(std::move(options)),
+    : options_(WithSteps(std::move(options))),
       backends_(env.backends),
       clock_(env.clock),
       config_(env.config),
       all_metrics_(env.metrics),
       slot_names_(config::SlotNames(options_.pipeline.layers, options_.pipeline.samples)),
       metrics_(env.metrics->For({options_.pipeline.name, slot_names_, options_.pipeline.aggregator,
-                                 options_.pipeline.aggregator_fallbacks})),
+                                 options_.pipeline.aggregator_fallbacks,
+                                 config::StepKindNames(options_.pipeline.steps),
+                                 config::StepKindName(options_.pipeline.terminal)})),
       sink_(std::move(sink)),
-      accepted_(clock_->Now()) {}
+      accepted_(clock_->Now()),
+      seed_(options_.step_seed.value_or(RandomSeed())) {}
 
 std::shared_ptr<MoaCall> MoaCall::Start(Options options, const MoaEnv& env,
                                         std::shared_ptr<MoaCallSink> sink) {
@@ -56,6 +84,10 @@ void MoaCall::Begin() {
       for (const auto& m : layer) l->add_models(m);
     }
     accepted->set_aggregator(options_.pipeline.aggregator);
+    for (const config::StepConfig& s : options_.pipeline.steps) {
+      accepted->add_steps(config::StepKindName(s.kind));
+    }
+    accepted->set_terminal(config::StepKindName(options_.pipeline.terminal));
     EmitLocked(std::move(event));
     StartLayerLocked(1);
   }
@@ -166,12 +198,37 @@ std::string MoaCall::WhereTimeWentLocked() const {
   return absl::StrCat("time went to ", absl::StrJoin(parts, ", "), budget);
 }
 
-cluster::GenerationCall MoaCall::LayerCall(int layer, const std::string& model,
-                                           std::vector<synthesis::Reference> refs) const {
+cluster::GenerationCall MoaCall::LayerCall(int layer, size_t index, const std::string& model,
+                                           const std::vector<synthesis::Reference>& refs) const {
   cluster::GenerationCall call;
   call.model = model;
-  call.messages = options_.conversation;
-  call.references = std::move(refs);
+  const config::StepConfig& step = options_.pipeline.steps[layer - 1];
+  switch (step.kind) {
+    case config::StepKind::kPropose:
+      call.messages = options_.conversation;
+      break;
+    case config::StepKind::kSynthesize:
+      call.messages = options_.conversation;
+      call.references = refs;
+      call.analysis = layer_analysis_;
+      break;
+    case config::StepKind::kRank:
+    case config::StepKind::kJudge:
+      call.messages =
+          CompareMessages(options_.conversation, refs,
+                          !step.prompt.empty()                   ? step.prompt
+                          : step.kind == config::StepKind::kRank ? DefaultRankInstruction()
+                                                                 : DefaultJudgeInstruction());
+      break;
+    case config::StepKind::kRefine:
+      call.messages =
+          RefineMessages(options_.conversation, index < refs.size() ? refs[index].text : "",
+                         step.prompt.empty() ? DefaultRefineInstruction() : step.prompt);
+      break;
+    default:  // Steps without calls never get here.
+      call.messages = options_.conversation;
+      break;
+  }
   call.params = options_.pipeline.params;
   call.deadline = options_.deadline;
   call.trace = options_.trace;
@@ -190,7 +247,10 @@ config::Sample MoaCall::SampleAt(size_t layer, size_t slot) const {
 }
 
 cluster::GenerationBackend* MoaCall::LayerBackend(int layer) const {
-  return layer == 1 ? backends_.proposers : backends_.aggregator;
+  // Only synthesis is the aggregator's; the other steps' prompts are built
+  // here and go to the model's proposer as they are.
+  return KindOf(layer) == config::StepKind::kSynthesize ? backends_.aggregator
+                                                        : backends_.proposers;
 }
 
 void MoaCall::EmitFailedLocked(int layer, const std::string& model, const absl::Status& status,
@@ -207,32 +267,43 @@ void MoaCall::EmitFailedLocked(int layer, const std::string& model, const absl::
 void MoaCall::StartLayerLocked(size_t layer) {
   current_layer_ = static_cast<int>(layer);
   layer_started_ = clock_->Now();
-  const std::vector<std::string>& models = options_.pipeline.layers[layer - 1];
-  proposals_.assign(models.size(), Proposal{});
-  remaining_ = models.size();
-  answered_ = 0;
-  layer_timed_out_ = false;
-  rule_ = RuleFor(options_.policy, models.size());
-  layer_deadline_ = rule_.LayerDeadline(layer_started_, options_.deadline);
-  ArmLayerTimerLocked(layer_deadline_, &layer_timer_);
-  // Layer 1 sees the conversation as is; later layers see the previous
-  // layer's answers (references replace, never accumulate).
+  // The first step sees the conversation as is; later ones the texts the
+  // step before handed on (references replace, never accumulate).
   std::vector<synthesis::Reference> refs = std::move(references_);
   references_.clear();
-  layer_inputs_ = refs;  // Kept for fallback calls.
+  const config::StepKind kind = KindOf(static_cast<int>(layer));
+  if (!config::StepCallsModels(kind)) return ApplyLocalStepLocked(std::move(refs));
+  if (kind == config::StepKind::kSynthesize) layer_analysis_ = std::exchange(analysis_, "");
+  const std::vector<std::string>& models = options_.pipeline.layers[layer - 1];
+  // A refine slot refines the text of its index; slots past the texts left
+  // have nothing to do.
+  const size_t active =
+      kind == config::StepKind::kRefine ? std::min(models.size(), refs.size()) : models.size();
+  proposals_.assign(models.size(), Proposal{});
+  remaining_ = active;
+  answered_ = 0;
+  layer_timed_out_ = false;
+  rule_ = RuleFor(options_.policy, active);
+  layer_deadline_ = rule_.LayerDeadline(layer_started_, options_.deadline);
+  ArmLayerTimerLocked(layer_deadline_, &layer_timer_);
+  layer_inputs_ = refs;  // Kept for fallback calls and the step's output.
   const std::vector<std::string>& names = slot_names_[layer - 1];
   for (size_t i = 0; i < models.size(); ++i) {
     proposals_[i].model = names[i];  // "x#2" for sample 2 of model x.
     proposals_[i].primary = models[i];
     proposals_[i].started = layer_started_;
+    if (i >= active) {
+      proposals_[i].done = proposals_[i].skipped = true;
+      continue;
+    }
     v1::ChatEvent event;
     auto* ref = event.mutable_proposal_started()->mutable_ref();
     ref->set_layer(static_cast<int>(layer));
     ref->set_model(names[i]);
     EmitLocked(std::move(event));
   }
-  for (size_t i = 0; i < models.size(); ++i) {
-    cluster::GenerationCall call = LayerCall(static_cast<int>(layer), models[i], refs);
+  for (size_t i = 0; i < active; ++i) {
+    cluster::GenerationCall call = LayerCall(static_cast<int>(layer), i, models[i], refs);
     const config::Sample sample = SampleAt(layer - 1, i);
     if (sample.index > 0) {
       // Samples of one model differ by seed (the request's, or 1, plus the
@@ -331,6 +402,7 @@ void MoaCall::StartStepLocked(bool last, bool retry) {
   // Text already streamed to the client is continued, never asked for
   // again: after a failed call, and by every staircase step after the first.
   call.continue_from = answer_text_;
+  call.analysis = analysis_;
   if (options_.staircase) {
     // Each step writes at most its chunk; all steps share the request's
     // max_tokens.
@@ -419,7 +491,8 @@ bool MoaCall::StartFallbackLocked(int layer, size_t index, const absl::Status& s
   p.model = next;
   p.started = now;
   p.handle.reset();
-  to_start_.push_back({LayerBackend(layer), LayerCall(layer, next, layer_inputs_), layer, index});
+  to_start_.push_back(
+      {LayerBackend(layer), LayerCall(layer, index, next, layer_inputs_), layer, index});
   return true;
 }
 
@@ -527,28 +600,7 @@ void MoaCall::OnFinalDoneLocked(absl::StatusOr<llm::Completion> result) {
                                                : now - final_.stage_started;
     result->duration = now - final_.stage_started;
   }
-  v1::ChatEvent event;
-  v1::Summary* summary = event.mutable_summary();
-  double cost = 0;
-  for (const auto& [model, usage] : usage_) {
-    auto* mu = summary->add_usage();
-    mu->set_model(model);
-    mu->mutable_usage()->set_prompt_tokens(usage.prompt_tokens);
-    mu->mutable_usage()->set_completion_tokens(usage.completion_tokens);
-    mu->set_cost_dollars(CostOf(model, usage));
-    cost += mu->cost_dollars();
-  }
-  summary->set_cost_dollars(cost);
-  for (absl::Duration d : layer_durations_) {
-    wire::ToProto(d, summary->add_layer_durations());
-  }
-  for (int n : layer_references_) summary->add_layer_references(n);
-  wire::ToProto(answer_ttft_.value_or(now - accepted_), summary->mutable_time_to_first_token());
-  wire::ToProto(now - accepted_, summary->mutable_total());
-  summary->set_finish_reason(result->finish_reason);
-  summary->set_answer_steps(final_.step);
-  wire::ToProto(*result, final_.model, summary->mutable_answer());
-  EmitLocked(std::move(event));
+  EmitSummaryLocked(*result, final_.model);
   FinishLocked(absl::OkStatus());
 }
 
@@ -557,9 +609,63 @@ void MoaCall::LayerFinishedLocked() {
   absl::Duration took = clock_->Now() - layer_started_;
   layer_durations_.push_back(took);
   metrics_->StepDone(static_cast<size_t>(current_layer_ - 1), took);
-  // Failed proposals and stragglers are left out of the references, never
-  // sent as empty.
   std::vector<synthesis::Reference> refs;
+  if (!StepOutputLocked(took, &refs)) return;
+  layer_references_.push_back(static_cast<int>(refs.size()));
+  references_ = std::move(refs);
+  AdvanceLocked();
+}
+
+bool MoaCall::StepOutputLocked(absl::Duration took, std::vector<synthesis::Reference>* out) {
+  const config::StepConfig& step = options_.pipeline.steps[current_layer_ - 1];
+  auto answered = [](const Proposal& p) { return !p.skipped && !p.failure && !p.straggler; };
+  switch (step.kind) {
+    case config::StepKind::kRefine:
+      for (size_t i = 0; i < layer_inputs_.size(); ++i) {
+        if (i < proposals_.size() && answered(proposals_[i]) && !proposals_[i].text.empty()) {
+          out->push_back({proposals_[i].model, proposals_[i].text});
+        } else {
+          out->push_back(layer_inputs_[i]);  // Not refined: the draft goes on.
+        }
+      }
+      return true;
+    case config::StepKind::kRank: {
+      const Proposal& p = proposals_[0];
+      const size_t n = layer_inputs_.size();
+      size_t named = 0;
+      std::vector<size_t> order = ReadRanking(answered(p) ? p.text : "", n, &named);
+      std::string note =
+          named > 0 ? absl::StrCat(p.model, " ranked ", named, " of ", n, " texts")
+          : answered(p)
+              ? absl::StrCat(p.model,
+                             "'s answer names no text by number; the texts keep their order")
+              : absl::StrCat(p.model, " did not answer; the texts keep their order");
+      std::vector<synthesis::Reference> dropped;
+      for (size_t i = 0; i < order.size(); ++i) {
+        (i < static_cast<size_t>(step.keep) ? out : &dropped)->push_back(layer_inputs_[order[i]]);
+      }
+      EmitStepAppliedLocked(current_layer_, step.kind, 0, *out, dropped, std::move(note));
+      return true;
+    }
+    case config::StepKind::kJudge: {
+      const Proposal& p = proposals_[0];
+      std::string note;
+      if (answered(p) && !p.text.empty()) {
+        analysis_ = p.text;
+        note =
+            absl::StrCat(p.model, "'s analysis (", p.text.size(), " bytes) goes to the next step");
+      } else {
+        note = absl::StrCat(p.model, " gave no analysis; the next step gets the texts alone");
+      }
+      EmitStepAppliedLocked(current_layer_, step.kind, 0, layer_inputs_, {}, std::move(note));
+      *out = layer_inputs_;
+      return true;
+    }
+    default:
+      break;
+  }
+  // Propose and synthesize: the answers. Failed proposals and stragglers are
+  // left out, never sent as empty.
   std::vector<std::string> errors;
   bool all_deadline = true;
   for (const Proposal& p : proposals_) {
@@ -570,35 +676,126 @@ void MoaCall::LayerFinishedLocked() {
     } else if (p.straggler) {
       errors.push_back(absl::StrCat(p.model, ": no answer after ", absl::FormatDuration(took)));
     } else {
-      refs.push_back({p.model, p.text});
+      out->push_back({p.model, p.text});
     }
   }
-  layer_references_.push_back(static_cast<int>(refs.size()));
-  if (refs.empty()) {
-    if (layer_timed_out_) {
-      FinishLocked(absl::DeadlineExceededError(absl::StrCat(
-          "layer ", current_layer_, " used its share of the deadline (",
-          rule_.layer_deadline_share * 100, "% of the time left, ", absl::FormatDuration(took),
-          ") with no answer: ", absl::StrJoin(errors, "; "))));
-      return;
-    }
-    absl::StatusCode code = all_deadline || clock_->Now() >= options_.deadline
-                                ? absl::StatusCode::kDeadlineExceeded
-                                : absl::StatusCode::kUnavailable;
-    FinishLocked(absl::Status(code, absl::StrCat("every model of layer ", current_layer_,
-                                                 " failed: ", absl::StrJoin(errors, "; "))));
+  if (!out->empty()) return true;
+  layer_references_.push_back(0);
+  if (layer_timed_out_) {
+    FinishLocked(absl::DeadlineExceededError(absl::StrCat(
+        "layer ", current_layer_, " used its share of the deadline (",
+        rule_.layer_deadline_share * 100, "% of the time left, ", absl::FormatDuration(took),
+        ") with no answer: ", absl::StrJoin(errors, "; "))));
+    return false;
+  }
+  absl::StatusCode code = all_deadline || clock_->Now() >= options_.deadline
+                              ? absl::StatusCode::kDeadlineExceeded
+                              : absl::StatusCode::kUnavailable;
+  FinishLocked(absl::Status(code, absl::StrCat("every model of layer ", current_layer_,
+                                               " failed: ", absl::StrJoin(errors, "; "))));
+  return false;
+}
+
+void MoaCall::ApplyLocalStepLocked(std::vector<synthesis::Reference> texts) {
+  const int number = current_layer_;
+  const config::StepConfig& step = options_.pipeline.steps[number - 1];
+  const uint64_t seed = StepSeed(seed_, number);
+  std::vector<synthesis::Reference> kept, dropped;
+  if (step.kind == config::StepKind::kShuffle) {
+    for (size_t i : ShuffledOrder(texts.size(), seed)) kept.push_back(texts[i]);
+  } else {
+    std::vector<bool> keeps =
+        DropoutKeeps(texts.size(), step.rate, static_cast<size_t>(step.min_keep), seed);
+    for (size_t i = 0; i < texts.size(); ++i) (keeps[i] ? kept : dropped).push_back(texts[i]);
+  }
+  EmitStepAppliedLocked(number, step.kind, seed, kept, dropped, "");
+  layer_durations_.push_back(absl::ZeroDuration());
+  metrics_->StepDone(static_cast<size_t>(number - 1), absl::ZeroDuration());
+  layer_references_.push_back(static_cast<int>(kept.size()));
+  references_ = std::move(kept);
+  AdvanceLocked();
+}
+
+void MoaCall::AdvanceLocked() {
+  if (current_layer_ < LastLayer()) {
+    StartLayerLocked(static_cast<size_t>(current_layer_ + 1));
     return;
   }
-  references_ = std::move(refs);
-  if (current_layer_ < LastLayer()) {
-    StartLayerLocked(current_layer_ + 1);
-  } else {
-    final_.layer_done = true;
-    current_layer_ = LastLayer() + 1;
-    // Where the time went counts the final answer from its first step.
-    layer_started_ = final_.step > 0 ? final_.stage_started : clock_->Now();
-    MaybeStartStepLocked();
+  current_layer_ = LastLayer() + 1;
+  if (options_.pipeline.terminal == config::StepKind::kVote) {
+    layer_started_ = clock_->Now();
+    VoteLocked();
+    return;
   }
+  final_.layer_done = true;
+  // Where the time went counts the final answer from its first step.
+  layer_started_ = final_.step > 0 ? final_.stage_started : clock_->Now();
+  MaybeStartStepLocked();
+}
+
+void MoaCall::VoteLocked() {
+  const absl::Time now = clock_->Now();
+  const VoteResult vote = Vote(references_, options_.pipeline.vote_normalize);
+  std::vector<std::string> counts;
+  for (const auto& [key, count] : vote.counts) {
+    counts.push_back(
+        absl::StrCat("\"", key.size() > 40 ? key.substr(0, 40) + "..." : key, "\" ", count));
+  }
+  const synthesis::Reference& winner = references_[vote.winner];
+  EmitStepAppliedLocked(current_layer_, config::StepKind::kVote, 0, {winner}, {},
+                        absl::StrCat("votes: ", absl::StrJoin(counts, ", ")));
+  answer_ttft_ = now - accepted_;
+  metrics_->AnswerFirstToken(*answer_ttft_);
+  answer_text_ = winner.text;
+  v1::ChatEvent delta;
+  delta.set_answer_delta(winner.text);
+  EmitLocked(std::move(delta));
+  metrics_->StepDone(options_.pipeline.layers.size(), absl::ZeroDuration());
+  llm::Completion answer;
+  answer.finish_reason = "stop";
+  EmitSummaryLocked(answer, "vote");
+  FinishLocked(absl::OkStatus());
+}
+
+void MoaCall::EmitStepAppliedLocked(int step, config::StepKind kind, uint64_t seed,
+                                    const std::vector<synthesis::Reference>& kept,
+                                    const std::vector<synthesis::Reference>& dropped,
+                                    std::string note) {
+  v1::ChatEvent event;
+  v1::StepApplied* applied = event.mutable_step_applied();
+  applied->set_step(step);
+  applied->set_kind(config::StepKindName(kind));
+  applied->set_seed(seed);
+  for (const synthesis::Reference& r : kept) applied->add_kept(r.model);
+  for (const synthesis::Reference& r : dropped) applied->add_dropped(r.model);
+  applied->set_note(std::move(note));
+  EmitLocked(std::move(event));
+}
+
+void MoaCall::EmitSummaryLocked(const llm::Completion& answer, const std::string& model) {
+  const absl::Time now = clock_->Now();
+  v1::ChatEvent event;
+  v1::Summary* summary = event.mutable_summary();
+  double cost = 0;
+  for (const auto& [m, usage] : usage_) {
+    auto* mu = summary->add_usage();
+    mu->set_model(m);
+    mu->mutable_usage()->set_prompt_tokens(usage.prompt_tokens);
+    mu->mutable_usage()->set_completion_tokens(usage.completion_tokens);
+    mu->set_cost_dollars(CostOf(m, usage));
+    cost += mu->cost_dollars();
+  }
+  summary->set_cost_dollars(cost);
+  for (absl::Duration d : layer_durations_) {
+    wire::ToProto(d, summary->add_layer_durations());
+  }
+  for (int n : layer_references_) summary->add_layer_references(n);
+  wire::ToProto(answer_ttft_.value_or(now - accepted_), summary->mutable_time_to_first_token());
+  wire::ToProto(now - accepted_, summary->mutable_total());
+  summary->set_finish_reason(answer.finish_reason);
+  summary->set_answer_steps(final_.step);
+  wire::ToProto(answer, model, summary->mutable_answer());
+  EmitLocked(std::move(event));
 }
 
 double MoaCall::CostOf(const std::string& model, const llm::Usage& usage) const {

@@ -1,9 +1,13 @@
 // MoaCall: one Mixture-of-Agents request, independent of the server it came
-// through (gRPC Chat, or the HTTP API). It runs layer 1 on the proposers,
-// layers 2..L and the final answer through the aggregator, and reports
-// events in order to a sink. Each proposer layer follows its LayerRule
-// (layer_policy.h): it goes on once its quorum is in and the stragglers'
-// grace or its share of the deadline ran out, cancelling the stragglers.
+// through (gRPC Chat, or the HTTP API). It runs the pipeline's steps in
+// order (config::StepKind): propose, rank, judge and refine on the
+// proposers, synthesize and the final answer through the aggregator,
+// shuffle, dropout and vote here; and reports events in order to a sink.
+// The texts one step hands the next are `references_`. Every step that
+// calls models (a "layer": events' `layer` is the step's 1-based number)
+// follows its LayerRule (layer_policy.h): it goes on once its quorum is in
+// and the stragglers' grace or its share of the deadline ran out,
+// cancelling the stragglers.
 #ifndef MOA_SERVICES_ORCHESTRATOR_MOA_CALL_H_
 #define MOA_SERVICES_ORCHESTRATOR_MOA_CALL_H_
 
@@ -71,6 +75,9 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     // Called once at the end with the tokens (prompt and completion of every
     // call that ended well) and their cost: the client key's accounts.
     std::function<void(int64_t tokens, double dollars)> on_spent;
+    // Seed of the shuffle and dropout steps; unset: a random one (either
+    // way reported in their events).
+    std::optional<uint64_t> step_seed;
   };
 
   // Starts the call; events begin with `accepted`. The deadline is on
@@ -96,6 +103,7 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     std::optional<absl::Duration> took;  // Set when it answered.
     bool done = false;
     bool straggler = false;
+    bool skipped = false;  // A refine slot with no text to refine: never started.
     std::shared_ptr<llm::CallHandle> handle;  // While it runs.
   };
 
@@ -111,8 +119,32 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   void Begin();
   // A call of a proposer layer (layer 1 on the proposers, later ones on the
   // aggregator).
-  cluster::GenerationCall LayerCall(int layer, const std::string& model,
-                                    std::vector<synthesis::Reference> refs) const;
+  // `index`: the slot (a refine slot refines the text of the same index).
+  cluster::GenerationCall LayerCall(int layer, size_t index, const std::string& model,
+                                    const std::vector<synthesis::Reference>& refs) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  config::StepKind KindOf(int layer) const { return options_.pipeline.steps[layer - 1].kind; }
+  // Shuffle and dropout: the texts in, the texts out at once.
+  void ApplyLocalStepLocked(std::vector<synthesis::Reference> texts)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The texts a step that called models hands on (`references_` of the
+  // next): its answers (propose, synthesize), the refined texts (a failed
+  // refine keeps the draft), the ranked best (rank), the texts as they were
+  // with the analysis aside (judge). False when none is left (the request
+  // failed).
+  bool StepOutputLocked(absl::Duration took, std::vector<synthesis::Reference>* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The next step, or the terminal one.
+  void AdvanceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The terminal vote over `references_`: the answer, then the summary.
+  void VoteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitStepAppliedLocked(int step, config::StepKind kind, uint64_t seed,
+                             const std::vector<synthesis::Reference>& kept,
+                             const std::vector<synthesis::Reference>& dropped, std::string note)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The summary event, with `answer` as the final answer's completion.
+  void EmitSummaryLocked(const llm::Completion& answer, const std::string& model)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int LastLayer() const { return static_cast<int>(options_.pipeline.layers.size()); }
   cluster::GenerationBackend* LayerBackend(int layer) const;
   config::Sample SampleAt(size_t layer, size_t slot) const;
@@ -180,6 +212,7 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   const std::shared_ptr<const telemetry::PipelineMetrics> metrics_;
   const std::shared_ptr<MoaCallSink> sink_;
   const absl::Time accepted_;
+  const uint64_t seed_;  // Options::step_seed, or a random one.
 
   absl::Mutex mu_;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -206,6 +239,10 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   std::vector<absl::Duration> layer_durations_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Duration> answer_ttft_ ABSL_GUARDED_BY(mu_);
   std::string answer_text_ ABSL_GUARDED_BY(mu_);  // Streamed to the client so far.
+  // A judge's analysis, for the next synthesize step or the final answer.
+  std::string analysis_ ABSL_GUARDED_BY(mu_);
+  // The analysis the running synthesize step was given (its fallbacks too).
+  std::string layer_analysis_ ABSL_GUARDED_BY(mu_);
 
   // The final answer: one call (normal streaming, plus retries), or the
   // staircase's steps, one at a time, each continuing the answer so far.

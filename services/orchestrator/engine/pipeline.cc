@@ -80,6 +80,11 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
     }
     out.name = "inline";
     out.layers.assign(rounds, models);
+    for (int i = 0; i < rounds; ++i) {
+      config::StepConfig step;
+      step.kind = i == 0 ? config::StepKind::kPropose : config::StepKind::kSynthesize;
+      out.steps.push_back(step);
+    }
     AddFallbacks(config, &out);
     out.aggregator = spec.aggregator();
     absl::StatusOr<llm::SamplingParams> params =
@@ -100,6 +105,9 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
         "pipeline '", name, "' is not defined; available: ", absl::StrJoin(known, ", ")));
   }
   out.name = p->name;
+  out.steps = p->steps;
+  out.terminal = p->terminal;
+  out.vote_normalize = p->vote_normalize;
   out.layers = p->layers;
   out.samples = p->samples;
   out.aggregator = p->aggregator;

@@ -16,6 +16,11 @@ namespace moa::orchestrator {
 
 struct ResolvedPipeline {
   std::string name;  // Config name, or "inline" for a spec.
+  // As PipelineConfig: every step but the terminal one, each with its
+  // `layers` entry (an inline spec: propose, then synthesize per round).
+  std::vector<config::StepConfig> steps;
+  config::StepKind terminal = config::StepKind::kAggregate;
+  bool vote_normalize = true;
   std::vector<std::vector<std::string>> layers;
   // As PipelineConfig::samples (Self-MoA); empty for an inline spec.
   std::vector<std::vector<config::Sample>> samples;

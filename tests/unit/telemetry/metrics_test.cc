@@ -44,14 +44,16 @@ TEST(OrchestratorMetricsTest, AConfiguredPipelineHasEveryChildBeforeItsFirstRequ
     EXPECT_EQ(Value(registry, "moa_proposal_duration_seconds",
                     {{"pipeline", "moa"},
                      {"layer", "1"},
+                     {"step", "propose"},
                      {"model", "b"},
                      {"role", "proposer"},
                      {"outcome", outcome}}),
               0)
         << outcome;
   }
-  EXPECT_EQ(
-      Value(registry, "moa_layer_duration_seconds", {{"pipeline", "moa"}, {"layer", "final"}}), 0);
+  EXPECT_EQ(Value(registry, "moa_layer_duration_seconds",
+                  {{"pipeline", "moa"}, {"layer", "final"}, {"step", "aggregate"}}),
+            0);
 }
 
 TEST(OrchestratorMetricsTest, AConfiguredPipelinesChildrenAreSharedAndAnInlineOnesBuilt) {
@@ -69,6 +71,7 @@ TEST(OrchestratorMetricsTest, AConfiguredPipelinesChildrenAreSharedAndAnInlineOn
   EXPECT_EQ(Value(registry, "moa_proposal_duration_seconds",
                   {{"pipeline", "inline"},
                    {"layer", "2"},
+                   {"step", "synthesize"},
                    {"model", "a"},
                    {"role", "proposer"},
                    {"outcome", "deadline"}}),
