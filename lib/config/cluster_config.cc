@@ -387,17 +387,17 @@ absl::Status ParseSteps(const Reader& r, const YAML::Node& list, const std::stri
   for (size_t i = 0; i < list.size(); ++i) {
     const YAML::Node item = list[i];
     std::string step_path = absl::StrCat(path, "[", i, "]");
-    std::string name;
-    YAML::Node body;  // The step's settings; null for a bare name.
-    if (item.IsScalar()) {
-      name = item.as<std::string>();
-    } else if (item.IsMap() && item.size() == 1) {
-      name = item.begin()->first.as<std::string>();
-      body = item.begin()->second;
-    } else {
+    const bool one_key = item.IsMap() && item.size() == 1;
+    if (!item.IsScalar() && !one_key) {
       return r.Error(item, absl::StrCat(step_path, " must be a step name or a one-key map ",
                                         "{step: settings}"));
     }
+    if (one_key && !item.begin()->first.IsScalar()) {
+      return r.Error(item, absl::StrCat(step_path, ": a step's name must be a plain word"));
+    }
+    const std::string name = one_key ? item.begin()->first.Scalar() : item.Scalar();
+    // The step's settings; null for a bare name.
+    const YAML::Node body = one_key ? item.begin()->second : YAML::Node();
     auto found = kKinds.find(name);
     if (found == kKinds.end()) {
       return r.Error(item, absl::StrCat(step_path, ": unknown step '", name, "' (", known, ")"));
@@ -434,11 +434,13 @@ absl::Status ParseSteps(const Reader& r, const YAML::Node& list, const std::stri
       case StepKind::kSynthesize:
       case StepKind::kRefine: {
         // A list of models, or (refine) {models: [...], prompt_file}.
-        YAML::Node models_node = body;
-        if (kind == StepKind::kRefine && body && body.IsMap()) {
+        // (YAML::Node's operator= writes through to the node it refers to:
+        // each node here is made once, never reassigned.)
+        const bool refine_map = kind == StepKind::kRefine && body && body.IsMap();
+        const YAML::Node models_node = refine_map ? body["models"] : body;
+        if (refine_map) {
           MOA_RETURN_IF_ERROR(settings({"models", "prompt_file"}));
           MOA_RETURN_IF_ERROR(prompt_file());
-          models_node = body["models"];
           if (!models_node) return r.Error(body, step_path + ".models is required");
           step_path += ".models";
         }
@@ -486,10 +488,9 @@ absl::Status ParseSteps(const Reader& r, const YAML::Node& list, const std::stri
       }
       case StepKind::kAggregate: {
         // A model name, or {model, fallbacks}.
-        YAML::Node model_node = body;
+        const YAML::Node model_node = body && body.IsMap() ? body["model"] : body;
         if (body && body.IsMap()) {
           MOA_RETURN_IF_ERROR(settings({"model", "fallbacks"}));
-          model_node = body["model"];
           if (!model_node) return r.Error(body, step_path + ".model is required");
           if (const YAML::Node f = body["fallbacks"]) {
             if (!f.IsSequence()) return r.Error(f, step_path + ".fallbacks must be a list");
@@ -502,7 +503,9 @@ absl::Status ParseSteps(const Reader& r, const YAML::Node& list, const std::stri
           }
         }
         if (!model_node) return r.Error(item, step_path + " needs its model");
-        MOA_ASSIGN_OR_RETURN(p->aggregator, ParseModelName(r, model_node, step_path, cfg));
+        MOA_ASSIGN_OR_RETURN(
+            p->aggregator,
+            ParseModelName(r, model_node, body.IsMap() ? step_path + ".model" : step_path, cfg));
         p->terminal = kind;
         continue;
       }

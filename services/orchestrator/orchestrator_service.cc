@@ -127,6 +127,8 @@ grpc::ServerUnaryReactor* OrchestratorService::ListPipelines(
       for (const auto& m : layer) l->add_models(m);
     }
     info->set_aggregator(p.aggregator);
+    for (const config::StepConfig& s : p.steps) info->add_steps(config::StepKindName(s.kind));
+    info->set_terminal(config::StepKindName(p.terminal));
     *info->mutable_params() = MergeParams(&p, v1::SamplingParams());
     info->set_default_(p.name == config.default_pipeline);
   }

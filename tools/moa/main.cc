@@ -301,10 +301,23 @@ int Pipelines() {
   grpc::Status s = stub->ListPipelines(&ctx, v1::ListPipelinesRequest(), &resp);
   if (!s.ok()) return ReportError(s);
   for (const v1::PipelineInfo& p : resp.pipelines()) {
-    std::vector<std::string> layers;
-    for (const auto& l : p.layers()) layers.push_back(absl::StrJoin(l.models(), ", "));
-    std::printf("%s%s: [%s] -> %s\n", p.name().c_str(), p.default_() ? " (default)" : "",
-                absl::StrJoin(layers, "] -> [").c_str(), p.aggregator().c_str());
+    // Each step as "kind [models]" ("[models]" alone for propose and
+    // synthesize, as a `layers:` pipeline reads), then the terminal step.
+    std::vector<std::string> steps;
+    for (int i = 0; i < p.layers_size(); ++i) {
+      const std::string kind = i < p.steps_size() ? p.steps(i) : "";
+      std::string models = p.layers(i).models().empty()
+                               ? ""
+                               : absl::StrCat("[", absl::StrJoin(p.layers(i).models(), ", "), "]");
+      if (kind.empty() || kind == "propose" || kind == "synthesize") {
+        steps.push_back(models);
+      } else {
+        steps.push_back(models.empty() ? kind : absl::StrCat(kind, " ", models));
+      }
+    }
+    steps.push_back(p.terminal() == "vote" ? "vote" : p.aggregator());
+    std::printf("%s%s: %s\n", p.name().c_str(), p.default_() ? " (default)" : "",
+                absl::StrJoin(steps, " -> ").c_str());
   }
   return 0;
 }

@@ -708,7 +708,9 @@ void MoaCall::ApplyLocalStepLocked(std::vector<synthesis::Reference> texts) {
         DropoutKeeps(texts.size(), step.rate, static_cast<size_t>(step.min_keep), seed);
     for (size_t i = 0; i < texts.size(); ++i) (keeps[i] ? kept : dropped).push_back(texts[i]);
   }
-  EmitStepAppliedLocked(number, step.kind, seed, kept, dropped, "");
+  // The request's seed, which replays every step of the run (each step
+  // derives its own from it).
+  EmitStepAppliedLocked(number, step.kind, seed_, kept, dropped, "");
   layer_durations_.push_back(absl::ZeroDuration());
   metrics_->StepDone(static_cast<size_t>(number - 1), absl::ZeroDuration());
   layer_references_.push_back(static_cast<int>(kept.size()));

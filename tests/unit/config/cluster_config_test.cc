@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -417,6 +419,137 @@ TEST(ClusterConfigTest, ALayerMaySampleOneModelSeveralTimes) {
   EXPECT_THAT(huge.status().message(),
               ::testing::HasSubstr(".samples is 2000000000, over limits.max_models_per_layer"))
       << "refused before 2e9 slots are laid out";
+}
+
+constexpr char kStepsBase[] = R"(models:
+  a: {endpoint: 'x:1'}
+  b: {endpoint: 'x:2'}
+  c: {endpoint: 'x:3'}
+aggregator: {endpoint: 'x:9'}
+pipelines:
+  p:
+)";
+
+absl::StatusOr<ClusterConfig> Steps(const std::string& steps) {
+  return ParseClusterConfig(absl::StrCat(kStepsBase, "    steps: ", steps, "\n"), "test.yaml");
+}
+
+TEST(ClusterConfigTest, StepsParseEveryKindWithTheirSettings) {
+  auto cfg = Steps(
+      "[{propose: [a, b, {model: c, samples: 2}]}, shuffle, {dropout: {rate: 0.25, min_keep: 2}},"
+      " {rank: {model: c, keep: 3}}, {judge: {model: a}}, {refine: [a, b]},"
+      " {synthesize: [c]}, {aggregate: {model: b, fallbacks: [a]}}]");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  const PipelineConfig& p = cfg->pipelines[0];
+  EXPECT_THAT(StepKindNames(p.steps),
+              ::testing::ElementsAre("propose", "shuffle", "dropout", "rank", "judge", "refine",
+                                     "synthesize"));
+  ASSERT_EQ(p.layers.size(), 7u);
+  EXPECT_THAT(p.layers[0], ::testing::ElementsAre("a", "b", "c", "c"));
+  EXPECT_TRUE(p.layers[1].empty());
+  EXPECT_EQ(p.steps[2].rate, 0.25);
+  EXPECT_EQ(p.steps[2].min_keep, 2);
+  EXPECT_THAT(p.layers[3], ::testing::ElementsAre("c"));
+  EXPECT_EQ(p.steps[3].keep, 3);
+  EXPECT_THAT(p.layers[5], ::testing::ElementsAre("a", "b"));
+  EXPECT_EQ(p.terminal, StepKind::kAggregate);
+  EXPECT_EQ(p.aggregator, "b");
+  EXPECT_THAT(p.aggregator_fallbacks, ::testing::ElementsAre("a"));
+
+  auto vote = Steps("[{propose: [a, b, c]}, {vote: {normalize: false}}]");
+  ASSERT_TRUE(vote.ok()) << vote.status();
+  EXPECT_EQ(vote->pipelines[0].terminal, StepKind::kVote);
+  EXPECT_FALSE(vote->pipelines[0].vote_normalize);
+  EXPECT_EQ(vote->pipelines[0].aggregator, "");
+  EXPECT_TRUE(Steps("[{propose: [a, b]}, vote]").ok());
+  EXPECT_TRUE(Steps("[{propose: [a, b]}, {aggregate: c}]").ok());
+}
+
+TEST(ClusterConfigTest, LayersMeanProposeThenSynthesizeThenAggregate) {
+  auto cfg = ParseClusterConfig(
+      absl::StrCat(kStepsBase, "    layers: [[a, b], [a, b], [c]]\n", "    aggregator: c\n"),
+      "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_THAT(StepKindNames(cfg->pipelines[0].steps),
+              ::testing::ElementsAre("propose", "synthesize", "synthesize"));
+  EXPECT_EQ(cfg->pipelines[0].terminal, StepKind::kAggregate);
+}
+
+TEST(ClusterConfigTest, ABadStepNamesTheStepAndTheField) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"[{propose: [a]}, {polish: [a]}, {aggregate: c}]", "steps[1]: unknown step 'polish'"},
+      {"[shuffle, {propose: [a]}, {aggregate: c}]",
+       "steps[0].shuffle: a pipeline starts with propose"},
+      {"[{propose: [a]}, {propose: [b]}, {aggregate: c}]", "steps[1].propose: a pipeline starts"},
+      {"[{propose: [a]}, shuffle]", "steps[1].shuffle: a pipeline ends in aggregate or vote"},
+      {"[{propose: [a]}, vote, {aggregate: c}]", "steps[1].vote: a pipeline ends"},
+      {"[{propose: [a]}]", "must be a list of at least two steps"},
+      {"[{propose: [a, x]}, {aggregate: c}]", "steps[0].propose names model 'x'"},
+      {"[{propose: []}, {aggregate: c}]", "steps[0].propose must be a non-empty list"},
+      {"[{propose: [a]}, {dropout: {rate: 1.5}}, {aggregate: c}]",
+       "steps[1].dropout.rate must be in [0, 1]"},
+      {"[{propose: [a]}, {dropout: {min_keep: 1}}, {aggregate: c}]",
+       "steps[1].dropout.rate is required"},
+      {"[{propose: [a]}, {rank: {model: c}}, {aggregate: c}]", "steps[1].rank.keep is required"},
+      {"[{propose: [a]}, {rank: {keep: 1}}, {aggregate: c}]", "steps[1].rank.model is required"},
+      {"[{propose: [a]}, {judge: {model: c, keep: 1}}, {aggregate: c}]",
+       "unknown key 'keep' in pipelines.p.steps[1].judge"},
+      {"[{propose: [a]}, {shuffle: {seed: 1}}, {aggregate: c}]",
+       "steps[1].shuffle takes no settings"},
+      {"[{propose: [a]}, {aggregate: {model: y}}]", "steps[1].aggregate.model names model 'y'"},
+      {"[{propose: [a]}, {vote: {normalize: maybe}}]",
+       "steps[1].vote.normalize must be true or false"},
+      {"[{propose: [a]}, {refine: {prompt_file: x}}, {aggregate: c}]",
+       "steps[1].refine.models is required"},
+      {"[{propose: [a], synthesize: [b]}, {aggregate: c}]",
+       "steps[0] must be a step name or a one-key map"},
+  };
+  for (const auto& [steps, message] : cases) {
+    auto cfg = Steps(steps);
+    ASSERT_FALSE(cfg.ok()) << steps;
+    EXPECT_THAT(cfg.status().message(), ::testing::HasSubstr(message)) << steps;
+  }
+  auto both = ParseClusterConfig(absl::StrCat(kStepsBase, "    layers: [[a]]\n    aggregator: c\n",
+                                              "    steps: [{propose: [a]}, {aggregate: c}]\n"),
+                                 "test.yaml");
+  ASSERT_FALSE(both.ok());
+  EXPECT_THAT(both.status().message(), ::testing::HasSubstr("use one form"));
+  auto stair = ParseClusterConfig(
+      absl::StrCat(kStepsBase,
+                   "    steps: [{propose: [a, b]}, {judge: {model: c}}, {aggregate: c}]\n",
+                   "    streaming: staircase\n"),
+      "test.yaml");
+  ASSERT_FALSE(stair.ok());
+  EXPECT_THAT(stair.status().message(),
+              ::testing::HasSubstr("staircase needs the step before aggregate to be propose"));
+  EXPECT_TRUE(
+      ParseClusterConfig(absl::StrCat(kStepsBase,
+                                      "    steps: [{propose: [a, b]}, shuffle, {synthesize: [a]}, "
+                                      "{aggregate: c}]\n    streaming: staircase\n"),
+                         "test.yaml")
+          .ok());
+}
+
+TEST(ClusterConfigTest, AStepsPromptFileIsReadBesideTheConfig) {
+  const std::string dir = ::testing::TempDir() + "moa-steps-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/rank.txt") << "Order them.\n\n";
+  std::ofstream(dir + "/cluster.yaml")
+      << kStepsBase
+      << "    steps: [{propose: [a, b]}, {rank: {model: c, keep: 1, prompt_file: rank.txt}},"
+         " {aggregate: c}]\n";
+  auto cfg = LoadClusterConfig(dir + "/cluster.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->pipelines[0].steps[1].prompt, "Order them.");
+  std::ofstream(dir + "/cluster.yaml", std::ios::trunc)
+      << kStepsBase
+      << "    steps: [{propose: [a, b]}, {judge: {model: c, prompt_file: gone.txt}}, {aggregate: "
+         "c}]\n";
+  auto missing = LoadClusterConfig(dir + "/cluster.yaml");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.status().message(), ::testing::HasSubstr("steps[1].judge.prompt_file"));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
