@@ -69,7 +69,8 @@ class StepsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     ClusterSpec spec;
-    spec.models = {"a", "b", "c", "d", "r", "j", "f", "g", "v1", "v2", "v3", "z"};
+    spec.models = {"a",  "b",  "c",  "d", "r",      "j",    "f", "g",
+                   "v1", "v2", "v3", "z", "broken", "hang", "u"};
     spec.pipelines_yaml =
         "pipelines:\n"
         "  ranked: {steps: [{propose: [a, b, c]}, {rank: {model: r, keep: 2}}, {aggregate: z}]}\n"
@@ -81,6 +82,12 @@ class StepsTest : public ::testing::Test {
         "  tied: {steps: [{propose: [v3, v1]}, vote]}\n"
         "  refined: {steps: [{propose: [a, b]}, {refine: [f, g]}, {aggregate: z}]}\n"
         "  synthesized: {steps: [{propose: [a, b]}, {synthesize: [c]}, {aggregate: z}]}\n"
+        "  rank_broken: {steps: [{propose: [a, b, c]}, {rank: {model: broken, keep: 2}},"
+        " {judge: {model: broken}}, {aggregate: z}]}\n"
+        "  refine_hang:\n"
+        "    steps: [{propose: [a, b]}, {refine: [f, hang]}, {aggregate: z}]\n"
+        "    policy: {min_proposals: 1, straggler_grace_seconds: 0.3}\n"
+        "  voted_utf8: {steps: [{propose: [u, v3]}, vote]}\n"
         "default_pipeline: ranked\n";
     spec.sim_profiles_yaml = absl::StrCat(
         "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 12}\n"
@@ -91,7 +98,11 @@ class StepsTest : public ::testing::Test {
         "'}\n"
         "  v1: {time_to_first_token: 0.01, answer_text: 'Paris.'}\n"
         "  v2: {time_to_first_token: 0.01, answer_text: 'paris'}\n"
-        "  v3: {time_to_first_token: 0.01, answer_text: 'Lyon'}\n");
+        "  v3: {time_to_first_token: 0.01, answer_text: 'Lyon'}\n"
+        "  broken: {faults: {http_500: 1}}\n"
+        "  hang: {faults: {hang: 1}}\n"
+        "  u: {time_to_first_token: 0.01, answer_text: '",
+        std::string(31, 'x') + "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", "'}\n");
     // One call per slot in the log: no hedged duplicates.
     spec.orchestrator_flags = {"--hedge_budget=0", "--http_port=0"};
     cluster_ = new LocalCluster(spec);
@@ -249,6 +260,14 @@ TEST_F(StepsTest, TheVoteAnswersTheMostFrequentTextAndATieGoesToTheFirst) {
   Answered tie = Ask("tied");
   ASSERT_TRUE(tie.status.ok());
   EXPECT_EQ(tie.answer, "Lyon") << "one vote each: the first text wins";
+
+  // A long answer's key is shortened in the note on a UTF-8 boundary (an
+  // event is a protobuf string: cut inside a character, it would not go out).
+  Answered utf8 = Ask("voted_utf8");
+  ASSERT_TRUE(utf8.status.ok()) << utf8.status.error_message();
+  ASSERT_EQ(utf8.applied.size(), 1u);
+  EXPECT_THAT(utf8.applied[0]->note(),
+              HasSubstr(std::string(31, 'x') + "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9..."));
 }
 
 TEST_F(StepsTest, RefineImprovesEachTextOnItsOwnWithItsOwnModel) {
@@ -274,6 +293,37 @@ TEST_F(StepsTest, SynthesizeGivesEachModelThePreviousTexts) {
   ASSERT_EQ(run.requests["c"].size(), 1u);
   EXPECT_THAT(References(run.requests["c"][0]), ElementsAre(run.texts["a"], run.texts["b"]));
   EXPECT_THAT(References(run.requests["z"][0]), ElementsAre(run.texts["c"]));
+}
+
+// A bad model in a step that judges or refines never costs the answer: a
+// failed rank keeps the order, a failed judge gives no analysis, and a
+// refine that hangs is cut by the layer's policy and its draft goes on.
+TEST_F(StepsTest, AFailedRankJudgeOrRefineLeavesTheTextsAsTheyWere) {
+  Answered broken = Ask("rank_broken");
+  ASSERT_TRUE(broken.status.ok()) << broken.status.error_message();
+  ASSERT_EQ(broken.applied.size(), 2u);
+  EXPECT_THAT(broken.applied[0]->kept(), ElementsAre("a", "b"));
+  EXPECT_THAT(broken.applied[0]->note(),
+              HasSubstr("broken did not answer; the texts keep their order"));
+  EXPECT_THAT(broken.applied[1]->note(), HasSubstr("broken gave no analysis"));
+  ASSERT_EQ(broken.requests["z"].size(), 1u);
+  EXPECT_THAT(References(broken.requests["z"][0]),
+              ElementsAre(broken.texts["a"], broken.texts["b"]));
+  EXPECT_THAT(SystemText(broken.requests["z"][0]),
+              ::testing::Not(HasSubstr(synthesis::kAnalysisHeading)));
+
+  const absl::Time start = absl::Now();
+  Answered hung = Ask("refine_hang");
+  ASSERT_TRUE(hung.status.ok()) << hung.status.error_message();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "the hanging refine was not waited for";
+  bool cut = false;
+  for (const v1::ChatEvent& e : hung.events) {
+    cut |= e.has_proposal_straggler() && e.proposal_straggler().ref().model() == "hang";
+  }
+  EXPECT_TRUE(cut);
+  ASSERT_EQ(hung.requests["z"].size(), 1u);
+  EXPECT_THAT(References(hung.requests["z"][0]), ElementsAre(hung.texts["f"], hung.texts["b"]))
+      << "f's refinement of a, and b's own draft";
 }
 
 }  // namespace

@@ -740,8 +740,9 @@ void MoaCall::VoteLocked() {
   const VoteResult vote = Vote(references_, options_.pipeline.vote_normalize);
   std::vector<std::string> counts;
   for (const auto& [key, count] : vote.counts) {
-    counts.push_back(
-        absl::StrCat("\"", key.size() > 40 ? key.substr(0, 40) + "..." : key, "\" ", count));
+    // Cut on a UTF-8 boundary: events are protobuf strings.
+    counts.push_back(absl::StrCat(
+        "\"", key.size() > 40 ? absl::StrCat(Utf8Prefix(key, 40), "...") : key, "\" ", count));
   }
   const synthesis::Reference& winner = references_[vote.winner];
   EmitStepAppliedLocked(current_layer_, config::StepKind::kVote, 0, {winner}, {},
