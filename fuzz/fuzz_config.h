@@ -6,13 +6,15 @@
 
 namespace moa::fuzz {
 
-// Two models, one two-model pipeline, and small limits so that the limit
+// Two models, a two-model pipeline and one of composable steps, and small limits so that the limit
 // checks are reached by small inputs.
 inline const config::ClusterConfig& Config() {
   static const config::ClusterConfig config = *config::ParseClusterConfig(
       "models:\n  a: {endpoint: 'x:1'}\n  b: {endpoint: 'x:2'}\n"
       "aggregator: {endpoint: 'x:3'}\n"
       "pipelines:\n  moa: {layers: [[a, b]], aggregator: a}\n"
+      "  steps: {steps: [{propose: [a, b]}, shuffle, {dropout: {rate: 0.5}},"
+      " {rank: {model: a, keep: 1}}, {aggregate: b}]}\n"
       "limits: {max_request_bytes: 65536, max_messages: 16, max_answer_bytes: 4096}\n",
       "fuzz");
   return config;
