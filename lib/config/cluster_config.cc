@@ -765,8 +765,10 @@ absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path) {
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read config file ", path));
   std::stringstream text;
   text << in.rdbuf();
-  MOA_ASSIGN_OR_RETURN(ClusterConfig cfg, ParseClusterConfig(text.str(), path));
-  // Steps' prompt files, relative to the config's folder.
+  return ParseClusterConfig(text.str(), path);
+}
+
+absl::Status LoadStepPrompts(const std::string& path, ClusterConfig& cfg) {
   const std::filesystem::path dir = std::filesystem::path(path).parent_path();
   for (PipelineConfig& p : cfg.pipelines) {
     for (size_t i = 0; i < p.steps.size(); ++i) {
@@ -792,7 +794,7 @@ absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path) {
       }
     }
   }
-  return cfg;
+  return absl::OkStatus();
 }
 
 }  // namespace moa::config

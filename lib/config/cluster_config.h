@@ -215,6 +215,13 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view yaml, absl::s
 // Reads and parses a file. NOT_FOUND when it cannot be read.
 absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path);
 
+// Reads each step's prompt_file (relative to the folder of the config at
+// `path`) into its `prompt`. Only the orchestrator uses the prompts, so only
+// it reads them (the other services need not have the files). NOT_FOUND
+// naming the step when a file cannot be read, INVALID_ARGUMENT when it is
+// empty or over 256 KiB.
+absl::Status LoadStepPrompts(const std::string& path, ClusterConfig& cfg);
+
 }  // namespace moa::config
 
 #endif  // MOA_LIB_CONFIG_CLUSTER_CONFIG_H_

@@ -77,6 +77,11 @@ int main(int argc, char** argv) {
     moa::LogError(kName, config.status().message());
     return 2;
   }
+  if (absl::Status prompts = moa::config::LoadStepPrompts(absl::GetFlag(FLAGS_config), *config);
+      !prompts.ok()) {
+    moa::LogError(kName, prompts.message());
+    return 2;
+  }
   if (config->aggregator_endpoint.empty()) {
     moa::LogError(kName, absl::GetFlag(FLAGS_config), ": aggregator.endpoint is required");
     return 2;

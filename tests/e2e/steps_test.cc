@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <map>
 
 #include "absl/strings/match.h"
@@ -68,6 +69,10 @@ std::string SystemText(const json& request) {
 class StepsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    // A judge's instruction of our own, from a file (absolute: the cluster's
+    // config is written elsewhere).
+    prompt_file_ = ::testing::TempDir() + "moa-steps-judge-" + std::to_string(getpid()) + ".txt";
+    std::ofstream(prompt_file_) << "OUR-JUDGE-INSTRUCTION: compare them.\n";
     ClusterSpec spec;
     spec.models = {"a",  "b",  "c",  "d", "r",      "j",    "f", "g",
                    "v1", "v2", "v3", "z", "broken", "hang", "u"};
@@ -88,6 +93,9 @@ class StepsTest : public ::testing::Test {
         "    steps: [{propose: [a, b]}, {refine: [f, hang]}, {aggregate: z}]\n"
         "    policy: {min_proposals: 1, straggler_grace_seconds: 0.3}\n"
         "  voted_utf8: {steps: [{propose: [u, v3]}, vote]}\n"
+        "  judged_own: {steps: [{propose: [a, b]}, {judge: {model: j, prompt_file: '" +
+        prompt_file_ +
+        "'}}, {aggregate: z}]}\n"
         "default_pipeline: ranked\n";
     spec.sim_profiles_yaml = absl::StrCat(
         "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 12}\n"
@@ -107,7 +115,10 @@ class StepsTest : public ::testing::Test {
     spec.orchestrator_flags = {"--hedge_budget=0", "--http_port=0"};
     cluster_ = new LocalCluster(spec);
   }
-  static void TearDownTestSuite() { delete cluster_; }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    std::remove(prompt_file_.c_str());
+  }
   void SetUp() override { ASSERT_TRUE(cluster_->ok()) << cluster_->error(); }
 
   static Answered Ask(const std::string& pipeline, std::optional<uint64_t> seed = std::nullopt) {
@@ -133,9 +144,11 @@ class StepsTest : public ::testing::Test {
   }
 
   static LocalCluster* cluster_;
+  static std::string prompt_file_;
 };
 
 LocalCluster* StepsTest::cluster_ = nullptr;
+std::string StepsTest::prompt_file_;
 
 TEST_F(StepsTest, RankOrdersTheTextsAndTheBestGoOnToTheAggregator) {
   Answered run = Ask("ranked");
@@ -193,6 +206,13 @@ TEST_F(StepsTest, AJudgesAnalysisGoesToTheAggregatorWithTheTexts) {
               HasSubstr(absl::StrCat("\n\n", synthesis::kAnalysisHeading, "\n", kJudgeNotes)));
   ASSERT_EQ(run.applied.size(), 1u);
   EXPECT_EQ(run.applied[0]->kind(), "judge");
+
+  Answered own = Ask("judged_own");
+  ASSERT_TRUE(own.status.ok()) << own.status.error_message();
+  const std::string own_prompt = own.requests["j"][0]["messages"][0]["content"];
+  EXPECT_THAT(own_prompt, HasSubstr("\nOUR-JUDGE-INSTRUCTION: compare them."))
+      << "the prompt_file replaces our instruction";
+  EXPECT_THAT(own_prompt, ::testing::Not(HasSubstr(orchestrator::DefaultJudgeInstruction())));
 }
 
 TEST_F(StepsTest, ShuffleIsReplayedFromItsRecordedSeedOverGrpcAndHttp) {
