@@ -8,6 +8,7 @@
 #include <fstream>
 #include <regex>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "lib/server/health_check.h"
@@ -127,35 +128,47 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
     }
   }
   // The aggregators' ports are needed in the config they read, so they are
-  // chosen here.
-  std::vector<int> aggregator_ports;
-  std::vector<std::string> aggregator_addresses;
-  for (int r = 0; r < spec.aggregator_replicas; ++r) {
-    aggregator_ports.push_back(PickFreePort());
-    aggregator_addresses.push_back(absl::StrCat("127.0.0.1:", aggregator_ports.back()));
-  }
-  const std::string aggregator_endpoint =
-      spec.aggregator_replicas == 1
-          ? aggregator_addresses[0]
-          : absl::StrCat("ipv4:", absl::StrJoin(aggregator_addresses, ","));
-  config_path_ = dir_ + "/cluster.yaml";
-  std::ofstream(config_path_) << models_yaml << "aggregator:\n  endpoint: \"" << aggregator_endpoint
-                              << "\"\n"
-                              << spec.pipelines_yaml << "\n"
-                              << spec.extra_config_yaml;
-  for (int port : aggregator_ports) {
-    std::vector<std::string> agg_argv = {BinaryPath("services/aggregator/moa-aggregator"),
-                                         "--host=127.0.0.1", absl::StrCat("--port=", port),
-                                         "--metrics_port=0", "--config=" + config_path_};
-    agg_argv.insert(agg_argv.end(), spec.aggregator_flags.begin(), spec.aggregator_flags.end());
-    agg_argv = Wrapped(spec, "aggregator", std::move(agg_argv));
-    aggregator_argv_.push_back(agg_argv);
-    aggregators_.push_back(std::make_unique<Process>(agg_argv));
-    if (WaitForLoggedPort(*aggregators_.back(), "serving gRPC on port",
-                          StartTime(spec, "aggregator")) == 0) {
-      error_ = "aggregator did not start: " + aggregators_.back()->Output();
-      return;
+  // chosen here: a port free a moment ago may be taken (as the local end of
+  // another test's connection) before the aggregator binds it, so a start
+  // that cannot listen is tried again on new ports.
+  for (int attempt = 1;; ++attempt) {
+    std::vector<int> aggregator_ports;
+    std::vector<std::string> aggregator_addresses;
+    for (int r = 0; r < spec.aggregator_replicas; ++r) {
+      aggregator_ports.push_back(PickFreePort());
+      aggregator_addresses.push_back(absl::StrCat("127.0.0.1:", aggregator_ports.back()));
     }
+    const std::string aggregator_endpoint =
+        spec.aggregator_replicas == 1
+            ? aggregator_addresses[0]
+            : absl::StrCat("ipv4:", absl::StrJoin(aggregator_addresses, ","));
+    config_path_ = dir_ + "/cluster.yaml";
+    std::ofstream(config_path_, std::ios::trunc)
+        << models_yaml << "aggregator:\n  endpoint: \"" << aggregator_endpoint << "\"\n"
+        << spec.pipelines_yaml << "\n"
+        << spec.extra_config_yaml;
+    aggregators_.clear();
+    aggregator_argv_.clear();
+    bool port_taken = false;
+    for (int port : aggregator_ports) {
+      std::vector<std::string> agg_argv = {BinaryPath("services/aggregator/moa-aggregator"),
+                                           "--host=127.0.0.1", absl::StrCat("--port=", port),
+                                           "--metrics_port=0", "--config=" + config_path_};
+      agg_argv.insert(agg_argv.end(), spec.aggregator_flags.begin(), spec.aggregator_flags.end());
+      agg_argv = Wrapped(spec, "aggregator", std::move(agg_argv));
+      aggregator_argv_.push_back(agg_argv);
+      aggregators_.push_back(std::make_unique<Process>(agg_argv));
+      if (WaitForLoggedPort(*aggregators_.back(), "serving gRPC on port",
+                            StartTime(spec, "aggregator")) == 0) {
+        const std::string output = aggregators_.back()->Output();
+        port_taken = absl::StrContains(output, "cannot listen on");
+        error_ = "aggregator did not start: " + output;
+        break;
+      }
+    }
+    if (error_.empty()) break;
+    if (!port_taken || attempt == 3) return;
+    error_.clear();
   }
   std::vector<std::string> orch_argv = {BinaryPath("services/orchestrator/moa-orchestrator"),
                                         "--host=127.0.0.1",
