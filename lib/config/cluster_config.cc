@@ -102,7 +102,7 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
   MOA_RETURN_IF_ERROR(
       r.CheckKeys(node, path,
-                  {"base_url", "model", "api_key_env", "connect_timeout_seconds",
+                  {"base_url", "model", "api_key_env", "ca_file", "connect_timeout_seconds",
                    "first_token_timeout_seconds", "idle_timeout_seconds", "total_timeout_seconds",
                    "max_attempts", "max_inflight", "continuation"}));
   UpstreamConfig u;
@@ -129,6 +129,9 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
   }
   if (node["max_inflight"]) {
     MOA_ASSIGN_OR_RETURN(u.max_inflight, r.Int(node["max_inflight"], path + ".max_inflight", 1));
+  }
+  if (node["ca_file"]) {
+    MOA_ASSIGN_OR_RETURN(u.ca_file, r.String(node["ca_file"], path + ".ca_file"));
   }
   if (node["continuation"]) {
     MOA_ASSIGN_OR_RETURN(u.continuation, r.String(node["continuation"], path + ".continuation"));

@@ -21,6 +21,7 @@ struct UpstreamConfig {
   std::string base_url;     // OpenAI-compatible base URL ending in /v1.
   std::string model;        // Model id sent upstream; defaults to the cluster name.
   std::string api_key_env;  // Env var holding the key; empty: no key.
+  std::string ca_file;      // CA bundle for an https upstream with a private CA; empty: system's.
   std::optional<absl::Duration> connect_timeout;
   std::optional<absl::Duration> first_token_timeout;
   std::optional<absl::Duration> idle_timeout;

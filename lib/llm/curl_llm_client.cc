@@ -345,6 +345,7 @@ class CurlLlmClient::Impl {
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
     curl_easy_setopt(e, CURLOPT_USERAGENT, "moa-cluster/0.1");
+    if (!options_.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, options_.ca_file.c_str());
   }
 
   static size_t HeaderCallback(char* data, size_t size, size_t n, void* user) {
@@ -437,6 +438,12 @@ class CurlLlmClient::Impl {
       case CURLE_COULDNT_CONNECT:
       case CURLE_OPERATION_TIMEDOUT:  // Only the connect timeout is set on the handle.
         return absl::UnavailableError(absl::StrCat("could not connect to upstream: ", detail));
+      case CURLE_PEER_FAILED_VERIFICATION:
+      case CURLE_SSL_CACERT_BADFILE:
+        // A configuration error, not an outage: retrying cannot help.
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the upstream's TLS certificate is not trusted (", detail,
+            "); set upstream.ca_file to the CA that signed it, or fix the host in base_url"));
       default:
         return absl::UnavailableError(absl::StrCat("upstream connection failed: ", detail));
     }

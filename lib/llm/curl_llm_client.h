@@ -23,6 +23,9 @@ struct UpstreamOptions {
   // Bearer token; empty sends no Authorization header (local servers).
   // Never logged and never put in an error message.
   std::string api_key;
+  // PEM bundle of the CAs an https:// upstream's certificate must chain to
+  // (an upstream with a private CA); empty: the system's bundle.
+  std::string ca_file;
   absl::Duration connect_timeout = absl::Seconds(10);
   // From the start of an attempt to the first streamed text.
   absl::Duration first_token_timeout = absl::Seconds(60);

@@ -27,6 +27,9 @@ ABSL_FLAG(std::string, config, "", "Cluster config; the upstream is read from mo
 ABSL_FLAG(std::string, upstream_url, "", "OpenAI-compatible base URL ending in /v1.");
 ABSL_FLAG(std::string, upstream_model, "", "Model id sent upstream (default: --model).");
 ABSL_FLAG(std::string, api_key_env, "", "Environment variable that holds the API key.");
+ABSL_FLAG(std::string, upstream_ca_file, "",
+          "PEM bundle of the CAs an https upstream's certificate must chain to (a private CA); "
+          "empty: the system's. With --config: models.<model>.upstream.ca_file.");
 ABSL_FLAG(int, max_inflight, 512, "Concurrent calls; more get RESOURCE_EXHAUSTED at once.");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10), "Upstream connect timeout.");
 ABSL_FLAG(absl::Duration, first_token_timeout, absl::Seconds(60),
@@ -65,6 +68,7 @@ int main(int argc, char** argv) {
   flags.upstream_url = absl::GetFlag(FLAGS_upstream_url);
   flags.upstream_model = absl::GetFlag(FLAGS_upstream_model);
   flags.api_key_env = absl::GetFlag(FLAGS_api_key_env);
+  flags.upstream_ca_file = absl::GetFlag(FLAGS_upstream_ca_file);
   flags.max_inflight = absl::GetFlag(FLAGS_max_inflight);
   flags.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
   flags.first_token_timeout = absl::GetFlag(FLAGS_first_token_timeout);

@@ -1,6 +1,7 @@
 #include "services/proposer/proposer_setup.h"
 
 #include <cstdlib>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "lib/base/status_macros.h"
@@ -25,10 +26,10 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
 
   if (!flags.config_path.empty()) {
     if (!flags.upstream_url.empty() || !flags.upstream_model.empty() ||
-        !flags.api_key_env.empty()) {
+        !flags.api_key_env.empty() || !flags.upstream_ca_file.empty()) {
       return absl::InvalidArgumentError(
           "--config reads the upstream from the config file; do not also give --upstream_url, "
-          "--upstream_model or --api_key_env");
+          "--upstream_model, --upstream_ca_file or --api_key_env");
     }
     MOA_ASSIGN_OR_RETURN(config::ClusterConfig cfg, config::LoadClusterConfig(flags.config_path));
     const config::ModelConfig* model = cfg.FindModel(flags.model);
@@ -46,6 +47,7 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
     up.base_url = u.base_url;
     up.model = u.model;
     api_key_env = u.api_key_env;
+    up.ca_file = u.ca_file;
     if (u.connect_timeout) up.connect_timeout = *u.connect_timeout;
     if (u.first_token_timeout) up.first_token_timeout = *u.first_token_timeout;
     if (u.idle_timeout) up.idle_timeout = *u.idle_timeout;
@@ -59,6 +61,10 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
     }
     up.base_url = flags.upstream_url;
     up.model = flags.upstream_model.empty() ? flags.model : flags.upstream_model;
+    up.ca_file = flags.upstream_ca_file;
+  }
+  if (!up.ca_file.empty() && !std::ifstream(up.ca_file).good()) {
+    return absl::NotFoundError(absl::StrCat("cannot read the upstream's CA file ", up.ca_file));
   }
   if (continuation == "prefill") {
     setup.service.continuation = llm::Continuation::kPrefill;

@@ -19,6 +19,7 @@ struct ProposerFlags {
   std::string upstream_url;
   std::string upstream_model;
   std::string api_key_env;
+  std::string upstream_ca_file;  // CA bundle of an https upstream (without --config).
   int max_inflight = 512;
   absl::Duration connect_timeout = absl::Seconds(10);
   absl::Duration first_token_timeout = absl::Seconds(60);

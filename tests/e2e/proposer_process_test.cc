@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -219,6 +220,41 @@ TEST_F(ProposerProcessTest, ReadsItsUpstreamFromTheClusterConfig) {
   p.Signal(SIGTERM);
   EXPECT_EQ(p.Wait(absl::Seconds(10)), 0);
   std::remove(cfg.c_str());
+}
+
+// An upstream behind TLS with a private CA: the proposer trusts it through
+// models.<m>.upstream.ca_file (or --upstream_ca_file); a CA file that
+// cannot be read is a start-up error naming it.
+TEST_F(ProposerProcessTest, AnHttpsUpstreamWithAPrivateCaIsReachedThroughItsCaFile) {
+  const std::string dir = "/tmp/moa-e2e-upstream-tls-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE(testing::MakeThrowawayCa(dir, "ca"));
+  Process https_sim({BinaryPath("tools/upstream-sim/moa-upstream-sim"), "--port=0",
+                     "--profiles=" + profiles_, "--tls_cert_file=" + dir + "/ca-leaf.crt",
+                     "--tls_key_file=" + dir + "/ca-leaf.key"});
+  const int https_port = WaitForLoggedPort(https_sim, "on port");
+  ASSERT_GT(https_port, 0) << https_sim.Output();
+  const std::string cfg = dir + "/cluster.yaml";
+  std::ofstream(cfg) << "models:\n  m:\n    endpoint: x:1\n    upstream: {base_url: "
+                        "'https://localhost:"
+                     << https_port << "/v1', ca_file: " << dir << "/ca.crt}\n";
+  Process proposer({BinaryPath("services/proposer/moa-proposer"), "--host=127.0.0.1", "--port=0",
+                    "--metrics_port=0", "--model=m", "--config=" + cfg, "--max_attempts=1"});
+  const int port = WaitForLoggedPort(proposer, "serving gRPC on port");
+  ASSERT_GT(port, 0) << proposer.Output();
+  std::string text;
+  grpc::Status ok = Ask(port, &text);
+  ASSERT_TRUE(ok.ok()) << ok.error_message();
+  EXPECT_THAT(text, HasSubstr("[m answer"));
+
+  Process missing({BinaryPath("services/proposer/moa-proposer"), "--port=0", "--metrics_port=0",
+                   "--model=m",
+                   absl::StrCat("--upstream_url=https://localhost:", https_port, "/v1"),
+                   "--upstream_ca_file=" + dir + "/absent.crt"});
+  EXPECT_EQ(missing.Wait(absl::Seconds(10)), 2);
+  EXPECT_THAT(missing.Output(),
+              HasSubstr("cannot read the upstream's CA file " + dir + "/absent.crt"));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

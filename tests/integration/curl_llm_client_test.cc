@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "absl/time/clock.h"
@@ -320,6 +321,41 @@ TEST(CurlLlmClientCreateTest, RejectsBadOptions) {
   o.base_url = "http://x/v1";
   o.model = "";
   EXPECT_EQ(CurlLlmClient::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// An upstream behind TLS with a private CA (the simulator serving HTTPS
+// with a throw-away one): trusted through ca_file; without it, a
+// configuration error that says what to set, and no retries.
+TEST_F(CurlLlmClientTest, AnHttpsUpstreamWithAPrivateCaIsTrustedThroughCaFile) {
+  const std::string dir = ::testing::TempDir() + "moa-upstream-tls-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE(moa::testing::MakeThrowawayCa(dir, "ca"));
+  sim::SimOptions options;
+  options.profiles = *sim::ParseProfiles(kProfiles, "test");
+  options.tls_cert_file = dir + "/ca-leaf.crt";
+  options.tls_key_file = dir + "/ca-leaf.key";
+  auto sim = sim::SimServer::Start(std::move(options));
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  auto ask = [&](const std::string& ca_file) {
+    UpstreamOptions o;
+    o.base_url = absl::StrCat("https://localhost:", (*sim)->port(), "/v1");
+    o.model = "m1";
+    o.ca_file = ca_file;
+    auto client = *CurlLlmClient::Create(o);
+    auto obs = std::make_shared<RecordingObserver>();
+    client->Start(Question(), obs);
+    EXPECT_TRUE(obs->WaitDone(absl::Seconds(10)));
+    return obs->result();
+  };
+  auto trusted = ask(dir + "/ca.crt");
+  ASSERT_TRUE(trusted.ok()) << trusted.status();
+  EXPECT_EQ(trusted->usage.completion_tokens, 12);
+  auto untrusted = ask("");
+  EXPECT_EQ(untrusted.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(untrusted.status().message(), HasSubstr("set upstream.ca_file"));
+  auto log = nlohmann::json::parse((*sim)->RequestLogJson())["requests"];
+  EXPECT_EQ(log.size(), 1u) << "the untrusted server never got a request, and no retry was made";
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -16,6 +16,9 @@ ABSL_FLAG(std::string, profiles, "", "YAML file of per-model latency and fault p
 ABSL_FLAG(double, latency_scale, 1.0, "Multiplies every delay; 0 = as fast as possible.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for latency sampling and fault injection.");
 ABSL_FLAG(int, threads, 1, "I/O threads.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "Serve HTTPS with this certificate (PEM, with --tls_key_file). Empty: plain HTTP.");
+ABSL_FLAG(std::string, tls_key_file, "", "HTTPS: the private key (PEM).");
 ABSL_FLAG(std::string, api_key_env, "",
           "When set, requests must carry 'Authorization: Bearer $VAR' or get 401.");
 
@@ -32,6 +35,8 @@ int main(int argc, char** argv) {
   options.latency_scale = absl::GetFlag(FLAGS_latency_scale);
   options.seed = absl::GetFlag(FLAGS_seed);
   options.threads = absl::GetFlag(FLAGS_threads);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   if (std::string path = absl::GetFlag(FLAGS_profiles); !path.empty()) {
     auto profiles = moa::sim::LoadProfiles(path);
     if (!profiles.ok()) {

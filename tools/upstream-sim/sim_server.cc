@@ -160,7 +160,9 @@ class SimServer::Impl final : public moa::net::HttpHandler {
                                                .threads = options_.threads,
                                                .max_body_bytes = 64 << 20,
                                                .read_timeout = absl::Seconds(30),
-                                               .max_connections = options_.max_connections},
+                                               .max_connections = options_.max_connections,
+                                               .tls_cert_file = options_.tls_cert_file,
+                                               .tls_key_file = options_.tls_key_file},
                                               this);
     if (!server.ok()) return server.status();
     server_ = *std::move(server);

@@ -30,6 +30,9 @@ struct SimOptions {
   std::string api_key;
   size_t max_log_entries = 50000;
   size_t max_connections = 16000;  // More get 503 and are closed.
+  // HTTPS with these PEM files (an upstream behind TLS); plaintext when empty.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class SimServer {
