@@ -8,10 +8,14 @@
 //   3. resident memory of each service with N requests in flight.
 // A benchmark, not a test: it prints numbers and asserts nothing.
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -28,6 +32,7 @@
 #include "moa/v1/orchestrator.grpc.pb.h"
 #include "tests/support/local_cluster.h"
 #include "tests/support/requests.h"
+#include "tests/support/test_support.h"
 
 ABSL_FLAG(int, throughput_concurrency, 32, "Concurrent requests in the throughput phase.");
 ABSL_FLAG(absl::Duration, throughput_time, absl::Seconds(5), "Length of the throughput phase.");
@@ -35,8 +40,8 @@ ABSL_FLAG(int, overhead_concurrency, 100, "Concurrent requests in the overhead p
 ABSL_FLAG(int, overhead_requests, 500, "Requests in the overhead phase.");
 ABSL_FLAG(int, memory_requests, 2000, "Requests in flight in the memory phase.");
 ABSL_FLAG(std::vector<std::string>, phases,
-          std::vector<std::string>({"throughput", "overhead", "memory"}),
-          "Phases to run (comma-separated): throughput, overhead, memory.");
+          std::vector<std::string>({"throughput", "tls", "overhead", "memory"}),
+          "Phases to run (comma-separated): throughput, tls, overhead, memory.");
 ABSL_FLAG(absl::Duration, overhead_ramp, absl::Seconds(1),
           "Overhead phase: the clients' first requests are spread over this long (0: all at "
           "once, so every layer of every request ends together).");
@@ -97,8 +102,10 @@ std::vector<ChatResult> ClosedLoop(v1::OrchestratorService::Stub* stub, int conc
       ramp);
 }
 
-std::unique_ptr<moa::testing::LocalCluster> StartCluster(const std::string& profiles, double scale,
-                                                         bool simulator_per_model = false) {
+std::unique_ptr<moa::testing::LocalCluster> StartCluster(
+    const std::string& profiles, double scale, bool simulator_per_model = false,
+    std::vector<std::string> orchestrator_flags = {},
+    std::shared_ptr<grpc::ChannelCredentials> front_credentials = nullptr) {
   moa::testing::ClusterSpec spec;
   spec.models = {"a", "b", "c", "d", "z"};
   spec.pipelines_yaml = kPipelines;
@@ -107,6 +114,9 @@ std::unique_ptr<moa::testing::LocalCluster> StartCluster(const std::string& prof
   spec.simulator_per_model = simulator_per_model;
   spec.proposer_flags = {"--max_inflight=100000"};
   spec.orchestrator_flags = {"--max_inflight=100000", "--http_port=0"};
+  spec.orchestrator_flags.insert(spec.orchestrator_flags.end(), orchestrator_flags.begin(),
+                                 orchestrator_flags.end());
+  spec.front_credentials = std::move(front_credentials);
   auto cluster = std::make_unique<moa::testing::LocalCluster>(spec);
   if (!cluster->ok()) {
     std::fprintf(stderr, "%s\n", cluster->error().c_str());
@@ -134,9 +144,11 @@ class HttpObserver final : public llm::StreamObserver {
   absl::Time start_ = absl::Now();
 };
 
-std::unique_ptr<llm::CurlLlmClient> HttpClient(int port) {
+// `ca_file` set: over HTTPS, trusting it.
+std::unique_ptr<llm::CurlLlmClient> HttpClient(int port, const std::string& ca_file = "") {
   llm::UpstreamOptions o;
-  o.base_url = absl::StrCat("http://127.0.0.1:", port, "/v1");
+  o.base_url = absl::StrCat(ca_file.empty() ? "http" : "https", "://localhost:", port, "/v1");
+  o.ca_file = ca_file;
   o.model = "moa3";
   o.retry.max_attempts = 1;
   return *llm::CurlLlmClient::Create(o);
@@ -198,6 +210,65 @@ void Run() {
         "  same load through the HTTP door (streaming): %.0f MoA requests/s (%zu "
         "requests, %zu failed)\n",
         h.size() / secs, h.size(), CountFailed(h));
+  }
+  if (Phase("tls")) {
+    // The HTTP door in plaintext and over TLS (the orchestrator's
+    // --tls_cert_file), each with the same load: streamed MoA requests on
+    // kept-alive connections, then new connections one after another
+    // (GET /healthz, a TLS handshake each).
+    const std::string dir = absl::StrCat("/tmp/moa-bench-tls-", getpid());
+    std::filesystem::create_directories(dir);
+    if (!moa::testing::MakeThrowawayCa(dir, "ca")) {
+      std::fprintf(stderr, "openssl could not make a CA in %s\n", dir.c_str());
+      std::exit(1);
+    }
+    const std::string profile =
+        "default: {time_to_first_token: 0.1, tokens_per_second: 100, answer_tokens: 50}\n";
+    int conc = absl::GetFlag(FLAGS_throughput_concurrency);
+    for (bool tls : {false, true}) {
+      std::shared_ptr<grpc::ChannelCredentials> front;
+      if (tls) {
+        std::ifstream in(dir + "/ca.crt");
+        std::stringstream pem;
+        pem << in.rdbuf();
+        grpc::SslCredentialsOptions o;
+        o.pem_root_certs = pem.str();
+        front = grpc::SslCredentials(o);
+      }
+      auto cluster =
+          StartCluster(profile, 0, false,
+                       tls ? std::vector<std::string>{"--tls_cert_file=" + dir + "/ca-leaf.crt",
+                                                      "--tls_key_file=" + dir + "/ca-leaf.key"}
+                           : std::vector<std::string>{},
+                       front);
+      const int port = cluster->orchestrator_http_port();
+      const std::string ca = tls ? dir + "/ca.crt" : "";
+      auto http = HttpClient(port, ca);
+      ClosedLoopHttp(http.get(), conc, 100, absl::InfiniteFuture());  // Warm-up.
+      absl::Time start = absl::Now();
+      auto h =
+          ClosedLoopHttp(http.get(), conc, 1 << 30, start + absl::GetFlag(FLAGS_throughput_time));
+      double secs = absl::ToDoubleSeconds(absl::Now() - start);
+      const int kConnections = 300;
+      int connected = 0;
+      absl::Time connect_start = absl::Now();
+      for (int i = 0; i < kConnections; ++i) {
+        auto r = moa::testing::HttpRequest(
+            "GET", absl::StrCat(tls ? "https" : "http", "://localhost:", port, "/healthz"), "", {},
+            ca);
+        connected += r.status == 200 ? 1 : 0;
+      }
+      double connect_secs = absl::ToDoubleSeconds(absl::Now() - connect_start);
+      std::printf(
+          "HTTP door %s: %.0f streamed MoA requests/s on kept-alive connections (%zu, %zu "
+          "failed); %.0f new connections/s one at a time (%d of %d answered)\n",
+          tls ? "over TLS" : "plaintext", h.size() / secs, h.size(), CountFailed(h),
+          kConnections / connect_secs, connected, kConnections);
+      Summary(tls ? "moa: HTTPS door requests/s, new connections/s"
+                  : "moa: HTTP door requests/s, new connections/s",
+              absl::StrFormat("%.0f, %.0f", h.size() / secs, kConnections / connect_secs));
+    }
+    std::filesystem::remove_all(dir);
   }
   if (Phase("overhead")) {
     // About 1 s per upstream call: 0.2 s to the first token, 40 tokens at 50/s.
