@@ -4,8 +4,12 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <deque>
+#include <mutex>
 #include <string>
+#include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "lib/base/json.h"
@@ -47,7 +51,126 @@ char LevelLetter(LogLevel level) {
   return '?';
 }
 
+void WriteAll(absl::string_view bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = ::write(STDERR_FILENO, bytes.data() + off, bytes.size() - off);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+}
+
+// The writer thread of async logging and its bounded queue. Never
+// destroyed: lines may still come from other threads while the process
+// exits.
+class AsyncWriter {
+ public:
+  static AsyncWriter& Get() {
+    static AsyncWriter* writer = new AsyncWriter();
+    return *writer;
+  }
+
+  void Start(size_t max_bytes) {
+    absl::MutexLock lock(&mu_);
+    if (running_) return;
+    running_ = true;
+    stop_ = false;
+    max_bytes_ = max_bytes;
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  void Stop() {
+    std::thread thread;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!running_) return;
+      stop_ = true;
+      thread.swap(thread_);
+    }
+    thread.join();  // It writes out the queue before it ends.
+    absl::MutexLock lock(&mu_);
+    running_ = false;
+  }
+
+  // False when async logging is off: the caller writes the line itself.
+  bool Enqueue(std::string line) {
+    absl::MutexLock lock(&mu_);
+    if (!running_ || stop_) return false;
+    if (bytes_ + line.size() > max_bytes_) {
+      ++dropped_;
+      ++dropped_total_;
+      return true;
+    }
+    bytes_ += line.size();
+    queue_.push_back(std::move(line));
+    return true;
+  }
+
+  uint64_t dropped_total() {
+    absl::MutexLock lock(&mu_);
+    return dropped_total_;
+  }
+
+ private:
+  void Run() {
+    while (true) {
+      std::deque<std::string> lines;
+      uint64_t dropped;
+      bool stop;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](AsyncWriter* w) { return w->stop_ || !w->queue_.empty() || w->dropped_ > 0; },
+            this));
+        lines.swap(queue_);
+        bytes_ = 0;
+        dropped = std::exchange(dropped_, 0);
+        stop = stop_;
+      }
+      // Written outside the lock: loggers only ever wait for the queue.
+      std::string batch;
+      for (const std::string& line : lines) {
+        if (batch.size() + line.size() > (64 << 10)) {
+          WriteAll(batch);
+          batch.clear();
+        }
+        batch += line;
+      }
+      WriteAll(batch);
+      if (dropped > 0) {
+        WriteAll(absl::StrCat(
+            absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
+            " W log: ", dropped, " lines dropped: stderr was not read as fast as lines came\n"));
+      }
+      if (stop) {
+        absl::MutexLock lock(&mu_);
+        if (queue_.empty() && dropped_ == 0) return;
+      }
+    }
+  }
+
+  absl::Mutex mu_;
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t max_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t dropped_total_ ABSL_GUARDED_BY(mu_) = 0;
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_ ABSL_GUARDED_BY(mu_);
+};
+
 }  // namespace
+
+void StartAsyncLogging(size_t max_queued_bytes) {
+  static std::once_flag at_exit;
+  std::call_once(at_exit, [] { std::atexit(StopAsyncLogging); });
+  AsyncWriter::Get().Start(max_queued_bytes);
+}
+
+void StopAsyncLogging() { AsyncWriter::Get().Stop(); }
+
+uint64_t DroppedLogLines() { return AsyncWriter::Get().dropped_total(); }
 
 void SetMinLogLevel(LogLevel level) { MinLevel().store(static_cast<int>(level)); }
 
@@ -74,13 +197,9 @@ void LogLine(LogLevel level, absl::string_view component, absl::string_view mess
     for (const auto& [key, value] : fields) absl::StrAppend(&line, " ", key, "=", value);
     line += "\n";
   }
+  if (AsyncWriter::Get().Enqueue(line)) return;
   // One write(2) per line keeps lines from different threads whole.
-  size_t off = 0;
-  while (off < line.size()) {
-    ssize_t n = ::write(STDERR_FILENO, line.data() + off, line.size() - off);
-    if (n <= 0) break;
-    off += static_cast<size_t>(n);
-  }
+  WriteAll(line);
 }
 
 }  // namespace moa

@@ -3,6 +3,8 @@
 #ifndef MOA_LIB_BASE_LOG_H_
 #define MOA_LIB_BASE_LOG_H_
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,9 +30,23 @@ void SetLogFormat(LogFormat format);
 // Named values of a line, e.g. {{"request_id", id}}.
 using LogFields = std::vector<std::pair<std::string, std::string>>;
 
-// Writes one line atomically.
+// Writes one line atomically: at once with one write(2), or, once
+// StartAsyncLogging was called, through the writer thread.
 void LogLine(LogLevel level, absl::string_view component, absl::string_view message,
              const LogFields& fields = {});
+
+// From now on lines queue (at most `max_queued_bytes`) for a writer thread,
+// so a thread that logs never waits for stderr: a slow or stuck reader of
+// the services' logs (a full pipe, a stalled collector) must not stall a
+// gRPC callback or the curl event loop. When the queue is full, lines are
+// dropped and counted, and the writer says how many once it catches up.
+// The queue is written out at exit (atexit). Idempotent; for services,
+// called by PrepareProcess before any other thread starts.
+void StartAsyncLogging(size_t max_queued_bytes = 4 << 20);
+// Writes out what is queued and goes back to writing at once. Idempotent.
+void StopAsyncLogging();
+// Lines dropped by a full queue since the process started.
+uint64_t DroppedLogLines();
 
 template <typename... Args>
 void LogInfo(absl::string_view component, const Args&... args) {

@@ -45,6 +45,8 @@ void PrepareProcess() {
   // then updates a global lock-order graph (GraphCycles showed in profiles
   // of the data path). Tests keep it; the services do not pay for it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // Last: the writer thread inherits the blocked signals.
+  StartAsyncLogging();
 }
 
 int WaitForTerminationSignal() {

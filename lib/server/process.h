@@ -7,8 +7,10 @@ namespace moa::server {
 // Raises the open-file limit to the hard limit (thousands of streams need
 // thousands of sockets), ignores SIGPIPE, blocks SIGTERM and SIGINT in every
 // thread so WaitForTerminationSignal can take them, turns off Abseil's
-// Mutex deadlock detection, and applies --log_format (text or json; exits 2
-// on another value). Call after parsing flags, before starting any thread.
+// Mutex deadlock detection, applies --log_format (text or json; exits 2 on
+// another value), and starts async logging (lib/base/log.h: a stuck reader
+// of stderr never stalls a serving thread). Call after parsing flags, before
+// starting any thread.
 void PrepareProcess();
 
 // Blocks until SIGTERM or SIGINT arrives; returns the signal number.
