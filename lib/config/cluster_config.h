@@ -176,9 +176,11 @@ struct Limits {
   // Room for the synthesis instruction and protobuf framing in a hop.
   static constexpr int64_t kHopSlackBytes = 1 << 20;
   // Largest gRPC message between two services: the conversation plus one
-  // layer's answers as references plus the instruction.
+  // layer's answers as references, a judge step's analysis (one answer
+  // more) and the instruction.
   int64_t HopMessageBytes() const {
-    return max_request_bytes + int64_t{max_models_per_layer} * max_answer_bytes + kHopSlackBytes;
+    return max_request_bytes + int64_t{max_models_per_layer + 1} * max_answer_bytes +
+           kHopSlackBytes;
   }
   // The orchestrator's gRPC receive limit: requests up to twice the limit
   // still arrive, so they are refused with INVALID_ARGUMENT naming the limit

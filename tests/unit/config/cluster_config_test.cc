@@ -165,7 +165,8 @@ TEST(ClusterConfigTest, LimitsHaveDocumentedDefaultsAndDeriveTheHopLimit) {
   EXPECT_EQ(cfg->limits.max_upstream_calls, 64);
   EXPECT_EQ(cfg->limits.max_answer_bytes, 1 << 20);
   // The conversation, one layer's answers as references, and the slack.
-  EXPECT_EQ(cfg->limits.HopMessageBytes(), (4 << 20) + 16 * (1 << 20) + (1 << 20));
+  EXPECT_EQ(cfg->limits.HopMessageBytes(), (4 << 20) + 17 * (1 << 20) + (1 << 20))
+      << "16 references, a judge's analysis, the instruction's room";
 }
 
 TEST(ClusterConfigTest, LimitsAreReadAndPipelinesMustFitThem) {
