@@ -1,5 +1,6 @@
 #include "services/orchestrator/engine/moa_call.h"
 
+#include <limits>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -422,7 +423,7 @@ void MoaCall::StartStepLocked(bool last, bool retry) {
 }
 
 void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
-  bool started = false;
+  bool started = false;  // Something to start or cancel: Act() after the lock.
   {
     absl::MutexLock lock(&mu_);
     if (finished_) return;
@@ -433,9 +434,21 @@ void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
         answer_ttft_ = clock_->Now() - accepted_;
         metrics_->AnswerFirstToken(*answer_ttft_);
       }
+      // The answer as a whole stays within the cap one call has: resumes
+      // and staircase steps each write up to it, and a resume must be able
+      // to send the answer so far (continue_from) as one answer.
+      const size_t room = MaxAnswerBytes() - std::min(MaxAnswerBytes(), answer_text_.size());
+      const bool cut = text.size() > room;
+      if (cut) text = Utf8Prefix(text, room);
       answer_text_.append(text.data(), text.size());
-      event.set_answer_delta(std::string(text));
-      EmitLocked(std::move(event));
+      if (!text.empty()) {
+        event.set_answer_delta(std::string(text));
+        EmitLocked(std::move(event));
+      }
+      if (cut) {
+        AnswerFullLocked();
+        started = true;  // Act() carries out the cancel.
+      }
     } else {
       if (layer != current_layer_ || index >= proposals_.size()) return;
       Proposal& p = proposals_[index];
@@ -452,6 +465,33 @@ void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
   }
   if (started) Act();
   Deliver();
+}
+
+size_t MoaCall::MaxAnswerBytes() const {
+  return config_ == nullptr ? std::numeric_limits<size_t>::max()
+                            : static_cast<size_t>(config_->limits.max_answer_bytes);
+}
+
+void MoaCall::AnswerFullLocked() {
+  // The call still writing is no longer needed; what it used is not
+  // reported once it is cancelled.
+  if (final_.handle) to_cancel_.push_back(std::move(final_.handle));
+  final_.running = false;
+  const absl::Time now = clock_->Now();
+  const size_t step = options_.pipeline.layers.size();
+  metrics_->CallDone(step, FinalMetricsIndex(final_.attempt), telemetry::Outcome::kOk,
+                     now - final_.call_started);
+  if (!final_.layer_done) CutStragglersLocked();
+  metrics_->StepDone(step, now - final_.stage_started);
+  metrics_->AnswerSteps(final_.step);
+  llm::Completion answer;
+  answer.finish_reason = "length";
+  answer.usage = final_.usage;
+  answer.time_to_first_token =
+      answer_ttft_ ? accepted_ + *answer_ttft_ - final_.stage_started : now - final_.stage_started;
+  answer.duration = now - final_.stage_started;
+  EmitSummaryLocked(answer, final_.model);
+  FinishLocked(absl::OkStatus());
 }
 
 void MoaCall::OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completion> result) {

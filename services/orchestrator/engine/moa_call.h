@@ -171,6 +171,11 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   std::vector<synthesis::Reference> StepReferencesLocked(bool last, int step) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnFinalDoneLocked(absl::StatusOr<llm::Completion> result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // limits.max_answer_bytes of the config (no cap without one).
+  size_t MaxAnswerBytes() const;
+  // The answer reached MaxAnswerBytes: the running call is cancelled and the
+  // answer ends with finish reason "length".
+  void AnswerFullLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::string> FinalModels() const;
   static size_t FinalMetricsIndex(size_t attempt);
   bool CanRetryFinalLocked(size_t attempt, const absl::Status& status, absl::Time now) const

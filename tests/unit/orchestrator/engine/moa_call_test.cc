@@ -263,6 +263,41 @@ TEST_F(MoaCallTest, AnAnswerCutMidStreamIsContinuedNotRepeated) {
   EXPECT_THAT(resumed, HasSubstr("resuming the answer after its first 11 bytes"));
 }
 
+// Resumes each write up to the answer cap; the answer as a whole stays
+// within it, cut on a UTF-8 boundary, and ends with "length".
+TEST_F(MoaCallTest, AResumedAnswerStopsAtTheAnswerCap) {
+  auto cfg = config::ParseClusterConfig(
+      "models:\n  a: {endpoint: 'x:1'}\n  agg: {endpoint: 'x:2'}\n"
+      "aggregator: {endpoint: 'x:9'}\npipelines:\n  p: {layers: [[a]], aggregator: agg}\n"
+      "limits: {max_answer_bytes: 1024}\n",
+      "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  FakeGenerationBackend proposers(Answer);
+  FakeGenerationBackend aggregator([](const cluster::GenerationCall& c) {
+    if (c.continue_from.empty()) {
+      return FakeGenerationBackend::Reply{{std::string(1018, 'x')},
+                                          absl::UnavailableError("reset")};
+    }
+    return FakeGenerationBackend::Reply{{"abc\xc3\xa9\xc3\xa9", " more"},
+                                        FakeGenerationBackend::Ok()};
+  });
+  MoaCall::Options o;
+  o.pipeline.name = "p";
+  o.pipeline.layers = {{"a"}};
+  o.pipeline.aggregator = "agg";
+  o.conversation = {{llm::Role::kUser, "question"}};
+  MoaCall::Start(std::move(o), {{&proposers, &aggregator}, &metrics_, &clock_, &*cfg}, sink_);
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  std::string answer;
+  for (const auto& e : sink_->events()) {
+    if (e.has_answer_delta()) answer += e.answer_delta();
+  }
+  EXPECT_EQ(answer, std::string(1018, 'x') + "abc\xc3\xa9")
+      << "1,024 bytes would split the second character";
+  EXPECT_EQ(sink_->events().back().summary().finish_reason(), "length");
+  EXPECT_EQ(aggregator.calls().size(), 2u);
+}
+
 TEST_F(MoaCallTest, ABadRequestIsNotAskedAgain) {
   FakeGenerationBackend proposers(Answer);
   FakeGenerationBackend refused([](const cluster::GenerationCall&) {
