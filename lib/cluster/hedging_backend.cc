@@ -37,6 +37,9 @@ class HedgingBackend::HedgedCall final : public llm::CallHandle,
     {
       absl::MutexLock lock(&mu_);
       cancelled_ = true;
+      // No hedge after a cancel; the timer goes now, not when it fires.
+      if (timer_ != 0) backend_->clock_->Cancel(timer_);
+      timer_ = 0;
       handles[0] = attempts_[0].handle;
       handles[1] = attempts_[1].handle;
     }
