@@ -7,6 +7,7 @@
 #include "lib/base/cancel_slot.h"
 #include "lib/base/log.h"
 #include "lib/base/retry_after.h"
+#include "lib/base/utf8.h"
 #include "lib/cluster/generation_stream_reactor.h"
 #include "lib/server/trace_metadata.h"
 #include "lib/telemetry/outcome.h"
@@ -15,15 +16,6 @@
 namespace moa::proposer {
 
 namespace {
-
-// The longest prefix of `text` of at most `max` bytes that ends on a UTF-8
-// character boundary (proto3 strings must stay valid UTF-8).
-absl::string_view Utf8Prefix(absl::string_view text, size_t max) {
-  if (text.size() <= max) return text;
-  size_t end = max;
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
-  return text.substr(0, end);
-}
 
 // Adds the answer so far to the conversation in the upstream's way.
 void AskToContinue(llm::Continuation how, const std::string& answer_so_far,

@@ -76,13 +76,4 @@ std::optional<StaircaseSchedule> ResolveStaircase(const config::StreamingConfig&
   return s;
 }
 
-absl::string_view Utf8Prefix(absl::string_view text, size_t max_bytes) {
-  if (text.size() <= max_bytes) return text;
-  size_t end = max_bytes;
-  // Back off continuation bytes (10xxxxxx) so the cut falls before a
-  // character's first byte.
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
-  return text.substr(0, end);
-}
-
 }  // namespace moa::orchestrator

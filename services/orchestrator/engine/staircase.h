@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "lib/base/utf8.h"
 #include "lib/config/cluster_config.h"
 #include "moa/v1/orchestrator.pb.h"
 
@@ -52,10 +53,6 @@ absl::StatusOr<config::StreamingConfig> StreamingFromProto(const v1::StreamingOp
 // normal streaming.
 std::optional<StaircaseSchedule> ResolveStaircase(const config::StreamingConfig& pipeline,
                                                   const config::StreamingConfig& over);
-
-// The longest prefix of `text` of at most `max_bytes` that ends on a UTF-8
-// character boundary.
-absl::string_view Utf8Prefix(absl::string_view text, size_t max_bytes);
 
 }  // namespace moa::orchestrator
 
