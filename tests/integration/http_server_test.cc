@@ -352,6 +352,31 @@ TEST_F(HttpsServerTest, AnswersAndStreamsOverTlsAndTellsAPlainHttpClientToUseHtt
   EXPECT_EQ(Request("https", "/now", Ca("ca1")).status, 200) << "still serving";
 }
 
+// An answer that ends the connection ends the TLS session with
+// close_notify: the client reads the whole answer, whole or streamed.
+TEST_F(HttpsServerTest, AnAnswerThatClosesTheConnectionArrivesWhole) {
+  StartServer(Tls());
+  auto whole =
+      moa::testing::HttpRequest("POST", absl::StrCat("https://localhost:", server_->port(), "/now"),
+                                "hello", {"Connection: close"}, Ca("ca1"));
+  EXPECT_EQ(whole.status, 200) << whole.error;
+  EXPECT_EQ(whole.body, "got 5\n");
+  EXPECT_THAT(whole.headers, HasSubstr("Connection: close"));
+  moa::testing::HttpResult streamed;
+  std::thread client([&] {
+    streamed = moa::testing::HttpRequest(
+        "POST", absl::StrCat("https://localhost:", server_->port(), "/stream"), "x",
+        {"Connection: close"}, Ca("ca1"));
+  });
+  EXPECT_TRUE(moa::testing::WaitFor([&] { return handler_.pending() == 1; }, absl::Seconds(10)));
+  handler_.Release();
+  client.join();
+  EXPECT_EQ(streamed.status, 200) << streamed.error;
+  EXPECT_EQ(streamed.body, "data: one\n\ndata: two\n\n");
+  EXPECT_TRUE(moa::testing::WaitFor([&] { return server_->connections() == 0; }, absl::Seconds(10)))
+      << "each connection closed after its answer";
+}
+
 TEST_F(HttpsServerTest, ABrokenOrSilentHandshakeIsClosedAndTheServerKeepsServing) {
   StartServer(Tls({.read_timeout = absl::Milliseconds(300)}));
   RawClient silent(server_->port());
