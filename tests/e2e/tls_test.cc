@@ -181,6 +181,15 @@ TEST_F(TlsTest, TheOpenAiDoorServesHttpsWithTheSameCertificate) {
                   {"Content-Type: application/json"}, (dir_ / "ca2.crt").string());
   EXPECT_EQ(untrusted.status, 0) << "a client trusting another CA refuses the door";
   EXPECT_TRUE(Answers()) << "and the cluster goes on serving";
+
+  // The official openai client (Node.js), trusting the CA the usual Node way.
+  Process node({"/usr/bin/env", "node", "--test", "--test-reporter=spec",
+                std::string(MOA_SOURCE_DIR) + "/tests/http/openai_sdk_tls.test.mjs"},
+               {absl::StrCat("MOA_BASE_URL=https://localhost:", port, "/v1"),
+                "NODE_EXTRA_CA_CERTS=" + (dir_ / "ca1.crt").string(),
+                "NODE_PATH=" + std::string(MOA_SOURCE_DIR) + "/tests/http/node_modules"});
+  EXPECT_EQ(node.Wait(absl::Seconds(120)), 0) << node.Output();
+  EXPECT_THAT(node.Output(), ::testing::HasSubstr(" pass 2\n")) << node.Output();
 }
 
 TEST_F(TlsTest, RotatedFilesTakeEffectWithoutARestart) {
