@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "lib/synthesis/synthesis.h"
 #include "tests/support/local_cluster.h"
@@ -246,6 +247,16 @@ TEST_F(StepsTest, ShuffleIsReplayedFromItsRecordedSeedOverGrpcAndHttp) {
       EXPECT_EQ(References(r), expected) << "the same order over HTTP";
     }
   }
+  // The CLI replays it too, and its table shows the seed and the order.
+  Process ask({BinaryPath("tools/moa/moa"), "--orchestrator=" + cluster_->orchestrator_address(),
+               "ask", "--pipeline=shuffled", absl::StrCat("--step_seed=", seed), "Hi"});
+  ASSERT_EQ(ask.Wait(absl::Seconds(20)), 0) << ask.Output();
+  EXPECT_THAT(ask.Output(),
+              HasSubstr(absl::StrCat("ok: kept ", absl::StrJoin(order, ", "), "; seed ", seed)));
+  Process bad({BinaryPath("tools/moa/moa"), "--orchestrator=" + cluster_->orchestrator_address(),
+               "ask", "--pipeline=shuffled", "--step_seed=-1", "Hi"});
+  EXPECT_EQ(bad.Wait(absl::Seconds(20)), 2) << bad.Output();
+
   // Other seeds give other orders (one of the next ten at least).
   bool differs = false;
   for (uint64_t other = seed + 1; other <= seed + 10 && !differs; ++other) {

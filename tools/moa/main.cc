@@ -21,6 +21,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -44,6 +45,9 @@ ABSL_FLAG(int, max_tokens, 0, "Max tokens per call (default: the pipeline's).");
 ABSL_FLAG(std::string, system, "", "System message to start the conversation with.");
 ABSL_FLAG(std::string, streaming, "",
           "How the answer streams: normal or staircase (default: the pipeline's).");
+ABSL_FLAG(std::string, step_seed, "",
+          "Seed of the pipeline's shuffle and dropout steps (the table's `seed N` replays a "
+          "run); empty: a random one.");
 ABSL_FLAG(bool, multi_turn, true, "chat: keep earlier turns in the conversation.");
 ABSL_FLAG(bool, show_proposals, false, "Print each proposal's text as it completes.");
 ABSL_FLAG(bool, table, true, "ask: print the per-model table on stderr.");
@@ -147,6 +151,14 @@ v1::ChatRequest BaseRequest() {
     req.mutable_streaming()->set_mode(v1::StreamingOptions::STAIRCASE);
   } else if (streaming == "normal") {
     req.mutable_streaming()->set_mode(v1::StreamingOptions::NORMAL);
+  }
+  if (const std::string seed = absl::GetFlag(FLAGS_step_seed); !seed.empty()) {
+    uint64_t value;
+    if (!absl::SimpleAtoi(seed, &value)) {
+      std::fprintf(stderr, "moa: --step_seed must be a whole number, not '%s'\n", seed.c_str());
+      std::exit(2);
+    }
+    req.set_step_seed(value);
   }
   if (std::string system = absl::GetFlag(FLAGS_system); !system.empty()) {
     v1::ChatMessage* m = req.add_messages();
@@ -438,19 +450,20 @@ const std::vector<Command>& Commands() {
        "moa ask [flags] \"question\"",
        "stream one answer, then a per-model table on stderr",
        {"orchestrator", "tls_ca_file", "pipeline", "reference_models", "aggregator", "rounds",
-        "temperature", "max_tokens", "streaming", "system", "show_proposals", "table", "timeout"}},
+        "temperature", "max_tokens", "streaming", "step_seed", "system", "show_proposals", "table",
+        "timeout"}},
       {"chat",
        "moa chat [flags]",
        "interactive multi-turn chat (one question per line)",
        {"orchestrator", "tls_ca_file", "pipeline", "reference_models", "aggregator", "rounds",
-        "temperature", "max_tokens", "streaming", "system", "multi_turn", "show_proposals",
-        "timeout"}},
+        "temperature", "max_tokens", "streaming", "step_seed", "system", "multi_turn",
+        "show_proposals", "timeout"}},
       {"batch",
        "moa batch --format F --input IN --output OUT [flags]",
        "answer a benchmark file (AlpacaEval, MT-Bench or FLASK), resumable",
        {"orchestrator", "tls_ca_file", "pipeline", "reference_models", "aggregator", "rounds",
-        "temperature", "max_tokens", "format", "input", "output", "concurrency", "generator",
-        "timeout"}},
+        "temperature", "max_tokens", "step_seed", "format", "input", "output", "concurrency",
+        "generator", "timeout"}},
       {"pipelines",
        "moa pipelines [--orchestrator ADDR]",
        "list the cluster's pipelines",
