@@ -110,6 +110,13 @@ TEST_F(AggregatorServiceTest, ARequestOutsideTheClusterIsRefusedBeforeAnyCall) {
   ASSERT_TRUE(observer->WaitDone(absl::Seconds(10)));
   EXPECT_EQ(observer->result().status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(observer->result().status().message(), HasSubstr("continue_from"));
+  cluster::GenerationCall huge_analysis = Synthesis("z");
+  huge_analysis.analysis = std::string((1 << 20) + 1, 'x');  // A judge's analysis, too long.
+  observer = std::make_shared<RecordingObserver>();
+  backend_->Start(huge_analysis, observer);
+  ASSERT_TRUE(observer->WaitDone(absl::Seconds(10)));
+  EXPECT_EQ(observer->result().status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(observer->result().status().message(), HasSubstr("analysis is 1048577 bytes"));
   cluster::GenerationCall no_refs = Synthesis("z");
   no_refs.references.clear();
   observer = std::make_shared<RecordingObserver>();

@@ -193,6 +193,15 @@ TEST(OpenAiApiTest, WrongTypesAnywhereAre400NamingTheFieldNeverACrash) {
       {R"({"model":"moa","messages":["hi"]})", "messages[0].role"},
       {R"({"model":["moa"],"messages":[]})", "model"},
       {R"({"model":"moa","messages":[{"role":"user","content":"a"}],"n":"2"})", "n"},
+      {R"({"model":"moa","messages":[{"role":"user","content":"a"}],"moa_step_seed":"7"})",
+       "moa_step_seed"},
+      {R"({"model":"moa","messages":[{"role":"user","content":"a"}],"moa_step_seed":-1})",
+       "moa_step_seed"},
+      {R"({"model":"moa","messages":[{"role":"user","content":"a"}],"moa_step_seed":1.5})",
+       "moa_step_seed"},
+      {R"({"model":"moa","messages":[{"role":"user","content":"a"}],
+          "moa_step_seed":18446744073709551615})",
+       "moa_step_seed"},
   };
   for (const Case& c : cases) {
     openai::HttpError e;
@@ -202,6 +211,18 @@ TEST(OpenAiApiTest, WrongTypesAnywhereAre400NamingTheFieldNeverACrash) {
     EXPECT_EQ(e.status, 400) << c.body;
     EXPECT_EQ(e.param, c.param) << c.body;
   }
+}
+
+TEST(OpenAiApiTest, TheStepSeedExtensionSetsTheRequestsSeed) {
+  openai::HttpError e;
+  auto r = Parse(R"({"model":"moa","messages":[{"role":"user","content":"a"}],
+                     "moa_step_seed":9007199254740991})",
+                 &e);
+  ASSERT_TRUE(r.ok()) << e.message;
+  EXPECT_EQ(r->chat.step_seed(), 9007199254740991u);
+  auto unset = Parse(R"({"model":"moa","messages":[{"role":"user","content":"a"}]})", &e);
+  ASSERT_TRUE(unset.ok());
+  EXPECT_FALSE(unset->chat.has_step_seed());
 }
 
 TEST(OpenAiApiTest, DeeplyNestedBodyIs400) {
