@@ -1,6 +1,9 @@
 #include "lib/net/http_server.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -18,6 +21,7 @@
 #include "lib/base/log.h"
 #include "lib/base/write_queue.h"
 #include "lib/net/listen.h"
+#include "lib/net/request_parser.h"
 #include "lib/net/tls_context.h"
 
 namespace moa::net {
@@ -45,6 +49,12 @@ struct Gate {
 constexpr size_t kMinLingerBytes = 1 << 20;
 constexpr size_t kMaxLingerBytes = 64 << 20;
 constexpr absl::Duration kLingerTime = absl::Seconds(5);
+
+// The most a connection's read buffer holds: a whole header, what is read
+// ahead behind a request, and one read.
+size_t ReadBufferLimit(const HttpServerOptions& options) {
+  return options.max_header_bytes + options.max_read_ahead_bytes + (64 << 10);
+}
 
 // A header value never carries CR or LF from a handler into the response.
 std::string HeaderSafe(absl::string_view value) {
@@ -157,6 +167,12 @@ class HttpServer::Impl {
  private:
   void Accept();
   void RejectBusy(tcp::socket socket);
+  static bool OutOfDescriptors(const beast::error_code& ec);
+  void NoteOutOfDescriptors();
+
+  // Accepting again after the process ran out of descriptors.
+  static constexpr absl::Duration kAcceptRetry = absl::Milliseconds(50);
+  static constexpr absl::Duration kFdReportInterval = absl::Seconds(10);
 
   const HttpServerOptions options_;
   HttpHandler* const handler_;
@@ -169,6 +185,10 @@ class HttpServer::Impl {
   // Destroyed before the members above: pending handlers may hold connections.
   asio::io_context ioc_;
   tcp::acceptor acceptor_;
+  asio::steady_timer accept_retry_{ioc_};
+  // Only the accept handler touches these (one accept at a time).
+  int64_t fd_waits_ = 0;
+  absl::Time last_fd_report_ = absl::InfinitePast();
   std::vector<std::thread> threads_;
   int port_ = 0;
 };
@@ -187,7 +207,8 @@ class Connection final : public ConnectionBase {
       : tls_(std::move(tls)),
         stream_(MakeStream(std::move(socket), tls_.get())),
         timer_(stream_.get_executor()),
-        server_(server) {}
+        server_(server),
+        buffer_(ReadBufferLimit(server->options())) {}
 
   void Start() override {
     asio::post(stream_.get_executor(), [self = Self()] {
@@ -419,6 +440,16 @@ class Connection final : public ConnectionBase {
       return AnswerAndClose(
           PlainError(431, absl::StrCat("the request headers are larger than ",
                                        server_->options().max_header_bytes, " bytes")));
+    }
+    if (ec == http::error::buffer_overflow) {
+      // A chunk header or trailer section that does not fit the read buffer.
+      return AnswerAndClose(PlainError(
+          431, absl::StrCat("a chunk header or trailer section is larger than ",
+                            ReadBufferLimit(server_->options()) / 1024, " KiB")));
+    }
+    if (parser_ && !parser_->refusal().empty()) {
+      body_expected_ = false;  // What follows is not framed in a way we read.
+      return AnswerAndClose(PlainError(400, parser_->refusal()));
     }
     if (ec == http::error::body_limit) {
       // A chunked body grew over the limit (a declared Content-Length was
@@ -654,8 +685,10 @@ class Connection final : public ConnectionBase {
   asio::steady_timer timer_;
   HttpServer::Impl* const server_;
   Phase phase_ = Phase::kReading;
+  // Bounded: what Beast must hold at once to frame a request (a header, a
+  // chunk header, a trailer section) cannot grow past it.
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<RequestParser> parser_;
   unsigned version_ = 11;
   size_t linger_bytes_ = kMinLingerBytes;
   bool body_expected_ = false;  // The request being read has a body to come.
@@ -747,6 +780,17 @@ std::shared_ptr<HttpExchange> Connection<Stream>::MakeExchange() {
 
 void HttpServer::Impl::Accept() {
   acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec && OutOfDescriptors(ec)) {
+      // The connection stays in the listen backlog. Accepting again at once
+      // would fail again at once: the loop spun a core while the process
+      // was at its open-file limit. Wait, then try.
+      NoteOutOfDescriptors();
+      accept_retry_.expires_after(absl::ToChronoNanoseconds(kAcceptRetry));
+      accept_retry_.async_wait([this](beast::error_code wait_ec) {
+        if (!wait_ec && acceptor_.is_open()) Accept();
+      });
+      return;
+    }
     if (!ec) {
       socket.set_option(tcp::no_delay(true), ec);
       std::shared_ptr<ssl::context> tls = tls_ ? tls_->Current(absl::Now()) : nullptr;
@@ -772,6 +816,27 @@ void HttpServer::Impl::Accept() {
     }
     if (acceptor_.is_open()) Accept();
   });
+}
+
+bool HttpServer::Impl::OutOfDescriptors(const beast::error_code& ec) {
+  return ec == asio::error::no_descriptors ||
+         (ec.category() == boost::system::system_category() &&
+          (ec.value() == ENFILE || ec.value() == ENOBUFS || ec.value() == ENOMEM));
+}
+
+// One line per interval, with how many accepts waited since the last one.
+void HttpServer::Impl::NoteOutOfDescriptors() {
+  ++fd_waits_;
+  const absl::Time now = absl::Now();
+  if (now - last_fd_report_ < kFdReportInterval) return;
+  last_fd_report_ = now;
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  LogWarning(options_.name, "out of file descriptors (limit ", limit.rlim_cur, ", ",
+             connections(), " connections open): new connections wait in the backlog (",
+             fd_waits_, " waits since the last report); raise the limit (ulimit -n) or lower "
+             "--max_connections");
+  fd_waits_ = 0;
 }
 
 // Over the connection cap: a short 503, then close.
@@ -824,6 +889,13 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
                           absl::StrCat(options.name, ": ", loaded.status().message()));
     }
     tls = *std::move(loaded);
+  }
+  if (rlimit limit{}; getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+                     limit.rlim_cur < options.max_connections + 64) {
+    LogWarning(options.name, "the open-file limit (", limit.rlim_cur,
+               ") is below max_connections (", options.max_connections,
+               ") plus room for upstream calls: past the limit new connections wait in the "
+               "backlog; raise it (ulimit -n) or lower max_connections");
   }
   auto impl = std::make_unique<Impl>(std::move(options), handler, std::move(tls));
   if (absl::Status s = impl->Listen(); !s.ok()) return s;

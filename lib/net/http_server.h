@@ -10,6 +10,11 @@
 //   malformed request (bad line, duplicate
 //   Content-Length, Content-Length with
 //   Transfer-Encoding, bad chunking)           400, then close
+//   Transfer-Encoding other than exactly
+//   `chunked`, or any trailer field            400 naming it, then close
+//   a chunk header or trailer section over
+//   the read buffer (header + read-ahead +
+//   64 KiB)                                    431, then close
 //   request not complete within read_timeout   408 (bytes were sent) or a
 //                                              silent close (idle keep-alive)
 //   more than max_connections open             503, then close

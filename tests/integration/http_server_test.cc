@@ -141,6 +141,73 @@ TEST_F(HttpServerTest, MalformedFramingGets400AndTheConnectionCloses) {
   }
 }
 
+// A transfer coding other than exactly `chunked` would let the body be read
+// as a second request (a proxy in front may frame it differently): 400 and
+// close, and the request smuggled in the body is never answered.
+TEST_F(HttpServerTest, TransferEncodingOtherThanChunkedAloneIs400AndNothingAfterItIsServed) {
+  StartServer();
+  const std::string smuggled = "GET /now HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (const std::string coding :
+       {"identity", "gzip", "xchunked", "chunked, identity", "gzip, chunked", "chunked;q=1"}) {
+    RawClient c(server_->port());
+    ASSERT_TRUE(c.Send(absl::StrCat("POST /now HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ",
+                                    coding, "\r\n\r\n", smuggled)));
+    std::string out = c.ReadAll(absl::Seconds(3));
+    EXPECT_THAT(out, StartsWith("HTTP/1.1 400 ")) << coding;
+    EXPECT_THAT(out, HasSubstr("Transfer-Encoding")) << coding;
+    EXPECT_THAT(out, HasSubstr("Connection: close")) << coding;
+    EXPECT_EQ(out.find("HTTP/1.1 200"), std::string::npos) << coding << ": " << out;
+    EXPECT_TRUE(c.closed()) << coding;
+  }
+  // Two Transfer-Encoding fields, even both chunked.
+  RawClient c(server_->port());
+  ASSERT_TRUE(c.Send("POST /now HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+  EXPECT_THAT(c.ReadAll(absl::Seconds(3)), StartsWith("HTTP/1.1 400 "));
+  // Exactly chunked (any case) is served.
+  RawClient ok(server_->port());
+  ASSERT_TRUE(ok.Send("POST /now HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"
+                      "3\r\nabc\r\n0\r\n\r\n"));
+  EXPECT_THAT(ok.ReadResponse(), HasSubstr("got 3"));
+}
+
+// Trailer fields are refused whatever their size: a huge one used to throw
+// out of the I/O thread (the process died), many small ones grew the header
+// past its limit. The server keeps serving.
+TEST_F(HttpServerTest, TrailerFieldsAreRefusedAndNeverBringTheServerDown) {
+  StartServer();
+  const std::string head = "POST /now HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           "2\r\n{}\r\n0\r\n";
+  struct Case {
+    std::string trailer;
+    std::string status;
+  };
+  std::string many;
+  for (int i = 0; i < 20000; ++i) absl::StrAppend(&many, "X", i, ": v\r\n");
+  const Case cases[] = {
+      {"X: small\r\n", "400"},
+      {"X: " + std::string(65534, 'a') + "\r\n", "400"},  // Fits the buffer: refused by name.
+      {"X: " + std::string(200000, 'a') + "\r\n", "431"},
+      {std::string(70000, 'n') + ": v\r\n", "400"},
+      {many, "431"},
+  };
+  for (const Case& c : cases) {
+    RawClient client(server_->port());
+    ASSERT_TRUE(client.Send(head + c.trailer + "\r\n"));
+    // The answer comes at once; the server then reads on for a moment (the
+    // client may still be sending) before it closes.
+    std::string out = client.ReadResponse();
+    EXPECT_THAT(out, StartsWith("HTTP/1.1 " + c.status + " ")) << c.trailer.size();
+    EXPECT_THAT(out, HasSubstr("Connection: close"));
+    if (c.status == "400") {
+      EXPECT_THAT(out, HasSubstr("trailer"));
+    }
+  }
+  RawClient after(server_->port());
+  ASSERT_TRUE(after.Send(Post("/now", "abc")));
+  EXPECT_THAT(after.ReadResponse(), HasSubstr("got 3"));
+}
+
 TEST_F(HttpServerTest, OversizedHeaderIs431AndOversizedBodyIs413BeforeItIsRead) {
   StartServer({.max_header_bytes = 1024, .max_body_bytes = 1000});
   {
