@@ -162,6 +162,9 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
   // decided by the layer policy, hedging and fallbacks. The retry filter
   // also keeps several KiB of state in every call's arena.
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  // Identity only, as on every server (lib/server/grpc_server.cc): an answer
+  // in gzip would be inflated whole before the size limit is checked.
+  args.SetInt(GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET, 1 << GRPC_COMPRESS_NONE);
   return grpc::CreateCustomChannel(
       target, options.credentials ? options.credentials : grpc::InsecureChannelCredentials(), args);
 }

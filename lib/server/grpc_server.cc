@@ -25,6 +25,15 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   if (options.max_send_bytes > 0) {
     builder.SetMaxSendMessageSize(static_cast<int>(options.max_send_bytes));
   }
+  // Compression is refused (identity only): gRPC inflates a compressed
+  // message whole before it compares it with the receive limit, so a 1 MiB
+  // gzip message of zeros costs a gigabyte before any key is checked. With
+  // gzip and deflate disabled, a call naming them ends UNIMPLEMENTED when its
+  // headers arrive, before a message byte is inflated. Our own channels
+  // never compress (lib/cluster sets the same), and the messages are text
+  // that TLS or the network would carry as well uncompressed.
+  builder.AddChannelArgument(GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET,
+                             1 << GRPC_COMPRESS_NONE);
   for (grpc::Service* service : services) builder.RegisterService(service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {

@@ -6,15 +6,23 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <unistd.h>
+
 #include <fstream>
+#include <iterator>
+#include <sstream>
+#include <map>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "tests/support/local_cluster.h"
 #include "tests/support/raw_client.h"
+#include "tests/support/raw_grpc.h"
 #include "tests/support/test_support.h"
 
 namespace moa {
@@ -123,6 +131,150 @@ TEST(HostileInputTest, MalformedHttpGetsAnAnswerBeforeTheConnectionCloses) {
   // client is still there after its FIN.)
   EXPECT_THAT(answer, HasSubstr("HTTP/1.1 200 OK\r\n"));
   EXPECT_THAT(answer, HasSubstr("synthesis of 2 responses"));
+}
+
+// The bodies that took a door down or smuggled a request past it, sent to
+// both HTTP servers the cluster runs (the orchestrator and the simulator):
+// a 64 KiB trailer field (an exception out of the I/O thread), a 70,000-byte
+// trailer name, 157 MB of small trailer fields, and a Transfer-Encoding that
+// leaves the body to be read as a second request.
+TEST(HostileInputTest, TrailersAndTransferCodingsNeverBringADoorDownOrSmuggleARequest) {
+  LocalCluster cluster(Spec());
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  const std::string chunked =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n";
+  const std::string smuggled = "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n";
+  struct Case {
+    std::string bytes;
+    std::string status;
+  };
+  const Case cases[] = {
+      {chunked + "X: " + std::string(65534, 'a') + "\r\n\r\n", "400"},
+      {chunked + std::string(70000, 'n') + ": v\r\n\r\n", "400"},
+      {chunked + "X: " + std::string(1 << 20, 'a') + "\r\n\r\n", "431"},
+      {"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n" +
+           smuggled,
+       "400"},
+      {"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, "
+       "identity\r\n\r\n" +
+           smuggled,
+       "400"},
+  };
+  std::vector<std::pair<std::string, int>> doors = {{"orchestrator", cluster.orchestrator_http_port()},
+                                                    {"simulator", cluster.sim_port()}};
+  for (const auto& [door, port] : doors) {
+    for (const Case& c : cases) {
+      RawClient client(port);
+      ASSERT_TRUE(client.Send(c.bytes));
+      // The refusal, then (after a lingering read) the close; a smuggled
+      // request would be answered right behind it.
+      std::string out = client.ReadResponse();
+      absl::StrAppend(&out, client.ReadAll(absl::Milliseconds(300)));
+      EXPECT_THAT(out, StartsWith("HTTP/1.1 " + c.status + " ")) << door << " " << c.bytes.size();
+      EXPECT_THAT(out, HasSubstr("Connection: close")) << door;
+      EXPECT_EQ(out.find("\"object\":\"list\""), std::string::npos) << door << ": " << out;
+    }
+    // Many small trailer fields: refused at the read buffer's bound.
+    RawClient many(port);
+    std::string fields;
+    for (int i = 0; i < 100000; ++i) absl::StrAppend(&fields, "X", i, ": v\r\n");
+    many.Send(chunked + fields + "\r\n");
+    EXPECT_THAT(many.ReadResponse(), StartsWith("HTTP/1.1 431 ")) << door;
+  }
+  for (const auto& [name, pid] : cluster.Pids()) ASSERT_TRUE(Alive(pid)) << name;
+  auto ok = HttpRequest("POST", Url(cluster, "/v1/chat/completions"), ChatBody("moa", "Hello"),
+                        {"Content-Type: application/json"});
+  EXPECT_EQ(ok.status, 200) << ok.body;
+}
+
+// A gzip message of 1 MiB that inflates to 1 GiB, four at once to every gRPC
+// server, with no credentials: refused when the call's headers name gzip,
+// before a byte is inflated. Every service stays within 64 MiB of idle.
+TEST(HostileInputTest, GzipBombsToEveryGrpcPortAreRefusedBeforeTheyInflate) {
+  LocalCluster cluster(Spec());
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  const std::string bomb = testing::GrpcFrame(testing::GzipOfZeros(size_t{1} << 30), true);
+  ASSERT_LT(bomb.size(), 2u << 20);
+  struct Target {
+    std::string name, path;
+  };
+  const Target targets[] = {{"orchestrator", "/moa.v1.OrchestratorService/Chat"},
+                            {"proposer-a", "/moa.v1.ProposerService/Generate"},
+                            {"aggregator", "/moa.v1.AggregatorService/Aggregate"}};
+  std::map<std::string, pid_t> pids;
+  for (const auto& [name, pid] : cluster.Pids()) pids[name] = pid;
+  for (const Target& t : targets) {
+    const int port = cluster.grpc_port(t.name);
+    ASSERT_NE(port, 0) << t.name;
+    const double idle = RssMiB(pids[t.name]);
+    std::vector<testing::RawGrpcOutcome> outcomes(4);
+    std::vector<std::thread> senders;
+    for (auto& outcome : outcomes) {
+      senders.emplace_back([&outcome, &bomb, &t, port] {
+        outcome = testing::SendRawGrpcCall(port, t.path, {{"grpc-encoding", "gzip"}}, bomb,
+                                           absl::Seconds(30));
+      });
+    }
+    for (auto& s : senders) s.join();
+    for (const auto& o : outcomes) {
+      EXPECT_TRUE(o.ended) << t.name << ": " << o.error;
+    }
+    EXPECT_TRUE(Alive(pids[t.name])) << t.name;
+    EXPECT_LT(RssMiB(pids[t.name]), idle + 64) << t.name << " idle " << idle;
+  }
+  // A gRPC client that asks for gzip is told, by name, that it is refused.
+  grpc::ClientContext ctx;
+  ctx.set_compression_algorithm(GRPC_COMPRESS_GZIP);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = cluster.stub().Chat(&ctx, Hello());
+  v1::ChatEvent e;
+  while (reader->Read(&e)) {
+  }
+  grpc::Status refused = reader->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNIMPLEMENTED) << refused.error_message();
+  EXPECT_THAT(refused.error_message(), HasSubstr("gzip"));
+  // The cluster still answers.
+  EXPECT_TRUE(GrpcChat(cluster, Hello()).ok());
+}
+
+// CPU seconds a process has used (user + system), from /proc.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces) start at ") ".
+  std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// Under an open-file limit far below --max_connections, idle connections use
+// up the descriptors: the accept loop waits and retries instead of spinning,
+// says so in the log, and serves again as soon as descriptors free up.
+TEST(HostileInputTest, OutOfDescriptorsTheAcceptLoopWaitsInsteadOfSpinning) {
+  testing::ClusterSpec spec = Spec();
+  spec.wrap["orchestrator"] = {"/usr/bin/prlimit", "--nofile=256:256", "--"};
+  LocalCluster cluster(spec);
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  const pid_t pid = cluster.orchestrator_process().pid();
+  std::vector<std::unique_ptr<RawClient>> idle;
+  for (int i = 0; i < 400; ++i) {
+    idle.push_back(std::make_unique<RawClient>(cluster.orchestrator_http_port()));
+  }
+  absl::SleepFor(absl::Milliseconds(500));  // The last ones reach the backlog.
+  const double before = CpuSeconds(pid);
+  absl::SleepFor(absl::Seconds(2));
+  const double used = CpuSeconds(pid) - before;
+  EXPECT_LT(used, 0.5) << "CPU seconds in 2 s at the descriptor limit";
+  EXPECT_THAT(cluster.orchestrator_process().Output(), HasSubstr("out of file descriptors"));
+  idle.clear();  // Descriptors free up; the backlog is served.
+  auto health = testing::HttpGet(Url(cluster, "/healthz"));
+  EXPECT_EQ(health.status, 200);
+  EXPECT_TRUE(Alive(pid));
 }
 
 TEST(HostileInputTest, WithKeysOnABodyIsNeverReadBeforeTheKeyIsChecked) {

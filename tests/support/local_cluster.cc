@@ -113,6 +113,7 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
       }
       addresses.push_back(absl::StrCat("127.0.0.1:", port));
       const std::string key = r == 0 ? m : absl::StrCat(m, "#", r);
+      if (r == 0) grpc_ports_["proposer-" + m] = port;
       proposers_[key] = std::move(p);
       for (std::string& arg : argv) {
         if (arg == "--port=0") arg = absl::StrCat("--port=", port);
@@ -166,7 +167,10 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
         break;
       }
     }
-    if (error_.empty()) break;
+    if (error_.empty()) {
+      grpc_ports_["aggregator"] = aggregator_ports[0];
+      break;
+    }
     if (!port_taken || attempt == 3) return;
     error_.clear();
   }
@@ -187,6 +191,7 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
     error_ = "orchestrator did not start: " + orchestrator_->Output();
     return;
   }
+  grpc_ports_["orchestrator"] = orchestrator_port_;
   auto channel = grpc::CreateChannel(
       orchestrator_address(),
       spec.front_credentials ? spec.front_credentials : grpc::InsecureChannelCredentials());

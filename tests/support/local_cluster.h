@@ -67,6 +67,12 @@ class LocalCluster {
   // The OpenAI-compatible HTTP port (when started with --http_port).
   int orchestrator_http_port() const { return orchestrator_http_port_; }
   int sim_port() const { return sim_port_; }
+  // The gRPC port of a service by its Pids() name ("proposer-a" is the
+  // first replica, "aggregator" the first, "orchestrator"); 0 if none.
+  int grpc_port(const std::string& name) const {
+    auto it = grpc_ports_.find(name);
+    return it == grpc_ports_.end() ? 0 : it->second;
+  }
   const std::string& config_path() const { return config_path_; }
   // The orchestrator's process, e.g. to signal it.
   Process& orchestrator_process() { return *orchestrator_; }
@@ -106,6 +112,7 @@ class LocalCluster {
   std::vector<std::vector<std::string>> aggregator_argv_;
   std::unique_ptr<Process> orchestrator_;
   int sim_port_ = 0;
+  std::map<std::string, int> grpc_ports_;
   int orchestrator_port_ = 0;
   int orchestrator_metrics_port_ = 0;
   int orchestrator_http_port_ = 0;

@@ -123,6 +123,7 @@ std::shared_ptr<grpc::ChannelCredentials> Credentials() {
 std::unique_ptr<v1::OrchestratorService::Stub> Connect() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetInt(GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET, 1 << GRPC_COMPRESS_NONE);
   return v1::OrchestratorService::NewStub(
       grpc::CreateCustomChannel(OrchestratorAddress(), Credentials(), args));
 }
