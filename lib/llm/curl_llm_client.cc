@@ -88,6 +88,7 @@ class Transfer : public CallHandle, public std::enable_shared_from_this<Transfer
     done_marker = false;
     finish_reason.reset();
     usage = Usage{};
+    not_a_stream.reset();
     errbuf[0] = '\0';
   }
 
@@ -119,6 +120,9 @@ class Transfer : public CallHandle, public std::enable_shared_from_this<Transfer
   bool done_marker = false;
   std::optional<std::string> finish_reason;
   Usage usage;
+  // A 2xx answer whose Content-Type says it is no event stream (an HTML
+  // page, a whole JSON answer): its type, with the body kept in error_body.
+  std::optional<std::string> not_a_stream;
   char errbuf[CURL_ERROR_SIZE] = {0};
 };
 
@@ -362,9 +366,11 @@ class CurlLlmClient::Impl {
   static size_t WriteCallback(char* data, size_t size, size_t n, void* user) {
     auto* t = static_cast<Transfer*>(user);
     absl::string_view bytes(data, size * n);
-    t->last_data = t->clock->Now();
-    if (t->http_code == 0) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->http_code);
-    if (t->http_code < 200 || t->http_code >= 300) {
+    if (t->http_code == 0) {
+      curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->http_code);
+      t->not_a_stream = NotAnEventStream(t->easy);
+    }
+    if (t->http_code < 200 || t->http_code >= 300 || t->not_a_stream) {
       size_t room = kMaxErrorBodyBytes - std::min(kMaxErrorBodyBytes, t->error_body.size());
       t->error_body.append(bytes.data(), std::min(room, bytes.size()));
       return bytes.size();
@@ -374,6 +380,18 @@ class CurlLlmClient::Impl {
       t->failure = absl::InternalError("upstream sent an over-long stream line or event");
     }
     return t->failure ? 0 : bytes.size();  // 0 aborts the transfer.
+  }
+
+  // The Content-Type of a 2xx answer when it names something other than an
+  // event stream. An answer without one is read as a stream (some servers
+  // leave it out).
+  static std::optional<std::string> NotAnEventStream(CURL* easy) {
+    char* type = nullptr;
+    curl_easy_getinfo(easy, CURLINFO_CONTENT_TYPE, &type);
+    if (type == nullptr || absl::StartsWithIgnoreCase(type, "text/event-stream")) {
+      return std::nullopt;
+    }
+    return SanitizePeerText(type, "", 100);
   }
 
   static void HandleEvent(Transfer& t, const SseEvent& event) {
@@ -392,9 +410,13 @@ class CurlLlmClient::Impl {
       return;
     }
     if (!chunk->delta.empty()) {
+      // Only text moves the idle clock: SSE comments, empty or role-only
+      // deltas and keep-alive bytes are no progress (an upstream sending ":"
+      // forever once held a call to its deadline).
+      t.last_data = t.clock->Now();
       if (!t.delta_sent) {
         t.delta_sent = true;
-        t.time_to_first_token = t.clock->Now() - t.started;
+        t.time_to_first_token = t.last_data - t.started;
       }
       t.observer->OnDelta(chunk->delta);
     }
@@ -404,10 +426,26 @@ class CurlLlmClient::Impl {
 
   void OnTransferDone(const std::shared_ptr<Transfer>& t, CURLcode rc) {
     absl::Status status;
+    // An answer without a body (a redirect) never reached WriteCallback.
+    if (t->http_code == 0) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->http_code);
     if (t->failure) {
       status = *t->failure;
     } else if (rc != CURLE_OK) {
       status = StatusFromCurl(rc, t->errbuf);
+    } else if (t->not_a_stream) {
+      status = absl::UnavailableError(absl::StrCat(
+          "upstream answered HTTP ", t->http_code, " with Content-Type ", *t->not_a_stream,
+          ", not an event stream (text/event-stream); is base_url an OpenAI-compatible API? "
+          "It said: ",
+          ErrorMessageFromBody(t->error_body)));
+    } else if (t->http_code >= 300 && t->http_code < 400) {
+      // Redirects are not followed (a key must not travel to another host).
+      char* location = nullptr;
+      curl_easy_getinfo(t->easy, CURLINFO_REDIRECT_URL, &location);
+      status = absl::FailedPreconditionError(absl::StrCat(
+          "upstream answered HTTP ", t->http_code, ", a redirect",
+          location != nullptr ? absl::StrCat(" to ", SanitizePeerText(location, "", 200)) : "",
+          "; redirects are not followed: set base_url to the address it names"));
     } else if (t->http_code < 200 || t->http_code >= 300) {
       status = StatusFromHttp(static_cast<int>(t->http_code), ErrorMessageFromBody(t->error_body));
       if (t->retry_after) {
@@ -434,6 +472,13 @@ class CurlLlmClient::Impl {
     std::string detail =
         SanitizePeerText(errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(rc));
     switch (rc) {
+      case CURLE_OUT_OF_MEMORY:
+        // What curl reports for a response header line over its 100 KiB
+        // limit (its message says so), not only for a failed allocation.
+        return absl::UnavailableError(absl::StrCat(
+            "upstream response too large to read (a header line over curl's 100 KiB limit, "
+            "or memory ran out): ",
+            detail));
       case CURLE_COULDNT_RESOLVE_HOST:
       case CURLE_COULDNT_CONNECT:
       case CURLE_OPERATION_TIMEDOUT:  // Only the connect timeout is set on the handle.

@@ -1,5 +1,6 @@
 #include "lib/llm/openai_json.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -15,6 +16,12 @@ namespace moa::llm {
 
 using moa::json::Json;
 using json = moa::json::Json;
+
+namespace {
+// The deepest a stream event or error body from an upstream may nest; the
+// scanner below and the tree parse refuse the same depth.
+constexpr int kMaxEventDepth = 32;
+}  // namespace
 
 std::string BuildChatCompletionBody(absl::string_view upstream_model, const ChatRequest& request) {
   json messages = json::array();
@@ -84,7 +91,7 @@ class CommonChunkScanner {
   }
 
  private:
-  static constexpr int kMaxDepth = 32;
+  static constexpr int kMaxDepth = kMaxEventDepth;
 
   void SkipSpace() {
     while (at_ != end_ && (*at_ == ' ' || *at_ == '\n' || *at_ == '\r' || *at_ == '\t')) ++at_;
@@ -381,14 +388,46 @@ std::optional<StreamChunk> ScanCommonStreamChunk(absl::string_view data) {
   return CommonChunkScanner(data).Scan();
 }
 
+namespace {
+
+// A finish reason reaches the client as it is, so it must look like one:
+// OpenAI's values and other short lower-case tokens (vLLM's "abort") pass;
+// anything else (a 3 MiB string, markup) is the upstream's protocol error.
+absl::Status CheckFinishReason(const std::optional<std::string>& reason) {
+  if (!reason) return absl::OkStatus();
+  const bool token = !reason->empty() && reason->size() <= 32 &&
+                     std::all_of(reason->begin(), reason->end(), [](char c) {
+                       return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+                     });
+  if (token) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(
+      "upstream sent a malformed stream event: finish_reason is not a short lower-case token (",
+      reason->size(), " bytes)"));
+}
+
+}  // namespace
+
 absl::StatusOr<StreamChunk> ParseStreamChunk(absl::string_view data) {
-  if (auto chunk = ScanCommonStreamChunk(data)) return *std::move(chunk);
-  return ParseStreamChunkTree(data);
+  absl::StatusOr<StreamChunk> chunk = [&]() -> absl::StatusOr<StreamChunk> {
+    if (auto scanned = ScanCommonStreamChunk(data)) return *std::move(scanned);
+    return ParseStreamChunkTree(data);
+  }();
+  if (chunk.ok()) {
+    if (absl::Status s = CheckFinishReason(chunk->finish_reason); !s.ok()) return s;
+  }
+  return chunk;
 }
 
 absl::StatusOr<StreamChunk> ParseStreamChunkTree(absl::string_view data) {
-  json j = json::parse(data, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
+  // Depth is refused before a tree is built: one line of 4 MiB of '[' would
+  // otherwise be millions of nested arrays (hundreds of MB).
+  absl::StatusOr<json> parsed = moa::json::Parse(data, kMaxEventDepth);
+  if (!parsed.ok()) {
+    return absl::InternalError(absl::StrCat("upstream sent a malformed stream event (",
+                                            parsed.status().message(), ")"));
+  }
+  const json& j = *parsed;
+  if (!j.is_object()) {
     return absl::InternalError("upstream sent a malformed stream event (not a JSON object)");
   }
   StreamChunk chunk;
@@ -436,8 +475,9 @@ absl::StatusOr<StreamChunk> ParseStreamChunkTree(absl::string_view data) {
 }
 
 std::string ErrorMessageFromBody(absl::string_view body) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_discarded() && j.is_object()) {
+  absl::StatusOr<json> parsed = moa::json::Parse(body, kMaxEventDepth);
+  if (parsed.ok() && parsed->is_object()) {
+    const json& j = *parsed;
     if (auto it = j.find("error"); it != j.end()) {
       if (it->is_object()) {
         if (auto m = it->find("message"); m != it->end() && m->is_string()) {
