@@ -122,17 +122,6 @@ absl::StatusOr<std::vector<ApiKey>> ParseNamedKeys(const std::string& file,
 
 }  // namespace
 
-bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
-  size_t n = std::max(a.size(), b.size());
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < n; ++i) {
-    unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-    unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-    diff |= x ^ y;
-  }
-  return diff == 0;
-}
-
 bool IsKeyName(absl::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   for (char c : name) {
@@ -182,15 +171,17 @@ absl::StatusOr<ApiKeys> ApiKeys::Load(const std::string& file, absl::string_view
   return ApiKeys(std::move(keys));
 }
 
+ApiKeys::ApiKeys(std::vector<ApiKey> keys) : keys_(std::move(keys)) {
+  // Two entries with one hash: the later one names the key, as before.
+  for (size_t i = 0; i < keys_.size(); ++i) by_sha256_[keys_[i].sha256] = i;
+}
+
 const ApiKey* ApiKeys::Authenticate(absl::string_view header) const {
   header = absl::StripAsciiWhitespace(header);
   if (!absl::StartsWithIgnoreCase(header, "bearer ")) return nullptr;
   const std::string presented = Sha256Hex(absl::StripAsciiWhitespace(header.substr(7)));
-  const ApiKey* match = nullptr;
-  for (const ApiKey& key : keys_) {
-    if (ConstantTimeEquals(presented, key.sha256)) match = &key;
-  }
-  return match;
+  auto it = by_sha256_.find(presented);
+  return it == by_sha256_.end() ? nullptr : &keys_[it->second];
 }
 
 }  // namespace moa::orchestrator

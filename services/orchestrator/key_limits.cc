@@ -26,6 +26,28 @@ absl::Time NextMonth(absl::Time t) {
 
 }  // namespace
 
+int64_t EstimateTokens(const MoaCall::Options& options) {
+  int64_t conversation_bytes = 0;
+  for (const llm::Message& m : options.conversation) {
+    conversation_bytes += static_cast<int64_t>(m.content.size());
+  }
+  const int64_t prompt = (conversation_bytes + 3) / 4;
+  const int64_t answer = options.pipeline.params.max_tokens
+                             ? std::max<int64_t>(0, *options.pipeline.params.max_tokens)
+                             : kUnboundedAnswerTokens;
+  // Every call reads the conversation and writes up to `answer` tokens; a
+  // call after the first layer also reads the texts of the layer before.
+  int64_t total = 0;
+  size_t previous = 0;
+  for (const auto& layer : options.pipeline.layers) {
+    total += static_cast<int64_t>(layer.size()) *
+             (prompt + answer + static_cast<int64_t>(previous) * answer);
+    if (!layer.empty()) previous = layer.size();
+  }
+  total += prompt + answer + static_cast<int64_t>(previous) * answer;  // The final answer.
+  return total;
+}
+
 KeyLimiter::KeyLimiter(const Clock* clock, prometheus::Registry& registry)
     : clock_(clock),
       limited_(prometheus::BuildCounter()
@@ -75,6 +97,7 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
                      "' (allowed: ", absl::StrJoin(l.pipelines, ", "), ")"));
   }
   const absl::Time now = clock_->Now();
+  const int64_t estimate = l.tokens_per_minute ? EstimateTokens(*options) : 0;
   // Decided under the lock; the metric and the status are made after it.
   const char* limit = nullptr;
   absl::Duration wait;
@@ -92,10 +115,21 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
       limit = "requests_per_minute";
       wait = u.starts.front() + kWindow - now;
       detail = absl::StrCat(u.starts.size(), " requests in the last minute");
-    } else if (l.tokens_per_minute && u.tokens_in_window >= *l.tokens_per_minute) {
+    } else if (l.tokens_per_minute && estimate > *l.tokens_per_minute) {
       limit = "tokens_per_minute";
-      wait = u.tokens.front().first + kWindow - now;
-      detail = absl::StrCat(u.tokens_in_window, " tokens in the last minute");
+      wait = kWindow;
+      detail = absl::StrCat("this request may use up to ", estimate,
+                            " tokens, more than the key's ", *l.tokens_per_minute,
+                            " a minute; lower max_tokens or shorten the conversation");
+    } else if (l.tokens_per_minute &&
+               u.tokens_in_window + u.tokens_reserved + estimate > *l.tokens_per_minute) {
+      limit = "tokens_per_minute";
+      // When the oldest counted tokens leave the window, or (everything
+      // being reserved by requests still running) in a second.
+      wait = u.tokens.empty() ? absl::Seconds(1) : u.tokens.front().first + kWindow - now;
+      detail = absl::StrCat(u.tokens_in_window, " tokens in the last minute and ",
+                            u.tokens_reserved, " reserved by running requests; this one may use ",
+                            estimate);
     } else if (l.budget_dollars_per_day && u.day_dollars >= *l.budget_dollars_per_day) {
       limit = "budget_dollars_per_day";
       wait = absl::FromUnixSeconds((u.day + 1) * 86400) - now;
@@ -111,18 +145,20 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
       // Only what a limit reads is kept: the windows hold at most a
       // minute of one key's requests.
       if (l.requests_per_minute) u.starts.push_back(now);
+      if (l.tokens_per_minute) u.tokens_reserved += estimate;
     }
   }
   if (limit != nullptr) return Refuse(key, limit, wait, detail);
   options->key_name = key.name;
   const ApiKey* counted = &key;
-  options->on_spent = [this, counted](int64_t tokens, double dollars) {
-    Finish(*counted, tokens, dollars);
+  const int64_t reserved = l.tokens_per_minute ? estimate : 0;
+  options->on_spent = [this, counted, reserved](int64_t tokens, double dollars) {
+    Finish(*counted, reserved, tokens, dollars);
   };
   return absl::OkStatus();
 }
 
-void KeyLimiter::Finish(const ApiKey& key, int64_t tokens, double dollars) {
+void KeyLimiter::Finish(const ApiKey& key, int64_t reserved, int64_t tokens, double dollars) {
   const absl::Time now = clock_->Now();
   double day, month;
   {
@@ -130,6 +166,7 @@ void KeyLimiter::Finish(const ApiKey& key, int64_t tokens, double dollars) {
     Usage& u = usage_[key.name];
     ExpireLocked(u, now);
     u.in_flight = std::max(0, u.in_flight - 1);
+    u.tokens_reserved = std::max<int64_t>(0, u.tokens_reserved - reserved);
     if (key.limits.tokens_per_minute) {
       u.tokens.emplace_back(now, tokens);
       u.tokens_in_window += tokens;

@@ -21,6 +21,15 @@
 
 namespace moa::orchestrator {
 
+// A request's tokens are known only when it ends, so tokens_per_minute
+// admits against a reservation: what the request may use at most, held
+// while it runs and replaced by what it used when it ends. Every model call
+// reads the conversation (bytes / 4 tokens) and writes up to max_tokens
+// (kUnboundedAnswerTokens when the request sets none); a call after the
+// first layer also reads each text of the layer before it.
+inline constexpr int64_t kUnboundedAnswerTokens = 1024;
+int64_t EstimateTokens(const MoaCall::Options& options);
+
 class KeyLimiter {
  public:
   // `registry` gets moa_key_limited_total{key,limit} and
@@ -28,7 +37,8 @@ class KeyLimiter {
   // outlive the limiter and the calls it admitted.
   KeyLimiter(const Clock* clock, prometheus::Registry& registry);
 
-  // Counts the request in when the key's limits allow it, and makes the
+  // Counts the request in when the key's limits allow it (its token
+  // estimate reserved), and makes the
   // call report its tokens and cost back at its end (options->on_spent)
   // and name the key in its metrics and log line. Otherwise
   // PERMISSION_DENIED for a pipeline the key may not use, or
@@ -36,9 +46,9 @@ class KeyLimiter {
   // the request as its retry delay (SetRetryAfter).
   absl::Status Admit(const ApiKey& key, MoaCall::Options* options);
 
-  // A request counted in by Admit ended having used `tokens` (prompt and
-  // completion of every call) costing `dollars`.
-  void Finish(const ApiKey& key, int64_t tokens, double dollars);
+  // A request counted in by Admit, holding `reserved` tokens, ended having
+  // used `tokens` (prompt and completion of every call) costing `dollars`.
+  void Finish(const ApiKey& key, int64_t reserved, int64_t tokens, double dollars);
 
  private:
   struct Usage {
@@ -46,6 +56,7 @@ class KeyLimiter {
     std::deque<absl::Time> starts;                      // In the last minute.
     std::deque<std::pair<absl::Time, int64_t>> tokens;  // Ends in the last minute.
     int64_t tokens_in_window = 0;
+    int64_t tokens_reserved = 0;  // By requests admitted and still running.
     int64_t day = -1;  // UTC day number of day_dollars.
     double day_dollars = 0;
     int64_t month = -1;  // Months since 1970 of month_dollars.

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "lib/base/sha256.h"
 #include "tools/moa/keys.h"
 
@@ -96,12 +97,24 @@ TEST(ApiKeysTest, AMalformedKeysFileNamesTheFieldAndNeverEchoesAHash) {
   std::remove(path.c_str());
 }
 
-TEST(ApiKeysTest, ConstantTimeEqualsComparesWholeStrings) {
-  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
-  EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
-  EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
-  EXPECT_FALSE(ConstantTimeEquals("", "a"));
-  EXPECT_TRUE(ConstantTimeEquals("", ""));
+// Keys are found by their digest: among 100,000 keys each secret finds its
+// own, a wrong one none, and a repeated hash names the later entry.
+TEST(ApiKeysTest, OneHundredThousandKeysAreFoundByTheirDigest) {
+  std::vector<ApiKey> list;
+  for (int i = 0; i < 100000; ++i) {
+    list.push_back({absl::StrCat("k", i), Sha256Hex(absl::StrCat("secret-", i)), {}});
+  }
+  list.push_back({"again", Sha256Hex("secret-7"), {}});
+  ApiKeys keys(std::move(list));
+  for (int i : {0, 1, 50000, 99999}) {
+    const ApiKey* key = keys.Authenticate(absl::StrCat("Bearer secret-", i));
+    ASSERT_NE(key, nullptr) << i;
+    EXPECT_EQ(key->name, absl::StrCat("k", i));
+  }
+  EXPECT_EQ(keys.Authenticate("Bearer secret-7")->name, "again");
+  EXPECT_EQ(keys.Authenticate("Bearer secret-100000"), nullptr);
+  EXPECT_EQ(keys.Authenticate("secret-1"), nullptr);
+  EXPECT_EQ(keys.Authenticate(""), nullptr);
 }
 
 // What `moa keys add` writes, the orchestrator loads: from no file, the

@@ -81,19 +81,70 @@ TEST_F(KeyLimiterTest, ConcurrentRequestsCountUntilTheyEnd) {
   EXPECT_TRUE(Admit(key).ok());
 }
 
+// With no pipeline, no conversation and no max_tokens a request reserves
+// kUnboundedAnswerTokens (one call).
 TEST_F(KeyLimiterTest, TokensPerMinuteCountWhatEndedRequestsUsed) {
   ApiKey key{"k", "", {}};
-  key.limits.tokens_per_minute = 1000;
+  key.limits.tokens_per_minute = 700 + kUnboundedAnswerTokens;
   ASSERT_TRUE(Admit(key).ok());
-  End(0, 999, 0);
-  ASSERT_TRUE(Admit(key).ok()) << "999 of 1000";
+  End(0, 700, 0);
+  ASSERT_TRUE(Admit(key).ok()) << "700 used, the estimate fits exactly";
   clock_.Advance(absl::Seconds(20));
   End(1, 1, 0);
   absl::Status refused = Admit(key);
   EXPECT_THAT(std::string(refused.message()), HasSubstr("tokens_per_minute"));
   EXPECT_EQ(GetRetryAfter(refused), absl::Seconds(40));
   clock_.Advance(absl::Seconds(40));
-  EXPECT_TRUE(Admit(key).ok()) << "the 999 left the window";
+  EXPECT_TRUE(Admit(key).ok()) << "the 700 left the window";
+}
+
+MoaCall::Options Planned(int max_tokens, const std::string& conversation) {
+  MoaCall::Options o;
+  o.pipeline.name = "moa";
+  o.pipeline.layers = {{"a", "b", "c"}};
+  o.pipeline.aggregator = "z";
+  o.pipeline.params.max_tokens = max_tokens;
+  o.conversation = {{llm::Role::kUser, conversation}};
+  return o;
+}
+
+TEST(EstimateTokensTest, EveryCallReadsTheConversationAndWritesMaxTokensTheFinalReadsTheLayer) {
+  // 3 proposers: 3 x (10 + 100); the final: 10 + 100 + 3 x 100.
+  EXPECT_EQ(EstimateTokens(Planned(100, std::string(40, 'x'))), 3 * 110 + 410);
+  MoaCall::Options two_layers = Planned(100, std::string(40, 'x'));
+  two_layers.pipeline.layers.push_back({"a", "b"});
+  // Layer 2 reads layer 1's 3 texts; the final reads layer 2's 2.
+  EXPECT_EQ(EstimateTokens(two_layers), 3 * 110 + 2 * (110 + 300) + (110 + 200));
+}
+
+// Twenty requests at once: only as many as their reservations fit are
+// admitted (the overshoot was 7.6x with tokens counted only at the end),
+// and a request that alone may use more than the limit is refused by name.
+TEST_F(KeyLimiterTest, TokensPerMinuteAdmitsConcurrentRequestsByTheirReservations) {
+  ApiKey key{"k", "", {}};
+  key.limits.tokens_per_minute = 1000;
+  const int64_t each = EstimateTokens(Planned(50, "What is MoA?"));  // 3 x 53 + 203 = 362.
+  ASSERT_EQ(each, 362);
+  int admitted = 0;
+  std::vector<std::function<void(int64_t, double)>> running;
+  for (int i = 0; i < 20; ++i) {
+    MoaCall::Options o = Planned(50, "What is MoA?");
+    if (limiter_.Admit(key, &o).ok()) {
+      ++admitted;
+      running.push_back(o.on_spent);
+    }
+  }
+  EXPECT_EQ(admitted, 2) << "1000 / 362";
+  // They used less than they reserved: the rest is free again.
+  running[0](100, 0);
+  running[1](100, 0);
+  MoaCall::Options again = Planned(50, "What is MoA?");
+  EXPECT_TRUE(limiter_.Admit(key, &again).ok());
+  MoaCall::Options huge = Planned(4000, "What is MoA?");
+  absl::Status refused = limiter_.Admit(key, &huge);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("lower max_tokens"));
+  again.on_spent(0, 0);
 }
 
 TEST_F(KeyLimiterTest, ADailyBudgetRefusesUntilMidnightUtcAndAMonthlyOneUntilTheMonthEnds) {
