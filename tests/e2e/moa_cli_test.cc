@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "tests/support/local_cluster.h"
 #include "tools/moa/batch.h"
 
@@ -356,6 +357,63 @@ TEST_F(MoaCliTest, BadBatchInputIsReportedWithExitCode2) {
                 &out),
             134)
       << "a mistyped earlier output is skipped, not a crash: " << out;
+}
+
+// A question line over the 4 MiB a request may be is refused by name before
+// anything is sent; a file over 256 MiB is refused from its size alone.
+TEST_F(MoaCliTest, BatchInputIsBoundedPerQuestionAndPerFile) {
+  {
+    std::ofstream big(Path("big.jsonl"));
+    big << R"({"question_id": 1, "turns": [")" << std::string(5 << 20, 'a') << "\"]}\n";
+  }
+  std::string out;
+  EXPECT_EQ(Moa({"batch", "--format=mt_bench", "--input=" + Path("big.jsonl"),
+                 "--output=" + Path("o.jsonl")},
+                &out),
+            2);
+  EXPECT_THAT(out, HasSubstr("big.jsonl:1 is 5242913 bytes; a question may be at most 4 MiB"));
+  EXPECT_TRUE(FinalRequests().empty());
+  std::filesystem::resize_file(Path("big.jsonl"), (int64_t{256} << 20) + 1);  // Sparse.
+  EXPECT_EQ(Moa({"batch", "--format=flask", "--input=" + Path("big.jsonl"),
+                 "--output=" + Path("o.jsonl")},
+                &out),
+            2);
+  EXPECT_THAT(out, HasSubstr("is larger than the 256 MiB a batch file may be"));
+}
+
+// Against an orchestrator with keys on: without a key the CLI says how to
+// give one; --api_key and MOA_API_KEY both work; the key is never printed.
+TEST_F(MoaCliTest, AskAndBatchPresentTheClientKeyFromTheFlagOrTheEnvironment) {
+  Process orchestrator({BinaryPath("services/orchestrator/moa-orchestrator"), "--host=127.0.0.1",
+                        "--port=0", "--metrics_port=0", "--http_port=-1",
+                        "--config=" + cluster_->config_path()},
+                       {"MOA_API_KEYS=sk-cli-test-secret"});
+  const int port = testing::WaitForLoggedPort(orchestrator, "serving gRPC on port");
+  ASSERT_GT(port, 0) << orchestrator.Output();
+  const std::string address = absl::StrCat("--orchestrator=127.0.0.1:", port);
+  auto moa = [&](std::vector<std::string> args, std::vector<std::string> env, std::string* out) {
+    std::vector<std::string> argv = {BinaryPath("tools/moa/moa"), address};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Process p(argv, env);
+    int code = p.Wait(absl::Seconds(60));
+    *out = p.Output();
+    return code;
+  };
+  std::string out;
+  EXPECT_EQ(moa({"ask", "Hello"}, {}, &out), 1);
+  EXPECT_THAT(out, HasSubstr("UNAUTHENTICATED"));
+  EXPECT_THAT(out, HasSubstr("--api_key or MOA_API_KEY"));
+  EXPECT_EQ(moa({"ask", "--api_key=sk-wrong", "Hello"}, {}, &out), 1);
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("sk-wrong")));
+  EXPECT_EQ(moa({"ask", "--api_key=sk-cli-test-secret", "Hello"}, {}, &out), 0) << out;
+  EXPECT_EQ(moa({"pipelines"}, {"MOA_API_KEY=sk-cli-test-secret"}, &out), 0) << out;
+  std::ofstream(Path("q.json")) << R"([{"instruction": "a"}])";
+  EXPECT_EQ(moa({"batch", "--format=alpaca_eval", "--input=" + Path("q.json"),
+                 "--output=" + Path("o.json")},
+                {"MOA_API_KEY=sk-cli-test-secret"}, &out),
+            0)
+      << out;
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("sk-cli-test-secret")));
 }
 
 TEST(MtBenchTemperatureTest, FollowsFastChatsCategoryTable) {

@@ -27,12 +27,38 @@ namespace {
 
 using nlohmann::json;
 
+// Input and output files of a batch are read whole, so they are bounded: a
+// 1 GB line once took 6.4 GB of memory and was then sent as one message.
+constexpr int64_t kMaxBatchFileBytes = int64_t{256} << 20;
+// A question is one request: more than the orchestrator's default
+// limits.max_request_bytes would be refused by it anyway.
+constexpr size_t kMaxQuestionBytes = 4 << 20;
+
+// The file's bytes; *ok false (and a message printed) when it cannot be
+// read or is larger than kMaxBatchFileBytes. A file that does not exist is
+// not ok but prints nothing (a new output file).
 std::string ReadFile(const std::string& path, bool* ok) {
-  std::ifstream in(path);
+  *ok = false;
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  const std::streamoff size = in.tellg();
+  if (size < 0 || size > kMaxBatchFileBytes) {
+    std::fprintf(stderr, "moa batch: %s is larger than the %lld MiB a batch file may be\n",
+                 path.c_str(), static_cast<long long>(kMaxBatchFileBytes >> 20));
+    return "";
+  }
+  std::string text(static_cast<size_t>(size), '\0');
+  in.seekg(0);
+  in.read(text.data(), size);
   *ok = static_cast<bool>(in);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return text;
+}
+
+// Parsed with the same depth bound as every other JSON from outside;
+// discarded (is_discarded()) when it is not JSON.
+json ParseJson(absl::string_view text) {
+  absl::StatusOr<json> parsed = moa::json::Parse(text);
+  return parsed.ok() ? *std::move(parsed) : json(json::value_t::discarded);
 }
 
 // Writes atomically: a reader (or a crash) never sees half a file.
@@ -148,7 +174,7 @@ v1::ChatMessage* Add(v1::ChatRequest& req, v1::Role role, const std::string& tex
 
 int RunAlpacaEval(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
   bool ok;
-  json input = json::parse(ReadFile(o.input, &ok), nullptr, false);
+  json input = ParseJson(ReadFile(o.input, &ok));
   if (!ok || input.is_discarded() || !input.is_array()) {
     std::fprintf(stderr, "moa batch: %s is not a readable JSON list of {instruction, ...}\n",
                  o.input.c_str());
@@ -157,8 +183,9 @@ int RunAlpacaEval(v1::OrchestratorService::Stub& stub, const BatchOptions& o) {
   std::map<std::string, json> done;  // By instruction.
   {
     std::string existing = ReadFile(o.output, &ok);
+    if (!ok && std::ifstream(o.output)) return 2;  // There but too large (said why).
     if (ok && !existing.empty()) {
-      json prev = json::parse(existing, nullptr, false);
+      json prev = ParseJson(existing);
       if (prev.is_discarded() || !prev.is_array()) {
         std::fprintf(stderr, "moa batch: %s exists but is not a JSON list; move it away\n",
                      o.output.c_str());
@@ -240,7 +267,12 @@ std::optional<std::vector<json>> ReadQuestions(
   std::string line;
   for (int n = 1; std::getline(lines, line); ++n) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json q = json::parse(line, nullptr, false);
+    if (line.size() > kMaxQuestionBytes) {
+      std::fprintf(stderr, "moa batch: %s:%d is %zu bytes; a question may be at most %zu MiB\n",
+                   path.c_str(), n, line.size(), kMaxQuestionBytes >> 20);
+      return std::nullopt;
+    }
+    json q = ParseJson(line);
     std::string problem = invalid(q);
     if (!problem.empty()) {
       std::fprintf(stderr, "moa batch: %s:%d %s\n", path.c_str(), n, problem.c_str());
@@ -259,9 +291,12 @@ int AnswerJsonLines(const BatchOptions& o, const std::vector<json>& questions, c
                     const std::function<absl::StatusOr<json>(const json&)>& answer) {
   std::set<std::string> done;
   {
-    std::ifstream prev(o.output);
+    bool ok;
+    std::string existing = ReadFile(o.output, &ok);
+    if (!ok && std::ifstream(o.output)) return 2;  // There but too large (said why).
+    std::istringstream prev(existing);
     for (std::string l; std::getline(prev, l);) {
-      json a = json::parse(l, nullptr, false);
+      json a = ParseJson(l);
       if (!a.is_discarded() && a.is_object() && a.contains("question_id")) {
         done.insert(a["question_id"].dump());
       }

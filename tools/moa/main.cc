@@ -29,12 +29,16 @@
 #include "lib/config/cluster_config.h"
 #include "lib/server/health_check.h"
 #include "lib/server/help.h"
+#include "tools/moa/api_key.h"
 #include "tools/moa/batch.h"
 #include "tools/moa/chat_runner.h"
 #include "tools/moa/keys.h"
 
 ABSL_FLAG(std::string, orchestrator, "",
           "Orchestrator address (default: $MOA_ORCHESTRATOR or localhost:50051).");
+ABSL_FLAG(std::string, api_key, "",
+          "Client key for an orchestrator with keys on, sent as 'authorization: Bearer KEY' "
+          "(default: $MOA_API_KEY, which keeps it out of the process list).");
 ABSL_FLAG(std::string, pipeline, "", "Pipeline name (default: the cluster's default).");
 ABSL_FLAG(std::string, reference_models, "",
           "Comma-separated models for an inline pipeline (instead of --pipeline).");
@@ -78,6 +82,14 @@ ABSL_FLAG(std::string, target, "",
 
 namespace moa::cli {
 namespace {
+
+// --api_key, else $MOA_API_KEY (which keeps the secret out of `ps`).
+std::string ApiKey() {
+  std::string flag = absl::GetFlag(FLAGS_api_key);
+  if (!flag.empty()) return flag;
+  const char* env = std::getenv("MOA_API_KEY");
+  return env != nullptr ? env : "";
+}
 
 std::string OrchestratorAddress() {
   std::string flag = absl::GetFlag(FLAGS_orchestrator);
@@ -125,7 +137,7 @@ std::unique_ptr<v1::OrchestratorService::Stub> Connect() {
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetInt(GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET, 1 << GRPC_COMPRESS_NONE);
   return v1::OrchestratorService::NewStub(
-      grpc::CreateCustomChannel(OrchestratorAddress(), Credentials(), args));
+      ChannelWithKey(OrchestratorAddress(), Credentials(), args, ApiKey()));
 }
 
 // The pipeline choice and params every request of this run carries.
@@ -173,6 +185,9 @@ int ReportError(const grpc::Status& status) {
   std::fprintf(stderr, "moa: %s: %s\n",
                absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())).c_str(),
                status.error_message().c_str());
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    std::fprintf(stderr, "moa: the orchestrator wants a client key: --api_key or MOA_API_KEY\n");
+  }
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
       status.error_message().find("every model") == std::string::npos) {
     std::fprintf(stderr,
