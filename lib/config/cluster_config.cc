@@ -665,6 +665,14 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
   if (!models || !models.IsMap() || models.size() == 0) {
     return r.Error(models ? models : root, "models must be a non-empty mapping of model names");
   }
+  if (models.size() > kMaxModels) {
+    return r.Error(models, absl::StrCat("models defines ", models.size(),
+                                        " models; a config may define at most ", kMaxModels));
+  }
+  // Each model's fallbacks node, read once: yaml-cpp looks a map key up by
+  // walking the map, so models[name] per model made the parse quadratic
+  // (40,000 models took 23 s).
+  std::vector<YAML::Node> fallback_nodes;
   for (const auto& kv : models) {
     ModelConfig m;
     m.name = kv.first.as<std::string>();
@@ -694,10 +702,12 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
       m.price = p;
     }
     cfg.models.push_back(std::move(m));
+    fallback_nodes.push_back(kv.second["fallbacks"]);
   }
   // Fallbacks may name models defined further down.
-  for (ModelConfig& m : cfg.models) {
-    const YAML::Node fallbacks = models[m.name]["fallbacks"];
+  for (size_t mi = 0; mi < cfg.models.size(); ++mi) {
+    ModelConfig& m = cfg.models[mi];
+    const YAML::Node& fallbacks = fallback_nodes[mi];
     if (!fallbacks) continue;
     const std::string fpath = absl::StrCat("models.", m.name, ".fallbacks");
     if (!fallbacks.IsSequence()) return r.Error(fallbacks, fpath + " must be a list of models");
@@ -753,6 +763,11 @@ const PipelineConfig* ClusterConfig::FindPipeline(absl::string_view name) const 
 }
 
 absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view yaml, absl::string_view source) {
+  if (yaml.size() > kMaxConfigBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": the config is ", yaml.size(), " bytes; it may be at most ",
+                     kMaxConfigBytes >> 20, " MiB (yaml-cpp holds ~50 bytes per byte read)"));
+  }
   Reader reader(source);
   try {
     YAML::Node root = YAML::Load(std::string(yaml));
@@ -764,11 +779,13 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view yaml, absl::s
 }
 
 absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read config file ", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  return ParseClusterConfig(text.str(), path);
+  // One byte more than the bound is enough to refuse a larger file.
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return ParseClusterConfig(text, path);
 }
 
 absl::Status LoadStepPrompts(const std::string& path, ClusterConfig& cfg) {

@@ -212,6 +212,11 @@ struct ClusterConfig {
   const PipelineConfig* FindPipeline(absl::string_view name) const;
 };
 
+// A config is bounded before it is parsed: its size (yaml-cpp holds about
+// fifty bytes of nodes per byte of text) and its number of models.
+inline constexpr size_t kMaxConfigBytes = 4 << 20;
+inline constexpr size_t kMaxModels = 4096;
+
 // Parses and validates YAML text; `source` names it in error messages.
 absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view yaml, absl::string_view source);
 

@@ -366,6 +366,35 @@ TEST(ClusterConfigTest, AModelsFallbacksAreOtherModelsOfTheCluster) {
   EXPECT_THAT(self.status().message(), ::testing::HasSubstr("models.a.fallbacks names model 'a'"));
 }
 
+std::string ManyModels(size_t n) {
+  std::string yaml = "models:\n";
+  for (size_t i = 0; i < n; ++i) {
+    absl::StrAppend(&yaml, "  m", i, ": {endpoint: 'x:1', fallbacks: [m", (i + 1) % n, "]}\n");
+  }
+  return yaml + "aggregator: {endpoint: 'x:3'}\npipelines:\n  p: {layers: [[m0]], aggregator: m1}\n";
+}
+
+// A config is bounded before it is parsed (400,000 models once took more
+// than a minute and 2.6 GB in every binary): kMaxModels models parse, with
+// fallbacks naming models further down; one more, or more than
+// kMaxConfigBytes of text, is refused by name.
+TEST(ClusterConfigTest, AConfigIsBoundedInModelsAndBytes) {
+  auto most = ParseClusterConfig(ManyModels(kMaxModels), "big.yaml");
+  ASSERT_TRUE(most.ok()) << most.status();
+  EXPECT_EQ(most->models.size(), kMaxModels);
+  EXPECT_THAT(most->models.back().fallbacks, ElementsAre("m0"));
+  auto over = ParseClusterConfig(ManyModels(kMaxModels + 1), "big.yaml");
+  EXPECT_THAT(over.status().message(),
+              HasSubstr("models defines 4097 models; a config may define at most 4096"));
+  std::string padded = ManyModels(2) + "# " + std::string(kMaxConfigBytes, 'x') + "\n";
+  EXPECT_THAT(ParseClusterConfig(padded, "big.yaml").status().message(),
+              HasSubstr("it may be at most 4 MiB"));
+  const std::string path = ::testing::TempDir() + "/moa-big-config.yaml";
+  std::ofstream(path) << padded;
+  EXPECT_THAT(LoadClusterConfig(path).status().message(), HasSubstr("it may be at most 4 MiB"));
+  std::filesystem::remove(path);
+}
+
 TEST(ClusterConfigTest, AggregatorFallbacksAreModelsOfTheCluster) {
   auto cfg = ParseClusterConfig(
       "models:\n  a: {endpoint: 'x:1'}\n  b: {endpoint: 'x:2'}\naggregator: {endpoint: 'x:3'}\n"
