@@ -188,10 +188,16 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
   if (const json* mp = moa::json::Member(j, "moa_policy")) {
     if (!mp->is_object()) return fail(BadRequest("'moa_policy' must be an object", "moa_policy"));
     v1::LayerPolicy* policy = out.chat.mutable_policy();
-    auto k = moa::json::OptionalInt(*mp, "min_proposals", "moa_policy.min_proposals", 1,
-                                    std::numeric_limits<int32_t>::max());
-    if (!k.ok()) return field_error(k.status());
-    if (*k) policy->set_min_proposals(static_cast<int32_t>(**k));
+    // "all", as in the config: wait for every proposal of each layer.
+    if (const json* all = moa::json::Member(*mp, "min_proposals");
+        all != nullptr && all->is_string() && all->get_ref<const std::string&>() == "all") {
+      policy->set_min_proposals(std::numeric_limits<int32_t>::max());
+    } else {
+      auto k = moa::json::OptionalInt(*mp, "min_proposals", "moa_policy.min_proposals", 1,
+                                      std::numeric_limits<int32_t>::max());
+      if (!k.ok()) return field_error(k.status());
+      if (*k) policy->set_min_proposals(static_cast<int32_t>(**k));
+    }
     auto grace = moa::json::OptionalNumber(*mp, "straggler_grace_seconds",
                                            "moa_policy.straggler_grace_seconds");
     if (!grace.ok()) return field_error(grace.status());

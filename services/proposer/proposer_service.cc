@@ -54,6 +54,12 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
         accepted_(shared.clock->Now()) {
     llm::ChatRequest chat;
     chat.trace = trace_;
+    if (request.messages_size() > shared_.options.max_messages) {
+      Complete(absl::InvalidArgumentError(absl::StrCat(
+          "messages: ", request.messages_size(), " messages, over limits.max_messages (",
+          shared_.options.max_messages, ")")));
+      return;
+    }
     absl::StatusOr<std::vector<llm::Message>> messages = wire::ToMessages(request.messages());
     if (!messages.ok()) {
       Complete(messages.status());

@@ -19,6 +19,9 @@ struct ProposerOptions {
   // Text one call may produce (limits.max_answer_bytes): past it the upstream
   // call is cancelled and the answer ends, cut, with finish_reason "length".
   int64_t max_answer_bytes = 1 << 20;
+  // Messages one call may carry (limits.max_messages), as the orchestrator
+  // and the aggregator check: a direct caller gets no more past the proposer.
+  int max_messages = 512;
   // How the upstream is asked to continue a partial answer.
   llm::Continuation continuation = llm::Continuation::kPrefill;
 };

@@ -78,6 +78,7 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
   }
 
   setup.service.max_answer_bytes = setup.limits.max_answer_bytes;
+  setup.service.max_messages = setup.limits.max_messages;
   if (!api_key_env.empty()) {
     const char* key = std::getenv(api_key_env.c_str());
     if (key == nullptr || *key == '\0') {

@@ -298,6 +298,11 @@ TEST_F(ProposerServiceTest, EachInvalidRequestGetsInvalidArgumentNamingTheField)
        "params.temperature"},
       {[](v1::GenerateRequest& r) { r.mutable_params()->set_top_p(0); }, "params.top_p"},
       {[](v1::GenerateRequest& r) { r.mutable_params()->set_top_p(1.01); }, "params.top_p"},
+      // limits.max_messages (512 by default) holds for a direct caller too.
+      {[](v1::GenerateRequest& r) {
+         for (int i = 0; i < 100000; ++i) *r.add_messages() = r.messages(0);
+       },
+       "over limits.max_messages (512)"},
   };
   for (const Case& c : cases) {
     v1::GenerateRequest req = Question();

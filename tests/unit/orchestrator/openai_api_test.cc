@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -57,8 +59,15 @@ TEST(OpenAiApiTest, TheMoaPolicyExtensionBecomesTheRequestsLayerPolicy) {
   EXPECT_EQ(p.straggler_grace().nanos(), 500000000);
   EXPECT_EQ(p.straggler_grace_factor(), 0.5);
   EXPECT_EQ(p.layer_deadline_share(), 0.3);
+  // "all" as in the config: every proposal of each layer.
+  auto all = Parse(R"({"model":"moa","messages":[{"role":"user","content":"hi"}],
+                       "moa_policy":{"min_proposals":"all"}})",
+                   &error);
+  ASSERT_TRUE(all.ok()) << error.message;
+  EXPECT_EQ(all->chat.policy().min_proposals(), std::numeric_limits<int32_t>::max());
   for (const char* bad :
        {R"("moa_policy":3)", R"("moa_policy":{"min_proposals":"2"})",
+        R"("moa_policy":{"min_proposals":"ALL"})",
         R"("moa_policy":{"min_proposals":0})", R"("moa_policy":{"straggler_grace_seconds":-1})"}) {
     openai::HttpError e;
     auto b = Parse(
