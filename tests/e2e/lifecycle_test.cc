@@ -57,10 +57,13 @@ TEST(LifecycleTest, SigtermDrainsBothServersAtOnceAndExitsWithinTheGracePlusOneS
   RawClient http_stream(cluster.orchestrator_http_port());
   ASSERT_TRUE(http_stream.Send(HttpPost(
       R"({"model":"slow","stream":true,"messages":[{"role":"user","content":"Hello"}]})")));
+  RawClient http_whole(cluster.orchestrator_http_port());
+  ASSERT_TRUE(http_whole.Send(
+      HttpPost(R"({"model":"slow","messages":[{"role":"user","content":"Hello"}]})")));
   RawClient keep_alive(cluster.orchestrator_http_port());
   ASSERT_TRUE(keep_alive.Send("GET /healthz HTTP/1.1\r\n\r\n"));
   ASSERT_THAT(keep_alive.ReadResponse(), StartsWith("HTTP/1.1 200 "));
-  ASSERT_TRUE(testing::WaitFor([&] { return cluster.LastSimRequestId() >= 2; }, absl::Seconds(5)));
+  ASSERT_TRUE(testing::WaitFor([&] { return cluster.LastSimRequestId() >= 3; }, absl::Seconds(5)));
 
   const absl::Time sigterm = absl::Now();
   cluster.orchestrator_process().Signal(SIGTERM);
@@ -86,7 +89,14 @@ TEST(LifecycleTest, SigtermDrainsBothServersAtOnceAndExitsWithinTheGracePlusOneS
   EXPECT_LE(took, grace + absl::Seconds(1)) << cluster.orchestrator_process().Output();
   while (grpc_reader->Read(&event)) {
   }
-  EXPECT_FALSE(grpc_reader->Finish().ok());
+  // Cut by the drain: UNAVAILABLE (503 over HTTP, with Retry-After), as for
+  // a request refused while draining, so the client retries elsewhere.
+  grpc::Status cut = grpc_reader->Finish();
+  EXPECT_EQ(cut.error_code(), grpc::StatusCode::UNAVAILABLE) << cut.error_message();
+  std::string whole = http_whole.ReadResponse(absl::Seconds(2));
+  EXPECT_THAT(whole, StartsWith("HTTP/1.1 503 ")) << whole;
+  EXPECT_THAT(whole, HasSubstr("Retry-After: 1"));
+  EXPECT_THAT(whole, HasSubstr("retry on another replica"));
   std::string streamed = http_stream.ReadAll(absl::Seconds(2));
   EXPECT_THAT(streamed, HasSubstr("HTTP/1.1 200 "));
   EXPECT_THAT(streamed, HasSubstr("data: {\"error\""));

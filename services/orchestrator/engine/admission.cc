@@ -42,7 +42,13 @@ int Admission::FinishDrain(absl::Time deadline, absl::Duration cancel_wait) {
     calls_.clear();
   }
   // Cancel outside the lock: a call reports back through its sink.
-  for (auto& call : running) call->Cancel();
+  // UNAVAILABLE, as for a request refused while draining (a 503 over HTTP):
+  // the client may retry on another replica.
+  for (auto& call : running) {
+    call->Cancel(absl::UnavailableError(
+        "the orchestrator is shutting down and the drain's grace ran out; retry on another "
+        "replica"));
+  }
   absl::Time end = absl::Now() + cancel_wait;
   while (inflight_.load() > 0 && absl::Now() < end) absl::SleepFor(absl::Milliseconds(10));
   return static_cast<int>(running.size());

@@ -859,12 +859,12 @@ void MoaCall::AddUsageLocked(const std::string& model, const llm::Usage& usage) 
   usage_.emplace_back(model, usage);
 }
 
-void MoaCall::Cancel() {
+void MoaCall::Cancel(absl::Status reason) {
   {
     absl::MutexLock lock(&mu_);
     if (finished_) return;
     cancelled_ = true;
-    FinishLocked(absl::CancelledError("the request was cancelled"));
+    FinishLocked(std::move(reason));
   }
   Act();
   Deliver();

@@ -85,9 +85,9 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   static std::shared_ptr<MoaCall> Start(Options options, const MoaEnv& env,
                                         std::shared_ptr<MoaCallSink> sink);
 
-  // Cancels every child call at once; the sink gets OnFinish(CANCELLED)
+  // Cancels every child call at once; the sink gets OnFinish(reason)
   // unless the call had already finished. Thread-safe, idempotent.
-  void Cancel();
+  void Cancel(absl::Status reason = absl::CancelledError("the request was cancelled"));
 
   MoaCall(Options options, const MoaEnv& env, std::shared_ptr<MoaCallSink> sink);
 
