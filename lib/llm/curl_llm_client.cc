@@ -368,7 +368,7 @@ class CurlLlmClient::Impl {
     absl::string_view bytes(data, size * n);
     if (t->http_code == 0) {
       curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->http_code);
-      t->not_a_stream = NotAnEventStream(t->easy);
+      if (t->http_code >= 200 && t->http_code < 300) t->not_a_stream = NotAnEventStream(t->easy);
     }
     if (t->http_code < 200 || t->http_code >= 300 || t->not_a_stream) {
       size_t room = kMaxErrorBodyBytes - std::min(kMaxErrorBodyBytes, t->error_body.size());

@@ -1,5 +1,7 @@
 #include "services/proposer/proposer_service.h"
 
+#include <atomic>
+
 #include <algorithm>
 #include <utility>
 
@@ -89,7 +91,7 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
                        " concurrent requests; retry later")));
       return;
     }
-    counted_ = true;
+    counted_.store(true);
     shared_.metrics->RequestStarted();
     if (request.whole_text()) HoldTextUntilComplete();
     if (context->deadline() != std::chrono::system_clock::time_point::max()) {
@@ -123,8 +125,14 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
   // The client left: end the upstream call.
   void OnClientGone() override { upstream_.Cancel(); }
 
-  void OnFinished() override {
-    if (counted_) shared_.inflight.fetch_sub(1);
+  void OnFinished() override { ReleaseSlot(); }
+
+  // The concurrency limit counts upstream calls: the slot is given back when
+  // the upstream call ends, not when the caller has read the answer (a
+  // caller that never reads held the model's whole concurrency until its
+  // deadline). What the answer still holds here is bounded by its cap.
+  void ReleaseSlot() {
+    if (counted_.exchange(false)) shared_.inflight.fetch_sub(1);
   }
 
   void OnUpstreamDelta(absl::string_view text) {
@@ -151,6 +159,7 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
 
   void OnUpstreamDone(absl::StatusOr<llm::Completion> result) {
     upstream_.Close();
+    ReleaseSlot();
     absl::Time now = shared_.clock->Now();
     const std::string& model = shared_.options.model;
     if (answer_cut_ && !result.ok() && result.status().code() == absl::StatusCode::kCancelled) {
@@ -188,7 +197,7 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
   const Shared shared_;
   const TraceContext trace_;
   const absl::Time accepted_;
-  bool counted_ = false;
+  std::atomic<bool> counted_{false};
 
   // Upstream thread only, one event at a time.
   bool first_delta_seen_ = false;

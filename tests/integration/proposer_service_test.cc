@@ -17,6 +17,7 @@
 #include "lib/server/grpc_server.h"
 #include "lib/server/health_check.h"
 #include "lib/telemetry/exposer.h"
+#include "tests/support/raw_grpc.h"
 #include "tests/support/test_support.h"
 #include "tools/upstream-sim/answer.h"
 #include "tools/upstream-sim/sim_server.h"
@@ -33,6 +34,7 @@ constexpr char kProfiles[] = R"(default:
 models:
   slow: {time_to_first_token: 0.02, tokens_per_second: 20, answer_tokens: 400}
   endless: {time_to_first_token: 0.01, tokens_per_second: 100000, answer_tokens: 10000}
+  long: {time_to_first_token: 0.01, tokens_per_second: 1000000, answer_tokens: 100000}
   fail-500: {faults: {http_500: 1}}
   fail-429: {faults: {http_429: 1, retry_after_seconds: 3}}
   hang: {faults: {hang: 1}}
@@ -312,6 +314,34 @@ TEST_F(ProposerServiceTest, EachInvalidRequestGetsInvalidArgumentNamingTheField)
     EXPECT_THAT(r.status.error_message(), HasSubstr(c.field));
   }
   EXPECT_TRUE(SimLog().empty()) << "invalid requests never reach the upstream";
+}
+
+// A caller that opens streams and never reads them (its flow-control
+// window fills) keeps no concurrency once the upstream calls ended: the
+// limit counts upstream calls, and others are served meanwhile.
+TEST_F(ProposerServiceTest, ACallerThatNeverReadsHoldsNoConcurrencyOnceItsUpstreamCallsEnded) {
+  Proposer& p = Start("long", /*max_inflight=*/2);
+  // Raw HTTP/2 callers that never grant flow-control window: each answer
+  // (~400 KB) stops in the proposer's queue after the first 64 KiB.
+  const std::string message = moa::testing::GrpcFrame(Question("a").SerializeAsString(), false);
+  std::vector<std::thread> hoarders;
+  for (int i = 0; i < 2; ++i) {
+    hoarders.emplace_back([&] {
+      moa::testing::SendRawGrpcCall(p.server->port(), "/moa.v1.ProposerService/Generate", {},
+                                    message, absl::Seconds(4));
+    });
+  }
+  ASSERT_TRUE(moa::testing::WaitFor(
+      [&] {
+        int completed = 0;
+        for (const auto& r : SimLog()) completed += r["outcome"] == "completed";
+        return completed == 2;
+      },
+      absl::Seconds(5)));
+  EXPECT_TRUE(moa::testing::WaitFor([&] { return p.service->inflight() == 0; }, absl::Seconds(2)));
+  Result other = Generate(p, Question("c"));
+  EXPECT_TRUE(other.status.ok()) << other.status.error_message();
+  for (auto& t : hoarders) t.join();
 }
 
 TEST_F(ProposerServiceTest, RequestsOverMaxInflightGetResourceExhaustedAtOnce) {

@@ -17,7 +17,7 @@ namespace moa::testing {
 namespace {
 
 constexpr uint8_t kData = 0x0, kHeaders = 0x1, kRstStream = 0x3, kSettings = 0x4, kPing = 0x6,
-                  kGoAway = 0x7, kWindowUpdate = 0x8;
+                  kGoAway = 0x7, kWindowUpdate = 0x8, kContinuation = 0x9;
 constexpr uint8_t kEndStream = 0x1, kAck = 0x1, kEndHeaders = 0x4;
 
 std::string Frame(uint8_t type, uint8_t flags, uint32_t stream, const std::string& payload) {
@@ -134,7 +134,13 @@ RawGrpcOutcome SendRawGrpcCall(int port, const std::string& path,
   for (const auto& [name, value] : headers) HpackLiteral(block, name, value);
   std::string hello = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
   hello += Frame(kSettings, 0, 0, "");
-  hello += Frame(kHeaders, kEndHeaders, 1, block);
+  // A header block larger than a frame goes on in CONTINUATION frames.
+  constexpr size_t kFrame = 16384;
+  for (size_t at = 0; at == 0 || at < block.size(); at += kFrame) {
+    const bool last = at + kFrame >= block.size();
+    hello += Frame(at == 0 ? kHeaders : kContinuation, last ? kEndHeaders : 0, 1,
+                   block.substr(at, kFrame));
+  }
   if (!WriteAll(fd, hello)) {
     ::close(fd);
     outcome.error = "write failed";
