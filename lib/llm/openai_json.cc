@@ -423,8 +423,8 @@ absl::StatusOr<StreamChunk> ParseStreamChunkTree(absl::string_view data) {
   // otherwise be millions of nested arrays (hundreds of MB).
   absl::StatusOr<json> parsed = moa::json::Parse(data, kMaxEventDepth);
   if (!parsed.ok()) {
-    return absl::InternalError(absl::StrCat("upstream sent a malformed stream event (",
-                                            parsed.status().message(), ")"));
+    return absl::InternalError(
+        absl::StrCat("upstream sent a malformed stream event (", parsed.status().message(), ")"));
   }
   const json& j = *parsed;
   if (!j.is_object()) {

@@ -3,12 +3,12 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <exception>
 #include <limits>
 #include <thread>
@@ -443,9 +443,9 @@ class Connection final : public ConnectionBase {
     }
     if (ec == http::error::buffer_overflow) {
       // A chunk header or trailer section that does not fit the read buffer.
-      return AnswerAndClose(PlainError(
-          431, absl::StrCat("a chunk header or trailer section is larger than ",
-                            ReadBufferLimit(server_->options()) / 1024, " KiB")));
+      return AnswerAndClose(
+          PlainError(431, absl::StrCat("a chunk header or trailer section is larger than ",
+                                       ReadBufferLimit(server_->options()) / 1024, " KiB")));
     }
     if (parser_ && !parser_->refusal().empty()) {
       body_expected_ = false;  // What follows is not framed in a way we read.
@@ -832,9 +832,9 @@ void HttpServer::Impl::NoteOutOfDescriptors() {
   last_fd_report_ = now;
   rlimit limit{};
   getrlimit(RLIMIT_NOFILE, &limit);
-  LogWarning(options_.name, "out of file descriptors (limit ", limit.rlim_cur, ", ",
-             connections(), " connections open): new connections wait in the backlog (",
-             fd_waits_, " waits since the last report); raise the limit (ulimit -n) or lower "
+  LogWarning(options_.name, "out of file descriptors (limit ", limit.rlim_cur, ", ", connections(),
+             " connections open): new connections wait in the backlog (", fd_waits_,
+             " waits since the last report); raise the limit (ulimit -n) or lower "
              "--max_connections");
   fd_waits_ = 0;
 }
@@ -891,7 +891,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
     tls = *std::move(loaded);
   }
   if (rlimit limit{}; getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
-                     limit.rlim_cur < options.max_connections + 64) {
+                      limit.rlim_cur < options.max_connections + 64) {
     LogWarning(options.name, "the open-file limit (", limit.rlim_cur,
                ") is below max_connections (", options.max_connections,
                ") plus room for upstream calls: past the limit new connections wait in the "

@@ -4,8 +4,8 @@
 #include <stdexcept>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 
 namespace moa::net {
 
@@ -17,8 +17,8 @@ namespace {
 std::string Quoted(boost::beast::string_view s) {
   std::string out;
   for (char c : s.substr(0, 64)) {
-    out += (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) ? '?'
-                                                                                           : c;
+    out +=
+        (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) ? '?' : c;
   }
   return absl::StrCat("\"", out, s.size() > 64 ? "...\"" : "\"");
 }
@@ -30,8 +30,8 @@ void RequestParser::Refuse(std::string message, error_code& ec) {
   ec = http::error::bad_field;
 }
 
-void RequestParser::on_request_impl(http::verb method, string_view method_str,
-                                    string_view target, int version, error_code& ec) {
+void RequestParser::on_request_impl(http::verb method, string_view method_str, string_view target,
+                                    int version, error_code& ec) {
   try {
     request_.target(target);
     if (method != http::verb::unknown) {

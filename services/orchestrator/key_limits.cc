@@ -127,9 +127,9 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
       // When the oldest counted tokens leave the window, or (everything
       // being reserved by requests still running) in a second.
       wait = u.tokens.empty() ? absl::Seconds(1) : u.tokens.front().first + kWindow - now;
-      detail = absl::StrCat(u.tokens_in_window, " tokens in the last minute and ",
-                            u.tokens_reserved, " reserved by running requests; this one may use ",
-                            estimate);
+      detail =
+          absl::StrCat(u.tokens_in_window, " tokens in the last minute and ", u.tokens_reserved,
+                       " reserved by running requests; this one may use ", estimate);
     } else if (l.budget_dollars_per_day && u.day_dollars >= *l.budget_dollars_per_day) {
       limit = "budget_dollars_per_day";
       wait = absl::FromUnixSeconds((u.day + 1) * 86400) - now;

@@ -57,7 +57,7 @@ class KeyLimiter {
     std::deque<std::pair<absl::Time, int64_t>> tokens;  // Ends in the last minute.
     int64_t tokens_in_window = 0;
     int64_t tokens_reserved = 0;  // By requests admitted and still running.
-    int64_t day = -1;  // UTC day number of day_dollars.
+    int64_t day = -1;             // UTC day number of day_dollars.
     double day_dollars = 0;
     int64_t month = -1;  // Months since 1970 of month_dollars.
     double month_dollars = 0;

@@ -1,8 +1,7 @@
 #include "services/proposer/proposer_service.h"
 
-#include <atomic>
-
 #include <algorithm>
+#include <atomic>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -57,9 +56,9 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
     llm::ChatRequest chat;
     chat.trace = trace_;
     if (request.messages_size() > shared_.options.max_messages) {
-      Complete(absl::InvalidArgumentError(absl::StrCat(
-          "messages: ", request.messages_size(), " messages, over limits.max_messages (",
-          shared_.options.max_messages, ")")));
+      Complete(absl::InvalidArgumentError(absl::StrCat("messages: ", request.messages_size(),
+                                                       " messages, over limits.max_messages (",
+                                                       shared_.options.max_messages, ")")));
       return;
     }
     absl::StatusOr<std::vector<llm::Message>> messages = wire::ToMessages(request.messages());

@@ -5,16 +5,15 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-
 #include <unistd.h>
 
 #include <fstream>
 #include <iterator>
-#include <sstream>
 #include <map>
-#include <thread>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -161,8 +160,8 @@ TEST(HostileInputTest, TrailersAndTransferCodingsNeverBringADoorDownOrSmuggleARe
            smuggled,
        "400"},
   };
-  std::vector<std::pair<std::string, int>> doors = {{"orchestrator", cluster.orchestrator_http_port()},
-                                                    {"simulator", cluster.sim_port()}};
+  std::vector<std::pair<std::string, int>> doors = {
+      {"orchestrator", cluster.orchestrator_http_port()}, {"simulator", cluster.sim_port()}};
   for (const auto& [door, port] : doors) {
     for (const Case& c : cases) {
       RawClient client(port);

@@ -384,10 +384,10 @@ TEST_F(MoaCliTest, BatchInputIsBoundedPerQuestionAndPerFile) {
 // Against an orchestrator with keys on: without a key the CLI says how to
 // give one; --api_key and MOA_API_KEY both work; the key is never printed.
 TEST_F(MoaCliTest, AskAndBatchPresentTheClientKeyFromTheFlagOrTheEnvironment) {
-  Process orchestrator({BinaryPath("services/orchestrator/moa-orchestrator"), "--host=127.0.0.1",
-                        "--port=0", "--metrics_port=0", "--http_port=-1",
-                        "--config=" + cluster_->config_path()},
-                       {"MOA_API_KEYS=sk-cli-test-secret"});
+  Process orchestrator(
+      {BinaryPath("services/orchestrator/moa-orchestrator"), "--host=127.0.0.1", "--port=0",
+       "--metrics_port=0", "--http_port=-1", "--config=" + cluster_->config_path()},
+      {"MOA_API_KEYS=sk-cli-test-secret"});
   const int port = testing::WaitForLoggedPort(orchestrator, "serving gRPC on port");
   ASSERT_GT(port, 0) << orchestrator.Output();
   const std::string address = absl::StrCat("--orchestrator=127.0.0.1:", port);

@@ -77,19 +77,23 @@ class StepsTest : public ::testing::Test {
     ClusterSpec spec;
     spec.models = {"a",  "b",  "c",  "d", "r",      "j",    "f", "g",
                    "v1", "v2", "v3", "z", "broken", "hang", "u"};
+    // Pipelines whose tests read every proposal say so (min_proposals: all):
+    // the default policy may cut the last of 3 or 4 on a busy machine.
     spec.pipelines_yaml =
         "pipelines:\n"
-        "  ranked: {steps: [{propose: [a, b, c]}, {rank: {model: r, keep: 2}}, {aggregate: z}]}\n"
+        "  ranked: {steps: [{propose: [a, b, c]}, {rank: {model: r, keep: 2}}, {aggregate: z}],"
+        " policy: {min_proposals: all}}\n"
         "  judged: {steps: [{propose: [a, b]}, {judge: {model: j}}, {aggregate: z}]}\n"
-        "  shuffled: {steps: [{propose: [a, b, c, d]}, shuffle, {aggregate: z}]}\n"
+        "  shuffled: {steps: [{propose: [a, b, c, d]}, shuffle, {aggregate: z}],"
+        " policy: {min_proposals: all}}\n"
         "  dropped: {steps: [{propose: [a, b, c, d]}, {dropout: {rate: 1, min_keep: 2}},"
-        " {aggregate: z}]}\n"
-        "  voted: {steps: [{propose: [v1, v2, v3]}, vote]}\n"
+        " {aggregate: z}], policy: {min_proposals: all}}\n"
+        "  voted: {steps: [{propose: [v1, v2, v3]}, vote], policy: {min_proposals: all}}\n"
         "  tied: {steps: [{propose: [v3, v1]}, vote]}\n"
         "  refined: {steps: [{propose: [a, b]}, {refine: [f, g]}, {aggregate: z}]}\n"
         "  synthesized: {steps: [{propose: [a, b]}, {synthesize: [c]}, {aggregate: z}]}\n"
         "  rank_broken: {steps: [{propose: [a, b, c]}, {rank: {model: broken, keep: 2}},"
-        " {judge: {model: broken}}, {aggregate: z}]}\n"
+        " {judge: {model: broken}}, {aggregate: z}], policy: {min_proposals: all}}\n"
         "  refine_hang:\n"
         "    steps: [{propose: [a, b]}, {refine: [f, hang]}, {aggregate: z}]\n"
         "    policy: {min_proposals: 1, straggler_grace_seconds: 0.3}\n"

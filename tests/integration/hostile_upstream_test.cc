@@ -101,8 +101,7 @@ TEST(HostileUpstreamTest, CommentsForeverDoNotHoldACallPastItsIdleTimeout) {
 }
 
 TEST(HostileUpstreamTest, AnAnswerThatIsNoEventStreamIsNamedByItsContentType) {
-  for (const auto& [type, body] :
-       std::vector<std::pair<std::string, std::string>>{
+  for (const auto& [type, body] : std::vector<std::pair<std::string, std::string>>{
            {"text/html", "<html><body>Welcome to the portal</body></html>"},
            {"application/json",
             R"({"choices":[{"message":{"role":"assistant","content":"whole"}}]})"}}) {

@@ -150,8 +150,8 @@ TEST_F(HttpServerTest, TransferEncodingOtherThanChunkedAloneIs400AndNothingAfter
   for (const std::string coding :
        {"identity", "gzip", "xchunked", "chunked, identity", "gzip, chunked", "chunked;q=1"}) {
     RawClient c(server_->port());
-    ASSERT_TRUE(c.Send(absl::StrCat("POST /now HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ",
-                                    coding, "\r\n\r\n", smuggled)));
+    ASSERT_TRUE(c.Send(absl::StrCat("POST /now HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ", coding,
+                                    "\r\n\r\n", smuggled)));
     std::string out = c.ReadAll(absl::Seconds(3));
     EXPECT_THAT(out, StartsWith("HTTP/1.1 400 ")) << coding;
     EXPECT_THAT(out, HasSubstr("Transfer-Encoding")) << coding;
@@ -161,13 +161,15 @@ TEST_F(HttpServerTest, TransferEncodingOtherThanChunkedAloneIs400AndNothingAfter
   }
   // Two Transfer-Encoding fields, even both chunked.
   RawClient c(server_->port());
-  ASSERT_TRUE(c.Send("POST /now HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
-                     "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+  ASSERT_TRUE(
+      c.Send("POST /now HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
   EXPECT_THAT(c.ReadAll(absl::Seconds(3)), StartsWith("HTTP/1.1 400 "));
   // Exactly chunked (any case) is served.
   RawClient ok(server_->port());
-  ASSERT_TRUE(ok.Send("POST /now HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"
-                      "3\r\nabc\r\n0\r\n\r\n"));
+  ASSERT_TRUE(
+      ok.Send("POST /now HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"
+              "3\r\nabc\r\n0\r\n\r\n"));
   EXPECT_THAT(ok.ReadResponse(), HasSubstr("got 3"));
 }
 
@@ -176,8 +178,9 @@ TEST_F(HttpServerTest, TransferEncodingOtherThanChunkedAloneIs400AndNothingAfter
 // past its limit. The server keeps serving.
 TEST_F(HttpServerTest, TrailerFieldsAreRefusedAndNeverBringTheServerDown) {
   StartServer();
-  const std::string head = "POST /now HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                           "2\r\n{}\r\n0\r\n";
+  const std::string head =
+      "POST /now HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "2\r\n{}\r\n0\r\n";
   struct Case {
     std::string trailer;
     std::string status;

@@ -153,9 +153,9 @@ RawGrpcOutcome SendRawGrpcCall(int port, const std::string& path,
   while (!outcome.ended) {
     // Send what the windows allow.
     while (outcome.message_bytes_sent < message.size() && conn_window > 0 && stream_window > 0) {
-      const size_t n = std::min<size_t>({message.size() - outcome.message_bytes_sent, max_frame,
-                                         static_cast<size_t>(conn_window),
-                                         static_cast<size_t>(stream_window)});
+      const size_t n =
+          std::min<size_t>({message.size() - outcome.message_bytes_sent, max_frame,
+                            static_cast<size_t>(conn_window), static_cast<size_t>(stream_window)});
       const bool last = outcome.message_bytes_sent + n == message.size();
       pollfd w{fd, POLLOUT, 0};
       if (::poll(&w, 1, 0) <= 0) break;  // The socket is full: read first.
@@ -175,10 +175,11 @@ RawGrpcOutcome SendRawGrpcCall(int port, const std::string& path,
       break;
     }
     pollfd r{fd, POLLIN, 0};
-    const bool can_send = outcome.message_bytes_sent < message.size() && conn_window > 0 &&
-                          stream_window > 0;
+    const bool can_send =
+        outcome.message_bytes_sent < message.size() && conn_window > 0 && stream_window > 0;
     if (can_send) r.events |= POLLOUT;
-    int ready = ::poll(&r, 1, static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left), 100)));
+    int ready =
+        ::poll(&r, 1, static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left), 100)));
     if (ready <= 0 || !(r.revents & (POLLIN | POLLHUP | POLLERR))) continue;
     ssize_t got = ::recv(fd, buf, sizeof(buf), 0);
     if (got <= 0) {
@@ -198,7 +199,8 @@ RawGrpcOutcome SendRawGrpcCall(int port, const std::string& path,
       in.erase(0, 9 + len);
       if (type == kSettings && !(flags & kAck)) {
         for (size_t i = 0; i + 6 <= payload.size(); i += 6) {
-          const int id = (static_cast<uint8_t>(payload[i]) << 8) | static_cast<uint8_t>(payload[i + 1]);
+          const int id =
+              (static_cast<uint8_t>(payload[i]) << 8) | static_cast<uint8_t>(payload[i + 1]);
           const uint32_t v = Be32(payload, i + 2);
           if (id == 0x4) {
             stream_window += static_cast<int64_t>(v) - initial_window;

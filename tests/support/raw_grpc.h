@@ -14,10 +14,10 @@
 namespace moa::testing {
 
 struct RawGrpcOutcome {
-  bool ended = false;       // The server ended the stream (trailers, RST_STREAM or GOAWAY).
-  bool reset = false;       // ... with RST_STREAM or GOAWAY.
+  bool ended = false;  // The server ended the stream (trailers, RST_STREAM or GOAWAY).
+  bool reset = false;  // ... with RST_STREAM or GOAWAY.
   size_t message_bytes_sent = 0;
-  std::string error;        // A socket error or the timeout; empty otherwise.
+  std::string error;  // A socket error or the timeout; empty otherwise.
 };
 
 // The 5-byte gRPC message prefix and `payload` (flag 1 = compressed).

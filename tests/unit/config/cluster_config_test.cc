@@ -371,7 +371,8 @@ std::string ManyModels(size_t n) {
   for (size_t i = 0; i < n; ++i) {
     absl::StrAppend(&yaml, "  m", i, ": {endpoint: 'x:1', fallbacks: [m", (i + 1) % n, "]}\n");
   }
-  return yaml + "aggregator: {endpoint: 'x:3'}\npipelines:\n  p: {layers: [[m0]], aggregator: m1}\n";
+  return yaml +
+         "aggregator: {endpoint: 'x:3'}\npipelines:\n  p: {layers: [[m0]], aggregator: m1}\n";
 }
 
 // A config is bounded before it is parsed (400,000 models once took more

@@ -3,9 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <limits>
-
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -67,8 +66,8 @@ TEST(OpenAiApiTest, TheMoaPolicyExtensionBecomesTheRequestsLayerPolicy) {
   EXPECT_EQ(all->chat.policy().min_proposals(), std::numeric_limits<int32_t>::max());
   for (const char* bad :
        {R"("moa_policy":3)", R"("moa_policy":{"min_proposals":"2"})",
-        R"("moa_policy":{"min_proposals":"ALL"})",
-        R"("moa_policy":{"min_proposals":0})", R"("moa_policy":{"straggler_grace_seconds":-1})"}) {
+        R"("moa_policy":{"min_proposals":"ALL"})", R"("moa_policy":{"min_proposals":0})",
+        R"("moa_policy":{"straggler_grace_seconds":-1})"}) {
     openai::HttpError e;
     auto b = Parse(
         absl::StrCat(R"({"model":"moa","messages":[{"role":"user","content":"hi"}],)", bad, "}"),
