@@ -141,6 +141,8 @@ RawGrpcOutcome SendRawGrpcCall(int port, const std::string& path,
     hello += Frame(at == 0 ? kHeaders : kContinuation, last ? kEndHeaders : 0, 1,
                    block.substr(at, kFrame));
   }
+  // No message at all: the request ends with the headers' stream.
+  if (message.empty()) hello += Frame(kData, kEndStream, 1, "");
   if (!WriteAll(fd, hello)) {
     ::close(fd);
     outcome.error = "write failed";
