@@ -17,4 +17,21 @@ grpc::Status StreamFinalStatus(grpc::CallbackServerContext* context, const absl:
   return ToGrpcStatus(status);
 }
 
+namespace {
+
+class RefusedStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  explicit RefusedStreamReactor(const absl::Status& status) {
+    Finish(grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                        std::string(status.message())));
+  }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* RefusedStream(const absl::Status& status) {
+  return new RefusedStreamReactor(status);
+}
+
 }  // namespace moa::server

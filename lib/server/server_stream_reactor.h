@@ -16,11 +16,18 @@
 //  - OnClientGone() runs at most once, when the client cancels or a write
 //    fails: stop the work that feeds the stream. Close() must still follow.
 //  - The reactor deletes itself in OnDone, after OnFinished().
+//  - On the wire it writes bytes (grpc::ByteBuffer): the methods it serves
+//    are raw, so a request that is no valid protobuf (garbage, invalid UTF-8
+//    in a string) reaches our code and is refused INVALID_ARGUMENT by name
+//    (ParseRawRequest, RefusedStream), where gRPC's typed callback handler
+//    answers UNIMPLEMENTED with no message.
 #ifndef MOA_LIB_SERVER_SERVER_STREAM_REACTOR_H_
 #define MOA_LIB_SERVER_SERVER_STREAM_REACTOR_H_
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
 
+#include <string>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -34,8 +41,26 @@ namespace moa::server {
 grpc::Status StreamFinalStatus(grpc::CallbackServerContext* context, const absl::Status& status,
                                bool broken);
 
+// The request a raw method received, parsed; INVALID_ARGUMENT naming the
+// message type when the bytes are not one.
+template <typename Request>
+absl::StatusOr<Request> ParseRawRequest(const grpc::ByteBuffer& bytes) {
+  Request request;
+  grpc::ByteBuffer copy(bytes);  // Shares the slices; the reader consumes its own.
+  grpc::Status s = grpc::SerializationTraits<Request>::Deserialize(&copy, &request);
+  if (!s.ok()) {
+    return absl::InvalidArgumentError(
+        std::string("the request is not a valid ") + Request::descriptor()->full_name() +
+        " (protobuf parse failed; string fields must be valid UTF-8)");
+  }
+  return request;
+}
+
+// A stream refused before any work: finishes at once with `status`.
+grpc::ServerWriteReactor<grpc::ByteBuffer>* RefusedStream(const absl::Status& status);
+
 template <typename Message, typename Merge = NoMerge>
-class ServerStreamReactor : public grpc::ServerWriteReactor<Message> {
+class ServerStreamReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit ServerStreamReactor(grpc::CallbackServerContext* context) : context_(context) {}
 
@@ -126,13 +151,24 @@ class ServerStreamReactor : public grpc::ServerWriteReactor<Message> {
 
   void Act(const Action& action) {
     if (action.write != nullptr) {
-      this->StartWrite(action.write);
+      // One write is in flight at a time, so wire_ is free until it is done.
+      bool own = false;
+      wire_.Clear();
+      grpc::Status s = grpc::SerializationTraits<Message>::Serialize(*action.write, &wire_, &own);
+      if (!s.ok()) {
+        // Only a message over 2 GiB fails here: handled as a failed write
+        // (the stream ends, the producer is told the client is gone).
+        OnWriteDone(false);
+        return;
+      }
+      this->StartWrite(&wire_);
     } else if (action.finish) {
       this->Finish(StreamFinalStatus(context_, action.status, action.broken));
     }
   }
 
   grpc::CallbackServerContext* const context_;
+  grpc::ByteBuffer wire_;  // The serialized write in flight.
   absl::Mutex mu_;
   Queue queue_ ABSL_GUARDED_BY(mu_);
   absl::Status status_ ABSL_GUARDED_BY(mu_);

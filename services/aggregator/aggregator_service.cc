@@ -145,9 +145,11 @@ AggregatorService::AggregatorService(AggregatorOptions options,
                                      telemetry::CallMetrics* metrics, const Clock* clock)
     : options_(std::move(options)), proposers_(proposers), metrics_(metrics), clock_(clock) {}
 
-grpc::ServerWriteReactor<v1::AggregateResponse>* AggregatorService::Aggregate(
-    grpc::CallbackServerContext* context, const v1::AggregateRequest* request) {
-  return new AggregateReactor(options_, proposers_, metrics_, clock_, context, *request);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* AggregatorService::Aggregate(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  auto parsed = server::ParseRawRequest<v1::AggregateRequest>(*request);
+  if (!parsed.ok()) return server::RefusedStream(parsed.status());
+  return new AggregateReactor(options_, proposers_, metrics_, clock_, context, *parsed);
 }
 
 }  // namespace moa::aggregator

@@ -28,15 +28,19 @@ struct AggregatorOptions {
 absl::StatusOr<cluster::GenerationCall> PlanAggregate(const v1::AggregateRequest& request,
                                                       const AggregatorOptions& options);
 
-class AggregatorService final : public v1::AggregatorService::CallbackService {
+// Aggregate is a raw method (lib/server/server_stream_reactor.h): a request
+// that is no valid AggregateRequest is refused INVALID_ARGUMENT by name.
+class AggregatorService final
+    : public v1::AggregatorService::WithRawCallbackMethod_Aggregate<
+          v1::AggregatorService::CallbackService> {
  public:
   // `proposers`, `metrics` and `clock` must outlive the service. Stateless
   // per call.
   AggregatorService(AggregatorOptions options, cluster::GenerationBackend* proposers,
                     telemetry::CallMetrics* metrics, const Clock* clock = Clock::Real());
 
-  grpc::ServerWriteReactor<v1::AggregateResponse>* Aggregate(
-      grpc::CallbackServerContext* context, const v1::AggregateRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Aggregate(grpc::CallbackServerContext* context,
+                                                        const grpc::ByteBuffer* request) override;
 
  private:
   const AggregatorOptions options_;

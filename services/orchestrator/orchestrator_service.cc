@@ -105,9 +105,11 @@ class ChatReactor final : public server::ServerStreamReactor<v1::ChatEvent, Merg
 
 }  // namespace
 
-grpc::ServerWriteReactor<v1::ChatEvent>* OrchestratorService::Chat(
-    grpc::CallbackServerContext* context, const v1::ChatRequest* request) {
-  return new ChatReactor(engine_, *api_keys_, limiter_, context, *request);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* OrchestratorService::Chat(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  auto parsed = server::ParseRawRequest<v1::ChatRequest>(*request);
+  if (!parsed.ok()) return server::RefusedStream(parsed.status());
+  return new ChatReactor(engine_, *api_keys_, limiter_, context, *parsed);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::ListPipelines(

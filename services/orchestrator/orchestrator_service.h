@@ -12,7 +12,11 @@
 
 namespace moa::orchestrator {
 
-class OrchestratorService final : public v1::OrchestratorService::CallbackService {
+// Chat is a raw method (lib/server/server_stream_reactor.h): a request that
+// is no valid ChatRequest is refused INVALID_ARGUMENT by name.
+class OrchestratorService final
+    : public v1::OrchestratorService::WithRawCallbackMethod_Chat<
+          v1::OrchestratorService::CallbackService> {
  public:
   // All must outlive the service. With keys enabled, every call needs
   // metadata "authorization: Bearer KEY", and `limiter` (may be null: no
@@ -20,8 +24,8 @@ class OrchestratorService final : public v1::OrchestratorService::CallbackServic
   OrchestratorService(Engine* engine, const ApiKeys* api_keys, KeyLimiter* limiter = nullptr)
       : engine_(engine), api_keys_(api_keys), limiter_(limiter) {}
 
-  grpc::ServerWriteReactor<v1::ChatEvent>* Chat(grpc::CallbackServerContext* context,
-                                                const v1::ChatRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Chat(grpc::CallbackServerContext* context,
+                                                   const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* ListPipelines(grpc::CallbackServerContext* context,
                                           const v1::ListPipelinesRequest* request,
                                           v1::ListPipelinesResponse* response) override;

@@ -214,9 +214,11 @@ ProposerService::ProposerService(ProposerOptions options, llm::LlmClient* client
                                  telemetry::UpstreamMetrics* metrics, const Clock* clock)
     : options_(std::move(options)), client_(client), metrics_(metrics), clock_(clock) {}
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* ProposerService::Generate(
-    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  return new GenerateReactor({options_, client_, metrics_, clock_, inflight_}, context, *request);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* ProposerService::Generate(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  auto parsed = server::ParseRawRequest<v1::GenerateRequest>(*request);
+  if (!parsed.ok()) return server::RefusedStream(parsed.status());
+  return new GenerateReactor({options_, client_, metrics_, clock_, inflight_}, context, *parsed);
 }
 
 }  // namespace moa::proposer

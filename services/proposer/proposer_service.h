@@ -30,14 +30,18 @@ struct ProposerOptions {
 // call through `client`; text deltas are written as they arrive, merged while
 // a write is in flight. The caller's deadline and cancellation end the
 // upstream transfer.
-class ProposerService final : public v1::ProposerService::CallbackService {
+// Generate is a raw method (lib/server/server_stream_reactor.h): a request
+// that is no valid GenerateRequest is refused INVALID_ARGUMENT by name.
+class ProposerService final
+    : public v1::ProposerService::WithRawCallbackMethod_Generate<
+          v1::ProposerService::CallbackService> {
  public:
   // `client`, `metrics` and `clock` must outlive the service.
   ProposerService(ProposerOptions options, llm::LlmClient* client,
                   telemetry::UpstreamMetrics* metrics, const Clock* clock = Clock::Real());
 
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request) override;
 
   int inflight() const { return inflight_.load(); }
 

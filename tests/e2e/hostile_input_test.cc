@@ -2,6 +2,7 @@
 // fields, floods, connection hoarding, oversized and over-wide requests.
 // Every case ends in a defined answer and the processes keep serving.
 #include <gmock/gmock.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -274,6 +275,66 @@ TEST(HostileInputTest, OutOfDescriptorsTheAcceptLoopWaitsInsteadOfSpinning) {
   auto health = testing::HttpGet(Url(cluster, "/healthz"));
   EXPECT_EQ(health.status, 200);
   EXPECT_TRUE(Alive(pid));
+}
+
+// One server-streaming call with `payload` as its request bytes, as a
+// client that is no moa client may send them; the call's final status.
+grpc::Status RawStreamingCall(int port, const std::string& method, const std::string& payload) {
+  auto channel =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareCall(&ctx, method, &cq);
+  void* tag;
+  bool ok;
+  call->StartCall(reinterpret_cast<void*>(1));
+  cq.Next(&tag, &ok);
+  grpc::Slice slice(payload);
+  grpc::ByteBuffer request(&slice, 1), response;
+  call->Write(request, grpc::WriteOptions().set_last_message(), reinterpret_cast<void*>(2));
+  cq.Next(&tag, &ok);
+  grpc::Status status;
+  for (;;) {  // Read until the stream ends, then its status.
+    call->Read(&response, reinterpret_cast<void*>(3));
+    cq.Next(&tag, &ok);
+    if (!ok) break;
+  }
+  call->Finish(&status, reinterpret_cast<void*>(4));
+  cq.Next(&tag, &ok);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+// Bytes that are no valid request (garbage; a string field of invalid UTF-8)
+// are refused INVALID_ARGUMENT naming the message type on every streaming
+// method (gRPC's typed handler answered UNIMPLEMENTED with no message).
+TEST(HostileInputTest, GarbageRequestsAreInvalidArgumentNamingTheMessageType) {
+  LocalCluster cluster(Spec());
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  struct Target {
+    std::string service, method, type;
+    char messages_tag;  // The request's `messages` field, length-delimited.
+  };
+  const Target targets[] = {
+      {"orchestrator", "/moa.v1.OrchestratorService/Chat", "moa.v1.ChatRequest", '\x1a'},
+      {"proposer-a", "/moa.v1.ProposerService/Generate", "moa.v1.GenerateRequest", '\x0a'},
+      {"aggregator", "/moa.v1.AggregatorService/Aggregate", "moa.v1.AggregateRequest", '\x12'},
+  };
+  for (const Target& t : targets) {
+    // A message whose content (field 2) is invalid UTF-8.
+    const std::string bad_utf8 =
+        std::string(1, t.messages_tag) + std::string("\x04\x12\x02\xc3\x28", 5);
+    for (const std::string& payload : {std::string("\xff\xff\xff\xff garbage"), bad_utf8}) {
+      grpc::Status s = RawStreamingCall(cluster.grpc_port(t.service), t.method, payload);
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << t.method;
+      EXPECT_THAT(s.error_message(), HasSubstr("the request is not a valid " + t.type)) << t.method;
+    }
+  }
+  EXPECT_TRUE(GrpcChat(cluster, Hello()).ok());
 }
 
 TEST(HostileInputTest, WithKeysOnABodyIsNeverReadBeforeTheKeyIsChecked) {

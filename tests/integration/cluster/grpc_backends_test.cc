@@ -26,10 +26,14 @@ class Reactor final : public GenerationStreamReactor<v1::GenerateResponse> {
 
 // Answers every Generate inline: the text of the first message as three
 // deltas, or, for "busy", RESOURCE_EXHAUSTED with a retry delay.
-class InlineProposer final : public v1::ProposerService::CallbackService {
+class InlineProposer final : public v1::ProposerService::WithRawCallbackMethod_Generate<
+                                 v1::ProposerService::CallbackService> {
  public:
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override {
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* raw) override {
+    auto parsed = server::ParseRawRequest<v1::GenerateRequest>(*raw);
+    if (!parsed.ok()) return server::RefusedStream(parsed.status());
+    const v1::GenerateRequest* request = &*parsed;
     auto* reactor = new Reactor(context);
     if (request->whole_text()) reactor->HoldTextUntilComplete();
     const std::string& text = request->messages(0).content();
