@@ -29,8 +29,8 @@ int Port() {
   return server->port();
 }
 
-const char* const kEncodings[] = {"", "gzip", "deflate", "identity", "snappy", "gzip, deflate",
-                                  "GZIP", "\x7f"};
+const char* const kEncodings[] = {"",       "gzip",          "deflate", "identity",
+                                  "snappy", "gzip, deflate", "GZIP",    "\x7f"};
 
 }  // namespace
 

@@ -22,8 +22,8 @@ namespace {
 class RefusedStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit RefusedStreamReactor(const absl::Status& status) {
-    Finish(grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                        std::string(status.message())));
+    Finish(
+        grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message())));
   }
   void OnDone() override { delete this; }
 };

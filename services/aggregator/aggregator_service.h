@@ -30,9 +30,8 @@ absl::StatusOr<cluster::GenerationCall> PlanAggregate(const v1::AggregateRequest
 
 // Aggregate is a raw method (lib/server/server_stream_reactor.h): a request
 // that is no valid AggregateRequest is refused INVALID_ARGUMENT by name.
-class AggregatorService final
-    : public v1::AggregatorService::WithRawCallbackMethod_Aggregate<
-          v1::AggregatorService::CallbackService> {
+class AggregatorService final : public v1::AggregatorService::WithRawCallbackMethod_Aggregate<
+                                    v1::AggregatorService::CallbackService> {
  public:
   // `proposers`, `metrics` and `clock` must outlive the service. Stateless
   // per call.

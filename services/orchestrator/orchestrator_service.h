@@ -14,9 +14,8 @@ namespace moa::orchestrator {
 
 // Chat is a raw method (lib/server/server_stream_reactor.h): a request that
 // is no valid ChatRequest is refused INVALID_ARGUMENT by name.
-class OrchestratorService final
-    : public v1::OrchestratorService::WithRawCallbackMethod_Chat<
-          v1::OrchestratorService::CallbackService> {
+class OrchestratorService final : public v1::OrchestratorService::WithRawCallbackMethod_Chat<
+                                      v1::OrchestratorService::CallbackService> {
  public:
   // All must outlive the service. With keys enabled, every call needs
   // metadata "authorization: Bearer KEY", and `limiter` (may be null: no

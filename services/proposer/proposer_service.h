@@ -32,9 +32,8 @@ struct ProposerOptions {
 // upstream transfer.
 // Generate is a raw method (lib/server/server_stream_reactor.h): a request
 // that is no valid GenerateRequest is refused INVALID_ARGUMENT by name.
-class ProposerService final
-    : public v1::ProposerService::WithRawCallbackMethod_Generate<
-          v1::ProposerService::CallbackService> {
+class ProposerService final : public v1::ProposerService::WithRawCallbackMethod_Generate<
+                                  v1::ProposerService::CallbackService> {
  public:
   // `client`, `metrics` and `clock` must outlive the service.
   ProposerService(ProposerOptions options, llm::LlmClient* client,
