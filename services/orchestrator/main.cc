@@ -175,8 +175,10 @@ int main(int argc, char** argv) {
       hedging_on ? static_cast<moa::cluster::GenerationBackend*>(&hedging_aggregator)
                  : aggregator_path};
   moa::orchestrator::Admission admission(absl::GetFlag(FLAGS_max_inflight));
-  moa::orchestrator::Engine engine({.request_timeout = absl::GetFlag(FLAGS_request_timeout)},
-                                   &*config, {backends, &metrics}, &admission);
+  moa::orchestrator::SharedRetryBudget retries;
+  moa::orchestrator::Engine engine(
+      {.request_timeout = absl::GetFlag(FLAGS_request_timeout)}, &*config,
+      {.backends = backends, .metrics = &metrics, .retries = &retries}, &admission);
   moa::orchestrator::KeyLimiter limiter(moa::Clock::Real(), *registry);
   auto front_credentials = moa::server::FrontServerCredentials(
       absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file),

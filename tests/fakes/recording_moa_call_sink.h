@@ -37,6 +37,10 @@ class RecordingSink : public orchestrator::MoaCallSink {
     absl::MutexLock lock(&mu_);
     return finishes_;
   }
+  bool finished() {
+    absl::MutexLock lock(&mu_);
+    return finished_;
+  }
 
  private:
   absl::Mutex mu_;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "lib/base/circuit_breaker.h"
 #include "lib/base/log.h"
+#include "lib/base/retry_after.h"
 #include "lib/telemetry/outcome.h"
 #include "lib/wire/wire.h"
 #include "services/orchestrator/engine/steps.h"
@@ -19,6 +20,19 @@ namespace {
 uint64_t RandomSeed() {
   std::random_device device;
   return ((uint64_t{device()} << 32) ^ device()) & ((uint64_t{1} << 53) - 1);
+}
+
+// Retries past a call's own list: the first after kRetryBackoff (x jitter
+// in [0.5, 1]), doubling up to kRetryBackoffCap; a final answer is asked
+// again only while the deadline leaves kMinAnswerTime after the backoff.
+constexpr absl::Duration kRetryBackoff = absl::Milliseconds(250);
+constexpr absl::Duration kRetryBackoffCap = absl::Seconds(5);
+constexpr absl::Duration kMinAnswerTime = absl::Seconds(1);
+constexpr size_t kMaxExtraFinalAttempts = 8;
+
+double Jitter() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  return std::uniform_real_distribution<double>(0.5, 1.0)(rng);
 }
 
 // A pipeline given as layers alone (tests, older callers) proposes, then
@@ -56,6 +70,7 @@ MoaCall::MoaCall(Options options, const MoaEnv& env, std::shared_ptr<MoaCallSink
       backends_(env.backends),
       clock_(env.clock),
       config_(env.config),
+      retries_(env.retries),
       all_metrics_(env.metrics),
       slot_names_(config::SlotNames(options_.pipeline.layers, options_.pipeline.samples)),
       metrics_(env.metrics->For({options_.pipeline.name, slot_names_, options_.pipeline.aggregator,
@@ -144,7 +159,8 @@ void MoaCall::ArmLayerTimerLocked(absl::Time at, Clock::TimerId* id) {
 void MoaCall::CancelTimersLocked() {
   if (grace_timer_ != 0) clock_->Cancel(grace_timer_);
   if (layer_timer_ != 0) clock_->Cancel(layer_timer_);
-  grace_timer_ = layer_timer_ = 0;
+  if (ask_again_timer_ != 0) clock_->Cancel(ask_again_timer_);
+  grace_timer_ = layer_timer_ = ask_again_timer_ = 0;
 }
 
 void MoaCall::OnLayerTimer(int layer) {
@@ -179,10 +195,95 @@ void MoaCall::CutStragglersLocked() {
   }
 }
 
-bool MoaCall::CanRetryFinalLocked(size_t attempt, const absl::Status& status,
-                                  absl::Time now) const {
-  if (cancelled_ || now >= options_.deadline) return false;
-  return attempt + 1 < FinalModels().size() && IsModelFailure(status);
+std::optional<absl::Duration> MoaCall::FinalRetryDelayLocked(size_t attempt,
+                                                             const absl::Status& status,
+                                                             absl::Time now) {
+  if (cancelled_ || now >= options_.deadline || !IsModelFailure(status)) return std::nullopt;
+  const size_t listed = FinalModels().size();
+  if (attempt + 1 < listed) return absl::ZeroDuration();  // Replicas, fallbacks: at once.
+  // Past the list: the aggregator again with backoff (honouring a
+  // Retry-After) while the deadline leaves time for an answer, at most
+  // kMaxExtraFinalAttempts times, each taking a token of the shared budget.
+  const size_t extra = attempt + 1 - listed;
+  if (retries_ == nullptr || options_.deadline == absl::InfiniteFuture() ||
+      extra >= kMaxExtraFinalAttempts) {
+    return std::nullopt;
+  }
+  absl::Duration backoff =
+      std::min(kRetryBackoffCap, kRetryBackoff * (int64_t{1} << std::min<size_t>(extra, 6))) *
+      Jitter();
+  if (auto retry_after = GetRetryAfter(status)) backoff = std::max(backoff, *retry_after);
+  if (now + backoff + kMinAnswerTime >= options_.deadline) return std::nullopt;
+  if (!retries_->TryTake()) return std::nullopt;
+  return backoff;
+}
+
+void MoaCall::OnFinalRetryTimer() {
+  {
+    absl::MutexLock lock(&mu_);
+    final_retry_timer_ = 0;
+    if (finished_ || cancelled_ || final_.running) return;
+    StartStepLocked(final_.last, /*retry=*/true);
+  }
+  Act();
+  Deliver();
+}
+
+bool MoaCall::AskLayerAgainLocked(int layer) {
+  const config::StepKind kind = KindOf(layer);
+  if (answered_ > 0 || layer_asked_again_ || cancelled_ || retries_ == nullptr ||
+      (kind != config::StepKind::kPropose && kind != config::StepKind::kSynthesize)) {
+    return false;
+  }
+  std::vector<size_t> slots;
+  absl::Duration backoff = kRetryBackoff * Jitter();
+  for (size_t i = 0; i < proposals_.size(); ++i) {
+    const Proposal& p = proposals_[i];
+    if (p.skipped || p.straggler || !p.failure || !IsModelFailure(*p.failure)) continue;
+    slots.push_back(i);
+    if (auto retry_after = GetRetryAfter(*p.failure)) {
+      backoff = std::max(backoff, std::min(*retry_after, kRetryBackoffCap));
+    }
+  }
+  const absl::Time now = clock_->Now();
+  if (slots.empty() || now + backoff >= layer_deadline_ || !retries_->TryTake()) return false;
+  layer_asked_again_ = true;
+  for (size_t i : slots) {
+    Proposal& p = proposals_[i];
+    p.done = false;
+    p.failure.reset();
+    p.started = now + backoff;
+    ++remaining_;
+  }
+  asked_again_ = std::move(slots);
+  std::weak_ptr<MoaCall> weak = weak_from_this();
+  ask_again_timer_ = clock_->RunAt(now + backoff, [weak, layer] {
+    if (auto self = weak.lock()) self->OnAskAgainTimer(layer);
+  });
+  return true;
+}
+
+void MoaCall::OnAskAgainTimer(int layer) {
+  {
+    absl::MutexLock lock(&mu_);
+    ask_again_timer_ = 0;
+    if (finished_ || layer != current_layer_) return;
+    const std::vector<std::string>& names = slot_names_[layer - 1];
+    for (size_t i : std::exchange(asked_again_, {})) {
+      Proposal& p = proposals_[i];
+      if (p.done) continue;  // Cut at the layer's deadline meanwhile.
+      p.model = names[i];
+      p.fallback = 0;
+      v1::ChatEvent event;
+      auto* ref = event.mutable_proposal_started()->mutable_ref();
+      ref->set_layer(layer);
+      ref->set_model(p.model);
+      EmitLocked(std::move(event));
+      to_start_.push_back({LayerBackend(layer), SlotCallLocked(layer, i, layer_inputs_), layer, i});
+    }
+  }
+  Act();
+  Deliver();
 }
 
 std::string MoaCall::WhereTimeWentLocked() const {
@@ -288,6 +389,8 @@ void MoaCall::StartLayerLocked(size_t layer) {
   layer_deadline_ = rule_.LayerDeadline(layer_started_, options_.deadline);
   ArmLayerTimerLocked(layer_deadline_, &layer_timer_);
   layer_inputs_ = refs;  // Kept for fallback calls and the step's output.
+  layer_asked_again_ = false;
+  asked_again_.clear();
   const std::vector<std::string>& names = slot_names_[layer - 1];
   for (size_t i = 0; i < models.size(); ++i) {
     proposals_[i].model = names[i];  // "x#2" for sample 2 of model x.
@@ -304,17 +407,33 @@ void MoaCall::StartLayerLocked(size_t layer) {
     EmitLocked(std::move(event));
   }
   for (size_t i = 0; i < active; ++i) {
-    cluster::GenerationCall call = LayerCall(static_cast<int>(layer), i, models[i], refs);
-    const config::Sample sample = SampleAt(layer - 1, i);
-    if (sample.index > 0) {
-      // Samples of one model differ by seed (the request's, or 1, plus the
-      // sample's number less one) and, when configured, temperature.
-      call.params.seed = call.params.seed.value_or(1) + sample.index - 1;
-      if (sample.temperature) call.params.temperature = sample.temperature;
-    }
-    to_start_.push_back(
-        {LayerBackend(static_cast<int>(layer)), std::move(call), static_cast<int>(layer), i});
+    to_start_.push_back({LayerBackend(static_cast<int>(layer)),
+                         SlotCallLocked(static_cast<int>(layer), i, refs), static_cast<int>(layer),
+                         i});
   }
+}
+
+cluster::GenerationCall MoaCall::SlotCallLocked(
+    int layer, size_t index, const std::vector<synthesis::Reference>& refs) const {
+  const std::vector<std::string>& models = options_.pipeline.layers[layer - 1];
+  cluster::GenerationCall call = LayerCall(layer, index, models[index], refs);
+  const config::Sample sample = SampleAt(static_cast<size_t>(layer - 1), index);
+  if (sample.index > 0) {
+    // Samples of one model differ by seed (the request's, or 1, plus the
+    // sample's number less one) and, when configured, temperature.
+    call.params.seed = call.params.seed.value_or(1) + sample.index - 1;
+    if (sample.temperature) call.params.temperature = sample.temperature;
+  }
+  return call;
+}
+
+std::string MoaCall::FinalModelAt(size_t attempt) const {
+  const std::vector<std::string> models = FinalModels();
+  return attempt < models.size() ? models[attempt] : options_.pipeline.aggregator;
+}
+
+size_t MoaCall::FinalMetricsIndexAt(size_t attempt) const {
+  return FinalMetricsIndex(attempt < FinalModels().size() ? attempt : 0);
 }
 
 std::vector<std::string> MoaCall::FinalModels() const {
@@ -330,7 +449,8 @@ std::vector<std::string> MoaCall::FinalModels() const {
 size_t MoaCall::FinalMetricsIndex(size_t attempt) { return attempt < 3 ? 0 : attempt - 2; }
 
 bool MoaCall::MaybeStartStepLocked() {
-  if (finished_ || cancelled_ || final_.running) return false;
+  // A final answer waiting for its retry's backoff starts from the timer.
+  if (finished_ || cancelled_ || final_.running || final_retry_timer_ != 0) return false;
   if (final_.layer_done) {
     StartStepLocked(/*last=*/true, /*retry=*/false);
     return true;
@@ -389,7 +509,7 @@ void MoaCall::StartStepLocked(bool last, bool retry) {
       EmitLocked(std::move(event));
     }
   }
-  final_.model = FinalModels()[final_.attempt];
+  final_.model = FinalModelAt(final_.attempt);
   final_.call_started = now;
   final_.running = true;
   ++final_.seq;
@@ -479,7 +599,7 @@ void MoaCall::AnswerFullLocked() {
   final_.running = false;
   const absl::Time now = clock_->Now();
   const size_t step = options_.pipeline.layers.size();
-  metrics_->CallDone(step, FinalMetricsIndex(final_.attempt), telemetry::Outcome::kOk,
+  metrics_->CallDone(step, FinalMetricsIndexAt(final_.attempt), telemetry::Outcome::kOk,
                      now - final_.call_started);
   if (!final_.layer_done) CutStragglersLocked();
   metrics_->StepDone(step, now - final_.stage_started);
@@ -565,7 +685,7 @@ void MoaCall::OnSlotDoneLocked(int layer, size_t index, absl::StatusOr<llm::Comp
     EmitFailedLocked(layer, p.model, result.status(), "");
   }
   if (remaining_ == 0) {
-    LayerFinishedLocked();
+    if (!AskLayerAgainLocked(layer)) LayerFinishedLocked();
   } else if (result.ok() && answered_ == rule_.min_proposals) {
     // The quorum is in: the rest get the straggler grace.
     std::vector<absl::Duration> durations;
@@ -586,23 +706,35 @@ void MoaCall::OnFinalDoneLocked(absl::StatusOr<llm::Completion> result) {
   final_.running = false;
   final_.handle.reset();
   const size_t step = options_.pipeline.layers.size();
-  const size_t metrics_index = FinalMetricsIndex(final_.attempt);
+  const size_t metrics_index = FinalMetricsIndexAt(final_.attempt);
   const absl::Time now = clock_->Now();
   metrics_->CallDone(step, metrics_index, telemetry::OutcomeOf(result.status()),
                      now - final_.call_started);
   if (!result.ok()) {
-    if (CanRetryFinalLocked(final_.attempt, result.status(), now)) {
-      // Ask again (another replica, then the fallbacks); when part of the
-      // answer already reached the client, the next call continues it.
+    if (auto delay = FinalRetryDelayLocked(final_.attempt, result.status(), now)) {
+      // Ask again (another replica, then the fallbacks, then the aggregator
+      // with backoff); when part of the answer already reached the client,
+      // the next call continues it.
       std::string note;
       if (!answer_text_.empty()) {
         metrics_->AnswerResumed();
         note =
             absl::StrCat("; resuming the answer after its first ", answer_text_.size(), " bytes");
       }
+      if (*delay > absl::ZeroDuration()) {
+        absl::StrAppend(&note, "; asking ", FinalModelAt(final_.attempt + 1), " again in ",
+                        absl::FormatDuration(absl::Trunc(*delay, absl::Milliseconds(1))));
+      }
       EmitFailedLocked(LastLayer() + 1, final_.model, result.status(), note);
       ++final_.attempt;
-      StartStepLocked(final_.last, /*retry=*/true);
+      if (*delay == absl::ZeroDuration()) {
+        StartStepLocked(final_.last, /*retry=*/true);
+      } else {
+        std::weak_ptr<MoaCall> weak = weak_from_this();
+        final_retry_timer_ = clock_->RunAt(now + *delay, [weak] {
+          if (auto self = weak.lock()) self->OnFinalRetryTimer();
+        });
+      }
       return;
     }
     metrics_->StepDone(step, now - final_.stage_started);
@@ -640,6 +772,7 @@ void MoaCall::OnFinalDoneLocked(absl::StatusOr<llm::Completion> result) {
                                                : now - final_.stage_started;
     result->duration = now - final_.stage_started;
   }
+  if (retries_ != nullptr) retries_->OnSuccess();
   EmitSummaryLocked(*result, final_.model);
   FinishLocked(absl::OkStatus());
 }
@@ -874,6 +1007,8 @@ void MoaCall::FinishLocked(absl::Status status) {
   if (finished_) return;
   finished_ = true;
   CancelTimersLocked();
+  if (final_retry_timer_ != 0) clock_->Cancel(final_retry_timer_);
+  final_retry_timer_ = 0;
   const absl::Time now = clock_->Now();
   metrics_->RequestFinished(telemetry::OutcomeAt(status, options_.deadline, now), now - accepted_);
   // Whatever still runs ends now: every child on Cancel(), and with

@@ -24,6 +24,7 @@
 #include "lib/base/trace_context.h"
 #include "lib/base/write_queue.h"
 #include "lib/cluster/generation_backend.h"
+#include "lib/llm/retry.h"
 #include "lib/telemetry/orchestrator_metrics.h"
 #include "moa/v1/orchestrator.pb.h"
 #include "services/orchestrator/engine/layer_policy.h"
@@ -48,12 +49,39 @@ struct MoaBackends {
 };
 
 // What every MoaCall of a process shares; all must outlive the calls.
+// Retries beyond a call's own list (the final answer asked again after its
+// replicas and fallbacks failed, a layer whose every model failed asked
+// again), shared by every request of the process: each such retry takes a
+// token, each final answer that succeeds gives back 0.2, and retries stop
+// while half the tokens are gone, so an outage never becomes a storm.
+class SharedRetryBudget {
+ public:
+  explicit SharedRetryBudget(double tokens = 20) : budget_(tokens, 0.2) {}
+  // Takes a token when retries are allowed.
+  bool TryTake() {
+    absl::MutexLock lock(&mu_);
+    if (!budget_.AllowRetry()) return false;
+    budget_.OnFailure();
+    return true;
+  }
+  void OnSuccess() {
+    absl::MutexLock lock(&mu_);
+    budget_.OnSuccess();
+  }
+
+ private:
+  absl::Mutex mu_;
+  llm::RetryBudget budget_ ABSL_GUARDED_BY(mu_);
+};
+
 struct MoaEnv {
   MoaBackends backends;
   telemetry::OrchestratorMetrics* metrics;
   const Clock* clock = Clock::Real();
   // The models' prices (cost accounting); none: every call costs 0.
   const config::ClusterConfig* config = nullptr;
+  // Retries past a call's own list (see SharedRetryBudget); null: none.
+  SharedRetryBudget* retries = nullptr;
 };
 
 class MoaCall : public std::enable_shared_from_this<MoaCall> {
@@ -178,7 +206,26 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   void AnswerFullLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::string> FinalModels() const;
   static size_t FinalMetricsIndex(size_t attempt);
-  bool CanRetryFinalLocked(size_t attempt, const absl::Status& status, absl::Time now) const
+  // The model of final attempt `attempt`: the list of FinalModels(), then
+  // the aggregator again.
+  std::string FinalModelAt(size_t attempt) const;
+  size_t FinalMetricsIndexAt(size_t attempt) const;
+  // Whether (and after how long) the final answer is asked again after
+  // attempt `attempt` failed with `status`: at once through its list, then,
+  // while the deadline leaves time and the shared budget allows, the
+  // aggregator again with backoff.
+  std::optional<absl::Duration> FinalRetryDelayLocked(size_t attempt, const absl::Status& status,
+                                                      absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnFinalRetryTimer();
+  // Every model of a propose or synthesize layer failed: its failed slots
+  // are asked again once after a backoff, within the layer's share of the
+  // deadline and the shared budget. Returns whether they will be.
+  bool AskLayerAgainLocked(int layer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnAskAgainTimer(int layer);
+  // Slot `index`'s call in layer `layer` (its model, a sample's seed).
+  cluster::GenerationCall SlotCallLocked(int layer, size_t index,
+                                         const std::vector<synthesis::Reference>& refs) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnChildDelta(int layer, size_t index, absl::string_view text);
   void OnChildDone(int layer, size_t index, absl::StatusOr<llm::Completion> result);
@@ -207,6 +254,7 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   const MoaBackends backends_;
   const Clock* const clock_;
   const config::ClusterConfig* const config_;
+  SharedRetryBudget* const retries_;
   telemetry::OrchestratorMetrics* const all_metrics_;
   // Each layer slot's name in events, references and metrics ("x#2" for
   // sample 2 of model x).
@@ -239,6 +287,12 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   bool layer_timed_out_ ABSL_GUARDED_BY(mu_) = false;
   Clock::TimerId grace_timer_ ABSL_GUARDED_BY(mu_) = 0;
   Clock::TimerId layer_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  // A layer whose every model failed is asked again once (its failed slots,
+  // after a backoff), and the final answer past its list after a backoff.
+  Clock::TimerId ask_again_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  Clock::TimerId final_retry_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  bool layer_asked_again_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<size_t> asked_again_ ABSL_GUARDED_BY(mu_);  // Slots waiting for the timer.
   std::vector<int> layer_references_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, llm::Usage>> usage_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::Duration> layer_durations_ ABSL_GUARDED_BY(mu_);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <map>
 
 #include "lib/wire/wire.h"
 #include "tests/fakes/fake_generation_backend.h"
@@ -239,6 +240,119 @@ TEST_F(MoaCallTest, AFinalAnswerThatFailsBeforeItsFirstByteIsAskedAgainThenOfThe
   EXPECT_EQ(failed_final, 3) << "each failed attempt is reported";
   EXPECT_EQ(answer, "fb answers");
   EXPECT_EQ(sink_->events().back().summary().answer().model(), "fb");
+}
+
+// Past its list (three tries of the aggregator, then the fallbacks), the
+// final answer is asked again with backoff while the deadline leaves time:
+// a failure in a third of a second no longer ends a request that has
+// minutes left.
+TEST_F(MoaCallTest, AFinalAnswerPastItsListIsAskedAgainWithBackoffWhileTheDeadlineAllows) {
+  FakeGenerationBackend proposers(Answer);
+  int failures_left = 5;
+  FakeGenerationBackend aggregator([&failures_left](const cluster::GenerationCall& c) {
+    if (failures_left-- > 0) {
+      return FakeGenerationBackend::Reply{{}, absl::UnavailableError("HTTP 500: flaky")};
+    }
+    return FakeGenerationBackend::Reply{{"finally"}, FakeGenerationBackend::Ok(c.model)};
+  });
+  SharedRetryBudget retries;
+  MoaCall::Options o;
+  o.pipeline.name = "p";
+  o.pipeline.layers = {{"a"}};
+  o.pipeline.aggregator = "agg";
+  o.conversation = {{llm::Role::kUser, "question"}};
+  o.deadline = clock_.Now() + absl::Seconds(30);
+  // Held, as a server holds its call until it finishes (timers hold none).
+  auto call = MoaCall::Start(std::move(o),
+                             {.backends = {&proposers, &aggregator},
+                              .metrics = &metrics_,
+                              .clock = &clock_,
+                              .retries = &retries},
+                             sink_);
+  // The three listed tries fail at once; the fourth waits for its backoff.
+  EXPECT_EQ(aggregator.calls().size(), 3u);
+  EXPECT_FALSE(sink_->finished());
+  clock_.Advance(absl::Milliseconds(250));  // At most 250 ms (x jitter).
+  EXPECT_EQ(aggregator.calls().size(), 4u);
+  clock_.Advance(absl::Milliseconds(500));  // The next at most 500 ms.
+  EXPECT_EQ(aggregator.calls().size(), 5u);
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(sink_->finished());
+  EXPECT_TRUE(sink_->status().ok()) << sink_->status();
+  EXPECT_EQ(aggregator.calls().size(), 6u);
+  std::string notes;
+  for (const auto& e : sink_->events()) {
+    if (e.has_proposal_failed()) notes += e.proposal_failed().status().message() + "\n";
+  }
+  EXPECT_THAT(notes, HasSubstr("; asking agg again in "));
+}
+
+// Without time left for an answer after the backoff, or once the shared
+// budget is spent, the request fails as before, naming its attempts.
+TEST_F(MoaCallTest, AFinalAnswerIsNotAskedAgainPastTheDeadlineOrTheSharedBudget) {
+  FakeGenerationBackend proposers(Answer);
+  FakeGenerationBackend aggregator([](const cluster::GenerationCall&) {
+    return FakeGenerationBackend::Reply{{}, absl::UnavailableError("down")};
+  });
+  SharedRetryBudget retries(/*tokens=*/2);  // One retry, then under half.
+  std::shared_ptr<MoaCall> call;
+  auto start = [&](absl::Duration timeout) {
+    sink_ = std::make_shared<RecordingSink>();
+    MoaCall::Options o;
+    o.pipeline.name = "p";
+    o.pipeline.layers = {{"a"}};
+    o.pipeline.aggregator = "agg";
+    o.conversation = {{llm::Role::kUser, "question"}};
+    o.deadline = clock_.Now() + timeout;
+    call = MoaCall::Start(std::move(o),
+                          {.backends = {&proposers, &aggregator},
+                           .metrics = &metrics_,
+                           .clock = &clock_,
+                           .retries = &retries},
+                          sink_);
+  };
+  start(absl::Milliseconds(900));  // Backoff + 1 s does not fit.
+  ASSERT_TRUE(sink_->finished());
+  EXPECT_THAT(sink_->status().message(), HasSubstr("(attempt 3)"));
+  start(absl::Minutes(1));
+  clock_.Advance(absl::Seconds(1));  // One retry from the budget...
+  ASSERT_TRUE(sink_->finished());    // ...and no second: the budget is under half.
+  EXPECT_THAT(sink_->status().message(), HasSubstr("(attempt 4)"));
+}
+
+// Every model of the layer failed once: the failed ones are asked again
+// after a backoff, and the request answers.
+TEST_F(MoaCallTest, ALayerWhoseEveryModelFailedIsAskedAgainOnce) {
+  std::map<std::string, int> asked;
+  FakeGenerationBackend proposers([&asked](const cluster::GenerationCall& c) {
+    if (asked[c.model]++ == 0) {
+      return FakeGenerationBackend::Reply{{}, absl::ResourceExhaustedError("HTTP 429")};
+    }
+    return Answer(c);
+  });
+  FakeGenerationBackend aggregator(Answer);
+  SharedRetryBudget retries;
+  MoaCall::Options o;
+  o.pipeline.name = "p";
+  o.pipeline.layers = {{"a", "b"}};
+  o.pipeline.aggregator = "agg";
+  o.conversation = {{llm::Role::kUser, "question"}};
+  o.deadline = clock_.Now() + absl::Seconds(30);
+  // Held, as a server holds its call until it finishes (timers hold none).
+  auto call = MoaCall::Start(std::move(o),
+                             {.backends = {&proposers, &aggregator},
+                              .metrics = &metrics_,
+                              .clock = &clock_,
+                              .retries = &retries},
+                             sink_);
+  EXPECT_FALSE(sink_->finished());
+  clock_.Advance(absl::Milliseconds(250));
+  ASSERT_TRUE(sink_->finished());
+  EXPECT_TRUE(sink_->status().ok()) << sink_->status();
+  EXPECT_EQ(asked["a"], 2);
+  EXPECT_EQ(asked["b"], 2);
+  ASSERT_EQ(aggregator.calls().size(), 1u);
+  EXPECT_EQ(aggregator.calls()[0].references.size(), 2u);
 }
 
 TEST_F(MoaCallTest, AnAnswerCutMidStreamIsContinuedNotRepeated) {
