@@ -53,4 +53,11 @@ std::shared_ptr<llm::CallHandle> BreakingBackend::Start(
   return inner_->Start(std::move(call), std::make_shared<Recorder>(breaker, std::move(observer)));
 }
 
+void BreakingBackend::ReportStuck(const std::string& model) {
+  if (auto it = breakers_.find(model); it != breakers_.end()) {
+    it->second->Record(absl::DeadlineExceededError("no first token within its bound"));
+  }
+  inner_->ReportStuck(model);
+}
+
 }  // namespace moa::cluster

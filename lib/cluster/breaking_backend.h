@@ -28,6 +28,8 @@ class BreakingBackend final : public GenerationBackend {
 
   std::shared_ptr<llm::CallHandle> Start(GenerationCall call,
                                          std::shared_ptr<GenerationObserver> observer) override;
+  // Counts as the model's failure: a model that hangs opens its breaker.
+  void ReportStuck(const std::string& model) override;
 
  private:
   GenerationBackend* const inner_;

@@ -35,7 +35,9 @@ struct GenerationCall {
 };
 
 // Receives one call's events: deltas, then exactly one OnDone. Calls may come
-// from any thread but never concurrently for one call. Must not block.
+// from any thread but never concurrently for one call. Must not block. A
+// whole-text call delivers an empty delta when the model's first byte
+// arrives (its text comes whole at the end).
 class GenerationObserver {
  public:
   virtual ~GenerationObserver() = default;
@@ -52,6 +54,11 @@ class GenerationBackend {
   // (OnDone CANCELLED unless it had ended). Thread-safe.
   virtual std::shared_ptr<llm::CallHandle> Start(GenerationCall call,
                                                  std::shared_ptr<GenerationObserver> observer) = 0;
+  // A call to `model` was cut by its caller as stuck (no first byte within
+  // the model's bound): it ends CANCELLED, yet it is the model's failure.
+  // Backends that keep per-model state (a breaker) count it; others pass it
+  // on or ignore it.
+  virtual void ReportStuck(const std::string& model) {}
 };
 
 }  // namespace moa::cluster

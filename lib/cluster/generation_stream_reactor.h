@@ -39,13 +39,24 @@ class GenerationStreamReactor
   explicit GenerationStreamReactor(grpc::CallbackServerContext* context)
       : server::ServerStreamReactor<Response, MergeDeltas<Response>>(context) {}
 
-  // Queues text for the client (dropped once the client is gone).
+  // Queues text for the client (dropped once the client is gone). An empty
+  // delta is the first-byte mark (below) and carries no text.
   void PushDelta(absl::string_view text) {
     if (completed_) return;
     if (hold_text_) {
+      // Held text still says when the model began: one empty delta on the
+      // first byte, so the caller can tell a model that writes from one that
+      // is stuck (the orchestrator's first-token bound).
+      if (!first_byte_marked_) {
+        first_byte_marked_ = true;
+        Response mark;
+        mark.set_delta(std::string());
+        this->Send(std::move(mark));
+      }
       held_.append(text.data(), text.size());
       return;
     }
+    if (text.empty()) return;
     Response r;
     r.set_delta(std::string(text));
     this->Send(std::move(r));
@@ -77,6 +88,7 @@ class GenerationStreamReactor
  private:
   std::atomic<bool> completed_{false};
   bool hold_text_ = false;
+  bool first_byte_marked_ = false;
   std::string held_;  // Producer's thread only.
 };
 

@@ -79,7 +79,8 @@ class StreamReader final : public grpc::ClientReadReactor<Response> {
     if (!ok) return;  // OnDone follows.
     if (response_.has_completion()) {
       completion_ = response_.completion();
-    } else if (!response_.delta().empty()) {
+    } else if (response_.has_delta()) {
+      // Empty: the first-byte mark of a whole-text call (no text yet).
       observer_->OnDelta(response_.delta());
     }
     this->StartRead(&response_);

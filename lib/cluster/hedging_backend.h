@@ -44,6 +44,7 @@ class HedgingBackend final : public GenerationBackend {
   HedgingBackend(GenerationBackend* inner, HedgeOptions options, const Clock* clock,
                  OnHedge on_hedge = {});
 
+  void ReportStuck(const std::string& model) override { inner_->ReportStuck(model); }
   std::shared_ptr<llm::CallHandle> Start(GenerationCall call,
                                          std::shared_ptr<GenerationObserver> observer) override;
 

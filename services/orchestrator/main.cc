@@ -176,9 +176,14 @@ int main(int argc, char** argv) {
                  : aggregator_path};
   moa::orchestrator::Admission admission(absl::GetFlag(FLAGS_max_inflight));
   moa::orchestrator::SharedRetryBudget retries;
-  moa::orchestrator::Engine engine(
-      {.request_timeout = absl::GetFlag(FLAGS_request_timeout)}, &*config,
-      {.backends = backends, .metrics = &metrics, .retries = &retries}, &admission);
+  moa::orchestrator::FirstTokenBounds first_tokens;
+  moa::orchestrator::Engine engine({.request_timeout = absl::GetFlag(FLAGS_request_timeout)},
+                                   &*config,
+                                   {.backends = backends,
+                                    .metrics = &metrics,
+                                    .retries = &retries,
+                                    .first_tokens = &first_tokens},
+                                   &admission);
   moa::orchestrator::KeyLimiter limiter(moa::Clock::Real(), *registry);
   auto front_credentials = moa::server::FrontServerCredentials(
       absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file),

@@ -56,6 +56,15 @@ class FakeGenerationBackend : public cluster::GenerationBackend {
     absl::MutexLock lock(&mu_);
     return calls_;
   }
+  // Models reported stuck by a caller (GenerationBackend::ReportStuck).
+  void ReportStuck(const std::string& model) override {
+    absl::MutexLock lock(&mu_);
+    stuck_.push_back(model);
+  }
+  std::vector<std::string> stuck() {
+    absl::MutexLock lock(&mu_);
+    return stuck_;
+  }
   int cancelled() {
     absl::MutexLock lock(&mu_);
     int n = 0;
@@ -123,6 +132,7 @@ class FakeGenerationBackend : public cluster::GenerationBackend {
   absl::Mutex mu_;
   std::vector<cluster::GenerationCall> calls_;
   std::vector<std::shared_ptr<Handle>> handles_;
+  std::vector<std::string> stuck_;
 };
 
 }  // namespace moa::testing

@@ -377,8 +377,11 @@ TEST_F(ProposerServiceTest, WholeTextArrivesAsOneDeltaBeforeTheCompletion) {
   req.set_whole_text(true);
   Result r = Generate(p, req);
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
-  ASSERT_EQ(r.deltas.size(), 1u) << "one message instead of one per token";
-  EXPECT_EQ(r.deltas[0], absl::StrJoin(sim::AnswerTokens("m1", {{"user", "whole"}}, 16), ""));
+  // The first-byte mark (empty) when the upstream began, then the text in
+  // one message instead of one per token.
+  ASSERT_EQ(r.deltas.size(), 2u);
+  EXPECT_EQ(r.deltas[0], "");
+  EXPECT_EQ(r.deltas[1], absl::StrJoin(sim::AnswerTokens("m1", {{"user", "whole"}}, 16), ""));
   ASSERT_TRUE(r.completion);
   EXPECT_GT(
       r.completion->time_to_first_token().nanos() + r.completion->time_to_first_token().seconds(),
@@ -569,7 +572,7 @@ TEST_F(ProposerServiceTest, AClientThatAnswersInsideStartIsStreamedWhole) {
     ASSERT_TRUE(r.status.ok()) << r.status.error_message();
     EXPECT_EQ(absl::StrJoin(r.deltas, ""), "echo: ping");
     if (whole_text) {
-      EXPECT_EQ(r.deltas.size(), 1u);
+      EXPECT_THAT(r.deltas, ::testing::ElementsAre("", "echo: ping")) << "the mark, the text";
     }
     ASSERT_TRUE(r.completion);
     EXPECT_EQ(r.completion->model(), "inline");

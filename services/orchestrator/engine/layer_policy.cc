@@ -57,9 +57,11 @@ absl::StatusOr<config::LayerPolicy> PolicyFromProto(const v1::LayerPolicy& polic
 
 LayerRule RuleFor(const config::LayerPolicy& policy, size_t models) {
   LayerRule rule;
-  const size_t majority = models / 2 + 1;
+  // By default every proposal still coming is used: a layer goes on without
+  // one only when it is stuck (MoaCall's first-token bound) or the layer's
+  // share of the deadline is spent.
   rule.min_proposals = std::clamp<size_t>(
-      policy.min_proposals ? static_cast<size_t>(*policy.min_proposals) : majority, 1, models);
+      policy.min_proposals ? static_cast<size_t>(*policy.min_proposals) : models, 1, models);
   rule.straggler_grace = policy.straggler_grace;
   rule.straggler_grace_factor = policy.straggler_grace_factor.value_or(kDefaultGraceFactor);
   rule.layer_deadline_share = policy.layer_deadline_share.value_or(kDefaultLayerDeadlineShare);

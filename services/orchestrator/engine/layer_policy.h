@@ -2,17 +2,19 @@
 // rule a layer of n models follows.
 //
 // Defaults (a pipeline's `policy:` and a request's override replace them):
-//  - min_proposals: a majority, n/2 + 1 (1 of 1, 2 of 2, 2 of 3, 3 of 4);
-//  - once that many answers are in, the rest get straggler_grace_factor
-//    (0.5) x the median duration of the answers in, and at most
-//    straggler_grace when that is set (0.5 meets the heavy-tail goal of
-//    README, "Performance": p99 at most half of waiting for all, with 3 of
-//    4 references or more on average);
+//  - min_proposals unset: all of them. A proposal that is making progress
+//    is never cut for being slower than the others; one that is stuck (no
+//    first byte within its model's bound, see first_token.h) is cut at once
+//    by MoaCall and counts as the model's failure. `min_proposals: all` set
+//    explicitly is the paper's wait-for-all exactly: nothing is cut as stuck;
 //  - a layer may use at most layer_deadline_share (0.5) of the time left to
 //    the request's deadline, so the final answer keeps at least half.
+// Trading answers for latency is explicit: min_proposals k of n, after which
+// the rest get straggler_grace_factor x the median duration of the answers
+// in (0.5 when only min_proposals is set), at most straggler_grace. The
+// earlier default was a majority (n/2 + 1) with that 0.5 grace.
 // A model that is still running when its layer goes on is a straggler: its
 // call is cancelled (its upstream connection closed) and reported as such.
-// The paper's wait-for-all is `min_proposals: all`.
 #ifndef MOA_SERVICES_ORCHESTRATOR_ENGINE_LAYER_POLICY_H_
 #define MOA_SERVICES_ORCHESTRATOR_ENGINE_LAYER_POLICY_H_
 

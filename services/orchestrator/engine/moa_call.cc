@@ -71,6 +71,7 @@ MoaCall::MoaCall(Options options, const MoaEnv& env, std::shared_ptr<MoaCallSink
       clock_(env.clock),
       config_(env.config),
       retries_(env.retries),
+      first_tokens_(env.first_tokens),
       all_metrics_(env.metrics),
       slot_names_(config::SlotNames(options_.pipeline.layers, options_.pipeline.samples)),
       metrics_(env.metrics->For({options_.pipeline.name, slot_names_, options_.pipeline.aggregator,
@@ -160,7 +161,8 @@ void MoaCall::CancelTimersLocked() {
   if (grace_timer_ != 0) clock_->Cancel(grace_timer_);
   if (layer_timer_ != 0) clock_->Cancel(layer_timer_);
   if (ask_again_timer_ != 0) clock_->Cancel(ask_again_timer_);
-  grace_timer_ = layer_timer_ = ask_again_timer_ = 0;
+  if (stuck_timer_ != 0) clock_->Cancel(stuck_timer_);
+  grace_timer_ = layer_timer_ = ask_again_timer_ = stuck_timer_ = 0;
 }
 
 void MoaCall::OnLayerTimer(int layer) {
@@ -239,7 +241,10 @@ bool MoaCall::AskLayerAgainLocked(int layer) {
   absl::Duration backoff = kRetryBackoff * Jitter();
   for (size_t i = 0; i < proposals_.size(); ++i) {
     const Proposal& p = proposals_[i];
-    if (p.skipped || p.straggler || !p.failure || !IsModelFailure(*p.failure)) continue;
+    // A stuck model would only hang again.
+    if (p.skipped || p.straggler || p.stuck || !p.failure || !IsModelFailure(*p.failure)) {
+      continue;
+    }
     slots.push_back(i);
     if (auto retry_after = GetRetryAfter(*p.failure)) {
       backoff = std::max(backoff, std::min(*retry_after, kRetryBackoffCap));
@@ -274,6 +279,8 @@ void MoaCall::OnAskAgainTimer(int layer) {
       if (p.done) continue;  // Cut at the layer's deadline meanwhile.
       p.model = names[i];
       p.fallback = 0;
+      p.started = clock_->Now();
+      p.first_byte.reset();
       v1::ChatEvent event;
       auto* ref = event.mutable_proposal_started()->mutable_ref();
       ref->set_layer(layer);
@@ -281,7 +288,72 @@ void MoaCall::OnAskAgainTimer(int layer) {
       EmitLocked(std::move(event));
       to_start_.push_back({LayerBackend(layer), SlotCallLocked(layer, i, layer_inputs_), layer, i});
     }
+    ArmStuckTimerLocked();
   }
+  Act();
+  Deliver();
+}
+
+std::string MoaCall::BoundModelLocked(const Proposal& p) const {
+  return p.fallback > 0 ? p.model : p.primary;
+}
+
+void MoaCall::ArmStuckTimerLocked() {
+  // Only the default policy cuts stuck calls: a policy that names
+  // min_proposals decides itself (`all` is the paper's wait-for-all, exactly;
+  // k of n goes on with the grace).
+  if (first_tokens_ == nullptr || options_.policy.min_proposals) return;
+  if (stuck_timer_ != 0) clock_->Cancel(stuck_timer_);
+  stuck_timer_ = 0;
+  absl::Time earliest = absl::InfiniteFuture();
+  for (const Proposal& p : proposals_) {
+    if (p.done || p.skipped || p.first_byte) continue;
+    earliest = std::min(earliest, p.started + first_tokens_->BoundFor(BoundModelLocked(p)));
+  }
+  if (earliest == absl::InfiniteFuture()) return;
+  std::weak_ptr<MoaCall> weak = weak_from_this();
+  const int layer = current_layer_;
+  stuck_timer_ = clock_->RunAt(earliest, [weak, layer] {
+    if (auto self = weak.lock()) self->OnStuckTimer(layer);
+  });
+}
+
+void MoaCall::OnStuckTimer(int layer) {
+  std::vector<std::string> stuck;
+  cluster::GenerationBackend* backend = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    stuck_timer_ = 0;
+    if (finished_ || layer != current_layer_ || IsFinal(layer)) return;
+    backend = LayerBackend(layer);
+    const absl::Time now = clock_->Now();
+    for (size_t i = 0; i < proposals_.size(); ++i) {
+      Proposal& p = proposals_[i];
+      if (p.done || p.skipped || p.first_byte) continue;
+      const absl::Duration bound = first_tokens_->BoundFor(BoundModelLocked(p));
+      if (now < p.started + bound) continue;
+      // Stuck, not slow: cut at once, the model's failure (its breaker
+      // counts it, so later requests skip a model that hangs).
+      p.done = p.stuck = true;
+      p.failure = absl::DeadlineExceededError(absl::StrCat(
+          "no first token after ",
+          absl::FormatDuration(absl::Trunc(now - p.started, absl::Milliseconds(100))),
+          " (its bound: ", absl::FormatDuration(absl::Trunc(bound, absl::Milliseconds(100))), ")"));
+      --remaining_;
+      if (p.handle) to_cancel_.push_back(std::move(p.handle));
+      metrics_->CallDone(static_cast<size_t>(layer - 1), i, telemetry::OutcomeOf(*p.failure),
+                         now - p.started);
+      EmitFailedLocked(layer, p.model, *p.failure, "; cut as stuck");
+      stuck.push_back(BoundModelLocked(p));
+    }
+    if (!stuck.empty() && remaining_ == 0) {
+      if (!AskLayerAgainLocked(layer)) LayerFinishedLocked();
+    } else {
+      ArmStuckTimerLocked();
+    }
+    MaybeStartStepLocked();
+  }
+  for (const std::string& model : stuck) backend->ReportStuck(model);
   Act();
   Deliver();
 }
@@ -411,6 +483,7 @@ void MoaCall::StartLayerLocked(size_t layer) {
                          SlotCallLocked(static_cast<int>(layer), i, refs), static_cast<int>(layer),
                          i});
   }
+  ArmStuckTimerLocked();
 }
 
 cluster::GenerationCall MoaCall::SlotCallLocked(
@@ -572,6 +645,7 @@ void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
     } else {
       if (layer != current_layer_ || index >= proposals_.size()) return;
       Proposal& p = proposals_[index];
+      if (!p.first_byte && !p.done) p.first_byte = clock_->Now();
       p.text.append(text.data(), text.size());
       if (options_.stream_proposals) {
         auto* d = event.mutable_proposal_delta();
@@ -650,9 +724,11 @@ bool MoaCall::StartFallbackLocked(int layer, size_t index, const absl::Status& s
   EmitFailedLocked(layer, p.model, status, absl::StrCat("; asking its fallback ", next));
   p.model = next;
   p.started = now;
+  p.first_byte.reset();
   p.handle.reset();
   to_start_.push_back(
       {LayerBackend(layer), LayerCall(layer, index, next, layer_inputs_), layer, index});
+  ArmStuckTimerLocked();
   return true;
 }
 
@@ -672,6 +748,10 @@ void MoaCall::OnSlotDoneLocked(int layer, size_t index, absl::StatusOr<llm::Comp
     // The model's own time to first token, as its proposer measured it
     // (layer proposals travel whole, so no early delta marks it here).
     metrics_->CallFirstToken(step, index, result->time_to_first_token);
+    if (first_tokens_ != nullptr) {
+      first_tokens_->Record(BoundModelLocked(p), p.first_byte ? *p.first_byte - p.started : took);
+      ArmStuckTimerLocked();  // The bounds may have moved (the first call's too).
+    }
     p.took = took;
     ++answered_;
     auto* done = event.mutable_proposal_done();

@@ -27,6 +27,7 @@
 #include "lib/llm/retry.h"
 #include "lib/telemetry/orchestrator_metrics.h"
 #include "moa/v1/orchestrator.pb.h"
+#include "services/orchestrator/engine/first_token.h"
 #include "services/orchestrator/engine/layer_policy.h"
 #include "services/orchestrator/engine/pipeline.h"
 #include "services/orchestrator/engine/staircase.h"
@@ -82,6 +83,9 @@ struct MoaEnv {
   const config::ClusterConfig* config = nullptr;
   // Retries past a call's own list (see SharedRetryBudget); null: none.
   SharedRetryBudget* retries = nullptr;
+  // The models' first-token times: a layer call with no first byte past its
+  // model's bound is cut as stuck. Null: no call is ever cut as stuck.
+  FirstTokenBounds* first_tokens = nullptr;
 };
 
 class MoaCall : public std::enable_shared_from_this<MoaCall> {
@@ -132,6 +136,8 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     bool done = false;
     bool straggler = false;
     bool skipped = false;  // A refine slot with no text to refine: never started.
+    bool stuck = false;    // Cut: no first byte within its model's bound.
+    std::optional<absl::Time> first_byte;
     std::shared_ptr<llm::CallHandle> handle;  // While it runs.
   };
 
@@ -223,6 +229,13 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   // deadline and the shared budget. Returns whether they will be.
   bool AskLayerAgainLocked(int layer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnAskAgainTimer(int layer);
+  // The model a slot's first-token time is kept under (its fallback when
+  // one runs, else the layer's model: samples share their model's).
+  std::string BoundModelLocked(const Proposal& p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Arms the stuck check for the earliest bound of the running slots that
+  // have no first byte yet.
+  void ArmStuckTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnStuckTimer(int layer);
   // Slot `index`'s call in layer `layer` (its model, a sample's seed).
   cluster::GenerationCall SlotCallLocked(int layer, size_t index,
                                          const std::vector<synthesis::Reference>& refs) const
@@ -255,6 +268,7 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   const Clock* const clock_;
   const config::ClusterConfig* const config_;
   SharedRetryBudget* const retries_;
+  FirstTokenBounds* const first_tokens_;
   telemetry::OrchestratorMetrics* const all_metrics_;
   // Each layer slot's name in events, references and metrics ("x#2" for
   // sample 2 of model x).
@@ -290,6 +304,7 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   // A layer whose every model failed is asked again once (its failed slots,
   // after a backoff), and the final answer past its list after a backoff.
   Clock::TimerId ask_again_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  Clock::TimerId stuck_timer_ ABSL_GUARDED_BY(mu_) = 0;
   Clock::TimerId final_retry_timer_ ABSL_GUARDED_BY(mu_) = 0;
   bool layer_asked_again_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<size_t> asked_again_ ABSL_GUARDED_BY(mu_);  // Slots waiting for the timer.

@@ -104,7 +104,8 @@ TEST_F(GrpcBackendsTest, AnInlineAnswerArrivesWholeAndConvertedToOurTypes) {
 
 TEST_F(GrpcBackendsTest, WholeTextComesAsOneDeltaBeforeTheCompletion) {
   auto observer = Call("hello world", /*whole_text=*/true);
-  EXPECT_THAT(observer->deltas(), ::testing::ElementsAre("hello world"));
+  // The first-byte mark (an empty delta), then the text whole.
+  EXPECT_THAT(observer->deltas(), ::testing::ElementsAre("", "hello world"));
   EXPECT_TRUE(observer->result().ok());
 }
 

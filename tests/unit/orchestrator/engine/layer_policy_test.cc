@@ -10,12 +10,16 @@ namespace {
 
 using ::testing::HasSubstr;
 
-TEST(LayerPolicyTest, DefaultsAreAMajorityAndTheMedianAndHalfTheTimeLeft) {
+// By default every proposal is waited for (stuck ones are MoaCall's to cut);
+// a quorum set explicitly gets the median grace.
+TEST(LayerPolicyTest, DefaultsAreEveryProposalAndTheMedianAndHalfTheTimeLeft) {
   EXPECT_EQ(RuleFor({}, 1).min_proposals, 1u);
   EXPECT_EQ(RuleFor({}, 2).min_proposals, 2u);
-  EXPECT_EQ(RuleFor({}, 3).min_proposals, 2u);
-  EXPECT_EQ(RuleFor({}, 4).min_proposals, 3u);
-  LayerRule rule = RuleFor({}, 4);
+  EXPECT_EQ(RuleFor({}, 3).min_proposals, 3u);
+  EXPECT_EQ(RuleFor({}, 4).min_proposals, 4u);
+  config::LayerPolicy quorum;
+  quorum.min_proposals = 3;
+  LayerRule rule = RuleFor(quorum, 4);
   EXPECT_EQ(rule.StragglerWait({absl::Seconds(3), absl::Seconds(1), absl::Seconds(2)}),
             absl::Seconds(1))
       << "half the median";

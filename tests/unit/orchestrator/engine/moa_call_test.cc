@@ -565,9 +565,16 @@ class LayerPolicyCallTest : public MoaCallTest {
   }
 };
 
+// The earlier default, now asked for explicitly: 3 of 4, then the median grace.
+config::LayerPolicy Quorum(int k) {
+  config::LayerPolicy p;
+  p.min_proposals = k;
+  return p;
+}
+
 TEST_F(LayerPolicyCallTest, OnceTheQuorumIsInTheRestGetTheMedianThenAreCut) {
   FakeGenerationBackend proposers(Held), aggregator(Answer);
-  StartWith({}, absl::InfiniteDuration(), proposers, aggregator);  // 3 of 4, 0.5 x median.
+  StartWith(Quorum(3), absl::InfiniteDuration(), proposers, aggregator);  // 0.5 x median.
   AnswerAt(proposers, 0, absl::Seconds(1));
   AnswerAt(proposers, 1, absl::Seconds(1));
   AnswerAt(proposers, 2, absl::Seconds(1));  // Quorum at 3 s; median 2 s: grace to 4 s.
@@ -586,7 +593,7 @@ TEST_F(LayerPolicyCallTest, OnceTheQuorumIsInTheRestGetTheMedianThenAreCut) {
 
 TEST_F(LayerPolicyCallTest, AStragglerThatAnswersWithinTheGraceIsUsed) {
   FakeGenerationBackend proposers(Held), aggregator(Answer);
-  StartWith({}, absl::InfiniteDuration(), proposers, aggregator);
+  StartWith(Quorum(3), absl::InfiniteDuration(), proposers, aggregator);
   AnswerAt(proposers, 0, absl::Seconds(1));
   AnswerAt(proposers, 1, absl::Seconds(1));
   AnswerAt(proposers, 2, absl::Seconds(1));
@@ -613,6 +620,88 @@ TEST_F(LayerPolicyCallTest, WaitForAllWaitsForTheLastModelUpToTheLayersShare) {
   ASSERT_EQ(aggregator.calls().size(), 1u) << "the layer's share ran out: go on with three";
   EXPECT_EQ(aggregator.calls()[0].references.size(), 3u);
   EXPECT_THAT(Stragglers(), ElementsAre("d"));
+}
+
+// The default policy waits for every proposal that is making progress, and
+// cuts at once one that is stuck: no first byte within its model's bound
+// (5 s with no first-token times on record; then 4 x the 95th percentile,
+// at least 2 s). An explicit `min_proposals: all` cuts nothing as stuck.
+TEST_F(LayerPolicyCallTest, AStuckProposalIsCutAtItsBoundASlowOneIsWaitedFor) {
+  FakeGenerationBackend proposers(Held), aggregator(Answer);
+  FirstTokenBounds bounds;
+  MoaCall::Options o;
+  o.pipeline.name = "p";
+  o.pipeline.layers = {{"a", "b", "c", "d"}};
+  o.pipeline.aggregator = "agg";
+  o.conversation = {{llm::Role::kUser, "question"}};
+  auto call = MoaCall::Start(std::move(o),
+                             {.backends = {&proposers, &aggregator},
+                              .metrics = &metrics_,
+                              .clock = &clock_,
+                              .first_tokens = &bounds},
+                             sink_);
+  AnswerAt(proposers, 0, absl::Seconds(1));
+  clock_.Advance(absl::Seconds(1));
+  proposers.Stream(1, {""});  // b's first byte (whole text: the empty mark).
+  proposers.Stream(2, {""});
+  // a's first token at 1 s moved every bound to 4 x 1 s (the pool's, none
+  // having 8 of their own).
+  clock_.Advance(absl::Milliseconds(1999));
+  EXPECT_EQ(proposers.cancelled(), 0) << "d: 3.999 s, under its 4 s bound";
+  clock_.Advance(absl::Milliseconds(1));  // 4 s: d never began.
+  EXPECT_EQ(proposers.cancelled(), 1);
+  EXPECT_THAT(proposers.stuck(), ElementsAre("d")) << "the breaker counts it";
+  std::string failed;
+  for (const auto& e : sink_->events()) {
+    if (e.has_proposal_failed()) failed += e.proposal_failed().status().message();
+  }
+  EXPECT_THAT(failed, HasSubstr("no first token after 4s (its bound: 4s); cut as stuck"));
+  // b and c write on: slower is not stuck; the layer waits for them.
+  clock_.Advance(absl::Seconds(60));
+  EXPECT_TRUE(aggregator.calls().empty());
+  proposers.Answer(1, {"b says"}, FakeGenerationBackend::Ok());
+  proposers.Answer(2, {"c says"}, FakeGenerationBackend::Ok());
+  ASSERT_EQ(aggregator.calls().size(), 1u);
+  EXPECT_EQ(aggregator.calls()[0].references.size(), 3u);
+  // First-token times on record: 1 s, 2 s, 2 s. Under 8 of its own, a model
+  // takes the pool's: 4 x 2 s.
+  EXPECT_EQ(bounds.BoundFor("a"), absl::Seconds(8));
+}
+
+TEST_F(LayerPolicyCallTest, AnExplicitWaitForAllCutsNothingAsStuck) {
+  FakeGenerationBackend proposers(Held), aggregator(Answer);
+  FirstTokenBounds bounds;
+  MoaCall::Options o;
+  o.pipeline.name = "p";
+  o.pipeline.layers = {{"a", "b"}};
+  o.pipeline.aggregator = "agg";
+  o.conversation = {{llm::Role::kUser, "question"}};
+  o.policy.min_proposals = std::numeric_limits<int>::max();  // `all`
+  auto call = MoaCall::Start(std::move(o),
+                             {.backends = {&proposers, &aggregator},
+                              .metrics = &metrics_,
+                              .clock = &clock_,
+                              .first_tokens = &bounds},
+                             sink_);
+  AnswerAt(proposers, 0, absl::Seconds(1));
+  clock_.Advance(absl::Minutes(5));
+  EXPECT_EQ(proposers.cancelled(), 0);
+  EXPECT_TRUE(proposers.stuck().empty());
+  AnswerAt(proposers, 1, absl::Seconds(1));
+  ASSERT_EQ(aggregator.calls().size(), 1u);
+  EXPECT_EQ(aggregator.calls()[0].references.size(), 2u);
+}
+
+TEST(FirstTokenBoundsTest, FourTimesTheP95WithinTheFloorAndTheCapOwnFromEightCalls) {
+  FirstTokenBounds b;
+  EXPECT_EQ(b.BoundFor("x"), absl::Seconds(5)) << "nothing on record";
+  b.Record("fast", absl::Milliseconds(100));
+  EXPECT_EQ(b.BoundFor("x"), absl::Seconds(2)) << "the pool's, at the floor";
+  for (int i = 0; i < 8; ++i) b.Record("slow", absl::Seconds(3));
+  EXPECT_EQ(b.BoundFor("slow"), absl::Seconds(12)) << "its own from 8 calls";
+  EXPECT_EQ(b.BoundFor("fast"), absl::Seconds(12)) << "1 call: the pool's";
+  for (int i = 0; i < 8; ++i) b.Record("glacial", absl::Seconds(20));
+  EXPECT_EQ(b.BoundFor("glacial"), absl::Seconds(30)) << "the cap";
 }
 
 TEST_F(LayerPolicyCallTest, ALayerWithNoAnswerInItsShareFailsNamingTheLayer) {

@@ -1,0 +1,39 @@
+#include "services/orchestrator/engine/first_token.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace moa::orchestrator {
+namespace {
+
+absl::Duration P95(const std::deque<absl::Duration>& samples) {
+  std::vector<absl::Duration> sorted(samples.begin(), samples.end());
+  const size_t at = std::min(sorted.size() - 1, sorted.size() * 95 / 100);
+  std::nth_element(sorted.begin(), sorted.begin() + static_cast<long>(at), sorted.end());
+  return sorted[at];
+}
+
+void Keep(std::deque<absl::Duration>& samples, absl::Duration d, size_t most) {
+  samples.push_back(d);
+  if (samples.size() > most) samples.pop_front();
+}
+
+}  // namespace
+
+void FirstTokenBounds::Record(const std::string& model, absl::Duration first_token) {
+  if (first_token < absl::ZeroDuration()) return;
+  absl::MutexLock lock(&mu_);
+  Keep(by_model_[model], first_token, kPerModel);
+  Keep(pool_, first_token, kPool);
+}
+
+absl::Duration FirstTokenBounds::BoundFor(const std::string& model) const {
+  absl::MutexLock lock(&mu_);
+  auto it = by_model_.find(model);
+  const std::deque<absl::Duration>* samples =
+      it != by_model_.end() && it->second.size() >= kOwnFrom ? &it->second : &pool_;
+  if (samples->empty()) return kUnknown;
+  return std::clamp(P95(*samples) * kFactor, kFloor, kCap);
+}
+
+}  // namespace moa::orchestrator
