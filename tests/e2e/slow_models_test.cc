@@ -77,6 +77,59 @@ TEST(SlowModelsTest, OneHangingProposerOfFourIsCutAsStuckAndItsUpstreamClosed) {
       << cluster.SimRequests().dump();
 }
 
+// The default policy on proposals of different speeds and lengths: a fast
+// one, two slower ones, one that starts late and writes long, one that never
+// answers. Every request uses the four that write (the earlier default, a
+// majority of 3 then half the median, cut the late one, still writing, as a
+// straggler); the hanging one is cut as stuck, and after three such cuts its
+// breaker opens and later requests skip it at once.
+TEST(SlowModelsTest, ProposalsStillWritingAreAllUsedAndAHangingOneOpensItsBreaker) {
+  ClusterSpec spec;
+  spec.models = {"fast", "mid", "mid2", "late", "hang", "z"};
+  spec.pipelines_yaml =
+      "pipelines:\n  moa: {layers: [[fast, mid, mid2, late, hang]], aggregator: z}\n";
+  spec.sim_profiles_yaml =
+      "default: {time_to_first_token: 0.02, tokens_per_second: 2000, answer_tokens: 20}\n"
+      "models:\n"
+      "  mid: {time_to_first_token: 0.3, tokens_per_second: 500, answer_tokens: 60}\n"
+      "  mid2: {time_to_first_token: 0.3, tokens_per_second: 500, answer_tokens: 60}\n"
+      "  late: {time_to_first_token: 0.8, tokens_per_second: 200, answer_tokens: 120}\n"
+      "  hang: {faults: {hang: 1}}\n";
+  spec.orchestrator_flags = {"--breaker_min_calls=3", "--breaker_window=60s",
+                             "--breaker_cooldown=60s"};
+  LocalCluster cluster(spec);
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  for (int i = 0; i < 6; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    const absl::Time start = absl::Now();
+    auto reader = cluster.stub().Chat(&context, UserQuestion(absl::StrCat("Question ", i)));
+    v1::ChatEvent event;
+    std::optional<v1::Summary> summary;
+    std::string hang_failure;
+    while (reader->Read(&event)) {
+      if (event.has_proposal_failed() && event.proposal_failed().ref().model() == "hang") {
+        hang_failure = event.proposal_failed().status().message();
+      }
+      if (event.has_summary()) summary = event.summary();
+    }
+    ASSERT_TRUE(reader->Finish().ok()) << i;
+    ASSERT_TRUE(summary) << i;
+    EXPECT_THAT(summary->layer_references(), ElementsAre(4)) << "request " << i;
+    if (i < 3) {
+      EXPECT_THAT(hang_failure, ::testing::HasSubstr("cut as stuck")) << i;
+    } else {
+      // Skipped at once: the layer waits only for the four that write.
+      EXPECT_THAT(hang_failure, ::testing::HasSubstr("model hang")) << i;
+      EXPECT_THAT(hang_failure, ::testing::Not(::testing::HasSubstr("cut as stuck"))) << i;
+      EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << i;
+    }
+  }
+  int hang_calls = 0;
+  for (const auto& r : cluster.SimRequests()) hang_calls += r["model"] == "hang";
+  EXPECT_EQ(hang_calls, 3) << "no call to the hanging model once its breaker is open";
+}
+
 TEST(SlowModelsTest, WaitForAllIsThePapersBehaviourAndEndsAtTheLayersShare) {
   LocalCluster cluster(FourProposersOneHanging());
   ASSERT_TRUE(cluster.ok()) << cluster.error();
