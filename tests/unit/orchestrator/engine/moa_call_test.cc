@@ -35,6 +35,34 @@ class MoaCallTest : public ::testing::Test {
     return MoaCall::Start(std::move(o), {{&proposers, &aggregator}, &metrics_, &clock_}, sink_);
   }
 
+  // A pipeline "p" of `layers` then "agg", asked one question, with
+  // `timeout` from now (none: no deadline).
+  MoaCall::Options Asked(std::vector<std::vector<std::string>> layers,
+                         absl::Duration timeout = absl::InfiniteDuration()) {
+    MoaCall::Options o;
+    o.pipeline.name = "p";
+    o.pipeline.layers = std::move(layers);
+    o.pipeline.aggregator = "agg";
+    o.conversation = {{llm::Role::kUser, "question"}};
+    if (timeout != absl::InfiniteDuration()) o.deadline = clock_.Now() + timeout;
+    return o;
+  }
+  // Started with the shared retry budget and first-token bounds given. The
+  // call is returned to be held, as a server holds its call until it ends
+  // (timers hold none).
+  std::shared_ptr<MoaCall> StartCall(MoaCall::Options o, FakeGenerationBackend& proposers,
+                                     FakeGenerationBackend& aggregator,
+                                     SharedRetryBudget* retries = nullptr,
+                                     FirstTokenBounds* bounds = nullptr) {
+    return MoaCall::Start(std::move(o),
+                          {.backends = {&proposers, &aggregator},
+                           .metrics = &metrics_,
+                           .clock = &clock_,
+                           .retries = retries,
+                           .first_tokens = bounds},
+                          sink_);
+  }
+
   static FakeGenerationBackend::Reply Answer(const cluster::GenerationCall& c) {
     return {{c.model + "-part1 ", c.model + "-part2"}, FakeGenerationBackend::Ok(c.model)};
   }
@@ -256,19 +284,7 @@ TEST_F(MoaCallTest, AFinalAnswerPastItsListIsAskedAgainWithBackoffWhileTheDeadli
     return FakeGenerationBackend::Reply{{"finally"}, FakeGenerationBackend::Ok(c.model)};
   });
   SharedRetryBudget retries;
-  MoaCall::Options o;
-  o.pipeline.name = "p";
-  o.pipeline.layers = {{"a"}};
-  o.pipeline.aggregator = "agg";
-  o.conversation = {{llm::Role::kUser, "question"}};
-  o.deadline = clock_.Now() + absl::Seconds(30);
-  // Held, as a server holds its call until it finishes (timers hold none).
-  auto call = MoaCall::Start(std::move(o),
-                             {.backends = {&proposers, &aggregator},
-                              .metrics = &metrics_,
-                              .clock = &clock_,
-                              .retries = &retries},
-                             sink_);
+  auto call = StartCall(Asked({{"a"}}, absl::Seconds(30)), proposers, aggregator, &retries);
   // The three listed tries fail at once; the fourth waits for its backoff.
   EXPECT_EQ(aggregator.calls().size(), 3u);
   EXPECT_FALSE(sink_->finished());
@@ -298,18 +314,7 @@ TEST_F(MoaCallTest, AFinalAnswerIsNotAskedAgainPastTheDeadlineOrTheSharedBudget)
   std::shared_ptr<MoaCall> call;
   auto start = [&](absl::Duration timeout) {
     sink_ = std::make_shared<RecordingSink>();
-    MoaCall::Options o;
-    o.pipeline.name = "p";
-    o.pipeline.layers = {{"a"}};
-    o.pipeline.aggregator = "agg";
-    o.conversation = {{llm::Role::kUser, "question"}};
-    o.deadline = clock_.Now() + timeout;
-    call = MoaCall::Start(std::move(o),
-                          {.backends = {&proposers, &aggregator},
-                           .metrics = &metrics_,
-                           .clock = &clock_,
-                           .retries = &retries},
-                          sink_);
+    call = StartCall(Asked({{"a"}}, timeout), proposers, aggregator, &retries);
   };
   start(absl::Milliseconds(900));  // Backoff + 1 s does not fit.
   ASSERT_TRUE(sink_->finished());
@@ -332,19 +337,7 @@ TEST_F(MoaCallTest, ALayerWhoseEveryModelFailedIsAskedAgainOnce) {
   });
   FakeGenerationBackend aggregator(Answer);
   SharedRetryBudget retries;
-  MoaCall::Options o;
-  o.pipeline.name = "p";
-  o.pipeline.layers = {{"a", "b"}};
-  o.pipeline.aggregator = "agg";
-  o.conversation = {{llm::Role::kUser, "question"}};
-  o.deadline = clock_.Now() + absl::Seconds(30);
-  // Held, as a server holds its call until it finishes (timers hold none).
-  auto call = MoaCall::Start(std::move(o),
-                             {.backends = {&proposers, &aggregator},
-                              .metrics = &metrics_,
-                              .clock = &clock_,
-                              .retries = &retries},
-                             sink_);
+  auto call = StartCall(Asked({{"a", "b"}}, absl::Seconds(30)), proposers, aggregator, &retries);
   EXPECT_FALSE(sink_->finished());
   clock_.Advance(absl::Milliseconds(250));
   ASSERT_TRUE(sink_->finished());
@@ -629,17 +622,7 @@ TEST_F(LayerPolicyCallTest, WaitForAllWaitsForTheLastModelUpToTheLayersShare) {
 TEST_F(LayerPolicyCallTest, AStuckProposalIsCutAtItsBoundASlowOneIsWaitedFor) {
   FakeGenerationBackend proposers(Held), aggregator(Answer);
   FirstTokenBounds bounds;
-  MoaCall::Options o;
-  o.pipeline.name = "p";
-  o.pipeline.layers = {{"a", "b", "c", "d"}};
-  o.pipeline.aggregator = "agg";
-  o.conversation = {{llm::Role::kUser, "question"}};
-  auto call = MoaCall::Start(std::move(o),
-                             {.backends = {&proposers, &aggregator},
-                              .metrics = &metrics_,
-                              .clock = &clock_,
-                              .first_tokens = &bounds},
-                             sink_);
+  auto call = StartCall(Asked({{"a", "b", "c", "d"}}), proposers, aggregator, nullptr, &bounds);
   AnswerAt(proposers, 0, absl::Seconds(1));
   clock_.Advance(absl::Seconds(1));
   proposers.Stream(1, {""});  // b's first byte (whole text: the empty mark).
@@ -671,18 +654,9 @@ TEST_F(LayerPolicyCallTest, AStuckProposalIsCutAtItsBoundASlowOneIsWaitedFor) {
 TEST_F(LayerPolicyCallTest, AnExplicitWaitForAllCutsNothingAsStuck) {
   FakeGenerationBackend proposers(Held), aggregator(Answer);
   FirstTokenBounds bounds;
-  MoaCall::Options o;
-  o.pipeline.name = "p";
-  o.pipeline.layers = {{"a", "b"}};
-  o.pipeline.aggregator = "agg";
-  o.conversation = {{llm::Role::kUser, "question"}};
+  MoaCall::Options o = Asked({{"a", "b"}});
   o.policy.min_proposals = std::numeric_limits<int>::max();  // `all`
-  auto call = MoaCall::Start(std::move(o),
-                             {.backends = {&proposers, &aggregator},
-                              .metrics = &metrics_,
-                              .clock = &clock_,
-                              .first_tokens = &bounds},
-                             sink_);
+  auto call = StartCall(std::move(o), proposers, aggregator, nullptr, &bounds);
   AnswerAt(proposers, 0, absl::Seconds(1));
   clock_.Advance(absl::Minutes(5));
   EXPECT_EQ(proposers.cancelled(), 0);
