@@ -23,6 +23,11 @@ ABSL_FLAG(int, tail_concurrency, 100, "Concurrent requests in the heavy-tail pha
 ABSL_FLAG(int, soak_requests, 2000, "Requests in the fault soak.");
 ABSL_FLAG(int, soak_concurrency, 20, "Concurrent requests in the fault soak.");
 ABSL_FLAG(absl::Duration, soak_deadline, absl::Seconds(30), "Deadline of each soak request.");
+ABSL_FLAG(std::string, soak_pipeline, "plain",
+          "Pipeline of the fault soak: plain (the default policy, no fallbacks), fast (3 of 4 "
+          "then 0.5x median), all, moa (aggregator fallbacks [a, b]).");
+ABSL_FLAG(std::vector<std::string>, orchestrator_flags, {},
+          "Extra orchestrator flags, comma-separated (e.g. --breaker_min_calls=0).");
 
 namespace moa::bench {
 namespace {
@@ -97,6 +102,9 @@ std::unique_ptr<testing::LocalCluster> Start(const std::string& profiles,
   spec.sim_profiles_yaml = profiles;
   spec.proposer_flags = std::move(proposer_flags);
   spec.orchestrator_flags = {"--max_inflight=100000"};
+  for (const std::string& f : absl::GetFlag(FLAGS_orchestrator_flags)) {
+    spec.orchestrator_flags.push_back(f);
+  }
   auto cluster = std::make_unique<testing::LocalCluster>(spec);
   if (!cluster->ok()) {
     std::fprintf(stderr, "%s\n", cluster->error().c_str());
@@ -166,10 +174,10 @@ void FaultSoak() {
   std::printf(
       "fault soak: every model 5%% 500, 5%% 429 (Retry-After 1 s), 2%% hang, 3%% reset, "
       "3%% malformed; %d requests at %d concurrent, deadline %s, proposers' first-token "
-      "timeout 10 s, default policy, no fallbacks\n",
-      n, conc, absl::FormatDuration(deadline).c_str());
+      "timeout 10 s, pipeline %s\n",
+      n, conc, absl::FormatDuration(deadline).c_str(), absl::GetFlag(FLAGS_soak_pipeline).c_str());
   const absl::Time start = absl::Now();
-  auto r = Run(stub.get(), "plain", conc, n, deadline);
+  auto r = Run(stub.get(), absl::GetFlag(FLAGS_soak_pipeline), conc, n, deadline);
   const double took = absl::ToDoubleSeconds(absl::Now() - start);
   size_t answered = 0, past_deadline = 0;
   std::map<std::string, int> causes;

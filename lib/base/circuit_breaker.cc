@@ -54,9 +54,12 @@ absl::Status CircuitBreaker::Admit() {
       refused = absl::UnavailableError(absl::StrCat(
           name_, " is cooling down until ",
           absl::FormatTime("%H:%M:%E3S", open_until_, absl::UTCTimeZone()), " UTC (", why_, ")"));
+      // A caller that asks again waits for the cooldown, not less.
+      SetRetryAfter(refused, open_until_ - now);
     } else if (state_ == State::kHalfOpen) {
       refused = absl::UnavailableError(absl::StrCat(name_, " is being probed after a cooldown (",
                                                     why_, "): one call until it answers"));
+      SetRetryAfter(refused, kProbeWait);
     }
     to = state_;
   }

@@ -53,6 +53,10 @@ class CircuitBreaker {
   // The end of a call Admit let through. Thread-safe.
   void Record(const absl::Status& status);
 
+  // A refusal carries a retry delay (SetRetryAfter): the rest of the
+  // cooldown when open, this while a probe is in flight.
+  static constexpr absl::Duration kProbeWait = absl::Milliseconds(250);
+
   State state() const;
 
  private:

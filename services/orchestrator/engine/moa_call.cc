@@ -216,7 +216,10 @@ std::optional<absl::Duration> MoaCall::FinalRetryDelayLocked(size_t attempt,
       Jitter();
   if (auto retry_after = GetRetryAfter(status)) backoff = std::max(backoff, *retry_after);
   if (now + backoff + kMinAnswerTime >= options_.deadline) return std::nullopt;
-  if (!retries_->TryTake()) return std::nullopt;
+  // The budget spares the model: a refusal of ours (an open breaker, whose
+  // Retry-After is the cooldown) or of the path to it costs the model
+  // nothing, so waiting it out takes no token.
+  if (IsFromUpstream(status) && !retries_->TryTake()) return std::nullopt;
   return backoff;
 }
 

@@ -47,6 +47,9 @@ TEST_F(CircuitBreakerTest, OpensPastTheFailureRatioAndFailsFastNamingWhy) {
   EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(refused.message(), HasSubstr("model m is cooling down until"));
   EXPECT_THAT(refused.message(), HasSubstr("3 of the last 4 calls failed"));
+  EXPECT_EQ(GetRetryAfter(refused), absl::Seconds(5)) << "a caller waits out the cooldown";
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_EQ(GetRetryAfter(breaker_.Admit()), absl::Seconds(3));
   EXPECT_THAT(changes_, ElementsAre(State::kOpen));
 }
 
@@ -66,6 +69,7 @@ TEST_F(CircuitBreakerTest, AfterTheCooldownOneProbeClosesItOnSuccess) {
   absl::Status second = breaker_.Admit();
   EXPECT_EQ(second.code(), absl::StatusCode::kUnavailable) << "one probe at a time";
   EXPECT_THAT(second.message(), HasSubstr("being probed"));
+  EXPECT_EQ(GetRetryAfter(second), CircuitBreaker::kProbeWait);
   breaker_.Record(absl::OkStatus());
   EXPECT_EQ(breaker_.state(), State::kClosed);
   EXPECT_TRUE(breaker_.Admit().ok());

@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 
+#include "lib/base/retry_after.h"
 #include "lib/wire/wire.h"
 #include "tests/fakes/fake_generation_backend.h"
 #include "tests/fakes/recording_moa_call_sink.h"
@@ -308,7 +309,11 @@ TEST_F(MoaCallTest, AFinalAnswerPastItsListIsAskedAgainWithBackoffWhileTheDeadli
 TEST_F(MoaCallTest, AFinalAnswerIsNotAskedAgainPastTheDeadlineOrTheSharedBudget) {
   FakeGenerationBackend proposers(Answer);
   FakeGenerationBackend aggregator([](const cluster::GenerationCall&) {
-    return FakeGenerationBackend::Reply{{}, absl::UnavailableError("down")};
+    // The model's own failure, as its proposer marks it: retries spend the
+    // budget (a refusal of ours, such as an open breaker, would not).
+    absl::Status down = absl::UnavailableError("down");
+    MarkFromUpstream(down);
+    return FakeGenerationBackend::Reply{{}, down};
   });
   SharedRetryBudget retries(/*tokens=*/2);  // One retry, then under half.
   std::shared_ptr<MoaCall> call;
