@@ -130,6 +130,54 @@ TEST(SlowModelsTest, ProposalsStillWritingAreAllUsedAndAHangingOneOpensItsBreake
   EXPECT_EQ(hang_calls, 3) << "no call to the hanging model once its breaker is open";
 }
 
+// Whatever the upstreams do, no request outlives its deadline (here
+// --request_timeout) by more than a second, on either door: every model of
+// the layer hangs; or the final answer trickles out a token a second and
+// never ends.
+TEST(SlowModelsTest, NoRequestOutlivesItsDeadlineByMoreThanOneSecondOnEitherDoor) {
+  ClusterSpec spec = FourProposersOneHanging();
+  spec.models = {"a", "hang", "hang2", "trickle", "z"};
+  spec.pipelines_yaml =
+      "pipelines:\n  stuck: {layers: [[hang, hang2]], aggregator: z}\n"
+      "  trickling: {layers: [[a]], aggregator: trickle}\n";
+  spec.sim_profiles_yaml =
+      "default: {time_to_first_token: 0.02, tokens_per_second: 2000, answer_tokens: 12}\n"
+      "models:\n  hang: {faults: {hang: 1}}\n  hang2: {faults: {hang: 1}}\n"
+      "  trickle: {time_to_first_token: 0.02, tokens_per_second: 1, answer_tokens: 1000}\n";
+  spec.orchestrator_flags = {"--http_port=0", "--request_timeout=3s"};
+  LocalCluster cluster(spec);
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  for (const std::string pipeline : {"stuck", "trickling"}) {
+    {
+      const absl::Time start = absl::Now();
+      grpc::ClientContext context;  // No deadline of its own.
+      v1::ChatRequest request = UserQuestion("Hello");
+      request.set_pipeline(pipeline);
+      auto reader = cluster.stub().Chat(&context, request);
+      v1::ChatEvent event;
+      while (reader->Read(&event)) {
+      }
+      grpc::Status status = reader->Finish();
+      const absl::Duration took = absl::Now() - start;
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+          << pipeline << ": " << status.error_message();
+      EXPECT_LE(took, absl::Seconds(4)) << pipeline << " over gRPC took " << took;
+    }
+    {
+      const absl::Time start = absl::Now();
+      auto r = HttpRequest("POST",
+                           absl::StrCat("http://127.0.0.1:", cluster.orchestrator_http_port(),
+                                        "/v1/chat/completions"),
+                           absl::StrCat(R"({"model":")", pipeline,
+                                        R"(","messages":[{"role":"user","content":"Hello"}]})"),
+                           {"Content-Type: application/json"});
+      const absl::Duration took = absl::Now() - start;
+      EXPECT_EQ(r.status, 504) << pipeline << ": " << r.body;
+      EXPECT_LE(took, absl::Seconds(4)) << pipeline << " over HTTP took " << took;
+    }
+  }
+}
+
 TEST(SlowModelsTest, WaitForAllIsThePapersBehaviourAndEndsAtTheLayersShare) {
   LocalCluster cluster(FourProposersOneHanging());
   ASSERT_TRUE(cluster.ok()) << cluster.error();
