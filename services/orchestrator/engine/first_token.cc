@@ -25,6 +25,13 @@ void FirstTokenBounds::Record(const std::string& model, absl::Duration first_tok
   absl::MutexLock lock(&mu_);
   Keep(by_model_[model], first_token, kPerModel);
   Keep(pool_, first_token, kPool);
+  stuck_in_a_row_.erase(model);
+}
+
+void FirstTokenBounds::NoteStuck(const std::string& model) {
+  absl::MutexLock lock(&mu_);
+  int& n = stuck_in_a_row_[model];
+  n = std::min(n + 1, 16);
 }
 
 absl::Duration FirstTokenBounds::BoundFor(const std::string& model) const {
@@ -32,8 +39,12 @@ absl::Duration FirstTokenBounds::BoundFor(const std::string& model) const {
   auto it = by_model_.find(model);
   const std::deque<absl::Duration>* samples =
       it != by_model_.end() && it->second.size() >= kOwnFrom ? &it->second : &pool_;
-  if (samples->empty()) return kUnknown;
-  return std::clamp(P95(*samples) * kFactor, kFloor, kCap);
+  absl::Duration bound =
+      samples->empty() ? kUnknown : std::clamp(P95(*samples) * kFactor, kFloor, kCap);
+  if (auto s = stuck_in_a_row_.find(model); s != stuck_in_a_row_.end()) {
+    bound = std::min(kCap, bound * (int64_t{1} << s->second));
+  }
+  return bound;
 }
 
 }  // namespace moa::orchestrator

@@ -348,6 +348,7 @@ void MoaCall::OnStuckTimer(int layer) {
                          now - p.started);
       EmitFailedLocked(layer, p.model, *p.failure, "; cut as stuck");
       stuck.push_back(BoundModelLocked(p));
+      first_tokens_->NoteStuck(stuck.back());
     }
     if (!stuck.empty() && remaining_ == 0) {
       if (!AskLayerAgainLocked(layer)) LayerFinishedLocked();
@@ -616,6 +617,38 @@ void MoaCall::StartStepLocked(bool last, bool retry) {
     }
   }
   to_start_.push_back({backends_.aggregator, std::move(call), LastLayer() + 1, final_.seq});
+  final_.first_byte = false;
+  if (first_tokens_ != nullptr) {
+    if (final_stuck_timer_ != 0) clock_->Cancel(final_stuck_timer_);
+    std::weak_ptr<MoaCall> weak = weak_from_this();
+    const size_t seq = final_.seq;
+    final_stuck_timer_ = clock_->RunAt(now + first_tokens_->BoundFor(final_.model), [weak, seq] {
+      if (auto self = weak.lock()) self->OnFinalStuckTimer(seq);
+    });
+  }
+}
+
+void MoaCall::OnFinalStuckTimer(size_t seq) {
+  std::string model;
+  {
+    absl::MutexLock lock(&mu_);
+    if (final_stuck_timer_ == 0) return;
+    final_stuck_timer_ = 0;
+    if (finished_ || !final_.running || final_.seq != seq || final_.first_byte) return;
+    model = final_.model;
+    const absl::Time now = clock_->Now();
+    absl::Status stuck = absl::DeadlineExceededError(absl::StrCat(
+        "no first token after ",
+        absl::FormatDuration(absl::Trunc(now - final_.call_started, absl::Milliseconds(100))),
+        "; cut as stuck"));
+    MarkFromUpstream(stuck);  // The model's failure: a retry spends the budget.
+    first_tokens_->NoteStuck(model);
+    if (final_.handle) to_cancel_.push_back(std::move(final_.handle));
+    OnFinalDoneLocked(std::move(stuck));
+  }
+  backends_.aggregator->ReportStuck(model);
+  Act();
+  Deliver();
 }
 
 void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
@@ -626,6 +659,14 @@ void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
     v1::ChatEvent event;
     if (IsFinal(layer)) {
       if (!final_.running || index != final_.seq) return;
+      if (!final_.first_byte) {
+        final_.first_byte = true;
+        if (final_stuck_timer_ != 0) clock_->Cancel(final_stuck_timer_);
+        final_stuck_timer_ = 0;
+        if (first_tokens_ != nullptr) {
+          first_tokens_->Record(final_.model, clock_->Now() - final_.call_started);
+        }
+      }
       if (!answer_ttft_) {
         answer_ttft_ = clock_->Now() - accepted_;
         metrics_->AnswerFirstToken(*answer_ttft_);
@@ -788,6 +829,8 @@ void MoaCall::OnSlotDoneLocked(int layer, size_t index, absl::StatusOr<llm::Comp
 void MoaCall::OnFinalDoneLocked(absl::StatusOr<llm::Completion> result) {
   final_.running = false;
   final_.handle.reset();
+  if (final_stuck_timer_ != 0) clock_->Cancel(final_stuck_timer_);
+  final_stuck_timer_ = 0;
   const size_t step = options_.pipeline.layers.size();
   const size_t metrics_index = FinalMetricsIndexAt(final_.attempt);
   const absl::Time now = clock_->Now();
@@ -1091,7 +1134,8 @@ void MoaCall::FinishLocked(absl::Status status) {
   finished_ = true;
   CancelTimersLocked();
   if (final_retry_timer_ != 0) clock_->Cancel(final_retry_timer_);
-  final_retry_timer_ = 0;
+  if (final_stuck_timer_ != 0) clock_->Cancel(final_stuck_timer_);
+  final_retry_timer_ = final_stuck_timer_ = 0;
   const absl::Time now = clock_->Now();
   metrics_->RequestFinished(telemetry::OutcomeAt(status, options_.deadline, now), now - accepted_);
   // Whatever still runs ends now: every child on Cancel(), and with

@@ -236,6 +236,10 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   // have no first byte yet.
   void ArmStuckTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnStuckTimer(int layer);
+  // The final answer's call sent nothing within its model's bound: it is
+  // cut and asked again as after any failure of the model (no hedge budget
+  // needed), and the model's breaker counts it.
+  void OnFinalStuckTimer(size_t seq);
   // Slot `index`'s call in layer `layer` (its model, a sample's seed).
   cluster::GenerationCall SlotCallLocked(int layer, size_t index,
                                          const std::vector<synthesis::Reference>& refs) const
@@ -306,6 +310,7 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   Clock::TimerId ask_again_timer_ ABSL_GUARDED_BY(mu_) = 0;
   Clock::TimerId stuck_timer_ ABSL_GUARDED_BY(mu_) = 0;
   Clock::TimerId final_retry_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  Clock::TimerId final_stuck_timer_ ABSL_GUARDED_BY(mu_) = 0;
   bool layer_asked_again_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<size_t> asked_again_ ABSL_GUARDED_BY(mu_);  // Slots waiting for the timer.
   std::vector<int> layer_references_ ABSL_GUARDED_BY(mu_);
@@ -329,6 +334,7 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     size_t seq = 0;            // Tags the running call's events.
     std::string model;         // Of the running call.
     absl::Time call_started;   // Of the running call.
+    bool first_byte = false;   // The running call has sent something.
     absl::Time stage_started;  // When the first step started.
     std::shared_ptr<llm::CallHandle> handle;
     std::vector<synthesis::Reference> references;  // The running step's, for its retries.

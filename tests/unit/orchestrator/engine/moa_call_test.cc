@@ -353,6 +353,37 @@ TEST_F(MoaCallTest, ALayerWhoseEveryModelFailedIsAskedAgainOnce) {
   EXPECT_EQ(aggregator.calls()[0].references.size(), 2u);
 }
 
+// A final answer whose call sends nothing within its model's bound is cut
+// and asked again, whatever the hedge budget; the breaker counts it.
+TEST_F(MoaCallTest, AStuckFinalAnswerIsCutAndAskedAgain) {
+  FakeGenerationBackend proposers(Answer);
+  int calls = 0;
+  FakeGenerationBackend aggregator([&calls](const cluster::GenerationCall& c) {
+    if (calls++ == 0) return FakeGenerationBackend::Reply{{}, absl::UnknownError(""), true};
+    return FakeGenerationBackend::Reply{{"at last"}, FakeGenerationBackend::Ok(c.model)};
+  });
+  SharedRetryBudget retries;
+  FirstTokenBounds bounds;
+  auto call =
+      StartCall(Asked({{"a"}}, absl::Seconds(60)), proposers, aggregator, &retries, &bounds);
+  // a's first token (0 s on the fake clock) is on record: the floor, 2 s.
+  clock_.Advance(absl::Milliseconds(1999));
+  EXPECT_EQ(aggregator.calls().size(), 1u);
+  clock_.Advance(absl::Milliseconds(1));
+  ASSERT_TRUE(sink_->finished());
+  EXPECT_TRUE(sink_->status().ok()) << sink_->status();
+  EXPECT_EQ(aggregator.calls().size(), 2u);
+  // The stuck call is cancelled (an answer given inside Start counts too:
+  // cancelling an ended call is a no-op).
+  EXPECT_GE(aggregator.cancelled(), 1);
+  EXPECT_THAT(aggregator.stuck(), ElementsAre("agg"));
+  std::string failed;
+  for (const auto& e : sink_->events()) {
+    if (e.has_proposal_failed()) failed += e.proposal_failed().status().message();
+  }
+  EXPECT_THAT(failed, HasSubstr("no first token after 2s; cut as stuck"));
+}
+
 TEST_F(MoaCallTest, AnAnswerCutMidStreamIsContinuedNotRepeated) {
   FakeGenerationBackend proposers(Answer);
   FakeGenerationBackend aggregator([](const cluster::GenerationCall& c) {
@@ -679,6 +710,14 @@ TEST(FirstTokenBoundsTest, FourTimesTheP95WithinTheFloorAndTheCapOwnFromEightCal
   for (int i = 0; i < 8; ++i) b.Record("slow", absl::Seconds(3));
   EXPECT_EQ(b.BoundFor("slow"), absl::Seconds(12)) << "its own from 8 calls";
   EXPECT_EQ(b.BoundFor("fast"), absl::Seconds(12)) << "1 call: the pool's";
+  // A model slow to begin is cut at the pool's bound, then at twice it...
+  b.NoteStuck("thinker");
+  EXPECT_EQ(b.BoundFor("thinker"), absl::Seconds(24)) << "12 s x 2";
+  b.NoteStuck("thinker");
+  EXPECT_EQ(b.BoundFor("thinker"), absl::Seconds(30)) << "48 s, capped";
+  // ...until it answers: its first token resets the doubling.
+  b.Record("thinker", absl::Seconds(4));
+  EXPECT_EQ(b.BoundFor("thinker"), absl::Seconds(16)) << "the pool's p95 now 4 s";
   for (int i = 0; i < 8; ++i) b.Record("glacial", absl::Seconds(20));
   EXPECT_EQ(b.BoundFor("glacial"), absl::Seconds(30)) << "the cap";
 }
