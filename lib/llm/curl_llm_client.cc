@@ -474,7 +474,8 @@ class CurlLlmClient::Impl {
     switch (rc) {
       case CURLE_OUT_OF_MEMORY:
         // What curl reports for a response header line over its 100 KiB
-        // limit (its message says so), not only for a failed allocation.
+        // limit (measured: "Out of memory" for a 2 MB header), not only for
+        // a failed allocation.
         return absl::UnavailableError(absl::StrCat(
             "upstream response too large to read (a header line over curl's 100 KiB limit, "
             "or memory ran out): ",
