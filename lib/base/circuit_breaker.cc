@@ -2,11 +2,14 @@
 
 #include <algorithm>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "lib/base/retry_after.h"
 
 namespace moa {
 namespace {
+
+constexpr char kRefusalPayload[] = "type.moa/breaker_refusal";
 
 bool IsNeutral(const absl::Status& status) { return !status.ok() && !IsModelFailure(status); }
 
@@ -22,6 +25,10 @@ bool IsModelFailure(const absl::Status& status) {
     default:
       return false;
   }
+}
+
+bool IsBreakerRefusal(const absl::Status& status) {
+  return status.GetPayload(kRefusalPayload).has_value();
 }
 
 absl::string_view BreakerStateName(CircuitBreaker::State state) {
@@ -61,6 +68,7 @@ absl::Status CircuitBreaker::Admit() {
                                                     why_, "): one call until it answers"));
       SetRetryAfter(refused, kProbeWait);
     }
+    if (!refused.ok()) refused.SetPayload(kRefusalPayload, absl::Cord("1"));
     to = state_;
   }
   Notify(from, to);

@@ -92,6 +92,12 @@ absl::string_view BreakerStateName(CircuitBreaker::State state);
 // way) or a cancel. Breakers count these; the orchestrator retries on them.
 bool IsModelFailure(const absl::Status& status);
 
+// Whether `status` is a breaker's refusal (Admit's): no call was made, so it
+// is no answer of the model's. A proposer does not pass it on as the model's
+// failure: the orchestrator's breaker does not count it again, and a retry
+// after its Retry-After costs the model nothing (no retry-budget token).
+bool IsBreakerRefusal(const absl::Status& status);
+
 }  // namespace moa
 
 #endif  // MOA_LIB_BASE_CIRCUIT_BREAKER_H_

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "lib/base/cancel_slot.h"
+#include "lib/base/circuit_breaker.h"
 #include "lib/base/log.h"
 #include "lib/base/retry_after.h"
 #include "lib/base/utf8.h"
@@ -188,8 +189,11 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
     absl::Status named(status.code(), absl::StrCat("model ", model, ": ", status.message()));
     if (auto retry_after = GetRetryAfter(status)) SetRetryAfter(named, *retry_after);
     // Whatever the upstream client ends with is the model's path, not ours
-    // (a cancel is no failure, so it is not marked).
-    if (status.code() != absl::StatusCode::kCancelled) MarkFromUpstream(named);
+    // (a cancel is no failure, so it is not marked; nor is our breaker's
+    // refusal, made without calling the model).
+    if (status.code() != absl::StatusCode::kCancelled && !IsBreakerRefusal(status)) {
+      MarkFromUpstream(named);
+    }
     Complete(std::move(named));
   }
 

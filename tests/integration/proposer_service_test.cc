@@ -12,6 +12,8 @@
 
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "lib/base/circuit_breaker.h"
+#include "lib/llm/breaking_client.h"
 #include "lib/llm/curl_llm_client.h"
 #include "lib/net/http_server.h"
 #include "lib/server/grpc_server.h"
@@ -59,6 +61,8 @@ class ProposerServiceTest : public ::testing::Test {
     std::unique_ptr<telemetry::UpstreamMetrics> metrics;
     std::unique_ptr<telemetry::MetricsServer> metrics_server;
     std::unique_ptr<llm::CurlLlmClient> client;
+    std::unique_ptr<CircuitBreaker> breaker;  // With it, the service calls through it.
+    std::unique_ptr<llm::BreakingClient> breaking;
     std::unique_ptr<ProposerService> service;
     std::unique_ptr<server::GrpcServer> server;
     std::unique_ptr<v1::ProposerService::Stub> stub;
@@ -66,7 +70,8 @@ class ProposerServiceTest : public ::testing::Test {
   };
 
   Proposer& Start(const std::string& model, int max_inflight = 64, const std::string& key = kKey,
-                  std::string base_url = "", int64_t max_answer_bytes = 1 << 20) {
+                  std::string base_url = "", int64_t max_answer_bytes = 1 << 20,
+                  std::optional<BreakerOptions> breaker = std::nullopt) {
     auto p = std::make_unique<Proposer>();
     p->registry = std::make_shared<prometheus::Registry>();
     p->metrics = std::make_unique<telemetry::UpstreamMetrics>(*p->registry, model);
@@ -80,10 +85,16 @@ class ProposerServiceTest : public ::testing::Test {
     up.retry.initial_backoff = absl::Milliseconds(10);
     up.retry.max_retry_after = absl::Seconds(1);  // fail-429's 3 s is not waited for.
     p->client = *llm::CurlLlmClient::Create(up);
+    llm::LlmClient* client = p->client.get();
+    if (breaker) {
+      p->breaker = std::make_unique<CircuitBreaker>("model " + model, *breaker, Clock::Real());
+      p->breaking = std::make_unique<llm::BreakingClient>(client, p->breaker.get());
+      client = p->breaking.get();
+    }
     p->service = std::make_unique<ProposerService>(
         ProposerOptions{
             .model = model, .max_inflight = max_inflight, .max_answer_bytes = max_answer_bytes},
-        p->client.get(), p->metrics.get());
+        client, p->metrics.get());
     p->server = *server::GrpcServer::Start({.host = "127.0.0.1", .port = 0, .name = "test"},
                                            {p->service.get()});
     p->channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", p->server->port()),
@@ -107,6 +118,7 @@ class ProposerServiceTest : public ::testing::Test {
     grpc::Status status;
     std::multimap<grpc::string_ref, grpc::string_ref> trailers;
     std::string retry_after;
+    bool from_upstream = false;  // The moa-from-upstream trailer.
   };
 
   static Result Generate(Proposer& p, const v1::GenerateRequest& req,
@@ -126,6 +138,7 @@ class ProposerServiceTest : public ::testing::Test {
     r.status = reader->Finish();
     for (const auto& [k, v] : ctx.GetServerTrailingMetadata()) {
       if (k == "retry-after") r.retry_after = std::string(v.data(), v.size());
+      if (k == "moa-from-upstream") r.from_upstream = true;
     }
     return r;
   }
@@ -272,6 +285,30 @@ TEST_F(ProposerServiceTest, EachUpstreamFaultEndsInItsStatusAndTheProposerKeepsS
   }
   Result again = Generate(*proposers_[0], Question());
   EXPECT_EQ(again.status.error_code(), grpc::StatusCode::UNAVAILABLE) << "fail-500 still answers";
+}
+
+// The upstream's failures are the model's (the orchestrator's breaker counts
+// them, a retry of the final answer spends its budget); the proposer's own
+// breaker refusing, no call made, is not: it carries its Retry-After only.
+TEST_F(ProposerServiceTest, OnlyTheUpstreamsFailuresAreMarkedAsTheModelsNotOurBreakersRefusal) {
+  Proposer& p = Start("fail-500", 64, kKey, "", 1 << 20,
+                      BreakerOptions{.failure_ratio = 0.5,
+                                     .min_calls = 2,
+                                     .window = absl::Seconds(60),
+                                     .cooldown = absl::Seconds(60)});
+  for (int i = 0; i < 2; ++i) {
+    Result r = Generate(p, Question());
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_THAT(r.status.error_message(), HasSubstr("HTTP 500"));
+    EXPECT_TRUE(r.from_upstream) << i;
+  }
+  const size_t calls = SimLog().size();
+  Result refused = Generate(p, Question());
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(refused.status.error_message(), HasSubstr("model fail-500 is cooling down"));
+  EXPECT_FALSE(refused.from_upstream);
+  EXPECT_FALSE(refused.retry_after.empty()) << "the rest of the cooldown";
+  EXPECT_EQ(SimLog().size(), calls) << "no call while open";
 }
 
 TEST_F(ProposerServiceTest, WrongKeyIsUnauthenticatedWithoutTheKeyInTheMessage) {

@@ -48,6 +48,9 @@ TEST_F(CircuitBreakerTest, OpensPastTheFailureRatioAndFailsFastNamingWhy) {
   EXPECT_THAT(refused.message(), HasSubstr("model m is cooling down until"));
   EXPECT_THAT(refused.message(), HasSubstr("3 of the last 4 calls failed"));
   EXPECT_EQ(GetRetryAfter(refused), absl::Seconds(5)) << "a caller waits out the cooldown";
+  EXPECT_TRUE(IsBreakerRefusal(refused));
+  EXPECT_FALSE(IsBreakerRefusal(absl::UnavailableError("model m is cooling down")))
+      << "the mark, not the words";
   clock_.Advance(absl::Seconds(2));
   EXPECT_EQ(GetRetryAfter(breaker_.Admit()), absl::Seconds(3));
   EXPECT_THAT(changes_, ElementsAre(State::kOpen));
@@ -70,6 +73,7 @@ TEST_F(CircuitBreakerTest, AfterTheCooldownOneProbeClosesItOnSuccess) {
   EXPECT_EQ(second.code(), absl::StatusCode::kUnavailable) << "one probe at a time";
   EXPECT_THAT(second.message(), HasSubstr("being probed"));
   EXPECT_EQ(GetRetryAfter(second), CircuitBreaker::kProbeWait);
+  EXPECT_TRUE(IsBreakerRefusal(second));
   breaker_.Record(absl::OkStatus());
   EXPECT_EQ(breaker_.state(), State::kClosed);
   EXPECT_TRUE(breaker_.Admit().ok());
