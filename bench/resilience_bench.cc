@@ -3,19 +3,24 @@
 // Prints numbers; never a test. See README, "Performance".
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/bench_util.h"
 #include "moa/v1/orchestrator.grpc.pb.h"
 #include "tests/support/local_cluster.h"
+#include "tests/support/raw_client.h"
 #include "tests/support/requests.h"
 
 ABSL_FLAG(int, tail_requests, 500, "Requests per policy in the heavy-tail phase.");
@@ -26,6 +31,9 @@ ABSL_FLAG(absl::Duration, soak_deadline, absl::Seconds(30), "Deadline of each so
 ABSL_FLAG(std::string, soak_pipeline, "plain",
           "Pipeline of the fault soak: plain (the default policy, no fallbacks), fast (3 of 4 "
           "then 0.5x median), all, moa (aggregator fallbacks [a, b]).");
+ABSL_FLAG(std::string, soak_door, "openai",
+          "Door of the fault soak: openai (POST /v1/chat/completions, the deadline as the "
+          "orchestrator's --request_timeout) or grpc (Chat, the deadline as the call's).");
 ABSL_FLAG(std::vector<std::string>, orchestrator_flags, {},
           "Extra orchestrator flags, comma-separated (e.g. --breaker_min_calls=0).");
 
@@ -86,7 +94,7 @@ std::vector<Outcome> Run(v1::OrchestratorService::Stub* stub, const std::string&
 }
 
 std::unique_ptr<testing::LocalCluster> Start(const std::string& profiles,
-                                             std::vector<std::string> proposer_flags) {
+                                             std::vector<std::string> orchestrator_flags = {}) {
   testing::ClusterSpec spec;
   spec.models = {"a", "b", "c", "d", "z"};
   spec.pipelines_yaml =
@@ -100,8 +108,9 @@ std::unique_ptr<testing::LocalCluster> Start(const std::string& profiles,
       "        policy: {min_proposals: 3, straggler_grace_factor: 1.0}}\n"
       "default_pipeline: moa\n";
   spec.sim_profiles_yaml = profiles;
-  spec.proposer_flags = std::move(proposer_flags);
-  spec.orchestrator_flags = {"--max_inflight=100000"};
+  spec.proposer_flags = {};  // The proposers' defaults.
+  spec.orchestrator_flags = {"--max_inflight=100000", "--http_port=0"};
+  for (std::string& f : orchestrator_flags) spec.orchestrator_flags.push_back(std::move(f));
   for (const std::string& f : absl::GetFlag(FLAGS_orchestrator_flags)) {
     spec.orchestrator_flags.push_back(f);
   }
@@ -125,8 +134,7 @@ void HeavyTail() {
   auto cluster = Start(
       "default: {time_to_first_token: {median: 0.5, sigma: 1.0}, "
       "tokens_per_second: 200, answer_tokens: 40}\n"
-      "models:\n  z: {time_to_first_token: 0.2, tokens_per_second: 200, answer_tokens: 40}\n",
-      {"--max_inflight=100000"});
+      "models:\n  z: {time_to_first_token: 0.2, tokens_per_second: 200, answer_tokens: 40}\n");
   auto stub = Stub(cluster->orchestrator_address());
   const int n = absl::GetFlag(FLAGS_tail_requests);
   const int conc = absl::GetFlag(FLAGS_tail_concurrency);
@@ -158,39 +166,107 @@ void HeavyTail() {
   }
 }
 
+// One request through the OpenAI door on a connection of its own (blocking;
+// the soak runs one thread per concurrent client).
+Outcome AskOverHttp(int port, int i, absl::Duration deadline) {
+  const std::string body =
+      absl::StrCat(R"({"model":"plain","messages":[{"role":"user","content":"Resilience question )",
+                   i, R"("}]})");
+  const absl::Time start = absl::Now();
+  testing::RawClient client(port);
+  Outcome o;
+  if (!client.connected() ||
+      !client.Send(absl::StrCat("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                                "Content-Type: application/json\r\nConnection: close\r\n"
+                                "Content-Length: ",
+                                body.size(), "\r\n\r\n", body))) {
+    o.error = "could not connect";
+    return o;
+  }
+  // Past the deadline by a minute: the soak reports it rather than hanging.
+  const std::string response = client.ReadAll(deadline + absl::Minutes(1));
+  o.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  o.past_deadline = absl::Now() > start + deadline + absl::Seconds(1);
+  const size_t head_end = response.find("\r\n\r\n");
+  const std::string status_line = response.substr(0, response.find("\r\n"));
+  const nlohmann::json json = nlohmann::json::parse(
+      head_end == std::string::npos ? "" : response.substr(head_end + 4), nullptr, false);
+  o.ok =
+      absl::StartsWith(status_line, "HTTP/1.1 200") && json.is_object() && json.contains("choices");
+  if (!o.ok) {
+    o.error = absl::StrCat(status_line, " ",
+                           json.is_object() && json.contains("error") ? json["error"].dump() : "");
+  }
+  return o;
+}
+
+std::vector<Outcome> RunOverHttp(int port, int concurrency, int count, absl::Duration deadline) {
+  std::vector<Outcome> results(static_cast<size_t>(count));
+  std::atomic<int> next{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < concurrency; ++c) {
+    clients.emplace_back([&] {
+      for (int i = next++; i < count; i = next++) {
+        results[static_cast<size_t>(i)] = AskOverHttp(port, i, deadline);
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  return results;
+}
+
 void FaultSoak() {
-  const char* faults =
-      "faults: {http_500: 0.05, http_429: 0.05, retry_after_seconds: 1, hang: 0.02, "
-      "reset: 0.03, malformed: 0.03}";
-  auto cluster = Start(absl::StrCat("default: {time_to_first_token: 0.2, tokens_per_second: 200, "
-                                    "answer_tokens: 40, ",
-                                    faults, "}\n"),
-                       {"--max_inflight=100000", "--first_token_timeout=10s"});
-  auto stub = Stub(cluster->orchestrator_address());
   const int n = absl::GetFlag(FLAGS_soak_requests);
   if (n <= 0) return;
   const int conc = absl::GetFlag(FLAGS_soak_concurrency);
   const absl::Duration deadline = absl::GetFlag(FLAGS_soak_deadline);
+  const std::string door = absl::GetFlag(FLAGS_soak_door);
+  const std::string pipeline = absl::GetFlag(FLAGS_soak_pipeline);
+  const char* faults =
+      "faults: {http_500: 0.05, http_429: 0.05, retry_after_seconds: 1, hang: 0.01, "
+      "reset: 0.02, malformed: 0.03}";
+  // Every service with its defaults but the deadline (on the OpenAI door the
+  // orchestrator's --request_timeout is the request's deadline).
+  std::vector<std::string> flags;
+  if (door == "openai")
+    flags.push_back(absl::StrCat("--request_timeout=", absl::FormatDuration(deadline)));
+  auto cluster = Start(absl::StrCat("default: {time_to_first_token: 0.2, tokens_per_second: 200, "
+                                    "answer_tokens: 40, ",
+                                    faults, "}\n"),
+                       flags);
   std::printf(
-      "fault soak: every model 5%% 500, 5%% 429 (Retry-After 1 s), 2%% hang, 3%% reset, "
-      "3%% malformed; %d requests at %d concurrent, deadline %s, proposers' first-token "
-      "timeout 10 s, pipeline %s\n",
-      n, conc, absl::FormatDuration(deadline).c_str(), absl::GetFlag(FLAGS_soak_pipeline).c_str());
+      "fault soak: every model 5%% 500, 5%% 429 (Retry-After 1 s), 1%% hang, 2%% reset, "
+      "3%% malformed; %d requests at %d concurrent, deadline %s, pipeline %s, %s door\n",
+      n, conc, absl::FormatDuration(deadline).c_str(), pipeline.c_str(), door.c_str());
   const absl::Time start = absl::Now();
-  auto r = Run(stub.get(), absl::GetFlag(FLAGS_soak_pipeline), conc, n, deadline);
+  std::vector<Outcome> r;
+  if (door == "openai") {
+    if (pipeline != "plain") {
+      std::fprintf(stderr, "--soak_door=openai asks the model `plain` only\n");
+      std::exit(2);
+    }
+    r = RunOverHttp(cluster->orchestrator_http_port(), conc, n, deadline);
+  } else {
+    auto stub = Stub(cluster->orchestrator_address());
+    r = Run(stub.get(), pipeline, conc, n, deadline);
+  }
   const double took = absl::ToDoubleSeconds(absl::Now() - start);
   size_t answered = 0, past_deadline = 0;
   std::map<std::string, int> causes;
+  std::map<std::string, std::string> example;
   std::vector<double> secs;
   for (const Outcome& o : r) {
     answered += o.ok;
     past_deadline += o.past_deadline;
     if (o.ok) secs.push_back(o.seconds);
-    if (!o.ok) ++causes[Shape(o.error)];
+    if (!o.ok) {
+      ++causes[Shape(o.error)];
+      example.emplace(Shape(o.error), o.error);
+    }
   }
   const int64_t upstream_calls = cluster->SimStats()["requests"].get<int64_t>();
   std::printf(
-      "  answered %zu of %zu (%.2f%%) in %.0f s; past the deadline %zu; p50 %.2f s, "
+      "  answered %zu of %zu (%.2f%%) in %.0f s; past the deadline + 1 s %zu; p50 %.2f s, "
       "p99 %.2f s\n",
       answered, r.size(), 100.0 * answered / r.size(), took, past_deadline, Percentile(secs, 0.5),
       Percentile(secs, 0.99));
@@ -200,7 +276,9 @@ void FaultSoak() {
   std::printf("  upstream calls %lld: %.2f per answered request (5 without faults)\n",
               static_cast<long long>(upstream_calls),
               answered ? static_cast<double>(upstream_calls) / answered : 0.0);
-  for (const auto& [cause, count] : causes) std::printf("  failed %d: %s\n", count, cause.c_str());
+  for (const auto& [cause, count] : causes) {
+    std::printf("  failed %d, e.g. %s\n", count, example[cause].c_str());
+  }
 }
 
 }  // namespace
