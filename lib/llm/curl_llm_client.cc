@@ -110,6 +110,7 @@ class Transfer : public CallHandle, public std::enable_shared_from_this<Transfer
   curl_slist* headers = nullptr;
   absl::Time attempt_started;
   absl::Time last_data;
+  int64_t text_bytes = 0;  // Of this attempt, for the stall message.
   absl::Time retry_due;
 
   SseParser parser;
@@ -308,6 +309,7 @@ class CurlLlmClient::Impl {
     }
     t->attempt_started = options_.clock->Now();
     t->last_data = t->attempt_started;
+    t->text_bytes = 0;
     active_[t->easy] = t;
     timers_.push({NextLook(*t, t->attempt_started), t, t->attempt});
     if (CURLMcode rc = curl_multi_add_handle(multi_, t->easy); rc != CURLM_OK) {
@@ -414,6 +416,7 @@ class CurlLlmClient::Impl {
       // deltas and keep-alive bytes are no progress (an upstream sending ":"
       // forever once held a call to its deadline).
       t.last_data = t.clock->Now();
+      t.text_bytes += static_cast<int64_t>(chunk->delta.size());
       if (!t.delta_sent) {
         t.delta_sent = true;
         t.time_to_first_token = t.last_data - t.started;
@@ -564,7 +567,8 @@ class CurlLlmClient::Impl {
                                                         Secs(options_.first_token_timeout))));
       } else if (t->delta_sent && now >= idle_due) {
         expired.emplace_back(t, absl::DeadlineExceededError(absl::StrCat(
-                                    "upstream stream stalled for ", Secs(options_.idle_timeout))));
+                                    "upstream stream stalled for ", Secs(options_.idle_timeout),
+                                    " after ", t->text_bytes, " bytes")));
       } else {
         timers_.push({NextLook(*t, now), t, t->attempt});
       }
