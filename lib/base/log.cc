@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -178,6 +179,35 @@ void SetLogFormat(LogFormat format) { Format().store(static_cast<int>(format)); 
 
 bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= MinLevel().load(); }
 
+namespace {
+
+// A field's value as text logs show it: bare when it is one plain word,
+// else quoted with escapes, so a value from a peer (a client's `user`) can
+// neither forge a line nor a field.
+std::string TextValue(absl::string_view value) {
+  bool plain = !value.empty();
+  for (char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || c == '"' || c == '\\' || c == '=') plain = false;
+  }
+  if (plain) return std::string(value);
+  std::string out = "\"";
+  for (char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      absl::StrAppend(&out, "\\x", absl::Hex(u, absl::kZeroPad2));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
 void LogLine(LogLevel level, absl::string_view component, absl::string_view message,
              const LogFields& fields) {
   const std::string time =
@@ -194,7 +224,9 @@ void LogLine(LogLevel level, absl::string_view component, absl::string_view mess
   } else {
     line =
         absl::StrCat(time, " ", std::string(1, LevelLetter(level)), " ", component, ": ", message);
-    for (const auto& [key, value] : fields) absl::StrAppend(&line, " ", key, "=", value);
+    for (const auto& [key, value] : fields) {
+      absl::StrAppend(&line, " ", key, "=", TextValue(value));
+    }
     line += "\n";
   }
   if (AsyncWriter::Get().Enqueue(line)) return;

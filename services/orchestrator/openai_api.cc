@@ -1,9 +1,12 @@
 #include "services/orchestrator/openai_api.h"
 
+#include <algorithm>
+#include <initializer_list>
 #include <limits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "lib/base/json.h"
 #include "lib/wire/wire.h"
 
@@ -21,6 +24,129 @@ double Seconds(const google::protobuf::Duration& d) {
   return absl::ToDoubleSeconds(wire::FromProto(d));
 }
 
+// What the door does with each field a chat-completions request may carry.
+// A field not listed, or one whose value asks for something this server
+// does not do, is a 400 naming it: a client must never believe a field took
+// effect when it did not. A null is the field's absence (as OpenAI reads
+// it). The README's field table says the same, field by field.
+struct FieldRule {
+  const char* name;
+  // Null: every valid value is honoured (the parser below reads it). Else
+  // only the values this accepts are: those that ask for nothing we lack.
+  bool (*accepts)(const json& value, const json& request);
+  const char* refusal;  // Follows the field's name when another value is sent.
+};
+
+bool Never(const json&, const json&) { return false; }
+bool IsZero(const json& v, const json&) { return v.is_number() && v.get<double>() == 0; }
+bool IsFalse(const json& v, const json&) { return v.is_boolean() && !v.get<bool>(); }
+bool IsEmptyObject(const json& v, const json&) { return v.is_object() && v.empty(); }
+bool IsEmptyArray(const json& v, const json&) { return v.is_array() && v.empty(); }
+bool IsNone(const json& v, const json&) { return v == "none"; }
+bool IsTextFormat(const json& v, const json&) {
+  return v.is_object() && v.size() == 1 && v.contains("type") && v["type"] == "text";
+}
+bool IsTextOnly(const json& v, const json&) { return v == json::array({"text"}); }
+bool IsDefaultTier(const json& v, const json&) { return v == "auto" || v == "default"; }
+// Whether tools may run in parallel says nothing when there are none.
+bool NoTools(const json& v, const json& request) {
+  const json* tools = moa::json::Member(request, "tools");
+  return v.is_boolean() && (tools == nullptr || IsEmptyArray(*tools, request));
+}
+
+constexpr char kTools[] =
+    "is not supported by this server yet: tool calls are refused rather than answered without "
+    "the tools";
+constexpr char kReasoning[] =
+    "is not supported: reasoning settings are each model's, in the cluster config";
+constexpr char kLogprobs[] =
+    "is not supported: a MoA answer is a synthesis, not one model's sampled tokens";
+
+const FieldRule kChatFields[] = {
+    {"model", nullptr, ""},
+    {"messages", nullptr, ""},
+    {"temperature", nullptr, ""},
+    {"top_p", nullptr, ""},
+    {"max_tokens", nullptr, ""},
+    {"max_completion_tokens", nullptr, ""},
+    {"stop", nullptr, ""},
+    {"seed", nullptr, ""},
+    {"stream", nullptr, ""},
+    {"stream_options", nullptr, ""},
+    {"n", nullptr, ""},
+    {"user", nullptr, ""},
+    {"safety_identifier", nullptr, ""},
+    {"moa_policy", nullptr, ""},
+    {"moa_step_seed", nullptr, ""},
+    {"moa_streaming", nullptr, ""},
+    {"frequency_penalty", IsZero, "must be 0: the models are not sent a penalty"},
+    {"presence_penalty", IsZero, "must be 0: the models are not sent a penalty"},
+    {"logit_bias", IsEmptyObject,
+     "must be empty: token ids are each model's own, and a panel does not share them"},
+    {"logprobs", IsFalse, kLogprobs},
+    {"top_logprobs", IsZero, kLogprobs},
+    {"tools", IsEmptyArray, kTools},
+    {"tool_choice", IsNone, kTools},
+    {"parallel_tool_calls", NoTools, kTools},
+    {"functions", IsEmptyArray, kTools},
+    {"function_call", IsNone, kTools},
+    {"response_format", IsTextFormat,
+     "must be {\"type\": \"text\"}: structured outputs are not supported by this server yet"},
+    {"modalities", IsTextOnly, "must be [\"text\"]: the answer is text"},
+    {"audio", Never, "is not supported: the answer is text"},
+    {"prediction", Never, "is not supported: the answer is written anew, not predicted"},
+    {"web_search_options", Never, "is not supported: the models do not search the web"},
+    {"reasoning_effort", Never, kReasoning},
+    {"verbosity", Never, kReasoning},
+    {"store", IsFalse, "must be false: this server stores no completions"},
+    {"metadata", IsEmptyObject,
+     "must be empty: it is for stored completions, and this server stores none"},
+    {"service_tier", IsDefaultTier, "must be \"auto\" or \"default\""},
+};
+
+HttpError BadField(std::string param, absl::string_view why) {
+  std::string message = absl::StrCat(param, " ", why);
+  return BadRequest(std::move(message), std::move(param));
+}
+
+// The request's top-level fields against kChatFields; false with `error`
+// set on the first one refused.
+bool CheckChatFields(const json& request, HttpError* error) {
+  for (const auto& [key, value] : request.items()) {
+    if (value.is_null()) continue;
+    const FieldRule* rule = nullptr;
+    for (const FieldRule& r : kChatFields) {
+      if (key == r.name) rule = &r;
+    }
+    if (rule == nullptr) {
+      *error = BadField(key,
+                        "is not a field of chat completions this server knows; it is refused "
+                        "rather than ignored (README: the field table)");
+      return false;
+    }
+    if (rule->accepts != nullptr && !rule->accepts(value, request)) {
+      *error = BadField(key, rule->refusal);
+      return false;
+    }
+  }
+  return true;
+}
+
+// Every non-null member of `object` must be one of `known`; false with
+// `error` naming the first that is not (as `path` + its name).
+bool OnlyKnownKeys(const json& object, std::initializer_list<absl::string_view> known,
+                   absl::string_view path, HttpError* error) {
+  for (const auto& [key, value] : object.items()) {
+    if (value.is_null()) continue;
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      *error = BadField(absl::StrCat(path, key),
+                        absl::StrCat("is not a field this server knows (it reads ",
+                                     absl::StrJoin(known, ", "), "); refused rather than ignored"));
+      return false;
+    }
+  }
+  return true;
+}
 }  // namespace
 
 std::string ErrorJson(const HttpError& e) {
@@ -78,6 +204,7 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
                            ""));
   }
   const json& j = *parsed;
+  if (!CheckChatFields(j, error)) return absl::InvalidArgumentError(error->message);
   ParsedRequest out;
   auto model = moa::json::OptionalString(j, "model", "model");
   if (!model.ok() || !*model) {
@@ -97,6 +224,23 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
                              where + ".role"));
     }
     const std::string& role = **role_or;
+    // An assistant message an SDK hands back may carry these, empty.
+    for (const char* echo : {"refusal", "tool_calls", "function_call", "audio"}) {
+      const json* v = moa::json::Member(m, echo);
+      if (v != nullptr && !(v->is_array() && v->empty())) {
+        return fail(BadRequest(
+            absl::StrCat(where, ".", echo,
+                         std::string(echo) == "refusal" || std::string(echo) == "audio"
+                             ? " is not supported: a message's content is its text"
+                             : " is not supported: tool calls are not supported by this server "
+                               "yet"),
+            absl::StrCat(where, ".", echo)));
+      }
+    }
+    if (!OnlyKnownKeys(m, {"role", "content", "refusal", "tool_calls", "function_call", "audio"},
+                       where + ".", error)) {
+      return absl::InvalidArgumentError(error->message);
+    }
     v1::ChatMessage* msg = out.chat.add_messages();
     if (role == "system" || role == "developer") {
       msg->set_role(v1::ROLE_SYSTEM);
@@ -131,6 +275,9 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
         if (!part_text.ok() || !*part_text) {
           return fail(BadRequest(absl::StrCat(part_path, ".text is required and must be a string"),
                                  part_path + ".text"));
+        }
+        if (!OnlyKnownKeys(part, {"type", "text"}, part_path + ".", error)) {
+          return absl::InvalidArgumentError(error->message);
         }
         text += **part_text;
       }
@@ -171,6 +318,16 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
   if (!n.ok() || (*n && **n != 1)) {
     return fail(BadRequest("only n=1 is supported: a MoA pipeline writes one answer", "n"));
   }
+  // Who the end user is (an id for abuse monitoring): it goes into the
+  // request's log line, the one place an operator looks for it.
+  for (const char* key : {"user", "safety_identifier"}) {
+    auto id = moa::json::OptionalString(j, key, key);
+    if (!id.ok()) return field_error(id.status());
+    if (*id && (*id)->size() > 256) {
+      return fail(BadRequest(absl::StrCat(key, " must be at most 256 bytes"), key));
+    }
+    if (*id && out.end_user.empty()) out.end_user = **id;
+  }
   auto stream = moa::json::OptionalBool(j, "stream", "stream");
   if (!stream.ok()) return field_error(stream.status());
   out.stream = stream->value_or(false);
@@ -182,11 +339,30 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
         moa::json::OptionalBool(*so, "include_usage", "stream_options.include_usage");
     if (!include_usage.ok()) return field_error(include_usage.status());
     out.include_usage = include_usage->value_or(false);
+    // Obfuscation pads chunks against a length side channel; this server
+    // sends none, so only asking for none is honoured.
+    auto obfuscation =
+        moa::json::OptionalBool(*so, "include_obfuscation", "stream_options.include_obfuscation");
+    if (!obfuscation.ok()) return field_error(obfuscation.status());
+    if (obfuscation->value_or(false)) {
+      return fail(BadRequest(
+          "stream_options.include_obfuscation: only false is supported: chunks carry no padding",
+          "stream_options.include_obfuscation"));
+    }
+    if (!OnlyKnownKeys(*so, {"include_usage", "include_obfuscation"}, "stream_options.", error)) {
+      return absl::InvalidArgumentError(error->message);
+    }
   }
   // Our extension: the layer policy for this request (README, "Slow and
   // failing models"); range checks are the engine's, as over gRPC.
   if (const json* mp = moa::json::Member(j, "moa_policy")) {
     if (!mp->is_object()) return fail(BadRequest("'moa_policy' must be an object", "moa_policy"));
+    if (!OnlyKnownKeys(*mp,
+                       {"min_proposals", "straggler_grace_seconds", "straggler_grace_factor",
+                        "layer_deadline_share"},
+                       "moa_policy.", error)) {
+      return absl::InvalidArgumentError(error->message);
+    }
     v1::LayerPolicy* policy = out.chat.mutable_policy();
     // "all", as in the config: wait for every proposal of each layer.
     if (const json* all = moa::json::Member(*mp, "min_proposals");
@@ -229,6 +405,10 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
     v1::StreamingOptions* streaming = out.chat.mutable_streaming();
     const json* mode = ms;
     if (ms->is_object()) {
+      if (!OnlyKnownKeys(*ms, {"mode", "first_chunk_tokens", "growth", "max_steps"},
+                         "moa_streaming.", error)) {
+        return absl::InvalidArgumentError(error->message);
+      }
       mode = moa::json::Member(*ms, "mode");
       auto first = moa::json::OptionalInt(*ms, "first_chunk_tokens",
                                           "moa_streaming.first_chunk_tokens", 1, 4096);

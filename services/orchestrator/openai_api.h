@@ -36,12 +36,14 @@ struct ParsedRequest {
   v1::ChatRequest chat;  // pipeline = model, messages, params.
   bool stream = false;
   bool include_usage = false;
+  std::string end_user;  // `user` or `safety_identifier`, for the log line.
 };
 
 // Parses a POST /v1/chat/completions body. Content may be a string or a
-// list of {"type": "text", "text": ...} parts (joined); other part types,
-// n != 1, and values of the wrong type are 400 naming the param. Unknown
-// fields are ignored, as OpenAI clients expect.
+// list of {"type": "text", "text": ...} parts (joined). Every field is
+// honoured or refused: a field this server does not know, a value asking for
+// what it does not do (tools, logprobs, n != 1, ...), other part types and
+// values of the wrong type are 400 naming the param, never ignored.
 absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body, HttpError* error);
 
 // What the HTTP server learned from a MoaCall's events, for the response.

@@ -219,6 +219,7 @@ void OpenAiHandler::Handle(net::HttpRequest request, std::shared_ptr<net::HttpEx
   auto slot = deps_.engine->Admit();
   if (!slot.ok()) return refuse(ErrorResponse(openai::ErrorFromStatus(slot.status())));
   options->trace = trace;
+  options->end_user = parsed->end_user;
   if (deps_.api_keys->enabled() && deps_.limiter != nullptr) {
     // Screen let the request in, so its key is one of ours.
     const ApiKey* key = deps_.api_keys->Authenticate(header("authorization"));

@@ -57,7 +57,8 @@ TEST(RequestIdTest, AClientsIdAndTraceReachEveryUpstreamCallAndEveryLogLine) {
   HttpResult r = HttpRequest(
       "POST",
       absl::StrCat("http://127.0.0.1:", cluster.orchestrator_http_port(), "/v1/chat/completions"),
-      R"({"model": "moa", "messages": [{"role": "user", "content": "Trace me"}]})",
+      R"({"model": "moa", "messages": [{"role": "user", "content": "Trace me"}],
+          "user": "end-user-7"})",
       {"Content-Type: application/json", "X-Request-Id: " + id,
        absl::StrCat("traceparent: 00-", kTraceId, "-b7ad6b7169203331-01")});
   ASSERT_EQ(r.status, 200) << r.body;
@@ -82,6 +83,7 @@ TEST(RequestIdTest, AClientsIdAndTraceReachEveryUpstreamCallAndEveryLogLine) {
   EXPECT_EQ(line["trace_id"], kTraceId);
   EXPECT_EQ(line["outcome"], "ok");
   EXPECT_EQ(line["level"], "info");
+  EXPECT_EQ(line["end_user"], "end-user-7") << "the client's `user`, where an operator looks";
   EXPECT_TRUE(WaitFor([&] { return !LinesAbout(cluster.proposer_process("b"), id).empty(); },
                       absl::Seconds(5)))
       << cluster.proposer_process("b").Output();

@@ -117,6 +117,32 @@ test('n=2 is 400 naming the param', async () => {
     });
 });
 
+test('tools, structured output and other fields this server does not honour are 400 naming them, never ignored',
+  async () => {
+    const refused = [
+      [{ tools: [{ type: 'function', function: { name: 'get_weather', parameters: {} } }] }, 'tools'],
+      [{ response_format: { type: 'json_object' } }, 'response_format'],
+      [{ logprobs: true }, 'logprobs'],
+      [{ frequency_penalty: 0.5 }, 'frequency_penalty'],
+      [{ top_k: 40 }, 'top_k'],
+    ];
+    for (const [extra, param] of refused) {
+      await assert.rejects(
+        client.chat.completions.create({ model: 'moa', messages: hello, ...extra }), (e) => {
+          assert.ok(e instanceof OpenAI.BadRequestError, param);
+          assert.equal(e.param, param);
+          assert.match(e.message, new RegExp(`^400 ${param} `));
+          return true;
+        });
+    }
+    // The same fields at their defaults ask for nothing: answered.
+    const c = await client.chat.completions.create({
+      model: 'moa', messages: hello, tools: [], frequency_penalty: 0, logprobs: false,
+      response_format: { type: 'text' }, user: 'end-user-1',
+    });
+    assert.ok(c.choices[0].message.content.length > 0);
+  });
+
 test('an invalid parameter value is 400 naming it', async () => {
   await assert.rejects(
     client.chat.completions.create({ model: 'moa', messages: hello, temperature: 5 }), (e) => {

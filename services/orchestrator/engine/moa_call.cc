@@ -1177,20 +1177,21 @@ void MoaCall::RecordFinish(const absl::Status& status) {
   }
   if (options_.on_spent) options_.on_spent(prompt + completion, total);
   const absl::Time now = clock_->Now();
-  LogFor(
-      status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "moa-orchestrator",
-      {{"request_id", options_.trace.request_id},
-       {"trace_id", options_.trace.trace_id},
-       {"pipeline", options_.pipeline.name},
-       {"key", options_.key_name},
-       {"outcome",
-        std::string(telemetry::OutcomeName(telemetry::OutcomeAt(status, options_.deadline, now)))},
-       {"duration_ms", absl::StrCat(absl::ToInt64Milliseconds(now - accepted_))},
-       {"answer_steps", absl::StrCat(steps)},
-       {"prompt_tokens", absl::StrCat(prompt)},
-       {"completion_tokens", absl::StrCat(completion)},
-       {"cost_dollars", absl::StrCat(total)}},
-      status.ok() ? "request answered" : absl::StrCat("request failed: ", status.ToString()));
+  LogFields fields = {
+      {"request_id", options_.trace.request_id},
+      {"trace_id", options_.trace.trace_id},
+      {"pipeline", options_.pipeline.name},
+      {"key", options_.key_name},
+      {"outcome",
+       std::string(telemetry::OutcomeName(telemetry::OutcomeAt(status, options_.deadline, now)))},
+      {"duration_ms", absl::StrCat(absl::ToInt64Milliseconds(now - accepted_))},
+      {"answer_steps", absl::StrCat(steps)},
+      {"prompt_tokens", absl::StrCat(prompt)},
+      {"completion_tokens", absl::StrCat(completion)},
+      {"cost_dollars", absl::StrCat(total)}};
+  if (!options_.end_user.empty()) fields.emplace_back("end_user", options_.end_user);
+  LogFor(status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "moa-orchestrator", fields,
+         status.ok() ? "request answered" : absl::StrCat("request failed: ", status.ToString()));
 }
 
 void MoaCall::Deliver() {

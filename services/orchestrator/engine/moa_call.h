@@ -101,6 +101,8 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     std::optional<StaircaseSchedule> staircase;
     // The client key's name, for the cost metric's `key` label.
     std::string key_name = "default";
+    // Who the client says the end user is (OpenAI's `user`), for the log.
+    std::string end_user;
     // The request's id and trace: every child call carries them, and the
     // request's log line names the id.
     TraceContext trace;

@@ -41,6 +41,21 @@ TEST(LogTest, TextLinesCarryTheirFieldsAsKeyValue) {
   EXPECT_THAT(out, ::testing::MatchesRegex(".* W svc: it 2 failed request_id=r1\n"));
 }
 
+// A field's value may come from a peer (a client's `user`): in text logs it
+// is quoted and escaped, so it can forge neither a line nor a field.
+TEST(LogTest, TextFieldValuesThatAreNotOneWordAreQuotedAndEscaped) {
+  SetLogFormat(LogFormat::kText);
+  std::string out = Captured([] {
+    LogFor(LogLevel::kInfo, "svc",
+           {{"end_user", "eve\n2026-12-03T00:00:00Z E svc: forged key=\"x\""}, {"empty", ""}},
+           "request answered");
+  });
+  ASSERT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_THAT(out, ::testing::HasSubstr(
+                       R"(end_user="eve\x0a2026-12-03T00:00:00Z E svc: forged key=\"x\"")"));
+  EXPECT_THAT(out, ::testing::HasSubstr(R"( empty="")"));
+}
+
 TEST(LogTest, JsonLinesAreOneObjectEachEvenWithOddBytes) {
   SetLogFormat(LogFormat::kJson);
   std::string out = Captured([] {

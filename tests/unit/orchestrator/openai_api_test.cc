@@ -27,7 +27,10 @@ TEST(OpenAiApiTest, ParsesEverySupportedField) {
       {"role": "assistant", "content": "prev"}],
     "temperature": 0.5, "top_p": 0.9, "max_completion_tokens": 64, "stop": "END", "seed": 7,
     "stream": true, "stream_options": {"include_usage": true}, "n": 1, "user": "u-1",
-    "frequency_penalty": 0.3})",
+    "frequency_penalty": 0, "presence_penalty": 0, "logprobs": false, "tools": [],
+    "tool_choice": "none", "parallel_tool_calls": true, "response_format": {"type": "text"},
+    "modalities": ["text"], "store": false, "metadata": {}, "service_tier": "auto",
+    "logit_bias": {}, "top_logprobs": 0, "audio": null, "prediction": null})",
                  &e);
   ASSERT_TRUE(r.ok()) << e.message;
   EXPECT_EQ(r->chat.pipeline(), "moa");
@@ -42,6 +45,92 @@ TEST(OpenAiApiTest, ParsesEverySupportedField) {
   EXPECT_EQ(r->chat.params().seed(), 7);
   EXPECT_TRUE(r->stream);
   EXPECT_TRUE(r->include_usage);
+  EXPECT_EQ(r->end_user, "u-1");
+}
+
+// Nothing a client sends is silently ignored: a field this server does not
+// know, or a value asking for what it does not do, is a 400 naming it, with
+// a message that says why; the same field at its default (or null) passes.
+TEST(OpenAiApiTest, EveryFieldIsHonouredOrRefusedByNameNeverIgnored) {
+  struct Case {
+    const char* field;  // Added to a valid request.
+    const char* param;
+    const char* why;
+  };
+  const Case cases[] = {
+      {R"("tools": [{"type": "function", "function": {"name": "f"}}])", "tools",
+       "not supported by this server yet"},
+      {R"("tool_choice": "auto")", "tool_choice", "not supported"},
+      {R"("tools": [], "parallel_tool_calls": false, "functions": [{"name": "f"}])", "functions",
+       "not supported"},
+      {R"("parallel_tool_calls": true, "tools": [{"type": "function"}])", "parallel_tool_calls",
+       "not supported"},
+      {R"("response_format": {"type": "json_object"})", "response_format", "structured outputs"},
+      {R"("logprobs": true)", "logprobs", "synthesis"},
+      {R"("top_logprobs": 3)", "top_logprobs", "synthesis"},
+      {R"("frequency_penalty": 0.5)", "frequency_penalty", "must be 0"},
+      {R"("presence_penalty": -1)", "presence_penalty", "must be 0"},
+      {R"("logit_bias": {"50256": -100})", "logit_bias", "token ids"},
+      {R"("modalities": ["text", "audio"])", "modalities", "the answer is text"},
+      {R"("audio": {"voice": "alloy", "format": "wav"})", "audio", "the answer is text"},
+      {R"("prediction": {"type": "content", "content": "x"})", "prediction", "not predicted"},
+      {R"("web_search_options": {})", "web_search_options", "search"},
+      {R"("reasoning_effort": "high")", "reasoning_effort", "cluster config"},
+      {R"("verbosity": "low")", "verbosity", "cluster config"},
+      {R"("store": true)", "store", "stores no completions"},
+      {R"("metadata": {"a": "b"})", "metadata", "stored completions"},
+      {R"("service_tier": "flex")", "service_tier", "\"auto\""},
+      {R"("top_k": 40)", "top_k", "not a field of chat completions this server knows"},
+      {R"("prompt_cache_key": "k")", "prompt_cache_key", "refused rather than ignored"},
+      {R"("stream_options": {"include_usage": true, "include_obfuscation": true})",
+       "stream_options.include_obfuscation", "no padding"},
+      {R"("stream_options": {"chunk_size": 3})", "stream_options.chunk_size", "include_usage"},
+      {R"("moa_policy": {"min_proposal": 2})", "moa_policy.min_proposal", "min_proposals"},
+      {R"("moa_streaming": {"mode": "staircase", "first_chunk": 4})", "moa_streaming.first_chunk",
+       "first_chunk_tokens"},
+      {R"("user": ")"
+       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+       "xxxxxxx\"",
+       "user", "at most 256 bytes"},
+  };
+  for (const Case& c : cases) {
+    openai::HttpError e;
+    const std::string body = absl::StrCat(
+        R"({"model": "moa", "messages": [{"role": "user", "content": "x"}], )", c.field, "}");
+    EXPECT_FALSE(Parse(body, &e).ok()) << c.field;
+    EXPECT_EQ(e.status, 400) << c.field;
+    EXPECT_EQ(e.param, c.param) << c.field;
+    EXPECT_THAT(e.message, ::testing::StartsWith(c.param)) << c.field;
+    EXPECT_THAT(e.message, HasSubstr(c.why)) << c.field;
+  }
+  // In messages and their parts too.
+  const Case in_messages[] = {
+      {R"({"role": "user", "content": "x", "name": "eve"})", "messages[0].name",
+       "not a field this server knows"},
+      {R"({"role": "assistant", "content": "x", "tool_calls": [{"id": "c"}]})",
+       "messages[0].tool_calls", "tool calls"},
+      {R"({"role": "assistant", "content": "x", "refusal": "no"})", "messages[0].refusal",
+       "its text"},
+      {R"({"role": "user", "content": [{"type": "text", "text": "a", "cache_control": {}}]})",
+       "messages[0].content[0].cache_control", "not a field this server knows"},
+  };
+  for (const Case& c : in_messages) {
+    openai::HttpError e;
+    const std::string body = absl::StrCat(R"({"model": "moa", "messages": [)", c.field, "]}");
+    EXPECT_FALSE(Parse(body, &e).ok()) << c.field;
+    EXPECT_EQ(e.param, c.param) << c.field;
+    EXPECT_THAT(e.message, HasSubstr(c.why)) << c.field;
+  }
+  // What an SDK hands back as the assistant's turn, empty fields and all.
+  openai::HttpError e;
+  EXPECT_TRUE(Parse(R"({"model": "moa", "messages": [{"role": "user", "content": "x"},
+      {"role": "assistant", "content": "y", "refusal": null, "tool_calls": [],
+       "function_call": null, "audio": null}], "safety_identifier": "h-1"})",
+                    &e)
+                  .ok())
+      << e.message;
 }
 
 TEST(OpenAiApiTest, TheMoaPolicyExtensionBecomesTheRequestsLayerPolicy) {
