@@ -206,6 +206,22 @@ std::string TextValue(absl::string_view value) {
   return out + "\"";
 }
 
+// A message as text logs show it: control bytes (a newline in an upstream's
+// error body) escaped, so one call of LogLine is one line.
+std::string TextMessage(absl::string_view message) {
+  std::string out;
+  out.reserve(message.size());
+  for (char c : message) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) {
+      absl::StrAppend(&out, "\\x", absl::Hex(u, absl::kZeroPad2));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 void LogLine(LogLevel level, absl::string_view component, absl::string_view message,
@@ -222,8 +238,8 @@ void LogLine(LogLevel level, absl::string_view component, absl::string_view mess
     for (const auto& [key, value] : fields) j[key] = value;
     line = json::Dump(j) + "\n";  // Invalid UTF-8 becomes U+FFFD: never throws.
   } else {
-    line =
-        absl::StrCat(time, " ", std::string(1, LevelLetter(level)), " ", component, ": ", message);
+    line = absl::StrCat(time, " ", std::string(1, LevelLetter(level)), " ", component, ": ",
+                        TextMessage(message));
     for (const auto& [key, value] : fields) {
       absl::StrAppend(&line, " ", key, "=", TextValue(value));
     }

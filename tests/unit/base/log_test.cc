@@ -56,6 +56,19 @@ TEST(LogTest, TextFieldValuesThatAreNotOneWordAreQuotedAndEscaped) {
   EXPECT_THAT(out, ::testing::HasSubstr(R"( empty="")"));
 }
 
+// A message may carry a peer's bytes (an upstream's error body): a newline
+// in it must not start a line of its own in text logs.
+TEST(LogTest, TextMessagesWithControlBytesStayOneLine) {
+  SetLogFormat(LogFormat::kText);
+  std::string out = Captured([] {
+    LogFor(LogLevel::kWarning, "svc", {{"request_id", "r1"}},
+           "request failed: HTTP 500: oops\r\n2026-12-03T00:00:00Z E svc: forged");
+  });
+  ASSERT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_THAT(out, ::testing::HasSubstr(
+                       "oops\\x0d\\x0a2026-12-03T00:00:00Z E svc: forged request_id=r1\n"));
+}
+
 TEST(LogTest, JsonLinesAreOneObjectEachEvenWithOddBytes) {
   SetLogFormat(LogFormat::kJson);
   std::string out = Captured([] {
