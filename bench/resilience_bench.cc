@@ -200,14 +200,15 @@ Outcome AskOverHttp(int port, int i, absl::Duration deadline) {
   return o;
 }
 
-std::vector<Outcome> RunOverHttp(int port, int concurrency, int count, absl::Duration deadline) {
+std::vector<Outcome> RunOverHttp(int port, const std::string& pipeline, int concurrency, int count,
+                                 absl::Duration deadline) {
   std::vector<Outcome> results(static_cast<size_t>(count));
   std::atomic<int> next{0};
   std::vector<std::thread> clients;
   for (int c = 0; c < concurrency; ++c) {
     clients.emplace_back([&] {
       for (int i = next++; i < count; i = next++) {
-        results[static_cast<size_t>(i)] = AskOverHttp(port, i, deadline);
+        results[static_cast<size_t>(i)] = AskOverHttp(port, pipeline, i, deadline);
       }
     });
   }
@@ -241,11 +242,7 @@ void FaultSoak() {
   const absl::Time start = absl::Now();
   std::vector<Outcome> r;
   if (door == "openai") {
-    if (pipeline != "plain") {
-      std::fprintf(stderr, "--soak_door=openai asks the model `plain` only\n");
-      std::exit(2);
-    }
-    r = RunOverHttp(cluster->orchestrator_http_port(), conc, n, deadline);
+    r = RunOverHttp(cluster->orchestrator_http_port(), pipeline, conc, n, deadline);
   } else {
     auto stub = Stub(cluster->orchestrator_address());
     r = Run(stub.get(), pipeline, conc, n, deadline);
