@@ -168,10 +168,10 @@ void HeavyTail() {
 
 // One request through the OpenAI door on a connection of its own (blocking;
 // the soak runs one thread per concurrent client).
-Outcome AskOverHttp(int port, int i, absl::Duration deadline) {
-  const std::string body =
-      absl::StrCat(R"({"model":"plain","messages":[{"role":"user","content":"Resilience question )",
-                   i, R"("}]})");
+Outcome AskOverHttp(int port, const std::string& pipeline, int i, absl::Duration deadline) {
+  const std::string body = absl::StrCat(R"({"model":")", pipeline,
+                                        R"(","messages":[{"role":"user","content":"Resilience )",
+                                        R"(question )", i, R"("}]})");
   const absl::Time start = absl::Now();
   testing::RawClient client(port);
   Outcome o;
