@@ -186,6 +186,12 @@ HttpError ErrorFromStatus(const absl::Status& status) {
   }
 }
 
+std::vector<std::string> KnownChatFields() {
+  std::vector<std::string> out;
+  for (const FieldRule& r : kChatFields) out.emplace_back(r.name);
+  return out;
+}
+
 absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body, HttpError* error) {
   auto fail = [error](HttpError e) {
     *error = std::move(e);

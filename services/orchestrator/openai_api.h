@@ -46,6 +46,11 @@ struct ParsedRequest {
 // values of the wrong type are 400 naming the param, never ignored.
 absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body, HttpError* error);
 
+// The top-level fields the parser reads (honours, or accepts at values that
+// ask for nothing); any other is refused. The README's field table lists
+// exactly these (a test holds them together).
+std::vector<std::string> KnownChatFields();
+
 // What the HTTP server learned from a MoaCall's events, for the response.
 struct CallRecord {
   struct Proposal {

@@ -6,7 +6,9 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace moa::orchestrator {
@@ -131,6 +133,31 @@ TEST(OpenAiApiTest, EveryFieldIsHonouredOrRefusedByNameNeverIgnored) {
                     &e)
                   .ok())
       << e.message;
+}
+
+// The README's field table names every field the parser knows, and only
+// those: a field added to one without the other fails here.
+TEST(OpenAiApiTest, TheReadmeFieldTableListsExactlyTheKnownFields) {
+  std::ifstream readme(std::string(MOA_SOURCE_DIR) + "/README.md");
+  ASSERT_TRUE(readme.good());
+  std::set<std::string> in_table;
+  bool in_section = false;
+  for (std::string line; std::getline(readme, line);) {
+    if (line == "#### Fields of a chat-completions request") in_section = true;
+    if (!in_section) continue;
+    if (absl::StartsWith(line, "Non-streaming answers")) break;
+    if (!absl::StartsWith(line, "| `")) continue;
+    // The first cell: `a`, `b.c`, `d` (nested names are not top-level).
+    const std::string cell = line.substr(2, line.find(" |", 2) - 2);
+    for (size_t at = cell.find('`'); at != std::string::npos; at = cell.find('`', at)) {
+      const size_t end = cell.find('`', at + 1);
+      const std::string name = cell.substr(at + 1, end - at - 1);
+      if (name.find('.') == std::string::npos) in_table.insert(name);
+      at = end + 1;
+    }
+  }
+  const std::vector<std::string> known = openai::KnownChatFields();
+  EXPECT_EQ(in_table, std::set<std::string>(known.begin(), known.end()));
 }
 
 TEST(OpenAiApiTest, TheMoaPolicyExtensionBecomesTheRequestsLayerPolicy) {
