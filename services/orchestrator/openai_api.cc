@@ -43,9 +43,6 @@ bool IsFalse(const json& v, const json&) { return v.is_boolean() && !v.get<bool>
 bool IsEmptyObject(const json& v, const json&) { return v.is_object() && v.empty(); }
 bool IsEmptyArray(const json& v, const json&) { return v.is_array() && v.empty(); }
 bool IsNone(const json& v, const json&) { return v == "none"; }
-bool IsTextFormat(const json& v, const json&) {
-  return v.is_object() && v.size() == 1 && v.contains("type") && v["type"] == "text";
-}
 bool IsTextOnly(const json& v, const json&) { return v == json::array({"text"}); }
 bool IsDefaultTier(const json& v, const json&) { return v == "auto" || v == "default"; }
 // Whether tools may run in parallel says nothing when there are none.
@@ -90,8 +87,7 @@ const FieldRule kChatFields[] = {
     {"parallel_tool_calls", NoTools, kTools},
     {"functions", IsEmptyArray, kTools},
     {"function_call", IsNone, kTools},
-    {"response_format", IsTextFormat,
-     "must be {\"type\": \"text\"}: structured outputs are not supported by this server yet"},
+    {"response_format", nullptr, ""},
     {"modalities", IsTextOnly, "must be [\"text\"]: the answer is text"},
     {"audio", Never, "is not supported: the answer is text"},
     {"prediction", Never, "is not supported: the answer is written anew, not predicted"},
@@ -357,6 +353,57 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
     }
     if (!OnlyKnownKeys(*so, {"include_usage", "include_obfuscation"}, "stream_options.", error)) {
       return absl::InvalidArgumentError(error->message);
+    }
+  }
+  // Structured outputs (README, "Structured outputs"): the schema is
+  // compiled, and refused naming its keyword, when the engine plans.
+  if (const json* rf = moa::json::Member(j, "response_format")) {
+    if (!rf->is_object()) {
+      return fail(BadRequest("response_format must be an object", "response_format"));
+    }
+    if (!OnlyKnownKeys(*rf, {"type", "json_schema"}, "response_format.", error)) {
+      return absl::InvalidArgumentError(error->message);
+    }
+    v1::ResponseFormat* format = out.chat.mutable_response_format();
+    auto type = moa::json::OptionalString(*rf, "type", "response_format.type");
+    if (!type.ok() || !*type ||
+        (**type != "text" && **type != "json_object" && **type != "json_schema")) {
+      return fail(
+          BadRequest("response_format.type must be \"text\", \"json_object\" or \"json_schema\"",
+                     "response_format.type"));
+    }
+    const json* js = moa::json::Member(*rf, "json_schema");
+    if (**type != "json_schema" && js != nullptr) {
+      return fail(BadRequest("response_format.json_schema goes only with type \"json_schema\"",
+                             "response_format.json_schema"));
+    }
+    if (**type == "json_object") format->set_type(v1::ResponseFormat::JSON_OBJECT);
+    if (**type == "json_schema") {
+      if (js == nullptr || !js->is_object()) {
+        return fail(BadRequest("response_format.json_schema must be an object with a schema",
+                               "response_format.json_schema"));
+      }
+      if (!OnlyKnownKeys(*js, {"name", "schema", "strict", "description"},
+                         "response_format.json_schema.", error)) {
+        return absl::InvalidArgumentError(error->message);
+      }
+      format->set_type(v1::ResponseFormat::JSON_SCHEMA);
+      const json* schema = moa::json::Member(*js, "schema");
+      if (schema == nullptr || !(schema->is_object() || schema->is_boolean())) {
+        return fail(BadRequest("response_format.json_schema.schema must be a JSON Schema object",
+                               "response_format.json_schema.schema"));
+      }
+      format->set_schema_json(moa::json::Dump(*schema));
+      auto name = moa::json::OptionalString(*js, "name", "response_format.json_schema.name");
+      if (!name.ok()) return field_error(name.status());
+      if (*name) format->set_name(**name);
+      auto description =
+          moa::json::OptionalString(*js, "description", "response_format.json_schema.description");
+      if (!description.ok()) return field_error(description.status());
+      if (*description) format->set_description(**description);
+      auto strict = moa::json::OptionalBool(*js, "strict", "response_format.json_schema.strict");
+      if (!strict.ok()) return field_error(strict.status());
+      format->set_strict(strict->value_or(false));
     }
   }
   // Our extension: the layer policy for this request (README, "Slow and

@@ -6,6 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
+import { zodResponseFormat } from 'openai/helpers/zod';
+import { z } from 'zod';
 
 const baseURL = process.env.MOA_BASE_URL;
 const apiKey = process.env.MOA_API_KEY;
@@ -75,7 +77,7 @@ test('streaming: role first, content pieces, finish reason, usage chunk, then th
 test('the models list has the pipelines', async () => {
   const ids = [];
   for await (const m of client.models.list()) ids.push(m.id);
-  assert.deepEqual(ids.sort(), ['moa', 'slow']);
+  assert.deepEqual(ids.sort(), ['json', 'moa', 'prose', 'slow']);
 });
 
 test('a missing key is 401', async () => {
@@ -121,7 +123,7 @@ test('tools, structured output and other fields this server does not honour are 
   async () => {
     const refused = [
       [{ tools: [{ type: 'function', function: { name: 'get_weather', parameters: {} } }] }, 'tools'],
-      [{ response_format: { type: 'json_object' } }, 'response_format'],
+      [{ response_format: { type: 'xml' } }, 'response_format.type'],
       [{ logprobs: true }, 'logprobs'],
       [{ frequency_penalty: 0.5 }, 'frequency_penalty'],
       [{ top_k: 40 }, 'top_k'],
@@ -142,6 +144,65 @@ test('tools, structured output and other fields this server does not honour are 
     });
     assert.ok(c.choices[0].message.content.length > 0);
   });
+
+const Weather = z.object({ city: z.string(), days: z.number().int() });
+
+test('structured output: parse with a zod schema gets the checked JSON, whole or streamed', async () => {
+  const since = await lastSimId();
+  const c = await client.beta.chat.completions.parse({
+    model: 'json', messages: hello, response_format: zodResponseFormat(Weather, 'weather'),
+  });
+  assert.deepEqual(c.choices[0].message.parsed, { city: 'Oslo', days: 3 });
+  assert.equal(c.choices[0].message.content, '{"city": "Oslo", "days": 3}', 'the fence is dropped');
+  // Every model of the pipeline was told the format, with the schema.
+  const calls = await simRequests(since);
+  assert.equal(calls.length, 3);
+  for (const call of calls) {
+    assert.equal(call.messages[0].role, 'system', call.model);
+    assert.match(call.messages[0].content, /conforms to this JSON Schema \(named "weather"\)/);
+  }
+  // Streamed: the answer is held until checked, then sent in one piece.
+  const stream = await client.chat.completions.create({
+    model: 'json', messages: hello, stream: true, response_format: { type: 'json_object' },
+  });
+  const pieces = [];
+  for await (const chunk of stream) {
+    if (chunk.choices[0]?.delta?.content) pieces.push(chunk.choices[0].delta.content);
+  }
+  assert.deepEqual(pieces, ['{"city": "Oslo", "days": 3}']);
+});
+
+test('a structured answer that never conforms is asked again once, then a 500 naming response_format',
+  async () => {
+    const since = await lastSimId();
+    await assert.rejects(
+      client.chat.completions.create({
+        model: 'prose', messages: hello, response_format: zodResponseFormat(Weather, 'weather'),
+      }), (e) => {
+        assert.equal(e.status, 500);
+        assert.match(e.message, /response_format: the final answer by prose did not conform after it was asked again: the answer is not JSON/);
+        return true;
+      });
+    const again = (await simRequests(since)).filter((r) => r.model === 'prose');
+    assert.equal(again.length, 2);
+    const turn = again[1].messages.slice(-2);
+    assert.deepEqual(turn.map((m) => m.role), ['assistant', 'user']);
+    assert.equal(turn[0].content, 'It will rain in Oslo.');
+    assert.match(turn[1].content, /^That answer was not accepted: the answer is not JSON/);
+  });
+
+test('a schema whose check this server refuses is 400 naming the schema and the keyword', async () => {
+  await assert.rejects(
+    client.chat.completions.create({
+      model: 'json', messages: hello,
+      response_format: { type: 'json_schema', json_schema: { name: 'w', schema: { type: 'string', pattern: '^a+$' } } },
+    }), (e) => {
+      assert.ok(e instanceof OpenAI.BadRequestError);
+      assert.equal(e.param, 'response_format.json_schema.schema');
+      assert.match(e.message, /'pattern' is not supported/);
+      return true;
+    });
+});
 
 test('an invalid parameter value is 400 naming it', async () => {
   await assert.rejects(

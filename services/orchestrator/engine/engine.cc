@@ -73,6 +73,31 @@ absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
   }
   options.step_seed =
       request.has_step_seed() ? std::optional<uint64_t>(request.step_seed()) : std::nullopt;
+  auto format = AnswerFormat::FromProto(request.response_format());
+  if (!format.ok()) return format.status();
+  if (*format != nullptr) {
+    // Checked whole, asked again when it fails: an answer that streams in
+    // steps, or a vote's (one proposal as written), cannot be.
+    if (options.staircase) {
+      return absl::InvalidArgumentError(
+          "response_format: a structured answer is checked whole, so it cannot stream in "
+          "staircase steps; ask with streaming \"normal\"");
+    }
+    if (options.pipeline.terminal == config::StepKind::kVote) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "response_format: pipeline '", options.pipeline.name,
+          "' ends in vote, whose answer is one proposal as written and cannot be asked again"));
+    }
+    options.answer_format = *std::move(format);
+    // Every model reads the format first, in the system message.
+    const std::string& instruction = options.answer_format->instruction();
+    if (!options.conversation.empty() && options.conversation[0].role == llm::Role::kSystem) {
+      absl::StrAppend(&options.conversation[0].content, "\n\n", instruction);
+    } else {
+      options.conversation.insert(options.conversation.begin(),
+                                  llm::Message{llm::Role::kSystem, instruction});
+    }
+  }
   return options;
 }
 

@@ -601,6 +601,13 @@ void MoaCall::StartStepLocked(bool last, bool retry) {
   // again: after a failed call, and by every staircase step after the first.
   call.continue_from = answer_text_;
   call.analysis = analysis_;
+  if (final_.format_correction) {
+    call.messages.push_back({llm::Role::kAssistant, final_.format_correction->first});
+    call.messages.push_back(
+        {llm::Role::kUser,
+         absl::StrCat("That answer was not accepted: ", final_.format_correction->second,
+                      ". Answer again, with the JSON only.")});
+  }
   if (options_.staircase) {
     // Each step writes at most its chunk; all steps share the request's
     // max_tokens.
@@ -678,7 +685,8 @@ void MoaCall::OnChildDelta(int layer, size_t index, absl::string_view text) {
       const bool cut = text.size() > room;
       if (cut) text = Utf8Prefix(text, room);
       answer_text_.append(text.data(), text.size());
-      if (!text.empty()) {
+      // A structured answer is held until it is whole and checked.
+      if (!text.empty() && options_.answer_format == nullptr) {
         event.set_answer_delta(std::string(text));
         EmitLocked(std::move(event));
       }
@@ -728,6 +736,7 @@ void MoaCall::AnswerFullLocked() {
   answer.time_to_first_token =
       answer_ttft_ ? accepted_ + *answer_ttft_ - final_.stage_started : now - final_.stage_started;
   answer.duration = now - final_.stage_started;
+  if (options_.answer_format != nullptr && !AnswerFormatHeldLocked()) return;
   EmitSummaryLocked(answer, final_.model);
   FinishLocked(absl::OkStatus());
 }
@@ -899,8 +908,35 @@ void MoaCall::OnFinalDoneLocked(absl::StatusOr<llm::Completion> result) {
     result->duration = now - final_.stage_started;
   }
   if (retries_ != nullptr) retries_->OnSuccess();
+  if (options_.answer_format != nullptr && !AnswerFormatHeldLocked()) return;
   EmitSummaryLocked(*result, final_.model);
   FinishLocked(absl::OkStatus());
+}
+
+bool MoaCall::AnswerFormatHeldLocked() {
+  absl::StatusOr<std::string> checked = options_.answer_format->Check(answer_text_);
+  if (checked.ok()) {
+    answer_text_ = *std::move(checked);
+    v1::ChatEvent event;
+    event.set_answer_delta(answer_text_);
+    EmitLocked(std::move(event));
+    return true;
+  }
+  if (final_.format_correction) {
+    FinishLocked(absl::InternalError(
+        absl::StrCat("response_format: the final answer by ", final_.model,
+                     " did not conform after it was asked again: ", checked.status().message())));
+    return false;
+  }
+  // Asked again once, the same model, with the answer and what is wrong
+  // with it as a turn of its conversation.
+  EmitFailedLocked(LastLayer() + 1, final_.model, checked.status(),
+                   "; asking again with what is wrong with it");
+  final_.format_correction.emplace(std::move(answer_text_),
+                                   std::string(checked.status().message()));
+  answer_text_.clear();
+  StartStepLocked(final_.last, /*retry=*/true);
+  return false;
 }
 
 void MoaCall::LayerFinishedLocked() {

@@ -27,6 +27,7 @@
 #include "lib/llm/retry.h"
 #include "lib/telemetry/orchestrator_metrics.h"
 #include "moa/v1/orchestrator.pb.h"
+#include "services/orchestrator/engine/answer_format.h"
 #include "services/orchestrator/engine/first_token.h"
 #include "services/orchestrator/engine/layer_policy.h"
 #include "services/orchestrator/engine/pipeline.h"
@@ -103,6 +104,9 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     std::string key_name = "default";
     // Who the client says the end user is (OpenAI's `user`), for the log.
     std::string end_user;
+    // Set: the final answer is held until whole, checked, and asked for
+    // again once when it fails (answer_format.h).
+    std::shared_ptr<const AnswerFormat> answer_format;
     // The request's id and trace: every child call carries them, and the
     // request's log line names the id.
     TraceContext trace;
@@ -211,6 +215,9 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   size_t MaxAnswerBytes() const;
   // The answer reached MaxAnswerBytes: the running call is cancelled and the
   // answer ends with finish reason "length".
+  // response_format: true when the whole answer passed its check (and was
+  // emitted); false when the call was asked again or failed.
+  bool AnswerFormatHeldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AnswerFullLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::string> FinalModels() const;
   static size_t FinalMetricsIndex(size_t attempt);
@@ -341,6 +348,9 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     std::shared_ptr<llm::CallHandle> handle;
     std::vector<synthesis::Reference> references;  // The running step's, for its retries.
     llm::Usage usage;                              // Summed over the calls that ended well.
+    // The answer that failed response_format's check and why: the one call
+    // asked again gets them as a turn of its conversation.
+    std::optional<std::pair<std::string, std::string>> format_correction;
   };
   FinalStage final_ ABSL_GUARDED_BY(mu_);
 

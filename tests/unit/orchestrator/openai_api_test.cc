@@ -67,7 +67,12 @@ TEST(OpenAiApiTest, EveryFieldIsHonouredOrRefusedByNameNeverIgnored) {
        "not supported"},
       {R"("parallel_tool_calls": true, "tools": [{"type": "function"}])", "parallel_tool_calls",
        "not supported"},
-      {R"("response_format": {"type": "json_object"})", "response_format", "structured outputs"},
+      {R"("response_format": {"type": "xml"})", "response_format.type", "json_schema"},
+      {R"("response_format": {"type": "json_schema", "json_schema": {"name": "x"}})",
+       "response_format.json_schema.schema", "JSON Schema object"},
+      {R"("response_format": {"type": "json_schema", "json_schema": {"schema": {},
+          "examples": []}})",
+       "response_format.json_schema.examples", "not a field this server knows"},
       {R"("logprobs": true)", "logprobs", "synthesis"},
       {R"("top_logprobs": 3)", "top_logprobs", "synthesis"},
       {R"("frequency_penalty": 0.5)", "frequency_penalty", "must be 0"},
@@ -158,6 +163,26 @@ TEST(OpenAiApiTest, TheReadmeFieldTableListsExactlyTheKnownFields) {
   }
   const std::vector<std::string> known = openai::KnownChatFields();
   EXPECT_EQ(in_table, std::set<std::string>(known.begin(), known.end()));
+}
+
+TEST(OpenAiApiTest, ResponseFormatBecomesTheRequestsAnswerFormat) {
+  openai::HttpError e;
+  auto r = Parse(R"({"model": "moa", "messages": [{"role": "user", "content": "x"}],
+      "response_format": {"type": "json_schema", "json_schema": {"name": "weather",
+      "strict": true, "description": "a forecast", "schema": {"type": "object"}}}})",
+                 &e);
+  ASSERT_TRUE(r.ok()) << e.message;
+  const v1::ResponseFormat& f = r->chat.response_format();
+  EXPECT_EQ(f.type(), v1::ResponseFormat::JSON_SCHEMA);
+  EXPECT_EQ(f.name(), "weather");
+  EXPECT_EQ(f.description(), "a forecast");
+  EXPECT_TRUE(f.strict());
+  EXPECT_EQ(json::parse(f.schema_json()), json::parse(R"({"type": "object"})"));
+  auto object = Parse(R"({"model": "moa", "messages": [{"role": "user", "content": "x"}],
+      "response_format": {"type": "json_object"}})",
+                      &e);
+  ASSERT_TRUE(object.ok()) << e.message;
+  EXPECT_EQ(object->chat.response_format().type(), v1::ResponseFormat::JSON_OBJECT);
 }
 
 TEST(OpenAiApiTest, TheMoaPolicyExtensionBecomesTheRequestsLayerPolicy) {

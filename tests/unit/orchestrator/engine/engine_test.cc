@@ -65,6 +65,46 @@ TEST_F(EngineTest, PlanTakesTheSoonerOfTheClientsDeadlineAndTheRequestTimeout) {
   EXPECT_EQ(plan->deadline, clock_.Now() + absl::Seconds(3));
 }
 
+// response_format: every model reads the format first, in the system
+// message; a schema this server does not check, or a staircase answer (which
+// cannot be held), is refused naming the field.
+TEST_F(EngineTest, PlanPutsTheAnswerFormatInTheSystemMessageAndRefusesWhatItCannotCheck) {
+  Engine engine = MakeEngine(proposers_);
+  v1::ChatRequest request = Question();
+  v1::ResponseFormat* format = request.mutable_response_format();
+  format->set_type(v1::ResponseFormat::JSON_SCHEMA);
+  format->set_name("weather");
+  format->set_schema_json(R"({"type":"object","required":["city"]})");
+  auto plan = engine.Plan(request);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_NE(plan->answer_format, nullptr);
+  ASSERT_EQ(plan->conversation.size(), 2u);
+  EXPECT_EQ(plan->conversation[0].role, llm::Role::kSystem);
+  EXPECT_THAT(plan->conversation[0].content, HasSubstr("(named \"weather\")"));
+  EXPECT_THAT(plan->conversation[0].content, HasSubstr(R"("required":["city"])"));
+  // An existing system message gets it appended.
+  v1::ChatRequest with_system = request;
+  with_system.mutable_messages()->Add()->CopyFrom(with_system.messages(0));
+  with_system.mutable_messages(0)->set_role(v1::ROLE_SYSTEM);
+  with_system.mutable_messages(0)->set_content("Be brief.");
+  plan = engine.Plan(with_system);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->conversation.size(), 2u);
+  EXPECT_THAT(plan->conversation[0].content,
+              ::testing::StartsWith("Be brief.\n\nAnswer with JSON"));
+  // Refused, naming the field.
+  format->set_schema_json(R"({"type":"string","pattern":"^(a+)+$"})");
+  EXPECT_THAT(std::string(engine.Plan(request).status().message()),
+              ::testing::StartsWith("response_format.json_schema.schema: 'pattern' is not"));
+  format->set_schema_json("{not json");
+  EXPECT_THAT(std::string(engine.Plan(request).status().message()),
+              ::testing::StartsWith("response_format.json_schema.schema is not JSON"));
+  format->set_schema_json(R"({"type":"object"})");
+  request.mutable_streaming()->set_mode(v1::StreamingOptions::STAIRCASE);
+  EXPECT_THAT(std::string(engine.Plan(request).status().message()),
+              HasSubstr("response_format: a structured answer is checked whole"));
+}
+
 TEST_F(EngineTest, PlanNamesTheFieldOrTheLimitAndRejectsUnknownRoles) {
   Engine engine = MakeEngine(proposers_);
   v1::ChatRequest unknown_role = Question();

@@ -406,6 +406,64 @@ TEST_F(MoaCallTest, AnAnswerCutMidStreamIsContinuedNotRepeated) {
   EXPECT_THAT(resumed, HasSubstr("resuming the answer after its first 11 bytes"));
 }
 
+// response_format: the final answer is held until whole and checked; one
+// that fails is asked for again once, with the answer and what is wrong with
+// it as a turn of the conversation; the client sees only the checked answer.
+TEST_F(MoaCallTest, AStructuredAnswerIsHeldCheckedAndAskedAgainOnceWithWhatIsWrong) {
+  v1::ResponseFormat proto;
+  proto.set_type(v1::ResponseFormat::JSON_SCHEMA);
+  proto.set_schema_json(R"({"type": "object", "required": ["city"],
+      "properties": {"city": {"type": "string"}}})");
+  auto format = AnswerFormat::FromProto(proto);
+  ASSERT_TRUE(format.ok()) << format.status();
+  FakeGenerationBackend proposers(Answer);
+  FakeGenerationBackend aggregator([](const cluster::GenerationCall& c) {
+    if (c.messages.back().role != llm::Role::kUser ||
+        c.messages.back().content.find("not accepted") == std::string::npos) {
+      return FakeGenerationBackend::Reply{{"```json\n{\"town\": ", "\"Oslo\"}\n```"},
+                                          FakeGenerationBackend::Ok()};
+    }
+    return FakeGenerationBackend::Reply{{"```json\n{\"city\": ", "\"Oslo\"}\n```"},
+                                        FakeGenerationBackend::Ok()};
+  });
+  MoaCall::Options o = Asked({{"a"}});
+  o.answer_format = *format;
+  auto call = StartCall(std::move(o), proposers, aggregator);
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  ASSERT_EQ(aggregator.calls().size(), 2u);
+  const auto& again = aggregator.calls()[1].messages;
+  ASSERT_GE(again.size(), 3u);
+  EXPECT_EQ(again[again.size() - 2].role, llm::Role::kAssistant);
+  EXPECT_THAT(again[again.size() - 2].content, HasSubstr("town"));
+  EXPECT_THAT(again.back().content, HasSubstr("required property 'city'"));
+  EXPECT_TRUE(aggregator.calls()[1].continue_from.empty()) << "asked anew, not continued";
+  std::vector<std::string> deltas;
+  for (const auto& e : sink_->events()) {
+    if (e.has_answer_delta()) deltas.push_back(e.answer_delta());
+  }
+  EXPECT_THAT(deltas, ElementsAre(R"({"city": "Oslo"})")) << "once, whole, without the fence";
+}
+
+TEST_F(MoaCallTest, AStructuredAnswerThatFailsTwiceEndsInternalNamingResponseFormat) {
+  v1::ResponseFormat proto;
+  proto.set_type(v1::ResponseFormat::JSON_OBJECT);
+  auto format = AnswerFormat::FromProto(proto);
+  ASSERT_TRUE(format.ok());
+  FakeGenerationBackend proposers(Answer);
+  FakeGenerationBackend aggregator([](const cluster::GenerationCall&) {
+    return FakeGenerationBackend::Reply{{"Sure! Here is the JSON."}, FakeGenerationBackend::Ok()};
+  });
+  MoaCall::Options o = Asked({{"a"}});
+  o.answer_format = *format;
+  auto call = StartCall(std::move(o), proposers, aggregator);
+  EXPECT_EQ(sink_->status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(sink_->status().message()),
+              HasSubstr("response_format: the final answer by agg did not conform after it was "
+                        "asked again: the answer is not JSON"));
+  EXPECT_EQ(aggregator.calls().size(), 2u);
+  for (const auto& e : sink_->events()) EXPECT_FALSE(e.has_answer_delta()) << "nothing unchecked";
+}
+
 // Resumes each write up to the answer cap; the answer as a whole stays
 // within it, cut on a UTF-8 boundary, and ends with "length".
 TEST_F(MoaCallTest, AResumedAnswerStopsAtTheAnswerCap) {
