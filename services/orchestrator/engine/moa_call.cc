@@ -728,6 +728,7 @@ void MoaCall::AnswerFullLocked() {
   metrics_->CallDone(step, FinalMetricsIndexAt(final_.attempt), telemetry::Outcome::kOk,
                      now - final_.call_started);
   if (!final_.layer_done) CutStragglersLocked();
+  if (options_.answer_format != nullptr && !AnswerFormatHeldLocked()) return;
   metrics_->StepDone(step, now - final_.stage_started);
   metrics_->AnswerSteps(final_.step);
   llm::Completion answer;
@@ -736,7 +737,6 @@ void MoaCall::AnswerFullLocked() {
   answer.time_to_first_token =
       answer_ttft_ ? accepted_ + *answer_ttft_ - final_.stage_started : now - final_.stage_started;
   answer.duration = now - final_.stage_started;
-  if (options_.answer_format != nullptr && !AnswerFormatHeldLocked()) return;
   EmitSummaryLocked(answer, final_.model);
   FinishLocked(absl::OkStatus());
 }
@@ -897,6 +897,10 @@ void MoaCall::OnFinalDoneLocked(absl::StatusOr<llm::Completion> result) {
   }
   // Proposals still running are no longer needed.
   if (!final_.layer_done) CutStragglersLocked();
+  if (retries_ != nullptr) retries_->OnSuccess();
+  // Checked before the step counts as done: an answer asked again is one
+  // step that took both calls.
+  if (options_.answer_format != nullptr && !AnswerFormatHeldLocked()) return;
   metrics_->StepDone(step, now - final_.stage_started);
   metrics_->AnswerSteps(final_.step);
   if (options_.staircase) {
@@ -907,8 +911,6 @@ void MoaCall::OnFinalDoneLocked(absl::StatusOr<llm::Completion> result) {
                                                : now - final_.stage_started;
     result->duration = now - final_.stage_started;
   }
-  if (retries_ != nullptr) retries_->OnSuccess();
-  if (options_.answer_format != nullptr && !AnswerFormatHeldLocked()) return;
   EmitSummaryLocked(*result, final_.model);
   FinishLocked(absl::OkStatus());
 }
@@ -923,6 +925,7 @@ bool MoaCall::AnswerFormatHeldLocked() {
     return true;
   }
   if (final_.format_correction) {
+    metrics_->StepDone(options_.pipeline.layers.size(), clock_->Now() - final_.stage_started);
     FinishLocked(absl::InternalError(
         absl::StrCat("response_format: the final answer by ", final_.model,
                      " did not conform after it was asked again: ", checked.status().message())));
