@@ -196,28 +196,42 @@ class SchemaWalk {
     return out;
   }
 
+  // No cycle of same-instance subschemas, and no fan-out past
+  // kMaxSameInstance: each value is checked against a node and, recursively,
+  // everything it applies to that same value, so a chain of two-way anyOfs
+  // (or $refs used twice) costs 2^depth checks of one value, a CPU bomb in a
+  // few hundred bytes. The cost of a node is counted once (memoized).
   absl::Status NoCycleFrom(const Json* node, std::set<const Json*>& on_path) {
-    if (done_.count(node) > 0) return absl::OkStatus();
+    if (cost_.count(node) > 0) return absl::OkStatus();
     if (!on_path.insert(node).second) {
       return Refuse("", "a '$ref' leads back to itself without reading any of the value");
     }
-    if (on_path.size() > static_cast<size_t>(kMaxDepth))
+    if (on_path.size() > static_cast<size_t>(kMaxDepth)) {
       return Refuse("", "'$ref' chains are nested too deeply");
+    }
+    size_t cost = 1;
     for (const Json* next : SameInstance(node)) {
       if (absl::Status s = NoCycleFrom(next, on_path); !s.ok()) return s;
+      cost = std::min(cost + cost_[next], kMaxSameInstance + 1);
+    }
+    if (cost > kMaxSameInstance) {
+      return Refuse("", absl::StrCat("over ", kMaxSameInstance,
+                                     " subschemas apply to one value (allOf, anyOf, oneOf, not, "
+                                     "if/then/else and $refs, counted as expanded)"));
     }
     on_path.erase(node);
-    done_.insert(node);
+    cost_[node] = cost;
     return absl::OkStatus();
   }
 
   static constexpr int kMaxDepth = 128;
+  static constexpr size_t kMaxSameInstance = 256;
   const Json& root_;
   const std::string path_;
   int depth_ = 0;
   std::vector<const Json*> nodes_;
   std::set<const Json*> visited_;
-  std::set<const Json*> done_;
+  std::map<const Json*, size_t> cost_;  // Of each node checked: see NoCycleFrom.
   bool unique_items_ = false;
 };
 

@@ -134,6 +134,26 @@ TEST(JsonSchemaTest, SchemasAHostileClientSendsAreRefusedByName) {
   EXPECT_THAT(std::string(deep.status().message()), HasSubstr("too deeply"));
 }
 
+// A chain of two-way anyOfs through shared definitions: tiny as text, 2^60
+// checks of one value as written. Refused at compile time by its fan-out;
+// a schema with a modest fan-out still compiles.
+TEST(JsonSchemaTest, ASchemaThatFansOutExponentiallyOverOneValueIsRefused) {
+  Json bomb = {{"$ref", "#/definitions/d0"}};
+  for (int i = 0; i < 60; ++i) {
+    const std::string next = absl::StrCat("#/definitions/d", i + 1);
+    bomb["definitions"][absl::StrCat("d", i)] = {
+        {"anyOf", Json::array({{{"$ref", next}}, {{"$ref", next}}})}};
+  }
+  bomb["definitions"]["d60"] = {{"type", "integer"}};
+  auto refused = JsonSchema::Compile(bomb, "s");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("over 256 subschemas"));
+  auto modest = JsonSchema::Compile(Json::parse(R"({"anyOf": [{"type": "string"},
+      {"allOf": [{"type": "object"}, {"required": ["a"]}]}, {"not": {"type": "null"}}]})"),
+                                    "s");
+  EXPECT_TRUE(modest.ok()) << modest.status();
+}
+
 // A recursive schema is fine when each step reads part of the value.
 TEST(JsonSchemaTest, ARecursiveSchemaThatReadsTheValueValidatesATree) {
   auto tree = JsonSchema::Compile(Json::parse(R"({"type": "object", "required": ["name"],
