@@ -23,8 +23,13 @@ void Keep(std::deque<absl::Duration>& samples, absl::Duration d, size_t most) {
 void FirstTokenBounds::Record(const std::string& model, absl::Duration first_token) {
   if (first_token < absl::ZeroDuration()) return;
   absl::MutexLock lock(&mu_);
-  Keep(by_model_[model], first_token, kPerModel);
+  std::deque<absl::Duration>& own = by_model_[model];
+  Keep(own, first_token, kPerModel);
   Keep(pool_, first_token, kPool);
+  // Percentiles are taken here, once per call that answered, rather than
+  // each time a bound is read (every proposal, at every re-arm).
+  if (own.size() >= kOwnFrom) own_p95_[model] = P95(own);
+  pool_p95_ = P95(pool_);
   stuck_in_a_row_.erase(model);
 }
 
@@ -36,11 +41,10 @@ void FirstTokenBounds::NoteStuck(const std::string& model) {
 
 absl::Duration FirstTokenBounds::BoundFor(const std::string& model) const {
   absl::MutexLock lock(&mu_);
-  auto it = by_model_.find(model);
-  const std::deque<absl::Duration>* samples =
-      it != by_model_.end() && it->second.size() >= kOwnFrom ? &it->second : &pool_;
-  absl::Duration bound =
-      samples->empty() ? kUnknown : std::clamp(P95(*samples) * kFactor, kFloor, kCap);
+  auto own = own_p95_.find(model);
+  const std::optional<absl::Duration> p95 =
+      own != own_p95_.end() ? std::optional<absl::Duration>(own->second) : pool_p95_;
+  absl::Duration bound = p95 ? std::clamp(*p95 * kFactor, kFloor, kCap) : kUnknown;
   if (auto s = stuck_in_a_row_.find(model); s != stuck_in_a_row_.end()) {
     bound = std::min(kCap, bound * (int64_t{1} << s->second));
   }

@@ -13,6 +13,7 @@
 
 #include <deque>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
@@ -39,6 +40,10 @@ class FirstTokenBounds {
   mutable absl::Mutex mu_;
   std::map<std::string, std::deque<absl::Duration>> by_model_ ABSL_GUARDED_BY(mu_);
   std::deque<absl::Duration> pool_ ABSL_GUARDED_BY(mu_);
+  // The 95th percentiles, kept up to date by Record: a model's once it has
+  // kOwnFrom calls, and the pool's once it has any.
+  std::map<std::string, absl::Duration> own_p95_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Duration> pool_p95_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> stuck_in_a_row_ ABSL_GUARDED_BY(mu_);
 };
 
