@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto tree = moa::llm::ParseStreamChunkTree(input);
   if (!scanned) return 0;
   bool same = tree.ok() && !tree->error && !tree->usage && tree->delta == scanned->delta &&
-              tree->finish_reason == scanned->finish_reason && !scanned->usage && !scanned->error;
+              tree->finish_reason == scanned->finish_reason && !scanned->usage && !scanned->error &&
+              tree->tool_calls.empty() && scanned->tool_calls.empty();
   if (!same) {
     std::fprintf(stderr, "scanner and tree parser disagree on: %.*s\n",
                  static_cast<int>(input.size()), input.data());

@@ -30,6 +30,9 @@ struct GenerationCall {
   std::string continue_from;
   // A judge's analysis given with the references (AggregateRequest.analysis).
   std::string analysis;
+  // The client's tools, for the call that writes the final answer (or a
+  // proposer configured to get them); none: tool turns go as text.
+  llm::ToolOptions tools;
   // The request's id and trace, passed on in the call's metadata.
   TraceContext trace;
 };

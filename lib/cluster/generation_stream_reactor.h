@@ -40,23 +40,23 @@ class GenerationStreamReactor
       : server::ServerStreamReactor<Response, MergeDeltas<Response>>(context) {}
 
   // Queues text for the client (dropped once the client is gone). An empty
-  // delta is the first-byte mark (below) and carries no text.
+  // delta is the first-byte mark: sent once, when nothing came before it,
+  // so the caller can tell a model that writes from one that is stuck (the
+  // orchestrator's first-token bound) while the text is held, or while the
+  // model writes a tool call (which comes whole in the completion).
   void PushDelta(absl::string_view text) {
     if (completed_) return;
-    if (hold_text_) {
-      // Held text still says when the model began: one empty delta on the
-      // first byte, so the caller can tell a model that writes from one that
-      // is stuck (the orchestrator's first-token bound).
+    if (text.empty() || hold_text_) {
       if (!first_byte_marked_) {
         first_byte_marked_ = true;
         Response mark;
         mark.set_delta(std::string());
         this->Send(std::move(mark));
       }
-      held_.append(text.data(), text.size());
+      if (hold_text_) held_.append(text.data(), text.size());
       return;
     }
-    if (text.empty()) return;
+    first_byte_marked_ = true;  // Text marks the first byte itself.
     Response r;
     r.set_delta(std::string(text));
     this->Send(std::move(r));

@@ -104,7 +104,12 @@ class StreamReader final : public grpc::ClientReadReactor<Response> {
   void OnDone(const grpc::Status& status) override {
     if (ctx_->connect_alarm) ctx_->connect_alarm->Cancel();
     if (status.ok() && completion_) {
-      observer_->OnDone(wire::FromProto(*completion_));
+      absl::StatusOr<llm::Completion> completion = wire::FromProto(*completion_);
+      if (!completion.ok()) {
+        completion = absl::InternalError(
+            absl::StrCat(what_, " sent a malformed completion: ", completion.status().message()));
+      }
+      observer_->OnDone(std::move(completion));
     } else if (status.ok()) {
       observer_->OnDone(absl::InternalError("stream ended without a completion"));
     } else if (ctx_->unreachable) {
@@ -198,6 +203,7 @@ std::shared_ptr<llm::CallHandle> ProposerBackend::Start(
   wire::ToProto(call.params, request->mutable_params());
   request->set_whole_text(call.whole_text);
   request->set_continue_from(call.continue_from);
+  wire::ToProto(call.tools, request->mutable_tools());
   const v1::GenerateRequest* request_ptr = request.get();
   auto* reader = new StreamReader<v1::GenerateResponse>(
       ctx, std::move(observer), std::move(request),
@@ -229,6 +235,7 @@ std::shared_ptr<llm::CallHandle> AggregatorBackend::Start(
   request->set_whole_text(call.whole_text);
   request->set_continue_from(call.continue_from);
   request->set_analysis(call.analysis);
+  wire::ToProto(call.tools, request->mutable_tools());
   const v1::AggregateRequest* request_ptr = request.get();
   auto* reader = new StreamReader<v1::AggregateResponse>(
       ctx, std::move(observer), std::move(request), "the aggregator", call.deadline);

@@ -9,6 +9,7 @@ class Recorder final : public StreamObserver {
   Recorder(CircuitBreaker* breaker, std::shared_ptr<StreamObserver> inner)
       : breaker_(breaker), inner_(std::move(inner)) {}
   void OnDelta(absl::string_view text) override { inner_->OnDelta(text); }
+  void OnProgress() override { inner_->OnProgress(); }
   void OnRetry(const absl::Status& reason, absl::Duration delay) override {
     inner_->OnRetry(reason, delay);
   }

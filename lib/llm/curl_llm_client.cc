@@ -87,6 +87,8 @@ class Transfer : public CallHandle, public std::enable_shared_from_this<Transfer
     failure.reset();
     done_marker = false;
     finish_reason.reset();
+    tool_calls.clear();
+    tool_call_bytes = 0;
     usage = Usage{};
     not_a_stream.reset();
     errbuf[0] = '\0';
@@ -120,6 +122,8 @@ class Transfer : public CallHandle, public std::enable_shared_from_this<Transfer
   std::optional<absl::Status> failure;  // Set while parsing; aborts the transfer.
   bool done_marker = false;
   std::optional<std::string> finish_reason;
+  std::vector<ToolCall> tool_calls;  // Assembled from the stream's fragments.
+  size_t tool_call_bytes = 0;
   Usage usage;
   // A 2xx answer whose Content-Type says it is no event stream (an HTML
   // page, a whole JSON answer): its type, with the body kept in error_body.
@@ -423,8 +427,61 @@ class CurlLlmClient::Impl {
       }
       t.observer->OnDelta(chunk->delta);
     }
+    if (!chunk->tool_calls.empty()) {
+      if (absl::Status s = AddToolCallFragments(t, chunk->tool_calls); !s.ok()) {
+        t.failure = std::move(s);
+        return;
+      }
+      // A tool call being written is progress as text is (no retry after
+      // it; the idle clock moves).
+      t.last_data = t.clock->Now();
+      if (!t.delta_sent) {
+        t.delta_sent = true;
+        t.time_to_first_token = t.last_data - t.started;
+      }
+      t.observer->OnProgress();
+    }
     if (chunk->finish_reason) t.finish_reason = chunk->finish_reason;
     if (chunk->usage) t.usage = *chunk->usage;
+  }
+
+  // Tool calls arrive in pieces: the first of index i names the call, the
+  // rest add to its arguments. Their whole size is bounded.
+  static absl::Status AddToolCallFragments(Transfer& t,
+                                           const std::vector<ToolCallFragment>& fragments) {
+    constexpr size_t kMaxToolCallBytes = 1 << 20;
+    for (const ToolCallFragment& f : fragments) {
+      if (static_cast<size_t>(f.index) >= t.tool_calls.size()) {
+        t.tool_calls.resize(static_cast<size_t>(f.index) + 1);
+      }
+      ToolCall& call = t.tool_calls[static_cast<size_t>(f.index)];
+      if (call.id.empty()) call.id = f.id;
+      if (call.name.empty()) call.name = f.name;
+      call.arguments += f.arguments;
+      t.tool_call_bytes += f.id.size() + f.name.size() + f.arguments.size();
+      if (t.tool_call_bytes > kMaxToolCallBytes) {
+        return absl::InternalError(
+            absl::StrCat("upstream's tool calls are over ", kMaxToolCallBytes >> 20, " MiB"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // The calls as the completion reports them: every one named, each with
+  // an id (made up when the server sent none, as some local servers do).
+  static absl::Status FinishToolCalls(Transfer& t, Completion* c) {
+    for (size_t i = 0; i < t.tool_calls.size(); ++i) {
+      ToolCall& call = t.tool_calls[i];
+      if (call.name.empty()) {
+        return absl::InternalError(
+            absl::StrCat("upstream sent tool call ", i, " without a function name"));
+      }
+      if (call.id.empty()) call.id = absl::StrCat("call_", t.attempt, "_", i);
+      if (call.arguments.empty()) call.arguments = "{}";
+    }
+    c->tool_calls = std::move(t.tool_calls);
+    if (!c->tool_calls.empty() && c->finish_reason == "stop") c->finish_reason = "tool_calls";
+    return absl::OkStatus();
   }
 
   void OnTransferDone(const std::shared_ptr<Transfer>& t, CURLcode rc) {
@@ -465,8 +522,11 @@ class CurlLlmClient::Impl {
       c.duration = options_.clock->Now() - t->started;
       c.time_to_first_token = t->delta_sent ? t->time_to_first_token : c.duration;
       c.attempts = t->attempt;
-      Finish(*t, std::move(c));
-      return;
+      status = FinishToolCalls(*t, &c);
+      if (status.ok()) {
+        Finish(*t, std::move(c));
+        return;
+      }
     }
     FailOrRetry(t, std::move(status));
   }

@@ -21,6 +21,9 @@ class StreamObserver {
   virtual ~StreamObserver() = default;
   // The next piece of generated text (never empty).
   virtual void OnDelta(absl::string_view text) = 0;
+  // The model wrote something that is not text (a piece of a tool call,
+  // which comes whole in the completion): it is writing, not stuck.
+  virtual void OnProgress() {}
   // An attempt failed before any delta; another starts after `delay`.
   virtual void OnRetry(const absl::Status& reason, absl::Duration delay) {}
   // The call ended: a completion, or the error. CANCELLED after Cancel().

@@ -11,6 +11,7 @@
 #include "lib/base/json.h"
 #include "lib/base/redact.h"
 #include "lib/llm/http_status.h"
+#include "lib/llm/tool_text.h"
 
 namespace moa::llm {
 
@@ -23,15 +24,67 @@ namespace {
 constexpr int kMaxEventDepth = 32;
 }  // namespace
 
-std::string BuildChatCompletionBody(absl::string_view upstream_model, const ChatRequest& request) {
+namespace {
+
+json ToolMessagesJson(const std::vector<Message>& conversation) {
   json messages = json::array();
-  for (const Message& m : request.messages) {
-    messages.push_back({{"role", RoleName(m.role)}, {"content", m.content}});
+  for (const Message& m : conversation) {
+    json message = {{"role", RoleName(m.role)}, {"content", m.content}};
+    if (!m.tool_calls.empty()) {
+      if (m.content.empty()) message["content"] = nullptr;
+      json calls = json::array();
+      for (const ToolCall& c : m.tool_calls) {
+        calls.push_back({{"id", c.id},
+                         {"type", "function"},
+                         {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+      }
+      message["tool_calls"] = std::move(calls);
+    }
+    if (m.role == Role::kTool) message["tool_call_id"] = m.tool_call_id;
+    messages.push_back(std::move(message));
   }
+  return messages;
+}
+
+void AddTools(const ToolOptions& options, json* body) {
+  json tools = json::array();
+  for (const Tool& t : options.tools) {
+    json function = {{"name", t.name}};
+    if (!t.description.empty()) function["description"] = t.description;
+    if (!t.parameters_json.empty()) {
+      // Checked to be a JSON object where it entered (wire::ToTools); an
+      // unparsable one cannot reach here, and would be sent as no schema.
+      absl::StatusOr<json> schema = moa::json::Parse(t.parameters_json, 64);
+      if (schema.ok()) function["parameters"] = *std::move(schema);
+    }
+    if (t.strict) function["strict"] = true;
+    tools.push_back({{"type", "function"}, {"function", std::move(function)}});
+  }
+  (*body)["tools"] = std::move(tools);
+  if (!options.choice_function.empty()) {
+    (*body)["tool_choice"] = {{"type", "function"},
+                              {"function", {{"name", options.choice_function}}}};
+  } else if (!options.choice.empty()) {
+    (*body)["tool_choice"] = options.choice;
+  }
+  if (options.parallel_tool_calls) (*body)["parallel_tool_calls"] = *options.parallel_tool_calls;
+}
+
+}  // namespace
+
+std::string BuildChatCompletionBody(absl::string_view upstream_model, const ChatRequest& request) {
+  // A call without tools gets the conversation's tool turns as text: an
+  // upstream refuses tool messages when it was given no tools.
+  const bool tools = !request.tools.empty();
+  json messages =
+      tools ? ToolMessagesJson(request.messages)
+            : ToolMessagesJson(HasToolTurns(request.messages) ? ToolTurnsAsText(request.messages)
+                                                              : request.messages);
   json body = {{"model", upstream_model},
                {"messages", std::move(messages)},
                {"stream", true},
                {"stream_options", {{"include_usage", true}}}};
+  if (tools) AddTools(request.tools, &body);
   const SamplingParams& p = request.params;
   if (p.temperature) body["temperature"] = *p.temperature;
   if (p.max_tokens) body["max_tokens"] = *p.max_tokens;
@@ -149,6 +202,14 @@ class CommonChunkScanner {
         if (!Peek('{')) return false;
         bool seen_content = false;
         return Object([&](absl::string_view delta_key) {
+          // Tool call fragments are rare: the tree parser reads them. An
+          // empty list or null (some servers send one in every delta) says
+          // nothing.
+          if (delta_key == "tool_calls") {
+            SkipSpace();
+            if (Literal("null")) return true;
+            return Take('[') && Take(']');
+          }
           if (delta_key != "content") return SkipValue(2);
           if (seen_content) return false;
           seen_content = true;
@@ -407,6 +468,43 @@ absl::Status CheckFinishReason(const std::optional<std::string>& reason) {
 
 }  // namespace
 
+absl::Status ReadToolCallFragments(const json& calls, std::vector<ToolCallFragment>* out) {
+  auto malformed = [](absl::string_view what) {
+    return absl::InternalError(
+        absl::StrCat("upstream sent a malformed stream event: delta.tool_calls", what));
+  };
+  if (!calls.is_array()) return malformed(" is not a list");
+  if (calls.size() > static_cast<size_t>(kMaxToolCallIndex)) return malformed(" is too long");
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const json& call = calls[i];
+    if (!call.is_object()) return malformed(absl::StrCat("[", i, "] is not an object"));
+    ToolCallFragment fragment;
+    // A server that leaves the index out sends each call whole, in order.
+    auto index = moa::json::OptionalInt(call, "index", "index", 0, kMaxToolCallIndex - 1);
+    if (!index.ok()) return malformed(absl::StrCat("[", i, "].", index.status().message()));
+    fragment.index = static_cast<int>(index->value_or(static_cast<int64_t>(i)));
+    auto id = moa::json::OptionalString(call, "id", "id");
+    if (!id.ok()) return malformed(absl::StrCat("[", i, "].", id.status().message()));
+    if (*id) fragment.id = **id;
+    if (const json* function = moa::json::Member(call, "function")) {
+      if (!function->is_object()) {
+        return malformed(absl::StrCat("[", i, "].function is not an object"));
+      }
+      auto name = moa::json::OptionalString(*function, "name", "function.name");
+      auto arguments = moa::json::OptionalString(*function, "arguments", "function.arguments");
+      for (const auto* field : {&name, &arguments}) {
+        if (!field->ok()) {
+          return malformed(absl::StrCat("[", i, "].", field->status().message()));
+        }
+      }
+      if (*name) fragment.name = **name;
+      if (*arguments) fragment.arguments = **arguments;
+    }
+    out->push_back(std::move(fragment));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<StreamChunk> ParseStreamChunk(absl::string_view data) {
   absl::StatusOr<StreamChunk> chunk = [&]() -> absl::StatusOr<StreamChunk> {
     if (auto scanned = ScanCommonStreamChunk(data)) return *std::move(scanned);
@@ -444,6 +542,9 @@ absl::StatusOr<StreamChunk> ParseStreamChunkTree(absl::string_view data) {
     if (auto d = choice.find("delta"); d != choice.end() && d->is_object()) {
       if (auto c = d->find("content"); c != d->end() && c->is_string()) {
         chunk.delta = c->get<std::string>();
+      }
+      if (const json* calls = moa::json::Member(*d, "tool_calls")) {
+        if (absl::Status s = ReadToolCallFragments(*calls, &chunk.tool_calls); !s.ok()) return s;
       }
     }
     if (auto f = choice.find("finish_reason"); f != choice.end() && f->is_string()) {

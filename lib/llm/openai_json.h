@@ -5,10 +5,12 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "lib/base/json.h"
 #include "lib/llm/types.h"
 
 namespace moa::llm {
@@ -17,9 +19,22 @@ namespace moa::llm {
 // stream_options.include_usage=true; unset params are left out.
 std::string BuildChatCompletionBody(absl::string_view upstream_model, const ChatRequest& request);
 
+// A piece of a streamed tool call: the first piece of call `index` names
+// it (id, name); later ones add to its arguments.
+struct ToolCallFragment {
+  int index = 0;
+  std::string id;
+  std::string name;
+  std::string arguments;
+};
+
+// Tool call indexes an upstream may use: 0 to kMaxToolCallIndex - 1.
+inline constexpr int kMaxToolCallIndex = 128;
+
 // What one `data:` event of a streamed completion carried.
 struct StreamChunk {
-  std::string delta;  // choices[0].delta.content (may be empty).
+  std::string delta;                         // choices[0].delta.content (may be empty).
+  std::vector<ToolCallFragment> tool_calls;  // choices[0].delta.tool_calls.
   std::optional<std::string> finish_reason;
   std::optional<Usage> usage;         // The include_usage chunk.
   std::optional<absl::Status> error;  // An {"error": ...} object sent after the 200.
@@ -41,6 +56,10 @@ absl::StatusOr<StreamChunk> ParseStreamChunkTree(absl::string_view data);
 
 // The message of an OpenAI-style error body {"error": {"message": ...}}, or a
 // printable prefix of the raw body when it is not one.
+// Reads a delta's tool_calls list into `out`; INTERNAL naming what is wrong.
+absl::Status ReadToolCallFragments(const moa::json::Json& calls,
+                                   std::vector<ToolCallFragment>* out);
+
 std::string ErrorMessageFromBody(absl::string_view body);
 
 }  // namespace moa::llm

@@ -12,9 +12,9 @@
 
 namespace moa::llm {
 
-enum class Role { kSystem, kUser, kAssistant };
+enum class Role { kSystem, kUser, kAssistant, kTool };
 
-// "system", "user" or "assistant", as the OpenAI API spells it.
+// "system", "user", "assistant" or "tool", as the OpenAI API spells it.
 inline const char* RoleName(Role role) {
   switch (role) {
     case Role::kSystem:
@@ -23,13 +23,46 @@ inline const char* RoleName(Role role) {
       return "user";
     case Role::kAssistant:
       return "assistant";
+    case Role::kTool:
+      return "tool";
   }
   return "user";  // Unreachable: the switch covers every role.
 }
 
+// A call of one of the client's tools, as a model wrote it.
+struct ToolCall {
+  std::string id;         // The model's id for the call; a tool result names it.
+  std::string name;       // The tool (function) called.
+  std::string arguments;  // Its arguments: JSON text, as the model wrote them.
+};
+
 struct Message {
   Role role = Role::kUser;
-  std::string content;
+  std::string content;                    // May be empty on an assistant message with tool calls.
+  std::vector<ToolCall> tool_calls = {};  // Assistant: the calls it made.
+  std::string tool_call_id = {};          // Tool: the call this is the result of.
+};
+
+// A function the model may call (the client's `tools`).
+struct Tool {
+  std::string name;
+  std::string description;
+  std::string parameters_json;  // A JSON Schema object, as JSON text; empty: none given.
+  bool strict = false;
+};
+
+// The client's tools and how the model may use them. No tools: a call
+// without tools, and any tool turns of the conversation are sent as text
+// (tool_text.h).
+struct ToolOptions {
+  std::vector<Tool> tools;
+  // "" (the upstream's default), "auto", "none" or "required"; or, with
+  // `choice_function` set, that function.
+  std::string choice;
+  std::string choice_function;
+  std::optional<bool> parallel_tool_calls;
+
+  bool empty() const { return tools.empty(); }
 };
 
 struct SamplingParams {
@@ -62,6 +95,8 @@ struct ChatRequest {
   SamplingParams params;
   // Ask a vLLM server to continue the trailing assistant message.
   bool continue_final_message = false;
+  // The client's tools, for the call that may use them.
+  ToolOptions tools;
   // The upstream transfer ends with DEADLINE_EXCEEDED at this time.
   absl::Time deadline = absl::InfiniteFuture();
   // Sent upstream as x-request-id and traceparent (a child span) when set.
@@ -74,7 +109,8 @@ struct Usage {
 };
 
 struct Completion {
-  std::string finish_reason;
+  std::string finish_reason;  // "tool_calls" when the model called tools.
+  std::vector<ToolCall> tool_calls;
   Usage usage;
   absl::Duration time_to_first_token;  // From Start() to the first delta.
   absl::Duration duration;             // From Start() to the end of the stream.

@@ -24,6 +24,12 @@ inline constexpr char kPartialNote[] =
     "Responses marked (unfinished) are still being written; write only what they already "
     "support, your answer will be continued as they grow.";
 
+// Added to the instruction when the synthesizing model is given the
+// client's tools: the panel answered without them.
+inline constexpr char kToolsNote[] =
+    "The responses were written without access to the tools you are given. When the query "
+    "needs a tool, call it yourself; otherwise answer.";
+
 // Our default instruction: weigh the responses critically, then write one
 // refined answer rather than copying them.
 const std::string& DefaultInstruction();

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "lib/base/json.h"
 
 namespace moa::wire {
 namespace {
@@ -15,6 +16,8 @@ std::optional<llm::Role> RoleFromProto(int role) {
       return llm::Role::kUser;
     case v1::ROLE_ASSISTANT:
       return llm::Role::kAssistant;
+    case v1::ROLE_TOOL:
+      return llm::Role::kTool;
     default:
       return std::nullopt;
   }
@@ -28,6 +31,8 @@ v1::Role RoleToProto(llm::Role role) {
       return v1::ROLE_USER;
     case llm::Role::kAssistant:
       return v1::ROLE_ASSISTANT;
+    case llm::Role::kTool:
+      return v1::ROLE_TOOL;
   }
   return v1::ROLE_UNSPECIFIED;  // Unreachable: the switch covers every role.
 }
@@ -45,16 +50,170 @@ absl::StatusOr<std::vector<llm::Message>> ToMessages(
   for (int i = 0; i < messages.size(); ++i) {
     const v1::ChatMessage& m = messages[i];
     std::optional<llm::Role> role = RoleFromProto(m.role());
+    const std::string where = absl::StrCat(field, "[", i, "]");
     if (!role) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, "[", i, "].role must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT"));
+          absl::StrCat(where, ".role must be ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT or ROLE_TOOL"));
     }
-    if (m.content().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(field, "[", i, "].content must not be empty"));
+    llm::Message message{*role, m.content()};
+    if (m.tool_calls_size() > 0) {
+      if (*role != llm::Role::kAssistant) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".tool_calls: only an assistant message makes tool calls"));
+      }
+      absl::StatusOr<std::vector<llm::ToolCall>> calls =
+          ToToolCalls(m.tool_calls(), absl::StrCat(where, ".tool_calls"));
+      if (!calls.ok()) return calls.status();
+      message.tool_calls = *std::move(calls);
     }
-    out.push_back({*role, m.content()});
+    if (*role == llm::Role::kTool) {
+      if (m.tool_call_id().empty() || m.tool_call_id().size() > kMaxToolIdBytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".tool_call_id: a tool result names its call (1 to ",
+                         kMaxToolIdBytes, " bytes)"));
+      }
+      message.tool_call_id = m.tool_call_id();
+    } else if (!m.tool_call_id().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".tool_call_id: only a tool message names a call"));
+    }
+    // An assistant message that made tool calls may have no text; a tool
+    // may return nothing.
+    if (m.content().empty() && message.tool_calls.empty() && *role != llm::Role::kTool) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ".content must not be empty"));
+    }
+    out.push_back(std::move(message));
   }
   return out;
+}
+
+namespace {
+bool IsToolName(absl::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+}  // namespace
+
+absl::StatusOr<std::vector<llm::ToolCall>> ToToolCalls(
+    const google::protobuf::RepeatedPtrField<v1::ToolCall>& calls, absl::string_view field) {
+  if (calls.size() > kMaxTools) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", calls.size(), " tool calls, over ", kMaxTools));
+  }
+  std::vector<llm::ToolCall> out;
+  out.reserve(calls.size());
+  for (int i = 0; i < calls.size(); ++i) {
+    const v1::ToolCall& c = calls[i];
+    const std::string where = absl::StrCat(field, "[", i, "]");
+    if (c.id().empty() || c.id().size() > kMaxToolIdBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".id must be 1 to ", kMaxToolIdBytes, " bytes"));
+    }
+    if (!IsToolName(c.name())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".name must be 1 to 64 of A-Z, a-z, 0-9, _ and -"));
+    }
+    if (c.arguments().size() > kMaxToolArgumentsBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ".arguments is ", c.arguments().size(),
+                                                     " bytes, over ", kMaxToolArgumentsBytes));
+    }
+    out.push_back({c.id(), c.name(), c.arguments()});
+  }
+  return out;
+}
+
+absl::StatusOr<llm::ToolOptions> ToTools(const v1::ToolOptions& tools, absl::string_view field) {
+  llm::ToolOptions out;
+  if (tools.tools_size() > kMaxTools) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".tools: ", tools.tools_size(), " tools, over ", kMaxTools));
+  }
+  for (int i = 0; i < tools.tools_size(); ++i) {
+    const v1::Tool& t = tools.tools(i);
+    const std::string where = absl::StrCat(field, ".tools[", i, "]");
+    if (!IsToolName(t.name())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".name must be 1 to 64 of A-Z, a-z, 0-9, _ and -"));
+    }
+    for (const llm::Tool& earlier : out.tools) {
+      if (earlier.name == t.name()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".name: two tools are named ", t.name()));
+      }
+    }
+    if (t.description().size() > kMaxToolSchemaBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".description is over ", kMaxToolSchemaBytes, " bytes"));
+    }
+    if (t.parameters_json().size() > kMaxToolSchemaBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".parameters_json is over ", kMaxToolSchemaBytes, " bytes"));
+    }
+    if (!t.parameters_json().empty()) {
+      // Sent upstream as a JSON value: it must be one, an object, and shallow
+      // enough for every parser on the way.
+      absl::StatusOr<json::Json> schema = json::Parse(t.parameters_json(), 64);
+      if (!schema.ok() || !schema->is_object()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".parameters_json must be a JSON object (a JSON Schema)",
+                         schema.ok() ? "" : absl::StrCat(": ", schema.status().message())));
+      }
+    }
+    out.tools.push_back({t.name(), t.description(), t.parameters_json(), t.strict()});
+  }
+  const std::string& choice = tools.choice();
+  if (!choice.empty() && choice != "auto" && choice != "none" && choice != "required") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".choice must be auto, none or required (or choice_function set)"));
+  }
+  if (!tools.choice_function().empty()) {
+    if (!choice.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".choice must be empty when choice_function is set"));
+    }
+    bool known = false;
+    for (const llm::Tool& t : out.tools) known |= t.name == tools.choice_function();
+    if (!known) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".choice_function names no tool of the request (",
+                       tools.choice_function().size(), " bytes)"));
+    }
+  }
+  if (out.tools.empty() && (!choice.empty() || tools.has_parallel_tool_calls())) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": a tool choice needs tools"));
+  }
+  out.choice = choice;
+  out.choice_function = tools.choice_function();
+  if (tools.has_parallel_tool_calls()) out.parallel_tool_calls = tools.parallel_tool_calls();
+  return out;
+}
+
+void ToProto(const llm::ToolOptions& tools, v1::ToolOptions* out) {
+  for (const llm::Tool& t : tools.tools) {
+    v1::Tool* p = out->add_tools();
+    p->set_name(t.name);
+    p->set_description(t.description);
+    p->set_parameters_json(t.parameters_json);
+    p->set_strict(t.strict);
+  }
+  out->set_choice(tools.choice);
+  out->set_choice_function(tools.choice_function);
+  if (tools.parallel_tool_calls) out->set_parallel_tool_calls(*tools.parallel_tool_calls);
+}
+
+void ToProto(const std::vector<llm::ToolCall>& calls,
+             google::protobuf::RepeatedPtrField<v1::ToolCall>* out) {
+  for (const llm::ToolCall& c : calls) {
+    v1::ToolCall* p = out->Add();
+    p->set_id(c.id);
+    p->set_name(c.name);
+    p->set_arguments(c.arguments);
+  }
 }
 
 absl::StatusOr<llm::SamplingParams> ToParams(const v1::SamplingParams& params,
@@ -97,6 +256,8 @@ void ToProto(const std::vector<llm::Message>& messages,
     v1::ChatMessage* msg = out->Add();
     msg->set_role(RoleToProto(m.role));
     msg->set_content(m.content);
+    ToProto(m.tool_calls, msg->mutable_tool_calls());
+    msg->set_tool_call_id(m.tool_call_id);
   }
 }
 
@@ -126,10 +287,15 @@ void ToProto(const llm::Completion& completion, absl::string_view model, v1::Com
   ToProto(completion.time_to_first_token, out->mutable_time_to_first_token());
   ToProto(completion.duration, out->mutable_duration());
   out->set_attempts(completion.attempts);
+  ToProto(completion.tool_calls, out->mutable_tool_calls());
 }
 
-llm::Completion FromProto(const v1::Completion& completion) {
+absl::StatusOr<llm::Completion> FromProto(const v1::Completion& completion) {
   llm::Completion c;
+  absl::StatusOr<std::vector<llm::ToolCall>> calls =
+      ToToolCalls(completion.tool_calls(), "completion.tool_calls");
+  if (!calls.ok()) return calls.status();
+  c.tool_calls = *std::move(calls);
   c.finish_reason = completion.finish_reason();
   c.usage.prompt_tokens = completion.usage().prompt_tokens();
   c.usage.completion_tokens = completion.usage().completion_tokens();

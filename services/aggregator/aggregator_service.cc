@@ -57,9 +57,15 @@ absl::StatusOr<cluster::GenerationCall> PlanAggregate(const v1::AggregateRequest
                                                    " bytes, over limits.max_answer_bytes (",
                                                    limits.max_answer_bytes, ")"));
   }
-  call.messages =
-      synthesis::WithReferences(*messages, refs, options.instruction, request.analysis());
+  absl::StatusOr<llm::ToolOptions> tools = wire::ToTools(request.tools());
+  if (!tools.ok()) return tools.status();
+  call.messages = synthesis::WithReferences(
+      *messages, refs,
+      tools->empty() ? options.instruction
+                     : absl::StrCat(options.instruction, " ", synthesis::kToolsNote),
+      request.analysis());
   call.params = *std::move(params);
+  call.tools = *std::move(tools);
   call.whole_text = request.whole_text();
   if (static_cast<int64_t>(request.continue_from().size()) > limits.max_answer_bytes) {
     return absl::InvalidArgumentError(

@@ -45,15 +45,8 @@ bool IsEmptyArray(const json& v, const json&) { return v.is_array() && v.empty()
 bool IsNone(const json& v, const json&) { return v == "none"; }
 bool IsTextOnly(const json& v, const json&) { return v == json::array({"text"}); }
 bool IsDefaultTier(const json& v, const json&) { return v == "auto" || v == "default"; }
-// Whether tools may run in parallel says nothing when there are none.
-bool NoTools(const json& v, const json& request) {
-  const json* tools = moa::json::Member(request, "tools");
-  return v.is_boolean() && (tools == nullptr || IsEmptyArray(*tools, request));
-}
-
-constexpr char kTools[] =
-    "is not supported by this server yet: tool calls are refused rather than answered without "
-    "the tools";
+constexpr char kFunctions[] =
+    "is the deprecated form of tools and is not supported: send tools and tool_choice";
 constexpr char kReasoning[] =
     "is not supported: reasoning settings are each model's, in the cluster config";
 constexpr char kLogprobs[] =
@@ -82,11 +75,11 @@ const FieldRule kChatFields[] = {
      "must be empty: token ids are each model's own, and a panel does not share them"},
     {"logprobs", IsFalse, kLogprobs},
     {"top_logprobs", IsZero, kLogprobs},
-    {"tools", IsEmptyArray, kTools},
-    {"tool_choice", IsNone, kTools},
-    {"parallel_tool_calls", NoTools, kTools},
-    {"functions", IsEmptyArray, kTools},
-    {"function_call", IsNone, kTools},
+    {"tools", nullptr, ""},
+    {"tool_choice", nullptr, ""},
+    {"parallel_tool_calls", nullptr, ""},
+    {"functions", IsEmptyArray, kFunctions},
+    {"function_call", IsNone, kFunctions},
     {"response_format", nullptr, ""},
     {"modalities", IsTextOnly, "must be [\"text\"]: the answer is text"},
     {"audio", Never, "is not supported: the answer is text"},
@@ -141,6 +134,156 @@ bool OnlyKnownKeys(const json& object, std::initializer_list<absl::string_view> 
       return false;
     }
   }
+  return true;
+}
+
+json ToolCallJson(const v1::ToolCall& call) {
+  return {{"id", call.id()},
+          {"type", "function"},
+          {"function", {{"name", call.name()}, {"arguments", call.arguments()}}}};
+}
+
+// An assistant message's tool_calls: [{id, type: "function", function:
+// {name, arguments}}]. Bounds and names are checked again by the engine
+// (wire::ToMessages), which every door shares.
+bool ParseToolCalls(const json& calls, const std::string& path, v1::ChatMessage* msg,
+                    HttpError* error) {
+  if (!calls.is_array()) {
+    *error = BadRequest(absl::StrCat(path, " must be a list"), path);
+    return false;
+  }
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const json& call = calls[i];
+    const std::string where = absl::StrCat(path, "[", i, "]");
+    if (!call.is_object()) {
+      *error = BadRequest(absl::StrCat(where, " must be an object"), where);
+      return false;
+    }
+    if (!OnlyKnownKeys(call, {"id", "type", "function"}, where + ".", error)) return false;
+    auto type = moa::json::OptionalString(call, "type", where + ".type");
+    if (!type.ok() || (*type && **type != "function")) {
+      *error = BadRequest(absl::StrCat(where, ".type must be \"function\""), where + ".type");
+      return false;
+    }
+    auto id = moa::json::OptionalString(call, "id", where + ".id");
+    const json* function = moa::json::Member(call, "function");
+    if (!id.ok() || !*id || function == nullptr || !function->is_object()) {
+      *error = BadRequest(absl::StrCat(where, " needs an id and a function object"), where);
+      return false;
+    }
+    if (!OnlyKnownKeys(*function, {"name", "arguments"}, where + ".function.", error)) {
+      return false;
+    }
+    auto name = moa::json::OptionalString(*function, "name", where + ".function.name");
+    auto arguments =
+        moa::json::OptionalString(*function, "arguments", where + ".function.arguments");
+    if (!name.ok() || !*name || !arguments.ok()) {
+      *error = BadRequest(
+          absl::StrCat(where, ".function needs a string name and string arguments (JSON text)"),
+          where + ".function");
+      return false;
+    }
+    v1::ToolCall* out = msg->add_tool_calls();
+    out->set_id(**id);
+    out->set_name(**name);
+    out->set_arguments(arguments->value_or(""));
+  }
+  return true;
+}
+
+// tools, tool_choice and parallel_tool_calls (README, "Tool calls"). Only
+// function tools exist here; any other kind is refused by name.
+bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
+  if (const json* tools = moa::json::Member(request, "tools")) {
+    if (!tools->is_array()) {
+      *error = BadRequest("tools must be a list", "tools");
+      return false;
+    }
+    for (size_t i = 0; i < tools->size(); ++i) {
+      const json& tool = (*tools)[i];
+      const std::string where = absl::StrCat("tools[", i, "]");
+      auto type = moa::json::OptionalString(tool, "type", where + ".type");
+      if (!tool.is_object() || !type.ok() || !*type) {
+        *error = BadRequest(absl::StrCat(where, " must be an object with a type"), where);
+        return false;
+      }
+      if (**type != "function") {
+        *error = BadField(where + ".type",
+                          absl::StrCat("'", (*type)->substr(0, 64),
+                                       "' is not supported: only function tools are (the "
+                                       "client runs them)"));
+        return false;
+      }
+      if (!OnlyKnownKeys(tool, {"type", "function"}, where + ".", error)) return false;
+      const json* function = moa::json::Member(tool, "function");
+      if (function == nullptr || !function->is_object()) {
+        *error =
+            BadRequest(absl::StrCat(where, ".function must be an object"), where + ".function");
+        return false;
+      }
+      if (!OnlyKnownKeys(*function, {"name", "description", "parameters", "strict"},
+                         where + ".function.", error)) {
+        return false;
+      }
+      v1::Tool* t = out->add_tools();
+      auto name = moa::json::OptionalString(*function, "name", where + ".function.name");
+      auto description =
+          moa::json::OptionalString(*function, "description", where + ".function.description");
+      auto strict = moa::json::OptionalBool(*function, "strict", where + ".function.strict");
+      if (!name.ok() || !*name || !description.ok() || !strict.ok()) {
+        *error = BadRequest(absl::StrCat(where,
+                                         ".function needs a string name (and a string "
+                                         "description, a boolean strict)"),
+                            where + ".function");
+        return false;
+      }
+      t->set_name(**name);
+      t->set_description(description->value_or(""));
+      t->set_strict(strict->value_or(false));
+      if (const json* parameters = moa::json::Member(*function, "parameters")) {
+        if (!parameters->is_object()) {
+          *error = BadRequest(absl::StrCat(where,
+                                           ".function.parameters must be a JSON Schema "
+                                           "object"),
+                              where + ".function.parameters");
+          return false;
+        }
+        t->set_parameters_json(moa::json::Dump(*parameters));
+      }
+    }
+  }
+  if (const json* choice = moa::json::Member(request, "tool_choice")) {
+    if (choice->is_string()) {
+      out->set_choice(choice->get_ref<const std::string&>());
+    } else {
+      const json* function = choice->is_object() ? moa::json::Member(*choice, "function") : nullptr;
+      auto type = moa::json::OptionalString(*choice, "type", "tool_choice.type");
+      auto name = function == nullptr
+                      ? absl::StatusOr<std::optional<std::string>>(std::nullopt)
+                      : moa::json::OptionalString(*function, "name", "tool_choice.function.name");
+      if (!type.ok() || *type != "function" || !name.ok() || !*name) {
+        *error = BadRequest(
+            "tool_choice must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", "
+            "\"function\": {\"name\": ...}}; allowed_tools and custom tools are not supported",
+            "tool_choice");
+        return false;
+      }
+      if (!OnlyKnownKeys(*choice, {"type", "function"}, "tool_choice.", error) ||
+          !OnlyKnownKeys(*function, {"name"}, "tool_choice.function.", error)) {
+        return false;
+      }
+      out->set_choice_function(**name);
+    }
+  }
+  auto parallel = moa::json::OptionalBool(request, "parallel_tool_calls", "parallel_tool_calls");
+  if (!parallel.ok()) {
+    *error = BadRequest("parallel_tool_calls must be true or false", "parallel_tool_calls");
+    return false;
+  }
+  if (*parallel) out->set_parallel_tool_calls(**parallel);
+  // "none" with no tools asks for nothing: accepted as no tool options.
+  if (out->tools_size() == 0 && out->choice() == "none") out->clear_choice();
+  if (out->tools_size() == 0 && out->has_parallel_tool_calls()) out->clear_parallel_tool_calls();
   return true;
 }
 }  // namespace
@@ -227,19 +370,20 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
     }
     const std::string& role = **role_or;
     // An assistant message an SDK hands back may carry these, empty.
-    for (const char* echo : {"refusal", "tool_calls", "function_call", "audio"}) {
+    for (const char* echo : {"refusal", "function_call", "audio"}) {
       const json* v = moa::json::Member(m, echo);
       if (v != nullptr && !(v->is_array() && v->empty())) {
         return fail(BadRequest(
             absl::StrCat(where, ".", echo,
-                         std::string(echo) == "refusal" || std::string(echo) == "audio"
-                             ? " is not supported: a message's content is its text"
-                             : " is not supported: tool calls are not supported by this server "
-                               "yet"),
+                         std::string(echo) == "function_call"
+                             ? " is the deprecated form of tool_calls and is not supported"
+                             : " is not supported: a message's content is its text"),
             absl::StrCat(where, ".", echo)));
       }
     }
-    if (!OnlyKnownKeys(m, {"role", "content", "refusal", "tool_calls", "function_call", "audio"},
+    if (!OnlyKnownKeys(m,
+                       {"role", "content", "refusal", "tool_calls", "function_call", "audio",
+                        "tool_call_id", "name"},
                        where + ".", error)) {
       return absl::InvalidArgumentError(error->message);
     }
@@ -250,14 +394,52 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
       msg->set_role(v1::ROLE_USER);
     } else if (role == "assistant") {
       msg->set_role(v1::ROLE_ASSISTANT);
+    } else if (role == "tool") {
+      msg->set_role(v1::ROLE_TOOL);
     } else {
       return fail(BadRequest(absl::StrCat(where, ".role '", role,
                                           "' is not supported (system, developer, user, "
-                                          "assistant)"),
+                                          "assistant, tool)"),
                              where + ".role"));
+    }
+    // A participant's name is a label the models are not sent; only an
+    // absent one is honoured.
+    if (moa::json::Member(m, "name") != nullptr) {
+      return fail(
+          BadRequest(absl::StrCat(where,
+                                  ".name is not supported: participant names are not sent to the "
+                                  "models"),
+                     where + ".name"));
+    }
+    if (const json* calls = moa::json::Member(m, "tool_calls");
+        calls != nullptr && !(calls->is_array() && calls->empty())) {
+      if (role != "assistant") {
+        return fail(BadRequest(absl::StrCat(where,
+                                            ".tool_calls: only an assistant message "
+                                            "makes tool calls"),
+                               where + ".tool_calls"));
+      }
+      if (!ParseToolCalls(*calls, where + ".tool_calls", msg, error)) {
+        return absl::InvalidArgumentError(error->message);
+      }
+    }
+    if (role == "tool") {
+      auto id = moa::json::OptionalString(m, "tool_call_id", where + ".tool_call_id");
+      if (!id.ok() || !*id || (*id)->empty()) {
+        return fail(BadRequest(absl::StrCat(where,
+                                            ".tool_call_id is required: the id of the "
+                                            "call this is the result of"),
+                               where + ".tool_call_id"));
+      }
+      msg->set_tool_call_id(**id);
+    } else if (moa::json::Member(m, "tool_call_id") != nullptr) {
+      return fail(BadRequest(absl::StrCat(where, ".tool_call_id goes only on a tool message"),
+                             where + ".tool_call_id"));
     }
     const json* c = moa::json::Member(m, "content");
     if (c == nullptr) {
+      // An assistant turn that only called tools has no content.
+      if (msg->tool_calls_size() > 0) continue;
       return fail(BadRequest(absl::StrCat(where, ".content is required"), where + ".content"));
     }
     if (c->is_string()) {
@@ -288,6 +470,9 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
       return fail(BadRequest(absl::StrCat(where, ".content must be a string or a list of parts"),
                              where + ".content"));
     }
+  }
+  if (!ParseTools(j, out.chat.mutable_tools(), error)) {
+    return absl::InvalidArgumentError(error->message);
   }
   v1::SamplingParams* p = out.chat.mutable_params();
   auto temperature = moa::json::OptionalNumber(j, "temperature", "temperature");
@@ -505,6 +690,10 @@ void CallRecord::Add(const v1::ChatEvent& event) {
     proposals.push_back({st.ref().layer(), st.ref().model(), "STRAGGLER",
                          "cut when its layer went on", v1::Completion()});
   }
+  if (event.has_answer_tool_calls()) {
+    const auto& calls = event.answer_tool_calls().calls();
+    tool_calls.assign(calls.begin(), calls.end());
+  }
   if (event.has_summary()) summary = event.summary();
 }
 
@@ -567,12 +756,19 @@ std::string MoaExtensionJson(const CallRecord& record) {
 std::string CompletionJson(const std::string& id, int64_t created, const std::string& model,
                            const std::string& answer, const CallRecord& record) {
   std::string finish = record.summary ? record.summary->finish_reason() : "stop";
+  json message = {{"role", "assistant"}, {"content", answer}};
+  if (!record.tool_calls.empty()) {
+    if (answer.empty()) message["content"] = nullptr;
+    json calls = json::array();
+    for (const v1::ToolCall& c : record.tool_calls) calls.push_back(ToolCallJson(c));
+    message["tool_calls"] = std::move(calls);
+  }
   json out = {{"id", id},
               {"object", "chat.completion"},
               {"created", created},
               {"model", model},
               {"choices", json::array({{{"index", 0},
-                                        {"message", {{"role", "assistant"}, {"content", answer}}},
+                                        {"message", std::move(message)},
                                         {"logprobs", nullptr},
                                         {"finish_reason", finish}}})},
               {"usage", json::parse(UsageJson(record))},
@@ -596,6 +792,16 @@ std::string UsageChunkEvent(const std::string& id, int64_t created, const std::s
                       ",\"model\":", moa::json::Quote(model),
                       ",\"choices\":[],\"usage\":", UsageJson(record),
                       ",\"moa\":", MoaExtensionJson(record), "}\n\n");
+}
+
+std::string ToolCallsDeltaJson(const v1::AnswerToolCalls& calls) {
+  json list = json::array();
+  for (int i = 0; i < calls.calls_size(); ++i) {
+    json call = ToolCallJson(calls.calls(i));
+    call["index"] = i;
+    list.push_back(std::move(call));
+  }
+  return moa::json::Dump(json{{"tool_calls", std::move(list)}});
 }
 
 std::string ContentDeltaJson(absl::string_view text) {

@@ -42,8 +42,10 @@ struct ParsedRequest {
 // Parses a POST /v1/chat/completions body. Content may be a string or a
 // list of {"type": "text", "text": ...} parts (joined). Every field is
 // honoured or refused: a field this server does not know, a value asking for
-// what it does not do (tools, logprobs, n != 1, ...), other part types and
-// values of the wrong type are 400 naming the param, never ignored.
+// what it does not do (logprobs, n != 1, ...), other part types and
+// values of the wrong type are 400 naming the param, never ignored. Tools,
+// tool_choice, parallel_tool_calls and the conversation's tool turns become
+// ChatRequest.tools and tool messages.
 absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body, HttpError* error);
 
 // The top-level fields the parser reads (honours, or accepts at values that
@@ -63,6 +65,7 @@ struct CallRecord {
   std::string pipeline;
   std::vector<Proposal> proposals;
   std::optional<v1::Summary> summary;
+  std::vector<v1::ToolCall> tool_calls;  // The answer's, when it called tools.
 
   void Add(const v1::ChatEvent& event);
 };
@@ -81,6 +84,9 @@ std::string ChunkEvent(const std::string& id, int64_t created, const std::string
 std::string UsageChunkEvent(const std::string& id, int64_t created, const std::string& model,
                             const CallRecord& record);
 std::string ContentDeltaJson(absl::string_view text);
+// The delta of a chunk that carries the answer's tool calls, each whole
+// (its index, id, type, name and arguments in one piece).
+std::string ToolCallsDeltaJson(const v1::AnswerToolCalls& calls);
 
 }  // namespace moa::orchestrator::openai
 

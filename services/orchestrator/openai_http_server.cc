@@ -93,6 +93,11 @@ class ChatCompletion final : public MoaCallSink {
 
   void OnEvent(v1::ChatEvent event) override {
     record_.Add(event);
+    if (event.has_answer_tool_calls() && streaming_) {
+      exchange_->Write(openai::ChunkEvent(
+          id_, created_, model_, openai::ToolCallsDeltaJson(event.answer_tool_calls()), "null"));
+      return;
+    }
     if (!event.has_answer_delta()) return;
     if (streaming_) {
       exchange_->Write(openai::ChunkEvent(id_, created_, model_,

@@ -72,8 +72,14 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
       Complete(params.status());
       return;
     }
+    absl::StatusOr<llm::ToolOptions> tools = wire::ToTools(request.tools());
+    if (!tools.ok()) {
+      Complete(tools.status());
+      return;
+    }
     chat.messages = *std::move(messages);
     chat.params = *std::move(params);
+    chat.tools = *std::move(tools);
     if (static_cast<int64_t>(request.continue_from().size()) > shared_.options.max_answer_bytes) {
       Complete(absl::InvalidArgumentError(absl::StrCat(
           "continue_from is ", request.continue_from().size(),
@@ -109,6 +115,7 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
    public:
     explicit Observer(GenerateReactor* reactor) : reactor_(reactor) {}
     void OnDelta(absl::string_view text) override { reactor_->OnUpstreamDelta(text); }
+    void OnProgress() override { reactor_->OnUpstreamProgress(); }
     void OnRetry(const absl::Status& reason, absl::Duration delay) override {
       reactor_->shared_.metrics->Retry(telemetry::OutcomeOf(reason));
       LogDebug("moa-proposer", "model ", reactor_->shared_.options.model, ": retrying in ",
@@ -155,6 +162,16 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
     }
     last_delta_ = now;
     PushDelta(text);
+  }
+
+  // A tool call being written: the first byte, when nothing came before.
+  void OnUpstreamProgress() {
+    if (answer_cut_ || first_delta_seen_) return;
+    first_delta_seen_ = true;
+    first_delta_at_ = shared_.clock->Now();
+    last_delta_ = first_delta_at_;
+    shared_.metrics->FirstToken(first_delta_at_ - accepted_);
+    PushDelta("");
   }
 
   void OnUpstreamDone(absl::StatusOr<llm::Completion> result) {

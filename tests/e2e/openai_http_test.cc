@@ -25,20 +25,25 @@ constexpr char kKey[] = "sk-moa-test-key-1234";
 
 testing::ClusterSpec Spec(const std::string& keys_file, int http_port) {
   testing::ClusterSpec spec;
-  spec.models = {"a", "b", "z", "slow1", "slow2", "jz", "prose"};
+  spec.models = {"a", "b", "z", "slow1", "slow2", "jz", "prose", "tz"};
   // json: its aggregator answers JSON (in a code fence, as models do);
   // prose: its aggregator never does (structured outputs).
   spec.pipelines_yaml =
       "pipelines:\n  moa: {layers: [[a, b]], aggregator: z}\n"
       "  slow: {layers: [[slow1, slow2]], aggregator: z}\n"
       "  json: {layers: [[a, b]], aggregator: jz}\n"
-      "  prose: {layers: [[a, b]], aggregator: prose}\ndefault_pipeline: moa\n";
+      "  prose: {layers: [[a, b]], aggregator: prose}\n"
+      "  agent: {layers: [[a, b]], aggregator: tz}\ndefault_pipeline: moa\n";
   spec.sim_profiles_yaml =
       "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 12}\n"
       "models:\n  slow1: {tokens_per_second: 20, answer_tokens: 400}\n"
       "  slow2: {tokens_per_second: 20, answer_tokens: 400}\n"
       "  jz: {answer_text: \"```json\\n{\\\"city\\\": \\\"Oslo\\\", \\\"days\\\": 3}\\n```\"}\n"
-      "  prose: {answer_text: \"It will rain in Oslo.\"}\n";
+      "  prose: {answer_text: \"It will rain in Oslo.\"}\n"
+      // agent: its aggregator calls the first tool it is given, then, once
+      // the result is in, answers.
+      "  tz: {tool_calls: true, tool_arguments: '{\"city\": \"Oslo\"}',\n"
+      "       answer_text: \"It is 12 C in Oslo.\"}\n";
   spec.orchestrator_flags = {absl::StrCat("--http_port=", http_port),
                              "--api_keys_file=" + keys_file};
   return spec;

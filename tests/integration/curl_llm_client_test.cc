@@ -31,6 +31,7 @@ models:
   reset: {faults: {reset: 1}}
   malformed: {faults: {malformed: 1}}
   flaky: {faults: {http_500: 0.5}}
+  agent: {tool_calls: true, tool_arguments: '{"city": "Oslo"}'}
 )";
 
 class CurlLlmClientTest : public ::testing::Test {
@@ -94,6 +95,40 @@ TEST_F(CurlLlmClientTest, StreamsDeltasThenCompletionWithUsageAndTimings) {
   ASSERT_EQ(log.size(), 1u);
   EXPECT_EQ(log[0]["stream"], true);
   EXPECT_EQ(log[0]["messages"][0]["content"], "What is MoA?");
+}
+
+// A tool call streamed in fragments (the name first, the arguments in two
+// pieces) is assembled into the completion; the tools reach the upstream.
+TEST_F(CurlLlmClientTest, AToolCallStreamedInPiecesIsAssembledIntoTheCompletion) {
+  auto client = Client("agent");
+  ChatRequest request = Question("Weather in Oslo?");
+  request.tools.tools = {{"get_weather", "", R"({"type":"object"})", false}};
+  auto obs = std::make_shared<RecordingObserver>();
+  client->Start(request, obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+  auto result = obs->result();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(obs->text(), "") << "no text, only the call";
+  EXPECT_EQ(result->finish_reason, "tool_calls");
+  ASSERT_EQ(result->tool_calls.size(), 1u);
+  EXPECT_EQ(result->tool_calls[0].name, "get_weather");
+  EXPECT_EQ(result->tool_calls[0].arguments, R"({"city": "Oslo"})");
+  EXPECT_THAT(result->tool_calls[0].id, ::testing::StartsWith("call_sim_"));
+  EXPECT_EQ(Log()[0]["params"]["tools"][0]["function"]["name"], "get_weather");
+
+  // The same model after the result: text, and the turns sent natively.
+  request.messages.push_back({Role::kAssistant, "", result->tool_calls});
+  request.messages.push_back({Role::kTool, "12 C", {}, result->tool_calls[0].id});
+  auto after = std::make_shared<RecordingObserver>();
+  client->Start(request, after);
+  ASSERT_TRUE(after->WaitDone(absl::Seconds(10)));
+  ASSERT_TRUE(after->result().ok()) << after->result().status();
+  EXPECT_EQ(after->result()->finish_reason, "stop");
+  EXPECT_TRUE(after->result()->tool_calls.empty());
+  EXPECT_FALSE(after->text().empty());
+  auto sent = Log()[1]["messages"];
+  EXPECT_EQ(sent[2]["role"], "tool");
+  EXPECT_EQ(sent[1]["tool_calls"][0]["function"]["name"], "get_weather");
 }
 
 TEST_F(CurlLlmClientTest, MaxTokensTruncatesWithFinishReasonLength) {

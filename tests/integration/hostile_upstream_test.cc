@@ -155,6 +155,46 @@ TEST(HostileUpstreamTest, AHugeFinishReasonIsAProtocolErrorNotPassedOn) {
   EXPECT_LT(s.message().size(), 1000u);
 }
 
+// Tool calls from an upstream are bounded and must be whole: arguments
+// without end, a call with no name, an index out of range are the
+// upstream's protocol errors, named, never passed on.
+TEST(HostileUpstreamTest, ToolCallsThatAreEndlessNamelessOrOutOfRangeAreNamedErrors) {
+  struct Case {
+    std::string events;
+    const char* named;
+  };
+  std::string endless = R"(data: {"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c",)"
+                        R"("function":{"name":"f","arguments":""}}]}}]})"
+                        "\n\n";
+  const std::string piece = absl::StrCat(
+      R"(data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":")",
+      std::string(60000, 'a'), "\"}}]}}]}\n\n");
+  for (int i = 0; i < 20; ++i) endless += piece;
+  const Case cases[] = {
+      {endless, "tool calls are over 1 MiB"},
+      {R"(data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]},)"
+       R"("finish_reason":"tool_calls"}]})"
+       "\n\n",
+       "without a function name"},
+      {R"(data: {"choices":[{"delta":{"tool_calls":[{"index":4096,"id":"c"}]}}]})"
+       "\n\n",
+       "delta.tool_calls"},
+  };
+  for (const Case& c : cases) {
+    ScriptedUpstream upstream([&c](net::HttpExchange& x, const std::atomic<bool>&) {
+      x.StartStream({200, "text/event-stream", "", {}});
+      x.Write(c.events);
+      x.Write("data: [DONE]\n\n");
+      x.End();
+    });
+    auto client = Client(upstream);
+    absl::Status s = Call(*client);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << c.named << ": " << s;
+    EXPECT_THAT(s.message(), HasSubstr(c.named));
+    EXPECT_LT(s.message().size(), 1000u);
+  }
+}
+
 TEST(HostileUpstreamTest, DeeplyNestedJsonIsRefusedBeforeATreeIsBuilt) {
   ScriptedUpstream upstream([](net::HttpExchange& x, const std::atomic<bool>&) {
     x.StartStream({200, "text/event-stream", "", {}});

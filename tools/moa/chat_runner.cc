@@ -121,6 +121,15 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
       case v1::ChatEvent::kAnswerStep:
         staircase = true;  // The summary counts the steps.
         break;
+      case v1::ChatEvent::kAnswerToolCalls:
+        // The CLI sends no tools, so no answer calls one; shown in words
+        // should a pipeline's model still do so.
+        for (const v1::ToolCall& c : event.answer_tool_calls().calls()) {
+          std::string line = absl::StrCat("\n[tool call ", c.name(), " ", c.arguments(), "]");
+          result.answer += line;
+          if (cb.on_answer_delta) cb.on_answer_delta(line);
+        }
+        break;
       case v1::ChatEvent::kAnswerDelta:
         result.answer += event.answer_delta();
         if (cb.on_answer_delta) cb.on_answer_delta(event.answer_delta());

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "lib/base/json.h"
 #include "lib/base/status_macros.h"
 
 namespace moa::sim {
@@ -45,9 +46,9 @@ absl::StatusOr<double> Number(absl::string_view source, const YAML::Node& node,
 
 absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node& node,
                                      const Profile& base, const std::string& path) {
-  MOA_RETURN_IF_ERROR(CheckKeys(
-      source, node, path,
-      {"time_to_first_token", "tokens_per_second", "answer_tokens", "answer_text", "faults"}));
+  MOA_RETURN_IF_ERROR(CheckKeys(source, node, path,
+                                {"time_to_first_token", "tokens_per_second", "answer_tokens",
+                                 "answer_text", "tool_calls", "tool_arguments", "faults"}));
   Profile p = base;
   if (const YAML::Node ttft = node["time_to_first_token"]) {
     if (ttft.IsMap()) {
@@ -82,6 +83,22 @@ absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node&
           absl::StrCat(source, ": ", path, ".answer_text must be 1 to 65536 characters of text"));
     }
     p.answer_text = t.Scalar();
+  }
+  if (const YAML::Node t = node["tool_calls"]) {
+    if (!t.IsScalar() || !YAML::convert<bool>::decode(t, p.tool_calls)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": ", path, ".tool_calls must be true or false"));
+    }
+  }
+  if (const YAML::Node t = node["tool_arguments"]) {
+    absl::StatusOr<moa::json::Json> args = t.IsScalar() && t.Scalar().size() <= 65536
+                                               ? moa::json::Parse(t.Scalar())
+                                               : absl::InvalidArgumentError("not text");
+    if (!args.ok() || !args->is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": ", path, ".tool_arguments must be a JSON object's text (at most 64 KiB)"));
+    }
+    p.tool_arguments = t.Scalar();
   }
   if (const YAML::Node f = node["faults"]) {
     std::string fp = path + ".faults";

@@ -37,6 +37,12 @@ struct Profile {
   // answer_tokens is ignored), for tests of steps that read answers (a
   // ranking, a vote). Empty: generated words.
   std::string answer_text;
+  // When a request gives tools (and tool_choice is not "none") and its last
+  // message is not a tool result, the answer is a call of the first tool
+  // (or the one tool_choice names) with `tool_arguments`; after a result,
+  // the answer is text as usual.
+  bool tool_calls = false;
+  std::string tool_arguments = "{}";  // A JSON object's text.
   FaultRates faults;
 
   absl::Duration SampleTimeToFirstToken(std::mt19937_64& rng) const;

@@ -57,9 +57,29 @@ absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body) {
       return absl::InvalidArgumentError(absl::StrCat("'", field, "' must be >= 1"));
     if (*n) info.max_tokens = **n;
   }
+  if (const json* tools = moa::json::Member(j, "tools")) {
+    if (!tools->is_array()) return absl::InvalidArgumentError("'tools' must be a list");
+    for (const json& t : *tools) {
+      const json* function = moa::json::Member(t, "function");
+      auto name = function == nullptr ? absl::StatusOr<std::optional<std::string>>(std::nullopt)
+                                      : moa::json::OptionalString(*function, "name", "name");
+      if (!name.ok() || !*name) {
+        return absl::InvalidArgumentError("each tool needs a string 'function.name'");
+      }
+      info.tool_names.push_back(**name);
+    }
+  }
+  if (const json* choice = moa::json::Member(j, "tool_choice")) {
+    info.tool_choice_none = *choice == "none";
+    if (const json* function = moa::json::Member(*choice, "function")) {
+      auto name = moa::json::OptionalString(*function, "name", "tool_choice.function.name");
+      if (!name.ok()) return name.status();
+      if (*name) info.tool_choice_function = **name;
+    }
+  }
   info.params = json::object();
-  for (const char* key :
-       {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop"}) {
+  for (const char* key : {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed",
+                          "stop", "tools", "tool_choice", "parallel_tool_calls"}) {
     if (j.contains(key)) info.params[key] = j[key];
   }
   // Moved, not copied: the messages can be large (synthesis blocks).
@@ -67,8 +87,20 @@ absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body) {
   return info;
 }
 
-PlannedAnswer PlanAnswer(const ChatRequestInfo& info, int length, absl::string_view fixed) {
+PlannedAnswer PlanAnswer(const ChatRequestInfo& info, int length, absl::string_view fixed,
+                         const std::string* tool_arguments) {
   PlannedAnswer answer;
+  const bool after_result = !info.messages.empty() && info.messages.back().role == "tool";
+  if (tool_arguments != nullptr && !info.tool_names.empty() && !info.tool_choice_none &&
+      !after_result) {
+    answer.tool_call =
+        info.tool_choice_function.empty() ? info.tool_names.front() : info.tool_choice_function;
+    // The arguments in two pieces, as servers stream them.
+    const size_t half = tool_arguments->size() / 2;
+    answer.tokens = {tool_arguments->substr(0, half), tool_arguments->substr(half)};
+    answer.prompt_tokens = PromptTokens(info.messages);
+    return answer;
+  }
   const Continuation continuation = FindContinuation(info.messages);
   answer.continuation = continuation.kind;
   auto tokens = [&](const std::vector<SimMessage>& messages) {

@@ -26,6 +26,11 @@ struct ChatRequestInfo {
   bool stream = false;
   bool include_usage = false;
   std::optional<int64_t> max_tokens;
+  // The names of the request's function tools, in order, and the one
+  // tool_choice names ("" for none named); tool_choice "none".
+  std::vector<std::string> tool_names;
+  std::string tool_choice_function;
+  bool tool_choice_none = false;
   // The x-request-id and traceparent headers as received (at most 256
   // bytes each), for the request log.
   std::string request_id;
@@ -41,11 +46,16 @@ absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body);
 // would get (README, "moa-upstream-sim").
 struct PlannedAnswer {
   Continuation::Kind continuation = Continuation::Kind::kNone;
+  // Set: the answer is a call of this tool, `tokens` its arguments' pieces.
+  std::string tool_call;
   std::vector<std::string> tokens;
   int prompt_tokens = 0;
 };
 // `fixed`, when not empty, is the answer's text (a profile's answer_text).
-PlannedAnswer PlanAnswer(const ChatRequestInfo& info, int length, absl::string_view fixed = "");
+// `tool_arguments`, when set, makes the answer a tool call when the request
+// asks for one (Profile::tool_calls).
+PlannedAnswer PlanAnswer(const ChatRequestInfo& info, int length, absl::string_view fixed = "",
+                         const std::string* tool_arguments = nullptr);
 
 }  // namespace moa::sim
 

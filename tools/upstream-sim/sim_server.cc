@@ -235,7 +235,12 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
       length = static_cast<int>(*info.max_tokens);
       finish_reason_ = "length";
     }
-    PlannedAnswer answer = PlanAnswer(info, length, profile.answer_text);
+    PlannedAnswer answer = PlanAnswer(info, length, profile.answer_text,
+                                      profile.tool_calls ? &profile.tool_arguments : nullptr);
+    if (!answer.tool_call.empty()) {
+      tool_call_ = answer.tool_call;
+      finish_reason_ = "tool_calls";
+    }
     const bool continues = answer.continuation != Continuation::Kind::kNone;
     fault_ = continues && profile.faults.spare_continuations ? Fault::kNone
                                                              : sim_.DrawFault(profile.faults);
@@ -310,15 +315,21 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
     if (fault_ == Fault::kMalformed) {
       out = "{\"id\": \"chatcmpl-sim\", \"choices\": [";
     } else {
-      out = moa::json::Dump(json{{"id", absl::StrCat("chatcmpl-sim-", log_id_)},
-                                 {"object", "chat.completion"},
-                                 {"created", created_},
-                                 {"model", model_},
-                                 {"choices",
-                                  {{{"index", 0},
-                                    {"message", {{"role", "assistant"}, {"content", text}}},
-                                    {"finish_reason", finish_reason_}}}},
-                                 {"usage", UsageJson()}});
+      json message = {{"role", "assistant"}, {"content", text}};
+      if (!tool_call_.empty()) {
+        message["content"] = nullptr;
+        message["tool_calls"] = {{{"id", ToolCallId()},
+                                  {"type", "function"},
+                                  {"function", {{"name", tool_call_}, {"arguments", text}}}}};
+      }
+      out = moa::json::Dump(json{
+          {"id", absl::StrCat("chatcmpl-sim-", log_id_)},
+          {"object", "chat.completion"},
+          {"created", created_},
+          {"model", model_},
+          {"choices",
+           {{{"index", 0}, {"message", std::move(message)}, {"finish_reason", finish_reason_}}}},
+          {"usage", UsageJson()}});
     }
     exchange_->Respond(Reply(200, std::move(out)));
   }
@@ -347,7 +358,7 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
     const absl::Time now = absl::Now();
     while (next_token_ < tokens_.size() && DueTime(next_token_ + 1) <= now) {
       if (fault_ == Fault::kReset && next_token_ >= half && next_token_ > 0) break;
-      out += ChunkEvent(moa::json::Dump(json{{"content", tokens_[next_token_]}}), "null");
+      out += ChunkEvent(moa::json::Dump(DeltaJson(next_token_)), "null");
       ++next_token_;
       if (fault_ == Fault::kMalformed && next_token_ == half) {
         out += "data: {\"choices\": [{\"delta\": {\"content\": \"trunc\n\n";
@@ -374,6 +385,21 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
     WaitUntil(next, [self = shared_from_this()] { self->StreamDue(); });
   }
 
+  std::string ToolCallId() const { return absl::StrCat("call_sim_", log_id_); }
+
+  // Token k of the answer as a delta: text, or a piece of the tool call's
+  // arguments (the first piece names the call).
+  json DeltaJson(size_t k) const {
+    if (tool_call_.empty()) return {{"content", tokens_[k]}};
+    json call = {{"index", 0}, {"function", {{"arguments", tokens_[k]}}}};
+    if (k == 0) {
+      call["id"] = ToolCallId();
+      call["type"] = "function";
+      call["function"]["name"] = tool_call_;
+    }
+    return {{"tool_calls", json::array({std::move(call)})}};
+  }
+
   // Resets the connection (RST, not FIN), as a crashed upstream would.
   void Reset() {
     sim_.log().Finish(log_id_, "injected_error");
@@ -390,6 +416,7 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
   bool include_usage_ = false;
   Fault fault_ = Fault::kNone;
   std::vector<std::string> tokens_;
+  std::string tool_call_;  // Set: the answer calls this tool.
   size_t next_token_ = 0;
   int prompt_tokens_ = 0;
   std::string finish_reason_;

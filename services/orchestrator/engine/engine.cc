@@ -98,6 +98,22 @@ absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
                                   llm::Message{llm::Role::kSystem, instruction});
     }
   }
+  absl::StatusOr<llm::ToolOptions> tools = wire::ToTools(request.tools());
+  if (!tools.ok()) return tools.status();
+  if (!tools->empty()) {
+    // The final answer may be tool calls: a whole call of one model.
+    if (options.staircase) {
+      return absl::InvalidArgumentError(
+          "tools: an answer that may call tools is written by one call, so it cannot stream in "
+          "staircase steps; ask with streaming \"normal\"");
+    }
+    if (options.pipeline.terminal == config::StepKind::kVote) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tools: pipeline '", options.pipeline.name,
+                       "' ends in vote, which picks a proposal and cannot call tools"));
+    }
+    options.tools = *std::move(tools);
+  }
   return options;
 }
 

@@ -601,6 +601,7 @@ void MoaCall::StartStepLocked(bool last, bool retry) {
   // again: after a failed call, and by every staircase step after the first.
   call.continue_from = answer_text_;
   call.analysis = analysis_;
+  call.tools = options_.tools;
   if (final_.format_correction) {
     call.messages.push_back({llm::Role::kAssistant, final_.format_correction->first});
     call.messages.push_back(
@@ -898,9 +899,25 @@ void MoaCall::OnFinalDoneLocked(absl::StatusOr<llm::Completion> result) {
   // Proposals still running are no longer needed.
   if (!final_.layer_done) CutStragglersLocked();
   if (retries_ != nullptr) retries_->OnSuccess();
+  // An answer of tool calls is the client's next step, not an answer to
+  // check: its text (if any) goes out as it is, then the calls.
+  std::vector<llm::ToolCall> tool_calls = std::move(result->tool_calls);
+  result->tool_calls.clear();
+  if (!tool_calls.empty() && options_.answer_format != nullptr && !answer_text_.empty()) {
+    v1::ChatEvent text;
+    text.set_answer_delta(answer_text_);
+    EmitLocked(std::move(text));
+  }
   // Checked before the step counts as done: an answer asked again is one
   // step that took both calls.
-  if (options_.answer_format != nullptr && !AnswerFormatHeldLocked()) return;
+  if (tool_calls.empty() && options_.answer_format != nullptr && !AnswerFormatHeldLocked()) {
+    return;
+  }
+  if (!tool_calls.empty()) {
+    v1::ChatEvent event;
+    wire::ToProto(tool_calls, event.mutable_answer_tool_calls()->mutable_calls());
+    EmitLocked(std::move(event));
+  }
   metrics_->StepDone(step, now - final_.stage_started);
   metrics_->AnswerSteps(final_.step);
   if (options_.staircase) {

@@ -107,6 +107,10 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     // Set: the final answer is held until whole, checked, and asked for
     // again once when it fails (answer_format.h).
     std::shared_ptr<const AnswerFormat> answer_format;
+    // The client's tools: given to the final answer's model only (the
+    // panel reads the conversation's tool turns as text), which may answer
+    // with tool calls (an answer_tool_calls event).
+    llm::ToolOptions tools;
     // The request's id and trace: every child call carries them, and the
     // request's log line names the id.
     TraceContext trace;

@@ -221,3 +221,97 @@ TEST(OpenAiJsonTest, WhatTheScannerDoesNotFullyUnderstandGoesToTheTreeParser) {
 
 }  // namespace
 }  // namespace moa::llm
+
+namespace moa::llm {
+namespace {
+
+std::vector<Message> ToolConversation() {
+  return {{Role::kUser, "weather in Oslo and Bergen?"},
+          {Role::kAssistant,
+           "Looking.",
+           {{"c1", "get_weather", R"({"city":"Oslo"})"}, {"c2", "get_weather", "{}"}}},
+          {Role::kTool, "12 C", {}, "c1"},
+          {Role::kTool, "9 C", {}, "c2"}};
+}
+
+TEST(OpenAiJsonTest, ACallWithToolsSendsThemAndTheToolTurnsNatively) {
+  ChatRequest req;
+  req.messages = ToolConversation();
+  req.tools.tools = {{"get_weather", "Weather now", R"({"type":"object"})", true}};
+  req.tools.choice_function = "get_weather";
+  req.tools.parallel_tool_calls = false;
+  json body = json::parse(BuildChatCompletionBody("m", req));
+  EXPECT_EQ(body["tools"][0]["type"], "function");
+  EXPECT_EQ(body["tools"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(body["tools"][0]["function"]["description"], "Weather now");
+  EXPECT_EQ(body["tools"][0]["function"]["parameters"], json({{"type", "object"}}));
+  EXPECT_EQ(body["tools"][0]["function"]["strict"], true);
+  EXPECT_EQ(body["tool_choice"],
+            json({{"type", "function"}, {"function", {{"name", "get_weather"}}}}));
+  EXPECT_EQ(body["parallel_tool_calls"], false);
+  const json& messages = body["messages"];
+  ASSERT_EQ(messages.size(), 4u);
+  EXPECT_EQ(messages[1]["tool_calls"][0]["id"], "c1");
+  EXPECT_EQ(messages[1]["tool_calls"][0]["function"]["arguments"], R"({"city":"Oslo"})");
+  EXPECT_EQ(messages[2]["role"], "tool");
+  EXPECT_EQ(messages[2]["tool_call_id"], "c1");
+  req.tools.choice_function.clear();
+  req.tools.choice = "required";
+  EXPECT_EQ(json::parse(BuildChatCompletionBody("m", req))["tool_choice"], "required");
+}
+
+TEST(OpenAiJsonTest, ACallWithoutToolsGetsTheToolTurnsAsText) {
+  ChatRequest req;
+  req.messages = ToolConversation();
+  json body = json::parse(BuildChatCompletionBody("m", req));
+  EXPECT_FALSE(body.contains("tools"));
+  EXPECT_FALSE(body.contains("tool_choice"));
+  const json& messages = body["messages"];
+  ASSERT_EQ(messages.size(), 3u) << "the two results are one user turn: " << messages.dump();
+  EXPECT_EQ(messages[1]["role"], "assistant");
+  EXPECT_EQ(messages[1]["content"],
+            "Looking.\n[called tool get_weather with arguments {\"city\":\"Oslo\"}]\n"
+            "[called tool get_weather with arguments {}]");
+  EXPECT_FALSE(messages[1].contains("tool_calls"));
+  EXPECT_EQ(messages[2]["role"], "user");
+  EXPECT_EQ(messages[2]["content"],
+            "[result of tool get_weather]\n12 C\n\n[result of tool get_weather]\n9 C");
+}
+
+TEST(OpenAiJsonTest, ToolCallFragmentsAreReadAndMalformedOnesNamed) {
+  auto first = ParseStreamChunk(
+      R"({"choices":[{"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,)"
+      R"("id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]},)"
+      R"("finish_reason":null}]})");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->tool_calls.size(), 1u);
+  EXPECT_EQ(first->tool_calls[0].id, "call_1");
+  EXPECT_EQ(first->tool_calls[0].name, "get_weather");
+  auto next = ParseStreamChunk(
+      R"({"choices":[{"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{\"ci"}}]}}]})");
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->tool_calls[0].index, 1);
+  EXPECT_EQ(next->tool_calls[0].arguments, "{\"ci");
+  // The fast scanner leaves tool calls to the tree parser, but not an empty list.
+  EXPECT_FALSE(ScanCommonStreamChunk(R"({"choices":[{"delta":{"tool_calls":[{"index":0}]}}]})"));
+  auto empty = ScanCommonStreamChunk(R"({"choices":[{"delta":{"content":"a","tool_calls":[]}}]})");
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->delta, "a");
+  for (const char* bad : {
+           R"({"choices":[{"delta":{"tool_calls":{}}}]})",
+           R"({"choices":[{"delta":{"tool_calls":[7]}}]})",
+           R"({"choices":[{"delta":{"tool_calls":[{"index":128}]}}]})",
+           R"({"choices":[{"delta":{"tool_calls":[{"index":-1}]}}]})",
+           R"({"choices":[{"delta":{"tool_calls":[{"id":5}]}}]})",
+           R"({"choices":[{"delta":{"tool_calls":[{"function":"f"}]}}]})",
+           R"({"choices":[{"delta":{"tool_calls":[{"function":{"arguments":{}}}]}}]})",
+       }) {
+    auto chunk = ParseStreamChunk(bad);
+    ASSERT_FALSE(chunk.ok()) << bad;
+    EXPECT_EQ(chunk.status().code(), absl::StatusCode::kInternal) << bad;
+    EXPECT_THAT(chunk.status().message(), testing::HasSubstr("delta.tool_calls")) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace moa::llm

@@ -60,13 +60,17 @@ TEST(OpenAiApiTest, EveryFieldIsHonouredOrRefusedByNameNeverIgnored) {
     const char* why;
   };
   const Case cases[] = {
-      {R"("tools": [{"type": "function", "function": {"name": "f"}}])", "tools",
-       "not supported by this server yet"},
-      {R"("tool_choice": "auto")", "tool_choice", "not supported"},
+      {R"("tools": [{"type": "custom", "custom": {"name": "f"}}])", "tools[0].type",
+       "only function tools"},
+      {R"("tools": [{"type": "function", "function": {"name": "f", "examples": []}}])",
+       "tools[0].function.examples", "not a field this server knows"},
+      {R"("tools": [{"type": "function", "function": {"name": "f", "parameters": 5}}])",
+       "tools[0].function.parameters", "JSON Schema object"},
+      {R"("tool_choice": {"type": "allowed_tools", "allowed_tools": {}})", "tool_choice",
+       "allowed_tools"},
       {R"("tools": [], "parallel_tool_calls": false, "functions": [{"name": "f"}])", "functions",
-       "not supported"},
-      {R"("parallel_tool_calls": true, "tools": [{"type": "function"}])", "parallel_tool_calls",
-       "not supported"},
+       "deprecated form of tools"},
+      {R"("parallel_tool_calls": "yes")", "parallel_tool_calls", "true or false"},
       {R"("response_format": {"type": "xml"})", "response_format.type", "json_schema"},
       {R"("response_format": {"type": "json_schema", "json_schema": {"name": "x"}})",
        "response_format.json_schema.schema", "JSON Schema object"},
@@ -115,9 +119,17 @@ TEST(OpenAiApiTest, EveryFieldIsHonouredOrRefusedByNameNeverIgnored) {
   // In messages and their parts too.
   const Case in_messages[] = {
       {R"({"role": "user", "content": "x", "name": "eve"})", "messages[0].name",
+       "participant names"},
+      {R"({"role": "user", "content": "x", "speaker": "eve"})", "messages[0].speaker",
        "not a field this server knows"},
       {R"({"role": "assistant", "content": "x", "tool_calls": [{"id": "c"}]})",
-       "messages[0].tool_calls", "tool calls"},
+       "messages[0].tool_calls[0]", "needs an id and a function object"},
+      {R"({"role": "user", "content": "x", "tool_calls": [{"id": "c", "type": "function",
+           "function": {"name": "f", "arguments": "{}"}}]})",
+       "messages[0].tool_calls", "only an assistant message"},
+      {R"({"role": "tool", "content": "x"})", "messages[0].tool_call_id", "is required"},
+      {R"({"role": "user", "content": "x", "tool_call_id": "c"})", "messages[0].tool_call_id",
+       "only on a tool message"},
       {R"({"role": "assistant", "content": "x", "refusal": "no"})", "messages[0].refusal",
        "its text"},
       {R"({"role": "user", "content": [{"type": "text", "text": "a", "cache_control": {}}]})",
@@ -219,6 +231,73 @@ TEST(OpenAiApiTest, TheMoaPolicyExtensionBecomesTheRequestsLayerPolicy) {
   }
 }
 
+TEST(OpenAiApiTest, ToolsAndToolTurnsBecomeTheChatRequestsTools) {
+  openai::HttpError e;
+  auto parsed = Parse(R"({"model": "moa", "messages": [
+      {"role": "user", "content": "weather in Oslo?"},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+          "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+      {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "12 C"}]}],
+    "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Now",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        "strict": true}}],
+    "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+    "parallel_tool_calls": false})",
+                      &e);
+  ASSERT_TRUE(parsed.ok()) << e.message;
+  const v1::ChatRequest& chat = parsed->chat;
+  ASSERT_EQ(chat.messages_size(), 3);
+  EXPECT_EQ(chat.messages(1).role(), v1::ROLE_ASSISTANT);
+  EXPECT_EQ(chat.messages(1).content(), "");
+  ASSERT_EQ(chat.messages(1).tool_calls_size(), 1);
+  EXPECT_EQ(chat.messages(1).tool_calls(0).id(), "call_1");
+  EXPECT_EQ(chat.messages(1).tool_calls(0).name(), "get_weather");
+  EXPECT_EQ(chat.messages(1).tool_calls(0).arguments(), R"({"city":"Oslo"})");
+  EXPECT_EQ(chat.messages(2).role(), v1::ROLE_TOOL);
+  EXPECT_EQ(chat.messages(2).tool_call_id(), "call_1");
+  EXPECT_EQ(chat.messages(2).content(), "12 C");
+  ASSERT_EQ(chat.tools().tools_size(), 1);
+  EXPECT_EQ(chat.tools().tools(0).name(), "get_weather");
+  EXPECT_EQ(chat.tools().tools(0).description(), "Now");
+  EXPECT_TRUE(chat.tools().tools(0).strict());
+  EXPECT_EQ(nlohmann::json::parse(chat.tools().tools(0).parameters_json())["type"], "object");
+  EXPECT_EQ(chat.tools().choice_function(), "get_weather");
+  EXPECT_EQ(chat.tools().choice(), "");
+  EXPECT_FALSE(chat.tools().parallel_tool_calls());
+  EXPECT_TRUE(chat.tools().has_parallel_tool_calls());
+
+  // "none" without tools asks for nothing, as OpenAI reads it.
+  auto none = Parse(R"({"model": "moa", "messages": [{"role": "user", "content": "x"}],
+      "tools": [], "tool_choice": "none", "parallel_tool_calls": true})",
+                    &e);
+  ASSERT_TRUE(none.ok()) << e.message;
+  EXPECT_EQ(none->chat.tools().ByteSizeLong(), 0u);
+}
+
+TEST(OpenAiApiTest, AnAnswerOfToolCallsIsRenderedAsOpenAiToolCalls) {
+  openai::CallRecord record;
+  v1::ChatEvent calls;
+  v1::ToolCall* c = calls.mutable_answer_tool_calls()->add_calls();
+  c->set_id("call_1");
+  c->set_name("get_weather");
+  c->set_arguments(R"({"city":"Oslo"})");
+  record.Add(calls);
+  v1::ChatEvent summary;
+  summary.mutable_summary()->set_finish_reason("tool_calls");
+  record.Add(summary);
+  auto body = nlohmann::json::parse(openai::CompletionJson("id", 1, "moa", "", record));
+  const auto& choice = body["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls");
+  EXPECT_TRUE(choice["message"]["content"].is_null());
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["id"], "call_1");
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["type"], "function");
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["arguments"], R"({"city":"Oslo"})");
+  auto delta = nlohmann::json::parse(openai::ToolCallsDeltaJson(calls.answer_tool_calls()));
+  EXPECT_EQ(delta["tool_calls"][0]["index"], 0);
+  EXPECT_EQ(delta["tool_calls"][0]["function"]["arguments"], R"({"city":"Oslo"})");
+}
+
 TEST(OpenAiApiTest, RejectionsNameTheParam) {
   struct Case {
     const char* body;
@@ -227,7 +306,7 @@ TEST(OpenAiApiTest, RejectionsNameTheParam) {
   const Case cases[] = {
       {R"({"messages": []})", "model"},
       {R"({"model": "m"})", "messages"},
-      {R"({"model": "m", "messages": [{"role": "tool", "content": "x"}]})", "messages[0].role"},
+      {R"({"model": "m", "messages": [{"role": "function", "content": "x"}]})", "messages[0].role"},
       {R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
        "messages[0].content[0].type"},
       {R"({"model": "m", "messages": [{"role": "user"}]})", "messages[0].content"},

@@ -109,16 +109,103 @@ TEST(WireTest, CompletionsAndDurationsRoundTrip) {
   c.time_to_first_token = absl::Milliseconds(250);
   c.duration = absl::Seconds(3);
   c.attempts = 2;
+  c.tool_calls = {{"call_1", "get_weather", R"({"city":"Oslo"})"}};
   v1::Completion proto;
   ToProto(c, "m", &proto);
   EXPECT_EQ(proto.model(), "m");
-  llm::Completion back = FromProto(proto);
+  llm::Completion back = FromProto(proto).value();
+  ASSERT_EQ(back.tool_calls.size(), 1u);
+  EXPECT_EQ(back.tool_calls[0].id, "call_1");
+  EXPECT_EQ(back.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(back.tool_calls[0].arguments, R"({"city":"Oslo"})");
   EXPECT_EQ(back.finish_reason, "length");
   EXPECT_EQ(back.usage.prompt_tokens, 12);
   EXPECT_EQ(back.usage.completion_tokens, 34);
   EXPECT_EQ(back.time_to_first_token, absl::Milliseconds(250));
   EXPECT_EQ(back.duration, absl::Seconds(3));
   EXPECT_EQ(back.attempts, 2);
+}
+
+TEST(WireTest, ACompletionWithAMalformedToolCallIsRefused) {
+  v1::Completion proto;
+  proto.add_tool_calls()->set_name("get_weather");  // No id.
+  EXPECT_EQ(FromProto(proto).status().code(), absl::StatusCode::kInvalidArgument);
+  proto.mutable_tool_calls(0)->set_id("c1");
+  proto.mutable_tool_calls(0)->set_name("not a name");
+  EXPECT_EQ(FromProto(proto).status().code(), absl::StatusCode::kInvalidArgument);
+  proto.mutable_tool_calls(0)->set_name("ok");
+  proto.mutable_tool_calls(0)->set_arguments(std::string(kMaxToolArgumentsBytes + 1, 'x'));
+  EXPECT_EQ(FromProto(proto).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(WireTest, ToolTurnsOfAConversationRoundTripAndAreChecked) {
+  std::vector<llm::Message> conversation = {
+      {llm::Role::kUser, "weather in Oslo?"},
+      {llm::Role::kAssistant, "", {{"c1", "get_weather", R"({"city":"Oslo"})"}}},
+      {llm::Role::kTool, "12 C", {}, "c1"},
+  };
+  google::protobuf::RepeatedPtrField<v1::ChatMessage> proto;
+  ToProto(conversation, &proto);
+  EXPECT_EQ(proto[2].role(), v1::ROLE_TOOL);
+  auto back = ToMessages(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ((*back)[1].tool_calls.size(), 1u);
+  EXPECT_EQ((*back)[1].tool_calls[0].name, "get_weather");
+  EXPECT_EQ((*back)[2].tool_call_id, "c1");
+
+  auto refused = [](google::protobuf::RepeatedPtrField<v1::ChatMessage> m) {
+    auto s = ToMessages(m).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    return std::string(s.message());
+  };
+  auto no_id = proto;
+  no_id[2].clear_tool_call_id();
+  EXPECT_THAT(refused(no_id), testing::HasSubstr("messages[2].tool_call_id"));
+  auto user_calls = proto;
+  *user_calls[0].add_tool_calls() = proto[1].tool_calls(0);
+  EXPECT_THAT(refused(user_calls), testing::HasSubstr("only an assistant message"));
+  auto empty_assistant = proto;
+  empty_assistant[1].clear_tool_calls();
+  EXPECT_THAT(refused(empty_assistant), testing::HasSubstr("messages[1].content"));
+}
+
+TEST(WireTest, ToolsAreCheckedByName) {
+  v1::ToolOptions tools;
+  v1::Tool* t = tools.add_tools();
+  t->set_name("get_weather");
+  t->set_parameters_json(R"({"type":"object","properties":{"city":{"type":"string"}}})");
+  tools.set_choice_function("get_weather");
+  tools.set_parallel_tool_calls(false);
+  auto ok = ToTools(tools);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->choice_function, "get_weather");
+  EXPECT_EQ(ok->parallel_tool_calls, false);
+  v1::ToolOptions round;
+  ToProto(*ok, &round);
+  EXPECT_EQ(round.SerializeAsString(), tools.SerializeAsString());
+
+  auto message = [](const v1::ToolOptions& o) {
+    return std::string(ToTools(o).status().message());
+  };
+  v1::ToolOptions bad = tools;
+  bad.set_choice_function("other");
+  EXPECT_THAT(message(bad), testing::HasSubstr("tools.choice_function names no tool"));
+  bad = tools;
+  bad.mutable_tools(0)->set_parameters_json("[1]");
+  EXPECT_THAT(message(bad), testing::HasSubstr("tools.tools[0].parameters_json"));
+  bad = tools;
+  bad.mutable_tools(0)->set_parameters_json(std::string(100, '[') + std::string(100, ']'));
+  EXPECT_THAT(message(bad), testing::HasSubstr("tools.tools[0].parameters_json"));
+  bad = tools;
+  *bad.add_tools() = tools.tools(0);
+  EXPECT_THAT(message(bad), testing::HasSubstr("two tools are named get_weather"));
+  bad = tools;
+  bad.clear_choice_function();
+  bad.set_choice("sometimes");
+  EXPECT_THAT(message(bad), testing::HasSubstr("tools.choice must be"));
+  bad = v1::ToolOptions();
+  bad.set_choice("required");
+  EXPECT_THAT(message(bad), testing::HasSubstr("a tool choice needs tools"));
 }
 
 }  // namespace

@@ -28,6 +28,7 @@ class EngineTest : public ::testing::Test {
             *config::ParseClusterConfig("models:\n  a: {endpoint: 'x:1'}\n  z: {endpoint: 'x:3'}\n"
                                         "aggregator: {endpoint: 'x:4'}\n"
                                         "pipelines:\n  moa: {layers: [[a]], aggregator: z}\n"
+                                        "  voted: {steps: [{propose: [a, z]}, vote]}\n"
                                         "limits: {max_messages: 2}\n",
                                         "test")),
         metrics_(registry_, {}) {}
@@ -103,6 +104,35 @@ TEST_F(EngineTest, PlanPutsTheAnswerFormatInTheSystemMessageAndRefusesWhatItCann
   request.mutable_streaming()->set_mode(v1::StreamingOptions::STAIRCASE);
   EXPECT_THAT(std::string(engine.Plan(request).status().message()),
               HasSubstr("response_format: a structured answer is checked whole"));
+}
+
+// tools: checked, handed to the call (its final step gets them); refused
+// where the answer cannot be one model's call that may call tools.
+TEST_F(EngineTest, PlanHandsTheToolsToTheCallAndRefusesThemWhereTheyCannotBeCalled) {
+  Engine engine = MakeEngine(proposers_);
+  v1::ChatRequest request = Question();
+  v1::Tool* tool = request.mutable_tools()->add_tools();
+  tool->set_name("get_weather");
+  tool->set_parameters_json(R"({"type":"object"})");
+  request.mutable_tools()->set_choice("required");
+  auto plan = engine.Plan(request);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->tools.tools.size(), 1u);
+  EXPECT_EQ(plan->tools.tools[0].name, "get_weather");
+  EXPECT_EQ(plan->tools.choice, "required");
+
+  v1::ChatRequest staircase = request;
+  staircase.mutable_streaming()->set_mode(v1::StreamingOptions::STAIRCASE);
+  EXPECT_THAT(std::string(engine.Plan(staircase).status().message()),
+              ::testing::StartsWith("tools: an answer that may call tools"));
+  v1::ChatRequest voted = request;
+  voted.set_pipeline("voted");
+  EXPECT_THAT(std::string(engine.Plan(voted).status().message()),
+              ::testing::StartsWith("tools: pipeline 'voted' ends in vote"));
+  v1::ChatRequest bad = request;
+  bad.mutable_tools()->mutable_tools(0)->set_name("get weather");
+  EXPECT_THAT(std::string(engine.Plan(bad).status().message()),
+              ::testing::StartsWith("tools.tools[0].name"));
 }
 
 TEST_F(EngineTest, PlanNamesTheFieldOrTheLimitAndRejectsUnknownRoles) {

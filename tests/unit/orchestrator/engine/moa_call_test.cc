@@ -464,6 +464,46 @@ TEST_F(MoaCallTest, AStructuredAnswerThatFailsTwiceEndsInternalNamingResponseFor
   for (const auto& e : sink_->events()) EXPECT_FALSE(e.has_answer_delta()) << "nothing unchecked";
 }
 
+// tools: the final step alone gets them; an answer of tool calls is one
+// answer_tool_calls event before the summary (finish_reason "tool_calls"),
+// not checked against response_format; a first byte is a tool call's too.
+TEST_F(MoaCallTest, TheFinalStepGetsTheToolsAndItsToolCallsAreTheAnswer) {
+  v1::ResponseFormat proto;
+  proto.set_type(v1::ResponseFormat::JSON_OBJECT);
+  auto format = AnswerFormat::FromProto(proto);
+  ASSERT_TRUE(format.ok());
+  FakeGenerationBackend proposers(Answer);
+  FakeGenerationBackend aggregator([](const cluster::GenerationCall&) {
+    llm::Completion c = FakeGenerationBackend::Ok();
+    c.finish_reason = "tool_calls";
+    c.tool_calls = {{"call_1", "get_weather", R"({"city":"Oslo"})"}};
+    return FakeGenerationBackend::Reply{{"", "Let me look."}, c};
+  });
+  MoaCall::Options o = Asked({{"a", "b"}});
+  o.answer_format = *format;
+  o.tools.tools = {{"get_weather", "", R"({"type":"object"})", false}};
+  auto call = StartCall(std::move(o), proposers, aggregator);
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  for (const auto& p : proposers.calls()) EXPECT_TRUE(p.tools.empty()) << p.model;
+  ASSERT_EQ(aggregator.calls().size(), 1u) << "tool calls are not asked again as JSON";
+  ASSERT_EQ(aggregator.calls()[0].tools.tools.size(), 1u);
+  std::vector<std::string> kinds;
+  for (const auto& e : sink_->events()) {
+    if (e.has_answer_delta()) kinds.push_back("text:" + e.answer_delta());
+    if (e.has_answer_tool_calls()) {
+      ASSERT_EQ(e.answer_tool_calls().calls_size(), 1);
+      EXPECT_EQ(e.answer_tool_calls().calls(0).name(), "get_weather");
+      EXPECT_EQ(e.answer_tool_calls().calls(0).arguments(), R"({"city":"Oslo"})");
+      kinds.push_back("calls");
+    }
+    if (e.has_summary()) {
+      kinds.push_back("summary:" + e.summary().finish_reason());
+      EXPECT_EQ(e.summary().answer().tool_calls_size(), 0) << "said once, in their own event";
+    }
+  }
+  EXPECT_THAT(kinds, ElementsAre("text:Let me look.", "calls", "summary:tool_calls"));
+}
+
 // Resumes each write up to the answer cap; the answer as a whole stays
 // within it, cut on a UTF-8 boundary, and ends with "length".
 TEST_F(MoaCallTest, AResumedAnswerStopsAtTheAnswerCap) {
