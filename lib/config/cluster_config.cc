@@ -678,8 +678,8 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
     m.name = kv.first.as<std::string>();
     std::string path = absl::StrCat("models.", m.name);
     MOA_RETURN_IF_ERROR(r.ExpectMap(kv.second, path));
-    MOA_RETURN_IF_ERROR(
-        r.CheckKeys(kv.second, path, {"endpoint", "upstream", "fallbacks", "price"}));
+    MOA_RETURN_IF_ERROR(r.CheckKeys(
+        kv.second, path, {"endpoint", "upstream", "fallbacks", "price", "capabilities"}));
     if (!kv.second["endpoint"]) return r.Error(kv.second, path + ".endpoint is required");
     MOA_ASSIGN_OR_RETURN(m.endpoint, r.String(kv.second["endpoint"], path + ".endpoint"));
     if (kv.second["upstream"]) {
@@ -700,6 +700,19 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
                                                             ppath + ".output_per_million", 0, 1e6));
       }
       m.price = p;
+    }
+    if (const YAML::Node caps = kv.second["capabilities"]) {
+      const std::string cpath = path + ".capabilities";
+      if (!caps.IsSequence()) return r.Error(caps, cpath + " must be a list (layer_tools)");
+      for (size_t i = 0; i < caps.size(); ++i) {
+        MOA_ASSIGN_OR_RETURN(std::string cap, r.String(caps[i], absl::StrCat(cpath, "[", i, "]")));
+        if (cap == "layer_tools") {
+          m.layer_tools = true;
+        } else {
+          return r.Error(caps[i], absl::StrCat(cpath, "[", i, "]: '", cap.substr(0, 64),
+                                               "' is not a capability (layer_tools)"));
+        }
+      }
     }
     cfg.models.push_back(std::move(m));
     fallback_nodes.push_back(kv.second["fallbacks"]);

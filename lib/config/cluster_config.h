@@ -53,6 +53,11 @@ struct ModelConfig {
   std::vector<std::string> fallbacks;
   std::optional<UpstreamConfig> upstream;
   std::optional<Price> price;  // Unset: its calls cost nothing in the accounts.
+  // What the model is given beyond text (`capabilities:`). The final
+  // answer's model always gets the client's tools; a model with
+  // `layer_tools` gets them in a layer too (its calls join its proposal as
+  // text).
+  bool layer_tools = false;
 };
 
 // One of several samples of the same model in a layer (Self-MoA): its

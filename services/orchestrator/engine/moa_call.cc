@@ -410,6 +410,12 @@ cluster::GenerationCall MoaCall::LayerCall(int layer, size_t index, const std::s
   call.params = options_.pipeline.params;
   call.deadline = options_.deadline;
   call.trace = options_.trace;
+  // The client's tools go to the final step; in a layer only to a model
+  // configured for them (its calls join its text, OnSlotDoneLocked).
+  if (!options_.tools.empty() && config_ != nullptr) {
+    const config::ModelConfig* m = config_->FindModel(model.substr(0, model.find('#')));
+    if (m != nullptr && m->layer_tools) call.tools = options_.tools;
+  }
   // Proposals nobody watches travel whole, one message instead of one per
   // token; only their full text is used. The staircase reads the last
   // layer's text as it grows.
@@ -797,6 +803,12 @@ void MoaCall::OnSlotDoneLocked(int layer, size_t index, absl::StatusOr<llm::Comp
   metrics_->CallDone(step, index, telemetry::OutcomeOf(result.status()), took);
   v1::ChatEvent event;
   if (result.ok()) {
+    // A layer model given the tools may answer with calls: they are advice
+    // to the next step like any text, so they join its text in words.
+    for (const llm::ToolCall& c : result->tool_calls) {
+      absl::StrAppend(&p.text, p.text.empty() ? "" : "\n", "[would call tool ", c.name,
+                      " with arguments ", c.arguments, "]");
+    }
     AddUsageLocked(p.model, result->usage);
     metrics_->Tokens(step, index, result->usage.prompt_tokens, result->usage.completion_tokens);
     // The model's own time to first token, as its proposer measured it

@@ -504,6 +504,43 @@ TEST_F(MoaCallTest, TheFinalStepGetsTheToolsAndItsToolCallsAreTheAnswer) {
   EXPECT_THAT(kinds, ElementsAre("text:Let me look.", "calls", "summary:tool_calls"));
 }
 
+// A layer model configured with `capabilities: [layer_tools]` gets the
+// client's tools in its layer too; its calls join its proposal in words.
+TEST_F(MoaCallTest, ALayerModelWithLayerToolsGetsThemAndItsCallsJoinItsText) {
+  auto cfg = config::ParseClusterConfig(
+      "models:\n  a: {endpoint: 'x:1', capabilities: [layer_tools]}\n  b: {endpoint: 'x:3'}\n"
+      "  agg: {endpoint: 'x:2'}\naggregator: {endpoint: 'x:9'}\n"
+      "pipelines:\n  p: {layers: [[a, b]], aggregator: agg}\n",
+      "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  FakeGenerationBackend proposers([](const cluster::GenerationCall& c) {
+    if (c.tools.empty()) return Answer(c);
+    llm::Completion done = FakeGenerationBackend::Ok();
+    done.tool_calls = {{"c1", "get_weather", R"({"city":"Oslo"})"}};
+    return FakeGenerationBackend::Reply{{""}, done};
+  });
+  FakeGenerationBackend aggregator(Answer);
+  MoaCall::Options o = Asked({{"a", "b"}});
+  o.tools.tools = {{"get_weather", "", "", false}};
+  MoaCall::Start(std::move(o), {{&proposers, &aggregator}, &metrics_, &clock_, &*cfg}, sink_);
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  for (const auto& c : proposers.calls()) EXPECT_EQ(c.tools.empty(), c.model == "b") << c.model;
+  ASSERT_EQ(aggregator.calls().size(), 1u);
+  std::vector<std::string> refs;
+  const auto calls = aggregator.calls();  // Held: the loop reads into it.
+  for (const auto& r : calls[0].references) refs.push_back(r.text);
+  EXPECT_THAT(
+      refs, ::testing::Contains(R"([would call tool get_weather with arguments {"city":"Oslo"}])"));
+
+  EXPECT_THAT(std::string(config::ParseClusterConfig(
+                              "models:\n  a: {endpoint: 'x:1', capabilities: [telepathy]}\n"
+                              "aggregator: {endpoint: 'x:9'}\n",
+                              "test.yaml")
+                              .status()
+                              .message()),
+              HasSubstr("models.a.capabilities[0]: 'telepathy' is not a capability"));
+}
+
 // Resumes each write up to the answer cap; the answer as a whole stays
 // within it, cut on a UTF-8 boundary, and ends with "length".
 TEST_F(MoaCallTest, AResumedAnswerStopsAtTheAnswerCap) {
