@@ -8,7 +8,40 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "lib/base/json.h"
+#include "lib/base/random_id.h"
 #include "lib/wire/wire.h"
+
+namespace moa::orchestrator {
+
+HttpError ErrorFromStatus(const absl::Status& status) {
+  std::string message(status.message());
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument: {
+      // Our messages start with the field: "messages[1].content must ...".
+      std::string param = message.substr(0, message.find_first_of(" :"));
+      if (absl::StartsWith(param, "params.")) param = param.substr(7);
+      return {400, message, "invalid_request_error", param, ""};
+    }
+    case absl::StatusCode::kNotFound:
+      return {404, message, "invalid_request_error", "model", "model_not_found"};
+    case absl::StatusCode::kUnauthenticated:
+      return {401, message, "authentication_error", "", "invalid_api_key"};
+    case absl::StatusCode::kPermissionDenied:
+      return {403, message, "permission_error", "model", "model_not_allowed"};
+    case absl::StatusCode::kResourceExhausted:
+      return {429, message, "rate_limit_error", "", "rate_limit_exceeded"};
+    case absl::StatusCode::kUnavailable:
+      return {503, message, "server_error", "", "service_unavailable"};
+    case absl::StatusCode::kDeadlineExceeded:
+      return {504, message, "server_error", "", "timeout"};
+    case absl::StatusCode::kCancelled:
+      return {499, message, "server_error", "", "cancelled"};
+    default:
+      return {500, message, "server_error", "", ""};
+  }
+}
+
+}  // namespace moa::orchestrator
 
 namespace moa::orchestrator::openai {
 
@@ -295,34 +328,6 @@ std::string ErrorJson(const HttpError& e) {
                 {"param", e.param.empty() ? json(nullptr) : json(e.param)},
                 {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}}
       .dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-HttpError ErrorFromStatus(const absl::Status& status) {
-  std::string message(status.message());
-  switch (status.code()) {
-    case absl::StatusCode::kInvalidArgument: {
-      // Our messages start with the field: "messages[1].content must ...".
-      std::string param = message.substr(0, message.find_first_of(" :"));
-      if (absl::StartsWith(param, "params.")) param = param.substr(7);
-      return BadRequest(message, param);
-    }
-    case absl::StatusCode::kNotFound:
-      return {404, message, "invalid_request_error", "model", "model_not_found"};
-    case absl::StatusCode::kUnauthenticated:
-      return {401, message, "authentication_error", "", "invalid_api_key"};
-    case absl::StatusCode::kPermissionDenied:
-      return {403, message, "permission_error", "model", "model_not_allowed"};
-    case absl::StatusCode::kResourceExhausted:
-      return {429, message, "rate_limit_error", "", "rate_limit_exceeded"};
-    case absl::StatusCode::kUnavailable:
-      return {503, message, "server_error", "", "service_unavailable"};
-    case absl::StatusCode::kDeadlineExceeded:
-      return {504, message, "server_error", "", "timeout"};
-    case absl::StatusCode::kCancelled:
-      return {499, message, "server_error", "", "cancelled"};
-    default:
-      return {500, message, "server_error", "", ""};
-  }
 }
 
 std::vector<std::string> KnownChatFields() {
@@ -806,6 +811,78 @@ std::string ToolCallsDeltaJson(const v1::AnswerToolCalls& calls) {
 
 std::string ContentDeltaJson(absl::string_view text) {
   return moa::json::Dump(json{{"content", std::string(text)}});
+}
+
+namespace {
+
+// Chunks as the answer streams: the role first, content pieces, one chunk
+// with every tool call, the finish reason, the usage chunk when asked,
+// [DONE]. Whole: one chat.completion.
+class ChatCompletionWriter final : public ResponseWriter {
+ public:
+  ChatCompletionWriter(bool include_usage, std::string model, int64_t created)
+      : include_usage_(include_usage),
+        model_(std::move(model)),
+        id_(NewId("chatcmpl-moa-")),
+        created_(created) {}
+
+  std::string Head() override {
+    return ChunkEvent(id_, created_, model_, R"({"role":"assistant","content":""})", "null");
+  }
+
+  std::string Event(const v1::ChatEvent& event) override {
+    record_.Add(event);
+    if (event.has_answer_tool_calls()) {
+      return ChunkEvent(id_, created_, model_, ToolCallsDeltaJson(event.answer_tool_calls()),
+                        "null");
+    }
+    if (!event.has_answer_delta()) return "";
+    answer_ += event.answer_delta();
+    return ChunkEvent(id_, created_, model_, ContentDeltaJson(event.answer_delta()), "null");
+  }
+
+  std::string Tail(const absl::Status& status) override {
+    if (!status.ok()) {
+      return absl::StrCat("data: ", ErrorJson(ErrorFromStatus(status)), "\n\n");
+    }
+    std::string finish = record_.summary ? record_.summary->finish_reason() : "stop";
+    std::string tail = ChunkEvent(id_, created_, model_, "{}", moa::json::Quote(finish));
+    if (include_usage_) tail += UsageChunkEvent(id_, created_, model_, record_);
+    tail += "data: [DONE]\n\n";
+    return tail;
+  }
+
+  absl::StatusOr<std::string> Body() override {
+    return CompletionJson(id_, created_, model_, answer_, record_);
+  }
+
+ private:
+  const bool include_usage_;
+  const std::string model_;
+  const std::string id_;
+  const int64_t created_;
+  CallRecord record_;
+  std::string answer_;
+};
+
+class ChatCompletions final : public ApiSurface {
+ public:
+  absl::string_view path() const override { return "/v1/chat/completions"; }
+  absl::StatusOr<ParsedRequest> Parse(absl::string_view body, HttpError* error) const override {
+    return ParseChatCompletionRequest(body, error);
+  }
+  std::string ErrorJson(const HttpError& error) const override { return openai::ErrorJson(error); }
+  std::unique_ptr<ResponseWriter> NewWriter(const ParsedRequest& request, std::string model,
+                                            int64_t created) const override {
+    return std::make_unique<ChatCompletionWriter>(request.include_usage, std::move(model), created);
+  }
+};
+
+}  // namespace
+
+const ApiSurface& ChatCompletionsSurface() {
+  static const ChatCompletions surface;
+  return surface;
 }
 
 }  // namespace moa::orchestrator::openai

@@ -13,31 +13,16 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "moa/v1/orchestrator.pb.h"
+#include "services/orchestrator/api_surface.h"
 
 namespace moa::orchestrator::openai {
 
-// An error as OpenAI clients expect it: HTTP status and
+using ::moa::orchestrator::ErrorFromStatus;
+using ::moa::orchestrator::HttpError;
+using ::moa::orchestrator::ParsedRequest;
+
 // {"error": {"message", "type", "param", "code"}}.
-struct HttpError {
-  int status = 500;
-  std::string message;
-  std::string type;   // invalid_request_error, authentication_error, ...
-  std::string param;  // The offending field, or empty.
-  std::string code;   // model_not_found, invalid_api_key, ... or empty.
-};
-
 std::string ErrorJson(const HttpError& error);
-
-// 400 invalid request (param from a message like "messages[1].content ..."),
-// 401, 404 model_not_found, 429, 503, 504, 500 for the rest.
-HttpError ErrorFromStatus(const absl::Status& status);
-
-struct ParsedRequest {
-  v1::ChatRequest chat;  // pipeline = model, messages, params.
-  bool stream = false;
-  bool include_usage = false;
-  std::string end_user;  // `user` or `safety_identifier`, for the log line.
-};
 
 // Parses a POST /v1/chat/completions body. Content may be a string or a
 // list of {"type": "text", "text": ...} parts (joined). Every field is
@@ -84,6 +69,9 @@ std::string ChunkEvent(const std::string& id, int64_t created, const std::string
 std::string UsageChunkEvent(const std::string& id, int64_t created, const std::string& model,
                             const CallRecord& record);
 std::string ContentDeltaJson(absl::string_view text);
+// POST /v1/chat/completions as an ApiSurface.
+const ApiSurface& ChatCompletionsSurface();
+
 // The delta of a chunk that carries the answer's tool calls, each whole
 // (its index, id, type, name and arguments in one piece).
 std::string ToolCallsDeltaJson(const v1::AnswerToolCalls& calls);

@@ -1,12 +1,11 @@
 #include "services/orchestrator/openai_http_server.h"
 
-#include <random>
-
 #include "absl/strings/str_cat.h"
 #include "lib/base/cancel_slot.h"
 #include "lib/base/json.h"
 #include "lib/base/retry_after.h"
 #include "lib/wire/wire.h"
+#include "services/orchestrator/anthropic_api.h"
 #include "services/orchestrator/openai_api.h"
 
 namespace moa::orchestrator {
@@ -14,14 +13,6 @@ namespace moa::orchestrator {
 namespace {
 
 namespace http = boost::beast::http;
-
-std::string NewCompletionId() {
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  static const char kHex[] = "0123456789abcdef";
-  std::string id = "chatcmpl-moa-";
-  for (int i = 0; i < 24; ++i) id += kHex[rng() % 16];
-  return id;
-}
 
 net::HttpResponse JsonResponse(int status, std::string body) {
   net::HttpResponse r;
@@ -38,10 +29,10 @@ net::HttpResponse TextResponse(int status, std::string body) {
   return r;
 }
 
-net::HttpResponse ErrorResponse(const openai::HttpError& e,
+net::HttpResponse ErrorResponse(const ApiSurface& surface, const HttpError& e,
                                 std::optional<absl::Duration> retry_after = std::nullopt) {
   // 499 (client closed) is never sent; a cancel seen by a client is a 500.
-  net::HttpResponse r = JsonResponse(e.status == 499 ? 500 : e.status, openai::ErrorJson(e));
+  net::HttpResponse r = JsonResponse(e.status == 499 ? 500 : e.status, surface.ErrorJson(e));
   if (retry_after) {
     r.headers.emplace_back(
         "Retry-After",
@@ -53,25 +44,24 @@ net::HttpResponse ErrorResponse(const openai::HttpError& e,
   return r;
 }
 
-// One chat completion: the MoaCall's sink, turning its events into the
-// OpenAI response. The MoaCall calls it from one thread at a time; the
-// exchange carries the bytes to the connection's strand in order.
-class ChatCompletion final : public MoaCallSink {
+// One request's call on one surface: the MoaCall's sink, turning its
+// events into the surface's response. The MoaCall calls it from one thread
+// at a time; the exchange carries the bytes to the connection's strand in
+// order.
+class SurfaceCall final : public MoaCallSink {
  public:
-  ChatCompletion(std::shared_ptr<net::HttpExchange> exchange, bool streaming, bool include_usage,
-                 std::string model, absl::Time now, std::string request_id)
+  SurfaceCall(std::shared_ptr<net::HttpExchange> exchange, const ApiSurface& surface,
+              std::unique_ptr<ResponseWriter> writer, bool streaming, std::string request_id)
       : exchange_(std::move(exchange)),
+        surface_(surface),
+        writer_(std::move(writer)),
         request_id_(std::move(request_id)),
-        streaming_(streaming),
-        include_usage_(include_usage),
-        model_(std::move(model)),
-        id_(NewCompletionId()),
-        created_(absl::ToUnixSeconds(now)) {}
+        streaming_(streaming) {}
 
   // Starts the response head (streaming) and the call.
-  void Begin(const std::shared_ptr<ChatCompletion>& self, Admission::Slot slot,
+  void Begin(const std::shared_ptr<SurfaceCall>& self, Admission::Slot slot,
              MoaCall::Options options, Engine& engine) {
-    std::weak_ptr<ChatCompletion> weak = self;
+    std::weak_ptr<SurfaceCall> weak = self;
     exchange_->OnClosed([weak](bool completed) {
       if (completed) return;
       if (auto me = weak.lock()) me->call_.Cancel();
@@ -83,8 +73,7 @@ class ChatCompletion final : public MoaCallSink {
       head.headers.emplace_back(kRequestIdHeader, request_id_);
       // An SSE comment: clients ignore it; used to probe a half-closed client.
       exchange_->StartStream(std::move(head), ": keep-alive\n\n");
-      exchange_->Write(openai::ChunkEvent(id_, created_, model_,
-                                          R"({"role":"assistant","content":""})", "null"));
+      exchange_->Write(writer_->Head());
     }
     // A call that finishes inside Start (backends may answer inline) has
     // closed the slot already, so it is not kept: it holds this sink.
@@ -92,62 +81,49 @@ class ChatCompletion final : public MoaCallSink {
   }
 
   void OnEvent(v1::ChatEvent event) override {
-    record_.Add(event);
-    if (event.has_answer_tool_calls() && streaming_) {
-      exchange_->Write(openai::ChunkEvent(
-          id_, created_, model_, openai::ToolCallsDeltaJson(event.answer_tool_calls()), "null"));
-      return;
-    }
-    if (!event.has_answer_delta()) return;
-    if (streaming_) {
-      exchange_->Write(openai::ChunkEvent(id_, created_, model_,
-                                          openai::ContentDeltaJson(event.answer_delta()), "null"));
-    } else {
-      answer_ += event.answer_delta();
-    }
+    std::string bytes = writer_->Event(event);
+    if (streaming_ && !bytes.empty()) exchange_->Write(std::move(bytes));
   }
 
   void OnFinish(absl::Status status) override {
     call_.Close();
     if (!streaming_) {
-      net::HttpResponse r =
-          status.ok()
-              ? JsonResponse(200, openai::CompletionJson(id_, created_, model_, answer_, record_))
-              : ErrorResponse(openai::ErrorFromStatus(status));
+      net::HttpResponse r;
+      if (status.ok()) {
+        absl::StatusOr<std::string> body = writer_->Body();
+        r = body.ok() ? JsonResponse(200, *std::move(body))
+                      : ErrorResponse(surface_, ErrorFromStatus(body.status()));
+      } else {
+        r = ErrorResponse(surface_, ErrorFromStatus(status));
+      }
       r.headers.emplace_back(kRequestIdHeader, request_id_);
       return exchange_->Respond(std::move(r));
     }
-    std::string tail;
-    if (status.ok()) {
-      std::string finish = record_.summary ? record_.summary->finish_reason() : "stop";
-      tail = openai::ChunkEvent(id_, created_, model_, "{}", moa::json::Quote(finish));
-      if (include_usage_) tail += openai::UsageChunkEvent(id_, created_, model_, record_);
-      tail += "data: [DONE]\n\n";
-    } else {
-      // The 200 is out already: the error goes out as an event.
-      tail = absl::StrCat("data: ", openai::ErrorJson(openai::ErrorFromStatus(status)), "\n\n");
-    }
-    exchange_->Write(std::move(tail));
+    exchange_->Write(writer_->Tail(status));
     exchange_->End();
   }
 
  private:
   const std::shared_ptr<net::HttpExchange> exchange_;
+  const ApiSurface& surface_;
+  // Touched only by the MoaCall's events, one at a time.
+  const std::unique_ptr<ResponseWriter> writer_;
   const std::string request_id_;
   const bool streaming_;
-  const bool include_usage_;
-  const std::string model_;
-  const std::string id_;
-  const int64_t created_;
-
-  // Touched only by the MoaCall's events, one at a time.
-  openai::CallRecord record_;
-  std::string answer_;
-
   CancelSlot<MoaCall> call_;
 };
 
 }  // namespace
+
+OpenAiHandler::OpenAiHandler(OpenAiHttpDeps deps)
+    : deps_(deps), surfaces_({&openai::ChatCompletionsSurface(), &anthropic::MessagesSurface()}) {}
+
+const ApiSurface* OpenAiHandler::SurfaceFor(absl::string_view path) const {
+  for (const ApiSurface* s : surfaces_) {
+    if (s->path() == path) return s;
+  }
+  return nullptr;
+}
 
 std::optional<net::HttpResponse> OpenAiHandler::Screen(const net::HttpRequestHeader& header) {
   auto target_view = header.target();
@@ -164,16 +140,19 @@ std::optional<net::HttpResponse> OpenAiHandler::Screen(const net::HttpRequestHea
     }
     return TextResponse(ready ? 200 : 503, reason + "\n");
   }
+  const ApiSurface* surface = SurfaceFor(path);
+  const ApiSurface& errors = surface != nullptr ? *surface : openai::ChatCompletionsSurface();
   if (path.rfind("/v1/", 0) == 0 && deps_.api_keys->enabled()) {
-    auto auth = header.find(http::field::authorization);
-    if (auth == header.end()) {
-      return ErrorResponse({401, "missing API key: send 'Authorization: Bearer <key>'",
-                            "authentication_error", "", "invalid_api_key"});
+    std::optional<std::string> presented = PresentedKey(header);
+    if (!presented) {
+      return ErrorResponse(errors, {401,
+                                    "missing API key: send 'Authorization: Bearer <key>' (or "
+                                    "'x-api-key: <key>')",
+                                    "authentication_error", "", "invalid_api_key"});
     }
-    auto value = auth->value();
-    if (!deps_.api_keys->CheckAuthorization(absl::string_view(value.data(), value.size()))) {
+    if (!deps_.api_keys->CheckAuthorization(*presented)) {
       return ErrorResponse(
-          {401, "incorrect API key", "authentication_error", "", "invalid_api_key"});
+          errors, {401, "incorrect API key", "authentication_error", "", "invalid_api_key"});
     }
   }
   if (path == "/v1/models" && get) {
@@ -184,18 +163,30 @@ std::optional<net::HttpResponse> OpenAiHandler::Screen(const net::HttpRequestHea
     }
     return JsonResponse(200, json::Dump(json::Json{{"object", "list"}, {"data", data}}));
   }
-  if (path == "/v1/chat/completions") {
+  if (surface != nullptr) {
     if (header.method() != http::verb::post) {
-      return ErrorResponse({405, "use POST for /v1/chat/completions", "invalid_request_error", "",
-                            "method_not_allowed"});
+      return ErrorResponse(errors, {405, absl::StrCat("use POST for ", path),
+                                    "invalid_request_error", "", "method_not_allowed"});
     }
     return std::nullopt;  // Read the body; Handle answers.
   }
   auto method = header.method_string();
   return ErrorResponse(
+      errors,
       {404,
        absl::StrCat("no route for ", absl::string_view(method.data(), method.size()), " ", path),
        "invalid_request_error", "", "not_found"});
+}
+
+std::optional<std::string> OpenAiHandler::PresentedKey(const net::HttpRequestHeader& header) {
+  if (auto auth = header.find(http::field::authorization); auth != header.end()) {
+    return std::string(auth->value().data(), auth->value().size());
+  }
+  // Anthropic's clients send the key alone in x-api-key.
+  if (auto key = header.find("x-api-key"); key != header.end()) {
+    return absl::StrCat("Bearer ", absl::string_view(key->value().data(), key->value().size()));
+  }
+  return std::nullopt;
 }
 
 void OpenAiHandler::Handle(net::HttpRequest request, std::shared_ptr<net::HttpExchange> exchange) {
@@ -205,43 +196,50 @@ void OpenAiHandler::Handle(net::HttpRequest request, std::shared_ptr<net::HttpEx
                                : absl::string_view(it->value().data(), it->value().size());
   };
   TraceContext trace = AcceptTraceContext(header(kRequestIdHeader), header(kTraceparentHeader));
+  auto target_view = request.target();
+  absl::string_view target(target_view.data(), target_view.size());
+  // Screen let only a surface's path through.
+  const ApiSurface& surface = *SurfaceFor(target.substr(0, target.find('?')));
   auto refuse = [&](net::HttpResponse r) {
     r.headers.emplace_back(kRequestIdHeader, trace.request_id);
     exchange->Respond(std::move(r));
   };
-  openai::HttpError error;
-  auto parsed = openai::ParseChatCompletionRequest(request.body(), &error);
-  if (!parsed.ok()) return refuse(ErrorResponse(error));
+  HttpError error;
+  auto parsed = surface.Parse(request.body(), &error);
+  if (!parsed.ok()) return refuse(ErrorResponse(surface, error));
   auto options = deps_.engine->Plan(parsed->chat);
   if (!options.ok()) {
-    openai::HttpError e = openai::ErrorFromStatus(options.status());
+    HttpError e = ErrorFromStatus(options.status());
     if (e.status == 404) {
       e.message = absl::StrCat("The model '", parsed->chat.pipeline(),
                                "' does not exist: ", options.status().message());
     }
-    return refuse(ErrorResponse(e));
+    return refuse(ErrorResponse(surface, e));
   }
   auto slot = deps_.engine->Admit();
-  if (!slot.ok()) return refuse(ErrorResponse(openai::ErrorFromStatus(slot.status())));
+  if (!slot.ok()) return refuse(ErrorResponse(surface, ErrorFromStatus(slot.status())));
   options->trace = trace;
   options->end_user = parsed->end_user;
   if (deps_.api_keys->enabled() && deps_.limiter != nullptr) {
     // Screen let the request in, so its key is one of ours.
-    const ApiKey* key = deps_.api_keys->Authenticate(header("authorization"));
+    std::optional<std::string> presented = PresentedKey(request.base());
+    const ApiKey* key = presented ? deps_.api_keys->Authenticate(*presented) : nullptr;
     if (key == nullptr) {
-      return refuse(
-          ErrorResponse({401, "incorrect API key", "authentication_error", "", "invalid_api_key"}));
+      return refuse(ErrorResponse(
+          surface, {401, "incorrect API key", "authentication_error", "", "invalid_api_key"}));
     }
     // Last before the start: an admitted request always reports back.
     if (absl::Status limited = deps_.limiter->Admit(*key, &*options); !limited.ok()) {
-      return refuse(ErrorResponse(openai::ErrorFromStatus(limited), GetRetryAfter(limited)));
+      return refuse(ErrorResponse(surface, ErrorFromStatus(limited), GetRetryAfter(limited)));
     }
   }
-  auto completion = std::make_shared<ChatCompletion>(
-      std::move(exchange), parsed->stream, parsed->include_usage,
-      parsed->chat.pipeline().empty() ? options->pipeline.name : parsed->chat.pipeline(),
-      deps_.engine->clock().Now(), trace.request_id);
-  completion->Begin(completion, *std::move(slot), *std::move(options), *deps_.engine);
+  const std::string model =
+      parsed->chat.pipeline().empty() ? options->pipeline.name : parsed->chat.pipeline();
+  auto call = std::make_shared<SurfaceCall>(
+      std::move(exchange), surface,
+      surface.NewWriter(*parsed, model, absl::ToUnixSeconds(deps_.engine->clock().Now())),
+      parsed->stream, trace.request_id);
+  call->Begin(call, *std::move(slot), *std::move(options), *deps_.engine);
 }
 
 absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(

@@ -6,6 +6,7 @@
 // HttpExchange.
 //
 //   POST /v1/chat/completions   streaming (SSE chunks) and non-streaming
+//   POST /v1/messages           the Anthropic Messages API (anthropic_api.h)
 //   GET  /v1/models             the pipelines as models
 //   GET  /healthz               the process is up
 //   GET  /readyz                ready to serve (see Readiness), 503 otherwise
@@ -13,12 +14,15 @@
 #define MOA_SERVICES_ORCHESTRATOR_OPENAI_HTTP_SERVER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "lib/net/http_server.h"
 #include "services/orchestrator/api_keys.h"
+#include "services/orchestrator/api_surface.h"
 #include "services/orchestrator/engine/engine.h"
 #include "services/orchestrator/key_limits.h"
 #include "services/orchestrator/readiness.h"
@@ -50,7 +54,7 @@ struct OpenAiHttpDeps {
 // Routing and the OpenAI exchange, on top of the connection layer.
 class OpenAiHandler final : public net::HttpHandler {
  public:
-  explicit OpenAiHandler(OpenAiHttpDeps deps) : deps_(deps) {}
+  explicit OpenAiHandler(OpenAiHttpDeps deps);
 
   // Answers /healthz, /readyz, /v1/models, unknown routes, wrong methods and
   // missing or wrong API keys from the headers alone, before any body.
@@ -59,7 +63,13 @@ class OpenAiHandler final : public net::HttpHandler {
   void Handle(net::HttpRequest request, std::shared_ptr<net::HttpExchange> exchange) override;
 
  private:
+  const ApiSurface* SurfaceFor(absl::string_view path) const;
+  // The client's key as an Authorization value: that header, or "Bearer "
+  // and x-api-key.
+  static std::optional<std::string> PresentedKey(const net::HttpRequestHeader& header);
+
   const OpenAiHttpDeps deps_;
+  const std::vector<const ApiSurface*> surfaces_;
 };
 
 class OpenAiHttpServer {

@@ -36,7 +36,7 @@ testing::ClusterSpec Spec(const std::string& keys_file, int http_port) {
       "  agent: {layers: [[a, b]], aggregator: tz}\ndefault_pipeline: moa\n";
   spec.sim_profiles_yaml =
       "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 12}\n"
-      "models:\n  slow1: {tokens_per_second: 20, answer_tokens: 400}\n"
+      "models:\n  z: {tool_calls: true, tool_arguments: '{\"city\": \"Oslo\"}'}\n  slow1: {tokens_per_second: 20, answer_tokens: 400}\n"
       "  slow2: {tokens_per_second: 20, answer_tokens: 400}\n"
       "  jz: {answer_text: \"```json\\n{\\\"city\\\": \\\"Oslo\\\", \\\"days\\\": 3}\\n```\"}\n"
       "  prose: {answer_text: \"It will rain in Oslo.\"}\n"
@@ -72,7 +72,8 @@ std::string GrpcAnswer(testing::LocalCluster& cluster) {
   return answer;
 }
 
-TEST(OpenAiHttpTest, OfficialOpenAiClientAgainstALiveCluster) {
+// Runs one of tests/http's node test files against a live cluster.
+void RunClientTests(const std::string& file, const std::string& base_path) {
   std::string keys = WriteKeysFile();
   testing::LocalCluster cluster(Spec(keys, 0));
   ASSERT_TRUE(cluster.ok()) << cluster.error();
@@ -81,8 +82,8 @@ TEST(OpenAiHttpTest, OfficialOpenAiClientAgainstALiveCluster) {
   std::string expected = GrpcAnswer(cluster);
   ASSERT_THAT(expected, HasSubstr("[z synthesis of 2 responses"));
   Process node({"/usr/bin/env", "node", "--test", "--test-reporter=spec",
-                std::string(MOA_SOURCE_DIR) + "/tests/http/openai_sdk.test.mjs"},
-               {absl::StrCat("MOA_BASE_URL=http://127.0.0.1:", http_port, "/v1"),
+                std::string(MOA_SOURCE_DIR) + "/tests/http/" + file},
+               {absl::StrCat("MOA_BASE_URL=http://127.0.0.1:", http_port, base_path),
                 absl::StrCat("MOA_API_KEY=", kKey),
                 absl::StrCat("MOA_SIM_URL=http://127.0.0.1:", cluster.sim_port()),
                 "MOA_EXPECTED=" + expected,
@@ -93,6 +94,16 @@ TEST(OpenAiHttpTest, OfficialOpenAiClientAgainstALiveCluster) {
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr(" fail 0\n"));
   std::remove(keys.c_str());
+}
+
+TEST(OpenAiHttpTest, OfficialOpenAiClientAgainstALiveCluster) {
+  RunClientTests("openai_sdk.test.mjs", "/v1");
+}
+
+// The Anthropic Messages door with Anthropic's own client (its base URL is
+// the server's root: it posts to /v1/messages, with x-api-key).
+TEST(OpenAiHttpTest, OfficialAnthropicClientAgainstALiveCluster) {
+  RunClientTests("anthropic_sdk.test.mjs", "");
 }
 
 TEST(OpenAiHttpTest, GrpcChatNeedsTheKeyToo) {
