@@ -321,6 +321,39 @@ bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
 }
 }  // namespace
 
+bool ReadJsonSchemaFormat(const json& object, const std::string& path, bool with_type,
+                          v1::ResponseFormat* format, HttpError* error) {
+  const bool known = with_type ? OnlyKnownKeys(object, {"type", "name", "schema", "strict",
+                                                        "description"},
+                                               path, error)
+                               : OnlyKnownKeys(object, {"name", "schema", "strict", "description"},
+                                               path, error);
+  if (!known) return false;
+  format->set_type(v1::ResponseFormat::JSON_SCHEMA);
+  const json* schema = moa::json::Member(object, "schema");
+  if (schema == nullptr || !(schema->is_object() || schema->is_boolean())) {
+    *error = BadRequest(absl::StrCat(path, "schema must be a JSON Schema object"),
+                        absl::StrCat(path, "schema"));
+    return false;
+  }
+  format->set_schema_json(moa::json::Dump(*schema));
+  auto name = moa::json::OptionalString(object, "name", absl::StrCat(path, "name"));
+  auto description =
+      moa::json::OptionalString(object, "description", absl::StrCat(path, "description"));
+  auto strict = moa::json::OptionalBool(object, "strict", absl::StrCat(path, "strict"));
+  for (const absl::Status& s : {name.status(), description.status(), strict.status()}) {
+    if (!s.ok()) {
+      std::string message(s.message());
+      *error = BadRequest(message, message.substr(0, message.find(' ')));
+      return false;
+    }
+  }
+  if (*name) format->set_name(**name);
+  if (*description) format->set_description(**description);
+  format->set_strict(strict->value_or(false));
+  return true;
+}
+
 std::string ErrorJson(const HttpError& e) {
   return json{{"error",
                {{"message", e.message},
@@ -573,27 +606,10 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
         return fail(BadRequest("response_format.json_schema must be an object with a schema",
                                "response_format.json_schema"));
       }
-      if (!OnlyKnownKeys(*js, {"name", "schema", "strict", "description"},
-                         "response_format.json_schema.", error)) {
+      if (!ReadJsonSchemaFormat(*js, "response_format.json_schema.", /*with_type=*/false, format,
+                                error)) {
         return absl::InvalidArgumentError(error->message);
       }
-      format->set_type(v1::ResponseFormat::JSON_SCHEMA);
-      const json* schema = moa::json::Member(*js, "schema");
-      if (schema == nullptr || !(schema->is_object() || schema->is_boolean())) {
-        return fail(BadRequest("response_format.json_schema.schema must be a JSON Schema object",
-                               "response_format.json_schema.schema"));
-      }
-      format->set_schema_json(moa::json::Dump(*schema));
-      auto name = moa::json::OptionalString(*js, "name", "response_format.json_schema.name");
-      if (!name.ok()) return field_error(name.status());
-      if (*name) format->set_name(**name);
-      auto description =
-          moa::json::OptionalString(*js, "description", "response_format.json_schema.description");
-      if (!description.ok()) return field_error(description.status());
-      if (*description) format->set_description(**description);
-      auto strict = moa::json::OptionalBool(*js, "strict", "response_format.json_schema.strict");
-      if (!strict.ok()) return field_error(strict.status());
-      format->set_strict(strict->value_or(false));
     }
   }
   // Our extension: the layer policy for this request (README, "Slow and

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "lib/base/json.h"
 #include "moa/v1/orchestrator.pb.h"
 #include "services/orchestrator/api_surface.h"
 
@@ -69,6 +70,13 @@ std::string ChunkEvent(const std::string& id, int64_t created, const std::string
 std::string UsageChunkEvent(const std::string& id, int64_t created, const std::string& model,
                             const CallRecord& record);
 std::string ContentDeltaJson(absl::string_view text);
+// A json_schema response format's {name, schema, strict, description}
+// (and `type`, when `with_type`: the Responses API's flat form), fields
+// named under `path` (e.g. "response_format.json_schema."). False with
+// `error` set on a refusal.
+bool ReadJsonSchemaFormat(const moa::json::Json& object, const std::string& path, bool with_type,
+                          v1::ResponseFormat* format, HttpError* error);
+
 // POST /v1/chat/completions as an ApiSurface.
 const ApiSurface& ChatCompletionsSurface();
 

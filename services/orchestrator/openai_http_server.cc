@@ -7,6 +7,7 @@
 #include "lib/wire/wire.h"
 #include "services/orchestrator/anthropic_api.h"
 #include "services/orchestrator/openai_api.h"
+#include "services/orchestrator/responses_api.h"
 
 namespace moa::orchestrator {
 
@@ -116,7 +117,9 @@ class SurfaceCall final : public MoaCallSink {
 }  // namespace
 
 OpenAiHandler::OpenAiHandler(OpenAiHttpDeps deps)
-    : deps_(deps), surfaces_({&openai::ChatCompletionsSurface(), &anthropic::MessagesSurface()}) {}
+    : deps_(deps),
+      surfaces_({&openai::ChatCompletionsSurface(), &anthropic::MessagesSurface(),
+                 &responses::ResponsesSurface()}) {}
 
 const ApiSurface* OpenAiHandler::SurfaceFor(absl::string_view path) const {
   for (const ApiSurface* s : surfaces_) {

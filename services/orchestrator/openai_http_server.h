@@ -7,6 +7,7 @@
 //
 //   POST /v1/chat/completions   streaming (SSE chunks) and non-streaming
 //   POST /v1/messages           the Anthropic Messages API (anthropic_api.h)
+//   POST /v1/responses          the OpenAI Responses API (responses_api.h)
 //   GET  /v1/models             the pipelines as models
 //   GET  /healthz               the process is up
 //   GET  /readyz                ready to serve (see Readiness), 503 otherwise

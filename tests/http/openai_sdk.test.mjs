@@ -363,3 +363,90 @@ test('aborting mid-stream closes every upstream request within 200 ms', async ()
   }
   assert.ok(closed, JSON.stringify(await simRequests(since)));
 });
+
+// The Responses API (POST /v1/responses) with the same client.
+test('responses.create: the answer as a Response; output_text, usage, stored nothing', async () => {
+  const r = await client.responses.create({ model: 'moa', input: 'Hello' });
+  assert.equal(r.object, 'response');
+  assert.equal(r.status, 'completed');
+  assert.match(r.id, /^resp_moa_/);
+  assert.equal(r.output_text, expected);
+  assert.equal(r.output[0].type, 'message');
+  assert.equal(r.output[0].content[0].type, 'output_text');
+  assert.equal(r.store, false);
+  assert.ok(r.usage.input_tokens > 0 && r.usage.output_tokens > 0);
+  assert.equal(r.usage.total_tokens, r.usage.input_tokens + r.usage.output_tokens);
+});
+
+test('responses.create streamed: typed events in order, text deltas add up, then completed', async () => {
+  const stream = await client.responses.create({
+    model: 'moa', input: [{ role: 'user', content: [{ type: 'input_text', text: 'Hello' }] }], stream: true,
+  });
+  const events = [];
+  for await (const e of stream) events.push(e);
+  const types = events.map((e) => e.type);
+  assert.equal(types[0], 'response.created');
+  assert.equal(types[1], 'response.in_progress');
+  assert.equal(types[types.length - 1], 'response.completed');
+  for (const t of ['response.output_item.added', 'response.content_part.added',
+    'response.output_text.done', 'response.content_part.done', 'response.output_item.done']) {
+    assert.ok(types.includes(t), t);
+  }
+  const text = events.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join('');
+  assert.equal(text, expected);
+  assert.deepEqual(events.map((e) => e.sequence_number), events.map((_, i) => i));
+  assert.equal(events[events.length - 1].response.output[0].content[0].text, expected);
+});
+
+test('responses: a function tool is called, its output answered, streamed and not', async () => {
+  const tools = [{
+    type: 'function', name: 'get_weather', strict: false,
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  }];
+  const input = [{ role: 'user', content: 'What is the weather in Oslo?' }];
+  const first = await client.responses.create({ model: 'agent', input, tools });
+  const call = first.output.find((o) => o.type === 'function_call');
+  assert.equal(call.name, 'get_weather');
+  assert.deepEqual(JSON.parse(call.arguments), { city: 'Oslo' });
+  const second = await client.responses.create({
+    model: 'agent', tools,
+    input: [...input, ...first.output, { type: 'function_call_output', call_id: call.call_id, output: '12 C' }],
+  });
+  assert.equal(second.output_text, 'It is 12 C in Oslo.');
+
+  const stream = await client.responses.create({ model: 'agent', input, tools, stream: true });
+  let done;
+  for await (const e of stream) {
+    if (e.type === 'response.function_call_arguments.done') done = e;
+  }
+  assert.deepEqual(JSON.parse(done.arguments), { city: 'Oslo' });
+});
+
+test('responses: text.format json_schema gets checked JSON', async () => {
+  const r = await client.responses.create({
+    model: 'json', input: 'Weather for Oslo?',
+    text: { format: { type: 'json_schema', name: 'weather', strict: true,
+      schema: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer' } },
+        required: ['city', 'days'], additionalProperties: false } } },
+  });
+  assert.deepEqual(JSON.parse(r.output_text), { city: 'Oslo', days: 3 });
+  assert.equal(r.text.format.type, 'json_schema');
+});
+
+test('responses: what needs stored state or is not honoured is 400 naming it', async () => {
+  const refused = [
+    [{ previous_response_id: 'resp_123' }, 'previous_response_id'],
+    [{ store: true }, 'store'],
+    [{ reasoning: { effort: 'high' } }, 'reasoning'],
+    [{ tools: [{ type: 'web_search' }] }, 'tools[0].type'],
+    [{ input: [{ type: 'item_reference', id: 'msg_1' }] }, 'input[0].type'],
+  ];
+  for (const [extra, param] of refused) {
+    await assert.rejects(client.responses.create({ model: 'moa', input: 'Hello', ...extra }), (e) => {
+      assert.ok(e instanceof OpenAI.BadRequestError, param);
+      assert.equal(e.param, param);
+      assert.ok(e.message.startsWith(`400 ${param} `), e.message);
+      return true;
+    });
+  }
+});

@@ -260,7 +260,8 @@ TEST(AnthropicApiTest, AToolCallWhoseArgumentsAreNoObjectFailsByNameNotSilently)
   EXPECT_THAT(std::string(body.status().message()),
               HasSubstr("call of tool get_weather has arguments that are not a JSON object"));
   auto streamed = MessagesSurface().NewWriter(request, "agent", 0);
-  std::string sse = streamed->Head() + streamed->Event(Calls("not json"));
+  std::string sse = streamed->Head();  // Apart: operands of + run in no set order.
+  sse += streamed->Event(Calls("not json"));
   sse += streamed->Tail(absl::OkStatus());
   std::vector<json> events = Events(sse);
   ASSERT_EQ(events.size(), 2u) << sse;

@@ -160,9 +160,12 @@ TEST(OpenAiApiTest, TheReadmeFieldTableListsExactlyTheKnownFields) {
   std::set<std::string> in_table;
   bool in_section = false;
   for (std::string line; std::getline(readme, line);) {
-    if (line == "#### Fields of a chat-completions request") in_section = true;
+    if (line == "#### Fields of a chat-completions request") {
+      in_section = true;
+      continue;
+    }
     if (!in_section) continue;
-    if (absl::StartsWith(line, "Non-streaming answers")) break;
+    if (absl::StartsWith(line, "#")) break;  // The next section.
     if (!absl::StartsWith(line, "| `")) continue;
     // The first cell: `a`, `b.c`, `d` (nested names are not top-level).
     const std::string cell = line.substr(2, line.find(" |", 2) - 2);
