@@ -100,6 +100,10 @@ TEST(OpenAiHttpTest, OfficialOpenAiClientAgainstALiveCluster) {
   RunClientTests("openai_sdk.test.mjs", "/v1");
 }
 
+// The chat-completions door with the Vercel AI SDK, as apps built on it
+// use a model (tool loops, typed objects, streamed text).
+TEST(OpenAiHttpTest, VercelAiSdkAgainstALiveCluster) { RunClientTests("ai_sdk.test.mjs", "/v1"); }
+
 // The Anthropic Messages door with Anthropic's own client (its base URL is
 // the server's root: it posts to /v1/messages, with x-api-key).
 TEST(OpenAiHttpTest, OfficialAnthropicClientAgainstALiveCluster) {
