@@ -703,14 +703,16 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
     }
     if (const YAML::Node caps = kv.second["capabilities"]) {
       const std::string cpath = path + ".capabilities";
-      if (!caps.IsSequence()) return r.Error(caps, cpath + " must be a list (layer_tools)");
+      if (!caps.IsSequence()) return r.Error(caps, cpath + " must be a list (layer_tools, vision)");
       for (size_t i = 0; i < caps.size(); ++i) {
         MOA_ASSIGN_OR_RETURN(std::string cap, r.String(caps[i], absl::StrCat(cpath, "[", i, "]")));
         if (cap == "layer_tools") {
           m.layer_tools = true;
+        } else if (cap == "vision") {
+          m.vision = true;
         } else {
           return r.Error(caps[i], absl::StrCat(cpath, "[", i, "]: '", cap.substr(0, 64),
-                                               "' is not a capability (layer_tools)"));
+                                               "' is not a capability (layer_tools, vision)"));
         }
       }
     }

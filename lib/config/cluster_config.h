@@ -58,6 +58,8 @@ struct ModelConfig {
   // `layer_tools` gets them in a layer too (its calls join its proposal as
   // text).
   bool layer_tools = false;
+  // `vision`: it reads images; without it, the model is sent the text only.
+  bool vision = false;
 };
 
 // One of several samples of the same model in a layer (Self-MoA): its

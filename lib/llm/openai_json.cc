@@ -30,6 +30,17 @@ json ToolMessagesJson(const std::vector<Message>& conversation) {
   json messages = json::array();
   for (const Message& m : conversation) {
     json message = {{"role", RoleName(m.role)}, {"content", m.content}};
+    if (!m.images.empty()) {
+      // Text, then the images, as content parts.
+      json parts = json::array();
+      if (!m.content.empty()) parts.push_back({{"type", "text"}, {"text", m.content}});
+      for (const Image& image : m.images) {
+        json url = {{"url", image.url}};
+        if (!image.detail.empty()) url["detail"] = image.detail;
+        parts.push_back({{"type", "image_url"}, {"image_url", std::move(url)}});
+      }
+      message["content"] = std::move(parts);
+    }
     if (!m.tool_calls.empty()) {
       if (m.content.empty()) message["content"] = nullptr;
       json calls = json::array();

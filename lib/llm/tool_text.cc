@@ -40,6 +40,7 @@ std::vector<Message> ToolTurnsAsText(const std::vector<Message>& conversation) {
     }
     last_was_result = false;
     Message plain{m.role, m.content};
+    plain.images = m.images;
     for (const ToolCall& c : m.tool_calls) {
       absl::StrAppend(&plain.content, plain.content.empty() ? "" : "\n", "[called tool ", c.name,
                       " with arguments ", c.arguments.empty() ? "{}" : c.arguments, "]");

@@ -36,11 +36,18 @@ struct ToolCall {
   std::string arguments;  // Its arguments: JSON text, as the model wrote them.
 };
 
+// An image in a message: an http(s) URL or a data:image/... URL.
+struct Image {
+  std::string url;
+  std::string detail;  // "auto", "low", "high", or empty (the model's default).
+};
+
 struct Message {
   Role role = Role::kUser;
   std::string content;                    // May be empty on an assistant message with tool calls.
   std::vector<ToolCall> tool_calls = {};  // Assistant: the calls it made.
   std::string tool_call_id = {};          // Tool: the call this is the result of.
+  std::vector<Image> images = {};         // Shown after the text (models with vision).
 };
 
 // A function the model may call (the client's `tools`).

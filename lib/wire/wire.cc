@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "lib/base/json.h"
 
@@ -77,9 +78,29 @@ absl::StatusOr<std::vector<llm::Message>> ToMessages(
       return absl::InvalidArgumentError(
           absl::StrCat(where, ".tool_call_id: only a tool message names a call"));
     }
-    // An assistant message that made tool calls may have no text; a tool
-    // may return nothing.
-    if (m.content().empty() && message.tool_calls.empty() && *role != llm::Role::kTool) {
+    if (m.images_size() > kMaxImagesPerMessage) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ".images: ", m.images_size(),
+                                                     " images, over ", kMaxImagesPerMessage));
+    }
+    for (int k = 0; k < m.images_size(); ++k) {
+      const v1::Image& image = m.images(k);
+      const std::string& url = image.url();
+      const bool web = absl::StartsWith(url, "https://") || absl::StartsWith(url, "http://");
+      if (!web && !absl::StartsWith(url, "data:image/")) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ".images[", k, "].url must be an http(s) URL or a data:image/... URL"));
+      }
+      const std::string& detail = image.detail();
+      if (!detail.empty() && detail != "auto" && detail != "low" && detail != "high") {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".images[", k, "].detail must be auto, low or high"));
+      }
+      message.images.push_back({url, detail});
+    }
+    // An assistant message that made tool calls may have no text, nor a
+    // message that shows images; a tool may return nothing.
+    if (m.content().empty() && message.tool_calls.empty() && message.images.empty() &&
+        *role != llm::Role::kTool) {
       return absl::InvalidArgumentError(absl::StrCat(where, ".content must not be empty"));
     }
     out.push_back(std::move(message));
@@ -258,6 +279,11 @@ void ToProto(const std::vector<llm::Message>& messages,
     msg->set_content(m.content);
     ToProto(m.tool_calls, msg->mutable_tool_calls());
     msg->set_tool_call_id(m.tool_call_id);
+    for (const llm::Image& image : m.images) {
+      v1::Image* out_image = msg->add_images();
+      out_image->set_url(image.url);
+      out_image->set_detail(image.detail);
+    }
   }
 }
 

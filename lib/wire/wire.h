@@ -25,6 +25,7 @@ inline constexpr int kMaxTools = 128;                      // Tools, or calls in
 inline constexpr size_t kMaxToolIdBytes = 256;             // A call's id.
 inline constexpr size_t kMaxToolSchemaBytes = 256 << 10;   // A tool's schema or description.
 inline constexpr size_t kMaxToolArgumentsBytes = 1 << 20;  // One call's arguments.
+inline constexpr int kMaxImagesPerMessage = 16;
 
 // The conversation, checked: INVALID_ARGUMENT naming the field for no
 // messages, a role that is unspecified or not one of ours (proto3 enums

@@ -121,9 +121,8 @@ bool TextOrTextBlocks(const json& value, const std::string& path, std::string* t
 }
 
 const char* BlockRefusal(absl::string_view type) {
-  if (type == "image" || type == "document" || type == "search_result") {
-    return "is not supported: this server reads text (images: README, \"Anthropic Messages "
-           "API\")";
+  if (type == "document" || type == "search_result") {
+    return "is not supported: this server reads text and images";
   }
   if (type == "thinking" || type == "redacted_thinking") {
     return "is not supported: reasoning is each model's, and no thinking is sent back";
@@ -171,6 +170,40 @@ bool ParseMessage(const json& m, size_t index, v1::ChatRequest* chat, HttpError*
     }
     if (**type == "text") {
       if (!TextBlock(block, path, &text, error)) return false;
+    } else if (**type == "image") {
+      // base64 data becomes a data: URL; a url source is passed as it is.
+      if (!OnlyKnownKeys(block, {"type", "source", "cache_control"}, path + ".", error)) {
+        return false;
+      }
+      const json* source = moa::json::Member(block, "source");
+      auto kind = source == nullptr
+                      ? absl::StatusOr<std::optional<std::string>>(std::nullopt)
+                      : moa::json::OptionalString(*source, "type", path + ".source.type");
+      if (!kind.ok() || !*kind || (**kind != "base64" && **kind != "url")) {
+        *error = Bad(path + ".source.type", "must be \"base64\" or \"url\"");
+        return false;
+      }
+      v1::Image* image = turn.add_images();
+      if (**kind == "url") {
+        auto url = moa::json::OptionalString(*source, "url", path + ".source.url");
+        if (!url.ok() || !*url ||
+            !OnlyKnownKeys(*source, {"type", "url"}, path + ".source.", error)) {
+          if (error->message.empty()) *error = Bad(path + ".source.url", "is required");
+          return false;
+        }
+        image->set_url(**url);
+      } else {
+        auto media = moa::json::OptionalString(*source, "media_type", path + ".source.media_type");
+        auto data = moa::json::OptionalString(*source, "data", path + ".source.data");
+        if (!media.ok() || !*media || !data.ok() || !*data ||
+            !OnlyKnownKeys(*source, {"type", "media_type", "data"}, path + ".source.", error)) {
+          if (error->message.empty()) {
+            *error = Bad(path + ".source", "needs a string media_type and data");
+          }
+          return false;
+        }
+        image->set_url(absl::StrCat("data:", **media, ";base64,", **data));
+      }
     } else if (**type == "tool_use" && !user) {
       if (!OnlyKnownKeys(block, {"type", "id", "name", "input", "cache_control"}, path + ".",
                          error)) {
@@ -222,7 +255,8 @@ bool ParseMessage(const json& m, size_t index, v1::ChatRequest* chat, HttpError*
   }
   // A user turn of tool results alone is those results; text after them is
   // a user message of its own.
-  if (user && text.empty() && content->size() > 0 && chat->messages_size() > 0 &&
+  if (user && text.empty() && turn.images_size() == 0 && content->size() > 0 &&
+      chat->messages_size() > 0 &&
       chat->messages(chat->messages_size() - 1).role() == v1::ROLE_TOOL) {
     return true;
   }

@@ -323,11 +323,10 @@ bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
 
 bool ReadJsonSchemaFormat(const json& object, const std::string& path, bool with_type,
                           v1::ResponseFormat* format, HttpError* error) {
-  const bool known = with_type ? OnlyKnownKeys(object, {"type", "name", "schema", "strict",
-                                                        "description"},
-                                               path, error)
-                               : OnlyKnownKeys(object, {"name", "schema", "strict", "description"},
-                                               path, error);
+  const bool known =
+      with_type
+          ? OnlyKnownKeys(object, {"type", "name", "schema", "strict", "description"}, path, error)
+          : OnlyKnownKeys(object, {"name", "schema", "strict", "description"}, path, error);
   if (!known) return false;
   format->set_type(v1::ResponseFormat::JSON_SCHEMA);
   const json* schema = moa::json::Member(object, "schema");
@@ -489,10 +488,33 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
         std::string part_path = absl::StrCat(where, ".content[", k, "]");
         auto type = moa::json::OptionalString(part, "type", part_path + ".type");
         auto part_text = moa::json::OptionalString(part, "text", part_path + ".text");
+        if (type.ok() && *type && **type == "image_url") {
+          // An image: the URL as sent (wire checks its scheme and detail).
+          const json* image = moa::json::Member(part, "image_url");
+          auto url = image == nullptr
+                         ? absl::StatusOr<std::optional<std::string>>(std::nullopt)
+                         : moa::json::OptionalString(*image, "url", part_path + ".image_url.url");
+          auto detail = image == nullptr ? absl::StatusOr<std::optional<std::string>>(std::nullopt)
+                                         : moa::json::OptionalString(
+                                               *image, "detail", part_path + ".image_url.detail");
+          if (!url.ok() || !*url || !detail.ok()) {
+            return fail(BadRequest(
+                absl::StrCat(part_path, ".image_url needs a string url (and a string detail)"),
+                part_path + ".image_url"));
+          }
+          if (!OnlyKnownKeys(part, {"type", "image_url"}, part_path + ".", error) ||
+              !OnlyKnownKeys(*image, {"url", "detail"}, part_path + ".image_url.", error)) {
+            return absl::InvalidArgumentError(error->message);
+          }
+          v1::Image* out_image = msg->add_images();
+          out_image->set_url(**url);
+          out_image->set_detail(detail->value_or(""));
+          continue;
+        }
         if (!type.ok() || !*type || **type != "text") {
-          return fail(
-              BadRequest(absl::StrCat(part_path, ": only parts of type 'text' are supported"),
-                         part_path + ".type"));
+          return fail(BadRequest(
+              absl::StrCat(part_path, ": only parts of type 'text' and 'image_url' are supported"),
+              part_path + ".type"));
         }
         if (!part_text.ok() || !*part_text) {
           return fail(BadRequest(absl::StrCat(part_path, ".text is required and must be a string"),

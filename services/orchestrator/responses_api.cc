@@ -86,9 +86,9 @@ bool OnlyKnownKeys(const json& object, std::initializer_list<absl::string_view> 
 }
 
 // A message item's content: text, or parts of type input_text /
-// output_text (joined).
-bool ContentText(const json& content, const std::string& path, std::string* text,
-                 HttpError* error) {
+// output_text (joined) and input_image (into `images`, when given).
+bool ContentText(const json& content, const std::string& path, std::string* text, HttpError* error,
+                 v1::ChatMessage* images = nullptr) {
   if (content.is_string()) {
     *text = content.get_ref<const std::string&>();
     return true;
@@ -101,11 +101,26 @@ bool ContentText(const json& content, const std::string& path, std::string* text
     const json& part = content[k];
     const std::string where = absl::StrCat(path, "[", k, "]");
     auto type = moa::json::OptionalString(part, "type", where + ".type");
+    if (images != nullptr && type.ok() && *type && **type == "input_image") {
+      if (!OnlyKnownKeys(part, {"type", "image_url", "detail"}, where + ".", error)) return false;
+      auto url = moa::json::OptionalString(part, "image_url", where + ".image_url");
+      auto detail = moa::json::OptionalString(part, "detail", where + ".detail");
+      if (!url.ok() || !*url || !detail.ok()) {
+        *error = Bad(where + ".image_url",
+                     "is required: an image's URL (file_id needs stored files, which are not "
+                     "kept here)");
+        return false;
+      }
+      v1::Image* image = images->add_images();
+      image->set_url(**url);
+      image->set_detail(detail->value_or(""));
+      continue;
+    }
     if (!part.is_object() || !type.ok() || !*type ||
         (**type != "input_text" && **type != "output_text")) {
       *error = Bad(where + ".type",
-                   "must be \"input_text\" or \"output_text\" (images and files are not "
-                   "supported yet)");
+                   "must be \"input_text\", \"output_text\" or \"input_image\" (files are not "
+                   "supported)");
       return false;
     }
     if (!OnlyKnownKeys(part, {"type", "text", "annotations", "logprobs"}, where + ".", error)) {
@@ -162,7 +177,7 @@ bool ParseItem(const json& item, size_t index, v1::ChatRequest* chat, HttpError*
       return false;
     }
     std::string text;
-    if (!ContentText(*content, where + ".content", &text, error)) return false;
+    if (!ContentText(*content, where + ".content", &text, error, m)) return false;
     m->set_content(std::move(text));
     return true;
   }

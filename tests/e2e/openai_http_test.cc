@@ -36,7 +36,8 @@ testing::ClusterSpec Spec(const std::string& keys_file, int http_port) {
       "  agent: {layers: [[a, b]], aggregator: tz}\ndefault_pipeline: moa\n";
   spec.sim_profiles_yaml =
       "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 12}\n"
-      "models:\n  z: {tool_calls: true, tool_arguments: '{\"city\": \"Oslo\"}'}\n  slow1: {tokens_per_second: 20, answer_tokens: 400}\n"
+      "models:\n  z: {tool_calls: true, tool_arguments: '{\"city\": \"Oslo\"}'}\n  slow1: "
+      "{tokens_per_second: 20, answer_tokens: 400}\n"
       "  slow2: {tokens_per_second: 20, answer_tokens: 400}\n"
       "  jz: {answer_text: \"```json\\n{\\\"city\\\": \\\"Oslo\\\", \\\"days\\\": 3}\\n```\"}\n"
       "  prose: {answer_text: \"It will rain in Oslo.\"}\n"
@@ -44,6 +45,9 @@ testing::ClusterSpec Spec(const std::string& keys_file, int http_port) {
       // the result is in, answers.
       "  tz: {tool_calls: true, tool_arguments: '{\"city\": \"Oslo\"}',\n"
       "       answer_text: \"It is 12 C in Oslo.\"}\n";
+  // Images: a and tz read them, b and z do not.
+  spec.model_yaml["a"] = "capabilities: [vision]";
+  spec.model_yaml["tz"] = "capabilities: [vision]";
   spec.orchestrator_flags = {absl::StrCat("--http_port=", http_port),
                              "--api_keys_file=" + keys_file};
   return spec;
@@ -210,7 +214,8 @@ TEST(OpenAiHttpTest, ReadmeCurlExamplesRunAsWritten) {
     EXPECT_EQ(code, 0) << block << "\n---\n" << out;
     // An error object (a Response's "error": null is none).
     EXPECT_THAT(out, ::testing::Not(::testing::ContainsRegex("\"error\": ?\\{")))
-        << block << "\n---\n" << out;
+        << block << "\n---\n"
+        << out;
     std::remove(script.c_str());
   }
   std::remove(keys.c_str());

@@ -110,12 +110,28 @@ test('tools: a streamed tool_use arrives whole in the final message', async () =
   assert.deepEqual(use.input, { city: 'Oslo' });
 });
 
+test('an image block reaches the models that read images as a data URL', async () => {
+  const since = await lastSimId();
+  const m = await client.messages.create({
+    model: 'agent', max_tokens: 100,
+    messages: [{ role: 'user', content: [
+      { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } },
+      { type: 'text', text: 'What is this?' }] }],
+  });
+  assert.equal(m.content[0].text, 'It is 12 C in Oslo.');
+  const upstream = await simRequests(since);
+  const user = (m) => upstream.find((r) => r.model === m).messages.find((x) => x.role === 'user').content;
+  const tz = user('tz');
+  assert.equal(tz.find((p) => p.type === 'image_url').image_url.url, 'data:image/png;base64,iVBORw0KGgo=');
+  assert.equal(user('b'), 'What is this?');
+});
+
 test('fields this server does not honour are 400 naming them; errors have Anthropic\'s shape',
   async () => {
     const refused = [
       [{ top_k: 5 }, /^top_k /],
       [{ thinking: { type: 'enabled', budget_tokens: 2000 } }, /^thinking /],
-      [{ messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AA==' } }] }] },
+      [{ messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'x' } }] }] },
         /^messages\[0\]\.content\[0\]\.type /],
       [{ tools: [{ type: 'web_search_20250305', name: 'web_search' }] }, /^tools\[0\]\.type /],
     ];

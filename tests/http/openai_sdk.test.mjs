@@ -251,6 +251,31 @@ test('tools: refused with staircase streaming and with a vote, by name', async (
   });
 });
 
+const pixel = 'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==';
+
+test('images go to the models that read them, the others get the text; a final step that cannot is 400',
+  async () => {
+    const messages = [{ role: 'user', content: [
+      { type: 'text', text: 'What is in this image?' },
+      { type: 'image_url', image_url: { url: pixel, detail: 'low' } }] }];
+    const since = await lastSimId();
+    const c = await client.chat.completions.create({ model: 'agent', messages });
+    assert.equal(c.choices[0].message.content, 'It is 12 C in Oslo.');
+    const upstream = await simRequests(since);
+    // The user's turn as each model got it (the final step's comes after its system message).
+    const sent = (m) => upstream.find((r) => r.model === m).messages.find((x) => x.role === 'user').content;
+    assert.deepEqual(sent('a')[1], { type: 'image_url', image_url: { url: pixel, detail: 'low' } });
+    assert.equal(sent('b'), 'What is in this image?', 'b reads no images: the text alone');
+    assert.equal(sent('tz').find((p) => p.type === 'image_url').image_url.url, pixel);
+
+    await assert.rejects(client.chat.completions.create({ model: 'moa', messages }), (e) => {
+      assert.equal(e.status, 400);
+      assert.equal(e.param, 'messages[0]');
+      assert.match(e.message, /ends with model z, which reads no images/);
+      return true;
+    });
+  });
+
 const Weather = z.object({ city: z.string(), days: z.number().int() });
 
 test('structured output: parse with a zod schema gets the checked JSON, whole or streamed', async () => {

@@ -98,6 +98,20 @@ absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
                                   llm::Message{llm::Role::kSystem, instruction});
     }
   }
+  // An image needs a final step that sees it: the panel may read the text
+  // only (its models are said in `accepted`), the answer's model may not.
+  for (size_t i = 0; i < options.conversation.size(); ++i) {
+    if (options.conversation[i].images.empty()) continue;
+    if (options.pipeline.terminal == config::StepKind::kVote) break;
+    const config::ModelConfig* final_model = config.FindModel(options.pipeline.aggregator);
+    if (final_model == nullptr || !final_model->vision) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("messages[", i, "]: the message has images, and pipeline '",
+                       options.pipeline.name, "' ends with model ", options.pipeline.aggregator,
+                       ", which reads no images (its config has no capabilities: [vision])"));
+    }
+    break;
+  }
   absl::StatusOr<llm::ToolOptions> tools = wire::ToTools(request.tools());
   if (!tools.ok()) return tools.status();
   if (!tools->empty()) {

@@ -1,5 +1,6 @@
 #include "services/orchestrator/engine/moa_call.h"
 
+#include <algorithm>
 #include <limits>
 #include <random>
 
@@ -105,6 +106,7 @@ void MoaCall::Begin() {
       accepted->add_steps(config::StepKindName(s.kind));
     }
     accepted->set_terminal(config::StepKindName(options_.pipeline.terminal));
+    for (const std::string& m : TextOnlyModels()) accepted->add_text_only(m);
     EmitLocked(std::move(event));
     StartLayerLocked(1);
   }
@@ -410,6 +412,7 @@ cluster::GenerationCall MoaCall::LayerCall(int layer, size_t index, const std::s
   call.params = options_.pipeline.params;
   call.deadline = options_.deadline;
   call.trace = options_.trace;
+  DropImagesFor(model, &call.messages);
   // The client's tools go to the final step; in a layer only to a model
   // configured for them (its calls join its text, OnSlotDoneLocked).
   if (!options_.tools.empty() && config_ != nullptr) {
@@ -519,6 +522,39 @@ size_t MoaCall::FinalMetricsIndexAt(size_t attempt) const {
   return FinalMetricsIndex(attempt < FinalModels().size() ? attempt : 0);
 }
 
+bool MoaCall::ReadsImages(const std::string& model) const {
+  if (config_ == nullptr) return true;  // No config (tests): nothing to say otherwise.
+  const config::ModelConfig* m = config_->FindModel(model.substr(0, model.find('#')));
+  return m != nullptr && m->vision;
+}
+
+std::vector<std::string> MoaCall::TextOnlyModels() const {
+  bool images = false;
+  for (const llm::Message& m : options_.conversation) images |= !m.images.empty();
+  std::vector<std::string> out;
+  if (!images) return out;
+  auto note = [&](const std::string& model) {
+    if (!ReadsImages(model) && std::find(out.begin(), out.end(), model) == out.end()) {
+      out.push_back(model);
+    }
+  };
+  for (const auto& layer : options_.pipeline.layers) {
+    for (const std::string& model : layer) note(model);
+  }
+  for (const auto& [model, fallbacks] : options_.pipeline.fallbacks) {
+    for (const std::string& f : fallbacks) note(f);
+  }
+  if (options_.pipeline.terminal != config::StepKind::kVote) {
+    for (const std::string& model : FinalModels()) note(model);
+  }
+  return out;
+}
+
+void MoaCall::DropImagesFor(const std::string& model, std::vector<llm::Message>* messages) const {
+  if (ReadsImages(model)) return;
+  for (llm::Message& m : *messages) m.images.clear();
+}
+
 std::vector<std::string> MoaCall::FinalModels() const {
   // The aggregator, up to twice more (gRPC picks another replica when there
   // is one; a failure may also come from a replica of the model behind it),
@@ -608,6 +644,7 @@ void MoaCall::StartStepLocked(bool last, bool retry) {
   call.continue_from = answer_text_;
   call.analysis = analysis_;
   call.tools = options_.tools;
+  DropImagesFor(call.model, &call.messages);
   if (final_.format_correction) {
     call.messages.push_back({llm::Role::kAssistant, final_.format_correction->first});
     call.messages.push_back(

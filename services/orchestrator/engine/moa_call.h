@@ -224,6 +224,13 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   bool AnswerFormatHeldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AnswerFullLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::string> FinalModels() const;
+  // Whether a model (or a slot, "x#2") reads images: its config says
+  // `capabilities: [vision]`.
+  bool ReadsImages(const std::string& model) const;
+  // The pipeline's models that get the text only (the `accepted` event).
+  std::vector<std::string> TextOnlyModels() const;
+  // The conversation as `model` is sent it: without images unless it reads them.
+  void DropImagesFor(const std::string& model, std::vector<llm::Message>* messages) const;
   static size_t FinalMetricsIndex(size_t attempt);
   // The model of final attempt `attempt`: the list of FinalModels(), then
   // the aggregator again.

@@ -278,6 +278,18 @@ TEST(OpenAiJsonTest, ACallWithoutToolsGetsTheToolTurnsAsText) {
             "[result of tool get_weather]\n12 C\n\n[result of tool get_weather]\n9 C");
 }
 
+TEST(OpenAiJsonTest, AMessageWithImagesIsSentAsTextAndImageParts) {
+  ChatRequest req;
+  Message m{Role::kUser, "What is this?"};
+  m.images = {{"data:image/png;base64,AA==", "low"}, {"https://example.com/cat.jpg", ""}};
+  req.messages = {m};
+  json body = json::parse(BuildChatCompletionBody("m", req));
+  EXPECT_EQ(body["messages"][0]["content"],
+            json::parse(R"([{"type": "text", "text": "What is this?"},
+              {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA==", "detail": "low"}},
+              {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}])"));
+}
+
 TEST(OpenAiJsonTest, ToolCallFragmentsAreReadAndMalformedOnesNamed) {
   auto first = ParseStreamChunk(
       R"({"choices":[{"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,)"

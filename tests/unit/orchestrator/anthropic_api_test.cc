@@ -108,7 +108,9 @@ TEST(AnthropicApiTest, WhatTheDoorDoesNotHonourIsRefusedByName) {
   }
   const Case in_messages[] = {
       {R"({"role": "user", "content": [{"type": "image", "source": {}}]})",
-       "messages[0].content[0].type", "this server reads text"},
+       "messages[0].content[0].source.type", "base64"},
+      {R"({"role": "user", "content": [{"type": "document", "source": {}}]})",
+       "messages[0].content[0].type", "reads text and images"},
       {R"({"role": "assistant", "content": [{"type": "thinking", "thinking": "hm"}]})",
        "messages[0].content[0].type", "no thinking is sent back"},
       {R"({"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "f",

@@ -277,6 +277,25 @@ TEST(OpenAiApiTest, ToolsAndToolTurnsBecomeTheChatRequestsTools) {
   EXPECT_EQ(none->chat.tools().ByteSizeLong(), 0u);
 }
 
+TEST(OpenAiApiTest, ImagePartsBecomeTheMessagesImages) {
+  openai::HttpError e;
+  auto parsed = Parse(R"({"model": "moa", "messages": [{"role": "user", "content": [
+      {"type": "text", "text": "What is this?"},
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA==", "detail": "high"}}]}]})",
+                      &e);
+  ASSERT_TRUE(parsed.ok()) << e.message;
+  const v1::ChatMessage& m = parsed->chat.messages(0);
+  EXPECT_EQ(m.content(), "What is this?");
+  ASSERT_EQ(m.images_size(), 1);
+  EXPECT_EQ(m.images(0).url(), "data:image/png;base64,AA==");
+  EXPECT_EQ(m.images(0).detail(), "high");
+  EXPECT_FALSE(Parse(R"({"model": "moa", "messages": [{"role": "user", "content": [
+      {"type": "image_url", "image_url": {"url": "x", "size": 3}}]}]})",
+                     &e)
+                   .ok());
+  EXPECT_EQ(e.param, "messages[0].content[0].image_url.size");
+}
+
 TEST(OpenAiApiTest, AnAnswerOfToolCallsIsRenderedAsOpenAiToolCalls) {
   openai::CallRecord record;
   v1::ChatEvent calls;
@@ -311,6 +330,8 @@ TEST(OpenAiApiTest, RejectionsNameTheParam) {
       {R"({"model": "m"})", "messages"},
       {R"({"model": "m", "messages": [{"role": "function", "content": "x"}]})", "messages[0].role"},
       {R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
+       "messages[0].content[0].image_url"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]})",
        "messages[0].content[0].type"},
       {R"({"model": "m", "messages": [{"role": "user"}]})", "messages[0].content"},
       {R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2})", "n"},

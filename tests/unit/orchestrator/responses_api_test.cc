@@ -95,8 +95,10 @@ TEST(ResponsesApiTest, WhatNeedsStoredStateOrIsNotHonouredIsRefusedByName) {
   const Case items[] = {
       {R"({"type": "item_reference", "id": "msg_1"})", "input[0].type", "stores no responses"},
       {R"({"type": "reasoning", "summary": []})", "input[0].type", "not an item this server"},
-      {R"({"role": "user", "content": [{"type": "input_image", "image_url": "x"}]})",
-       "input[0].content[0].type", "images and files"},
+      {R"({"role": "user", "content": [{"type": "input_file", "file_id": "f"}]})",
+       "input[0].content[0].type", "files are not supported"},
+      {R"({"role": "user", "content": [{"type": "input_image", "file_id": "f"}]})",
+       "input[0].content[0].file_id", "not a field"},
       {R"({"type": "function_call", "name": "f"})", "input[0]", "call_id"},
       {R"({"role": "tool", "content": "x"})", "input[0].role", "user, assistant"},
   };

@@ -169,6 +169,26 @@ TEST(WireTest, ToolTurnsOfAConversationRoundTripAndAreChecked) {
   EXPECT_THAT(refused(empty_assistant), testing::HasSubstr("messages[1].content"));
 }
 
+TEST(WireTest, ImagesAreCheckedAndAMessageOfImagesAloneIsText) {
+  google::protobuf::RepeatedPtrField<v1::ChatMessage> proto;
+  v1::ChatMessage* m = proto.Add();
+  m->set_role(v1::ROLE_USER);
+  m->add_images()->set_url("data:image/png;base64,AA==");
+  auto ok = ToMessages(proto);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ((*ok)[0].images[0].url, "data:image/png;base64,AA==");
+  m->mutable_images(0)->set_url("file:///etc/passwd");
+  EXPECT_THAT(std::string(ToMessages(proto).status().message()),
+              testing::HasSubstr("messages[0].images[0].url must be an http(s) URL"));
+  m->mutable_images(0)->set_url("https://example.com/a.png");
+  m->mutable_images(0)->set_detail("ultra");
+  EXPECT_THAT(std::string(ToMessages(proto).status().message()),
+              testing::HasSubstr("messages[0].images[0].detail"));
+  m->mutable_images(0)->clear_detail();
+  for (int i = 0; i < kMaxImagesPerMessage; ++i) *m->add_images() = m->images(0);
+  EXPECT_THAT(std::string(ToMessages(proto).status().message()), testing::HasSubstr("over 16"));
+}
+
 TEST(WireTest, ToolsAreCheckedByName) {
   v1::ToolOptions tools;
   v1::Tool* t = tools.add_tools();

@@ -26,9 +26,11 @@ class EngineTest : public ::testing::Test {
   EngineTest()
       : config_(
             *config::ParseClusterConfig("models:\n  a: {endpoint: 'x:1'}\n  z: {endpoint: 'x:3'}\n"
+                                        "  v: {endpoint: 'x:5', capabilities: [vision]}\n"
                                         "aggregator: {endpoint: 'x:4'}\n"
                                         "pipelines:\n  moa: {layers: [[a]], aggregator: z}\n"
                                         "  voted: {steps: [{propose: [a, z]}, vote]}\n"
+                                        "  seeing: {layers: [[a]], aggregator: v}\n"
                                         "limits: {max_messages: 2}\n",
                                         "test")),
         metrics_(registry_, {}) {}
@@ -133,6 +135,21 @@ TEST_F(EngineTest, PlanHandsTheToolsToTheCallAndRefusesThemWhereTheyCannotBeCall
   bad.mutable_tools()->mutable_tools(0)->set_name("get weather");
   EXPECT_THAT(std::string(engine.Plan(bad).status().message()),
               ::testing::StartsWith("tools.tools[0].name"));
+}
+
+// Images: a pipeline whose final model reads none is refused by name; one
+// whose final model does is planned with them.
+TEST_F(EngineTest, PlanRefusesImagesWhoseFinalStepCannotSeeThem) {
+  Engine engine = MakeEngine(proposers_);
+  v1::ChatRequest request = Question();
+  request.mutable_messages(0)->add_images()->set_url("https://example.com/cat.jpg");
+  EXPECT_THAT(std::string(engine.Plan(request).status().message()),
+              ::testing::StartsWith("messages[0]: the message has images, and pipeline 'moa' ends "
+                                    "with model z, which reads no images"));
+  request.set_pipeline("seeing");
+  auto plan = engine.Plan(request);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->conversation[0].images.size(), 1u);
 }
 
 TEST_F(EngineTest, PlanNamesTheFieldOrTheLimitAndRejectsUnknownRoles) {

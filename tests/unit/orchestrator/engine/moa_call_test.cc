@@ -541,6 +541,30 @@ TEST_F(MoaCallTest, ALayerModelWithLayerToolsGetsThemAndItsCallsJoinItsText) {
               HasSubstr("models.a.capabilities[0]: 'telepathy' is not a capability"));
 }
 
+// Images go to the models that read them; the others get the text, and the
+// accepted event names them.
+TEST_F(MoaCallTest, ImagesGoOnlyToModelsWithVisionAndTheOthersAreNamed) {
+  auto cfg = config::ParseClusterConfig(
+      "models:\n  a: {endpoint: 'x:1', capabilities: [vision]}\n  b: {endpoint: 'x:3'}\n"
+      "  agg: {endpoint: 'x:2', capabilities: [vision]}\naggregator: {endpoint: 'x:9'}\n"
+      "pipelines:\n  p: {layers: [[a, b]], aggregator: agg}\n",
+      "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  FakeGenerationBackend proposers(Answer);
+  FakeGenerationBackend aggregator(Answer);
+  MoaCall::Options o = Asked({{"a", "b"}});
+  o.conversation[0].images = {{"https://example.com/cat.jpg", ""}};
+  MoaCall::Start(std::move(o), {{&proposers, &aggregator}, &metrics_, &clock_, &*cfg}, sink_);
+  ASSERT_TRUE(sink_->status().ok()) << sink_->status();
+  for (const auto& c : proposers.calls()) {
+    EXPECT_EQ(c.messages[0].images.size(), c.model == "a" ? 1u : 0u) << c.model;
+    EXPECT_EQ(c.messages[0].content, "question") << "the text goes to every model";
+  }
+  EXPECT_EQ(aggregator.calls()[0].messages.back().images.size(), 1u);
+  ASSERT_TRUE(sink_->events()[0].has_accepted());
+  EXPECT_THAT(sink_->events()[0].accepted().text_only(), ElementsAre("b"));
+}
+
 // Resumes each write up to the answer cap; the answer as a whole stays
 // within it, cut on a UTF-8 boundary, and ends with "length".
 TEST_F(MoaCallTest, AResumedAnswerStopsAtTheAnswerCap) {
