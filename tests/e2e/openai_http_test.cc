@@ -25,7 +25,7 @@ constexpr char kKey[] = "sk-moa-test-key-1234";
 
 testing::ClusterSpec Spec(const std::string& keys_file, int http_port) {
   testing::ClusterSpec spec;
-  spec.models = {"a", "b", "z", "slow1", "slow2", "jz", "prose", "tz"};
+  spec.models = {"a", "b", "z", "slow1", "slow2", "jz", "prose", "tz", "sj"};
   // json: its aggregator answers JSON (in a code fence, as models do);
   // prose: its aggregator never does (structured outputs).
   spec.pipelines_yaml =
@@ -33,7 +33,8 @@ testing::ClusterSpec Spec(const std::string& keys_file, int http_port) {
       "  slow: {layers: [[slow1, slow2]], aggregator: z}\n"
       "  json: {layers: [[a, b]], aggregator: jz}\n"
       "  prose: {layers: [[a, b]], aggregator: prose}\n"
-      "  agent: {layers: [[a, b]], aggregator: tz}\ndefault_pipeline: moa\n";
+      "  agent: {layers: [[a, b]], aggregator: tz}\n"
+      "  schema: {layers: [[a, b]], aggregator: sj}\ndefault_pipeline: moa\n";
   spec.sim_profiles_yaml =
       "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 12}\n"
       "models:\n  z: {tool_calls: true, tool_arguments: '{\"city\": \"Oslo\"}'}\n  slow1: "
@@ -44,7 +45,9 @@ testing::ClusterSpec Spec(const std::string& keys_file, int http_port) {
       // agent: its aggregator calls the first tool it is given, then, once
       // the result is in, answers.
       "  tz: {tool_calls: true, tool_arguments: '{\"city\": \"Oslo\"}',\n"
-      "       answer_text: \"It is 12 C in Oslo.\"}\n";
+      "       answer_text: \"It is 12 C in Oslo.\"}\n"
+      // schema: its aggregator answers a value of the schema it is asked for.
+      "  sj: {structured_answers: 1}\n";
   // Images: a and tz read them, b and z do not.
   spec.model_yaml["a"] = "capabilities: [vision]";
   spec.model_yaml["tz"] = "capabilities: [vision]";

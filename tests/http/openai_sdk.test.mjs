@@ -77,7 +77,7 @@ test('streaming: role first, content pieces, finish reason, usage chunk, then th
 test('the models list has the pipelines', async () => {
   const ids = [];
   for await (const m of client.models.list()) ids.push(m.id);
-  assert.deepEqual(ids.sort(), ['agent', 'json', 'moa', 'prose', 'slow']);
+  assert.deepEqual(ids.sort(), ['agent', 'json', 'moa', 'prose', 'schema', 'slow']);
 });
 
 test('a missing key is 401', async () => {
@@ -302,6 +302,16 @@ test('structured output: parse with a zod schema gets the checked JSON, whole or
   }
   assert.deepEqual(pieces, ['{"city": "Oslo", "days": 3}']);
 });
+
+test('structured output: a model that follows the schema it is told in words (the simulator\'s)',
+  async () => {
+    const Forecast = z.object({ city: z.string().min(4), days: z.number().int().min(2), rain: z.boolean() });
+    const c = await client.beta.chat.completions.parse({
+      model: 'schema', messages: [{ role: 'user', content: 'Forecast for Oslo?' }],
+      response_format: zodResponseFormat(Forecast, 'forecast'),
+    });
+    assert.deepEqual(c.choices[0].message.parsed, { city: 'ssss', days: 2, rain: true });
+  });
 
 test('a structured answer that never conforms is asked again once, then a 500 naming response_format',
   async () => {

@@ -46,9 +46,10 @@ absl::StatusOr<double> Number(absl::string_view source, const YAML::Node& node,
 
 absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node& node,
                                      const Profile& base, const std::string& path) {
-  MOA_RETURN_IF_ERROR(CheckKeys(source, node, path,
-                                {"time_to_first_token", "tokens_per_second", "answer_tokens",
-                                 "answer_text", "tool_calls", "tool_arguments", "faults"}));
+  MOA_RETURN_IF_ERROR(
+      CheckKeys(source, node, path,
+                {"time_to_first_token", "tokens_per_second", "answer_tokens", "answer_text",
+                 "tool_calls", "tool_arguments", "structured_answers", "faults"}));
   Profile p = base;
   if (const YAML::Node ttft = node["time_to_first_token"]) {
     if (ttft.IsMap()) {
@@ -99,6 +100,10 @@ absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node&
           source, ": ", path, ".tool_arguments must be a JSON object's text (at most 64 KiB)"));
     }
     p.tool_arguments = t.Scalar();
+  }
+  if (node["structured_answers"]) {
+    MOA_ASSIGN_OR_RETURN(p.structured_answers, Number(source, node["structured_answers"],
+                                                      path + ".structured_answers", 0, 1));
   }
   if (const YAML::Node f = node["faults"]) {
     std::string fp = path + ".faults";

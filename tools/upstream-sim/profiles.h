@@ -43,6 +43,10 @@ struct Profile {
   // the answer is text as usual.
   bool tool_calls = false;
   std::string tool_arguments = "{}";  // A JSON object's text.
+  // Set: a request that asks for JSON (response_format, or the cluster's
+  // structured-output words) is answered with a value that conforms to its
+  // schema with this probability, and with prose otherwise.
+  std::optional<double> structured_answers;
   FaultRates faults;
 
   absl::Duration SampleTimeToFirstToken(std::mt19937_64& rng) const;

@@ -77,9 +77,11 @@ absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body) {
       if (*name) info.tool_choice_function = **name;
     }
   }
+  if (const json* rf = moa::json::Member(j, "response_format")) info.response_format = *rf;
   info.params = json::object();
-  for (const char* key : {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed",
-                          "stop", "tools", "tool_choice", "parallel_tool_calls"}) {
+  for (const char* key :
+       {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop", "tools",
+        "tool_choice", "parallel_tool_calls", "response_format"}) {
     if (j.contains(key)) info.params[key] = j[key];
   }
   // Moved, not copied: the messages can be large (synthesis blocks).

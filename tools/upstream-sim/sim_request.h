@@ -31,6 +31,8 @@ struct ChatRequestInfo {
   std::vector<std::string> tool_names;
   std::string tool_choice_function;
   bool tool_choice_none = false;
+  // The response_format as received (null when none).
+  moa::json::Json response_format;
   // The x-request-id and traceparent headers as received (at most 256
   // bytes each), for the request log.
   std::string request_id;

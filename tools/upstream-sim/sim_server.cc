@@ -21,6 +21,7 @@
 #include "lib/net/http_server.h"
 #include "tools/upstream-sim/answer.h"
 #include "tools/upstream-sim/sim_request.h"
+#include "tools/upstream-sim/structured.h"
 
 namespace moa::sim {
 
@@ -187,6 +188,12 @@ class SimServer::Impl final : public moa::net::HttpHandler {
     return Fault::kNone;
   }
 
+  // Uniform in [0, 1).
+  double Draw() {
+    std::lock_guard<std::mutex> lock(rng_mu_);
+    return std::uniform_real_distribution<double>(0, 1)(rng_);
+  }
+
   absl::Duration SampleTtft(const Profile& p) {
     std::lock_guard<std::mutex> lock(rng_mu_);
     return p.SampleTimeToFirstToken(rng_) * options_.latency_scale;
@@ -235,8 +242,17 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
       length = static_cast<int>(*info.max_tokens);
       finish_reason_ = "length";
     }
-    PlannedAnswer answer = PlanAnswer(info, length, profile.answer_text,
-                                      profile.tool_calls ? &profile.tool_arguments : nullptr);
+    std::string fixed = profile.answer_text;
+    if (profile.structured_answers) {
+      if (auto wanted = FindRequestedJson(info.response_format, info.messages)) {
+        fixed = sim_.Draw() < *profile.structured_answers
+                    ? moa::json::Dump(wanted->schema ? ConformingValue(*wanted->schema)
+                                                     : json::object())
+                    : std::string("Sure! Here is what you asked for.");
+      }
+    }
+    PlannedAnswer answer =
+        PlanAnswer(info, length, fixed, profile.tool_calls ? &profile.tool_arguments : nullptr);
     if (!answer.tool_call.empty()) {
       tool_call_ = answer.tool_call;
       finish_reason_ = "tool_calls";
