@@ -104,7 +104,7 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
       r.CheckKeys(node, path,
                   {"base_url", "model", "api_key_env", "ca_file", "connect_timeout_seconds",
                    "first_token_timeout_seconds", "idle_timeout_seconds", "total_timeout_seconds",
-                   "max_attempts", "max_inflight", "continuation"}));
+                   "max_attempts", "max_inflight", "continuation", "api", "api_version"}));
   UpstreamConfig u;
   if (!node["base_url"]) return r.Error(node, absl::StrCat(path, ".base_url is required"));
   MOA_ASSIGN_OR_RETURN(u.base_url, r.String(node["base_url"], path + ".base_url"));
@@ -132,6 +132,25 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
   }
   if (node["ca_file"]) {
     MOA_ASSIGN_OR_RETURN(u.ca_file, r.String(node["ca_file"], path + ".ca_file"));
+  }
+  if (node["api"]) {
+    MOA_ASSIGN_OR_RETURN(u.api, r.String(node["api"], path + ".api"));
+    if (u.api == "anthropic" || u.api == "gemini") {
+      return r.Error(node["api"], absl::StrCat(path, ".api '", u.api,
+                                               "' is not supported yet: reach the model through "
+                                               "an OpenAI-compatible endpoint"));
+    }
+    if (u.api != "openai" && u.api != "azure") {
+      return r.Error(node["api"], absl::StrCat(path, ".api must be openai or azure"));
+    }
+  }
+  if (node["api_version"]) {
+    MOA_ASSIGN_OR_RETURN(u.api_version, r.String(node["api_version"], path + ".api_version"));
+  }
+  if ((u.api == "azure") != !u.api_version.empty()) {
+    return r.Error(node,
+                   absl::StrCat(path, u.api == "azure" ? ".api_version is required with api: azure"
+                                                       : ".api_version goes only with api: azure"));
   }
   if (node["continuation"]) {
     MOA_ASSIGN_OR_RETURN(u.continuation, r.String(node["continuation"], path + ".continuation"));

@@ -31,6 +31,10 @@ struct UpstreamConfig {
   // How its proposer asks it to continue a cut answer: prefill, vllm or
   // instruction (empty: the proposer's --continuation).
   std::string continuation;
+  // The API it speaks: "openai" (default) or "azure" (then api_version is
+  // required and `model` is the deployment's name).
+  std::string api = "openai";
+  std::string api_version;
 };
 
 // What a model's tokens cost (the `price:` of a model), in dollars per

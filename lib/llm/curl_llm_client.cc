@@ -36,10 +36,26 @@ void GlobalCurlInit() {
   (void)done;
 }
 
-std::string ChatCompletionsUrl(const std::string& base_url) {
-  std::string url = base_url;
+std::string ChatCompletionsUrl(const UpstreamOptions& options) {
+  std::string url = options.base_url;
   while (!url.empty() && url.back() == '/') url.pop_back();
+  if (options.api == UpstreamApi::kAzure) {
+    return absl::StrCat(url, "/openai/deployments/", options.model,
+                        "/chat/completions?api-version=", options.api_version);
+  }
   return url + "/chat/completions";
+}
+
+// A deployment name or api-version goes into the URL as it is: only
+// characters that need no escaping.
+bool UrlSafe(absl::string_view s) {
+  if (s.empty() || s.size() > 128) return false;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
 }
 
 std::string Secs(absl::Duration d) { return absl::StrCat(absl::ToDoubleSeconds(d), "s"); }
@@ -137,7 +153,7 @@ class CurlLlmClient::Impl {
  public:
   explicit Impl(UpstreamOptions options)
       : options_(std::move(options)),
-        url_(ChatCompletionsUrl(options_.base_url)),
+        url_(ChatCompletionsUrl(options_)),
         queue_(std::make_shared<SharedQueue>()),
         rng_(std::random_device{}()) {
     GlobalCurlInit();
@@ -329,7 +345,9 @@ class CurlLlmClient::Impl {
     t.headers = curl_slist_append(t.headers, "Accept: text/event-stream");
     t.headers = curl_slist_append(t.headers, "Expect:");
     if (!options_.api_key.empty()) {
-      std::string auth = absl::StrCat("Authorization: Bearer ", options_.api_key);
+      std::string auth = options_.api == UpstreamApi::kAzure
+                             ? absl::StrCat("api-key: ", options_.api_key)
+                             : absl::StrCat("Authorization: Bearer ", options_.api_key);
       t.headers = curl_slist_append(t.headers, auth.c_str());
     }
     if (!t.trace.empty()) {
@@ -716,6 +734,18 @@ absl::StatusOr<std::unique_ptr<CurlLlmClient>> CurlLlmClient::Create(UpstreamOpt
                      RedactUrl(options.base_url), "'"));
   }
   if (options.model.empty()) return absl::InvalidArgumentError("upstream model must not be empty");
+  if (options.api == UpstreamApi::kAzure) {
+    if (!UrlSafe(options.model)) {
+      return absl::InvalidArgumentError(
+          "an Azure upstream's model is its deployment name: 1 to 128 of A-Z, a-z, 0-9, -, _ "
+          "and .");
+    }
+    if (!UrlSafe(options.api_version)) {
+      return absl::InvalidArgumentError(
+          "an Azure upstream needs its api_version (e.g. 2024-10-21): 1 to 128 of A-Z, a-z, "
+          "0-9, -, _ and .");
+    }
+  }
   if (options.retry.max_attempts < 1) {
     return absl::InvalidArgumentError("retry max_attempts must be >= 1");
   }

@@ -14,14 +14,23 @@
 
 namespace moa::llm {
 
+// The API an upstream speaks. Azure OpenAI is the OpenAI body and stream at
+// a deployment's URL, with an api-version and an api-key header.
+enum class UpstreamApi { kOpenAi, kAzure };
+
 struct UpstreamOptions {
   // Base URL of the OpenAI-compatible API, ending in /v1 (no trailing slash
-  // needed); requests go to {base_url}/chat/completions.
+  // needed); requests go to {base_url}/chat/completions. Azure: the
+  // resource's endpoint (https://NAME.openai.azure.com); requests go to
+  // {base_url}/openai/deployments/{model}/chat/completions?api-version=...
   std::string base_url;
-  // Model id sent upstream.
+  // Model id sent upstream (Azure: the deployment's name).
   std::string model;
-  // Bearer token; empty sends no Authorization header (local servers).
-  // Never logged and never put in an error message.
+  UpstreamApi api = UpstreamApi::kOpenAi;
+  // Azure's api-version (required there, e.g. "2024-10-21").
+  std::string api_version;
+  // Bearer token (Azure: the api-key header); empty sends none (local
+  // servers). Never logged and never put in an error message.
   std::string api_key;
   // PEM bundle of the CAs an https:// upstream's certificate must chain to
   // (an upstream with a private CA); empty: the system's bundle.

@@ -46,6 +46,8 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
     const config::UpstreamConfig& u = *model->upstream;
     up.base_url = u.base_url;
     up.model = u.model;
+    up.api = u.api == "azure" ? llm::UpstreamApi::kAzure : llm::UpstreamApi::kOpenAi;
+    up.api_version = u.api_version;
     api_key_env = u.api_key_env;
     up.ca_file = u.ca_file;
     if (u.connect_timeout) up.connect_timeout = *u.connect_timeout;

@@ -131,6 +131,33 @@ TEST_F(CurlLlmClientTest, AToolCallStreamedInPiecesIsAssembledIntoTheCompletion)
   EXPECT_EQ(sent[1]["tool_calls"][0]["function"]["name"], "get_weather");
 }
 
+// Azure OpenAI: the deployment's URL with its api-version, the key in
+// api-key (the simulator refuses a Bearer token there), the same stream.
+TEST_F(CurlLlmClientTest, AnAzureDeploymentIsCalledAtItsUrlWithItsApiKeyHeader) {
+  auto client = Client("m1", [](UpstreamOptions& o) {
+    o.base_url = o.base_url.substr(0, o.base_url.size() - 3);  // The resource, not /v1.
+    o.api = UpstreamApi::kAzure;
+    o.api_version = "2024-10-21";
+  });
+  auto obs = std::make_shared<RecordingObserver>();
+  client->Start(Question(), obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+  ASSERT_TRUE(obs->result().ok()) << obs->result().status();
+  EXPECT_THAT(obs->text(), HasSubstr("[m1 answer"));
+  EXPECT_EQ(Log()[0]["model"], "m1");
+
+  UpstreamOptions bad;
+  bad.base_url = "https://example.openai.azure.com";
+  bad.model = "gpt-4o";
+  bad.api = UpstreamApi::kAzure;
+  EXPECT_THAT(std::string(CurlLlmClient::Create(bad).status().message()),
+              HasSubstr("needs its api_version"));
+  bad.api_version = "2024-10-21";
+  bad.model = "gpt 4o/../x";
+  EXPECT_THAT(std::string(CurlLlmClient::Create(bad).status().message()),
+              HasSubstr("deployment name"));
+}
+
 TEST_F(CurlLlmClientTest, MaxTokensTruncatesWithFinishReasonLength) {
   auto client = Client("m1");
   auto obs = std::make_shared<RecordingObserver>();

@@ -472,10 +472,18 @@ std::optional<moa::net::HttpResponse> SimServer::Impl::Screen(
     }
     return Reply(200, log_.Json(since));
   }
-  if (method == http::verb::post && path == "/v1/chat/completions") {
+  // Azure OpenAI: a deployment's path, an api-version, the key in api-key.
+  const bool azure =
+      absl::StartsWith(path, "/openai/deployments/") && absl::EndsWith(path, "/chat/completions");
+  if (method == http::verb::post && azure &&
+      target.find("api-version=") == absl::string_view::npos) {
+    return Reply(
+        400, ErrorBody("api-version is required", "invalid_request_error", "missing_api_version"));
+  }
+  if (method == http::verb::post && (path == "/v1/chat/completions" || azure)) {
     if (!options_.api_key.empty()) {
-      auto auth = req.find(http::field::authorization);
-      std::string expected = absl::StrCat("Bearer ", options_.api_key);
+      auto auth = req.find(azure ? "api-key" : "authorization");
+      std::string expected = azure ? options_.api_key : absl::StrCat("Bearer ", options_.api_key);
       if (auth == req.end() ||
           absl::string_view(auth->value().data(), auth->value().size()) != expected) {
         return Reply(401, ErrorBody("Incorrect API key provided.", "invalid_request_error",
@@ -500,6 +508,14 @@ void SimServer::Impl::Handle(moa::net::HttpRequest req,
     if (it == req.end()) return std::string();
     return std::string(it->value().substr(0, 256));
   };
+  // Azure names the model by its deployment in the path; the body's model
+  // (if any) is not what answers.
+  auto target_view = req.target();
+  absl::string_view target(target_view.data(), target_view.size());
+  if (absl::StartsWith(target, "/openai/deployments/")) {
+    absl::string_view rest = target.substr(std::string_view("/openai/deployments/").size());
+    info->model = std::string(rest.substr(0, rest.find('/')));
+  }
   info->request_id = header("x-request-id");
   info->traceparent = header("traceparent");
   std::make_shared<ChatStream>(*this, std::move(exchange))->Start(*std::move(info));

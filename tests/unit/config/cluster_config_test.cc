@@ -588,3 +588,36 @@ TEST(ClusterConfigTest, AStepsPromptFileIsReadBesideTheConfig) {
 
 }  // namespace
 }  // namespace moa::config
+
+namespace moa::config {
+namespace {
+
+absl::StatusOr<ClusterConfig> WithUpstream(const std::string& upstream) {
+  return ParseClusterConfig(absl::StrCat("models:\n  m:\n    endpoint: 'x:1'\n    upstream: ",
+                                         upstream, "\naggregator: {endpoint: 'x:2'}\n"),
+                            "test.yaml");
+}
+
+TEST(ClusterConfigTest, AnUpstreamNamesItsApiAndAzureItsApiVersion) {
+  auto azure = WithUpstream(
+      "{base_url: 'https://r.openai.azure.com', model: gpt4o-prod, api: azure, "
+      "api_version: '2024-10-21'}");
+  ASSERT_TRUE(azure.ok()) << azure.status();
+  EXPECT_EQ(azure->models[0].upstream->api, "azure");
+  EXPECT_EQ(azure->models[0].upstream->api_version, "2024-10-21");
+  EXPECT_EQ(WithUpstream("{base_url: 'http://h/v1'}")->models[0].upstream->api, "openai");
+  EXPECT_THAT(std::string(WithUpstream("{base_url: 'https://r', api: azure}").status().message()),
+              HasSubstr("api_version is required with api: azure"));
+  EXPECT_THAT(
+      std::string(WithUpstream("{base_url: 'http://h/v1', api_version: '1'}").status().message()),
+      HasSubstr("api_version goes only with api: azure"));
+  EXPECT_THAT(std::string(WithUpstream("{base_url: 'https://api.anthropic.com', api: anthropic}")
+                              .status()
+                              .message()),
+              HasSubstr("api 'anthropic' is not supported yet"));
+  EXPECT_THAT(std::string(WithUpstream("{base_url: 'http://h', api: soap}").status().message()),
+              HasSubstr("api must be openai or azure"));
+}
+
+}  // namespace
+}  // namespace moa::config
