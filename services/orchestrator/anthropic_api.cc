@@ -12,6 +12,7 @@
 #include "lib/base/json.h"
 #include "lib/base/random_id.h"
 #include "services/orchestrator/openai_api.h"
+#include "services/orchestrator/request_fields.h"
 
 namespace moa::orchestrator::anthropic {
 
@@ -19,25 +20,12 @@ using json = moa::json::Json;
 
 namespace {
 
-HttpError Bad(const std::string& param, absl::string_view why) {
-  return {400, absl::StrCat(param, " ", why), "invalid_request_error", param, ""};
-}
-
-// What the door does with each top-level field (README, "Anthropic Messages
-// API"): null: every valid value is honoured (the parser reads it); else
-// only the values `accepts` takes, which ask for nothing this server lacks.
-struct FieldRule {
-  const char* name;
-  bool (*accepts)(const json& value);
-  const char* refusal;
-};
-
-bool Never(const json&) { return false; }
-bool ThinkingOff(const json& v) {
+// The Messages fields (request_fields.h).
+bool ThinkingOff(const json& v, const json&) {
   const json* type = moa::json::Member(v, "type");
   return v.is_object() && v.size() == 1 && type != nullptr && *type == "disabled";
 }
-bool AnyTier(const json& v) { return v == "auto" || v == "standard_only"; }
+bool AnyTier(const json& v, const json&) { return v == "auto" || v == "standard_only"; }
 
 constexpr char kReasoning[] =
     "is not supported: reasoning settings are each model's, in the cluster config";
@@ -62,20 +50,6 @@ const FieldRule kMessagesFields[] = {
     {"context_management", Never, "is not supported: the client sends the whole conversation"},
 };
 
-bool OnlyKnownKeys(const json& object, std::initializer_list<absl::string_view> known,
-                   const std::string& path, HttpError* error) {
-  for (const auto& [key, value] : object.items()) {
-    if (value.is_null()) continue;
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      *error = Bad(absl::StrCat(path, key),
-                   absl::StrCat("is not a field this server knows (it reads ",
-                                absl::StrJoin(known, ", "), "); refused rather than ignored"));
-      return false;
-    }
-  }
-  return true;
-}
-
 // cache_control is a caching hint: this server caches nothing, and the
 // answer is the same either way, so it is accepted (README says so).
 bool TextBlock(const json& block, const std::string& path, std::string* text, HttpError* error) {
@@ -84,12 +58,12 @@ bool TextBlock(const json& block, const std::string& path, std::string* text, Ht
   }
   if (const json* citations = moa::json::Member(block, "citations");
       citations != nullptr && !(citations->is_array() && citations->empty())) {
-    *error = Bad(path + ".citations", "is not supported: the answer is written anew");
+    *error = BadField(path + ".citations", "is not supported: the answer is written anew");
     return false;
   }
   auto t = moa::json::OptionalString(block, "text", path + ".text");
   if (!t.ok() || !*t) {
-    *error = Bad(path + ".text", "is required and must be a string");
+    *error = BadField(path + ".text", "is required and must be a string");
     return false;
   }
   *text += **t;
@@ -104,7 +78,7 @@ bool TextOrTextBlocks(const json& value, const std::string& path, std::string* t
     return true;
   }
   if (!value.is_array()) {
-    *error = Bad(path, "must be a string or a list of text blocks");
+    *error = BadField(path, "must be a string or a list of text blocks");
     return false;
   }
   for (size_t i = 0; i < value.size(); ++i) {
@@ -112,7 +86,7 @@ bool TextOrTextBlocks(const json& value, const std::string& path, std::string* t
     const json& block = value[i];
     auto type = moa::json::OptionalString(block, "type", where + ".type");
     if (!block.is_object() || !type.ok() || !*type || **type != "text") {
-      *error = Bad(where + ".type", "must be \"text\" (other blocks are not supported here)");
+      *error = BadField(where + ".type", "must be \"text\" (other blocks are not supported here)");
       return false;
     }
     if (!TextBlock(block, where, text, error)) return false;
@@ -133,19 +107,20 @@ const char* BlockRefusal(absl::string_view type) {
 bool ParseMessage(const json& m, size_t index, v1::ChatRequest* chat, HttpError* error) {
   const std::string where = absl::StrCat("messages[", index, "]");
   if (!m.is_object()) {
-    *error = Bad(where, "must be an object");
+    *error = BadField(where, "must be an object");
     return false;
   }
   if (!OnlyKnownKeys(m, {"role", "content"}, where + ".", error)) return false;
   auto role = moa::json::OptionalString(m, "role", where + ".role");
   if (!role.ok() || !*role || (**role != "user" && **role != "assistant")) {
-    *error = Bad(where + ".role", "must be \"user\" or \"assistant\" (system is its own field)");
+    *error =
+        BadField(where + ".role", "must be \"user\" or \"assistant\" (system is its own field)");
     return false;
   }
   const bool user = **role == "user";
   const json* content = moa::json::Member(m, "content");
   if (content == nullptr) {
-    *error = Bad(where + ".content", "is required");
+    *error = BadField(where + ".content", "is required");
     return false;
   }
   v1::ChatMessage turn;
@@ -156,7 +131,7 @@ bool ParseMessage(const json& m, size_t index, v1::ChatRequest* chat, HttpError*
     return true;
   }
   if (!content->is_array()) {
-    *error = Bad(where + ".content", "must be a string or a list of content blocks");
+    *error = BadField(where + ".content", "must be a string or a list of content blocks");
     return false;
   }
   std::string text;
@@ -165,7 +140,7 @@ bool ParseMessage(const json& m, size_t index, v1::ChatRequest* chat, HttpError*
     const std::string path = absl::StrCat(where, ".content[", k, "]");
     auto type = moa::json::OptionalString(block, "type", path + ".type");
     if (!block.is_object() || !type.ok() || !*type) {
-      *error = Bad(path + ".type", "is required: each block is an object with a type");
+      *error = BadField(path + ".type", "is required: each block is an object with a type");
       return false;
     }
     if (**type == "text") {
@@ -180,7 +155,7 @@ bool ParseMessage(const json& m, size_t index, v1::ChatRequest* chat, HttpError*
                       ? absl::StatusOr<std::optional<std::string>>(std::nullopt)
                       : moa::json::OptionalString(*source, "type", path + ".source.type");
       if (!kind.ok() || !*kind || (**kind != "base64" && **kind != "url")) {
-        *error = Bad(path + ".source.type", "must be \"base64\" or \"url\"");
+        *error = BadField(path + ".source.type", "must be \"base64\" or \"url\"");
         return false;
       }
       v1::Image* image = turn.add_images();
@@ -188,7 +163,7 @@ bool ParseMessage(const json& m, size_t index, v1::ChatRequest* chat, HttpError*
         auto url = moa::json::OptionalString(*source, "url", path + ".source.url");
         if (!url.ok() || !*url ||
             !OnlyKnownKeys(*source, {"type", "url"}, path + ".source.", error)) {
-          if (error->message.empty()) *error = Bad(path + ".source.url", "is required");
+          if (error->message.empty()) *error = BadField(path + ".source.url", "is required");
           return false;
         }
         image->set_url(**url);
@@ -198,7 +173,7 @@ bool ParseMessage(const json& m, size_t index, v1::ChatRequest* chat, HttpError*
         if (!media.ok() || !*media || !data.ok() || !*data ||
             !OnlyKnownKeys(*source, {"type", "media_type", "data"}, path + ".source.", error)) {
           if (error->message.empty()) {
-            *error = Bad(path + ".source", "needs a string media_type and data");
+            *error = BadField(path + ".source", "needs a string media_type and data");
           }
           return false;
         }
@@ -213,7 +188,7 @@ bool ParseMessage(const json& m, size_t index, v1::ChatRequest* chat, HttpError*
       auto name = moa::json::OptionalString(block, "name", path + ".name");
       const json* input = moa::json::Member(block, "input");
       if (!id.ok() || !*id || !name.ok() || !*name || input == nullptr || !input->is_object()) {
-        *error = Bad(path, "needs a string id, a string name and an input object");
+        *error = BadField(path, "needs a string id, a string name and an input object");
         return false;
       }
       v1::ToolCall* call = turn.add_tool_calls();
@@ -228,7 +203,7 @@ bool ParseMessage(const json& m, size_t index, v1::ChatRequest* chat, HttpError*
       auto id = moa::json::OptionalString(block, "tool_use_id", path + ".tool_use_id");
       auto is_error = moa::json::OptionalBool(block, "is_error", path + ".is_error");
       if (!id.ok() || !*id || !is_error.ok()) {
-        *error = Bad(path, "needs a string tool_use_id (and a boolean is_error)");
+        *error = BadField(path, "needs a string tool_use_id (and a boolean is_error)");
         return false;
       }
       std::string result;
@@ -243,13 +218,13 @@ bool ParseMessage(const json& m, size_t index, v1::ChatRequest* chat, HttpError*
       tool->set_tool_call_id(**id);
       tool->set_content(std::move(result));
     } else if (**type == "tool_use" || **type == "tool_result") {
-      *error = Bad(path + ".type",
-                   absl::StrCat("'", **type, "' goes in ",
-                                **type == "tool_use" ? "an assistant" : "a user", " message"));
+      *error = BadField(path + ".type",
+                        absl::StrCat("'", **type, "' goes in ",
+                                     **type == "tool_use" ? "an assistant" : "a user", " message"));
       return false;
     } else {
-      *error = Bad(path + ".type",
-                   absl::StrCat("'", (*type)->substr(0, 64), "' ", BlockRefusal(**type)));
+      *error = BadField(path + ".type",
+                        absl::StrCat("'", (*type)->substr(0, 64), "' ", BlockRefusal(**type)));
       return false;
     }
   }
@@ -268,21 +243,21 @@ bool ParseMessage(const json& m, size_t index, v1::ChatRequest* chat, HttpError*
 bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
   if (const json* tools = moa::json::Member(request, "tools")) {
     if (!tools->is_array()) {
-      *error = Bad("tools", "must be a list");
+      *error = BadField("tools", "must be a list");
       return false;
     }
     for (size_t i = 0; i < tools->size(); ++i) {
       const json& tool = (*tools)[i];
       const std::string where = absl::StrCat("tools[", i, "]");
       if (!tool.is_object()) {
-        *error = Bad(where, "must be an object");
+        *error = BadField(where, "must be an object");
         return false;
       }
       auto type = moa::json::OptionalString(tool, "type", where + ".type");
       if (!type.ok() || (*type && **type != "custom")) {
-        *error = Bad(where + ".type",
-                     "is not supported: only client tools (custom) are; server tools run at "
-                     "Anthropic");
+        *error = BadField(where + ".type",
+                          "is not supported: only client tools (custom) are; server tools run at "
+                          "Anthropic");
         return false;
       }
       if (!OnlyKnownKeys(tool, {"type", "name", "description", "input_schema", "cache_control"},
@@ -293,7 +268,7 @@ bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
       auto description = moa::json::OptionalString(tool, "description", where + ".description");
       const json* schema = moa::json::Member(tool, "input_schema");
       if (!name.ok() || !*name || !description.ok() || schema == nullptr || !schema->is_object()) {
-        *error = Bad(where, "needs a string name and an input_schema object");
+        *error = BadField(where, "needs a string name and an input_schema object");
         return false;
       }
       v1::Tool* t = out->add_tools();
@@ -307,7 +282,7 @@ bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
     auto parallel = moa::json::OptionalBool(*choice, "disable_parallel_tool_use",
                                             "tool_choice.disable_parallel_tool_use");
     if (!choice->is_object() || !type.ok() || !*type || !parallel.ok()) {
-      *error = Bad("tool_choice", "must be an object with a type (auto, any, tool, none)");
+      *error = BadField("tool_choice", "must be an object with a type (auto, any, tool, none)");
       return false;
     }
     if (!OnlyKnownKeys(*choice, {"type", "name", "disable_parallel_tool_use"}, "tool_choice.",
@@ -323,12 +298,12 @@ bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
     } else if (**type == "tool") {
       auto name = moa::json::OptionalString(*choice, "name", "tool_choice.name");
       if (!name.ok() || !*name) {
-        *error = Bad("tool_choice.name", "is required with type \"tool\"");
+        *error = BadField("tool_choice.name", "is required with type \"tool\"");
         return false;
       }
       out->set_choice_function(**name);
     } else {
-      *error = Bad("tool_choice.type", "must be auto, any, tool or none");
+      *error = BadField("tool_choice.type", "must be auto, any, tool or none");
       return false;
     }
     if (*parallel) out->set_parallel_tool_calls(!**parallel);
@@ -339,11 +314,7 @@ bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
 
 }  // namespace
 
-std::vector<std::string> KnownMessagesFields() {
-  std::vector<std::string> out;
-  for (const FieldRule& r : kMessagesFields) out.emplace_back(r.name);
-  return out;
-}
+std::vector<std::string> KnownMessagesFields() { return FieldNames(kMessagesFields); }
 
 absl::StatusOr<ParsedRequest> ParseMessagesRequest(absl::string_view body, HttpError* error) {
   auto fail = [error](HttpError e) {
@@ -351,39 +322,21 @@ absl::StatusOr<ParsedRequest> ParseMessagesRequest(absl::string_view body, HttpE
     return absl::InvalidArgumentError(error->message);
   };
   auto failed = [error]() { return absl::InvalidArgumentError(error->message); };
-  absl::StatusOr<json> parsed = moa::json::Parse(body);
-  if (!parsed.ok() || !parsed->is_object()) {
-    return fail({400,
-                 parsed.ok() ? std::string("the request body is not a JSON object")
-                             : absl::StrCat("the request body is not valid JSON: ",
-                                            parsed.status().message()),
-                 "invalid_request_error", "", ""});
-  }
+  absl::StatusOr<json> parsed = ParseBodyObject(body, error);
+  if (!parsed.ok()) return parsed.status();
   const json& j = *parsed;
-  for (const auto& [key, value] : j.items()) {
-    if (value.is_null()) continue;
-    const FieldRule* rule = nullptr;
-    for (const FieldRule& r : kMessagesFields) {
-      if (key == r.name) rule = &r;
-    }
-    if (rule == nullptr) {
-      return fail(Bad(key,
-                      "is not a field of the Messages API this server knows; it is refused "
-                      "rather than ignored (README: the field table)"));
-    }
-    if (rule->accepts != nullptr && !rule->accepts(value)) return fail(Bad(key, rule->refusal));
-  }
+  if (!CheckFields(j, kMessagesFields, "the Messages API", error)) return failed();
   ParsedRequest out;
   v1::ChatRequest& chat = out.chat;
   auto model = moa::json::OptionalString(j, "model", "model");
   if (!model.ok() || !*model) {
-    return fail(Bad("model", "is required and must be a string (a pipeline name)"));
+    return fail(BadField("model", "is required and must be a string (a pipeline name)"));
   }
   chat.set_pipeline(**model);
   auto max_tokens =
       moa::json::OptionalInt(j, "max_tokens", "max_tokens", 1, std::numeric_limits<int32_t>::max());
   if (!max_tokens.ok() || !*max_tokens) {
-    return fail(Bad("max_tokens", "is required and must be an integer >= 1"));
+    return fail(BadField("max_tokens", "is required and must be an integer >= 1"));
   }
   chat.mutable_params()->set_max_tokens(static_cast<int32_t>(**max_tokens));
   if (const json* system = moa::json::Member(j, "system")) {
@@ -397,14 +350,14 @@ absl::StatusOr<ParsedRequest> ParseMessagesRequest(absl::string_view body, HttpE
   }
   const json* messages = moa::json::Member(j, "messages");
   if (messages == nullptr || !messages->is_array()) {
-    return fail(Bad("messages", "is required and must be a list"));
+    return fail(BadField("messages", "is required and must be a list"));
   }
   for (size_t i = 0; i < messages->size(); ++i) {
     if (!ParseMessage((*messages)[i], i, &chat, error)) return failed();
   }
   for (const char* key : {"temperature", "top_p"}) {
     auto v = moa::json::OptionalNumber(j, key, key);
-    if (!v.ok()) return fail(Bad(key, "must be a number"));
+    if (!v.ok()) return fail(BadField(key, "must be a number"));
     if (!*v) continue;
     // Anthropic's temperature is [0, 1]; the engine checks the range it
     // passes on.
@@ -416,22 +369,22 @@ absl::StatusOr<ParsedRequest> ParseMessagesRequest(absl::string_view body, HttpE
   }
   if (const json* stop = moa::json::Member(j, "stop_sequences")) {
     if (!stop->is_array() || stop->size() > 4) {
-      return fail(Bad("stop_sequences", "must be a list of at most 4 strings"));
+      return fail(BadField("stop_sequences", "must be a list of at most 4 strings"));
     }
     for (const json& s : *stop) {
-      if (!s.is_string()) return fail(Bad("stop_sequences", "must be a list of strings"));
+      if (!s.is_string()) return fail(BadField("stop_sequences", "must be a list of strings"));
       chat.mutable_params()->add_stop(s.get_ref<const std::string&>());
     }
   }
   auto stream = moa::json::OptionalBool(j, "stream", "stream");
-  if (!stream.ok()) return fail(Bad("stream", "must be true or false"));
+  if (!stream.ok()) return fail(BadField("stream", "must be true or false"));
   out.stream = stream->value_or(false);
   if (const json* metadata = moa::json::Member(j, "metadata")) {
-    if (!metadata->is_object()) return fail(Bad("metadata", "must be an object"));
+    if (!metadata->is_object()) return fail(BadField("metadata", "must be an object"));
     if (!OnlyKnownKeys(*metadata, {"user_id"}, "metadata.", error)) return failed();
     auto user = moa::json::OptionalString(*metadata, "user_id", "metadata.user_id");
     if (!user.ok() || (*user && (*user)->size() > 256)) {
-      return fail(Bad("metadata.user_id", "must be a string of at most 256 bytes"));
+      return fail(BadField("metadata.user_id", "must be a string of at most 256 bytes"));
     }
     if (*user) out.end_user = **user;
   }

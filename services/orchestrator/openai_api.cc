@@ -10,6 +10,7 @@
 #include "lib/base/json.h"
 #include "lib/base/random_id.h"
 #include "lib/wire/wire.h"
+#include "services/orchestrator/request_fields.h"
 
 namespace moa::orchestrator {
 
@@ -57,24 +58,8 @@ double Seconds(const google::protobuf::Duration& d) {
   return absl::ToDoubleSeconds(wire::FromProto(d));
 }
 
-// What the door does with each field a chat-completions request may carry.
-// A field not listed, or one whose value asks for something this server
-// does not do, is a 400 naming it: a client must never believe a field took
-// effect when it did not. A null is the field's absence (as OpenAI reads
-// it). The README's field table says the same, field by field.
-struct FieldRule {
-  const char* name;
-  // Null: every valid value is honoured (the parser below reads it). Else
-  // only the values this accepts are: those that ask for nothing we lack.
-  bool (*accepts)(const json& value, const json& request);
-  const char* refusal;  // Follows the field's name when another value is sent.
-};
-
-bool Never(const json&, const json&) { return false; }
-bool IsZero(const json& v, const json&) { return v.is_number() && v.get<double>() == 0; }
-bool IsFalse(const json& v, const json&) { return v.is_boolean() && !v.get<bool>(); }
-bool IsEmptyObject(const json& v, const json&) { return v.is_object() && v.empty(); }
-bool IsEmptyArray(const json& v, const json&) { return v.is_array() && v.empty(); }
+// The chat-completions fields (request_fields.h); the README's field table
+// says the same, field by field.
 bool IsNone(const json& v, const json&) { return v == "none"; }
 bool IsTextOnly(const json& v, const json&) { return v == json::array({"text"}); }
 bool IsDefaultTier(const json& v, const json&) { return v == "auto" || v == "default"; }
@@ -125,50 +110,6 @@ const FieldRule kChatFields[] = {
      "must be empty: it is for stored completions, and this server stores none"},
     {"service_tier", IsDefaultTier, "must be \"auto\" or \"default\""},
 };
-
-HttpError BadField(std::string param, absl::string_view why) {
-  std::string message = absl::StrCat(param, " ", why);
-  return BadRequest(std::move(message), std::move(param));
-}
-
-// The request's top-level fields against kChatFields; false with `error`
-// set on the first one refused.
-bool CheckChatFields(const json& request, HttpError* error) {
-  for (const auto& [key, value] : request.items()) {
-    if (value.is_null()) continue;
-    const FieldRule* rule = nullptr;
-    for (const FieldRule& r : kChatFields) {
-      if (key == r.name) rule = &r;
-    }
-    if (rule == nullptr) {
-      *error = BadField(key,
-                        "is not a field of chat completions this server knows; it is refused "
-                        "rather than ignored (README: the field table)");
-      return false;
-    }
-    if (rule->accepts != nullptr && !rule->accepts(value, request)) {
-      *error = BadField(key, rule->refusal);
-      return false;
-    }
-  }
-  return true;
-}
-
-// Every non-null member of `object` must be one of `known`; false with
-// `error` naming the first that is not (as `path` + its name).
-bool OnlyKnownKeys(const json& object, std::initializer_list<absl::string_view> known,
-                   absl::string_view path, HttpError* error) {
-  for (const auto& [key, value] : object.items()) {
-    if (value.is_null()) continue;
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      *error = BadField(absl::StrCat(path, key),
-                        absl::StrCat("is not a field this server knows (it reads ",
-                                     absl::StrJoin(known, ", "), "); refused rather than ignored"));
-      return false;
-    }
-  }
-  return true;
-}
 
 json ToolCallJson(const v1::ToolCall& call) {
   return {{"id", call.id()},
@@ -362,11 +303,7 @@ std::string ErrorJson(const HttpError& e) {
       .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::vector<std::string> KnownChatFields() {
-  std::vector<std::string> out;
-  for (const FieldRule& r : kChatFields) out.emplace_back(r.name);
-  return out;
-}
+std::vector<std::string> KnownChatFields() { return FieldNames(kChatFields); }
 
 absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body, HttpError* error) {
   auto fail = [error](HttpError e) {
@@ -378,15 +315,12 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
     std::string message(s.message());
     return fail(BadRequest(message, message.substr(0, message.find(' '))));
   };
-  absl::StatusOr<json> parsed = moa::json::Parse(body);
-  if (!parsed.ok() || !parsed->is_object()) {
-    return fail(BadRequest(parsed.ok() ? std::string("the request body is not a JSON object")
-                                       : absl::StrCat("the request body is not valid JSON: ",
-                                                      parsed.status().message()),
-                           ""));
-  }
+  absl::StatusOr<json> parsed = ParseBodyObject(body, error);
+  if (!parsed.ok()) return parsed.status();
   const json& j = *parsed;
-  if (!CheckChatFields(j, error)) return absl::InvalidArgumentError(error->message);
+  if (!CheckFields(j, kChatFields, "chat completions", error)) {
+    return absl::InvalidArgumentError(error->message);
+  }
   ParsedRequest out;
   auto model = moa::json::OptionalString(j, "model", "model");
   if (!model.ok() || !*model) {

@@ -12,6 +12,7 @@
 #include "lib/base/json.h"
 #include "lib/base/random_id.h"
 #include "services/orchestrator/openai_api.h"
+#include "services/orchestrator/request_fields.h"
 
 namespace moa::orchestrator::responses {
 
@@ -19,22 +20,9 @@ using json = moa::json::Json;
 
 namespace {
 
-HttpError Bad(const std::string& param, absl::string_view why) {
-  return {400, absl::StrCat(param, " ", why), "invalid_request_error", param, ""};
-}
-
-struct FieldRule {
-  const char* name;
-  bool (*accepts)(const json& value);
-  const char* refusal;
-};
-
-bool Never(const json&) { return false; }
-bool IsFalse(const json& v) { return v.is_boolean() && !v.get<bool>(); }
-bool IsEmptyArray(const json& v) { return v.is_array() && v.empty(); }
-bool IsEmptyObject(const json& v) { return v.is_object() && v.empty(); }
-bool IsDisabled(const json& v) { return v == "disabled"; }
-bool IsDefaultTier(const json& v) { return v == "auto" || v == "default"; }
+// The Responses fields (request_fields.h).
+bool IsDisabled(const json& v, const json&) { return v == "disabled"; }
+bool IsDefaultTier(const json& v, const json&) { return v == "auto" || v == "default"; }
 
 constexpr char kStored[] =
     "is not supported: this server stores no responses; send the whole conversation as input";
@@ -71,20 +59,6 @@ const FieldRule kResponsesFields[] = {
     {"prompt_cache_key", Never, "is not supported: this server caches no prompts"},
 };
 
-bool OnlyKnownKeys(const json& object, std::initializer_list<absl::string_view> known,
-                   const std::string& path, HttpError* error) {
-  for (const auto& [key, value] : object.items()) {
-    if (value.is_null()) continue;
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      *error = Bad(absl::StrCat(path, key),
-                   absl::StrCat("is not a field this server knows (it reads ",
-                                absl::StrJoin(known, ", "), "); refused rather than ignored"));
-      return false;
-    }
-  }
-  return true;
-}
-
 // A message item's content: text, or parts of type input_text /
 // output_text (joined) and input_image (into `images`, when given).
 bool ContentText(const json& content, const std::string& path, std::string* text, HttpError* error,
@@ -94,7 +68,7 @@ bool ContentText(const json& content, const std::string& path, std::string* text
     return true;
   }
   if (!content.is_array()) {
-    *error = Bad(path, "must be a string or a list of parts");
+    *error = BadField(path, "must be a string or a list of parts");
     return false;
   }
   for (size_t k = 0; k < content.size(); ++k) {
@@ -106,9 +80,9 @@ bool ContentText(const json& content, const std::string& path, std::string* text
       auto url = moa::json::OptionalString(part, "image_url", where + ".image_url");
       auto detail = moa::json::OptionalString(part, "detail", where + ".detail");
       if (!url.ok() || !*url || !detail.ok()) {
-        *error = Bad(where + ".image_url",
-                     "is required: an image's URL (file_id needs stored files, which are not "
-                     "kept here)");
+        *error = BadField(where + ".image_url",
+                          "is required: an image's URL (file_id needs stored files, which are not "
+                          "kept here)");
         return false;
       }
       v1::Image* image = images->add_images();
@@ -118,9 +92,9 @@ bool ContentText(const json& content, const std::string& path, std::string* text
     }
     if (!part.is_object() || !type.ok() || !*type ||
         (**type != "input_text" && **type != "output_text")) {
-      *error = Bad(where + ".type",
-                   "must be \"input_text\", \"output_text\" or \"input_image\" (files are not "
-                   "supported)");
+      *error = BadField(where + ".type",
+                        "must be \"input_text\", \"output_text\" or \"input_image\" (files are not "
+                        "supported)");
       return false;
     }
     if (!OnlyKnownKeys(part, {"type", "text", "annotations", "logprobs"}, where + ".", error)) {
@@ -128,14 +102,15 @@ bool ContentText(const json& content, const std::string& path, std::string* text
     }
     for (const char* echo : {"annotations", "logprobs"}) {
       const json* v = moa::json::Member(part, echo);
-      if (v != nullptr && !IsEmptyArray(*v)) {
-        *error = Bad(absl::StrCat(where, ".", echo), "must be empty: the answer is written anew");
+      if (v != nullptr && !(v->is_array() && v->empty())) {
+        *error =
+            BadField(absl::StrCat(where, ".", echo), "must be empty: the answer is written anew");
         return false;
       }
     }
     auto t = moa::json::OptionalString(part, "text", where + ".text");
     if (!t.ok() || !*t) {
-      *error = Bad(where + ".text", "is required and must be a string");
+      *error = BadField(where + ".text", "is required and must be a string");
       return false;
     }
     *text += **t;
@@ -146,12 +121,12 @@ bool ContentText(const json& content, const std::string& path, std::string* text
 bool ParseItem(const json& item, size_t index, v1::ChatRequest* chat, HttpError* error) {
   const std::string where = absl::StrCat("input[", index, "]");
   if (!item.is_object()) {
-    *error = Bad(where, "must be an object");
+    *error = BadField(where, "must be an object");
     return false;
   }
   auto type = moa::json::OptionalString(item, "type", where + ".type");
   if (!type.ok()) {
-    *error = Bad(where + ".type", "must be a string");
+    *error = BadField(where + ".type", "must be a string");
     return false;
   }
   const std::string kind = type->value_or("message");
@@ -162,7 +137,7 @@ bool ParseItem(const json& item, size_t index, v1::ChatRequest* chat, HttpError*
     auto role = moa::json::OptionalString(item, "role", where + ".role");
     const json* content = moa::json::Member(item, "content");
     if (!role.ok() || !*role || content == nullptr) {
-      *error = Bad(where, "needs a role and content");
+      *error = BadField(where, "needs a role and content");
       return false;
     }
     v1::ChatMessage* m = chat->add_messages();
@@ -173,7 +148,7 @@ bool ParseItem(const json& item, size_t index, v1::ChatRequest* chat, HttpError*
     } else if (**role == "system" || **role == "developer") {
       m->set_role(v1::ROLE_SYSTEM);
     } else {
-      *error = Bad(where + ".role", "must be user, assistant, system or developer");
+      *error = BadField(where + ".role", "must be user, assistant, system or developer");
       return false;
     }
     std::string text;
@@ -190,7 +165,7 @@ bool ParseItem(const json& item, size_t index, v1::ChatRequest* chat, HttpError*
     auto name = moa::json::OptionalString(item, "name", where + ".name");
     auto arguments = moa::json::OptionalString(item, "arguments", where + ".arguments");
     if (!call_id.ok() || !*call_id || !name.ok() || !*name || !arguments.ok()) {
-      *error = Bad(where, "needs a string call_id, name and arguments");
+      *error = BadField(where, "needs a string call_id, name and arguments");
       return false;
     }
     // Calls the model made together are one assistant turn.
@@ -216,7 +191,7 @@ bool ParseItem(const json& item, size_t index, v1::ChatRequest* chat, HttpError*
     auto call_id = moa::json::OptionalString(item, "call_id", where + ".call_id");
     const json* output = moa::json::Member(item, "output");
     if (!call_id.ok() || !*call_id || output == nullptr) {
-      *error = Bad(where, "needs a string call_id and an output");
+      *error = BadField(where, "needs a string call_id and an output");
       return false;
     }
     std::string text;
@@ -228,20 +203,20 @@ bool ParseItem(const json& item, size_t index, v1::ChatRequest* chat, HttpError*
     return true;
   }
   if (kind == "item_reference") {
-    *error = Bad(where + ".type", absl::StrCat("'item_reference' ", kStored));
+    *error = BadField(where + ".type", absl::StrCat("'item_reference' ", kStored));
     return false;
   }
-  *error = Bad(where + ".type",
-               absl::StrCat("'", kind.substr(0, 64),
-                            "' is not an item this server reads (message, function_call, "
-                            "function_call_output)"));
+  *error = BadField(where + ".type",
+                    absl::StrCat("'", kind.substr(0, 64),
+                                 "' is not an item this server reads (message, function_call, "
+                                 "function_call_output)"));
   return false;
 }
 
 bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
   if (const json* tools = moa::json::Member(request, "tools")) {
     if (!tools->is_array()) {
-      *error = Bad("tools", "must be a list");
+      *error = BadField("tools", "must be a list");
       return false;
     }
     for (size_t i = 0; i < tools->size(); ++i) {
@@ -249,13 +224,13 @@ bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
       const std::string where = absl::StrCat("tools[", i, "]");
       auto type = moa::json::OptionalString(tool, "type", where + ".type");
       if (!tool.is_object() || !type.ok() || !*type) {
-        *error = Bad(where + ".type", "is required");
+        *error = BadField(where + ".type", "is required");
         return false;
       }
       if (**type != "function") {
-        *error = Bad(where + ".type", absl::StrCat("'", (*type)->substr(0, 64),
-                                                   "' is not supported: only function tools "
-                                                   "are (the client runs them)"));
+        *error = BadField(where + ".type", absl::StrCat("'", (*type)->substr(0, 64),
+                                                        "' is not supported: only function tools "
+                                                        "are (the client runs them)"));
         return false;
       }
       if (!OnlyKnownKeys(tool, {"type", "name", "description", "parameters", "strict"}, where + ".",
@@ -268,9 +243,9 @@ bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
       const json* parameters = moa::json::Member(tool, "parameters");
       if (!name.ok() || !*name || !description.ok() || !strict.ok() ||
           (parameters != nullptr && !parameters->is_object())) {
-        *error = Bad(where,
-                     "needs a string name (a string description, an object parameters, a "
-                     "boolean strict)");
+        *error = BadField(where,
+                          "needs a string name (a string description, an object parameters, a "
+                          "boolean strict)");
         return false;
       }
       v1::Tool* t = out->add_tools();
@@ -288,9 +263,9 @@ bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
       auto name = moa::json::OptionalString(*choice, "name", "tool_choice.name");
       if (!choice->is_object() || !type.ok() || *type != "function" || !name.ok() || !*name ||
           !OnlyKnownKeys(*choice, {"type", "name"}, "tool_choice.", error)) {
-        *error = Bad("tool_choice",
-                     "must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", "
-                     "\"name\": ...}; hosted and allowed tools are not supported");
+        *error = BadField("tool_choice",
+                          "must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", "
+                          "\"name\": ...}; hosted and allowed tools are not supported");
         return false;
       }
       out->set_choice_function(**name);
@@ -298,7 +273,7 @@ bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
   }
   auto parallel = moa::json::OptionalBool(request, "parallel_tool_calls", "parallel_tool_calls");
   if (!parallel.ok()) {
-    *error = Bad("parallel_tool_calls", "must be true or false");
+    *error = BadField("parallel_tool_calls", "must be true or false");
     return false;
   }
   if (*parallel && out->tools_size() > 0) out->set_parallel_tool_calls(**parallel);
@@ -310,12 +285,12 @@ bool ParseText(const json& request, v1::ChatRequest* chat, HttpError* error) {
   const json* text = moa::json::Member(request, "text");
   if (text == nullptr) return true;
   if (!text->is_object()) {
-    *error = Bad("text", "must be an object");
+    *error = BadField("text", "must be an object");
     return false;
   }
   if (!OnlyKnownKeys(*text, {"format", "verbosity"}, "text.", error)) return false;
   if (const json* verbosity = moa::json::Member(*text, "verbosity")) {
-    *error = Bad("text.verbosity", "is not supported: reasoning settings are each model's");
+    *error = BadField("text.verbosity", "is not supported: reasoning settings are each model's");
     (void)verbosity;
     return false;
   }
@@ -323,7 +298,7 @@ bool ParseText(const json& request, v1::ChatRequest* chat, HttpError* error) {
   if (format == nullptr) return true;
   auto type = moa::json::OptionalString(*format, "type", "text.format.type");
   if (!format->is_object() || !type.ok() || !*type) {
-    *error = Bad("text.format.type", "is required: text, json_object or json_schema");
+    *error = BadField("text.format.type", "is required: text, json_object or json_schema");
     return false;
   }
   v1::ResponseFormat* out = chat->mutable_response_format();
@@ -335,17 +310,13 @@ bool ParseText(const json& request, v1::ChatRequest* chat, HttpError* error) {
   if (**type == "json_schema") {
     return openai::ReadJsonSchemaFormat(*format, "text.format.", /*with_type=*/true, out, error);
   }
-  *error = Bad("text.format.type", "must be text, json_object or json_schema");
+  *error = BadField("text.format.type", "must be text, json_object or json_schema");
   return false;
 }
 
 }  // namespace
 
-std::vector<std::string> KnownResponsesFields() {
-  std::vector<std::string> out;
-  for (const FieldRule& r : kResponsesFields) out.emplace_back(r.name);
-  return out;
-}
+std::vector<std::string> KnownResponsesFields() { return FieldNames(kResponsesFields); }
 
 absl::StatusOr<ParsedRequest> ParseResponsesRequest(absl::string_view body, HttpError* error) {
   auto fail = [error](HttpError e) {
@@ -353,44 +324,26 @@ absl::StatusOr<ParsedRequest> ParseResponsesRequest(absl::string_view body, Http
     return absl::InvalidArgumentError(error->message);
   };
   auto failed = [error]() { return absl::InvalidArgumentError(error->message); };
-  absl::StatusOr<json> parsed = moa::json::Parse(body);
-  if (!parsed.ok() || !parsed->is_object()) {
-    return fail({400,
-                 parsed.ok() ? std::string("the request body is not a JSON object")
-                             : absl::StrCat("the request body is not valid JSON: ",
-                                            parsed.status().message()),
-                 "invalid_request_error", "", ""});
-  }
+  absl::StatusOr<json> parsed = ParseBodyObject(body, error);
+  if (!parsed.ok()) return parsed.status();
   const json& j = *parsed;
-  for (const auto& [key, value] : j.items()) {
-    if (value.is_null()) continue;
-    const FieldRule* rule = nullptr;
-    for (const FieldRule& r : kResponsesFields) {
-      if (key == r.name) rule = &r;
-    }
-    if (rule == nullptr) {
-      return fail(Bad(key,
-                      "is not a field of the Responses API this server knows; it is refused "
-                      "rather than ignored (README: the field table)"));
-    }
-    if (rule->accepts != nullptr && !rule->accepts(value)) return fail(Bad(key, rule->refusal));
-  }
+  if (!CheckFields(j, kResponsesFields, "the Responses API", error)) return failed();
   ParsedRequest out;
   v1::ChatRequest& chat = out.chat;
   auto model = moa::json::OptionalString(j, "model", "model");
   if (!model.ok() || !*model) {
-    return fail(Bad("model", "is required and must be a string (a pipeline name)"));
+    return fail(BadField("model", "is required and must be a string (a pipeline name)"));
   }
   chat.set_pipeline(**model);
   auto instructions = moa::json::OptionalString(j, "instructions", "instructions");
-  if (!instructions.ok()) return fail(Bad("instructions", "must be a string"));
+  if (!instructions.ok()) return fail(BadField("instructions", "must be a string"));
   if (*instructions && !(*instructions)->empty()) {
     v1::ChatMessage* m = chat.add_messages();
     m->set_role(v1::ROLE_SYSTEM);
     m->set_content(**instructions);
   }
   const json* input = moa::json::Member(j, "input");
-  if (input == nullptr) return fail(Bad("input", "is required: text or a list of items"));
+  if (input == nullptr) return fail(BadField("input", "is required: text or a list of items"));
   if (input->is_string()) {
     v1::ChatMessage* m = chat.add_messages();
     m->set_role(v1::ROLE_USER);
@@ -400,37 +353,38 @@ absl::StatusOr<ParsedRequest> ParseResponsesRequest(absl::string_view body, Http
       if (!ParseItem((*input)[i], i, &chat, error)) return failed();
     }
   } else {
-    return fail(Bad("input", "must be text or a list of items"));
+    return fail(BadField("input", "must be text or a list of items"));
   }
   auto max_tokens = moa::json::OptionalInt(j, "max_output_tokens", "max_output_tokens", 1,
                                            std::numeric_limits<int32_t>::max());
-  if (!max_tokens.ok()) return fail(Bad("max_output_tokens", "must be an integer >= 1"));
+  if (!max_tokens.ok()) return fail(BadField("max_output_tokens", "must be an integer >= 1"));
   if (*max_tokens) chat.mutable_params()->set_max_tokens(static_cast<int32_t>(**max_tokens));
   auto temperature = moa::json::OptionalNumber(j, "temperature", "temperature");
-  if (!temperature.ok()) return fail(Bad("temperature", "must be a number"));
+  if (!temperature.ok()) return fail(BadField("temperature", "must be a number"));
   if (*temperature) chat.mutable_params()->set_temperature(**temperature);
   auto top_p = moa::json::OptionalNumber(j, "top_p", "top_p");
-  if (!top_p.ok()) return fail(Bad("top_p", "must be a number"));
+  if (!top_p.ok()) return fail(BadField("top_p", "must be a number"));
   if (*top_p) chat.mutable_params()->set_top_p(**top_p);
   auto stream = moa::json::OptionalBool(j, "stream", "stream");
-  if (!stream.ok()) return fail(Bad("stream", "must be true or false"));
+  if (!stream.ok()) return fail(BadField("stream", "must be true or false"));
   out.stream = stream->value_or(false);
   if (const json* so = moa::json::Member(j, "stream_options")) {
     if (!so->is_object() ||
         !OnlyKnownKeys(*so, {"include_obfuscation"}, "stream_options.", error)) {
-      return error->message.empty() ? fail(Bad("stream_options", "must be an object")) : failed();
+      return error->message.empty() ? fail(BadField("stream_options", "must be an object"))
+                                    : failed();
     }
     auto obfuscation =
         moa::json::OptionalBool(*so, "include_obfuscation", "stream_options.include_obfuscation");
     if (!obfuscation.ok() || obfuscation->value_or(false)) {
       return fail(
-          Bad("stream_options.include_obfuscation", "must be false: events carry no padding"));
+          BadField("stream_options.include_obfuscation", "must be false: events carry no padding"));
     }
   }
   for (const char* key : {"user", "safety_identifier"}) {
     auto id = moa::json::OptionalString(j, key, key);
     if (!id.ok() || (*id && (*id)->size() > 256)) {
-      return fail(Bad(key, "must be a string of at most 256 bytes"));
+      return fail(BadField(key, "must be a string of at most 256 bytes"));
     }
     if (*id && out.end_user.empty()) out.end_user = **id;
   }
