@@ -82,6 +82,14 @@ class Reader {
     return value;
   }
 
+  absl::StatusOr<bool> Bool(const YAML::Node& node, absl::string_view path) const {
+    bool value;
+    if (!node.IsScalar() || !YAML::convert<bool>::decode(node, value)) {
+      return Error(node, absl::StrCat(path, " must be true or false"));
+    }
+    return value;
+  }
+
   absl::StatusOr<int64_t> Int64(const YAML::Node& node, absl::string_view path, int64_t min,
                                 int64_t max) const {
     return Ranged<int64_t>(node, path, "an integer", min, max);
@@ -100,11 +108,11 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
                                              const std::string& model_name,
                                              const std::string& path) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
-  MOA_RETURN_IF_ERROR(
-      r.CheckKeys(node, path,
-                  {"base_url", "model", "api_key_env", "ca_file", "connect_timeout_seconds",
-                   "first_token_timeout_seconds", "idle_timeout_seconds", "total_timeout_seconds",
-                   "max_attempts", "max_inflight", "continuation", "api", "api_version"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(
+      node, path,
+      {"base_url", "model", "api_key_env", "ca_file", "connect_timeout_seconds",
+       "first_token_timeout_seconds", "idle_timeout_seconds", "total_timeout_seconds",
+       "max_attempts", "max_inflight", "continuation", "api", "api_version", "reasoning"}));
   UpstreamConfig u;
   if (!node["base_url"]) return r.Error(node, absl::StrCat(path, ".base_url is required"));
   MOA_ASSIGN_OR_RETURN(u.base_url, r.String(node["base_url"], path + ".base_url"));
@@ -135,13 +143,9 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
   }
   if (node["api"]) {
     MOA_ASSIGN_OR_RETURN(u.api, r.String(node["api"], path + ".api"));
-    if (u.api == "anthropic" || u.api == "gemini") {
-      return r.Error(node["api"], absl::StrCat(path, ".api '", u.api,
-                                               "' is not supported yet: reach the model through "
-                                               "an OpenAI-compatible endpoint"));
-    }
-    if (u.api != "openai" && u.api != "azure") {
-      return r.Error(node["api"], absl::StrCat(path, ".api must be openai or azure"));
+    if (u.api != "openai" && u.api != "azure" && u.api != "anthropic" && u.api != "gemini") {
+      return r.Error(node["api"],
+                     absl::StrCat(path, ".api must be openai, azure, anthropic or gemini"));
     }
   }
   if (node["api_version"]) {
@@ -158,6 +162,53 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
         u.continuation != "instruction") {
       return r.Error(node["continuation"],
                      absl::StrCat(path, ".continuation must be prefill, vllm or instruction"));
+    }
+    // vLLM's flags exist only in its OpenAI API; Gemini has no prefill (a
+    // trailing model turn is not continued).
+    if (u.continuation == "vllm" && u.api != "openai") {
+      return r.Error(node["continuation"],
+                     absl::StrCat(path, ".continuation vllm is for openai upstreams (vLLM)"));
+    }
+    if (u.continuation == "prefill" && u.api == "gemini") {
+      return r.Error(node["continuation"],
+                     absl::StrCat(path,
+                                  ".continuation prefill: the Gemini API cannot continue "
+                                  "a model turn; use instruction"));
+    }
+  }
+  if (const YAML::Node reasoning = node["reasoning"]) {
+    const std::string rpath = path + ".reasoning";
+    MOA_RETURN_IF_ERROR(r.ExpectMap(reasoning, rpath));
+    MOA_RETURN_IF_ERROR(r.CheckKeys(reasoning, rpath, {"effort", "budget_tokens", "include_text"}));
+    const bool budget_api = u.api == "anthropic" || u.api == "gemini";
+    if (reasoning["effort"]) {
+      if (budget_api) {
+        return r.Error(reasoning["effort"],
+                       absl::StrCat(rpath, ".effort is for openai and azure; an ", u.api,
+                                    " upstream takes budget_tokens"));
+      }
+      MOA_ASSIGN_OR_RETURN(u.reasoning_effort, r.String(reasoning["effort"], rpath + ".effort"));
+      if (u.reasoning_effort != "minimal" && u.reasoning_effort != "low" &&
+          u.reasoning_effort != "medium" && u.reasoning_effort != "high") {
+        return r.Error(reasoning["effort"],
+                       absl::StrCat(rpath, ".effort must be minimal, low, medium or high"));
+      }
+    }
+    if (reasoning["budget_tokens"]) {
+      if (!budget_api) {
+        return r.Error(reasoning["budget_tokens"],
+                       absl::StrCat(rpath, ".budget_tokens is for anthropic and gemini; an ", u.api,
+                                    " upstream takes effort"));
+      }
+      // Anthropic's smallest budget is 1024; Gemini's 0 turns thinking
+      // off and -1 lets the model decide.
+      MOA_ASSIGN_OR_RETURN(u.reasoning_budget_tokens,
+                           r.Int(reasoning["budget_tokens"], rpath + ".budget_tokens",
+                                 u.api == "anthropic" ? 1024 : -1));
+    }
+    if (reasoning["include_text"]) {
+      MOA_ASSIGN_OR_RETURN(u.reasoning_include_text,
+                           r.Bool(reasoning["include_text"], rpath + ".include_text"));
     }
   }
   return u;

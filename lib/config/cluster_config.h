@@ -31,10 +31,17 @@ struct UpstreamConfig {
   // How its proposer asks it to continue a cut answer: prefill, vllm or
   // instruction (empty: the proposer's --continuation).
   std::string continuation;
-  // The API it speaks: "openai" (default) or "azure" (then api_version is
-  // required and `model` is the deployment's name).
+  // The API it speaks: "openai" (default), "azure" (then api_version is
+  // required and `model` is the deployment's name), "anthropic" or
+  // "gemini".
   std::string api = "openai";
   std::string api_version;
+  // `reasoning:` for reasoning models: effort (openai, azure) or
+  // budget_tokens (anthropic, gemini); include_text puts the thinking text
+  // into the model's answer, marked (off: it never reaches a prompt).
+  std::string reasoning_effort;
+  std::optional<int> reasoning_budget_tokens;
+  bool reasoning_include_text = false;
 };
 
 // What a model's tokens cost (the `price:` of a model), in dollars per

@@ -36,28 +36,6 @@ void GlobalCurlInit() {
   (void)done;
 }
 
-std::string ChatCompletionsUrl(const UpstreamOptions& options) {
-  std::string url = options.base_url;
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  if (options.api == UpstreamApi::kAzure) {
-    return absl::StrCat(url, "/openai/deployments/", options.model,
-                        "/chat/completions?api-version=", options.api_version);
-  }
-  return url + "/chat/completions";
-}
-
-// A deployment name or api-version goes into the URL as it is: only
-// characters that need no escaping.
-bool UrlSafe(absl::string_view s) {
-  if (s.empty() || s.size() > 128) return false;
-  for (char c : s) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '_' || c == '.';
-    if (!ok) return false;
-  }
-  return true;
-}
-
 std::string Secs(absl::Duration d) { return absl::StrCat(absl::ToDoubleSeconds(d), "s"); }
 
 // State the event thread shares with threads that cancel calls.
@@ -95,8 +73,10 @@ class Transfer : public CallHandle, public std::enable_shared_from_this<Transfer
     queue_->Wake();
   }
 
-  void ResetAttempt() {
+  void ResetAttempt(const Dialect& dialect) {
     parser.Reset();
+    reader = dialect.NewReader();
+    in_reasoning = false;
     http_code = 0;
     error_body.clear();
     retry_after.reset();
@@ -116,7 +96,10 @@ class Transfer : public CallHandle, public std::enable_shared_from_this<Transfer
   const Clock* const clock;  // The client's (UpstreamOptions::clock).
 
   std::string body;
-  TraceContext trace;  // Sent as x-request-id and traceparent.
+  std::optional<absl::Status> body_error;  // The dialect cannot express the request.
+  bool include_reasoning = false;          // ReasoningSettings::include_text.
+  bool in_reasoning = false;               // Of this attempt: thinking text was sent last.
+  TraceContext trace;                      // Sent as x-request-id and traceparent.
   absl::Time started;
   absl::Time deadline;
   int attempt = 1;
@@ -132,6 +115,7 @@ class Transfer : public CallHandle, public std::enable_shared_from_this<Transfer
   absl::Time retry_due;
 
   SseParser parser;
+  std::unique_ptr<StreamReader> reader;  // The dialect's, for this attempt.
   long http_code = 0;
   std::string error_body;
   std::optional<absl::Duration> retry_after;
@@ -151,9 +135,10 @@ class Transfer : public CallHandle, public std::enable_shared_from_this<Transfer
 
 class CurlLlmClient::Impl {
  public:
-  explicit Impl(UpstreamOptions options)
+  Impl(UpstreamOptions options, std::unique_ptr<Dialect> dialect)
       : options_(std::move(options)),
-        url_(ChatCompletionsUrl(options_)),
+        dialect_(std::move(dialect)),
+        url_(dialect_->url()),
         queue_(std::make_shared<SharedQueue>()),
         rng_(std::random_device{}()) {
     GlobalCurlInit();
@@ -191,8 +176,13 @@ class CurlLlmClient::Impl {
     auto t = std::make_shared<Transfer>(queue_, std::move(observer), options_.clock);
     t->started = options_.clock->Now();
     t->deadline = std::min(request.deadline, t->started + options_.total_timeout);
-    t->body = BuildChatCompletionBody(options_.model, request);
+    if (absl::StatusOr<std::string> body = dialect_->Body(request); body.ok()) {
+      t->body = *std::move(body);
+    } else {
+      t->body_error = body.status();
+    }
     t->trace = request.trace;
+    t->include_reasoning = options_.reasoning.include_text;
     {
       absl::MutexLock lock(&mu_);
       starts_.push_back(t);
@@ -272,7 +262,9 @@ class CurlLlmClient::Impl {
         break;
       }
       for (auto& t : starts) {
-        if (t->cancel_requested) {
+        if (t->body_error) {
+          Finish(*t, *t->body_error);
+        } else if (t->cancel_requested) {
           Finish(*t, absl::CancelledError("request cancelled by the caller"));
         } else {
           BeginAttempt(t);
@@ -318,7 +310,7 @@ class CurlLlmClient::Impl {
   }
 
   void BeginAttempt(const std::shared_ptr<Transfer>& t) {
-    t->ResetAttempt();
+    t->ResetAttempt(*dialect_);
     if (t->easy == nullptr) {
       t->easy = curl_easy_init();
       if (t->easy == nullptr) {
@@ -344,11 +336,13 @@ class CurlLlmClient::Impl {
     t.headers = curl_slist_append(t.headers, "Content-Type: application/json");
     t.headers = curl_slist_append(t.headers, "Accept: text/event-stream");
     t.headers = curl_slist_append(t.headers, "Expect:");
+    for (const std::string& h : dialect_->FixedHeaders()) {
+      t.headers = curl_slist_append(t.headers, h.c_str());
+    }
     if (!options_.api_key.empty()) {
-      std::string auth = options_.api == UpstreamApi::kAzure
-                             ? absl::StrCat("api-key: ", options_.api_key)
-                             : absl::StrCat("Authorization: Bearer ", options_.api_key);
-      t.headers = curl_slist_append(t.headers, auth.c_str());
+      for (const std::string& h : dialect_->AuthHeaders(options_.api_key)) {
+        t.headers = curl_slist_append(t.headers, h.c_str());
+      }
     }
     if (!t.trace.empty()) {
       // Well-formed by construction (AcceptTraceContext): no header injection.
@@ -420,11 +414,7 @@ class CurlLlmClient::Impl {
 
   static void HandleEvent(Transfer& t, const SseEvent& event) {
     if (t.failure || t.finished) return;
-    if (event.data == "[DONE]") {
-      t.done_marker = true;
-      return;
-    }
-    absl::StatusOr<StreamChunk> chunk = ParseStreamChunk(event.data);
+    absl::StatusOr<StreamChunk> chunk = t.reader->Read(event);
     if (!chunk.ok()) {
       t.failure = chunk.status();
       return;
@@ -432,6 +422,28 @@ class CurlLlmClient::Impl {
     if (chunk->error) {
       t.failure = *chunk->error;
       return;
+    }
+    if (chunk->done) t.done_marker = true;
+    if (!chunk->reasoning.empty()) {
+      if (t.include_reasoning) {
+        // Marked so a reader (and a synthesis prompt) can tell it apart.
+        const bool answer_follows = !chunk->delta.empty();
+        chunk->delta = absl::StrCat(t.in_reasoning ? "" : "[reasoning]\n", chunk->reasoning,
+                                    answer_follows ? "\n[answer]\n" : "", chunk->delta);
+        t.in_reasoning = !answer_follows;
+      } else {
+        // Thinking is progress (a model may think for minutes before its
+        // first word) but never answer text: it reaches no observer.
+        t.last_data = t.clock->Now();
+        if (!t.delta_sent) {
+          t.delta_sent = true;
+          t.time_to_first_token = t.last_data - t.started;
+        }
+        t.observer->OnProgress();
+      }
+    } else if (t.in_reasoning && !chunk->delta.empty()) {
+      chunk->delta = absl::StrCat("\n[answer]\n", chunk->delta);
+      t.in_reasoning = false;
     }
     if (!chunk->delta.empty()) {
       // Only text moves the idle clock: SSE comments, empty or role-only
@@ -513,7 +525,8 @@ class CurlLlmClient::Impl {
     } else if (t->not_a_stream) {
       status = absl::UnavailableError(absl::StrCat(
           "upstream answered HTTP ", t->http_code, " with Content-Type ", *t->not_a_stream,
-          ", not an event stream (text/event-stream); is base_url an OpenAI-compatible API? "
+          ", not an event stream (text/event-stream); is base_url an API of the kind upstream.api "
+          "names? "
           "It said: ",
           ErrorMessageFromBody(t->error_body)));
     } else if (t->http_code >= 300 && t->http_code < 400) {
@@ -699,6 +712,7 @@ class CurlLlmClient::Impl {
   }
 
   const UpstreamOptions options_;
+  const std::unique_ptr<Dialect> dialect_;
   const std::string url_;
   std::shared_ptr<SharedQueue> queue_;
   std::mt19937_64 rng_;
@@ -734,23 +748,14 @@ absl::StatusOr<std::unique_ptr<CurlLlmClient>> CurlLlmClient::Create(UpstreamOpt
                      RedactUrl(options.base_url), "'"));
   }
   if (options.model.empty()) return absl::InvalidArgumentError("upstream model must not be empty");
-  if (options.api == UpstreamApi::kAzure) {
-    if (!UrlSafe(options.model)) {
-      return absl::InvalidArgumentError(
-          "an Azure upstream's model is its deployment name: 1 to 128 of A-Z, a-z, 0-9, -, _ "
-          "and .");
-    }
-    if (!UrlSafe(options.api_version)) {
-      return absl::InvalidArgumentError(
-          "an Azure upstream needs its api_version (e.g. 2024-10-21): 1 to 128 of A-Z, a-z, "
-          "0-9, -, _ and .");
-    }
-  }
+  absl::StatusOr<std::unique_ptr<Dialect>> dialect = MakeDialect(
+      {options.api, options.base_url, options.model, options.api_version, options.reasoning});
+  if (!dialect.ok()) return dialect.status();
   if (options.retry.max_attempts < 1) {
     return absl::InvalidArgumentError("retry max_attempts must be >= 1");
   }
   return std::unique_ptr<CurlLlmClient>(
-      new CurlLlmClient(std::make_unique<Impl>(std::move(options))));
+      new CurlLlmClient(std::make_unique<Impl>(std::move(options), *std::move(dialect))));
 }
 
 CurlLlmClient::CurlLlmClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -9,28 +9,31 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "lib/base/clock.h"
+#include "lib/llm/dialect.h"
 #include "lib/llm/llm_client.h"
 #include "lib/llm/retry.h"
 
 namespace moa::llm {
 
-// The API an upstream speaks. Azure OpenAI is the OpenAI body and stream at
-// a deployment's URL, with an api-version and an api-key header.
-enum class UpstreamApi { kOpenAi, kAzure };
-
 struct UpstreamOptions {
-  // Base URL of the OpenAI-compatible API, ending in /v1 (no trailing slash
-  // needed); requests go to {base_url}/chat/completions. Azure: the
+  // Base URL of the API (no trailing slash needed). OpenAI-compatible: ending
+  // in /v1, requests go to {base_url}/chat/completions. Azure: the
   // resource's endpoint (https://NAME.openai.azure.com); requests go to
   // {base_url}/openai/deployments/{model}/chat/completions?api-version=...
+  // Anthropic: https://api.anthropic.com/v1, requests go to .../messages.
+  // Gemini: https://generativelanguage.googleapis.com/v1beta, requests go to
+  // .../models/{model}:streamGenerateContent?alt=sse.
   std::string base_url;
   // Model id sent upstream (Azure: the deployment's name).
   std::string model;
   UpstreamApi api = UpstreamApi::kOpenAi;
   // Azure's api-version (required there, e.g. "2024-10-21").
   std::string api_version;
-  // Bearer token (Azure: the api-key header); empty sends none (local
-  // servers). Never logged and never put in an error message.
+  // How hard a reasoning model thinks, in its API's form.
+  ReasoningSettings reasoning;
+  // The key, sent as the API wants it (Authorization: Bearer, api-key,
+  // x-api-key, x-goog-api-key); empty sends none (local servers). Never
+  // logged and never put in an error message.
   std::string api_key;
   // PEM bundle of the CAs an https:// upstream's certificate must chain to
   // (an upstream with a private CA); empty: the system's bundle.
@@ -51,7 +54,8 @@ struct UpstreamOptions {
 
 class CurlLlmClient : public LlmClient {
  public:
-  // Starts the event thread. INVALID_ARGUMENT for an unusable base URL.
+  // Starts the event thread. INVALID_ARGUMENT for an unusable base URL,
+  // model name or reasoning setting.
   static absl::StatusOr<std::unique_ptr<CurlLlmClient>> Create(UpstreamOptions options);
 
   // Cancels every call in flight (each observer gets OnDone CANCELLED), then

@@ -19,12 +19,6 @@ using moa::json::Json;
 using json = moa::json::Json;
 
 namespace {
-// The deepest a stream event or error body from an upstream may nest; the
-// scanner below and the tree parse refuse the same depth.
-constexpr int kMaxEventDepth = 32;
-}  // namespace
-
-namespace {
 
 json ToolMessagesJson(const std::vector<Message>& conversation) {
   json messages = json::array();
@@ -83,7 +77,8 @@ void AddTools(const ToolOptions& options, json* body) {
 
 }  // namespace
 
-std::string BuildChatCompletionBody(absl::string_view upstream_model, const ChatRequest& request) {
+std::string BuildChatCompletionBody(absl::string_view upstream_model, const ChatRequest& request,
+                                    const ReasoningSettings& reasoning) {
   // A call without tools gets the conversation's tool turns as text: an
   // upstream refuses tool messages when it was given no tools.
   const bool tools = !request.tools.empty();
@@ -98,7 +93,11 @@ std::string BuildChatCompletionBody(absl::string_view upstream_model, const Chat
   if (tools) AddTools(request.tools, &body);
   const SamplingParams& p = request.params;
   if (p.temperature) body["temperature"] = *p.temperature;
-  if (p.max_tokens) body["max_tokens"] = *p.max_tokens;
+  // Reasoning models take max_completion_tokens (their budget covers the
+  // thinking too) and refuse max_tokens.
+  if (p.max_tokens)
+    body[reasoning.empty() ? "max_tokens" : "max_completion_tokens"] = *p.max_tokens;
+  if (!reasoning.effort.empty()) body["reasoning_effort"] = reasoning.effort;
   if (p.top_p) body["top_p"] = *p.top_p;
   if (p.seed) body["seed"] = *p.seed;
   if (!p.stop.empty()) body["stop"] = p.stop;
@@ -572,7 +571,14 @@ absl::StatusOr<StreamChunk> ParseStreamChunkTree(absl::string_view data) {
     auto prompt = moa::json::OptionalInt(*u, "prompt_tokens", "usage.prompt_tokens", 0, kMaxTokens);
     auto completion =
         moa::json::OptionalInt(*u, "completion_tokens", "usage.completion_tokens", 0, kMaxTokens);
-    for (const auto* field : {&prompt, &completion}) {
+    // Reasoning models say how many of the completion tokens were thinking.
+    absl::StatusOr<std::optional<int64_t>> reasoning = std::nullopt;
+    if (const json* details = moa::json::Member(*u, "completion_tokens_details")) {
+      reasoning =
+          moa::json::OptionalInt(*details, "reasoning_tokens",
+                                 "usage.completion_tokens_details.reasoning_tokens", 0, kMaxTokens);
+    }
+    for (const auto* field : {&prompt, &completion, &reasoning}) {
       if (!field->ok()) {
         return absl::InternalError(
             absl::StrCat("upstream sent a malformed stream event: ", field->status().message()));
@@ -581,6 +587,7 @@ absl::StatusOr<StreamChunk> ParseStreamChunkTree(absl::string_view data) {
     Usage usage;
     usage.prompt_tokens = prompt->value_or(0);
     usage.completion_tokens = completion->value_or(0);
+    usage.reasoning_tokens = reasoning->value_or(0);
     chunk.usage = usage;
   }
   return chunk;

@@ -11,34 +11,17 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "lib/base/json.h"
+#include "lib/llm/dialect.h"
 #include "lib/llm/types.h"
 
 namespace moa::llm {
 
 // Body of POST /chat/completions with stream=true and
-// stream_options.include_usage=true; unset params are left out.
-std::string BuildChatCompletionBody(absl::string_view upstream_model, const ChatRequest& request);
-
-// A piece of a streamed tool call: the first piece of call `index` names
-// it (id, name); later ones add to its arguments.
-struct ToolCallFragment {
-  int index = 0;
-  std::string id;
-  std::string name;
-  std::string arguments;
-};
-
-// Tool call indexes an upstream may use: 0 to kMaxToolCallIndex - 1.
-inline constexpr int kMaxToolCallIndex = 128;
-
-// What one `data:` event of a streamed completion carried.
-struct StreamChunk {
-  std::string delta;                         // choices[0].delta.content (may be empty).
-  std::vector<ToolCallFragment> tool_calls;  // choices[0].delta.tool_calls.
-  std::optional<std::string> finish_reason;
-  std::optional<Usage> usage;         // The include_usage chunk.
-  std::optional<absl::Status> error;  // An {"error": ...} object sent after the 200.
-};
+// stream_options.include_usage=true; unset params are left out. A
+// reasoning effort is sent as reasoning_effort, and max_tokens then as
+// max_completion_tokens.
+std::string BuildChatCompletionBody(absl::string_view upstream_model, const ChatRequest& request,
+                                    const ReasoningSettings& reasoning = {});
 
 // Parses a data payload (not "[DONE]"). Malformed JSON is INTERNAL.
 // Every upstream token takes this path, so the common event (content and/or

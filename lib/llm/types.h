@@ -112,7 +112,11 @@ struct ChatRequest {
 
 struct Usage {
   int64_t prompt_tokens = 0;
-  int64_t completion_tokens = 0;
+  int64_t completion_tokens = 0;  // Reasoning tokens included (they are billed as output).
+  // Of completion_tokens, those spent thinking, when the upstream says
+  // (OpenAI's completion_tokens_details, Gemini's thoughtsTokenCount;
+  // Anthropic does not report them apart).
+  int64_t reasoning_tokens = 0;
 };
 
 struct Completion {

@@ -24,7 +24,9 @@ UpstreamMetrics::UpstreamMetrics(prometheus::Registry& registry, const std::stri
                           .Register(registry);
   auto& tokens = prometheus::BuildCounter()
                      .Name("moa_upstream_tokens_total")
-                     .Help("Tokens as reported by the upstream; direction is prompt or completion.")
+                     .Help(
+                         "Tokens as reported by the upstream; direction is prompt, completion or "
+                         "reasoning (the part of completion a reasoning model spent thinking).")
                      .Register(registry);
   auto& inflight = prometheus::BuildGauge()
                        .Name("moa_upstream_inflight")
@@ -44,6 +46,7 @@ UpstreamMetrics::UpstreamMetrics(prometheus::Registry& registry, const std::stri
   inter_token_ = &inter_token.Add({{"model", model}}, InterTokenBuckets());
   prompt_tokens_ = &tokens.Add({{"model", model}, {"direction", "prompt"}});
   completion_tokens_ = &tokens.Add({{"model", model}, {"direction", "completion"}});
+  reasoning_tokens_ = &tokens.Add({{"model", model}, {"direction", "reasoning"}});
   inflight_ = &inflight.Add({{"model", model}});
 }
 
@@ -63,9 +66,11 @@ void UpstreamMetrics::InterToken(absl::Duration gap) {
   inter_token_->Observe(absl::ToDoubleSeconds(gap));
 }
 
-void UpstreamMetrics::Tokens(int64_t prompt_tokens, int64_t completion_tokens) {
+void UpstreamMetrics::Tokens(int64_t prompt_tokens, int64_t completion_tokens,
+                             int64_t reasoning_tokens) {
   if (prompt_tokens > 0) prompt_tokens_->Increment(static_cast<double>(prompt_tokens));
   if (completion_tokens > 0) completion_tokens_->Increment(static_cast<double>(completion_tokens));
+  if (reasoning_tokens > 0) reasoning_tokens_->Increment(static_cast<double>(reasoning_tokens));
 }
 
 void UpstreamMetrics::Retry(Outcome reason) {

@@ -24,7 +24,9 @@ class UpstreamMetrics {
   void RequestFinished(Outcome outcome, absl::Duration duration);
   void FirstToken(absl::Duration time_to_first_token);
   void InterToken(absl::Duration gap);
-  void Tokens(int64_t prompt_tokens, int64_t completion_tokens);
+  // Reasoning tokens are also in completion_tokens; their series says how
+  // many of those were thinking.
+  void Tokens(int64_t prompt_tokens, int64_t completion_tokens, int64_t reasoning_tokens = 0);
   // `reason` is the outcome of the failed attempt; only rate_limited and
   // unavailable are retried, so only they are counted.
   void Retry(Outcome reason);
@@ -37,6 +39,7 @@ class UpstreamMetrics {
   prometheus::Histogram* inter_token_;
   prometheus::Counter* prompt_tokens_;
   prometheus::Counter* completion_tokens_;
+  prometheus::Counter* reasoning_tokens_;
   prometheus::Gauge* inflight_;
 };
 

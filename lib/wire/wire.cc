@@ -310,6 +310,7 @@ void ToProto(const llm::Completion& completion, absl::string_view model, v1::Com
   out->set_finish_reason(completion.finish_reason);
   out->mutable_usage()->set_prompt_tokens(completion.usage.prompt_tokens);
   out->mutable_usage()->set_completion_tokens(completion.usage.completion_tokens);
+  out->mutable_usage()->set_reasoning_tokens(completion.usage.reasoning_tokens);
   ToProto(completion.time_to_first_token, out->mutable_time_to_first_token());
   ToProto(completion.duration, out->mutable_duration());
   out->set_attempts(completion.attempts);
@@ -325,6 +326,7 @@ absl::StatusOr<llm::Completion> FromProto(const v1::Completion& completion) {
   c.finish_reason = completion.finish_reason();
   c.usage.prompt_tokens = completion.usage().prompt_tokens();
   c.usage.completion_tokens = completion.usage().completion_tokens();
+  c.usage.reasoning_tokens = completion.usage().reasoning_tokens();
   c.time_to_first_token = FromProto(completion.time_to_first_token());
   c.duration = FromProto(completion.duration());
   c.attempts = completion.attempts();

@@ -675,17 +675,20 @@ void CallRecord::Add(const v1::ChatEvent& event) {
 }
 
 std::string UsageJson(const CallRecord& record) {
-  int64_t prompt = 0, completion = 0;
+  int64_t prompt = 0, completion = 0, reasoning = 0;
   if (record.summary) {
     for (const auto& u : record.summary->usage()) {
       prompt += u.usage().prompt_tokens();
       completion += u.usage().completion_tokens();
+      reasoning += u.usage().reasoning_tokens();
     }
   }
-  return json{{"prompt_tokens", prompt},
-              {"completion_tokens", completion},
-              {"total_tokens", prompt + completion}}
-      .dump();  // Numbers only: cannot throw.
+  json usage = {{"prompt_tokens", prompt},
+                {"completion_tokens", completion},
+                {"total_tokens", prompt + completion}};
+  // As OpenAI reports a reasoning model's thinking: part of completion_tokens.
+  if (reasoning > 0) usage["completion_tokens_details"] = {{"reasoning_tokens", reasoning}};
+  return usage.dump();  // Numbers only: cannot throw.
 }
 
 std::string MoaExtensionJson(const CallRecord& record) {
@@ -697,6 +700,7 @@ std::string MoaExtensionJson(const CallRecord& record) {
       usage.push_back({{"model", u.model()},
                        {"prompt_tokens", u.usage().prompt_tokens()},
                        {"completion_tokens", u.usage().completion_tokens()},
+                       {"reasoning_tokens", u.usage().reasoning_tokens()},
                        {"cost_dollars", u.cost_dollars()}});
     }
     for (const auto& d : record.summary->layer_durations()) layers.push_back(Seconds(d));

@@ -192,7 +192,8 @@ class GenerateReactor final : public cluster::GenerationStreamReactor<v1::Genera
         telemetry::OutcomeAt(status, absl::FromChrono(context()->deadline()), now),
         now - accepted_);
     if (result.ok()) {
-      shared_.metrics->Tokens(result->usage.prompt_tokens, result->usage.completion_tokens);
+      shared_.metrics->Tokens(result->usage.prompt_tokens, result->usage.completion_tokens,
+                              result->usage.reasoning_tokens);
       v1::Completion completion;
       wire::ToProto(*result, model, &completion);
       Complete(std::move(completion));

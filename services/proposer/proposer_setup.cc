@@ -46,8 +46,18 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
     const config::UpstreamConfig& u = *model->upstream;
     up.base_url = u.base_url;
     up.model = u.model;
-    up.api = u.api == "azure" ? llm::UpstreamApi::kAzure : llm::UpstreamApi::kOpenAi;
+    up.api = llm::UpstreamApiFromName(u.api).value_or(llm::UpstreamApi::kOpenAi);
     up.api_version = u.api_version;
+    up.reasoning.effort = u.reasoning_effort;
+    up.reasoning.budget_tokens = u.reasoning_budget_tokens;
+    up.reasoning.include_text = u.reasoning_include_text;
+    // Gemini cannot continue a model turn: it is asked in words unless the
+    // config says otherwise (and the config refuses prefill for it).
+    // Anthropic refuses a prefill while thinking is on.
+    if (up.api == llm::UpstreamApi::kGemini ||
+        (up.api == llm::UpstreamApi::kAnthropic && up.reasoning.budget_tokens)) {
+      continuation = "instruction";
+    }
     api_key_env = u.api_key_env;
     up.ca_file = u.ca_file;
     if (u.connect_timeout) up.connect_timeout = *u.connect_timeout;

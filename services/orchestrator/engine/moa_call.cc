@@ -1189,6 +1189,7 @@ void MoaCall::EmitSummaryLocked(const llm::Completion& answer, const std::string
     mu->set_model(m);
     mu->mutable_usage()->set_prompt_tokens(usage.prompt_tokens);
     mu->mutable_usage()->set_completion_tokens(usage.completion_tokens);
+    mu->mutable_usage()->set_reasoning_tokens(usage.reasoning_tokens);
     mu->set_cost_dollars(CostOf(m, usage));
     cost += mu->cost_dollars();
   }
@@ -1217,6 +1218,7 @@ void MoaCall::AddUsageLocked(const std::string& model, const llm::Usage& usage) 
     if (m == model) {
       u.prompt_tokens += usage.prompt_tokens;
       u.completion_tokens += usage.completion_tokens;
+      u.reasoning_tokens += usage.reasoning_tokens;
       return;
     }
   }

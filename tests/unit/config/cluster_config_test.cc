@@ -611,12 +611,38 @@ TEST(ClusterConfigTest, AnUpstreamNamesItsApiAndAzureItsApiVersion) {
   EXPECT_THAT(
       std::string(WithUpstream("{base_url: 'http://h/v1', api_version: '1'}").status().message()),
       HasSubstr("api_version goes only with api: azure"));
-  EXPECT_THAT(std::string(WithUpstream("{base_url: 'https://api.anthropic.com', api: anthropic}")
-                              .status()
-                              .message()),
-              HasSubstr("api 'anthropic' is not supported yet"));
+  auto anthropic = WithUpstream(
+      "{base_url: 'https://api.anthropic.com/v1', api: anthropic, "
+      "reasoning: {budget_tokens: 2048, include_text: true}}");
+  ASSERT_TRUE(anthropic.ok()) << anthropic.status();
+  EXPECT_EQ(anthropic->models[0].upstream->api, "anthropic");
+  EXPECT_EQ(anthropic->models[0].upstream->reasoning_budget_tokens, 2048);
+  EXPECT_TRUE(anthropic->models[0].upstream->reasoning_include_text);
+  auto openai = WithUpstream("{base_url: 'http://h/v1', reasoning: {effort: high}}");
+  ASSERT_TRUE(openai.ok()) << openai.status();
+  EXPECT_EQ(openai->models[0].upstream->reasoning_effort, "high");
+  EXPECT_TRUE(WithUpstream("{base_url: 'https://g/v1beta', api: gemini, "
+                           "reasoning: {budget_tokens: -1}}")
+                  .ok());
   EXPECT_THAT(std::string(WithUpstream("{base_url: 'http://h', api: soap}").status().message()),
-              HasSubstr("api must be openai or azure"));
+              HasSubstr("api must be openai, azure, anthropic or gemini"));
+  auto refusal = [](const char* upstream) {
+    return std::string(WithUpstream(upstream).status().message());
+  };
+  EXPECT_THAT(refusal("{base_url: 'http://h', api: anthropic, reasoning: {effort: low}}"),
+              HasSubstr("reasoning.effort is for openai and azure"));
+  EXPECT_THAT(refusal("{base_url: 'http://h', reasoning: {budget_tokens: 2048}}"),
+              HasSubstr("reasoning.budget_tokens is for anthropic and gemini"));
+  EXPECT_THAT(refusal("{base_url: 'http://h', api: anthropic, reasoning: {budget_tokens: 10}}"),
+              HasSubstr("must be >= 1024"));
+  EXPECT_THAT(refusal("{base_url: 'http://h', reasoning: {effort: extreme}}"),
+              HasSubstr("effort must be minimal, low, medium or high"));
+  EXPECT_THAT(refusal("{base_url: 'http://h', reasoning: {show: true}}"),
+              HasSubstr("unknown key 'show'"));
+  EXPECT_THAT(refusal("{base_url: 'http://h', api: gemini, continuation: prefill}"),
+              HasSubstr("cannot continue a model turn"));
+  EXPECT_THAT(refusal("{base_url: 'http://h', api: anthropic, continuation: vllm}"),
+              HasSubstr("vllm is for openai upstreams"));
 }
 
 }  // namespace
