@@ -158,6 +158,135 @@ TEST_F(CurlLlmClientTest, AnAzureDeploymentIsCalledAtItsUrlWithItsApiKeyHeader) 
               HasSubstr("deployment name"));
 }
 
+// Each dialect against the simulator speaking it: the simulator's answer
+// depends only on the model and the conversation, so the same question
+// gets the same text, usage and finish through every API.
+void SetApi(UpstreamOptions& o, UpstreamApi api) {
+  o.api = api;
+  if (api == UpstreamApi::kGemini)
+    o.base_url = o.base_url.substr(0, o.base_url.size() - 3) + "/v1beta";
+}
+
+constexpr UpstreamApi kDialects[] = {UpstreamApi::kOpenAi, UpstreamApi::kAnthropic,
+                                     UpstreamApi::kGemini};
+
+TEST_F(CurlLlmClientTest, EveryDialectGetsTheSameAnswerToTheSameConversation) {
+  ChatRequest request = Question();
+  request.messages.insert(request.messages.begin(), {Role::kSystem, "Be brief."});
+  std::string first_text;
+  for (UpstreamApi api : kDialects) {
+    SCOPED_TRACE(UpstreamApiName(api));
+    auto client = Client("m1", [&](UpstreamOptions& o) { SetApi(o, api); });
+    auto obs = std::make_shared<RecordingObserver>();
+    client->Start(request, obs);
+    ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+    ASSERT_TRUE(obs->result().ok()) << obs->result().status();
+    EXPECT_GT(obs->deltas().size(), 1u) << "streamed in pieces";
+    EXPECT_EQ(obs->result()->finish_reason, "stop");
+    EXPECT_EQ(obs->result()->usage.completion_tokens, 12);
+    EXPECT_GT(obs->result()->usage.prompt_tokens, 0);
+    if (first_text.empty()) first_text = obs->text();
+    EXPECT_EQ(obs->text(), first_text);
+  }
+  auto log = Log();
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_EQ(log[1]["params"]["system"], "Be brief.");  // Anthropic: its own field.
+  EXPECT_EQ(log[1]["params"]["max_tokens"], 4096);     // Required there: the default.
+  EXPECT_EQ(log[2]["params"]["systemInstruction"]["parts"][0]["text"], "Be brief.");
+  EXPECT_EQ(log[2]["messages"][0]["parts"][0]["text"], "What is MoA?");
+}
+
+TEST_F(CurlLlmClientTest, EveryDialectCallsAToolAndReadsItsResult) {
+  for (UpstreamApi api : kDialects) {
+    SCOPED_TRACE(UpstreamApiName(api));
+    auto client = Client("agent", [&](UpstreamOptions& o) { SetApi(o, api); });
+    ChatRequest request = Question("Weather in Oslo?");
+    request.tools.tools = {{"get_weather", "", R"({"type":"object"})", false}};
+    auto obs = std::make_shared<RecordingObserver>();
+    client->Start(request, obs);
+    ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+    ASSERT_TRUE(obs->result().ok()) << obs->result().status();
+    EXPECT_EQ(obs->result()->finish_reason, "tool_calls");
+    ASSERT_EQ(obs->result()->tool_calls.size(), 1u);
+    EXPECT_EQ(obs->result()->tool_calls[0].name, "get_weather");
+    EXPECT_EQ(nlohmann::json::parse(obs->result()->tool_calls[0].arguments),
+              nlohmann::json::parse(R"({"city": "Oslo"})"));
+    EXPECT_FALSE(obs->result()->tool_calls[0].id.empty());
+    request.messages.push_back({Role::kAssistant, "", obs->result()->tool_calls});
+    request.messages.push_back({Role::kTool, "12 C", {}, obs->result()->tool_calls[0].id});
+    auto after = std::make_shared<RecordingObserver>();
+    client->Start(request, after);
+    ASSERT_TRUE(after->WaitDone(absl::Seconds(10)));
+    ASSERT_TRUE(after->result().ok()) << after->result().status();
+    EXPECT_EQ(after->result()->finish_reason, "stop");
+    EXPECT_FALSE(after->text().empty());
+  }
+}
+
+TEST_F(CurlLlmClientTest, AnthropicOverloadIsRetriedAndGeminiQuotaIsResourceExhausted) {
+  auto anthropic =
+      Client("fail-500", [](UpstreamOptions& o) { SetApi(o, UpstreamApi::kAnthropic); });
+  auto obs = std::make_shared<RecordingObserver>();
+  anthropic->Start(Question(), obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+  EXPECT_EQ(obs->result().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(obs->result().status().message(), HasSubstr("HTTP 529: Overloaded"));
+  EXPECT_THAT(obs->result().status().message(), HasSubstr("after 3 attempts"));
+
+  auto gemini = Client("fail-429", [](UpstreamOptions& o) {
+    SetApi(o, UpstreamApi::kGemini);
+    o.retry.max_attempts = 1;
+  });
+  auto limited = std::make_shared<RecordingObserver>();
+  gemini->Start(Question(), limited);
+  ASSERT_TRUE(limited->WaitDone(absl::Seconds(10)));
+  EXPECT_EQ(limited->result().status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(limited->result().status().message(), HasSubstr("Quota exceeded"));
+
+  auto malformed =
+      Client("malformed", [](UpstreamOptions& o) { SetApi(o, UpstreamApi::kAnthropic); });
+  auto bad = std::make_shared<RecordingObserver>();
+  malformed->Start(Question(), bad);
+  ASSERT_TRUE(bad->WaitDone(absl::Seconds(10)));
+  EXPECT_EQ(bad->result().status().code(), absl::StatusCode::kInternal);
+}
+
+TEST_F(CurlLlmClientTest, EachDialectSendsItsKeyItsOwnWayAndNeverShowsIt) {
+  for (UpstreamApi api : {UpstreamApi::kAnthropic, UpstreamApi::kGemini}) {
+    SCOPED_TRACE(UpstreamApiName(api));
+    auto client = Client("m1", [&](UpstreamOptions& o) {
+      SetApi(o, api);
+      o.api_key = "sk-wrong-key-456";
+    });
+    auto obs = std::make_shared<RecordingObserver>();
+    client->Start(Question(), obs);
+    ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+    EXPECT_FALSE(obs->result().ok());
+    EXPECT_THAT(obs->result().status().ToString(), ::testing::Not(HasSubstr("sk-wrong-key-456")));
+  }
+}
+
+// Anthropic continues a trailing assistant turn (prefill); a request the
+// API cannot express fails by name before anything is sent.
+TEST_F(CurlLlmClientTest, AnthropicContinuesAPrefillAndRefusesASeedBeforeSending) {
+  auto client = Client("m1", [](UpstreamOptions& o) { SetApi(o, UpstreamApi::kAnthropic); });
+  ChatRequest request = Question();
+  request.messages.push_back({Role::kAssistant, "[m1 answer "});
+  auto obs = std::make_shared<RecordingObserver>();
+  client->Start(request, obs);
+  ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+  ASSERT_TRUE(obs->result().ok()) << obs->result().status();
+  EXPECT_EQ(Log()[0]["continuation"], "prefill");
+  ChatRequest seeded = Question();
+  seeded.params.seed = 7;
+  auto refused = std::make_shared<RecordingObserver>();
+  client->Start(seeded, refused);
+  ASSERT_TRUE(refused->WaitDone(absl::Seconds(10)));
+  EXPECT_EQ(refused->result().status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused->result().status().message(), HasSubstr("no seed"));
+  EXPECT_EQ(Log().size(), 1u) << "nothing sent for the refused request";
+}
+
 TEST_F(CurlLlmClientTest, MaxTokensTruncatesWithFinishReasonLength) {
   auto client = Client("m1");
   auto obs = std::make_shared<RecordingObserver>();

@@ -16,9 +16,13 @@
 
 namespace moa::sim {
 
+// The API a request came in: the simulator answers in the same one.
+enum class SimApi { kOpenAi, kAnthropic, kGemini };
+
 // A chat request as the simulator reads it. Values of the wrong type are
 // the client's error (400), never an exception.
 struct ChatRequestInfo {
+  SimApi api = SimApi::kOpenAi;
   std::string model;
   std::vector<SimMessage> messages;
   moa::json::Json messages_json;  // As received, for the request log.

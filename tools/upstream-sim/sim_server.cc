@@ -20,6 +20,8 @@
 #include "lib/base/json.h"
 #include "lib/net/http_server.h"
 #include "tools/upstream-sim/answer.h"
+#include "tools/upstream-sim/sim_anthropic.h"
+#include "tools/upstream-sim/sim_gemini.h"
 #include "tools/upstream-sim/sim_request.h"
 #include "tools/upstream-sim/structured.h"
 
@@ -212,6 +214,29 @@ class SimServer::Impl final : public moa::net::HttpHandler {
 
 namespace {
 
+// A request header's value (at most 256 bytes), empty when absent.
+std::string HeaderValue(const moa::net::HttpRequestHeader& req, const char* name) {
+  auto it = req.find(name);
+  if (it == req.end()) return "";
+  return std::string(it->value().substr(0, 256));
+}
+
+// The model of a Gemini path /v1beta/models/{model}:streamGenerateContent
+// or :generateContent.
+std::optional<absl::string_view> GeminiModel(absl::string_view path) {
+  constexpr absl::string_view kPrefix = "/v1beta/models/";
+  if (!absl::StartsWith(path, kPrefix)) return std::nullopt;
+  absl::string_view rest = path.substr(kPrefix.size());
+  for (absl::string_view method : {":streamGenerateContent", ":generateContent"}) {
+    if (absl::EndsWith(rest, method)) {
+      absl::string_view model = rest.substr(0, rest.size() - method.size());
+      if (model.empty() || model.find('/') != absl::string_view::npos) return std::nullopt;
+      return model;
+    }
+  }
+  return std::nullopt;
+}
+
 moa::net::HttpResponse Reply(int status, std::string body,
                              std::string content_type = "application/json") {
   moa::net::HttpResponse r;
@@ -232,6 +257,7 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
       : sim_(sim), exchange_(std::move(exchange)), timer_(exchange_->executor()) {}
 
   void Start(ChatRequestInfo info) {
+    api_ = info.api;
     model_ = info.model;  // A copy: PlanAnswer reads info.model.
     stream_ = info.stream;
     include_usage_ = info.include_usage;
@@ -265,6 +291,7 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
                              absl::StrJoin(answer.tokens, ""), info.request_id, info.traceparent);
     tokens_ = std::move(answer.tokens);
     prompt_tokens_ = answer.prompt_tokens;
+    facts_ = {log_id_, model_, prompt_tokens_, tool_call_, ToolCallId()};
     interval_ = absl::Seconds(sim_.options().latency_scale / profile.tokens_per_second);
     start_ = absl::Now();
     first_token_at_ = start_ + sim_.SampleTtft(profile);
@@ -275,12 +302,10 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
     switch (fault_) {
       case Fault::kHttp500:
         sim_.log().Finish(log_id_, "injected_error");
-        return exchange_->Respond(
-            Reply(500, ErrorBody("The simulator injected a server error.", "server_error", "")));
+        return exchange_->Respond(ServerError());
       case Fault::kHttp429: {
         sim_.log().Finish(log_id_, "injected_error");
-        moa::net::HttpResponse r = Reply(429, ErrorBody("Rate limit reached (simulated).",
-                                                        "rate_limit_error", "rate_limit_exceeded"));
+        moa::net::HttpResponse r = RateLimited();
         r.headers.emplace_back("Retry-After", absl::StrCat(profile.faults.retry_after_seconds));
         return exchange_->Respond(std::move(r));
       }
@@ -298,6 +323,35 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
   }
 
  private:
+  // The injected server error in the request's API: Anthropic's is a 529
+  // overloaded_error (its busy signal), Gemini's a 500 INTERNAL.
+  moa::net::HttpResponse ServerError() const {
+    switch (api_) {
+      case SimApi::kAnthropic:
+        return Reply(529, anthropic::ErrorBody("overloaded_error", "Overloaded (simulated)."));
+      case SimApi::kGemini:
+        return Reply(500, gemini::ErrorBody(500, "INTERNAL", "The simulator injected an error."));
+      case SimApi::kOpenAi:
+        break;
+    }
+    return Reply(500, ErrorBody("The simulator injected a server error.", "server_error", ""));
+  }
+
+  moa::net::HttpResponse RateLimited() const {
+    switch (api_) {
+      case SimApi::kAnthropic:
+        return Reply(429,
+                     anthropic::ErrorBody("rate_limit_error", "Rate limit reached (simulated)."));
+      case SimApi::kGemini:
+        return Reply(429,
+                     gemini::ErrorBody(429, "RESOURCE_EXHAUSTED", "Quota exceeded (simulated)."));
+      case SimApi::kOpenAi:
+        break;
+    }
+    return Reply(429, ErrorBody("Rate limit reached (simulated).", "rate_limit_error",
+                                "rate_limit_exceeded"));
+  }
+
   // When token k (0-based) is due; DueTime(n) is when the last one is.
   absl::Time DueTime(size_t k) const {
     return first_token_at_ + interval_ * static_cast<double>(k == 0 ? 0 : k - 1);
@@ -328,8 +382,13 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
     std::string text;
     for (const std::string& t : tokens_) text += t;
     std::string out;
+    const int completion = static_cast<int>(tokens_.size());
     if (fault_ == Fault::kMalformed) {
       out = "{\"id\": \"chatcmpl-sim\", \"choices\": [";
+    } else if (api_ == SimApi::kAnthropic) {
+      out = anthropic::Whole(facts_, text, finish_reason_, completion);
+    } else if (api_ == SimApi::kGemini) {
+      out = gemini::Whole(facts_, text, finish_reason_, completion);
     } else {
       json message = {{"role", "assistant"}, {"content", text}};
       if (!tool_call_.empty()) {
@@ -370,11 +429,16 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
   void StreamDue() {
     const size_t half = tokens_.size() / 2;
     std::string out;
-    if (next_token_ == 0) out += ChunkEvent(R"({"role":"assistant","content":""})", "null");
+    if (next_token_ == 0 && !started_) {
+      started_ = true;
+      if (api_ == SimApi::kOpenAi)
+        out += ChunkEvent(R"({"role":"assistant","content":""})", "null");
+      if (api_ == SimApi::kAnthropic) out += anthropic::StreamStart(facts_);
+    }
     const absl::Time now = absl::Now();
     while (next_token_ < tokens_.size() && DueTime(next_token_ + 1) <= now) {
       if (fault_ == Fault::kReset && next_token_ >= half && next_token_ > 0) break;
-      out += ChunkEvent(moa::json::Dump(DeltaJson(next_token_)), "null");
+      out += TokenEvent(next_token_);
       ++next_token_;
       if (fault_ == Fault::kMalformed && next_token_ == half) {
         out += "data: {\"choices\": [{\"delta\": {\"content\": \"trunc\n\n";
@@ -385,7 +449,9 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
       return Reset();
     }
     const bool last = next_token_ >= tokens_.size();
-    if (last) {
+    if (last && api_ != SimApi::kOpenAi) {
+      out += EndEvents();
+    } else if (last) {
       out += ChunkEvent("{}", moa::json::Quote(finish_reason_));
       if (include_usage_) {
         out += absl::StrCat("data: {\"id\":\"chatcmpl-sim-", log_id_,
@@ -401,7 +467,31 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
     WaitUntil(next, [self = shared_from_this()] { self->StreamDue(); });
   }
 
-  std::string ToolCallId() const { return absl::StrCat("call_sim_", log_id_); }
+  std::string ToolCallId() const {
+    return absl::StrCat(api_ == SimApi::kAnthropic ? "toolu_sim_" : "call_sim_", log_id_);
+  }
+
+  // Token k in the request's API.
+  std::string TokenEvent(size_t k) const {
+    switch (api_) {
+      case SimApi::kAnthropic:
+        return anthropic::StreamToken(facts_, tokens_[k]);
+      case SimApi::kGemini:
+        return gemini::StreamToken(facts_, tokens_[k]);
+      case SimApi::kOpenAi:
+        break;
+    }
+    return ChunkEvent(moa::json::Dump(DeltaJson(k)), "null");
+  }
+
+  // The end of an Anthropic or Gemini stream (usage is always in it).
+  std::string EndEvents() const {
+    const int completion = static_cast<int>(tokens_.size());
+    if (api_ == SimApi::kAnthropic) return anthropic::StreamEnd(facts_, finish_reason_, completion);
+    std::string text;
+    for (const std::string& t : tokens_) text += t;
+    return gemini::StreamEnd(facts_, text, finish_reason_, completion);
+  }
 
   // Token k of the answer as a delta: text, or a piece of the tool call's
   // arguments (the first piece names the call).
@@ -427,6 +517,9 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
   const std::shared_ptr<moa::net::HttpExchange> exchange_;
   boost::asio::steady_timer timer_;
   int64_t log_id_ = 0;
+  SimApi api_ = SimApi::kOpenAi;
+  AnswerFacts facts_;
+  bool started_ = false;
   std::string model_;
   bool stream_ = false;
   bool include_usage_ = false;
@@ -472,6 +565,34 @@ std::optional<moa::net::HttpResponse> SimServer::Impl::Screen(
     }
     return Reply(200, log_.Json(since));
   }
+  if (method == http::verb::post && path == "/v1/messages") {
+    // Anthropic: the key in x-api-key, and every call names the API version.
+    if (!options_.api_key.empty() && HeaderValue(req, "x-api-key") != options_.api_key) {
+      return Reply(401, anthropic::ErrorBody("authentication_error", "invalid x-api-key"));
+    }
+    if (HeaderValue(req, "anthropic-version").empty()) {
+      return Reply(400, anthropic::ErrorBody("invalid_request_error",
+                                             "anthropic-version: header is required"));
+    }
+    return std::nullopt;
+  }
+  if (method == http::verb::post && GeminiModel(path)) {
+    // Gemini: the key in x-goog-api-key (or ?key=); a stream only as SSE.
+    const bool key_ok =
+        HeaderValue(req, "x-goog-api-key") == options_.api_key ||
+        target.find(absl::StrCat("key=", options_.api_key)) != absl::string_view::npos;
+    if (!options_.api_key.empty() && !key_ok) {
+      return Reply(400, gemini::ErrorBody(400, "INVALID_ARGUMENT",
+                                          "API key not valid. Please pass a valid API key."));
+    }
+    if (absl::EndsWith(path, ":streamGenerateContent") &&
+        target.find("alt=sse") == absl::string_view::npos) {
+      return Reply(400, gemini::ErrorBody(400, "INVALID_ARGUMENT",
+                                          "this simulator streams only as server-sent events "
+                                          "(alt=sse)"));
+    }
+    return std::nullopt;
+  }
   // Azure OpenAI: a deployment's path, an api-version, the key in api-key.
   const bool azure =
       absl::StartsWith(path, "/openai/deployments/") && absl::EndsWith(path, "/chat/completions");
@@ -498,10 +619,28 @@ std::optional<moa::net::HttpResponse> SimServer::Impl::Screen(
 
 void SimServer::Impl::Handle(moa::net::HttpRequest req,
                              std::shared_ptr<moa::net::HttpExchange> exchange) {
-  absl::StatusOr<ChatRequestInfo> info = ParseChat(req.body());
-  if (!info.ok()) {
-    return exchange->Respond(
-        Reply(400, ErrorBody(info.status().message(), "invalid_request_error", "")));
+  auto path_view = req.target();
+  absl::string_view path(path_view.data(), path_view.size());
+  path = path.substr(0, path.find('?'));
+  absl::StatusOr<ChatRequestInfo> info;
+  if (path == "/v1/messages") {
+    info = anthropic::Parse(req.body());
+    if (!info.ok()) {
+      return exchange->Respond(
+          Reply(400, anthropic::ErrorBody("invalid_request_error", info.status().message())));
+    }
+  } else if (std::optional<absl::string_view> model = GeminiModel(path)) {
+    info = gemini::Parse(req.body(), *model, absl::EndsWith(path, ":streamGenerateContent"));
+    if (!info.ok()) {
+      return exchange->Respond(
+          Reply(400, gemini::ErrorBody(400, "INVALID_ARGUMENT", info.status().message())));
+    }
+  } else {
+    info = ParseChat(req.body());
+    if (!info.ok()) {
+      return exchange->Respond(
+          Reply(400, ErrorBody(info.status().message(), "invalid_request_error", "")));
+    }
   }
   auto header = [&](const char* name) {
     auto it = req.find(name);
