@@ -24,7 +24,11 @@ ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free one.");
 ABSL_FLAG(int, metrics_port, 9090, "Port of the Prometheus /metrics endpoint; 0 picks one.");
 ABSL_FLAG(std::string, model, "", "Name of the wrapped model in the cluster (required).");
 ABSL_FLAG(std::string, config, "", "Cluster config; the upstream is read from models.<model>.");
-ABSL_FLAG(std::string, upstream_url, "", "OpenAI-compatible base URL ending in /v1.");
+ABSL_FLAG(std::string, upstream_url, "",
+          "Base URL of the upstream API (OpenAI-compatible: ending in /v1).");
+ABSL_FLAG(std::string, upstream_api, "openai",
+          "The API the upstream speaks without --config: openai, anthropic or gemini (azure "
+          "needs its api_version: use --config).");
 ABSL_FLAG(std::string, upstream_model, "", "Model id sent upstream (default: --model).");
 ABSL_FLAG(std::string, api_key_env, "", "Environment variable that holds the API key.");
 ABSL_FLAG(std::string, upstream_ca_file, "",
@@ -67,6 +71,7 @@ int main(int argc, char** argv) {
   flags.tls_refresh_seconds = absl::GetFlag(FLAGS_tls_refresh_seconds);
   flags.upstream_url = absl::GetFlag(FLAGS_upstream_url);
   flags.upstream_model = absl::GetFlag(FLAGS_upstream_model);
+  flags.upstream_api = absl::GetFlag(FLAGS_upstream_api);
   flags.api_key_env = absl::GetFlag(FLAGS_api_key_env);
   flags.upstream_ca_file = absl::GetFlag(FLAGS_upstream_ca_file);
   flags.max_inflight = absl::GetFlag(FLAGS_max_inflight);

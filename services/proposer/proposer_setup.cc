@@ -26,10 +26,11 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
 
   if (!flags.config_path.empty()) {
     if (!flags.upstream_url.empty() || !flags.upstream_model.empty() ||
-        !flags.api_key_env.empty() || !flags.upstream_ca_file.empty()) {
+        !flags.api_key_env.empty() || !flags.upstream_ca_file.empty() ||
+        flags.upstream_api != "openai") {
       return absl::InvalidArgumentError(
           "--config reads the upstream from the config file; do not also give --upstream_url, "
-          "--upstream_model, --upstream_ca_file or --api_key_env");
+          "--upstream_model, --upstream_api, --upstream_ca_file or --api_key_env");
     }
     MOA_ASSIGN_OR_RETURN(config::ClusterConfig cfg, config::LoadClusterConfig(flags.config_path));
     const config::ModelConfig* model = cfg.FindModel(flags.model);
@@ -73,6 +74,14 @@ absl::StatusOr<ProposerSetup> ResolveProposerSetup(const ProposerFlags& flags) {
     }
     up.base_url = flags.upstream_url;
     up.model = flags.upstream_model.empty() ? flags.model : flags.upstream_model;
+    std::optional<llm::UpstreamApi> api = llm::UpstreamApiFromName(flags.upstream_api);
+    if (!api || *api == llm::UpstreamApi::kAzure) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--upstream_api must be openai, anthropic or gemini (azure: use --config), got '",
+          flags.upstream_api, "'"));
+    }
+    up.api = *api;
+    if (up.api == llm::UpstreamApi::kGemini) continuation = "instruction";
     up.ca_file = flags.upstream_ca_file;
   }
   if (!up.ca_file.empty() && !std::ifstream(up.ca_file).good()) {

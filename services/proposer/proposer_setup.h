@@ -18,6 +18,7 @@ struct ProposerFlags {
   std::string config_path;  // When set, the upstream comes from models.<model>.upstream.
   std::string upstream_url;
   std::string upstream_model;
+  std::string upstream_api = "openai";  // Without --config: openai, anthropic or gemini.
   std::string api_key_env;
   std::string upstream_ca_file;  // CA bundle of an https upstream (without --config).
   int max_inflight = 512;

@@ -117,6 +117,13 @@ TEST(OpenAiHttpTest, OfficialAnthropicClientAgainstALiveCluster) {
   RunClientTests("anthropic_sdk.test.mjs", "");
 }
 
+// The simulator's Anthropic and Gemini dialects with those vendors' own
+// clients (so what the proposers are tested against is what the vendors
+// send).
+TEST(OpenAiHttpTest, VendorClientsReadTheSimulatorsAnthropicAndGeminiDialects) {
+  RunClientTests("sim_dialects.test.mjs", "");
+}
+
 TEST(OpenAiHttpTest, GrpcChatNeedsTheKeyToo) {
   std::string keys = WriteKeysFile();
   testing::LocalCluster cluster(Spec(keys, 0));

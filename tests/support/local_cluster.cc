@@ -93,6 +93,9 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
       model_sim_ports_.push_back(port);
       base_url = absl::StrCat("http://127.0.0.1:", port, "/v1");
     }
+    std::string api = "openai";
+    if (auto a = spec.model_api.find(m); a != spec.model_api.end()) api = a->second;
+    if (api == "gemini") base_url = base_url.substr(0, base_url.size() - 3) + "/v1beta";
     auto it = spec.proposer_replicas.find(m);
     const int replicas = it == spec.proposer_replicas.end() ? 1 : it->second;
     std::vector<std::string> addresses;
@@ -102,7 +105,8 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
                                        "--port=0",
                                        "--metrics_port=0",
                                        "--model=" + m,
-                                       "--upstream_url=" + base_url};
+                                       "--upstream_url=" + base_url,
+                                       "--upstream_api=" + api};
       argv.insert(argv.end(), spec.proposer_flags.begin(), spec.proposer_flags.end());
       argv = Wrapped(spec, "proposer-" + m, std::move(argv));
       auto p = std::make_unique<Process>(argv);
@@ -123,7 +127,7 @@ LocalCluster::LocalCluster(const ClusterSpec& spec) {
     const std::string endpoint =
         replicas == 1 ? addresses[0] : absl::StrCat("ipv4:", absl::StrJoin(addresses, ","));
     absl::StrAppend(&models_yaml, "  ", m, ":\n    endpoint: \"", endpoint,
-                    "\"\n    upstream: {base_url: \"", base_url, "\"}\n");
+                    "\"\n    upstream: {base_url: \"", base_url, "\", api: ", api, "}\n");
     if (auto extra = spec.model_yaml.find(m); extra != spec.model_yaml.end()) {
       absl::StrAppend(&models_yaml, "    ", extra->second, "\n");
     }

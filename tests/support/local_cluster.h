@@ -30,6 +30,9 @@ struct ClusterSpec {
   std::shared_ptr<grpc::ChannelCredentials> front_credentials;
   // More keys of a model's entry, e.g. {"a", "price: {input_per_million: 1}"}.
   std::map<std::string, std::string> model_yaml;
+  // The API a model's proposer speaks to the simulator (default openai):
+  // anthropic or gemini (the simulator serves each at its own paths).
+  std::map<std::string, std::string> model_api;
   // Replicas of a model's proposer (default 1) and of the aggregator: each
   // its own process and port, one gRPC target (`ipv4:` with every address,
   // balanced round-robin).
