@@ -1,19 +1,37 @@
-// A proposer's (or anyone's) POST /v1/chat/completions body to the
-// simulator: parsed, its answer planned (continuations included) and its
-// request-log entry serialised, as the simulator does before answering.
+// A proposer's (or anyone's) request body to the simulator, read as each
+// API it serves reads it (chat completions, Anthropic Messages, Gemini):
+// parsed, its answer planned (continuations included), its request-log
+// entry serialised and its answer written in that API's form, as the
+// simulator does.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
 #include "absl/strings/string_view.h"
 #include "lib/base/json.h"
+#include "tools/upstream-sim/sim_anthropic.h"
+#include "tools/upstream-sim/sim_gemini.h"
 #include "tools/upstream-sim/sim_request.h"
 #include "tools/upstream-sim/structured.h"
 
+namespace {
+
+void Check(const moa::sim::ChatRequestInfo& info);
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::string_view body(reinterpret_cast<const char*>(data), size);
-  auto info = moa::sim::ParseChat(body);
-  if (!info.ok()) return 0;
+  if (auto info = moa::sim::ParseChat(body); info.ok()) Check(*info);
+  if (auto info = moa::sim::anthropic::Parse(body); info.ok()) Check(*info);
+  if (auto info = moa::sim::gemini::Parse(body, "m", true); info.ok()) Check(*info);
+  return 0;
+}
+
+namespace {
+
+void Check(const moa::sim::ChatRequestInfo& parsed) {
+  const moa::sim::ChatRequestInfo* info = &parsed;
   // The profile's answer length, cut by max_tokens as the server does.
   int length = 60;
   if (info->max_tokens) length = static_cast<int>(std::min<int64_t>(*info->max_tokens, length));
@@ -30,5 +48,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)moa::sim::PlanAnswer(*info, length, "", &arguments);
   // Never more tokens than asked for, continuation or not.
   if (answer.tokens.size() > static_cast<size_t>(length)) __builtin_trap();
-  return 0;
+  // The answer in the request's API.
+  std::string text;
+  for (const std::string& t : answer.tokens) text += t;
+  moa::sim::AnswerFacts facts{1, info->model, answer.prompt_tokens,
+                              info->tool_names.empty() ? "" : info->tool_names[0], "c1"};
+  const int n = static_cast<int>(answer.tokens.size());
+  (void)moa::sim::anthropic::StreamStart(facts);
+  for (const std::string& t : answer.tokens) {
+    (void)moa::sim::anthropic::StreamToken(facts, t);
+    (void)moa::sim::gemini::StreamToken(facts, t);
+  }
+  (void)moa::sim::anthropic::StreamEnd(facts, "stop", n);
+  (void)moa::sim::anthropic::Whole(facts, text, "length", n);
+  (void)moa::sim::gemini::StreamEnd(facts, text, "tool_calls", n);
+  (void)moa::sim::gemini::Whole(facts, text, "stop", n);
 }
+
+}  // namespace
