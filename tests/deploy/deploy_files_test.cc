@@ -313,6 +313,27 @@ TEST(DeployFilesTest, TlsVariantsAreTheirPlainConfigsPlusTlsAndTheirCertificates
 
 // The compose TLS variant: every moa service mounts the certificates, runs
 // the TLS config and health-checks with the certificate; the doors serve it.
+// Every shipped local config loads; the mixed-vendor ones reach each model
+// in its own API (one of each, and the final answer's model Anthropic's).
+TEST(DeployFilesTest, EveryLocalConfigLoadsAndTheMixedOnesSpeakEveryApi) {
+  for (const char* file :
+       {"cluster.yaml", "together.yaml", "ollama.yaml", "vllm.yaml", "mixed-vendors.yaml"}) {
+    auto cfg = config::LoadClusterConfig(kSource + "/deploy/local/" + file);
+    ASSERT_TRUE(cfg.ok()) << file << ": " << cfg.status();
+  }
+  for (const char* file : {"cluster.yaml", "mixed-vendors.yaml"}) {
+    auto cfg = config::LoadClusterConfig(kSource + "/deploy/local/" + file);
+    const config::PipelineConfig* mixed = cfg->FindPipeline("mixed");
+    ASSERT_NE(mixed, nullptr) << file;
+    std::set<std::string> apis;
+    for (const auto& layer : mixed->layers) {
+      for (const std::string& m : layer) apis.insert(cfg->FindModel(m)->upstream->api);
+    }
+    EXPECT_EQ(apis, (std::set<std::string>{"openai", "anthropic", "gemini"})) << file;
+    EXPECT_EQ(cfg->FindModel(mixed->aggregator)->upstream->api, "anthropic") << file;
+  }
+}
+
 TEST(DeployFilesTest, DockerComposeTlsVariantMountsCertificatesEverywhere) {
   std::string out;
   ASSERT_EQ(RunCommand({"/usr/bin/env", "-u", "MOA_TLS_DIR", "docker-compose", "-f",
