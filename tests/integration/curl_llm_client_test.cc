@@ -32,6 +32,7 @@ models:
   malformed: {faults: {malformed: 1}}
   flaky: {faults: {http_500: 0.5}}
   agent: {tool_calls: true, tool_arguments: '{"city": "Oslo"}'}
+  thinker: {reasoning_tokens: 40}
 )";
 
 class CurlLlmClientTest : public ::testing::Test {
@@ -285,6 +286,53 @@ TEST_F(CurlLlmClientTest, AnthropicContinuesAPrefillAndRefusesASeedBeforeSending
   EXPECT_EQ(refused->result().status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(refused->result().status().message(), HasSubstr("no seed"));
   EXPECT_EQ(Log().size(), 1u) << "nothing sent for the refused request";
+}
+
+// A reasoning model in each API: the settings sent in the API's form, its
+// thinking counted apart (where the API says how much), and its text kept
+// out of the answer unless include_text.
+TEST_F(CurlLlmClientTest, ReasoningIsAskedInEachApisFormAndCountedApart) {
+  struct Case {
+    UpstreamApi api;
+    ReasoningSettings reasoning;
+    int64_t reported_reasoning;  // Anthropic does not report it apart.
+  };
+  ReasoningSettings effort, budget;
+  effort.effort = "low";
+  budget.budget_tokens = 2048;
+  std::string plain_text;
+  for (const Case& c :
+       {Case{UpstreamApi::kOpenAi, effort, 40}, Case{UpstreamApi::kAnthropic, budget, 0},
+        Case{UpstreamApi::kGemini, budget, 40}}) {
+    SCOPED_TRACE(UpstreamApiName(c.api));
+    for (bool include_text : {false, true}) {
+      auto client = Client("thinker", [&](UpstreamOptions& o) {
+        SetApi(o, c.api);
+        o.reasoning = c.reasoning;
+        o.reasoning.include_text = include_text;
+      });
+      auto obs = std::make_shared<RecordingObserver>();
+      client->Start(Question(), obs);
+      ASSERT_TRUE(obs->WaitDone(absl::Seconds(10)));
+      ASSERT_TRUE(obs->result().ok()) << obs->result().status();
+      EXPECT_EQ(obs->result()->usage.completion_tokens, 12 + 40);
+      EXPECT_EQ(obs->result()->usage.reasoning_tokens, c.reported_reasoning);
+      if (plain_text.empty()) plain_text = obs->text();
+      if (!include_text || c.api == UpstreamApi::kOpenAi) {
+        // Chat completions send no thinking text at all.
+        EXPECT_EQ(obs->text(), plain_text);
+      } else {
+        EXPECT_THAT(obs->text(), ::testing::StartsWith("[reasoning]\nlet me think"));
+        EXPECT_THAT(obs->text(), ::testing::EndsWith("\n[answer]\n" + plain_text));
+      }
+    }
+  }
+  auto log = Log();
+  EXPECT_EQ(log[0]["params"]["reasoning_effort"], "low");
+  EXPECT_EQ(log[2]["params"]["thinking"]["budget_tokens"], 2048);
+  EXPECT_EQ(log[2]["params"]["max_tokens"], 2048 + 4096);
+  EXPECT_EQ(log[4]["params"]["generationConfig"]["thinkingConfig"]["thinkingBudget"], 2048);
+  EXPECT_EQ(log[5]["params"]["generationConfig"]["thinkingConfig"]["includeThoughts"], true);
 }
 
 TEST_F(CurlLlmClientTest, MaxTokensTruncatesWithFinishReasonLength) {

@@ -46,10 +46,10 @@ absl::StatusOr<double> Number(absl::string_view source, const YAML::Node& node,
 
 absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node& node,
                                      const Profile& base, const std::string& path) {
-  MOA_RETURN_IF_ERROR(
-      CheckKeys(source, node, path,
-                {"time_to_first_token", "tokens_per_second", "answer_tokens", "answer_text",
-                 "tool_calls", "tool_arguments", "structured_answers", "faults"}));
+  MOA_RETURN_IF_ERROR(CheckKeys(
+      source, node, path,
+      {"time_to_first_token", "tokens_per_second", "answer_tokens", "answer_text", "tool_calls",
+       "tool_arguments", "structured_answers", "reasoning_tokens", "faults"}));
   Profile p = base;
   if (const YAML::Node ttft = node["time_to_first_token"]) {
     if (ttft.IsMap()) {
@@ -104,6 +104,11 @@ absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node&
   if (node["structured_answers"]) {
     MOA_ASSIGN_OR_RETURN(p.structured_answers, Number(source, node["structured_answers"],
                                                       path + ".structured_answers", 0, 1));
+  }
+  if (node["reasoning_tokens"]) {
+    MOA_ASSIGN_OR_RETURN(
+        double n, Number(source, node["reasoning_tokens"], path + ".reasoning_tokens", 0, 100000));
+    p.reasoning_tokens = static_cast<int>(n);
   }
   if (const YAML::Node f = node["faults"]) {
     std::string fp = path + ".faults";

@@ -47,6 +47,12 @@ struct Profile {
   // structured-output words) is answered with a value that conforms to its
   // schema with this probability, and with prose otherwise.
   std::optional<double> structured_answers;
+  // A request that asks the model to think (OpenAI reasoning_effort,
+  // Anthropic thinking, a Gemini thinking budget other than 0) is answered
+  // after this many tokens of thinking, reported as each API does (and as
+  // text where the API sends it: Anthropic's thinking block, Gemini's
+  // thought parts when includeThoughts).
+  int reasoning_tokens = 0;
   FaultRates faults;
 
   absl::Duration SampleTimeToFirstToken(std::mt19937_64& rng) const;

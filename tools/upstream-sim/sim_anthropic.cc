@@ -5,7 +5,15 @@
 #include "absl/strings/str_cat.h"
 #include "lib/base/json.h"
 
-namespace moa::sim::anthropic {
+namespace moa::sim {
+
+std::string ThinkingText(int n) {
+  std::string text;
+  for (int i = 0; i < n; ++i) text += i % 2 == 0 ? "let me " : "think ";
+  return text;
+}
+
+namespace anthropic {
 namespace {
 
 using json = moa::json::Json;
@@ -57,9 +65,14 @@ const char* StopReason(absl::string_view finish_reason) {
   return "end_turn";
 }
 
+// Thinking is part of the output tokens (Anthropic reports it no apart).
 json Usage(const AnswerFacts& facts, int completion_tokens) {
-  return {{"input_tokens", facts.prompt_tokens}, {"output_tokens", completion_tokens}};
+  return {{"input_tokens", facts.prompt_tokens},
+          {"output_tokens", completion_tokens + facts.reasoning_tokens}};
 }
+
+// The answer's block index: after the thinking block when there is one.
+int AnswerIndex(const AnswerFacts& facts) { return facts.reasoning_tokens > 0 ? 1 : 0; }
 
 }  // namespace
 
@@ -116,6 +129,10 @@ absl::StatusOr<ChatRequestInfo> Parse(absl::string_view body) {
       info.tool_choice_function = **name;
     }
   }
+  if (const json* thinking = moa::json::Member(j, "thinking")) {
+    info.wants_reasoning =
+        moa::json::Member(*thinking, "type") != nullptr && (*thinking)["type"] == "enabled";
+  }
   info.params = json::object();
   for (const char* key : {"temperature", "top_p", "top_k", "max_tokens", "stop_sequences", "tools",
                           "tool_choice", "thinking", "system", "metadata"}) {
@@ -131,19 +148,39 @@ std::string StreamStart(const AnswerFacts& facts) {
                                               {"id", facts.tool_call_id},
                                               {"name", facts.tool_call},
                                               {"input", json::object()}};
+  std::string thinking;
+  if (facts.reasoning_tokens > 0) {
+    thinking = absl::StrCat(
+        Event("content_block_start", {{"type", "content_block_start"},
+                                      {"index", 0},
+                                      {"content_block", {{"type", "thinking"}, {"thinking", ""}}}}),
+        Event("content_block_delta",
+              {{"type", "content_block_delta"},
+               {"index", 0},
+               {"delta",
+                {{"type", "thinking_delta"}, {"thinking", ThinkingText(facts.reasoning_tokens)}}}}),
+        Event("content_block_delta",
+              {{"type", "content_block_delta"},
+               {"index", 0},
+               {"delta", {{"type", "signature_delta"}, {"signature", "c2lt"}}}}),
+        Event("content_block_stop", {{"type", "content_block_stop"}, {"index", 0}}));
+  }
   return absl::StrCat(
-      Event("message_start", {{"type", "message_start"},
-                              {"message",
-                               {{"id", absl::StrCat("msg_sim_", facts.id)},
-                                {"type", "message"},
-                                {"role", "assistant"},
-                                {"content", json::array()},
-                                {"model", facts.model},
-                                {"stop_reason", nullptr},
-                                {"stop_sequence", nullptr},
-                                {"usage", Usage(facts, 1)}}}}),
-      Event("content_block_start",
-            {{"type", "content_block_start"}, {"index", 0}, {"content_block", std::move(block)}}),
+      Event("message_start",
+            {{"type", "message_start"},
+             {"message",
+              {{"id", absl::StrCat("msg_sim_", facts.id)},
+               {"type", "message"},
+               {"role", "assistant"},
+               {"content", json::array()},
+               {"model", facts.model},
+               {"stop_reason", nullptr},
+               {"stop_sequence", nullptr},
+               {"usage", {{"input_tokens", facts.prompt_tokens}, {"output_tokens", 1}}}}}}),
+      thinking,
+      Event("content_block_start", {{"type", "content_block_start"},
+                                    {"index", AnswerIndex(facts)},
+                                    {"content_block", std::move(block)}}),
       Event("ping", {{"type", "ping"}}));
 }
 
@@ -151,24 +188,30 @@ std::string StreamToken(const AnswerFacts& facts, const std::string& token) {
   json delta = facts.tool_call.empty()
                    ? json{{"type", "text_delta"}, {"text", token}}
                    : json{{"type", "input_json_delta"}, {"partial_json", token}};
-  return Event("content_block_delta",
-               {{"type", "content_block_delta"}, {"index", 0}, {"delta", std::move(delta)}});
+  return Event("content_block_delta", {{"type", "content_block_delta"},
+                                       {"index", AnswerIndex(facts)},
+                                       {"delta", std::move(delta)}});
 }
 
 std::string StreamEnd(const AnswerFacts& facts, absl::string_view finish_reason,
                       int completion_tokens) {
   return absl::StrCat(
-      Event("content_block_stop", {{"type", "content_block_stop"}, {"index", 0}}),
+      Event("content_block_stop", {{"type", "content_block_stop"}, {"index", AnswerIndex(facts)}}),
       Event("message_delta",
             {{"type", "message_delta"},
              {"delta", {{"stop_reason", StopReason(finish_reason)}, {"stop_sequence", nullptr}}},
-             {"usage", {{"output_tokens", completion_tokens}}}}),
+             {"usage", {{"output_tokens", completion_tokens + facts.reasoning_tokens}}}}),
       Event("message_stop", {{"type", "message_stop"}}));
 }
 
 std::string Whole(const AnswerFacts& facts, const std::string& text,
                   absl::string_view finish_reason, int completion_tokens) {
   json content = json::array();
+  if (facts.reasoning_tokens > 0) {
+    content.push_back({{"type", "thinking"},
+                       {"thinking", ThinkingText(facts.reasoning_tokens)},
+                       {"signature", "c2lt"}});
+  }
   if (facts.tool_call.empty()) {
     content.push_back({{"type", "text"}, {"text", text}});
   } else {
@@ -192,4 +235,5 @@ std::string ErrorBody(absl::string_view type, absl::string_view message) {
   return moa::json::Dump({{"type", "error"}, {"error", {{"type", type}, {"message", message}}}});
 }
 
-}  // namespace moa::sim::anthropic
+}  // namespace anthropic
+}  // namespace moa::sim

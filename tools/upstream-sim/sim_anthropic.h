@@ -19,7 +19,13 @@ struct AnswerFacts {
   int prompt_tokens = 0;
   std::string tool_call;     // Set: the answer calls this tool.
   std::string tool_call_id;  // Its id.
+  // Thinking before the answer: tokens, and whether its text is sent.
+  int reasoning_tokens = 0;
+  bool reasoning_text = false;
 };
+
+// `n` tokens of simulated thinking text.
+std::string ThinkingText(int n);
 
 namespace anthropic {
 

@@ -45,6 +45,10 @@ json UsageMetadata(const AnswerFacts& facts, int completion_tokens) {
   json u = {{"promptTokenCount", facts.prompt_tokens},
             {"totalTokenCount", facts.prompt_tokens + completion_tokens}};
   if (completion_tokens > 0) u["candidatesTokenCount"] = completion_tokens;
+  if (completion_tokens > 0 && facts.reasoning_tokens > 0) {
+    u["thoughtsTokenCount"] = facts.reasoning_tokens;
+    u["totalTokenCount"] = facts.prompt_tokens + completion_tokens + facts.reasoning_tokens;
+  }
   return u;
 }
 
@@ -105,6 +109,12 @@ absl::StatusOr<ChatRequestInfo> Parse(absl::string_view body, absl::string_view 
                                       std::numeric_limits<int32_t>::max());
     if (!max.ok()) return max.status();
     if (*max) info.max_tokens = **max;
+    if (const json* thinking = moa::json::Member(*config, "thinkingConfig")) {
+      const json* budget = moa::json::Member(*thinking, "thinkingBudget");
+      info.wants_reasoning = budget == nullptr || *budget != 0;
+      const json* include = moa::json::Member(*thinking, "includeThoughts");
+      info.include_thoughts = include != nullptr && *include == true;
+    }
   }
   if (const json* tools = moa::json::Member(j, "tools")) {
     if (!tools->is_array()) return Invalid("tools must be a list");
@@ -138,6 +148,13 @@ absl::StatusOr<ChatRequestInfo> Parse(absl::string_view body, absl::string_view 
   return info;
 }
 
+std::string StreamStart(const AnswerFacts& facts) {
+  if (facts.reasoning_tokens == 0 || !facts.reasoning_text) return "";
+  return Data(Response(
+      facts, json::array({{{"text", ThinkingText(facts.reasoning_tokens)}, {"thought", true}}}),
+      nullptr, 0));
+}
+
 std::string StreamToken(const AnswerFacts& facts, const std::string& token) {
   if (!facts.tool_call.empty()) return "";
   return Data(Response(facts, json::array({{{"text", token}}}), nullptr, 0));
@@ -154,6 +171,10 @@ std::string Whole(const AnswerFacts& facts, const std::string& text,
                   absl::string_view finish_reason, int completion_tokens) {
   json parts = facts.tool_call.empty() ? json::array({{{"text", text}}})
                                        : json::array({CallPart(facts, text)});
+  if (facts.reasoning_tokens > 0 && facts.reasoning_text) {
+    parts.insert(parts.begin(),
+                 {{"text", ThinkingText(facts.reasoning_tokens)}, {"thought", true}});
+  }
   return moa::json::Dump(
       Response(facts, std::move(parts), FinishReason(finish_reason), completion_tokens));
 }

@@ -18,6 +18,9 @@ namespace moa::sim::gemini {
 // INVALID_ARGUMENT names what is wrong.
 absl::StatusOr<ChatRequestInfo> Parse(absl::string_view body, absl::string_view model, bool stream);
 
+// The first chunk: the thinking's text as a thought part, when the request
+// asked for it (includeThoughts) and the model thinks; else empty.
+std::string StreamStart(const AnswerFacts& facts);
 // One streamed text token as a response chunk (empty for a tool call: its
 // arguments come whole in the last chunk, as Gemini sends calls).
 std::string StreamToken(const AnswerFacts& facts, const std::string& token);

@@ -78,10 +78,11 @@ absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body) {
     }
   }
   if (const json* rf = moa::json::Member(j, "response_format")) info.response_format = *rf;
+  info.wants_reasoning = moa::json::Member(j, "reasoning_effort") != nullptr;
   info.params = json::object();
   for (const char* key :
        {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop", "tools",
-        "tool_choice", "parallel_tool_calls", "response_format"}) {
+        "tool_choice", "parallel_tool_calls", "response_format", "reasoning_effort"}) {
     if (j.contains(key)) info.params[key] = j[key];
   }
   // Moved, not copied: the messages can be large (synthesis blocks).

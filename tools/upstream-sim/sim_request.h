@@ -35,6 +35,10 @@ struct ChatRequestInfo {
   std::vector<std::string> tool_names;
   std::string tool_choice_function;
   bool tool_choice_none = false;
+  // The request asks the model to think; and (Gemini's includeThoughts)
+  // to send the thinking's text.
+  bool wants_reasoning = false;
+  bool include_thoughts = false;
   // The response_format as received (null when none).
   moa::json::Json response_format;
   // The x-request-id and traceparent headers as received (at most 256

@@ -291,7 +291,14 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
                              absl::StrJoin(answer.tokens, ""), info.request_id, info.traceparent);
     tokens_ = std::move(answer.tokens);
     prompt_tokens_ = answer.prompt_tokens;
-    facts_ = {log_id_, model_, prompt_tokens_, tool_call_, ToolCallId()};
+    reasoning_tokens_ = info.wants_reasoning ? profile.reasoning_tokens : 0;
+    facts_ = {log_id_,
+              model_,
+              prompt_tokens_,
+              tool_call_,
+              ToolCallId(),
+              reasoning_tokens_,
+              info.include_thoughts};
     interval_ = absl::Seconds(sim_.options().latency_scale / profile.tokens_per_second);
     start_ = absl::Now();
     first_token_at_ = start_ + sim_.SampleTtft(profile);
@@ -409,11 +416,16 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
     exchange_->Respond(Reply(200, std::move(out)));
   }
 
+  // A reasoning model's thinking is inside completion_tokens and said apart.
   json UsageJson() const {
-    int completion = static_cast<int>(tokens_.size());
-    return {{"prompt_tokens", prompt_tokens_},
-            {"completion_tokens", completion},
-            {"total_tokens", prompt_tokens_ + completion}};
+    int completion = static_cast<int>(tokens_.size()) + reasoning_tokens_;
+    json usage = {{"prompt_tokens", prompt_tokens_},
+                  {"completion_tokens", completion},
+                  {"total_tokens", prompt_tokens_ + completion}};
+    if (reasoning_tokens_ > 0) {
+      usage["completion_tokens_details"] = {{"reasoning_tokens", reasoning_tokens_}};
+    }
+    return usage;
   }
 
   std::string ChunkEvent(absl::string_view delta_json, absl::string_view finish_reason_json) const {
@@ -434,6 +446,7 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
       if (api_ == SimApi::kOpenAi)
         out += ChunkEvent(R"({"role":"assistant","content":""})", "null");
       if (api_ == SimApi::kAnthropic) out += anthropic::StreamStart(facts_);
+      if (api_ == SimApi::kGemini) out += gemini::StreamStart(facts_);
     }
     const absl::Time now = absl::Now();
     while (next_token_ < tokens_.size() && DueTime(next_token_ + 1) <= now) {
@@ -528,6 +541,7 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
   std::string tool_call_;  // Set: the answer calls this tool.
   size_t next_token_ = 0;
   int prompt_tokens_ = 0;
+  int reasoning_tokens_ = 0;
   std::string finish_reason_;
   absl::Duration interval_;
   absl::Time start_;

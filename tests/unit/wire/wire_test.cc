@@ -105,7 +105,7 @@ TEST(WireTest, CompletionsAndDurationsRoundTrip) {
   EXPECT_EQ(FromProto(d), absl::Milliseconds(1500));
   llm::Completion c;
   c.finish_reason = "length";
-  c.usage = {12, 34};
+  c.usage = {12, 34, 20};
   c.time_to_first_token = absl::Milliseconds(250);
   c.duration = absl::Seconds(3);
   c.attempts = 2;
@@ -121,6 +121,8 @@ TEST(WireTest, CompletionsAndDurationsRoundTrip) {
   EXPECT_EQ(back.finish_reason, "length");
   EXPECT_EQ(back.usage.prompt_tokens, 12);
   EXPECT_EQ(back.usage.completion_tokens, 34);
+  EXPECT_EQ(back.usage.reasoning_tokens, 20);
+  EXPECT_EQ(proto.usage().reasoning_tokens(), 20);
   EXPECT_EQ(back.time_to_first_token, absl::Milliseconds(250));
   EXPECT_EQ(back.duration, absl::Seconds(3));
   EXPECT_EQ(back.attempts, 2);
