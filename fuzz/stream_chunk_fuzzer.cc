@@ -16,7 +16,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!scanned) return 0;
   bool same = tree.ok() && !tree->error && !tree->usage && tree->delta == scanned->delta &&
               tree->finish_reason == scanned->finish_reason && !scanned->usage && !scanned->error &&
-              tree->tool_calls.empty() && scanned->tool_calls.empty();
+              tree->tool_calls.empty() && scanned->tool_calls.empty() && tree->reasoning.empty() &&
+              scanned->reasoning.empty();
   if (!same) {
     std::fprintf(stderr, "scanner and tree parser disagree on: %.*s\n",
                  static_cast<int>(input.size()), input.data());

@@ -220,6 +220,12 @@ class CommonChunkScanner {
             if (Literal("null")) return true;
             return Take('[') && Take(']');
           }
+          // Thinking text (vLLM's reasoning parsers, DeepSeek, OpenRouter):
+          // rare enough for the tree parser, which reads it as reasoning.
+          if (delta_key == "reasoning_content" || delta_key == "reasoning") {
+            SkipSpace();
+            return Literal("null");
+          }
           if (delta_key != "content") return SkipValue(2);
           if (seen_content) return false;
           seen_content = true;
@@ -555,6 +561,14 @@ absl::StatusOr<StreamChunk> ParseStreamChunkTree(absl::string_view data) {
       }
       if (const json* calls = moa::json::Member(*d, "tool_calls")) {
         if (absl::Status s = ReadToolCallFragments(*calls, &chunk.tool_calls); !s.ok()) return s;
+      }
+      // Servers that stream a reasoning model's thinking apart from its
+      // answer (vLLM's reasoning parsers and DeepSeek: reasoning_content;
+      // OpenRouter and newer vLLM: reasoning): progress, never answer text.
+      for (const char* key : {"reasoning_content", "reasoning"}) {
+        if (auto r = d->find(key); r != d->end() && r->is_string()) {
+          chunk.reasoning += r->get<std::string>();
+        }
       }
     }
     if (auto f = choice.find("finish_reason"); f != choice.end() && f->is_string()) {

@@ -477,6 +477,26 @@ TEST(DialectTest, OpenAiEffortAndReasoningTokens) {
   EXPECT_EQ(usage->usage->completion_tokens, 300);
 }
 
+// OpenAI-compatible servers that stream a reasoning model's thinking apart
+// (vLLM's reasoning parsers, DeepSeek: reasoning_content; OpenRouter:
+// reasoning): reasoning, never answer text; the fast scanner leaves those
+// events to the tree parser and agrees with it on a null.
+TEST(DialectTest, OpenAiCompatibleReasoningContentIsReasoning) {
+  for (const char* key : {"reasoning_content", "reasoning"}) {
+    absl::StatusOr<StreamChunk> chunk = ParseStreamChunk(
+        absl::StrCat(R"({"choices":[{"delta":{")", key, R"(":"Let me think.","content":null}}]})"));
+    ASSERT_TRUE(chunk.ok()) << chunk.status();
+    EXPECT_EQ(chunk->reasoning, "Let me think.");
+    EXPECT_EQ(chunk->delta, "");
+    EXPECT_FALSE(
+        ScanCommonStreamChunk(absl::StrCat(R"({"choices":[{"delta":{")", key, R"(":"x"}}]})")));
+    auto with_null = ScanCommonStreamChunk(
+        absl::StrCat(R"({"choices":[{"delta":{"content":"Hi",")", key, R"(":null}}]})"));
+    ASSERT_TRUE(with_null);
+    EXPECT_EQ(with_null->delta, "Hi");
+  }
+}
+
 TEST(DialectTest, DataUrlsAndSystemSplit) {
   auto d = ParseDataUrl("data:image/webp;base64,AAAA");
   ASSERT_TRUE(d);
