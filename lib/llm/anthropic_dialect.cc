@@ -361,35 +361,10 @@ class AnthropicStreamReader : public StreamReader {
   std::set<int64_t> whole_input_;
 };
 
-class AnthropicDialect : public Dialect {
- public:
-  explicit AnthropicDialect(DialectOptions options)
-      : options_(std::move(options)), url_(options_.base_url + "/messages") {}
-  const std::string& url() const override { return url_; }
-  std::vector<std::string> AuthHeaders(absl::string_view api_key) const override {
-    return {absl::StrCat("x-api-key: ", api_key)};
-  }
-  std::vector<std::string> FixedHeaders() const override {
-    return {absl::StrCat("anthropic-version: ", kAnthropicVersion)};
-  }
-  absl::StatusOr<std::string> Body(const ChatRequest& request) const override {
-    return BuildAnthropicBody(options_.model, request, options_.reasoning);
-  }
-  std::unique_ptr<StreamReader> NewReader() const override { return NewAnthropicStreamReader(); }
-
- private:
-  const DialectOptions options_;
-  const std::string url_;
-};
-
 }  // namespace
 
 std::unique_ptr<StreamReader> NewAnthropicStreamReader() {
   return std::make_unique<AnthropicStreamReader>();
-}
-
-std::unique_ptr<Dialect> MakeAnthropicDialect(DialectOptions options) {
-  return std::make_unique<AnthropicDialect>(std::move(options));
 }
 
 }  // namespace moa::llm

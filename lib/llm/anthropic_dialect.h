@@ -32,8 +32,6 @@ absl::StatusOr<std::string> BuildAnthropicBody(absl::string_view model, const Ch
 // block indexes to tool calls).
 std::unique_ptr<StreamReader> NewAnthropicStreamReader();
 
-std::unique_ptr<Dialect> MakeAnthropicDialect(DialectOptions options);
-
 }  // namespace moa::llm
 
 #endif  // MOA_LIB_LLM_ANTHROPIC_DIALECT_H_

@@ -1,5 +1,7 @@
 #include "lib/llm/dialect.h"
 
+#include <functional>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "lib/llm/anthropic_dialect.h"
@@ -44,43 +46,83 @@ bool UrlSafe(absl::string_view s) {
   return true;
 }
 
-// OpenAI chat completions, and Azure OpenAI (the same body and stream at a
-// deployment's URL).
-class OpenAiDialect : public Dialect {
+// Every API as the same four things: where calls go, the headers, the
+// body and the stream reader.
+class ApiDialect : public Dialect {
  public:
-  explicit OpenAiDialect(DialectOptions options) : options_(std::move(options)) {
-    url_ = options_.api == UpstreamApi::kAzure
-               ? absl::StrCat(options_.base_url, "/openai/deployments/", options_.model,
-                              "/chat/completions?api-version=", options_.api_version)
-               : options_.base_url + "/chat/completions";
-  }
+  using BodyFn = std::function<absl::StatusOr<std::string>(const ChatRequest&)>;
+  using ReaderFn = std::function<std::unique_ptr<StreamReader>()>;
+  ApiDialect(std::string url, std::string key_header, std::vector<std::string> fixed_headers,
+             BodyFn body, ReaderFn reader)
+      : url_(std::move(url)),
+        key_header_(std::move(key_header)),
+        fixed_headers_(std::move(fixed_headers)),
+        body_(std::move(body)),
+        reader_(std::move(reader)) {}
   const std::string& url() const override { return url_; }
   std::vector<std::string> AuthHeaders(absl::string_view api_key) const override {
-    if (options_.api == UpstreamApi::kAzure) return {absl::StrCat("api-key: ", api_key)};
-    return {absl::StrCat("Authorization: Bearer ", api_key)};
+    return {absl::StrCat(key_header_, api_key)};
   }
+  std::vector<std::string> FixedHeaders() const override { return fixed_headers_; }
   absl::StatusOr<std::string> Body(const ChatRequest& request) const override {
-    return BuildChatCompletionBody(options_.model, request, options_.reasoning);
+    return body_(request);
   }
-  std::unique_ptr<StreamReader> NewReader() const override {
-    class Reader : public StreamReader {
-     public:
-      absl::StatusOr<StreamChunk> Read(const SseEvent& event) override {
-        if (event.data == "[DONE]") {
-          StreamChunk done;
-          done.done = true;
-          return done;
-        }
-        return ParseStreamChunk(event.data);
-      }
-    };
-    return std::make_unique<Reader>();
-  }
+  std::unique_ptr<StreamReader> NewReader() const override { return reader_(); }
 
  private:
-  const DialectOptions options_;
-  std::string url_;
+  const std::string url_;
+  const std::string key_header_;  // "Name: " or "Authorization: Bearer ".
+  const std::vector<std::string> fixed_headers_;
+  const BodyFn body_;
+  const ReaderFn reader_;
 };
+
+// OpenAI's stream: chunks, then "[DONE]".
+class OpenAiStreamReader : public StreamReader {
+ public:
+  absl::StatusOr<StreamChunk> Read(const SseEvent& event) override {
+    if (event.data == "[DONE]") {
+      StreamChunk done;
+      done.done = true;
+      return done;
+    }
+    return ParseStreamChunk(event.data);
+  }
+};
+
+std::unique_ptr<Dialect> Make(const DialectOptions& o) {
+  const std::string& base = o.base_url;
+  switch (o.api) {
+    case UpstreamApi::kOpenAi:
+    case UpstreamApi::kAzure: {
+      const bool azure = o.api == UpstreamApi::kAzure;
+      return std::make_unique<ApiDialect>(
+          azure ? absl::StrCat(base, "/openai/deployments/", o.model,
+                               "/chat/completions?api-version=", o.api_version)
+                : base + "/chat/completions",
+          azure ? "api-key: " : "Authorization: Bearer ", std::vector<std::string>{},
+          [model = o.model, reasoning = o.reasoning](const ChatRequest& r) {
+            return absl::StatusOr<std::string>(BuildChatCompletionBody(model, r, reasoning));
+          },
+          [] { return std::make_unique<OpenAiStreamReader>(); });
+    }
+    case UpstreamApi::kAnthropic:
+      return std::make_unique<ApiDialect>(
+          base + "/messages", "x-api-key: ",
+          std::vector<std::string>{absl::StrCat("anthropic-version: ", kAnthropicVersion)},
+          [model = o.model, reasoning = o.reasoning](const ChatRequest& r) {
+            return BuildAnthropicBody(model, r, reasoning);
+          },
+          NewAnthropicStreamReader);
+    case UpstreamApi::kGemini:
+      return std::make_unique<ApiDialect>(
+          absl::StrCat(base, "/models/", o.model, ":streamGenerateContent?alt=sse"),
+          "x-goog-api-key: ", std::vector<std::string>{},
+          [reasoning = o.reasoning](const ChatRequest& r) { return BuildGeminiBody(r, reasoning); },
+          NewGeminiStreamReader);
+  }
+  return nullptr;  // Unreachable: the switch covers every API.
+}
 
 }  // namespace
 
@@ -110,7 +152,7 @@ absl::StatusOr<std::unique_ptr<Dialect>> MakeDialect(DialectOptions options) {
           r.effort != "high") {
         return absl::InvalidArgumentError("reasoning.effort must be minimal, low, medium or high");
       }
-      return std::unique_ptr<Dialect>(new OpenAiDialect(std::move(options)));
+      return Make(options);
     case UpstreamApi::kAnthropic:
     case UpstreamApi::kGemini: {
       const bool anthropic = options.api == UpstreamApi::kAnthropic;
@@ -131,8 +173,7 @@ absl::StatusOr<std::unique_ptr<Dialect>> MakeDialect(DialectOptions options) {
         return absl::InvalidArgumentError(
             "a Gemini upstream's model goes into its URL: 1 to 128 of A-Z, a-z, 0-9, -, _ and .");
       }
-      if (anthropic) return MakeAnthropicDialect(std::move(options));
-      return MakeGeminiDialect(std::move(options));
+      return Make(options);
     }
   }
   return absl::InvalidArgumentError("unknown upstream API");

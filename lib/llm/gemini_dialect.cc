@@ -304,34 +304,10 @@ class GeminiStreamReader : public StreamReader {
   int calls_ = 0;
 };
 
-class GeminiDialect : public Dialect {
- public:
-  explicit GeminiDialect(DialectOptions options)
-      : options_(std::move(options)),
-        url_(absl::StrCat(options_.base_url, "/models/", options_.model,
-                          ":streamGenerateContent?alt=sse")) {}
-  const std::string& url() const override { return url_; }
-  std::vector<std::string> AuthHeaders(absl::string_view api_key) const override {
-    return {absl::StrCat("x-goog-api-key: ", api_key)};
-  }
-  absl::StatusOr<std::string> Body(const ChatRequest& request) const override {
-    return BuildGeminiBody(request, options_.reasoning);
-  }
-  std::unique_ptr<StreamReader> NewReader() const override { return NewGeminiStreamReader(); }
-
- private:
-  const DialectOptions options_;
-  const std::string url_;
-};
-
 }  // namespace
 
 std::unique_ptr<StreamReader> NewGeminiStreamReader() {
   return std::make_unique<GeminiStreamReader>();
-}
-
-std::unique_ptr<Dialect> MakeGeminiDialect(DialectOptions options) {
-  return std::make_unique<GeminiDialect>(std::move(options));
 }
 
 }  // namespace moa::llm

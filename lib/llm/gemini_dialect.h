@@ -30,8 +30,6 @@ absl::StatusOr<std::string> BuildGeminiBody(const ChatRequest& request,
 // events).
 std::unique_ptr<StreamReader> NewGeminiStreamReader();
 
-std::unique_ptr<Dialect> MakeGeminiDialect(DialectOptions options);
-
 }  // namespace moa::llm
 
 #endif  // MOA_LIB_LLM_GEMINI_DIALECT_H_
