@@ -53,9 +53,11 @@ constexpr char kDelta[] = R"(data: {"choices":[{"delta":{"content":"Hi"}}]})"
                           "\n\n";
 
 std::unique_ptr<CurlLlmClient> Client(const ScriptedUpstream& upstream,
-                                      const Clock* clock = nullptr) {
+                                      const Clock* clock = nullptr,
+                                      UpstreamApi api = UpstreamApi::kOpenAi) {
   UpstreamOptions o;
   o.base_url = upstream.base_url();
+  o.api = api;
   o.model = "m";
   o.retry.max_attempts = 1;
   o.first_token_timeout = absl::Seconds(10);
@@ -190,6 +192,65 @@ TEST(HostileUpstreamTest, ToolCallsThatAreEndlessNamelessOrOutOfRangeAreNamedErr
     auto client = Client(upstream);
     absl::Status s = Call(*client);
     EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << c.named << ": " << s;
+    EXPECT_THAT(s.message(), HasSubstr(c.named));
+    EXPECT_LT(s.message().size(), 1000u);
+  }
+}
+
+// The Anthropic and Gemini readers under the same bounds as OpenAI's: an
+// endless tool input, too many calls, a stream cut before its end, an error
+// event after the 200: each a named error, never a hang or an abort.
+TEST(HostileUpstreamTest, AnthropicAndGeminiStreamsThatMisbehaveAreNamedErrors) {
+  struct Case {
+    UpstreamApi api;
+    std::string events;
+    absl::StatusCode code;
+    const char* named;
+  };
+  auto event = [](absl::string_view type, absl::string_view data) {
+    return absl::StrCat("event: ", type, "\ndata: ", data, "\n\n");
+  };
+  const std::string start =
+      event("message_start", R"({"type":"message_start","message":{"usage":{"input_tokens":5}}})");
+  std::string endless =
+      start + event("content_block_start",
+                    R"({"type":"content_block_start","index":0,)"
+                    R"("content_block":{"type":"tool_use","id":"t","name":"f","input":{}}})");
+  const std::string piece = event(
+      "content_block_delta",
+      absl::StrCat(R"({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta",)"
+                   R"("partial_json":")",
+                   std::string(60000, 'a'), "\"}}"));
+  for (int i = 0; i < 20; ++i) endless += piece;
+  std::string many_calls = R"(data: {"candidates":[{"content":{"parts":[)";
+  for (int i = 0; i < 129; ++i) {
+    absl::StrAppend(&many_calls, i ? "," : "", R"({"functionCall":{"name":"f","args":{}}})");
+  }
+  many_calls += "]}}]}\r\n\r\n";
+  const Case cases[] = {
+      {UpstreamApi::kAnthropic, endless, absl::StatusCode::kInternal, "tool calls are over 1 MiB"},
+      {UpstreamApi::kAnthropic,
+       start + event("content_block_delta", R"({"type":"content_block_delta","index":0,)"
+                                            R"("delta":{"type":"text_delta","text":"Hi"}})"),
+       absl::StatusCode::kUnavailable, "closed the stream before it finished"},
+      {UpstreamApi::kAnthropic,
+       start + event("error", R"({"type":"error","error":{"type":"overloaded_error",)"
+                              R"("message":"Overloaded"}})"),
+       absl::StatusCode::kUnavailable, "overloaded_error"},
+      {UpstreamApi::kGemini,
+       "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]}}]}\r\n\r\n",
+       absl::StatusCode::kUnavailable, "closed the stream before it finished"},
+      {UpstreamApi::kGemini, many_calls, absl::StatusCode::kInternal, "over 128 function calls"},
+  };
+  for (const Case& c : cases) {
+    ScriptedUpstream upstream([&c](net::HttpExchange& x, const std::atomic<bool>&) {
+      x.StartStream({200, "text/event-stream", "", {}});
+      x.Write(c.events);
+      x.End();
+    });
+    auto client = Client(upstream, nullptr, c.api);
+    absl::Status s = Call(*client);
+    EXPECT_EQ(s.code(), c.code) << c.named << ": " << s;
     EXPECT_THAT(s.message(), HasSubstr(c.named));
     EXPECT_LT(s.message().size(), 1000u);
   }
