@@ -1,0 +1,171 @@
+// The shared store against a real redis-server on a free loopback port with
+// its own data directory (nothing persisted): replicas sharing one request
+// window, a store that dies and comes back, replies of the wrong shape.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "lib/store/redis_connection.h"
+#include "lib/store/shared_rate_limit.h"
+#include "tests/support/test_support.h"
+
+namespace moa::store {
+namespace {
+
+using ::moa::testing::Process;
+using ::testing::HasSubstr;
+
+class RedisServer {
+ public:
+  RedisServer() : port_(moa::testing::PickFreePort()) {
+    dir_ =
+        std::filesystem::temp_directory_path() / absl::StrCat("moa-redis-", getpid(), "-", port_);
+    std::filesystem::create_directories(dir_);
+    Start();
+  }
+  ~RedisServer() { std::filesystem::remove_all(dir_); }
+
+  void Start() {
+    process_ = std::make_unique<Process>(std::vector<std::string>{
+        "/usr/bin/redis-server", "--port", absl::StrCat(port_), "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--dir", dir_.string(), "--protected-mode", "no"});
+    ready_ = moa::testing::WaitFor(
+        [&] { return process_->Output().find("Ready to accept connections") != std::string::npos; },
+        absl::Seconds(10));
+  }
+  void Kill() {
+    process_->Signal(SIGKILL);
+    process_->Wait(absl::Seconds(5));
+  }
+  bool ready() const { return ready_; }
+  int port() const { return port_; }
+  std::string log() const { return process_->Output(); }
+
+ private:
+  const int port_;
+  std::filesystem::path dir_;
+  std::unique_ptr<Process> process_;
+  bool ready_ = false;
+};
+
+RedisOptions Options(int port, const Clock* clock = Clock::Real()) {
+  RedisOptions o;
+  o.port = port;
+  o.clock = clock;
+  return o;
+}
+
+// Three replicas, each with its own connection, take turns admitting 100
+// requests of one key inside a minute: exactly 60 pass between them, and
+// the window frees up as the first ones age out (on an injected clock).
+TEST(RedisStoreTest, ThreeReplicasAdmitExactlyWhatOneWould) {
+  RedisServer redis;
+  ASSERT_TRUE(redis.ready()) << redis.log();
+  FakeClock clock;
+  std::vector<std::unique_ptr<RedisConnection>> connections;
+  std::vector<std::unique_ptr<SharedRateLimit>> replicas;
+  for (int r = 0; r < 3; ++r) {
+    connections.push_back(std::make_unique<RedisConnection>(Options(redis.port())));
+    replicas.push_back(
+        std::make_unique<SharedRateLimit>(connections.back().get(), absl::StrCat("replica-", r)));
+  }
+  const absl::Time start = clock.Now();
+  int admitted = 0;
+  absl::Duration retry_after;
+  for (int i = 0; i < 100; ++i) {
+    clock.Advance(absl::Milliseconds(100));  // 10 s for all of them.
+    absl::StatusOr<RateDecision> d = replicas[i % 3]->Admit("sk-team-a", 60, clock.Now());
+    ASSERT_TRUE(d.ok()) << d.status();
+    admitted += d->admitted;
+    if (!d->admitted) retry_after = d->retry_after;
+  }
+  EXPECT_EQ(admitted, 60);
+  // The last refusal waits for the first request (at start + 100 ms) to age out.
+  EXPECT_EQ(retry_after, start + absl::Milliseconds(100) + absl::Minutes(1) - clock.Now());
+  // Another key has a window of its own.
+  EXPECT_TRUE(replicas[0]->Admit("sk-team-b", 60, clock.Now())->admitted);
+  // A minute after the first ones, room again: as many as aged out.
+  clock.Advance(start + absl::Minutes(1) + absl::Milliseconds(1050) - clock.Now());
+  int later = 0;
+  for (int i = 0; i < 20; ++i)
+    later += replicas[i % 3]->Admit("sk-team-a", 60, clock.Now())->admitted;
+  EXPECT_EQ(later, 10);
+}
+
+// A store that dies: each command fails within its bound, and during the
+// backoff at once, never hanging a request; when it is back, the same
+// connection object works again without a restart.
+TEST(RedisStoreTest, ADeadStoreFailsFastAndIsUsedAgainWhenItReturns) {
+  auto redis = std::make_unique<RedisServer>();
+  ASSERT_TRUE(redis->ready()) << redis->log();
+  FakeClock clock;
+  RedisConnection connection(Options(redis->port(), &clock));
+  ASSERT_TRUE(connection.Command({"PING"}).ok());
+  redis->Kill();
+  absl::Time before = absl::Now();
+  absl::StatusOr<RedisValue> down = connection.Command({"PING"});
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable) << down.status();
+  // A refused connection fails at once; the bound is the 50 ms timeout,
+  // checked loosely so a busy machine cannot fail it.
+  EXPECT_LT(absl::Now() - before, absl::Seconds(5));
+  absl::StatusOr<RedisValue> backing_off = connection.Command({"PING"});
+  EXPECT_THAT(std::string(backing_off.status().message()), HasSubstr("next try in"));
+  redis->Start();
+  ASSERT_TRUE(redis->ready()) << redis->log();
+  clock.Advance(absl::Seconds(3));  // Past the backoff.
+  absl::StatusOr<RedisValue> back = connection.Command({"PING"});
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->text, "PONG");
+}
+
+TEST(RedisStoreTest, ErrorRepliesAndValuesAreTyped) {
+  RedisServer redis;
+  ASSERT_TRUE(redis.ready()) << redis.log();
+  RedisConnection connection(Options(redis.port()));
+  ASSERT_TRUE(connection.Command({"SET", "k", std::string("a\0b", 3)}).ok());
+  EXPECT_EQ(connection.Command({"GET", "k"})->text, std::string("a\0b", 3));
+  EXPECT_EQ(connection.Command({"GET", "missing"})->kind, RedisValue::Kind::kNil);
+  EXPECT_EQ(connection.Command({"INCR", "n"})->integer, 1);
+  absl::StatusOr<RedisValue> wrong = connection.Command({"INCR", "k"});
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(wrong.status().message()), HasSubstr("not an integer"));
+  // A key under the store's rate window holding something else is a named
+  // error, not a crash or a pass.
+  ASSERT_TRUE(connection.Command({"SET", RateWindowKey("sk-x"), "v"}).ok());
+  SharedRateLimit limit(&connection, "r");
+  EXPECT_FALSE(limit.Admit("sk-x", 5, absl::Now()).ok());
+}
+
+// Replies as hiredis reads them off the wire: nesting past hiredis's own
+// bound (7) is refused by it; within it, converted (our bound, 8, is the
+// second line of defence).
+TEST(RedisStoreTest, RepliesAreReadWithinBounds) {
+  auto read = [](const std::string& wire) -> absl::StatusOr<RedisValue> {
+    redisReader* reader = redisReaderCreate();
+    redisReaderFeed(reader, wire.data(), wire.size());
+    void* reply = nullptr;
+    const int rc = redisReaderGetReply(reader, &reply);
+    redisReaderFree(reader);
+    if (rc != REDIS_OK || reply == nullptr) return absl::InternalError("hiredis refused it");
+    absl::StatusOr<RedisValue> v = FromReply(static_cast<redisReply*>(reply));
+    freeReplyObject(reply);
+    return v;
+  };
+  std::string nested = ":1\r\n";
+  for (int i = 0; i < 7; ++i) nested = "*1\r\n" + nested;
+  absl::StatusOr<RedisValue> seven = read(nested);
+  ASSERT_TRUE(seven.ok()) << seven.status();
+  EXPECT_EQ(seven->kind, RedisValue::Kind::kArray);
+  EXPECT_FALSE(read("*1\r\n*1\r\n" + nested).ok());
+  absl::StatusOr<RedisValue> error = read("-ERR wrong\x01type\r\n");
+  EXPECT_EQ(error.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace moa::store
