@@ -10,6 +10,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "lib/base/status_macros.h"
@@ -706,10 +707,40 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
 
 absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(root, "the config"));
-  MOA_RETURN_IF_ERROR(
-      r.CheckKeys(root, "the config",
-                  {"models", "aggregator", "pipelines", "default_pipeline", "limits", "tls"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(
+      root, "the config",
+      {"models", "aggregator", "pipelines", "default_pipeline", "limits", "tls", "store"}));
   ClusterConfig cfg;
+  if (const YAML::Node store = root["store"]) {
+    MOA_RETURN_IF_ERROR(r.ExpectMap(store, "store"));
+    MOA_RETURN_IF_ERROR(
+        r.CheckKeys(store, "store", {"redis", "password_env", "timeout_seconds", "failure"}));
+    StoreConfig s;
+    if (!store["redis"]) return r.Error(store, "store.redis (host:port) is required");
+    MOA_ASSIGN_OR_RETURN(std::string address, r.String(store["redis"], "store.redis"));
+    const size_t colon = address.rfind(':');
+    if (colon == std::string::npos || colon == 0 ||
+        !absl::SimpleAtoi(address.substr(colon + 1), &s.port) || s.port < 1 || s.port > 65535) {
+      return r.Error(store["redis"], "store.redis must be host:port, e.g. 127.0.0.1:6379");
+    }
+    s.host = address.substr(0, colon);
+    if (store["password_env"]) {
+      MOA_ASSIGN_OR_RETURN(s.password_env, r.String(store["password_env"], "store.password_env"));
+    }
+    if (store["timeout_seconds"]) {
+      MOA_ASSIGN_OR_RETURN(double t,
+                           r.Number(store["timeout_seconds"], "store.timeout_seconds", 0.001, 5));
+      s.timeout = absl::Seconds(t);
+    }
+    if (store["failure"]) {
+      MOA_ASSIGN_OR_RETURN(std::string failure, r.String(store["failure"], "store.failure"));
+      if (failure != "open" && failure != "closed") {
+        return r.Error(store["failure"], "store.failure must be open or closed");
+      }
+      s.fail_closed = failure == "closed";
+    }
+    cfg.store = s;
+  }
   if (const YAML::Node tls = root["tls"]) {
     MOA_RETURN_IF_ERROR(r.ExpectMap(tls, "tls"));
     MOA_RETURN_IF_ERROR(

@@ -218,13 +218,25 @@ struct TlsConfig {
   int refresh_seconds = 60;
 };
 
+// The optional shared store of client limits (`store:`): Redis at
+// host:port. `fail_closed`: when it cannot be reached, requests of keys with
+// a shared limit are refused (503) instead of decided by the replica alone.
+struct StoreConfig {
+  std::string host;
+  int port = 6379;
+  std::string password_env;  // Env var with the password; empty: none.
+  absl::Duration timeout = absl::Milliseconds(50);
+  bool fail_closed = false;
+};
+
 struct ClusterConfig {
   std::vector<ModelConfig> models;  // In file order.
   std::string aggregator_endpoint;
   std::vector<PipelineConfig> pipelines;  // In file order.
   std::string default_pipeline;
   Limits limits;
-  std::optional<TlsConfig> tls;  // Unset: plaintext between services.
+  std::optional<TlsConfig> tls;      // Unset: plaintext between services.
+  std::optional<StoreConfig> store;  // Unset: limits per replica, in memory.
 
   const ModelConfig* FindModel(absl::string_view name) const;
   const PipelineConfig* FindPipeline(absl::string_view name) const;

@@ -48,8 +48,15 @@ int64_t EstimateTokens(const MoaCall::Options& options) {
   return total;
 }
 
-KeyLimiter::KeyLimiter(const Clock* clock, prometheus::Registry& registry)
+KeyLimiter::KeyLimiter(const Clock* clock, prometheus::Registry& registry, SharedLimits shared)
     : clock_(clock),
+      shared_(shared),
+      store_errors_(prometheus::BuildCounter()
+                        .Name("moa_limit_store_errors_total")
+                        .Help("Admissions the shared limit store could not decide (unreachable, "
+                              "slow or malformed); store.failure says what happened to them.")
+                        .Register(registry)
+                        .Add({})),
       limited_(prometheus::BuildCounter()
                    .Name("moa_key_limited_total")
                    .Help("Requests refused because their client key reached a limit.")
@@ -110,7 +117,7 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
       limit = "concurrent_requests";
       wait = absl::Seconds(1);
       detail = absl::StrCat(u.in_flight, " of ", *l.concurrent_requests, " requests running");
-    } else if (l.requests_per_minute &&
+    } else if (l.requests_per_minute && shared_.requests_per_minute == nullptr &&
                static_cast<int>(u.starts.size()) >= *l.requests_per_minute) {
       limit = "requests_per_minute";
       wait = u.starts.front() + kWindow - now;
@@ -144,17 +151,78 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
       ++u.in_flight;
       // Only what a limit reads is kept: the windows hold at most a
       // minute of one key's requests.
-      if (l.requests_per_minute) u.starts.push_back(now);
+      if (l.requests_per_minute && shared_.requests_per_minute == nullptr) {
+        u.starts.push_back(now);
+      }
       if (l.tokens_per_minute) u.tokens_reserved += estimate;
     }
   }
   if (limit != nullptr) return Refuse(key, limit, wait, detail);
+  if (l.requests_per_minute && shared_.requests_per_minute != nullptr) {
+    if (absl::Status s = AdmitShared(key, l.tokens_per_minute ? estimate : 0, now); !s.ok()) {
+      return s;
+    }
+  }
   options->key_name = key.name;
   const ApiKey* counted = &key;
   const int64_t reserved = l.tokens_per_minute ? estimate : 0;
   options->on_spent = [this, counted, reserved](int64_t tokens, double dollars) {
     Finish(*counted, reserved, tokens, dollars);
   };
+  return absl::OkStatus();
+}
+
+void KeyLimiter::UndoLocked(Usage& u, int64_t reserved) {
+  u.in_flight = std::max(0, u.in_flight - 1);
+  u.tokens_reserved = std::max<int64_t>(0, u.tokens_reserved - reserved);
+}
+
+absl::Status KeyLimiter::AdmitShared(const ApiKey& key, int64_t reserved, absl::Time now) {
+  const int64_t limit = *key.limits.requests_per_minute;
+  // The store is asked outside the lock: a slow store delays this request
+  // only (by at most its timeout), never another key's.
+  absl::StatusOr<store::RateDecision> d =
+      shared_.requests_per_minute->Admit(key.sha256, limit, now);
+  if (d.ok() && d->admitted) return absl::OkStatus();
+  if (d.ok()) {
+    {
+      absl::MutexLock lock(&mu_);
+      UndoLocked(usage_[key.name], reserved);
+    }
+    return Refuse(key, "requests_per_minute", d->retry_after,
+                  absl::StrCat(limit, " requests in the last minute across the cluster"));
+  }
+  store_errors_.Increment();
+  // Decided under the lock; the status is made after it.
+  bool refused = false;
+  size_t counted = 0;
+  absl::Duration wait;
+  {
+    absl::MutexLock lock(&mu_);
+    Usage& u = usage_[key.name];
+    if (shared_.fail_closed) {
+      UndoLocked(u, reserved);
+    } else if (static_cast<int>(u.starts.size()) >= limit) {
+      // store.failure: open — this replica decides alone, as without a store.
+      UndoLocked(u, reserved);
+      refused = true;
+      counted = u.starts.size();
+      wait = u.starts.front() + kWindow - now;
+    } else {
+      u.starts.push_back(now);
+    }
+  }
+  if (shared_.fail_closed) {
+    return absl::UnavailableError(
+        absl::StrCat("the shared limit store cannot decide key '", key.name,
+                     "' (store.failure: closed): ", d.status().message(), "; retry shortly"));
+  }
+  if (refused) {
+    return Refuse(key, "requests_per_minute", wait,
+                  absl::StrCat(counted,
+                               " requests in the last minute on this replica (the "
+                               "shared store is unreachable)"));
+  }
   return absl::OkStatus();
 }
 

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "lib/base/clock.h"
+#include "lib/store/shared_rate_limit.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
@@ -30,12 +31,22 @@ namespace moa::orchestrator {
 inline constexpr int64_t kUnboundedAnswerTokens = 1024;
 int64_t EstimateTokens(const MoaCall::Options& options);
 
+// Limits kept in the shared store (config `store:`), decided there for
+// every replica at once; the rest stay per replica.
+struct SharedLimits {
+  store::SharedRateLimit* requests_per_minute = nullptr;  // Unset: per replica.
+  // When the store cannot answer: refuse (true, a named UNAVAILABLE) or
+  // decide on this replica alone (false, counted in
+  // moa_limit_store_errors_total).
+  bool fail_closed = false;
+};
+
 class KeyLimiter {
  public:
   // `registry` gets moa_key_limited_total{key,limit} and
   // moa_key_budget_used_ratio{key,period} (keys with a budget); both must
   // outlive the limiter and the calls it admitted.
-  KeyLimiter(const Clock* clock, prometheus::Registry& registry);
+  KeyLimiter(const Clock* clock, prometheus::Registry& registry, SharedLimits shared = {});
 
   // Counts the request in when the key's limits allow it (its token
   // estimate reserved), and makes the
@@ -66,7 +77,14 @@ class KeyLimiter {
   absl::Status Refuse(const ApiKey& key, const char* limit, absl::Duration retry_after,
                       const std::string& message);
 
+  // Asks the store about `key`'s request window, after the local limits
+  // admitted the request (undone when the store refuses it).
+  absl::Status AdmitShared(const ApiKey& key, int64_t reserved, absl::Time now);
+  void UndoLocked(Usage& u, int64_t reserved) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const Clock* const clock_;
+  const SharedLimits shared_;
+  prometheus::Counter& store_errors_;
   prometheus::Family<prometheus::Counter>& limited_;
   prometheus::Family<prometheus::Gauge>& budget_used_;
   absl::Mutex mu_;

@@ -1,4 +1,6 @@
 // moa-orchestrator: the front door; runs Mixture-of-Agents pipelines.
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include "absl/flags/flag.h"
@@ -16,6 +18,8 @@
 #include "lib/server/help.h"
 #include "lib/server/process.h"
 #include "lib/server/tls.h"
+#include "lib/store/redis_connection.h"
+#include "lib/store/shared_rate_limit.h"
 #include "lib/telemetry/circuit_metrics.h"
 #include "lib/telemetry/exposer.h"
 #include "lib/telemetry/hedge_metrics.h"
@@ -184,7 +188,33 @@ int main(int argc, char** argv) {
                                     .retries = &retries,
                                     .first_tokens = &first_tokens},
                                    &admission);
-  moa::orchestrator::KeyLimiter limiter(moa::Clock::Real(), *registry);
+  // The shared store of client limits, when the config names one.
+  std::unique_ptr<moa::store::RedisConnection> store;
+  std::unique_ptr<moa::store::SharedRateLimit> shared_requests;
+  moa::orchestrator::SharedLimits shared;
+  if (config->store) {
+    moa::store::RedisOptions o;
+    o.host = config->store->host;
+    o.port = config->store->port;
+    o.timeout = config->store->timeout;
+    if (!config->store->password_env.empty()) {
+      const char* password = std::getenv(config->store->password_env.c_str());
+      if (password == nullptr || *password == '\0') {
+        moa::LogError(kName,
+                      absl::StrCat("store.password_env: the variable ", config->store->password_env,
+                                   " is not set in the environment"));
+        return 2;
+      }
+      o.password = password;
+    }
+    store = std::make_unique<moa::store::RedisConnection>(std::move(o));
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    shared_requests = std::make_unique<moa::store::SharedRateLimit>(
+        store.get(), absl::StrCat(host, ":", getpid()));
+    shared = {shared_requests.get(), config->store->fail_closed};
+  }
+  moa::orchestrator::KeyLimiter limiter(moa::Clock::Real(), *registry, shared);
   auto front_credentials = moa::server::FrontServerCredentials(
       absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file),
       absl::GetFlag(FLAGS_tls_refresh_seconds));

@@ -11,8 +11,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "lib/base/retry_after.h"
 #include "lib/store/redis_connection.h"
 #include "lib/store/shared_rate_limit.h"
+#include "services/orchestrator/key_limits.h"
 #include "tests/support/test_support.h"
 
 namespace moa::store {
@@ -96,6 +98,101 @@ TEST(RedisStoreTest, ThreeReplicasAdmitExactlyWhatOneWould) {
   for (int i = 0; i < 20; ++i)
     later += replicas[i % 3]->Admit("sk-team-a", 60, clock.Now())->admitted;
   EXPECT_EQ(later, 10);
+}
+
+// Three orchestrator replicas' KeyLimiters, one store: a key with
+// requests_per_minute: 60 gets exactly 60 of 100 requests between them,
+// and the refusal says "across the cluster" with the wait until the oldest
+// request leaves the window.
+TEST(RedisStoreTest, ThreeReplicasKeyLimitersShareOneRequestWindow) {
+  RedisServer redis;
+  ASSERT_TRUE(redis.ready()) << redis.log();
+  FakeClock clock;
+  struct Replica {
+    std::unique_ptr<RedisConnection> connection;
+    std::unique_ptr<SharedRateLimit> window;
+    prometheus::Registry registry;
+    std::unique_ptr<orchestrator::KeyLimiter> limiter;
+  };
+  std::vector<std::unique_ptr<Replica>> replicas;
+  for (int r = 0; r < 3; ++r) {
+    auto replica = std::make_unique<Replica>();
+    replica->connection = std::make_unique<RedisConnection>(Options(redis.port()));
+    replica->window =
+        std::make_unique<SharedRateLimit>(replica->connection.get(), absl::StrCat("r", r));
+    replica->limiter = std::make_unique<orchestrator::KeyLimiter>(
+        &clock, replica->registry, orchestrator::SharedLimits{replica->window.get(), false});
+    replicas.push_back(std::move(replica));
+  }
+  orchestrator::ApiKey key{"team-a", std::string(64, 'a'), {}};
+  key.limits.requests_per_minute = 60;
+  int admitted = 0;
+  absl::Status last;
+  for (int i = 0; i < 100; ++i) {
+    clock.Advance(absl::Milliseconds(100));
+    orchestrator::MoaCall::Options o;
+    o.pipeline.name = "moa";
+    absl::Status s = replicas[i % 3]->limiter->Admit(key, &o);
+    if (s.ok()) {
+      ++admitted;
+      o.on_spent(10, 0);  // Ends at once: only the window limits.
+    } else {
+      last = s;
+    }
+  }
+  EXPECT_EQ(admitted, 60);
+  EXPECT_EQ(last.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(last.message()), HasSubstr("across the cluster"));
+  EXPECT_EQ(GetRetryAfter(last),
+            absl::Milliseconds(100) + absl::Minutes(1) - absl::Milliseconds(100) * 100);
+}
+
+// The store's failure policy: `open` decides on the replica alone (and
+// counts it), `closed` refuses with a named UNAVAILABLE; the same limiter
+// uses the store again once it is back.
+TEST(RedisStoreTest, AnUnreachableStoreIsDecidedByItsFailurePolicy) {
+  auto redis = std::make_unique<RedisServer>();
+  ASSERT_TRUE(redis->ready()) << redis->log();
+  FakeClock clock;
+  RedisConnection connection(Options(redis->port(), &clock));
+  SharedRateLimit window(&connection, "r");
+  prometheus::Registry open_registry, closed_registry;
+  orchestrator::KeyLimiter open(&clock, open_registry, {&window, false});
+  orchestrator::KeyLimiter closed(&clock, closed_registry, {&window, true});
+  orchestrator::ApiKey key{"team-a", std::string(64, 'b'), {}};
+  key.limits.requests_per_minute = 2;
+  auto admit = [&](orchestrator::KeyLimiter& limiter) {
+    orchestrator::MoaCall::Options o;
+    o.pipeline.name = "moa";
+    absl::Status s = limiter.Admit(key, &o);
+    if (s.ok()) o.on_spent(1, 0);
+    return s;
+  };
+  redis->Kill();
+  // open: the replica's own window of 2.
+  EXPECT_TRUE(admit(open).ok());
+  EXPECT_TRUE(admit(open).ok());
+  absl::Status local = admit(open);
+  EXPECT_EQ(local.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(local.message()), HasSubstr("on this replica"));
+  // closed: refused by name.
+  absl::Status refused = admit(closed);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("store.failure: closed"));
+  double errors = 0;
+  for (const auto& f : open_registry.Collect()) {
+    if (f.name == "moa_limit_store_errors_total") errors = f.metric[0].counter.value;
+  }
+  EXPECT_EQ(errors, 3);
+  // Back: the shared window decides again (it starts empty: nothing was
+  // persisted), with no restart of anything.
+  redis->Start();
+  ASSERT_TRUE(redis->ready()) << redis->log();
+  clock.Advance(absl::Seconds(61));
+  EXPECT_TRUE(admit(closed).ok());
+  EXPECT_TRUE(admit(closed).ok());
+  absl::Status shared = admit(closed);
+  EXPECT_THAT(std::string(shared.message()), HasSubstr("across the cluster"));
 }
 
 // A store that dies: each command fails within its bound, and during the

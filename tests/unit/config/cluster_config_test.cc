@@ -645,5 +645,34 @@ TEST(ClusterConfigTest, AnUpstreamNamesItsApiAndAzureItsApiVersion) {
               HasSubstr("vllm is for openai upstreams"));
 }
 
+TEST(ClusterConfigTest, AStoreNamesRedisItsTimeoutAndItsFailurePolicy) {
+  constexpr char kBase[] =
+      "models: {a: {endpoint: \"x:1\"}}\naggregator: {endpoint: \"y:2\"}\n"
+      "pipelines: {p: {layers: [[a]], aggregator: a}}\n";
+  auto cfg = ParseClusterConfig(
+      absl::StrCat(kBase,
+                   "store: {redis: 'redis.moa:6380', password_env: REDIS_PASSWORD, "
+                   "timeout_seconds: 0.1, failure: closed}\n"),
+      "c.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  ASSERT_TRUE(cfg->store);
+  EXPECT_EQ(cfg->store->host, "redis.moa");
+  EXPECT_EQ(cfg->store->port, 6380);
+  EXPECT_EQ(cfg->store->password_env, "REDIS_PASSWORD");
+  EXPECT_EQ(cfg->store->timeout, absl::Milliseconds(100));
+  EXPECT_TRUE(cfg->store->fail_closed);
+  auto open = ParseClusterConfig(absl::StrCat(kBase, "store: {redis: '127.0.0.1:6379'}\n"), "c");
+  ASSERT_TRUE(open.ok()) << open.status();
+  EXPECT_FALSE(open->store->fail_closed);
+  EXPECT_EQ(open->store->timeout, absl::Milliseconds(50));
+  EXPECT_FALSE(ParseClusterConfig(kBase, "c")->store);
+  for (const char* bad :
+       {"store: {redis: localhost}\n", "store: {redis: ':6379'}\n", "store: {redis: 'h:99999'}\n",
+        "store: {}\n", "store: {redis: 'h:1', failure: maybe}\n",
+        "store: {redis: 'h:1', timeout_seconds: 60}\n", "store: {redis: 'h:1', tls: true}\n"}) {
+    EXPECT_FALSE(ParseClusterConfig(absl::StrCat(kBase, bad), "c").ok()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace moa::config
