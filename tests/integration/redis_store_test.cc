@@ -15,46 +15,14 @@
 #include "lib/store/redis_connection.h"
 #include "lib/store/shared_rate_limit.h"
 #include "services/orchestrator/key_limits.h"
+#include "tests/support/redis_server.h"
 #include "tests/support/test_support.h"
 
 namespace moa::store {
 namespace {
 
-using ::moa::testing::Process;
+using ::moa::testing::RedisServer;
 using ::testing::HasSubstr;
-
-class RedisServer {
- public:
-  RedisServer() : port_(moa::testing::PickFreePort()) {
-    dir_ =
-        std::filesystem::temp_directory_path() / absl::StrCat("moa-redis-", getpid(), "-", port_);
-    std::filesystem::create_directories(dir_);
-    Start();
-  }
-  ~RedisServer() { std::filesystem::remove_all(dir_); }
-
-  void Start() {
-    process_ = std::make_unique<Process>(std::vector<std::string>{
-        "/usr/bin/redis-server", "--port", absl::StrCat(port_), "--bind", "127.0.0.1", "--save", "",
-        "--appendonly", "no", "--dir", dir_.string(), "--protected-mode", "no"});
-    ready_ = moa::testing::WaitFor(
-        [&] { return process_->Output().find("Ready to accept connections") != std::string::npos; },
-        absl::Seconds(10));
-  }
-  void Kill() {
-    process_->Signal(SIGKILL);
-    process_->Wait(absl::Seconds(5));
-  }
-  bool ready() const { return ready_; }
-  int port() const { return port_; }
-  std::string log() const { return process_->Output(); }
-
- private:
-  const int port_;
-  std::filesystem::path dir_;
-  std::unique_ptr<Process> process_;
-  bool ready_ = false;
-};
 
 RedisOptions Options(int port, const Clock* clock = Clock::Real()) {
   RedisOptions o;
