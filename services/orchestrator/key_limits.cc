@@ -24,6 +24,26 @@ absl::Time NextMonth(absl::Time t) {
   return absl::FromCivil(m, absl::UTCTimeZone());
 }
 
+// Whether a day or month spend reached the key's budget; then which, until
+// when, and why, in the refusal's words.
+bool BudgetReached(const KeyLimits& l, double day, double month, absl::Time now, const char** limit,
+                   absl::Duration* wait, std::string* detail) {
+  if (l.budget_dollars_per_day && day >= *l.budget_dollars_per_day) {
+    *limit = "budget_dollars_per_day";
+    *wait = absl::FromUnixSeconds((DayOf(now) + 1) * 86400) - now;
+    *detail = absl::StrCat("$", day, " of $", *l.budget_dollars_per_day, " spent today (UTC)");
+    return true;
+  }
+  if (l.budget_dollars_per_month && month >= *l.budget_dollars_per_month) {
+    *limit = "budget_dollars_per_month";
+    *wait = NextMonth(now) - now;
+    *detail =
+        absl::StrCat("$", month, " of $", *l.budget_dollars_per_month, " spent this month (UTC)");
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 int64_t EstimateTokens(const MoaCall::Options& options) {
@@ -137,16 +157,9 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
       detail =
           absl::StrCat(u.tokens_in_window, " tokens in the last minute and ", u.tokens_reserved,
                        " reserved by running requests; this one may use ", estimate);
-    } else if (l.budget_dollars_per_day && u.day_dollars >= *l.budget_dollars_per_day) {
-      limit = "budget_dollars_per_day";
-      wait = absl::FromUnixSeconds((u.day + 1) * 86400) - now;
-      detail = absl::StrCat("$", u.day_dollars, " of $", *l.budget_dollars_per_day,
-                            " spent today (UTC)");
-    } else if (l.budget_dollars_per_month && u.month_dollars >= *l.budget_dollars_per_month) {
-      limit = "budget_dollars_per_month";
-      wait = NextMonth(now) - now;
-      detail = absl::StrCat("$", u.month_dollars, " of $", *l.budget_dollars_per_month,
-                            " spent this month (UTC)");
+    } else if (shared_.spend == nullptr &&
+               BudgetReached(l, u.day_dollars, u.month_dollars, now, &limit, &wait, &detail)) {
+      // Decided above (the store decides budgets when there is one).
     } else {
       ++u.in_flight;
       // Only what a limit reads is kept: the windows hold at most a
@@ -158,6 +171,10 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
     }
   }
   if (limit != nullptr) return Refuse(key, limit, wait, detail);
+  const int64_t reserved_tokens = l.tokens_per_minute ? estimate : 0;
+  if ((l.budget_dollars_per_day || l.budget_dollars_per_month) && shared_.spend != nullptr) {
+    if (absl::Status s = AdmitSharedSpend(key, reserved_tokens, now); !s.ok()) return s;
+  }
   if (l.requests_per_minute && shared_.requests_per_minute != nullptr) {
     if (absl::Status s = AdmitShared(key, l.tokens_per_minute ? estimate : 0, now); !s.ok()) {
       return s;
@@ -170,6 +187,37 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
     Finish(*counted, reserved, tokens, dollars);
   };
   return absl::OkStatus();
+}
+
+absl::Status KeyLimiter::AdmitSharedSpend(const ApiKey& key, int64_t reserved, absl::Time now) {
+  absl::StatusOr<store::Spent> spent = shared_.spend->Read(key.sha256, now);
+  const char* limit = nullptr;
+  absl::Duration wait;
+  std::string detail;
+  if (spent.ok()) {
+    if (!BudgetReached(key.limits, spent->day, spent->month, now, &limit, &wait, &detail)) {
+      return absl::OkStatus();
+    }
+    absl::StrAppend(&detail, " across the cluster");
+  } else {
+    store_errors_.Increment();
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    Usage& u = usage_[key.name];
+    if (!spent.ok() && !shared_.fail_closed &&
+        !BudgetReached(key.limits, u.day_dollars, u.month_dollars, now, &limit, &wait, &detail)) {
+      return absl::OkStatus();  // store.failure: open, and this replica's spend allows it.
+    }
+    UndoLocked(u, reserved);
+  }
+  if (!spent.ok() && shared_.fail_closed) {
+    return absl::UnavailableError(
+        absl::StrCat("the shared limit store cannot decide key '", key.name,
+                     "' (store.failure: closed): ", spent.status().message(), "; retry shortly"));
+  }
+  if (!spent.ok()) absl::StrAppend(&detail, " on this replica (the shared store is unreachable)");
+  return Refuse(key, limit, wait, detail);
 }
 
 void KeyLimiter::UndoLocked(Usage& u, int64_t reserved) {
@@ -244,7 +292,14 @@ void KeyLimiter::Finish(const ApiKey& key, int64_t reserved, int64_t tokens, dou
     day = u.day_dollars;
     month = u.month_dollars;
   }
-  // After the lock: Family::Add takes the family's own.
+  // After the lock: the store (bounded by its timeout) and Family::Add,
+  // which takes the family's own lock.
+  if (shared_.spend != nullptr) {
+    if (absl::Status s = shared_.spend->Add(key.sha256, now, dollars); !s.ok()) {
+      // This replica still counts it (store.failure: open decides on it).
+      store_errors_.Increment();
+    }
+  }
   const KeyLimits& l = key.limits;
   if (l.budget_dollars_per_day && *l.budget_dollars_per_day > 0) {
     budget_used_.Add({{"key", key.name}, {"period", "day"}}).Set(day / *l.budget_dollars_per_day);

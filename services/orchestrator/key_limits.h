@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "lib/base/clock.h"
 #include "lib/store/shared_rate_limit.h"
+#include "lib/store/shared_spend.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
@@ -35,6 +36,7 @@ int64_t EstimateTokens(const MoaCall::Options& options);
 // every replica at once; the rest stay per replica.
 struct SharedLimits {
   store::SharedRateLimit* requests_per_minute = nullptr;  // Unset: per replica.
+  store::SharedSpend* spend = nullptr;  // Day and month budgets; unset: per replica.
   // When the store cannot answer: refuse (true, a named UNAVAILABLE) or
   // decide on this replica alone (false, counted in
   // moa_limit_store_errors_total).
@@ -80,6 +82,8 @@ class KeyLimiter {
   // Asks the store about `key`'s request window, after the local limits
   // admitted the request (undone when the store refuses it).
   absl::Status AdmitShared(const ApiKey& key, int64_t reserved, absl::Time now);
+  // The same for the key's day and month budgets, read from the store.
+  absl::Status AdmitSharedSpend(const ApiKey& key, int64_t reserved, absl::Time now);
   void UndoLocked(Usage& u, int64_t reserved) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Clock* const clock_;

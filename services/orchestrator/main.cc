@@ -20,6 +20,7 @@
 #include "lib/server/tls.h"
 #include "lib/store/redis_connection.h"
 #include "lib/store/shared_rate_limit.h"
+#include "lib/store/shared_spend.h"
 #include "lib/telemetry/circuit_metrics.h"
 #include "lib/telemetry/exposer.h"
 #include "lib/telemetry/hedge_metrics.h"
@@ -191,6 +192,7 @@ int main(int argc, char** argv) {
   // The shared store of client limits, when the config names one.
   std::unique_ptr<moa::store::RedisConnection> store;
   std::unique_ptr<moa::store::SharedRateLimit> shared_requests;
+  std::unique_ptr<moa::store::SharedSpend> shared_spend;
   moa::orchestrator::SharedLimits shared;
   if (config->store) {
     moa::store::RedisOptions o;
@@ -212,7 +214,10 @@ int main(int argc, char** argv) {
     gethostname(host, sizeof(host) - 1);
     shared_requests = std::make_unique<moa::store::SharedRateLimit>(
         store.get(), absl::StrCat(host, ":", getpid()));
-    shared = {shared_requests.get(), config->store->fail_closed};
+    shared_spend = std::make_unique<moa::store::SharedSpend>(store.get());
+    shared = {.requests_per_minute = shared_requests.get(),
+              .spend = shared_spend.get(),
+              .fail_closed = config->store->fail_closed};
   }
   moa::orchestrator::KeyLimiter limiter(moa::Clock::Real(), *registry, shared);
   auto front_credentials = moa::server::FrontServerCredentials(

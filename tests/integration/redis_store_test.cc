@@ -14,6 +14,7 @@
 #include "lib/base/retry_after.h"
 #include "lib/store/redis_connection.h"
 #include "lib/store/shared_rate_limit.h"
+#include "lib/store/shared_spend.h"
 #include "services/orchestrator/key_limits.h"
 #include "tests/support/redis_server.h"
 #include "tests/support/test_support.h"
@@ -89,7 +90,8 @@ TEST(RedisStoreTest, ThreeReplicasKeyLimitersShareOneRequestWindow) {
     replica->window =
         std::make_unique<SharedRateLimit>(replica->connection.get(), absl::StrCat("r", r));
     replica->limiter = std::make_unique<orchestrator::KeyLimiter>(
-        &clock, replica->registry, orchestrator::SharedLimits{replica->window.get(), false});
+        &clock, replica->registry,
+        orchestrator::SharedLimits{.requests_per_minute = replica->window.get()});
     replicas.push_back(std::move(replica));
   }
   orchestrator::ApiKey key{"team-a", std::string(64, 'a'), {}};
@@ -115,6 +117,46 @@ TEST(RedisStoreTest, ThreeReplicasKeyLimitersShareOneRequestWindow) {
             absl::Milliseconds(100) + absl::Minutes(1) - absl::Milliseconds(100) * 100);
 }
 
+// A day budget holds across replicas and across a restart of all of them:
+// the spend is in the store, not in any replica's memory.
+TEST(RedisStoreTest, ADayBudgetHoldsAcrossReplicasAndTheirRestart) {
+  RedisServer redis;
+  ASSERT_TRUE(redis.ready()) << redis.log();
+  FakeClock clock;
+  clock.Advance(absl::FromUnixSeconds(1795687200) - clock.Now());  // 2026-11-26 10:00 UTC.
+  RedisConnection connection(Options(redis.port()));
+  SharedSpend spend(&connection);
+  orchestrator::ApiKey key{"team-a", std::string(64, 'c'), {}};
+  key.limits.budget_dollars_per_day = 0.001;
+  auto admit = [&](orchestrator::KeyLimiter& limiter, double dollars) {
+    orchestrator::MoaCall::Options o;
+    o.pipeline.name = "moa";
+    absl::Status s = limiter.Admit(key, &o);
+    if (s.ok()) o.on_spent(100, dollars);
+    return s;
+  };
+  {
+    prometheus::Registry r1, r2;
+    orchestrator::KeyLimiter a(&clock, r1, {.spend = &spend});
+    orchestrator::KeyLimiter b(&clock, r2, {.spend = &spend});
+    EXPECT_TRUE(admit(a, 0.0006).ok());
+    EXPECT_TRUE(admit(b, 0.0006).ok());  // $0.0006 spent: under $0.001.
+    absl::Status over = admit(a, 0);
+    EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_THAT(std::string(over.message()), HasSubstr("across the cluster"));
+    EXPECT_EQ(GetRetryAfter(over), absl::Hours(14)) << "until the next UTC midnight";
+  }
+  // Every replica restarted (new limiters, nothing in memory): still spent.
+  prometheus::Registry r3;
+  orchestrator::KeyLimiter c(&clock, r3, {.spend = &spend});
+  EXPECT_EQ(admit(c, 0).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NEAR(spend.Read(key.sha256, clock.Now())->day, 0.0012, 1e-12);
+  // The next UTC day starts at zero; the month keeps adding up.
+  clock.Advance(absl::Hours(14));
+  EXPECT_TRUE(admit(c, 0.0001).ok());
+  EXPECT_NEAR(spend.Read(key.sha256, clock.Now())->month, 0.0013, 1e-12);
+}
+
 // The store's failure policy: `open` decides on the replica alone (and
 // counts it), `closed` refuses with a named UNAVAILABLE; the same limiter
 // uses the store again once it is back.
@@ -125,8 +167,9 @@ TEST(RedisStoreTest, AnUnreachableStoreIsDecidedByItsFailurePolicy) {
   RedisConnection connection(Options(redis->port(), &clock));
   SharedRateLimit window(&connection, "r");
   prometheus::Registry open_registry, closed_registry;
-  orchestrator::KeyLimiter open(&clock, open_registry, {&window, false});
-  orchestrator::KeyLimiter closed(&clock, closed_registry, {&window, true});
+  orchestrator::KeyLimiter open(&clock, open_registry, {.requests_per_minute = &window});
+  orchestrator::KeyLimiter closed(&clock, closed_registry,
+                                  {.requests_per_minute = &window, .fail_closed = true});
   orchestrator::ApiKey key{"team-a", std::string(64, 'b'), {}};
   key.limits.requests_per_minute = 2;
   auto admit = [&](orchestrator::KeyLimiter& limiter) {
