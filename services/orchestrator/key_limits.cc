@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/civil_time.h"
+#include "absl/time/clock.h"
 #include "lib/base/retry_after.h"
 
 namespace moa::orchestrator {
@@ -77,6 +78,14 @@ KeyLimiter::KeyLimiter(const Clock* clock, prometheus::Registry& registry, Share
                               "slow or malformed); store.failure says what happened to them.")
                         .Register(registry)
                         .Add({})),
+      store_seconds_(
+          prometheus::BuildHistogram()
+              .Name("moa_limit_store_seconds")
+              .Help("Time an admission or a spend update waited on the shared limit "
+                    "store, per command.")
+              .Register(registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01,
+                                                               0.02, 0.05, 0.1, 0.2})),
       limited_(prometheus::BuildCounter()
                    .Name("moa_key_limited_total")
                    .Help("Requests refused because their client key reached a limit.")
@@ -190,7 +199,9 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
 }
 
 absl::Status KeyLimiter::AdmitSharedSpend(const ApiKey& key, int64_t reserved, absl::Time now) {
+  const absl::Time asked = absl::Now();  // Real time: what the request waited.
   absl::StatusOr<store::Spent> spent = shared_.spend->Read(key.sha256, now);
+  store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
   const char* limit = nullptr;
   absl::Duration wait;
   std::string detail;
@@ -229,8 +240,10 @@ absl::Status KeyLimiter::AdmitShared(const ApiKey& key, int64_t reserved, absl::
   const int64_t limit = *key.limits.requests_per_minute;
   // The store is asked outside the lock: a slow store delays this request
   // only (by at most its timeout), never another key's.
+  const absl::Time asked = absl::Now();  // Real time: what the request waited.
   absl::StatusOr<store::RateDecision> d =
       shared_.requests_per_minute->Admit(key.sha256, limit, now);
+  store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
   if (d.ok() && d->admitted) return absl::OkStatus();
   if (d.ok()) {
     {
@@ -295,7 +308,10 @@ void KeyLimiter::Finish(const ApiKey& key, int64_t reserved, int64_t tokens, dou
   // After the lock: the store (bounded by its timeout) and Family::Add,
   // which takes the family's own lock.
   if (shared_.spend != nullptr) {
-    if (absl::Status s = shared_.spend->Add(key.sha256, now, dollars); !s.ok()) {
+    const absl::Time asked = absl::Now();
+    absl::Status s = shared_.spend->Add(key.sha256, now, dollars);
+    store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
+    if (!s.ok()) {
       // This replica still counts it (store.failure: open decides on it).
       store_errors_.Increment();
     }

@@ -17,6 +17,7 @@
 #include "lib/store/shared_spend.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "services/orchestrator/api_keys.h"
 #include "services/orchestrator/engine/moa_call.h"
@@ -89,6 +90,7 @@ class KeyLimiter {
   const Clock* const clock_;
   const SharedLimits shared_;
   prometheus::Counter& store_errors_;
+  prometheus::Histogram& store_seconds_;
   prometheus::Family<prometheus::Counter>& limited_;
   prometheus::Family<prometheus::Gauge>& budget_used_;
   absl::Mutex mu_;

@@ -195,6 +195,11 @@ TEST(RedisStoreTest, AnUnreachableStoreIsDecidedByItsFailurePolicy) {
     if (f.name == "moa_limit_store_errors_total") errors = f.metric[0].counter.value;
   }
   EXPECT_EQ(errors, 3);
+  double waits = 0;  // Every admission asked the store once, and timed it.
+  for (const auto& f : open_registry.Collect()) {
+    if (f.name == "moa_limit_store_seconds") waits = f.metric[0].histogram.sample_count;
+  }
+  EXPECT_EQ(waits, 3);
   // Back: the shared window decides again (it starts empty: nothing was
   // persisted), with no restart of anything.
   redis->Start();
