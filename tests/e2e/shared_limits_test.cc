@@ -1,7 +1,8 @@
 // Client limits shared by orchestrator replicas through a real Redis: three
 // orchestrator processes on one cluster config with `store:` and one key
 // with requests_per_minute: 60 admit exactly 60 requests between them; with
-// the store killed, `store.failure: closed` answers a named 503.
+// the store killed, `store.failure: closed` answers a named 503; `moa spend`
+// reports the key's spend across the three.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -51,6 +52,7 @@ TEST(SharedLimitsTest, ThreeOrchestratorsAdmitExactlyOneKeysLimitBetweenThem) {
   spec.pipelines_yaml = "pipelines:\n  moa: {layers: [[a, b]], aggregator: z}\n";
   spec.sim_profiles_yaml =
       "default: {time_to_first_token: 0.001, tokens_per_second: 10000, answer_tokens: 4}\n";
+  spec.model_yaml["z"] = "price: {input_per_million: 100, output_per_million: 1000}";
   spec.extra_config_yaml =
       absl::StrCat("store: {redis: '127.0.0.1:", redis.port(), "', failure: closed}\n");
   spec.orchestrator_flags = {"--http_port=0", "--api_keys_file=" + keys};
@@ -84,6 +86,19 @@ TEST(SharedLimitsTest, ThreeOrchestratorsAdmitExactlyOneKeysLimitBetweenThem) {
   EXPECT_EQ(ok, 60);
   EXPECT_EQ(limited, 40);
   EXPECT_THAT(refusal, HasSubstr("across the cluster"));
+
+  // What the key spent, across the three, read from the store by the CLI.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        Process spend({BinaryPath("tools/moa/moa"), "spend", "--config=" + cluster.config_path(),
+                       "--keys_file=" + keys});
+        spend.Wait(absl::Seconds(10));
+        std::smatch m;
+        const std::string out = spend.Output();
+        return std::regex_search(out, m, std::regex("team-a +today \\$([0-9.]+)")) &&
+               std::stod(m[1].str()) > 0.2;  // 60 answers of z at $0.004 and more each.
+      },
+      absl::Seconds(10)));
 
   // The store gone, closed: a named 503 from every replica.
   redis.Kill();

@@ -33,6 +33,7 @@
 #include "tools/moa/batch.h"
 #include "tools/moa/chat_runner.h"
 #include "tools/moa/keys.h"
+#include "tools/moa/spend.h"
 
 ABSL_FLAG(std::string, orchestrator, "",
           "Orchestrator address (default: $MOA_ORCHESTRATOR or localhost:50051).");
@@ -61,7 +62,7 @@ ABSL_FLAG(std::string, input, "", "batch: input file.");
 ABSL_FLAG(std::string, output, "", "batch: output file (resumed if it exists).");
 ABSL_FLAG(int, concurrency, 4, "batch: requests in parallel.");
 ABSL_FLAG(std::string, generator, "", "batch: generator / model_id written (default: pipeline).");
-ABSL_FLAG(std::string, config, "", "endpoints: cluster config to read.");
+ABSL_FLAG(std::string, config, "", "endpoints, spend: cluster config to read.");
 ABSL_FLAG(std::string, tls_ca_file, "",
           "Reach the orchestrator (or health's --target) over TLS, trusting this CA (PEM). "
           "Empty: plaintext.");
@@ -69,7 +70,8 @@ ABSL_FLAG(std::string, tls_cert_file, "",
           "With --tls_ca_file: present this certificate (PEM), for a port that requires one "
           "(a proposer's or the aggregator's under mTLS).");
 ABSL_FLAG(std::string, tls_key_file, "", "With --tls_cert_file: its private key (PEM).");
-ABSL_FLAG(std::string, keys_file, "", "keys: the orchestrator's keys file (--api_keys_file).");
+ABSL_FLAG(std::string, keys_file, "",
+          "keys, spend: the orchestrator's keys file (--api_keys_file).");
 ABSL_FLAG(int64_t, requests_per_minute, 0, "keys add: limit (0: none).");
 ABSL_FLAG(int64_t, tokens_per_minute, 0, "keys add: limit (0: none).");
 ABSL_FLAG(int64_t, concurrent_requests, 0, "keys add: limit (0: none).");
@@ -352,6 +354,17 @@ int Pipelines() {
 
 // Prints "model NAME PORT" per model and "aggregator PORT" for scripts that
 // start a local cluster from a config.
+int Spend() {
+  absl::StatusOr<std::string> report =
+      SpendReport(absl::GetFlag(FLAGS_config), absl::GetFlag(FLAGS_keys_file), absl::Now());
+  if (!report.ok()) {
+    std::fprintf(stderr, "moa: %s\n", std::string(report.status().message()).c_str());
+    return 1;
+  }
+  std::fputs(report->c_str(), stdout);
+  return 0;
+}
+
 int Endpoints() {
   auto cfg = config::LoadClusterConfig(absl::GetFlag(FLAGS_config));
   if (!cfg.ok()) {
@@ -495,6 +508,10 @@ const std::vector<Command>& Commands() {
        "add a client key: print its secret once, append its hash and limits to the keys file",
        {"keys_file", "requests_per_minute", "tokens_per_minute", "concurrent_requests",
         "allowed_pipelines", "budget_dollars_per_day", "budget_dollars_per_month"}},
+      {"spend",
+       "moa spend --config FILE --keys_file FILE",
+       "what each key spent today and this month (UTC), across replicas, from the config's store",
+       {"config", "keys_file"}},
       {"health",
        "moa health --target HOST:PORT|URL",
        "exit 0 when the gRPC server reports SERVING (or the http:// URL answers 2xx)",
@@ -569,9 +586,10 @@ int main(int argc, char** argv) {
   if (command == "endpoints") return moa::cli::Endpoints();
   if (command == "health") return moa::cli::Health();
   if (command == "keys") return moa::cli::Keys(rest);
+  if (command == "spend") return moa::cli::Spend();
   std::fprintf(stderr,
                "moa: unknown command '%s' (ask, chat, batch, pipelines, endpoints, keys, "
-               "health)\n",
+               "spend, health)\n",
                command.c_str());
   return 2;
 }
