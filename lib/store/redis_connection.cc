@@ -1,6 +1,7 @@
 #include "lib/store/redis_connection.h"
 
 #include <hiredis/hiredis.h>
+#include <openssl/sha.h>
 #include <sys/time.h>
 
 #include <algorithm>
@@ -51,7 +52,33 @@ absl::StatusOr<RedisValue> Convert(const redisReply* r, int depth, size_t* budge
   }
 }
 
+// A script's name in Redis's script cache: its SHA-1, in hex.
+std::string Sha1Hex(absl::string_view text) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : digest) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
 }  // namespace
+
+absl::StatusOr<RedisValue> RedisConnection::Eval(absl::string_view script,
+                                                 const std::vector<std::string>& keys,
+                                                 const std::vector<std::string>& args) {
+  std::vector<std::string> command = {"EVALSHA", Sha1Hex(script), absl::StrCat(keys.size())};
+  command.insert(command.end(), keys.begin(), keys.end());
+  command.insert(command.end(), args.begin(), args.end());
+  absl::StatusOr<RedisValue> r = Command(command);
+  if (r.ok() || r.status().message().find("NOSCRIPT") == absl::string_view::npos) return r;
+  command[0] = "EVAL";
+  command[1] = std::string(script);
+  return Command(command);
+}
 
 absl::StatusOr<RedisValue> FromReply(const redisReply* reply) {
   size_t budget = kMaxReplyBytes;

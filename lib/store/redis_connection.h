@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "lib/base/clock.h"
@@ -67,6 +68,11 @@ class RedisConnection {
   // for an error reply. Thread-safe: commands take turns on the one
   // connection (each is bounded by the timeout).
   absl::StatusOr<RedisValue> Command(const std::vector<std::string>& args);
+
+  // Runs a Lua script atomically in the store: EVALSHA, and EVAL when the
+  // store does not have it yet (once per store restart).
+  absl::StatusOr<RedisValue> Eval(absl::string_view script, const std::vector<std::string>& keys,
+                                  const std::vector<std::string>& args);
 
  private:
   absl::Status ConnectLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

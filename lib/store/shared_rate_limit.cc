@@ -1,25 +1,10 @@
 #include "lib/store/shared_rate_limit.h"
 
-#include <openssl/sha.h>
-
 #include "absl/strings/str_cat.h"
 #include "lib/base/sha256.h"
 
 namespace moa::store {
 namespace {
-
-// The script's name in Redis's script cache (its SHA-1, in hex).
-std::string Sha1Hex(absl::string_view text) {
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : digest) {
-    out += kHex[b >> 4];
-    out += kHex[b & 15];
-  }
-  return out;
-}
 
 // KEYS[1]: the window (a sorted set: member per request, score its time
 // in ms). ARGV: now_ms, window_ms, limit, member. Returns {1, 0} when
@@ -46,26 +31,14 @@ std::string RateWindowKey(absl::string_view key) {
 SharedRateLimit::SharedRateLimit(RedisConnection* store, std::string replica, absl::Duration window)
     : store_(store), replica_(std::move(replica)), window_(window) {}
 
-absl::StatusOr<RedisValue> SharedRateLimit::RunScript(const std::vector<std::string>& args) {
-  // EVALSHA first (the script is sent once per store restart); EVAL when
-  // the store does not have it yet.
-  static const std::string sha = Sha1Hex(kScript);
-  std::vector<std::string> evalsha = {"EVALSHA", sha, "1"};
-  evalsha.insert(evalsha.end(), args.begin(), args.end());
-  absl::StatusOr<RedisValue> r = store_->Command(evalsha);
-  if (r.ok() || r.status().message().find("NOSCRIPT") == absl::string_view::npos) return r;
-  std::vector<std::string> eval = {"EVAL", kScript, "1"};
-  eval.insert(eval.end(), args.begin(), args.end());
-  return store_->Command(eval);
-}
-
 absl::StatusOr<RateDecision> SharedRateLimit::Admit(absl::string_view key, int64_t limit,
                                                     absl::Time now) {
   const int64_t now_ms = absl::ToUnixMillis(now);
   const std::string member = absl::StrCat(replica_, ":", counter_.fetch_add(1));
   absl::StatusOr<RedisValue> r =
-      RunScript({RateWindowKey(key), absl::StrCat(now_ms),
-                 absl::StrCat(absl::ToInt64Milliseconds(window_)), absl::StrCat(limit), member});
+      store_->Eval(kScript, {RateWindowKey(key)},
+                   {absl::StrCat(now_ms), absl::StrCat(absl::ToInt64Milliseconds(window_)),
+                    absl::StrCat(limit), member});
   if (!r.ok()) return r.status();
   if (r->kind != RedisValue::Kind::kArray || r->elements.size() != 2 ||
       r->elements[0].kind != RedisValue::Kind::kInteger ||

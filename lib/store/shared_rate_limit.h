@@ -35,8 +35,6 @@ class SharedRateLimit {
   absl::StatusOr<RateDecision> Admit(absl::string_view key, int64_t limit, absl::Time now);
 
  private:
-  absl::StatusOr<RedisValue> RunScript(const std::vector<std::string>& keys_and_args);
-
   RedisConnection* const store_;
   const std::string replica_;
   const absl::Duration window_;

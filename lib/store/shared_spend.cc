@@ -48,15 +48,17 @@ absl::StatusOr<Spent> SharedSpend::Read(absl::string_view key, absl::Time now) {
 
 absl::Status SharedSpend::Add(absl::string_view key, absl::Time now, double dollars) {
   if (!(dollars > 0)) return absl::OkStatus();
-  const std::string amount = absl::StrCat(dollars);
-  for (const auto& [k, ttl] : {std::pair<std::string, int>{DaySpendKey(key, now), 3 * 86400},
-                               {MonthSpendKey(key, now), 40 * 86400}}) {
-    absl::StatusOr<RedisValue> r = store_->Command({"INCRBYFLOAT", k, amount});
-    if (!r.ok()) return r.status();
-    r = store_->Command({"EXPIRE", k, absl::StrCat(ttl)});
-    if (!r.ok()) return r.status();
-  }
-  return absl::OkStatus();
+  // One round trip: both periods added and their lifetimes set.
+  static const std::string kAdd = R"lua(
+redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], 259200)
+redis.call('INCRBYFLOAT', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], 3456000)
+return 1
+)lua";
+  absl::StatusOr<RedisValue> r =
+      store_->Eval(kAdd, {DaySpendKey(key, now), MonthSpendKey(key, now)}, {absl::StrCat(dollars)});
+  return r.status();
 }
 
 }  // namespace moa::store
