@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
+#include "lib/base/log.h"
 #include "lib/base/retry_after.h"
 
 namespace moa::orchestrator {
@@ -202,6 +203,7 @@ absl::Status KeyLimiter::AdmitSharedSpend(const ApiKey& key, int64_t reserved, a
   const absl::Time asked = absl::Now();  // Real time: what the request waited.
   absl::StatusOr<store::Spent> spent = shared_.spend->Read(key.sha256, now);
   store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
+  StoreResult(spent.status());
   const char* limit = nullptr;
   absl::Duration wait;
   std::string detail;
@@ -210,8 +212,6 @@ absl::Status KeyLimiter::AdmitSharedSpend(const ApiKey& key, int64_t reserved, a
       return absl::OkStatus();
     }
     absl::StrAppend(&detail, " across the cluster");
-  } else {
-    store_errors_.Increment();
   }
   {
     absl::MutexLock lock(&mu_);
@@ -231,6 +231,20 @@ absl::Status KeyLimiter::AdmitSharedSpend(const ApiKey& key, int64_t reserved, a
   return Refuse(key, limit, wait, detail);
 }
 
+void KeyLimiter::StoreResult(const absl::Status& status) {
+  if (status.ok()) {
+    if (store_failing_.exchange(false)) LogInfo("limits", "the shared limit store answers again");
+    return;
+  }
+  store_errors_.Increment();
+  if (!store_failing_.exchange(true)) {
+    LogWarning("limits", "the shared limit store cannot decide admissions (",
+               shared_.fail_closed ? "store.failure: closed, refusing them"
+                                   : "store.failure: open, each replica decides alone",
+               "): ", status.message());
+  }
+}
+
 void KeyLimiter::UndoLocked(Usage& u, int64_t reserved) {
   u.in_flight = std::max(0, u.in_flight - 1);
   u.tokens_reserved = std::max<int64_t>(0, u.tokens_reserved - reserved);
@@ -244,6 +258,7 @@ absl::Status KeyLimiter::AdmitShared(const ApiKey& key, int64_t reserved, absl::
   absl::StatusOr<store::RateDecision> d =
       shared_.requests_per_minute->Admit(key.sha256, limit, now);
   store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
+  StoreResult(d.status());
   if (d.ok() && d->admitted) return absl::OkStatus();
   if (d.ok()) {
     {
@@ -253,7 +268,6 @@ absl::Status KeyLimiter::AdmitShared(const ApiKey& key, int64_t reserved, absl::
     return Refuse(key, "requests_per_minute", d->retry_after,
                   absl::StrCat(limit, " requests in the last minute across the cluster"));
   }
-  store_errors_.Increment();
   // Decided under the lock; the status is made after it.
   bool refused = false;
   size_t counted = 0;
@@ -311,10 +325,7 @@ void KeyLimiter::Finish(const ApiKey& key, int64_t reserved, int64_t tokens, dou
     const absl::Time asked = absl::Now();
     absl::Status s = shared_.spend->Add(key.sha256, now, dollars);
     store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
-    if (!s.ok()) {
-      // This replica still counts it (store.failure: open decides on it).
-      store_errors_.Increment();
-    }
+    StoreResult(s);  // This replica still counts it (store.failure: open decides on it).
   }
   const KeyLimits& l = key.limits;
   if (l.budget_dollars_per_day && *l.budget_dollars_per_day > 0) {

@@ -6,6 +6,7 @@
 #ifndef MOA_SERVICES_ORCHESTRATOR_KEY_LIMITS_H_
 #define MOA_SERVICES_ORCHESTRATOR_KEY_LIMITS_H_
 
+#include <atomic>
 #include <deque>
 #include <map>
 #include <string>
@@ -86,11 +87,15 @@ class KeyLimiter {
   // The same for the key's day and month budgets, read from the store.
   absl::Status AdmitSharedSpend(const ApiKey& key, int64_t reserved, absl::Time now);
   void UndoLocked(Usage& u, int64_t reserved) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a store failure or success; logs when failures start and end
+  // (one line each way, not one per request).
+  void StoreResult(const absl::Status& status);
 
   const Clock* const clock_;
   const SharedLimits shared_;
   prometheus::Counter& store_errors_;
   prometheus::Histogram& store_seconds_;
+  std::atomic<bool> store_failing_{false};
   prometheus::Family<prometheus::Counter>& limited_;
   prometheus::Family<prometheus::Gauge>& budget_used_;
   absl::Mutex mu_;
