@@ -112,20 +112,6 @@ TEST(AccountingTest, EachModelsCostIsItsTokensTimesItsPriceAndTheTotalTheirSum) 
   EXPECT_EQ(CostMetric(cluster, "b"), 0);
 }
 
-// `moa keys add NAME ARGS...` into `file`: the secret it printed.
-std::string AddKey(const std::string& file, const std::string& name,
-                   std::vector<std::string> args) {
-  std::vector<std::string> argv = {BinaryPath("tools/moa/moa"), "keys", "add", name,
-                                   "--keys_file=" + file};
-  argv.insert(argv.end(), args.begin(), args.end());
-  Process p(argv);
-  EXPECT_EQ(p.Wait(absl::Seconds(10)), 0) << p.Output();
-  std::smatch m;
-  std::string out = p.Output();
-  EXPECT_TRUE(std::regex_search(out, m, std::regex("sk-moa-[0-9a-f]{48}"))) << out;
-  return m.str();
-}
-
 HttpResult Post(LocalCluster& cluster, const std::string& secret, const std::string& pipeline) {
   return HttpRequest(
       "POST",
@@ -138,9 +124,9 @@ HttpResult Post(LocalCluster& cluster, const std::string& secret, const std::str
 TEST(AccountingTest, KeysMadeByTheCliHaveTheirLimitsEnforcedAtTheirNumbers) {
   const std::string file = "/tmp/moa-accounting-keys-" + std::to_string(getpid()) + ".yaml";
   std::remove(file.c_str());
-  const std::string limited = AddKey(file, "limited", {"--requests_per_minute=2"});
-  const std::string budget = AddKey(file, "budget", {"--budget_dollars_per_day=0.000001"});
-  const std::string narrow = AddKey(file, "narrow", {"--allowed_pipelines=other"});
+  const std::string limited = AddKeyWithCli(file, "limited", {"--requests_per_minute=2"});
+  const std::string budget = AddKeyWithCli(file, "budget", {"--budget_dollars_per_day=0.000001"});
+  const std::string narrow = AddKeyWithCli(file, "narrow", {"--allowed_pipelines=other"});
   // The file holds hashes and names, never a secret.
   std::ifstream in(file);
   std::stringstream text;

@@ -19,20 +19,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// `moa keys add NAME ARGS...` into `file`: the secret it printed.
-std::string AddKey(const std::string& file, const std::string& name,
-                   std::vector<std::string> args) {
-  std::vector<std::string> argv = {BinaryPath("tools/moa/moa"), "keys", "add", name,
-                                   "--keys_file=" + file};
-  argv.insert(argv.end(), args.begin(), args.end());
-  Process p(argv);
-  EXPECT_EQ(p.Wait(absl::Seconds(10)), 0) << p.Output();
-  std::smatch m;
-  std::string out = p.Output();
-  EXPECT_TRUE(std::regex_search(out, m, std::regex("sk-moa-[0-9a-f]{48}"))) << out;
-  return m.str();
-}
-
 HttpResult Ask(int http_port, const std::string& secret) {
   return HttpRequest(
       "POST", absl::StrCat("http://127.0.0.1:", http_port, "/v1/chat/completions"),
@@ -45,7 +31,7 @@ TEST(SharedLimitsTest, ThreeOrchestratorsAdmitExactlyOneKeysLimitBetweenThem) {
   ASSERT_TRUE(redis.ready()) << redis.log();
   const std::string keys = "/tmp/moa-shared-keys-" + std::to_string(getpid()) + ".yaml";
   std::remove(keys.c_str());
-  const std::string secret = AddKey(keys, "team-a", {"--requests_per_minute=60"});
+  const std::string secret = AddKeyWithCli(keys, "team-a", {"--requests_per_minute=60"});
 
   ClusterSpec spec;
   spec.models = {"a", "b", "z"};

@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -199,6 +201,22 @@ std::string Process::Output() const {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::string AddKeyWithCli(const std::string& file, const std::string& name,
+                          std::vector<std::string> args) {
+  std::vector<std::string> argv = {BinaryPath("tools/moa/moa"), "keys", "add", name,
+                                   "--keys_file=" + file};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Process p(argv);
+  const int code = p.Wait(absl::Seconds(10));
+  const std::string out = p.Output();
+  std::smatch m;
+  if (code != 0 || !std::regex_search(out, m, std::regex("sk-moa-[0-9a-f]{48}"))) {
+    ADD_FAILURE() << "moa keys add " << name << " failed: " << out;
+    return "";
+  }
+  return m.str();
 }
 
 }  // namespace moa::testing

@@ -52,6 +52,11 @@ std::string PortHolder(int port);
 std::string BinaryPath(const std::string& relative);
 
 // A child process with stdout and stderr captured to a file.
+// `moa keys add NAME ARGS...` into `file` (the CLI, as an operator runs
+// it): the secret it printed, or "" (with a test failure) when it failed.
+std::string AddKeyWithCli(const std::string& file, const std::string& name,
+                          std::vector<std::string> args = {});
+
 class Process {
  public:
   // `stdin_path`, when set, is the child's standard input.
