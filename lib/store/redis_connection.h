@@ -35,7 +35,9 @@ struct RedisValue {
 // Bounds on what a reply may hold; over them the reply is an error.
 inline constexpr int kMaxReplyDepth = 8;
 inline constexpr size_t kMaxReplyElements = 100000;
-inline constexpr size_t kMaxReplyBytes = 4 << 20;
+// 16 MiB: the whole key directory (10,000 records of at most 1 KiB, with
+// their names) is one reply.
+inline constexpr size_t kMaxReplyBytes = 16 << 20;
 
 // A hiredis reply as a typed value; an error reply is FAILED_PRECONDITION
 // with its text (sanitised, bounded), anything over the bounds INTERNAL.

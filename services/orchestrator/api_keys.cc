@@ -171,17 +171,70 @@ absl::StatusOr<ApiKeys> ApiKeys::Load(const std::string& file, absl::string_view
   return ApiKeys(std::move(keys));
 }
 
-ApiKeys::ApiKeys(std::vector<ApiKey> keys) : keys_(std::move(keys)) {
+std::shared_ptr<const ApiKeys::Set> ApiKeys::Index(std::vector<ApiKey> keys) {
+  auto set = std::make_shared<Set>();
+  set->keys = std::move(keys);
   // Two entries with one hash: the later one names the key, as before.
-  for (size_t i = 0; i < keys_.size(); ++i) by_sha256_[keys_[i].sha256] = i;
+  for (size_t i = 0; i < set->keys.size(); ++i) set->by_sha256[set->keys[i].sha256] = i;
+  return set;
 }
 
-const ApiKey* ApiKeys::Authenticate(absl::string_view header) const {
+ApiKeys::ApiKeys(std::vector<ApiKey> keys) : set_(Index(std::move(keys))) {}
+
+ApiKeys::ApiKeys(const ApiKeys& other) { *this = other; }
+
+ApiKeys& ApiKeys::operator=(const ApiKeys& other) {
+  if (this == &other) return *this;
+  std::shared_ptr<const Set> set;
+  bool required;
+  {
+    absl::MutexLock lock(&other.mu_);
+    set = other.set_;
+    required = other.required_;
+  }
+  absl::MutexLock lock(&mu_);
+  set_ = std::move(set);
+  required_ = required;
+  return *this;
+}
+
+std::shared_ptr<const ApiKeys::Set> ApiKeys::Current() const {
+  absl::MutexLock lock(&mu_);
+  return set_;
+}
+
+bool ApiKeys::enabled() const {
+  absl::MutexLock lock(&mu_);
+  return required_ || !set_->keys.empty();
+}
+
+size_t ApiKeys::size() const { return Current()->keys.size(); }
+
+std::vector<ApiKey> ApiKeys::List() const { return Current()->keys; }
+
+void ApiKeys::Replace(std::vector<ApiKey> keys) {
+  std::shared_ptr<const Set> set = Index(std::move(keys));  // Built before the lock.
+  std::shared_ptr<const Set> old;
+  absl::MutexLock lock(&mu_);
+  old = std::move(set_);
+  set_ = std::move(set);
+  // `old` is freed after the lock, unless a request still holds it.
+}
+
+void ApiKeys::RequireKeys() {
+  absl::MutexLock lock(&mu_);
+  required_ = true;
+}
+
+std::shared_ptr<const ApiKey> ApiKeys::Authenticate(absl::string_view header) const {
   header = absl::StripAsciiWhitespace(header);
   if (!absl::StartsWithIgnoreCase(header, "bearer ")) return nullptr;
   const std::string presented = Sha256Hex(absl::StripAsciiWhitespace(header.substr(7)));
-  auto it = by_sha256_.find(presented);
-  return it == by_sha256_.end() ? nullptr : &keys_[it->second];
+  std::shared_ptr<const Set> set = Current();
+  auto it = set->by_sha256.find(presented);
+  if (it == set->by_sha256.end()) return nullptr;
+  // Shares ownership of the whole set: the key outlives a Replace.
+  return std::shared_ptr<const ApiKey>(set, &set->keys[it->second]);
 }
 
 }  // namespace moa::orchestrator

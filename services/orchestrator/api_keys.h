@@ -4,6 +4,7 @@
 #ifndef MOA_SERVICES_ORCHESTRATOR_API_KEYS_H_
 #define MOA_SERVICES_ORCHESTRATOR_API_KEYS_H_
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -11,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace moa::orchestrator {
 
@@ -29,10 +31,15 @@ struct ApiKey {
   KeyLimits limits;
 };
 
+// The set can be replaced while requests run (a shared store's key
+// directory changed, key_directory.h): a request keeps the key it was
+// admitted with until it ends.
 class ApiKeys {
  public:
   ApiKeys() = default;
   explicit ApiKeys(std::vector<ApiKey> keys);
+  ApiKeys(const ApiKeys& other);
+  ApiKeys& operator=(const ApiKeys& other);
 
   // Keys from a file and from a comma- or newline-separated list of secrets
   // (MOA_API_KEYS); either may be empty. The file is either a YAML map
@@ -43,9 +50,12 @@ class ApiKeys {
   // file and field when it is malformed.
   static absl::StatusOr<ApiKeys> Load(const std::string& file, absl::string_view list);
 
-  // True when keys are configured, so every request must carry one.
-  bool enabled() const { return !keys_.empty(); }
-  size_t size() const { return keys_.size(); }
+  // True when every request must carry a key: keys are configured, or
+  // RequireKeys was called (a shared directory, which may be empty for a
+  // while).
+  bool enabled() const;
+  size_t size() const;
+  std::vector<ApiKey> List() const;
 
   // The key an Authorization header value ("Bearer SECRET") names, or
   // nullptr. Hashes the secret and looks the digest up: the cost does not
@@ -54,14 +64,26 @@ class ApiKeys {
   // the digest of what was presented, never about a stored secret, so the
   // comparison need not be constant-time (as with tokens kept hashed in a
   // database index).
-  const ApiKey* Authenticate(absl::string_view header) const;
+  std::shared_ptr<const ApiKey> Authenticate(absl::string_view header) const;
   bool CheckAuthorization(absl::string_view header) const {
     return Authenticate(header) != nullptr;
   }
 
+  // Replaces the whole set; lookups after it see only `keys`.
+  void Replace(std::vector<ApiKey> keys);
+  void RequireKeys();
+
  private:
-  std::vector<ApiKey> keys_;
-  std::unordered_map<std::string, size_t> by_sha256_;  // Index into keys_.
+  struct Set {
+    std::vector<ApiKey> keys;
+    std::unordered_map<std::string, size_t> by_sha256;  // Index into keys.
+  };
+  static std::shared_ptr<const Set> Index(std::vector<ApiKey> keys);
+  std::shared_ptr<const Set> Current() const;
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const Set> set_ ABSL_GUARDED_BY(mu_) = Index({});
+  bool required_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // A key's name: 1 to 64 characters of [A-Za-z0-9._-].

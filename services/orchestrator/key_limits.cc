@@ -191,10 +191,12 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
     }
   }
   options->key_name = key.name;
-  const ApiKey* counted = &key;
+  // A copy: the key's directory may be replaced while the call runs.
+  ApiKey counted = key;
   const int64_t reserved = l.tokens_per_minute ? estimate : 0;
-  options->on_spent = [this, counted, reserved](int64_t tokens, double dollars) {
-    Finish(*counted, reserved, tokens, dollars);
+  options->on_spent = [this, counted = std::move(counted), reserved](int64_t tokens,
+                                                                     double dollars) {
+    Finish(counted, reserved, tokens, dollars);
   };
   return absl::OkStatus();
 }

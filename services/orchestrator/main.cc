@@ -20,11 +20,14 @@
 #include "lib/server/tls.h"
 #include "lib/store/redis_connection.h"
 #include "lib/store/shared_rate_limit.h"
+#include "lib/store/shared_records.h"
 #include "lib/store/shared_spend.h"
 #include "lib/telemetry/circuit_metrics.h"
 #include "lib/telemetry/exposer.h"
 #include "lib/telemetry/hedge_metrics.h"
+#include "services/orchestrator/admin_api.h"
 #include "services/orchestrator/api_keys.h"
+#include "services/orchestrator/key_directory.h"
 #include "services/orchestrator/openai_http_server.h"
 #include "services/orchestrator/orchestrator_service.h"
 #include "services/orchestrator/readiness.h"
@@ -220,6 +223,45 @@ int main(int argc, char** argv) {
               .fail_closed = config->store->fail_closed};
   }
   moa::orchestrator::KeyLimiter limiter(moa::Clock::Real(), *registry, shared);
+  // With a store, client keys live in its directory (seeded from the keys
+  // file), and MOA_ADMIN_KEY opens the admin API that changes them.
+  const char* env_admin = std::getenv("MOA_ADMIN_KEY");
+  const std::string admin_key = env_admin != nullptr ? env_admin : "";
+  if (!admin_key.empty()) {
+    std::string refusal;
+    if (!config->store) {
+      refusal =
+          "MOA_ADMIN_KEY needs a store: in the config (keys changed at runtime are kept "
+          "there, for every replica)";
+    } else if (admin_key.size() < 16) {
+      refusal = "MOA_ADMIN_KEY must be at least 16 characters";
+    } else if (api_keys->CheckAuthorization("Bearer " + admin_key)) {
+      refusal = "MOA_ADMIN_KEY is also a client key; give the admin API a key of its own";
+    }
+    if (!refusal.empty()) {
+      moa::LogError(kName, refusal);
+      return 2;
+    }
+  }
+  std::unique_ptr<moa::store::SharedRecords> key_records;
+  std::unique_ptr<moa::orchestrator::KeyDirectory> key_directory;
+  std::unique_ptr<moa::orchestrator::AdminApi> admin;
+  if (config->store) {
+    key_records = std::make_unique<moa::store::SharedRecords>(
+        store.get(), moa::orchestrator::kKeysHash, moa::orchestrator::kMaxSharedKeys,
+        moa::orchestrator::kMaxKeyRecordBytes);
+    key_directory = std::make_unique<moa::orchestrator::KeyDirectory>(
+        key_records.get(), &*api_keys, moa::Clock::Real(), api_keys->List());
+    if (absl::Status s = key_directory->Refresh(); !s.ok()) {
+      moa::LogWarning(kName, "cannot read the shared key directory yet (serving the keys file's ",
+                      api_keys->size(), " keys until it answers): ", s.message());
+    }
+    key_directory->StartPolling();
+    if (!admin_key.empty()) {
+      admin = std::make_unique<moa::orchestrator::AdminApi>(key_directory.get(), shared_spend.get(),
+                                                            admin_key, moa::Clock::Real());
+    }
+  }
   auto front_credentials = moa::server::FrontServerCredentials(
       absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file),
       absl::GetFlag(FLAGS_tls_refresh_seconds));
@@ -270,7 +312,11 @@ int main(int argc, char** argv) {
          .tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file),
          .tls_key_file = absl::GetFlag(FLAGS_tls_key_file),
          .tls_refresh = absl::Seconds(absl::GetFlag(FLAGS_tls_refresh_seconds))},
-        {.engine = &engine, .api_keys = &*api_keys, .readiness = &readiness, .limiter = &limiter});
+        {.engine = &engine,
+         .api_keys = &*api_keys,
+         .readiness = &readiness,
+         .limiter = &limiter,
+         .admin = admin.get()});
     if (!started.ok()) {
       moa::LogError(kName, started.status().message());
       return 1;
@@ -281,7 +327,8 @@ int main(int argc, char** argv) {
                (*metrics_server)->port(), ", HTTP on port ", http_server ? http_server->port() : -1,
                ", ", config->pipelines.size(), " pipelines (default ", config->default_pipeline,
                "), API keys ",
-               api_keys->enabled() ? absl::StrCat("required (", api_keys->size(), ")") : "off");
+               api_keys->enabled() ? absl::StrCat("required (", api_keys->size(), ")") : "off",
+               key_directory ? " from the shared store" : "", admin ? ", admin API on" : "");
   int sig = moa::server::WaitForTerminationSignal();
   const absl::Time drain_start = absl::Now();
   const absl::Duration grace = absl::GetFlag(FLAGS_drain_grace);

@@ -143,6 +143,9 @@ std::optional<net::HttpResponse> OpenAiHandler::Screen(const net::HttpRequestHea
     }
     return TextResponse(ready ? 200 : 503, reason + "\n");
   }
+  if (AdminApi::Owns(path)) {
+    return deps_.admin != nullptr ? deps_.admin->Screen(header) : AdminApi::Off();
+  }
   const ApiSurface* surface = SurfaceFor(path);
   const ApiSurface& errors = surface != nullptr ? *surface : openai::ChatCompletionsSurface();
   if (path.rfind("/v1/", 0) == 0 && deps_.api_keys->enabled()) {
@@ -201,6 +204,13 @@ void OpenAiHandler::Handle(net::HttpRequest request, std::shared_ptr<net::HttpEx
   TraceContext trace = AcceptTraceContext(header(kRequestIdHeader), header(kTraceparentHeader));
   auto target_view = request.target();
   absl::string_view target(target_view.data(), target_view.size());
+  if (AdminApi::Owns(target.substr(0, target.find('?')))) {
+    // Screened: only with an admin API. Its store calls are bounded by the
+    // store's timeout, so answering here holds this I/O thread briefly.
+    net::HttpResponse r = deps_.admin->Handle(request);
+    r.headers.emplace_back(kRequestIdHeader, trace.request_id);
+    return exchange->Respond(std::move(r));
+  }
   // Screen let only a surface's path through.
   const ApiSurface& surface = *SurfaceFor(target.substr(0, target.find('?')));
   auto refuse = [&](net::HttpResponse r) {
@@ -226,7 +236,8 @@ void OpenAiHandler::Handle(net::HttpRequest request, std::shared_ptr<net::HttpEx
   if (deps_.api_keys->enabled() && deps_.limiter != nullptr) {
     // Screen let the request in, so its key is one of ours.
     std::optional<std::string> presented = PresentedKey(request.base());
-    const ApiKey* key = presented ? deps_.api_keys->Authenticate(*presented) : nullptr;
+    std::shared_ptr<const ApiKey> key =
+        presented ? deps_.api_keys->Authenticate(*presented) : nullptr;
     if (key == nullptr) {
       return refuse(ErrorResponse(
           surface, {401, "incorrect API key", "authentication_error", "", "invalid_api_key"}));

@@ -11,6 +11,7 @@
 //   GET  /v1/models             the pipelines as models
 //   GET  /healthz               the process is up
 //   GET  /readyz                ready to serve (see Readiness), 503 otherwise
+//   /admin/v1/...               the admin API (admin_api.h), with a store
 #ifndef MOA_SERVICES_ORCHESTRATOR_OPENAI_HTTP_SERVER_H_
 #define MOA_SERVICES_ORCHESTRATOR_OPENAI_HTTP_SERVER_H_
 
@@ -22,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "lib/net/http_server.h"
+#include "services/orchestrator/admin_api.h"
 #include "services/orchestrator/api_keys.h"
 #include "services/orchestrator/api_surface.h"
 #include "services/orchestrator/engine/engine.h"
@@ -50,6 +52,7 @@ struct OpenAiHttpDeps {
   const ApiKeys* api_keys;
   const Readiness* readiness;     // May be null: always ready.
   KeyLimiter* limiter = nullptr;  // May be null: keys have no limits.
+  AdminApi* admin = nullptr;      // May be null: /admin/ answers that it is off.
 };
 
 // Routing and the OpenAI exchange, on top of the connection layer.

@@ -8,16 +8,17 @@
 
 namespace moa::orchestrator {
 
-absl::StatusOr<const ApiKey*> CheckGrpcAuth(const grpc::CallbackServerContext& context,
-                                            const ApiKeys& keys) {
-  if (!keys.enabled()) return nullptr;
+absl::StatusOr<std::shared_ptr<const ApiKey>> CheckGrpcAuth(
+    const grpc::CallbackServerContext& context, const ApiKeys& keys) {
+  if (!keys.enabled()) return std::shared_ptr<const ApiKey>();
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
     return absl::UnauthenticatedError(
         "missing API key: send metadata 'authorization: Bearer <key>'");
   }
-  const ApiKey* key = keys.Authenticate(absl::string_view(it->second.data(), it->second.size()));
+  std::shared_ptr<const ApiKey> key =
+      keys.Authenticate(absl::string_view(it->second.data(), it->second.size()));
   if (key == nullptr) return absl::UnauthenticatedError("incorrect API key");
   return key;
 }
@@ -51,7 +52,7 @@ class ChatReactor final : public server::ServerStreamReactor<v1::ChatEvent, Merg
     // The request's id goes back in the initial metadata, failures included.
     TraceContext trace = server::TraceFromMetadata(*context);
     context->AddInitialMetadata(kRequestIdHeader, trace.request_id);
-    absl::StatusOr<const ApiKey*> key = CheckGrpcAuth(*context, api_keys);
+    absl::StatusOr<std::shared_ptr<const ApiKey>> key = CheckGrpcAuth(*context, api_keys);
     if (!key.ok()) {
       Close(key.status());
       return;

@@ -36,8 +36,8 @@ class OrchestratorService final : public v1::OrchestratorService::WithRawCallbac
 };
 
 // The key the call carries (nullptr when keys are off), or UNAUTHENTICATED.
-absl::StatusOr<const ApiKey*> CheckGrpcAuth(const grpc::CallbackServerContext& context,
-                                            const ApiKeys& keys);
+absl::StatusOr<std::shared_ptr<const ApiKey>> CheckGrpcAuth(
+    const grpc::CallbackServerContext& context, const ApiKeys& keys);
 
 }  // namespace moa::orchestrator
 

@@ -26,6 +26,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "lib/base/json.h"
 #include "lib/config/cluster_config.h"
 #include "lib/server/health_check.h"
 #include "lib/server/help.h"
@@ -33,6 +34,7 @@
 #include "tools/moa/batch.h"
 #include "tools/moa/chat_runner.h"
 #include "tools/moa/keys.h"
+#include "tools/moa/keys_admin.h"
 #include "tools/moa/spend.h"
 
 ABSL_FLAG(std::string, orchestrator, "",
@@ -72,6 +74,9 @@ ABSL_FLAG(std::string, tls_cert_file, "",
 ABSL_FLAG(std::string, tls_key_file, "", "With --tls_cert_file: its private key (PEM).");
 ABSL_FLAG(std::string, keys_file, "",
           "keys, spend: the orchestrator's keys file (--api_keys_file).");
+ABSL_FLAG(std::string, admin_url, "",
+          "keys: the orchestrator's HTTP address (http[s]://host:port) whose admin API "
+          "changes keys in the shared store; the admin key comes from MOA_ADMIN_KEY.");
 ABSL_FLAG(int64_t, requests_per_minute, 0, "keys add: limit (0: none).");
 ABSL_FLAG(int64_t, tokens_per_minute, 0, "keys add: limit (0: none).");
 ABSL_FLAG(int64_t, concurrent_requests, 0, "keys add: limit (0: none).");
@@ -411,13 +416,142 @@ int HttpHealth(const std::string& url, absl::Duration timeout) {
   return 1;
 }
 
+// The limit flags given on the command line, as admin API fields: a
+// positive value sets a limit, 0 (or an empty --allowed_pipelines) clears
+// it; `all` takes the unset ones as well (for a new key).
+// The command line as given (this abseil keeps whether a flag was given
+// private), for `keys limit` to tell a flag set to 0 from one left out.
+std::vector<std::string>& RawArgs() {
+  static auto* args = new std::vector<std::string>();
+  return *args;
+}
+
+json::Json LimitFlags(bool all) {
+  json::Json j = json::Json::object();
+  auto given = [all](const std::string& flag) {
+    if (all) return true;
+    for (const std::string& a : RawArgs()) {
+      for (const std::string& form : {"--" + flag, "-" + flag}) {
+        if (a == form || absl::StartsWith(a, form + "=")) return true;
+      }
+    }
+    return false;
+  };
+  auto number = [&](const char* flag, auto value) {
+    if (!given(flag)) return;
+    if (value > 0) {
+      j[flag] = value;
+    } else if (!all) {
+      j[flag] = nullptr;
+    }
+  };
+  number("requests_per_minute", absl::GetFlag(FLAGS_requests_per_minute));
+  number("tokens_per_minute", absl::GetFlag(FLAGS_tokens_per_minute));
+  number("concurrent_requests", absl::GetFlag(FLAGS_concurrent_requests));
+  number("budget_dollars_per_day", absl::GetFlag(FLAGS_budget_dollars_per_day));
+  number("budget_dollars_per_month", absl::GetFlag(FLAGS_budget_dollars_per_month));
+  if (given("allowed_pipelines")) {
+    std::vector<std::string> pipelines =
+        absl::StrSplit(absl::GetFlag(FLAGS_allowed_pipelines), ',', absl::SkipWhitespace());
+    if (!pipelines.empty()) {
+      j["pipelines"] = pipelines;
+    } else if (!all) {
+      j["pipelines"] = nullptr;
+    }
+  }
+  return j;
+}
+
+// `moa keys add|limit|revoke|list --admin_url URL`: through the admin API.
+int KeysThroughAdmin(const std::vector<std::string>& args) {
+  const std::string url = absl::GetFlag(FLAGS_admin_url);
+  const char* admin_key = std::getenv("MOA_ADMIN_KEY");
+  if (admin_key == nullptr || *admin_key == '\0') {
+    std::fprintf(stderr, "moa keys: set MOA_ADMIN_KEY to the orchestrator's admin key\n");
+    return 2;
+  }
+  const std::string& verb = args[0];
+  const std::string name = args.size() > 1 ? args[1] : "";
+  std::string method = "GET", path = "/admin/v1/keys", body;
+  if (verb == "add") {
+    json::Json j = LimitFlags(true);
+    j["name"] = name;
+    method = "POST";
+    body = json::Dump(j);
+  } else if (verb == "limit") {
+    method = "PATCH";
+    path += "/" + name;
+    body = json::Dump(LimitFlags(false));
+  } else if (verb == "revoke") {
+    method = "DELETE";
+    path += "/" + name;
+  }
+  absl::StatusOr<AdminReply> reply = CallAdmin(url, admin_key, absl::GetFlag(FLAGS_tls_ca_file),
+                                               method, path, body, absl::GetFlag(FLAGS_timeout));
+  if (!reply.ok()) {
+    std::fprintf(stderr, "moa keys: %s\n", std::string(reply.status().message()).c_str());
+    return 1;
+  }
+  if (reply->status < 200 || reply->status >= 300) {
+    std::fprintf(stderr, "moa keys %s: %s\n", verb.c_str(), AdminError(*reply).c_str());
+    return 1;
+  }
+  absl::StatusOr<json::Json> j = json::Parse(reply->body);
+  if (verb == "list") {
+    absl::StatusOr<std::string> table = KeyTable(reply->body);
+    if (!table.ok()) {
+      std::fprintf(stderr, "moa keys list: %s\n", std::string(table.status().message()).c_str());
+      return 1;
+    }
+    std::fputs(table->c_str(), stdout);
+    return 0;
+  }
+  const json::Json* secret = j.ok() ? json::Member(*j, "key") : nullptr;
+  if (verb == "add") {
+    if (secret == nullptr || !secret->is_string()) {
+      std::fprintf(stderr, "moa keys add: the admin API answered without a key\n");
+      return 1;
+    }
+    std::printf("%s\n", secret->get<std::string>().c_str());
+    std::fprintf(stderr,
+                 "key '%s' added to the shared store through %s. The secret above is shown "
+                 "once: give it to its user now. Every replica accepts it within a second.\n",
+                 name.c_str(), url.c_str());
+    return 0;
+  }
+  const json::Json* limits = j.ok() ? json::Member(*j, "limits") : nullptr;
+  if (verb == "limit") {
+    std::printf("%s\n", limits != nullptr ? json::Dump(*limits).c_str() : "{}");
+  } else {
+    std::fprintf(stderr, "key '%s' revoked: every replica refuses it within a second.\n",
+                 name.c_str());
+  }
+  return 0;
+}
+
 int Keys(const std::vector<std::string>& args) {
-  if (args.size() != 2 || args[0] != "add") {
-    std::fprintf(stderr, "usage: moa keys add NAME --keys_file FILE [limits]\n");
+  static const char kUsage[] =
+      "usage: moa keys add NAME (--keys_file FILE | --admin_url URL) [limits]\n"
+      "       moa keys limit NAME --admin_url URL [limits]\n"
+      "       moa keys revoke NAME --admin_url URL\n"
+      "       moa keys list --admin_url URL\n";
+  const bool named =
+      !args.empty() && (args[0] == "add" || args[0] == "limit" || args[0] == "revoke");
+  if (args.empty() || (named && args.size() != 2) ||
+      (!named && (args[0] != "list" || args.size() != 1))) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  if (!absl::GetFlag(FLAGS_admin_url).empty()) return KeysThroughAdmin(args);
+  if (args[0] != "add") {
+    std::fprintf(stderr,
+                 "moa keys %s: --admin_url is required (keys in a file change only by "
+                 "editing it)\n",
+                 args[0].c_str());
     return 2;
   }
   if (absl::GetFlag(FLAGS_keys_file).empty()) {
-    std::fprintf(stderr, "moa keys: --keys_file is required\n");
+    std::fprintf(stderr, "moa keys: --keys_file or --admin_url is required\n");
     return 2;
   }
   NewKey key;
@@ -440,7 +574,8 @@ int Keys(const std::vector<std::string>& args) {
   std::printf("%s\n", secret->c_str());
   std::fprintf(stderr,
                "key '%s' added to %s (its SHA-256 only). The secret above is shown once: "
-               "give it to its user now. Restart the orchestrator to load it.\n",
+               "give it to its user now. Restart the orchestrator to load it (with a shared "
+               "store, add keys with --admin_url instead: no restart).\n",
                key.name.c_str(), absl::GetFlag(FLAGS_keys_file).c_str());
   return 0;
 }
@@ -502,12 +637,17 @@ const std::vector<Command>& Commands() {
        "print the model and aggregator ports of a cluster config (for scripts)",
        {"config"}},
       {"keys",
-       "moa keys add NAME --keys_file FILE [--requests_per_minute N] [--tokens_per_minute N] "
-       "[--concurrent_requests N] [--allowed_pipelines a,b] [--budget_dollars_per_day X] "
-       "[--budget_dollars_per_month X]",
-       "add a client key: print its secret once, append its hash and limits to the keys file",
-       {"keys_file", "requests_per_minute", "tokens_per_minute", "concurrent_requests",
-        "allowed_pipelines", "budget_dollars_per_day", "budget_dollars_per_month"}},
+       "moa keys add NAME (--keys_file FILE | --admin_url URL) [--requests_per_minute N] "
+       "[--tokens_per_minute N] [--concurrent_requests N] [--allowed_pipelines a,b] "
+       "[--budget_dollars_per_day X] [--budget_dollars_per_month X]\n"
+       "       moa keys limit NAME --admin_url URL [limits; 0 clears one]\n"
+       "       moa keys revoke NAME --admin_url URL\n"
+       "       moa keys list --admin_url URL",
+       "client keys: add one (its secret printed once) to a keys file or, through the admin "
+       "API (MOA_ADMIN_KEY), to the shared store; limit, revoke or list them there",
+       {"keys_file", "admin_url", "tls_ca_file", "timeout", "requests_per_minute",
+        "tokens_per_minute", "concurrent_requests", "allowed_pipelines", "budget_dollars_per_day",
+        "budget_dollars_per_month"}},
       {"spend",
        "moa spend --config FILE --keys_file FILE",
        "what each key spent today and this month (UTC), across replicas, from the config's store",
@@ -566,6 +706,7 @@ int main(int argc, char** argv) {
   moa::server::ConfigureHelp();
   if (int code = moa::cli::MaybeHelp(argc, argv); code >= 0) return code;
   absl::SetProgramUsageMessage(moa::cli::Overview());
+  moa::cli::RawArgs().assign(argv + 1, argv + argc);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() < 2) {
     std::fputs(moa::cli::Overview().c_str(), stderr);

@@ -52,7 +52,7 @@ TEST(ApiKeysTest, NamedKeysAreStoredAsHashesWithTheirLimits) {
   auto keys = ApiKeys::Load(path, "sk-plain");
   ASSERT_TRUE(keys.ok()) << keys.status();
   EXPECT_EQ(keys->size(), 3u);
-  const ApiKey* a = keys->Authenticate("Bearer sk-secret-a");
+  std::shared_ptr<const ApiKey> a = keys->Authenticate("Bearer sk-secret-a");
   ASSERT_NE(a, nullptr);
   EXPECT_EQ(a->name, "team-a");
   EXPECT_EQ(a->limits.requests_per_minute, 60);
@@ -63,7 +63,7 @@ TEST(ApiKeysTest, NamedKeysAreStoredAsHashesWithTheirLimits) {
   EXPECT_EQ(keys->Authenticate("Bearer sk-secret-b")->name, "team-b");
   EXPECT_EQ(keys->Authenticate("Bearer " + Sha256Hex("sk-secret-a")), nullptr)
       << "the hash is not the key";
-  const ApiKey* plain = keys->Authenticate("Bearer sk-plain");
+  std::shared_ptr<const ApiKey> plain = keys->Authenticate("Bearer sk-plain");
   ASSERT_NE(plain, nullptr);
   EXPECT_EQ(plain->name, "key-" + Sha256Hex("sk-plain").substr(0, 8));
   std::remove(path.c_str());
@@ -107,7 +107,7 @@ TEST(ApiKeysTest, OneHundredThousandKeysAreFoundByTheirDigest) {
   list.push_back({"again", Sha256Hex("secret-7"), {}});
   ApiKeys keys(std::move(list));
   for (int i : {0, 1, 50000, 99999}) {
-    const ApiKey* key = keys.Authenticate(absl::StrCat("Bearer secret-", i));
+    std::shared_ptr<const ApiKey> key = keys.Authenticate(absl::StrCat("Bearer secret-", i));
     ASSERT_NE(key, nullptr) << i;
     EXPECT_EQ(key->name, absl::StrCat("k", i));
   }
@@ -146,7 +146,7 @@ TEST(ApiKeysTest, KeysAddedByTheCliLoadInTheOrchestrator) {
     auto keys = ApiKeys::Load(path, "");
     ASSERT_TRUE(keys.ok()) << start << keys.status();
     EXPECT_EQ(keys->size(), 2u) << start;
-    const ApiKey* found = keys->Authenticate("Bearer " + *a);
+    std::shared_ptr<const ApiKey> found = keys->Authenticate("Bearer " + *a);
     ASSERT_NE(found, nullptr) << start;
     EXPECT_EQ(found->name, "team-a");
     EXPECT_EQ(found->limits.requests_per_minute, 60);
