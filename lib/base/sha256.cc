@@ -39,4 +39,12 @@ std::string RandomSecretHex(size_t bytes) {
   return Hex(buf.data(), bytes);
 }
 
+bool IsSha256Hex(absl::string_view s) {
+  if (s.size() != 64) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
 }  // namespace moa

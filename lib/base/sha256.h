@@ -10,6 +10,8 @@
 namespace moa {
 
 std::string Sha256Hex(absl::string_view data);
+// True for a digest as Sha256Hex writes it.
+bool IsSha256Hex(absl::string_view text);
 
 // `bytes` random bytes from the kernel's CSPRNG (getrandom), as hex: for
 // secrets.

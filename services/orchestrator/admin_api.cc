@@ -97,6 +97,9 @@ std::optional<net::HttpResponse> AdminApi::Screen(const net::HttpRequestHeader& 
   absl::string_view path = target.substr(0, target.find('?'));
   std::optional<std::string> name = KeyNameOf(path);
   if (!name) return Error(404, absl::StrCat("no admin route ", path), "not_found");
+  if (path.size() != target.size()) {
+    return Error(400, "the admin API takes no query parameters", "invalid_request");
+  }
   const http::verb m = header.method();
   const bool allowed =
       name->empty() ? (m == http::verb::get || m == http::verb::post)

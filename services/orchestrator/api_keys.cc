@@ -23,14 +23,6 @@ ApiKey PlainKey(absl::string_view secret) {
   return k;
 }
 
-bool IsSha256Hex(absl::string_view s) {
-  if (s.size() != 64) return false;
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
 absl::Status Bad(const std::string& file, const YAML::Node& node, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(file, ":", node.Mark().line + 1, ": ", what));
 }

@@ -20,14 +20,6 @@ const std::set<std::string>& LimitFields() {
   return *fields;
 }
 
-bool IsSha256Hex(absl::string_view s) {
-  if (s.size() != 64) return false;
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
 absl::Status ReadPipelines(const json::Json& value, std::vector<std::string>* out) {
   if (!value.is_array() || value.size() > kMaxPipelinesPerKey) {
     return absl::InvalidArgumentError(
@@ -202,7 +194,8 @@ absl::Status KeyDirectory::Refresh() {
   for (const auto& [name, text] : set->records) {
     absl::StatusOr<KeyRecord> r = ParseKeyRecord(name, text);
     if (!r.ok()) {
-      if (bad_records_.insert(name).second) {
+      // Logged once per name (the set is bounded: a store could churn names).
+      if (bad_records_.size() < kMaxSharedKeys && bad_records_.insert(name).second) {
         LogWarning(kName, "the shared store holds an unreadable record for key '",
                    IsKeyName(name) ? name : "(a malformed name)",
                    "' (it is refused): ", r.status().message());
@@ -260,25 +253,19 @@ absl::StatusOr<KeyDirectory::Created> KeyDirectory::Create(const std::string& na
 
 absl::StatusOr<KeyRecord> KeyDirectory::Change(
     const std::string& name, const std::function<absl::Status(KeyRecord&)>& change) {
-  if (!IsKeyName(name)) return absl::NotFoundError("no such key");
   for (int attempt = 0; attempt < 5; ++attempt) {
-    absl::StatusOr<std::optional<std::string>> text = records_->Get(name);
-    if (!text.ok()) return text.status();
-    if (!*text) return absl::NotFoundError(absl::StrCat("no key named '", name, "'"));
-    absl::StatusOr<KeyRecord> r = ParseKeyRecord(name, **text);
-    if (!r.ok()) {
-      return absl::InternalError(absl::StrCat("the store's record of key '", name,
-                                              "' cannot be read: ", r.status().message()));
-    }
-    const std::string before = KeyRecordJson(*r);
-    if (absl::Status s = change(*r); !s.ok()) return s;
-    const std::string after = KeyRecordJson(*r);
+    absl::StatusOr<StoredRecord> stored = Read(name);
+    if (!stored.ok()) return stored.status();
+    KeyRecord& r = stored->record;
+    const std::string before = KeyRecordJson(r);
+    if (absl::Status s = change(r); !s.ok()) return s;
+    const std::string after = KeyRecordJson(r);
     if (after == before) return r;
     if (after.size() > kMaxKeyRecordBytes) {
       return absl::InvalidArgumentError(
           absl::StrCat("the key's limits are over ", kMaxKeyRecordBytes, " bytes as JSON"));
     }
-    absl::StatusOr<bool> replaced = records_->Replace(name, **text, after);
+    absl::StatusOr<bool> replaced = records_->Replace(name, stored->text, after);
     if (!replaced.ok()) return replaced.status();
     if (*replaced) {
       if (absl::Status s = Refresh(); !s.ok()) return s;
@@ -305,7 +292,7 @@ absl::StatusOr<KeyRecord> KeyDirectory::Revoke(const std::string& name) {
   });
 }
 
-absl::StatusOr<KeyRecord> KeyDirectory::Find(const std::string& name) {
+absl::StatusOr<KeyDirectory::StoredRecord> KeyDirectory::Read(const std::string& name) {
   if (!IsKeyName(name)) return absl::NotFoundError("no such key");
   absl::StatusOr<std::optional<std::string>> text = records_->Get(name);
   if (!text.ok()) return text.status();
@@ -315,7 +302,13 @@ absl::StatusOr<KeyRecord> KeyDirectory::Find(const std::string& name) {
     return absl::InternalError(absl::StrCat("the store's record of key '", name,
                                             "' cannot be read: ", r.status().message()));
   }
-  return r;
+  return StoredRecord{**std::move(text), *std::move(r)};
+}
+
+absl::StatusOr<KeyRecord> KeyDirectory::Find(const std::string& name) {
+  absl::StatusOr<StoredRecord> stored = Read(name);
+  if (!stored.ok()) return stored.status();
+  return std::move(stored->record);
 }
 
 absl::StatusOr<std::vector<KeyRecord>> KeyDirectory::List() {

@@ -99,6 +99,12 @@ class KeyDirectory {
   absl::StatusOr<KeyRecord> Change(const std::string& name,
                                    const std::function<absl::Status(KeyRecord&)>& change);
   absl::Status Seed();
+  struct StoredRecord {
+    std::string text;  // As the store holds it, for compare-and-set.
+    KeyRecord record;
+  };
+  // `name`'s record: NOT_FOUND, or INTERNAL when the store's text is unreadable.
+  absl::StatusOr<StoredRecord> Read(const std::string& name);
 
   store::SharedRecords* const records_;
   ApiKeys* const keys_;

@@ -166,6 +166,11 @@ TEST(SharedLimitsTest, KeysChangedThroughTheAdminApiReachEveryReplicaWithinASeco
   EXPECT_EQ(
       HttpRequest("GET", list_url, "", {absl::StrCat("Authorization: Bearer ", kAdminKey)}).status,
       200);
+  // A query the admin API does not take is refused, not ignored.
+  EXPECT_EQ(HttpRequest("GET", list_url + "?limit=5", "",
+                        {absl::StrCat("Authorization: Bearer ", kAdminKey)})
+                .status,
+            400);
   // ... and the admin key is no client key.
   EXPECT_EQ(Ask(ports[0], kAdminKey).status, 401);
 

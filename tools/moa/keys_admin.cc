@@ -23,10 +23,10 @@ size_t Collect(char* data, size_t size, size_t count, void* out) {
 
 }  // namespace
 
-absl::StatusOr<AdminReply> CallAdmin(const std::string& base_url, const std::string& admin_key,
-                                     const std::string& ca_file, const std::string& method,
-                                     const std::string& path, const std::string& body,
-                                     absl::Duration timeout) {
+absl::StatusOr<AdminReply> CallHttp(const std::string& base_url, const std::string& bearer,
+                                    const std::string& ca_file, const std::string& method,
+                                    const std::string& path, const std::string& body,
+                                    absl::Duration timeout) {
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
   if (!curl) return absl::InternalError("cannot start libcurl");
   std::string base = base_url;
@@ -44,9 +44,9 @@ absl::StatusOr<AdminReply> CallAdmin(const std::string& base_url, const std::str
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
   }
   curl_slist* headers = nullptr;
-  const std::string auth = absl::StrCat("Authorization: Bearer ", admin_key);
-  headers = curl_slist_append(headers, auth.c_str());
-  headers = curl_slist_append(headers, "Content-Type: application/json");
+  const std::string auth = absl::StrCat("Authorization: Bearer ", bearer);
+  if (!bearer.empty()) headers = curl_slist_append(headers, auth.c_str());
+  if (!body.empty()) headers = curl_slist_append(headers, "Content-Type: application/json");
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   AdminReply reply;
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Collect);
@@ -55,7 +55,7 @@ absl::StatusOr<AdminReply> CallAdmin(const std::string& base_url, const std::str
   curl_slist_free_all(headers);
   if (code != CURLE_OK) {
     return absl::UnavailableError(
-        absl::StrCat("the admin API at ", base, " is not reachable: ", curl_easy_strerror(code)));
+        absl::StrCat(url, " is not reachable (", curl_easy_strerror(code), ")"));
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &reply.status);
   return reply;

@@ -17,12 +17,14 @@ struct AdminReply {
   std::string body;
 };
 
-// One request to the admin API at `base_url` (http:// or https://, TLS
-// checked against `ca_file` when set). UNAVAILABLE when it cannot be reached.
-absl::StatusOr<AdminReply> CallAdmin(const std::string& base_url, const std::string& admin_key,
-                                     const std::string& ca_file, const std::string& method,
-                                     const std::string& path, const std::string& body,
-                                     absl::Duration timeout);
+// One HTTP request to `base_url` + `path` (http:// or https://, TLS checked
+// against `ca_file` when set), with 'Authorization: Bearer KEY' when
+// `bearer` is set: the admin API, and `moa health` on an http:// URL.
+// UNAVAILABLE when it cannot be reached.
+absl::StatusOr<AdminReply> CallHttp(const std::string& base_url, const std::string& bearer,
+                                    const std::string& ca_file, const std::string& method,
+                                    const std::string& path, const std::string& body,
+                                    absl::Duration timeout);
 
 // The error an admin reply carries ({"error": {"message": ...}}), or its
 // status line when it carries none.

@@ -6,7 +6,6 @@
 //   moa endpoints --config F               model/aggregator ports of a config (for scripts)
 //   moa health --target HOST:PORT          exit 0 when the server reports SERVING
 //   moa health --target http://HOST:PORT/healthz   exit 0 on an HTTP 2xx answer
-#include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -392,27 +391,14 @@ int Endpoints() {
 // An HTTP probe for services without gRPC (the upstream simulator): the
 // container image has no curl command, so the health check is ours.
 int HttpHealth(const std::string& url, absl::Duration timeout) {
-  CURL* curl = curl_easy_init();
-  if (curl == nullptr) return 1;
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(timeout)));
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  const std::string ca = absl::GetFlag(FLAGS_tls_ca_file);
-  if (!ca.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca.c_str());  // https:// only.
-  curl_easy_setopt(
-      curl, CURLOPT_WRITEFUNCTION,
-      +[](char*, size_t size, size_t count, void*) { return size * count; });
-  CURLcode code = curl_easy_perform(curl);
-  long status = 0;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(curl);
-  if (code == CURLE_OK && status >= 200 && status < 300) return 0;
-  if (code != CURLE_OK) {
-    std::fprintf(stderr, "moa: %s is not reachable (%s)\n", url.c_str(), curl_easy_strerror(code));
-  } else {
-    std::fprintf(stderr, "moa: %s answered HTTP %ld\n", url.c_str(), status);
+  absl::StatusOr<AdminReply> reply =
+      CallHttp(url, "", absl::GetFlag(FLAGS_tls_ca_file), "GET", "", "", timeout);
+  if (!reply.ok()) {
+    std::fprintf(stderr, "moa: %s\n", std::string(reply.status().message()).c_str());
+    return 1;
   }
+  if (reply->status >= 200 && reply->status < 300) return 0;
+  std::fprintf(stderr, "moa: %s answered HTTP %ld\n", url.c_str(), reply->status);
   return 1;
 }
 
@@ -486,8 +472,8 @@ int KeysThroughAdmin(const std::vector<std::string>& args) {
     method = "DELETE";
     path += "/" + name;
   }
-  absl::StatusOr<AdminReply> reply = CallAdmin(url, admin_key, absl::GetFlag(FLAGS_tls_ca_file),
-                                               method, path, body, absl::GetFlag(FLAGS_timeout));
+  absl::StatusOr<AdminReply> reply = CallHttp(url, admin_key, absl::GetFlag(FLAGS_tls_ca_file),
+                                              method, path, body, absl::GetFlag(FLAGS_timeout));
   if (!reply.ok()) {
     std::fprintf(stderr, "moa keys: %s\n", std::string(reply.status().message()).c_str());
     return 1;
