@@ -135,6 +135,11 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
   }
   const absl::Time now = clock_->Now();
   const int64_t estimate = l.tokens_per_minute ? EstimateTokens(*options) : 0;
+  // With the store deciding concurrent_requests and tokens_per_minute, this
+  // replica still counts its own requests (store.failure: open decides on
+  // them) but does not refuse by them.
+  const bool shared_usage =
+      shared_.usage != nullptr && (l.concurrent_requests || l.tokens_per_minute);
   // Decided under the lock; the metric and the status are made after it.
   const char* limit = nullptr;
   absl::Duration wait;
@@ -143,7 +148,7 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
     absl::MutexLock lock(&mu_);
     Usage& u = usage_[key.name];
     ExpireLocked(u, now);
-    if (l.concurrent_requests && u.in_flight >= *l.concurrent_requests) {
+    if (l.concurrent_requests && !shared_usage && u.in_flight >= *l.concurrent_requests) {
       limit = "concurrent_requests";
       wait = absl::Seconds(1);
       detail = absl::StrCat(u.in_flight, " of ", *l.concurrent_requests, " requests running");
@@ -158,7 +163,7 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
       detail = absl::StrCat("this request may use up to ", estimate,
                             " tokens, more than the key's ", *l.tokens_per_minute,
                             " a minute; lower max_tokens or shorten the conversation");
-    } else if (l.tokens_per_minute &&
+    } else if (l.tokens_per_minute && !shared_usage &&
                u.tokens_in_window + u.tokens_reserved + estimate > *l.tokens_per_minute) {
       limit = "tokens_per_minute";
       // When the oldest counted tokens leave the window, or (everything
@@ -185,20 +190,109 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
   if ((l.budget_dollars_per_day || l.budget_dollars_per_month) && shared_.spend != nullptr) {
     if (absl::Status s = AdmitSharedSpend(key, reserved_tokens, now); !s.ok()) return s;
   }
+  // The lease last of the decisions that hold nothing, the request window
+  // after it (one that counts the request): a refusal there gives the
+  // lease back.
+  std::string lease;
+  if (shared_usage) {
+    if (absl::Status s = AdmitSharedUsage(key, reserved_tokens, now, options->deadline, &lease);
+        !s.ok()) {
+      return s;
+    }
+  }
   if (l.requests_per_minute && shared_.requests_per_minute != nullptr) {
-    if (absl::Status s = AdmitShared(key, l.tokens_per_minute ? estimate : 0, now); !s.ok()) {
+    if (absl::Status s = AdmitShared(key, reserved_tokens, now); !s.ok()) {
+      if (!lease.empty()) ReleaseLease(key, lease, reserved_tokens, now);
       return s;
     }
   }
   options->key_name = key.name;
   // A copy: the key's directory may be replaced while the call runs.
   ApiKey counted = key;
-  const int64_t reserved = l.tokens_per_minute ? estimate : 0;
-  options->on_spent = [this, counted = std::move(counted), reserved](int64_t tokens,
-                                                                     double dollars) {
-    Finish(counted, reserved, tokens, dollars);
+  options->on_spent = [this, counted = std::move(counted), reserved = reserved_tokens,
+                       lease = std::move(lease)](int64_t tokens, double dollars) {
+    Finish(counted, reserved, lease, tokens, dollars);
   };
   return absl::OkStatus();
+}
+
+absl::Status KeyLimiter::StoreClosed(const ApiKey& key, const absl::Status& error) {
+  return absl::UnavailableError(absl::StrCat("the shared limit store cannot decide key '", key.name,
+                                             "' (store.failure: closed): ", error.message(),
+                                             "; retry shortly"));
+}
+
+absl::Status KeyLimiter::AdmitSharedUsage(const ApiKey& key, int64_t reserved, absl::Time now,
+                                          absl::Time deadline, std::string* lease) {
+  const KeyLimits& l = key.limits;
+  store::UsageLimits limits;
+  if (l.concurrent_requests) limits.concurrent = *l.concurrent_requests;
+  if (l.tokens_per_minute) limits.tokens_per_minute = *l.tokens_per_minute;
+  const absl::Time lease_until = std::min(deadline + kLeaseGrace, now + kMaxLease);
+  const absl::Time asked = absl::Now();  // Real time: what the request waited.
+  absl::StatusOr<store::UsageDecision> d =
+      shared_.usage->Acquire(key.sha256, limits, reserved, now, lease_until);
+  store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
+  StoreResult(d.status());
+  if (d.ok() && d->refused == store::UsageDecision::Refused::kNone) {
+    *lease = d->lease;
+    return absl::OkStatus();
+  }
+  // Decided under the lock; the status is made after it.
+  const char* limit = nullptr;
+  absl::Duration wait = absl::Seconds(1);
+  std::string detail;
+  {
+    absl::MutexLock lock(&mu_);
+    Usage& u = usage_[key.name];
+    if (d.ok()) {
+      if (d->refused == store::UsageDecision::Refused::kConcurrent) {
+        limit = "concurrent_requests";
+        detail = absl::StrCat(d->running, " of ", *l.concurrent_requests,
+                              " requests running across the cluster");
+      } else {
+        limit = "tokens_per_minute";
+        wait = d->retry_after;
+        detail = absl::StrCat(d->tokens_used, " tokens in the last minute and ", d->tokens_reserved,
+                              " reserved by running requests across the cluster; this one may "
+                              "use ",
+                              reserved);
+      }
+    } else if (!shared_.fail_closed) {
+      // store.failure: open — this replica decides alone, as without a
+      // store; its counts already hold this request.
+      if (l.concurrent_requests && u.in_flight > *l.concurrent_requests) {
+        limit = "concurrent_requests";
+        detail = absl::StrCat(u.in_flight - 1, " of ", *l.concurrent_requests,
+                              " requests running on this replica (the shared store is "
+                              "unreachable)");
+      } else if (l.tokens_per_minute &&
+                 u.tokens_in_window + u.tokens_reserved > *l.tokens_per_minute) {
+        limit = "tokens_per_minute";
+        wait = u.tokens.empty() ? absl::Seconds(1) : u.tokens.front().first + kWindow - now;
+        detail = absl::StrCat(u.tokens_in_window, " tokens in the last minute and ",
+                              u.tokens_reserved - reserved,
+                              " reserved by running requests on this replica (the shared store "
+                              "is unreachable); this one may use ",
+                              reserved);
+      } else {
+        return absl::OkStatus();
+      }
+    }
+    UndoLocked(u, reserved);
+  }
+  if (!d.ok()) {
+    if (shared_.fail_closed) return StoreClosed(key, d.status());
+  }
+  return Refuse(key, limit, wait, detail);
+}
+
+void KeyLimiter::ReleaseLease(const ApiKey& key, const std::string& lease, int64_t reserved,
+                              absl::Time now) {
+  const absl::Time asked = absl::Now();
+  absl::Status s = shared_.usage->Release(key.sha256, lease, reserved, -1, now);
+  store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
+  StoreResult(s);  // A lease not given back expires with its deadline.
 }
 
 absl::Status KeyLimiter::AdmitSharedSpend(const ApiKey& key, int64_t reserved, absl::Time now) {
@@ -224,11 +318,7 @@ absl::Status KeyLimiter::AdmitSharedSpend(const ApiKey& key, int64_t reserved, a
     }
     UndoLocked(u, reserved);
   }
-  if (!spent.ok() && shared_.fail_closed) {
-    return absl::UnavailableError(
-        absl::StrCat("the shared limit store cannot decide key '", key.name,
-                     "' (store.failure: closed): ", spent.status().message(), "; retry shortly"));
-  }
+  if (!spent.ok() && shared_.fail_closed) return StoreClosed(key, spent.status());
   if (!spent.ok()) absl::StrAppend(&detail, " on this replica (the shared store is unreachable)");
   return Refuse(key, limit, wait, detail);
 }
@@ -289,11 +379,7 @@ absl::Status KeyLimiter::AdmitShared(const ApiKey& key, int64_t reserved, absl::
       u.starts.push_back(now);
     }
   }
-  if (shared_.fail_closed) {
-    return absl::UnavailableError(
-        absl::StrCat("the shared limit store cannot decide key '", key.name,
-                     "' (store.failure: closed): ", d.status().message(), "; retry shortly"));
-  }
+  if (shared_.fail_closed) return StoreClosed(key, d.status());
   if (refused) {
     return Refuse(key, "requests_per_minute", wait,
                   absl::StrCat(counted,
@@ -303,7 +389,8 @@ absl::Status KeyLimiter::AdmitShared(const ApiKey& key, int64_t reserved, absl::
   return absl::OkStatus();
 }
 
-void KeyLimiter::Finish(const ApiKey& key, int64_t reserved, int64_t tokens, double dollars) {
+void KeyLimiter::Finish(const ApiKey& key, int64_t reserved, const std::string& lease,
+                        int64_t tokens, double dollars) {
   const absl::Time now = clock_->Now();
   double day, month;
   {
@@ -323,6 +410,15 @@ void KeyLimiter::Finish(const ApiKey& key, int64_t reserved, int64_t tokens, dou
   }
   // After the lock: the store (bounded by its timeout) and Family::Add,
   // which takes the family's own lock.
+  const bool shared_usage =
+      shared_.usage != nullptr && (key.limits.concurrent_requests || key.limits.tokens_per_minute);
+  if (shared_usage && (!lease.empty() || key.limits.tokens_per_minute)) {
+    const absl::Time asked = absl::Now();
+    absl::Status s = shared_.usage->Release(key.sha256, lease, reserved,
+                                            key.limits.tokens_per_minute ? tokens : -1, now);
+    store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
+    StoreResult(s);  // A lease not given back expires with its deadline.
+  }
   if (shared_.spend != nullptr) {
     const absl::Time asked = absl::Now();
     absl::Status s = shared_.spend->Add(key.sha256, now, dollars);

@@ -16,6 +16,7 @@
 #include "lib/base/clock.h"
 #include "lib/store/shared_rate_limit.h"
 #include "lib/store/shared_spend.h"
+#include "lib/store/shared_usage.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -34,11 +35,20 @@ namespace moa::orchestrator {
 inline constexpr int64_t kUnboundedAnswerTokens = 1024;
 int64_t EstimateTokens(const MoaCall::Options& options);
 
+// A request's hold on concurrent_requests and tokens_per_minute in the
+// shared store lasts until its deadline plus this grace, at most
+// kMaxLease: a replica that dies with requests running frees their share
+// then, with nobody cleaning up.
+inline constexpr absl::Duration kLeaseGrace = absl::Seconds(10);
+inline constexpr absl::Duration kMaxLease = absl::Minutes(15);
+
 // Limits kept in the shared store (config `store:`), decided there for
 // every replica at once; the rest stay per replica.
 struct SharedLimits {
   store::SharedRateLimit* requests_per_minute = nullptr;  // Unset: per replica.
   store::SharedSpend* spend = nullptr;  // Day and month budgets; unset: per replica.
+  // concurrent_requests and tokens_per_minute; unset: per replica.
+  store::SharedUsage* usage = nullptr;
   // When the store cannot answer: refuse (true, a named UNAVAILABLE) or
   // decide on this replica alone (false, counted in
   // moa_limit_store_errors_total).
@@ -61,9 +71,11 @@ class KeyLimiter {
   // the request as its retry delay (SetRetryAfter).
   absl::Status Admit(const ApiKey& key, MoaCall::Options* options);
 
-  // A request counted in by Admit, holding `reserved` tokens, ended having
-  // used `tokens` (prompt and completion of every call) costing `dollars`.
-  void Finish(const ApiKey& key, int64_t reserved, int64_t tokens, double dollars);
+  // A request counted in by Admit, holding `reserved` tokens (and `lease`
+  // in the shared store, when it got one), ended having used `tokens`
+  // (prompt and completion of every call) costing `dollars`.
+  void Finish(const ApiKey& key, int64_t reserved, const std::string& lease, int64_t tokens,
+              double dollars);
 
  private:
   struct Usage {
@@ -86,6 +98,16 @@ class KeyLimiter {
   absl::Status AdmitShared(const ApiKey& key, int64_t reserved, absl::Time now);
   // The same for the key's day and month budgets, read from the store.
   absl::Status AdmitSharedSpend(const ApiKey& key, int64_t reserved, absl::Time now);
+  // The same for concurrent_requests and tokens_per_minute; an admitted
+  // request's lease in the store is put in `lease` (empty when the store
+  // could not be asked and store.failure: open let this replica decide).
+  absl::Status AdmitSharedUsage(const ApiKey& key, int64_t reserved, absl::Time now,
+                                absl::Time deadline, std::string* lease);
+  // Gives a lease back without counting tokens (the request was refused
+  // after it got one).
+  void ReleaseLease(const ApiKey& key, const std::string& lease, int64_t reserved, absl::Time now);
+  // The named UNAVAILABLE of store.failure: closed.
+  static absl::Status StoreClosed(const ApiKey& key, const absl::Status& error);
   void UndoLocked(Usage& u, int64_t reserved) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts a store failure or success; logs when failures start and end
   // (one line each way, not one per request).

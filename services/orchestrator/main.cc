@@ -22,6 +22,7 @@
 #include "lib/store/shared_rate_limit.h"
 #include "lib/store/shared_records.h"
 #include "lib/store/shared_spend.h"
+#include "lib/store/shared_usage.h"
 #include "lib/telemetry/circuit_metrics.h"
 #include "lib/telemetry/exposer.h"
 #include "lib/telemetry/hedge_metrics.h"
@@ -196,6 +197,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<moa::store::RedisConnection> store;
   std::unique_ptr<moa::store::SharedRateLimit> shared_requests;
   std::unique_ptr<moa::store::SharedSpend> shared_spend;
+  std::unique_ptr<moa::store::SharedUsage> shared_usage;
   moa::orchestrator::SharedLimits shared;
   if (config->store) {
     moa::store::RedisOptions o;
@@ -215,11 +217,13 @@ int main(int argc, char** argv) {
     store = std::make_unique<moa::store::RedisConnection>(std::move(o));
     char host[256] = {0};
     gethostname(host, sizeof(host) - 1);
-    shared_requests = std::make_unique<moa::store::SharedRateLimit>(
-        store.get(), absl::StrCat(host, ":", getpid()));
+    const std::string replica = absl::StrCat(host, ":", getpid());
+    shared_requests = std::make_unique<moa::store::SharedRateLimit>(store.get(), replica);
     shared_spend = std::make_unique<moa::store::SharedSpend>(store.get());
+    shared_usage = std::make_unique<moa::store::SharedUsage>(store.get(), replica);
     shared = {.requests_per_minute = shared_requests.get(),
               .spend = shared_spend.get(),
+              .usage = shared_usage.get(),
               .fail_closed = config->store->fail_closed};
   }
   moa::orchestrator::KeyLimiter limiter(moa::Clock::Real(), *registry, shared);

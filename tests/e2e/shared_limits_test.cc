@@ -8,8 +8,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
+#include <mutex>
 #include <regex>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "lib/base/sha256.h"
@@ -115,6 +118,82 @@ TEST(SharedLimitsTest, ThreeOrchestratorsAdmitExactlyOneKeysLimitBetweenThem) {
     EXPECT_EQ(r.status, 503) << r.body;
     EXPECT_THAT(r.body, HasSubstr("store.failure: closed"));
   }
+  std::remove(keys.c_str());
+}
+
+// Redis killed in the middle of a load with store.failure: open: no request
+// fails (each replica decides alone meanwhile); when Redis is back every
+// replica decides in the store again, with no restart. Kill and return
+// happen after counts of answered requests, not after times.
+TEST(SharedLimitsTest, KillingTheStoreMidLoadFailsNoRequestUnderOpenAndSharingResumes) {
+  auto redis = std::make_unique<RedisServer>();
+  ASSERT_TRUE(redis->ready()) << redis->log();
+  const std::string keys = "/tmp/moa-midload-keys-" + std::to_string(getpid()) + ".yaml";
+  std::remove(keys.c_str());
+  // Limits that never bind, so that every shared decision is made and
+  // every request should pass.
+  const std::string loaded =
+      AddKeyWithCli(keys, "loaded",
+                    {"--requests_per_minute=100000", "--concurrent_requests=64",
+                     "--tokens_per_minute=100000000", "--budget_dollars_per_day=1000"});
+  const std::string tight = AddKeyWithCli(keys, "tight", {"--requests_per_minute=3"});
+  LocalCluster cluster(SharedSpec(redis->port(), keys, "open"));
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  std::vector<int> ports = {cluster.orchestrator_http_port()};
+  std::vector<std::unique_ptr<Process>> replicas;
+  for (int r = 0; r < 2; ++r) ports.push_back(StartReplica(cluster, keys, replicas));
+  ASSERT_GT(ports[2], 0);
+
+  constexpr int kThreads = 4, kPerThread = 45;
+  std::atomic<int> answered{0};
+  std::mutex mu;
+  std::vector<std::string> failures;
+  std::vector<std::thread> load;
+  for (int t = 0; t < kThreads; ++t) {
+    load.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        HttpResult r = Ask(ports[(t + i) % 3], loaded);
+        if (r.status != 200) {
+          std::lock_guard<std::mutex> lock(mu);
+          failures.push_back(absl::StrCat(r.status, " ", r.body));
+        }
+        ++answered;
+      }
+    });
+  }
+  EXPECT_TRUE(WaitFor([&] { return answered >= 30; }, absl::Seconds(120)));
+  redis->Kill();
+  EXPECT_TRUE(WaitFor([&] { return answered >= 100; }, absl::Seconds(120)));
+  redis->Start();
+  ASSERT_TRUE(redis->ready()) << redis->log();
+  for (std::thread& t : load) t.join();
+  EXPECT_EQ(answered, kThreads * kPerThread);
+  EXPECT_THAT(failures, ::testing::IsEmpty());
+
+  // Every replica noticed the outage and the return (one line each way).
+  std::vector<Process*> processes = {&cluster.orchestrator_process()};
+  for (auto& p : replicas) processes.push_back(p.get());
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_THAT(processes[r]->Output(), HasSubstr("store.failure: open, each replica decides"));
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          EXPECT_EQ(Ask(ports[r], loaded).status, 200);
+          return processes[r]->Output().find("the shared limit store answers again") !=
+                 std::string::npos;
+        },
+        absl::Seconds(20)))
+        << processes[r]->Output();
+  }
+  // Shared again: three requests a minute between the three replicas.
+  int ok = 0;
+  std::string refusal;
+  for (int i = 0; i < 6; ++i) {
+    HttpResult r = Ask(ports[i % 3], tight);
+    if (r.status == 200) ++ok;
+    if (r.status == 429) refusal = r.body;
+  }
+  EXPECT_EQ(ok, 3);
+  EXPECT_THAT(refusal, HasSubstr("across the cluster"));
   std::remove(keys.c_str());
 }
 
