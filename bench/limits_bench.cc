@@ -55,7 +55,7 @@ void Run(const char* name, moa::orchestrator::KeyLimiter& limiter, bool every_li
         o.deadline = absl::Now() + absl::Seconds(30);
         const absl::Time before = absl::Now();
         absl::Status s = limiter.Admit(key, &o);
-        if (s.ok()) o.on_spent(100, 0.0001);
+        if (s.ok()) o.on_spent({.tokens = 100, .dollars = 0.0001});
         waits[static_cast<size_t>(t)].push_back(absl::ToDoubleMicroseconds(absl::Now() - before));
       }
     });

@@ -184,9 +184,15 @@ net::HttpResponse AdminApi::One(const std::string& name) {
   if (!r.ok()) return FromStatus(r.status());
   json::Json view = KeyRecordView(*r);
   if (spend_ != nullptr) {
-    absl::StatusOr<store::Spent> spent = spend_->Read(r->key.sha256, clock_->Now());
+    const absl::Time now = clock_->Now();
+    absl::StatusOr<store::Spent> spent = spend_->Read(r->key.sha256, now);
     if (!spent.ok()) return FromStatus(spent.status());
-    view["spend"] = {{"today_dollars", spent->day}, {"this_month_dollars", spent->month}};
+    absl::StatusOr<store::SpentByModel> by_model = spend_->ReadByModel(r->key.sha256, now);
+    if (!by_model.ok()) return FromStatus(by_model.status());
+    view["spend"] = {{"today_dollars", spent->day},
+                     {"this_month_dollars", spent->month},
+                     {"today_by_model", by_model->day},
+                     {"this_month_by_model", by_model->month}};
   }
   return Json(200, view);
 }

@@ -210,8 +210,8 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
   // A copy: the key's directory may be replaced while the call runs.
   ApiKey counted = key;
   options->on_spent = [this, counted = std::move(counted), reserved = reserved_tokens,
-                       lease = std::move(lease)](int64_t tokens, double dollars) {
-    Finish(counted, reserved, lease, tokens, dollars);
+                       lease = std::move(lease)](const Spending& spent) {
+    Finish(counted, reserved, lease, spent);
   };
   return absl::OkStatus();
 }
@@ -390,7 +390,9 @@ absl::Status KeyLimiter::AdmitShared(const ApiKey& key, int64_t reserved, absl::
 }
 
 void KeyLimiter::Finish(const ApiKey& key, int64_t reserved, const std::string& lease,
-                        int64_t tokens, double dollars) {
+                        const Spending& spent) {
+  const int64_t tokens = spent.tokens;
+  const double dollars = spent.dollars;
   const absl::Time now = clock_->Now();
   double day, month;
   {
@@ -421,7 +423,7 @@ void KeyLimiter::Finish(const ApiKey& key, int64_t reserved, const std::string& 
   }
   if (shared_.spend != nullptr) {
     const absl::Time asked = absl::Now();
-    absl::Status s = shared_.spend->Add(key.sha256, now, dollars);
+    absl::Status s = shared_.spend->Add(key.sha256, now, dollars, spent.dollars_by_model);
     store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
     StoreResult(s);  // This replica still counts it (store.failure: open decides on it).
   }

@@ -72,10 +72,8 @@ class KeyLimiter {
   absl::Status Admit(const ApiKey& key, MoaCall::Options* options);
 
   // A request counted in by Admit, holding `reserved` tokens (and `lease`
-  // in the shared store, when it got one), ended having used `tokens`
-  // (prompt and completion of every call) costing `dollars`.
-  void Finish(const ApiKey& key, int64_t reserved, const std::string& lease, int64_t tokens,
-              double dollars);
+  // in the shared store, when it got one), ended having spent `spent`.
+  void Finish(const ApiKey& key, int64_t reserved, const std::string& lease, const Spending& spent);
 
  private:
   struct Usage {

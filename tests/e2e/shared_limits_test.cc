@@ -106,8 +106,11 @@ TEST(SharedLimitsTest, ThreeOrchestratorsAdmitExactlyOneKeysLimitBetweenThem) {
         spend.Wait(absl::Seconds(10));
         std::smatch m;
         const std::string out = spend.Output();
+        // 60 answers of z at $0.004 and more each; z is the only model
+        // with a price, so it has a line of its own.
         return std::regex_search(out, m, std::regex("team-a +today \\$([0-9.]+)")) &&
-               std::stod(m[1].str()) > 0.2;  // 60 answers of z at $0.004 and more each.
+               std::stod(m[1].str()) > 0.2 &&
+               std::regex_search(out, std::regex("\n  z +today \\$0\\.[0-9]*[1-9]"));
       },
       absl::Seconds(10)));
 
@@ -287,6 +290,17 @@ TEST(SharedLimitsTest, KeysChangedThroughTheAdminApiReachEveryReplicaWithinASeco
   std::smatch spent;
   ASSERT_TRUE(std::regex_search(view.body, spent, std::regex("\"today_dollars\":([0-9.e-]+)")))
       << view.body;
+  EXPECT_THAT(view.body, HasSubstr("\"today_by_model\":{\"z\":")) << view.body;
+  {
+    Process report({BinaryPath("tools/moa/moa"), "spend",
+                    absl::StrCat("--admin_url=http://127.0.0.1:", ports[2])});
+    EXPECT_EQ(report.Wait(absl::Seconds(20)), 0) << report.Output();
+    EXPECT_TRUE(std::regex_search(report.Output(), std::regex("team-b +today \\$0\\.[0-9]*[1-9]")))
+        << report.Output();
+    EXPECT_TRUE(std::regex_search(report.Output(), std::regex("\n  z +today \\$0\\.[0-9]*[1-9]")))
+        << report.Output();
+    EXPECT_THAT(report.Output(), HasSubstr("seeded"));
+  }
   const double budget = std::stod(spent[1].str()) + 0.02;
   std::tie(code, out) =
       KeysCli(ports[1], {"limit", "team-b", absl::StrCat("--budget_dollars_per_day=", budget)});

@@ -105,7 +105,7 @@ TEST(RedisStoreTest, ThreeReplicasKeyLimitersShareOneRequestWindow) {
     absl::Status s = replicas[i % 3]->limiter->Admit(key, &o);
     if (s.ok()) {
       ++admitted;
-      o.on_spent(10, 0);  // Ends at once: only the window limits.
+      o.on_spent({.tokens = 10, .dollars = 0});  // Ends at once: only the window limits.
     } else {
       last = s;
     }
@@ -132,7 +132,7 @@ TEST(RedisStoreTest, ADayBudgetHoldsAcrossReplicasAndTheirRestart) {
     orchestrator::MoaCall::Options o;
     o.pipeline.name = "moa";
     absl::Status s = limiter.Admit(key, &o);
-    if (s.ok()) o.on_spent(100, dollars);
+    if (s.ok()) o.on_spent({.tokens = 100, .dollars = dollars});
     return s;
   };
   {
@@ -157,6 +157,27 @@ TEST(RedisStoreTest, ADayBudgetHoldsAcrossReplicasAndTheirRestart) {
   EXPECT_NEAR(spend.Read(key.sha256, clock.Now())->month, 0.0013, 1e-12);
 }
 
+// Spend by model: each model's share added in the same round trip as the
+// totals, read back per day and month; a foreign value is an error.
+TEST(RedisStoreTest, SpendIsKeptByModelBesideTheTotals) {
+  RedisServer redis;
+  ASSERT_TRUE(redis.ready()) << redis.log();
+  RedisConnection connection(Options(redis.port()));
+  SharedSpend spend(&connection);
+  const absl::Time now = absl::FromUnixSeconds(1795687200);  // 2026-11-26 10:00 UTC.
+  ASSERT_TRUE(spend.Add("sk-a", now, 0.03, {{"z", 0.02}, {"a", 0.01}, {"free", 0}}).ok());
+  ASSERT_TRUE(spend.Add("sk-a", now + absl::Hours(24), 0.005, {{"z", 0.005}}).ok());
+  absl::StatusOr<SpentByModel> next_day = spend.ReadByModel("sk-a", now + absl::Hours(24));
+  ASSERT_TRUE(next_day.ok()) << next_day.status();
+  EXPECT_EQ(next_day->day, (std::map<std::string, double>{{"z", 0.005}}));
+  EXPECT_NEAR(next_day->month.at("z"), 0.025, 1e-12);
+  EXPECT_NEAR(next_day->month.at("a"), 0.01, 1e-12);
+  EXPECT_EQ(next_day->month.count("free"), 0u) << "a model that cost nothing is not written";
+  EXPECT_NEAR(spend.Read("sk-a", now + absl::Hours(24))->month, 0.035, 1e-12);
+  ASSERT_TRUE(connection.Command({"HSET", DayModelSpendKey("sk-b", now), "z", "lots"}).ok());
+  EXPECT_FALSE(spend.ReadByModel("sk-b", now).ok());
+}
+
 // The store's failure policy: `open` decides on the replica alone (and
 // counts it), `closed` refuses with a named UNAVAILABLE; the same limiter
 // uses the store again once it is back.
@@ -176,7 +197,7 @@ TEST(RedisStoreTest, AnUnreachableStoreIsDecidedByItsFailurePolicy) {
     orchestrator::MoaCall::Options o;
     o.pipeline.name = "moa";
     absl::Status s = limiter.Admit(key, &o);
-    if (s.ok()) o.on_spent(1, 0);
+    if (s.ok()) o.on_spent({.tokens = 1, .dollars = 0});
     return s;
   };
   redis->Kill();

@@ -203,10 +203,10 @@ TEST(SharedUsageTest, ThreeReplicasKeyLimitersShareConcurrencyAndTokens) {
   EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(refused.message()),
               HasSubstr("concurrent_requests limit: 2 of 2 requests running across the cluster"));
-  first.on_spent(10, 0);  // Ended on replica 0: replica 2 may run one.
+  first.on_spent({.tokens = 10, .dollars = 0});  // Ended on replica 0: replica 2 may run one.
   EXPECT_TRUE(replicas[2]->limiter->Admit(key, &third).ok());
-  second.on_spent(10, 0);
-  third.on_spent(10, 0);
+  second.on_spent({.tokens = 10, .dollars = 0});
+  third.on_spent({.tokens = 10, .dollars = 0});
 
   // tokens_per_minute: 12 a minute; each request may use 1 + 4 = 5.
   orchestrator::ApiKey tokens{"team-t", std::string(64, 't'), {}};
@@ -218,17 +218,17 @@ TEST(SharedUsageTest, ThreeReplicasKeyLimitersShareConcurrencyAndTokens) {
   absl::Status over = replicas[2]->limiter->Admit(tokens, &t3);
   EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(over.message()), HasSubstr("10 reserved by running requests across"));
-  t1.on_spent(2, 0);  // Used 2 of its 5: 2 + 5 + 5 fit in 12.
+  t1.on_spent({.tokens = 2, .dollars = 0});  // Used 2 of its 5: 2 + 5 + 5 fit in 12.
   ASSERT_TRUE(replicas[2]->limiter->Admit(tokens, &t3).ok());
   orchestrator::MoaCall::Options t4 = Request(clock);
   over = replicas[0]->limiter->Admit(tokens, &t4);
   EXPECT_THAT(std::string(over.message()), HasSubstr("2 tokens in the last minute"));
-  t2.on_spent(5, 0);
-  t3.on_spent(5, 0);
+  t2.on_spent({.tokens = 5, .dollars = 0});
+  t3.on_spent({.tokens = 5, .dollars = 0});
   // A minute after they ended, the window is empty again.
   clock.Advance(absl::Seconds(61));
   EXPECT_TRUE(replicas[0]->limiter->Admit(tokens, &t4).ok());
-  t4.on_spent(5, 0);
+  t4.on_spent({.tokens = 5, .dollars = 0});
 }
 
 // A dead store: `open` decides on each replica alone (its own count of
@@ -253,8 +253,8 @@ TEST(SharedUsageTest, ADeadStoreIsDecidedByThePolicyAndSharingResumes) {
   absl::Status unavailable = closed[0]->limiter->Admit(key, &d);
   EXPECT_EQ(unavailable.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(unavailable.message()), HasSubstr("store.failure: closed"));
-  a.on_spent(1, 0);  // Ends while the store is down: nothing to give back.
-  b.on_spent(1, 0);
+  a.on_spent({.tokens = 1, .dollars = 0});  // Ends while the store is down: nothing to give back.
+  b.on_spent({.tokens = 1, .dollars = 0});
 
   redis->Start();
   ASSERT_TRUE(redis->ready()) << redis->log();
@@ -263,9 +263,9 @@ TEST(SharedUsageTest, ADeadStoreIsDecidedByThePolicyAndSharingResumes) {
   EXPECT_TRUE(closed[0]->limiter->Admit(key, &e).ok());
   absl::Status shared = open[1]->limiter->Admit(key, &f);
   EXPECT_THAT(std::string(shared.message()), HasSubstr("across the cluster"));
-  e.on_spent(1, 0);
+  e.on_spent({.tokens = 1, .dollars = 0});
   EXPECT_TRUE(open[1]->limiter->Admit(key, &f).ok());
-  f.on_spent(1, 0);
+  f.on_spent({.tokens = 1, .dollars = 0});
 }
 
 }  // namespace

@@ -74,8 +74,9 @@ ABSL_FLAG(std::string, tls_key_file, "", "With --tls_cert_file: its private key 
 ABSL_FLAG(std::string, keys_file, "",
           "keys, spend: the orchestrator's keys file (--api_keys_file).");
 ABSL_FLAG(std::string, admin_url, "",
-          "keys: the orchestrator's HTTP address (http[s]://host:port) whose admin API "
-          "changes keys in the shared store; the admin key comes from MOA_ADMIN_KEY.");
+          "keys, spend: the orchestrator's HTTP address (http[s]://host:port) whose admin API "
+          "changes keys in the shared store and reports their spend; the admin key comes from "
+          "MOA_ADMIN_KEY.");
 ABSL_FLAG(int64_t, requests_per_minute, 0, "keys add: limit (0: none).");
 ABSL_FLAG(int64_t, tokens_per_minute, 0, "keys add: limit (0: none).");
 ABSL_FLAG(int64_t, concurrent_requests, 0, "keys add: limit (0: none).");
@@ -359,8 +360,18 @@ int Pipelines() {
 // Prints "model NAME PORT" per model and "aggregator PORT" for scripts that
 // start a local cluster from a config.
 int Spend() {
-  absl::StatusOr<std::string> report =
-      SpendReport(absl::GetFlag(FLAGS_config), absl::GetFlag(FLAGS_keys_file), absl::Now());
+  absl::StatusOr<std::string> report;
+  if (!absl::GetFlag(FLAGS_admin_url).empty()) {
+    const char* admin_key = std::getenv("MOA_ADMIN_KEY");
+    if (admin_key == nullptr || *admin_key == '\0') {
+      std::fprintf(stderr, "moa spend: set MOA_ADMIN_KEY to the orchestrator's admin key\n");
+      return 2;
+    }
+    report = SpendThroughAdmin(absl::GetFlag(FLAGS_admin_url), admin_key,
+                               absl::GetFlag(FLAGS_tls_ca_file), absl::GetFlag(FLAGS_timeout));
+  } else {
+    report = SpendReport(absl::GetFlag(FLAGS_config), absl::GetFlag(FLAGS_keys_file), absl::Now());
+  }
   if (!report.ok()) {
     std::fprintf(stderr, "moa: %s\n", std::string(report.status().message()).c_str());
     return 1;
@@ -635,9 +646,11 @@ const std::vector<Command>& Commands() {
         "tokens_per_minute", "concurrent_requests", "allowed_pipelines", "budget_dollars_per_day",
         "budget_dollars_per_month"}},
       {"spend",
-       "moa spend --config FILE --keys_file FILE",
-       "what each key spent today and this month (UTC), across replicas, from the config's store",
-       {"config", "keys_file"}},
+       "moa spend (--admin_url URL | --config FILE --keys_file FILE)",
+       "what each key spent today and this month (UTC), in total and by model, across replicas: "
+       "every key through the admin API (MOA_ADMIN_KEY), or a keys file's from the config's "
+       "store",
+       {"admin_url", "tls_ca_file", "timeout", "config", "keys_file"}},
       {"health",
        "moa health --target HOST:PORT|URL",
        "exit 0 when the gRPC server reports SERVING (or the http:// URL answers 2xx)",

@@ -6,11 +6,26 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "lib/base/json.h"
 #include "lib/config/cluster_config.h"
 #include "lib/store/redis_connection.h"
 #include "lib/store/shared_spend.h"
+#include "tools/moa/keys_admin.h"
 
 namespace moa::cli {
+
+std::string SpendLines(const std::string& name, double day, double month,
+                       const std::map<std::string, double>& day_by_model,
+                       const std::map<std::string, double>& month_by_model) {
+  std::string out = absl::StrFormat("%-20s today $%.6f  this month $%.6f\n", name, day, month);
+  for (const auto& [model, dollars] : month_by_model) {
+    auto today = day_by_model.find(model);
+    absl::StrAppend(&out,
+                    absl::StrFormat("  %-18s today $%.6f  this month $%.6f\n", model,
+                                    today == day_by_model.end() ? 0.0 : today->second, dollars));
+  }
+  return out;
+}
 
 absl::StatusOr<std::string> SpendReport(const std::string& config_path,
                                         const std::string& keys_file, absl::Time now) {
@@ -51,8 +66,75 @@ absl::StatusOr<std::string> SpendReport(const std::string& config_path,
     if (name.empty() || !sha || !sha.IsScalar()) continue;
     absl::StatusOr<store::Spent> s = spend.Read(sha.Scalar(), now);
     if (!s.ok()) return s.status();
-    absl::StrAppend(
-        &out, absl::StrFormat("%-20s today $%.6f  this month $%.6f\n", name, s->day, s->month));
+    absl::StatusOr<store::SpentByModel> m = spend.ReadByModel(sha.Scalar(), now);
+    if (!m.ok()) return m.status();
+    absl::StrAppend(&out, SpendLines(name, s->day, s->month, m->day, m->month));
+  }
+  return out;
+}
+
+namespace {
+
+// A {"model": dollars} object of an admin reply; anything else is an error.
+absl::StatusOr<std::map<std::string, double>> ByModel(const json::Json& spend, const char* field) {
+  std::map<std::string, double> out;
+  const json::Json* j = json::Member(spend, field);
+  if (j == nullptr) return out;
+  if (!j->is_object()) return absl::InternalError(absl::StrCat("spend.", field, " is no object"));
+  for (const auto& [model, dollars] : j->items()) {
+    if (!dollars.is_number()) {
+      return absl::InternalError(absl::StrCat("spend.", field, ".", model, " is no number"));
+    }
+    out[model] = dollars.get<double>();
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> SpendThroughAdmin(const std::string& admin_url,
+                                              const std::string& admin_key,
+                                              const std::string& ca_file, absl::Duration timeout) {
+  auto get = [&](const std::string& path) -> absl::StatusOr<json::Json> {
+    absl::StatusOr<AdminReply> reply =
+        CallHttp(admin_url, admin_key, ca_file, "GET", path, "", timeout);
+    if (!reply.ok()) return reply.status();
+    if (reply->status != 200) return absl::UnavailableError(AdminError(*reply));
+    absl::StatusOr<json::Json> j = json::Parse(reply->body);
+    if (!j.ok() || !j->is_object()) {
+      return absl::InternalError(absl::StrCat(path, ": the admin API answered no JSON object"));
+    }
+    return j;
+  };
+  absl::StatusOr<json::Json> list = get("/admin/v1/keys");
+  if (!list.ok()) return list.status();
+  const json::Json* data = json::Member(*list, "data");
+  if (data == nullptr || !data->is_array()) {
+    return absl::InternalError("/admin/v1/keys: no data array");
+  }
+  std::string out;
+  for (const json::Json& key : *data) {
+    const json::Json* name = json::Member(key, "name");
+    if (name == nullptr || !name->is_string()) continue;
+    const std::string n = name->get<std::string>();
+    absl::StatusOr<json::Json> one = get("/admin/v1/keys/" + n);
+    if (!one.ok()) return one.status();
+    const json::Json* spend = json::Member(*one, "spend");
+    if (spend == nullptr || !spend->is_object()) {
+      return absl::InternalError(absl::StrCat("key '", n, "': the admin API gave no spend"));
+    }
+    const json::Json* day = json::Member(*spend, "today_dollars");
+    const json::Json* month = json::Member(*spend, "this_month_dollars");
+    absl::StatusOr<std::map<std::string, double>> day_by_model = ByModel(*spend, "today_by_model");
+    absl::StatusOr<std::map<std::string, double>> month_by_model =
+        ByModel(*spend, "this_month_by_model");
+    if (day == nullptr || !day->is_number() || month == nullptr || !month->is_number()) {
+      return absl::InternalError(absl::StrCat("key '", n, "': spend without its numbers"));
+    }
+    if (!day_by_model.ok()) return day_by_model.status();
+    if (!month_by_model.ok()) return month_by_model.status();
+    absl::StrAppend(&out, SpendLines(n, day->get<double>(), month->get<double>(), *day_by_model,
+                                     *month_by_model));
   }
   return out;
 }

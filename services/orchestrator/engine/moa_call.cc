@@ -1271,18 +1271,21 @@ void MoaCall::RecordFinish(const absl::Status& status) {
     usage = usage_;
     steps = final_.step;
   }
-  double total = 0;
+  Spending spent;
   int64_t prompt = 0, completion = 0;
   for (const auto& [model, u] : usage) {
     const double cost = CostOf(model, u);
-    total += cost;
+    spent.dollars += cost;
     prompt += u.prompt_tokens;
     completion += u.completion_tokens;
     if (cost > 0) {
-      all_metrics_->AddCost(model.substr(0, model.find('#')), options_.key_name, cost);
+      const std::string name = model.substr(0, model.find('#'));
+      all_metrics_->AddCost(name, options_.key_name, cost);
+      spent.dollars_by_model[name] += cost;
     }
   }
-  if (options_.on_spent) options_.on_spent(prompt + completion, total);
+  spent.tokens = prompt + completion;
+  if (options_.on_spent) options_.on_spent(spent);
   const absl::Time now = clock_->Now();
   LogFields fields = {
       {"request_id", options_.trace.request_id},
@@ -1295,7 +1298,7 @@ void MoaCall::RecordFinish(const absl::Status& status) {
       {"answer_steps", absl::StrCat(steps)},
       {"prompt_tokens", absl::StrCat(prompt)},
       {"completion_tokens", absl::StrCat(completion)},
-      {"cost_dollars", absl::StrCat(total)}};
+      {"cost_dollars", absl::StrCat(spent.dollars)}};
   if (!options_.end_user.empty()) fields.emplace_back("end_user", options_.end_user);
   LogFor(status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "moa-orchestrator", fields,
          status.ok() ? "request answered" : absl::StrCat("request failed: ", status.ToString()));

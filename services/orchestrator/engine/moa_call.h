@@ -12,6 +12,7 @@
 #define MOA_SERVICES_ORCHESTRATOR_MOA_CALL_H_
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,6 +35,16 @@
 #include "services/orchestrator/engine/staircase.h"
 
 namespace moa::orchestrator {
+
+// What a request spent, reported once at its end: tokens (prompt and
+// completion of every call that ended well) and their cost, in total and
+// by model (the models' names in the config, without a replica suffix;
+// models that cost nothing are left out).
+struct Spending {
+  int64_t tokens = 0;
+  double dollars = 0;
+  std::map<std::string, double> dollars_by_model = {};
+};
 
 // Receives a call's events in order, then exactly one OnFinish. Never called
 // concurrently; must not block or call back into the MoaCall.
@@ -114,9 +125,9 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     // The request's id and trace: every child call carries them, and the
     // request's log line names the id.
     TraceContext trace;
-    // Called once at the end with the tokens (prompt and completion of every
-    // call that ended well) and their cost: the client key's accounts.
-    std::function<void(int64_t tokens, double dollars)> on_spent;
+    // Called once at the end with what the request spent: the client
+    // key's accounts.
+    std::function<void(const Spending&)> on_spent;
     // Seed of the shuffle and dropout steps; unset: a random one (either
     // way reported in their events).
     std::optional<uint64_t> step_seed;

@@ -30,7 +30,9 @@ class KeyLimiterTest : public ::testing::Test {
     return s;
   }
   // The n-th admitted request (0-based) ends.
-  void End(size_t n, int64_t tokens, double dollars) { spent_.at(n)(tokens, dollars); }
+  void End(size_t n, int64_t tokens, double dollars) {
+    spent_.at(n)({.tokens = tokens, .dollars = dollars});
+  }
 
   double Limited(const std::string& key, const std::string& limit) {
     for (const auto& f : registry_.Collect()) {
@@ -47,7 +49,7 @@ class KeyLimiterTest : public ::testing::Test {
   FakeClock clock_;
   prometheus::Registry registry_;
   KeyLimiter limiter_{&clock_, registry_};
-  std::vector<std::function<void(int64_t, double)>> spent_;
+  std::vector<std::function<void(const Spending&)>> spent_;
 };
 
 TEST_F(KeyLimiterTest, RequestsPerMinuteRefusesTheNPlusFirstUntilTheOldestIsAMinuteOld) {
@@ -126,7 +128,7 @@ TEST_F(KeyLimiterTest, TokensPerMinuteAdmitsConcurrentRequestsByTheirReservation
   const int64_t each = EstimateTokens(Planned(50, "What is MoA?"));  // 3 x 53 + 203 = 362.
   ASSERT_EQ(each, 362);
   int admitted = 0;
-  std::vector<std::function<void(int64_t, double)>> running;
+  std::vector<std::function<void(const Spending&)>> running;
   for (int i = 0; i < 20; ++i) {
     MoaCall::Options o = Planned(50, "What is MoA?");
     if (limiter_.Admit(key, &o).ok()) {
@@ -136,15 +138,15 @@ TEST_F(KeyLimiterTest, TokensPerMinuteAdmitsConcurrentRequestsByTheirReservation
   }
   EXPECT_EQ(admitted, 2) << "1000 / 362";
   // They used less than they reserved: the rest is free again.
-  running[0](100, 0);
-  running[1](100, 0);
+  running[0]({.tokens = 100, .dollars = 0});
+  running[1]({.tokens = 100, .dollars = 0});
   MoaCall::Options again = Planned(50, "What is MoA?");
   EXPECT_TRUE(limiter_.Admit(key, &again).ok());
   MoaCall::Options huge = Planned(4000, "What is MoA?");
   absl::Status refused = limiter_.Admit(key, &huge);
   EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(refused.message()), HasSubstr("lower max_tokens"));
-  again.on_spent(0, 0);
+  again.on_spent({.tokens = 0, .dollars = 0});
 }
 
 TEST_F(KeyLimiterTest, ADailyBudgetRefusesUntilMidnightUtcAndAMonthlyOneUntilTheMonthEnds) {
