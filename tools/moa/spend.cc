@@ -92,49 +92,56 @@ absl::StatusOr<std::map<std::string, double>> ByModel(const json::Json& spend, c
 
 }  // namespace
 
+absl::StatusOr<std::string> SpendFromKeyView(const std::string& name, const std::string& body) {
+  absl::StatusOr<json::Json> one = json::Parse(body);
+  if (!one.ok() || !one->is_object()) {
+    return absl::InternalError(absl::StrCat("key '", name, "': the admin API answered no object"));
+  }
+  const json::Json* spend = json::Member(*one, "spend");
+  if (spend == nullptr || !spend->is_object()) {
+    return absl::InternalError(absl::StrCat("key '", name, "': the admin API gave no spend"));
+  }
+  const json::Json* day = json::Member(*spend, "today_dollars");
+  const json::Json* month = json::Member(*spend, "this_month_dollars");
+  if (day == nullptr || !day->is_number() || month == nullptr || !month->is_number()) {
+    return absl::InternalError(absl::StrCat("key '", name, "': spend without its numbers"));
+  }
+  absl::StatusOr<std::map<std::string, double>> day_by_model = ByModel(*spend, "today_by_model");
+  if (!day_by_model.ok()) return day_by_model.status();
+  absl::StatusOr<std::map<std::string, double>> month_by_model =
+      ByModel(*spend, "this_month_by_model");
+  if (!month_by_model.ok()) return month_by_model.status();
+  return SpendLines(name, day->get<double>(), month->get<double>(), *day_by_model,
+                    *month_by_model);
+}
+
 absl::StatusOr<std::string> SpendThroughAdmin(const std::string& admin_url,
                                               const std::string& admin_key,
                                               const std::string& ca_file, absl::Duration timeout) {
-  auto get = [&](const std::string& path) -> absl::StatusOr<json::Json> {
+  auto get = [&](const std::string& path) -> absl::StatusOr<std::string> {
     absl::StatusOr<AdminReply> reply =
         CallHttp(admin_url, admin_key, ca_file, "GET", path, "", timeout);
     if (!reply.ok()) return reply.status();
     if (reply->status != 200) return absl::UnavailableError(AdminError(*reply));
-    absl::StatusOr<json::Json> j = json::Parse(reply->body);
-    if (!j.ok() || !j->is_object()) {
-      return absl::InternalError(absl::StrCat(path, ": the admin API answered no JSON object"));
-    }
-    return j;
+    return reply->body;
   };
-  absl::StatusOr<json::Json> list = get("/admin/v1/keys");
-  if (!list.ok()) return list.status();
-  const json::Json* data = json::Member(*list, "data");
+  absl::StatusOr<std::string> list_body = get("/admin/v1/keys");
+  if (!list_body.ok()) return list_body.status();
+  absl::StatusOr<json::Json> list = json::Parse(*list_body);
+  const json::Json* data = list.ok() && list->is_object() ? json::Member(*list, "data") : nullptr;
   if (data == nullptr || !data->is_array()) {
-    return absl::InternalError("/admin/v1/keys: no data array");
+    return absl::InternalError("/admin/v1/keys: the admin API answered no data array");
   }
   std::string out;
   for (const json::Json& key : *data) {
-    const json::Json* name = json::Member(key, "name");
+    const json::Json* name = key.is_object() ? json::Member(key, "name") : nullptr;
     if (name == nullptr || !name->is_string()) continue;
     const std::string n = name->get<std::string>();
-    absl::StatusOr<json::Json> one = get("/admin/v1/keys/" + n);
+    absl::StatusOr<std::string> one = get("/admin/v1/keys/" + n);
     if (!one.ok()) return one.status();
-    const json::Json* spend = json::Member(*one, "spend");
-    if (spend == nullptr || !spend->is_object()) {
-      return absl::InternalError(absl::StrCat("key '", n, "': the admin API gave no spend"));
-    }
-    const json::Json* day = json::Member(*spend, "today_dollars");
-    const json::Json* month = json::Member(*spend, "this_month_dollars");
-    absl::StatusOr<std::map<std::string, double>> day_by_model = ByModel(*spend, "today_by_model");
-    absl::StatusOr<std::map<std::string, double>> month_by_model =
-        ByModel(*spend, "this_month_by_model");
-    if (day == nullptr || !day->is_number() || month == nullptr || !month->is_number()) {
-      return absl::InternalError(absl::StrCat("key '", n, "': spend without its numbers"));
-    }
-    if (!day_by_model.ok()) return day_by_model.status();
-    if (!month_by_model.ok()) return month_by_model.status();
-    absl::StrAppend(&out, SpendLines(n, day->get<double>(), month->get<double>(), *day_by_model,
-                                     *month_by_model));
+    absl::StatusOr<std::string> lines = SpendFromKeyView(n, *one);
+    if (!lines.ok()) return lines.status();
+    absl::StrAppend(&out, *lines);
   }
   return out;
 }

@@ -24,6 +24,10 @@ std::string SpendLines(const std::string& name, double day, double month,
 absl::StatusOr<std::string> SpendReport(const std::string& config_path,
                                         const std::string& keys_file, absl::Time now);
 
+// `name`'s lines from its admin view (GET /admin/v1/keys/NAME); INTERNAL
+// when the body is not such a view.
+absl::StatusOr<std::string> SpendFromKeyView(const std::string& name, const std::string& body);
+
 // The report for every key, active or revoked, through the admin API at
 // `admin_url` (GET /admin/v1/keys, then each key).
 absl::StatusOr<std::string> SpendThroughAdmin(const std::string& admin_url,
