@@ -8,7 +8,9 @@
 # Env: BUILD_DIR (build), MOA_RUN_DIR (.run/local), ORCH_PORT (50051),
 #      SIM_PORT (8000), HTTP_PORT (8080), QUESTION (the demo's question),
 #      MOA_PARENT_PID (when set, the cluster is stopped as soon as that process
-#      is gone, even if it was killed: tests set it to themselves).
+#      is gone, even if it was killed: tests set it to themselves),
+#      ORCH_FLAGS (more flags for the orchestrator, split on spaces, e.g.
+#      "--api_keys_file=keys.yaml").
 # Each service's metrics port is its gRPC port - 41000 (50061 -> 9061).
 set -euo pipefail
 
@@ -126,9 +128,11 @@ up() {
     --host=127.0.0.1 --port="$agg_port" --metrics_port=$((agg_port - 41000))
   wait_healthy aggregator grpc_healthy "$agg_port"
   log "aggregator on :$agg_port (metrics :$((agg_port - 41000)))"
+  local -a orch_flags
+  read -r -a orch_flags <<<"${ORCH_FLAGS:-}"
   start orchestrator "$build/services/orchestrator/moa-orchestrator" --config="$config" \
     --host=127.0.0.1 --port="$orch_port" --metrics_port=$((orch_port - 41000)) \
-    --http_port="$http_port"
+    --http_port="$http_port" "${orch_flags[@]}"
   wait_healthy orchestrator grpc_healthy "$orch_port"
   log "orchestrator on :$orch_port (metrics :$((orch_port - 41000))); logs in $run_dir"
 }

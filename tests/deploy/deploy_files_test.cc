@@ -164,6 +164,39 @@ TEST_P(KustomizeOverlayTest, RendersObjectsThatAgreeWithItsClusterConfig) {
       EXPECT_THAT(args, HasSubstr("--tls_cert_file=" + cfg->tls->cert_file + " "));
       EXPECT_THAT(args, HasSubstr("--tls_key_file=" + cfg->tls->key_file + " "));
     }
+    // With a store: the password the config names and the admin key come
+    // from the Secret moa-store, and the store's Service is the config's
+    // address, in front of a Redis that keeps its data on a volume.
+    std::map<std::string, std::string> secret_env;
+    for (const YAML::Node& e : pod["spec"]["containers"][0]["env"]) {
+      if (e["valueFrom"]["secretKeyRef"]) {
+        secret_env[e["name"].as<std::string>()] =
+            e["valueFrom"]["secretKeyRef"]["name"].as<std::string>();
+      }
+    }
+    if (cfg->store) {
+      EXPECT_EQ(secret_env[cfg->store->password_env], "moa-store");
+      EXPECT_EQ(secret_env["MOA_ADMIN_KEY"], "moa-store");
+      ASSERT_EQ(by_kind["Service"].count(cfg->store->host), 1u) << cfg->store->host;
+      const YAML::Node svc = by_kind["Service"][cfg->store->host];
+      EXPECT_EQ(svc["spec"]["ports"][0]["port"].as<int>(), cfg->store->port);
+      ASSERT_EQ(by_kind["StatefulSet"].count(cfg->store->host), 1u);
+      const YAML::Node redis = by_kind["StatefulSet"][cfg->store->host];
+      EXPECT_EQ(redis["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+                    .as<std::string>(),
+                svc["spec"]["selector"]["app.kubernetes.io/name"].as<std::string>());
+      const std::string redis_args =
+          Joined(redis["spec"]["template"]["spec"]["containers"][0]["args"]);
+      EXPECT_THAT(redis_args, HasSubstr("--appendonly yes "));
+      EXPECT_THAT(redis_args, HasSubstr("--maxmemory-policy noeviction "));
+      EXPECT_THAT(redis_args, HasSubstr("--requirepass $(MOA_REDIS_PASSWORD) "));
+      EXPECT_EQ(redis["spec"]["volumeClaimTemplates"][0]["metadata"]["name"].as<std::string>(),
+                redis["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["name"]
+                    .as<std::string>());
+    } else {
+      EXPECT_EQ(secret_env.count("MOA_ADMIN_KEY"), 0u) << "no admin API without a store";
+      EXPECT_EQ(by_kind["StatefulSet"].size(), 0u);
+    }
   }
 
   // Every model of the config: a Deployment that runs it and a headless
@@ -231,6 +264,19 @@ TEST_P(KustomizeOverlayTest, OnlyTheOrchestratorAndTheAggregatorMayCallProposers
                    .as<std::string>()] = d;
     }
   }
+  // With a store, only orchestrators may reach Redis (it has no metrics).
+  if (policies.count("moa-store")) {
+    const YAML::Node spec = policies["moa-store"]["spec"];
+    ASSERT_EQ(spec["ingress"].size(), 1u);
+    const YAML::Node rule = spec["ingress"][0];
+    ASSERT_EQ(rule["from"].size(), 1u);
+    EXPECT_EQ(
+        rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as<std::string>(),
+        "moa-orchestrator");
+    EXPECT_EQ(rule["ports"][0]["port"].as<std::string>(), "redis");
+  } else {
+    EXPECT_NE(GetParam(), "simulator-store") << "the store has no NetworkPolicy";
+  }
   const std::map<std::string, std::set<std::string>> callers = {
       {"moa-proposer", {"moa-orchestrator", "moa-aggregator"}},
       {"moa-aggregator", {"moa-orchestrator"}}};
@@ -258,7 +304,8 @@ TEST_P(KustomizeOverlayTest, OnlyTheOrchestratorAndTheAggregatorMayCallProposers
 }
 
 INSTANTIATE_TEST_SUITE_P(Overlays, KustomizeOverlayTest,
-                         ::testing::Values("simulator", "together", "simulator-tls"),
+                         ::testing::Values("simulator", "together", "simulator-tls",
+                                           "simulator-store"),
                          [](const auto& info) {
                            return absl::StrReplaceAll(info.param, {{"-", "_"}});
                          });
@@ -309,6 +356,65 @@ TEST(DeployFilesTest, TlsVariantsAreTheirPlainConfigsPlusTlsAndTheirCertificates
     }
   }
   std::filesystem::remove_all(dir);
+}
+
+// A store variant is its plain config word for word plus a store: section
+// whose password comes from the environment.
+TEST(DeployFilesTest, StoreVariantsAreTheirPlainConfigsPlusAStore) {
+  for (const auto& [plain, with_store] :
+       {std::pair<std::string, std::string>{"deploy/docker/cluster.yaml",
+                                            "deploy/docker/cluster-store.yaml"},
+        {"deploy/k8s/overlays/simulator/cluster.yaml",
+         "deploy/k8s/overlays/simulator-store/cluster.yaml"}}) {
+    const std::string plain_text = ReadSource(plain);
+    ASSERT_FALSE(plain_text.empty()) << plain;
+    EXPECT_THAT(ReadSource(with_store), HasSubstr(plain_text))
+        << with_store << " has drifted from " << plain;
+    auto cfg = config::LoadClusterConfig(kSource + "/" + with_store);
+    ASSERT_TRUE(cfg.ok()) << cfg.status();
+    ASSERT_TRUE(cfg->store) << with_store;
+    EXPECT_EQ(cfg->store->password_env, "MOA_REDIS_PASSWORD");
+    EXPECT_FALSE(cfg->store->fail_closed);
+  }
+}
+
+// The compose store variant: a Redis with its data on a volume and a
+// password, not published; the orchestrator on the store config with the
+// password and the admin key from the environment, which must be set.
+TEST(DeployFilesTest, DockerComposeStoreVariantRunsRedisForTheOrchestratorOnly) {
+  std::string out;
+  ASSERT_NE(RunCommand({"/usr/bin/env", "-u", "MOA_REDIS_PASSWORD", "docker-compose", "-f",
+                        kSource + "/deploy/docker-compose.yml", "-f",
+                        kSource + "/deploy/docker-compose.store.yml", "config"},
+                       &out),
+            0)
+      << "the store variant needs a password: " << out;
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "MOA_REDIS_PASSWORD=redis-secret-0123456789",
+                        "MOA_ADMIN_KEY=admin-secret-0123456789", "docker-compose", "-f",
+                        kSource + "/deploy/docker-compose.yml", "-f",
+                        kSource + "/deploy/docker-compose.store.yml", "config"},
+                       &out),
+            0)
+      << out;
+  YAML::Node compose = YAML::Load(out.substr(out.rfind("\n", out.find("services:")) + 1));
+  auto cfg = config::LoadClusterConfig(kSource + "/deploy/docker/cluster-store.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  const YAML::Node redis = compose["services"][cfg->store->host];
+  ASSERT_TRUE(redis) << "no service " << cfg->store->host;
+  EXPECT_FALSE(redis["ports"]) << "the store is published";
+  const std::string redis_command = Joined(redis["command"]);
+  EXPECT_THAT(redis_command, HasSubstr("--appendonly yes "));
+  EXPECT_THAT(redis_command, HasSubstr("--requirepass redis-secret-0123456789 "));
+  EXPECT_THAT(redis["volumes"][0].as<std::string>(""), HasSubstr(":/data"))
+      << "spend must outlive the container";
+  const YAML::Node orchestrator = compose["services"]["orchestrator"];
+  EXPECT_THAT(Joined(orchestrator["command"]), HasSubstr("--config=/etc/moa/cluster-store.yaml "));
+  EXPECT_EQ(orchestrator["environment"][cfg->store->password_env].as<std::string>(""),
+            "redis-secret-0123456789");
+  EXPECT_EQ(orchestrator["environment"]["MOA_ADMIN_KEY"].as<std::string>(""),
+            "admin-secret-0123456789");
+  EXPECT_THAT(ReadSource("deploy/docker/Dockerfile"), HasSubstr("deploy/docker/cluster-store.yaml"))
+      << "the image must carry the store config";
 }
 
 // The compose TLS variant: every moa service mounts the certificates, runs
@@ -446,7 +552,7 @@ TEST(DeployFilesTest, PromtoolAcceptsScrapeConfigsAndAlertRules) {
                        &out),
             0)
       << out;
-  EXPECT_THAT(out, HasSubstr("SUCCESS: 5 rules found"));
+  EXPECT_THAT(out, HasSubstr("SUCCESS: 6 rules found"));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The dashboard and the alert rules proven on a real Prometheus: the local
-// cluster (deploy/local/cluster.sh up, the demo pipeline on the simulator)
-// runs under a short bounded load while Prometheus scrapes it with
+// cluster (deploy/local/cluster.sh up, the demo pipeline on the simulator,
+// with a shared store on a real redis-server and a named client key with a
+// budget) runs under a short bounded load while Prometheus scrapes it with
 // deploy/prometheus/prometheus-local.yml; then every PromQL expression of
 // the dashboard and of the alert rules must return data for the demo
 // pipeline's models, and promtool must accept every service's /metrics.
@@ -19,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
+#include "tests/support/redis_server.h"
 #include "tests/support/test_support.h"
 
 namespace moa {
@@ -47,12 +49,26 @@ class PrometheusLiveTest : public ::testing::Test {
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() / ("moa-prom-test-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir_);
+    // The demo config with a shared store, and one named key: a budget and
+    // every limit that the store decides, none of them reached; only the
+    // demo pipeline allowed (RunLoad asks for another once, to be refused).
+    ASSERT_TRUE(redis_.ready()) << redis_.log();
+    const std::string cluster_config = (dir_ / "cluster.yaml").string();
+    std::ofstream(cluster_config) << ReadFile(kSource + "/deploy/local/cluster.yaml")
+                                  << absl::StrCat("\nstore: {redis: '127.0.0.1:", redis_.port(),
+                                                  "'}\n");
+    const std::string keys = (dir_ / "keys.yaml").string();
+    secret_ = moa::testing::AddKeyWithCli(
+        keys, "load",
+        {"--budget_dollars_per_day=1000", "--requests_per_minute=10000",
+         "--concurrent_requests=100", "--tokens_per_minute=100000000", "--allowed_pipelines=moa"});
+    ASSERT_FALSE(secret_.empty());
     // MOA_PARENT_PID: the cluster goes when this test does, even if killed.
     env_ = {"BUILD_DIR=" + std::string(MOA_BIN_DIR), "MOA_RUN_DIR=" + (dir_ / "run").string(),
-            "MOA_PARENT_PID=" + std::to_string(getpid())};
+            "MOA_PARENT_PID=" + std::to_string(getpid()), "ORCH_FLAGS=--api_keys_file=" + keys};
     // Set first: a failed `up` may have started part of the cluster.
     cluster_up_ = true;
-    Process up({"/bin/bash", kSource + "/deploy/local/cluster.sh", "up"}, env_);
+    Process up({"/bin/bash", kSource + "/deploy/local/cluster.sh", "up", cluster_config}, env_);
     ASSERT_EQ(up.Wait(absl::Seconds(60)), 0) << up.Output();
 
     // The shipped local scrape config, scraping every second for the test.
@@ -102,10 +118,19 @@ class PrometheusLiveTest : public ::testing::Test {
     std::ofstream(dir_ / "load.json") << items.dump();
     Process batch({BinaryPath("tools/moa/moa"), "--orchestrator=127.0.0.1:50051", "batch",
                    "--format=alpaca_eval", "--input=" + (dir_ / "load.json").string(),
-                   "--output=" + (dir_ / "out.json").string(), "--concurrency=4"});
+                   "--output=" + (dir_ / "out.json").string(), "--concurrency=4"},
+                  {"MOA_API_KEY=" + secret_});
     ASSERT_EQ(batch.Wait(absl::Seconds(120)), 0) << batch.Output();
+    // One refusal for the refusals panel: a pipeline the key may not use.
+    Process refused({BinaryPath("tools/moa/moa"), "--orchestrator=127.0.0.1:50051",
+                     "--pipeline=vote", "ask", "Refused?"},
+                    {"MOA_API_KEY=" + secret_});
+    EXPECT_NE(refused.Wait(absl::Seconds(60)), 0) << refused.Output();
+    EXPECT_THAT(refused.Output(), ::testing::HasSubstr("may not use pipeline"));
   }
 
+  moa::testing::RedisServer redis_;
+  std::string secret_;
   std::filesystem::path dir_;
   std::vector<std::string> env_;
   bool cluster_up_ = false;
@@ -167,7 +192,7 @@ TEST_F(PrometheusLiveTest, EveryDashboardAndAlertExpressionReturnsDataForTheDemo
       ++alerts;
     }
   }
-  EXPECT_EQ(alerts, 5);
+  EXPECT_EQ(alerts, 6);
   json api = json::parse(HttpGet(Url("/api/v1/rules")).body);
   for (const json& group : api["data"]["groups"]) {
     for (const json& rule : group["rules"]) {
