@@ -417,6 +417,35 @@ TEST(DeployFilesTest, DockerComposeStoreVariantRunsRedisForTheOrchestratorOnly) 
       << "the image must carry the store config";
 }
 
+// Everything the Dockerfile copies from the repository is in the build
+// context: .dockerignore ignores all but what it names.
+TEST(DeployFilesTest, TheBuildContextHoldsEveryFileTheDockerfileCopies) {
+  const std::string dockerfile =
+      absl::StrReplaceAll(ReadSource("deploy/docker/Dockerfile"), {{"\\\n", " "}});
+  const std::string ignore = ReadSource(".dockerignore");
+  int copied = 0;
+  std::istringstream lines(dockerfile);
+  for (std::string line; std::getline(lines, line);) {
+    if (!absl::StartsWith(line, "COPY ") || absl::StrContains(line, "--from=")) continue;
+    std::vector<std::string> words;
+    std::istringstream in(line.substr(5));
+    for (std::string w; in >> w;) words.push_back(w);
+    words.pop_back();  // The destination.
+    for (const std::string& path : words) {
+      ++copied;
+      bool included = false;
+      for (std::string prefix = path; !prefix.empty();) {
+        included |= absl::StrContains(ignore, "\n!" + prefix + "\n") ||
+                    absl::StrContains(ignore, "\n!" + prefix + "/\n");
+        const size_t slash = prefix.rfind('/');
+        prefix = slash == std::string::npos ? "" : prefix.substr(0, slash);
+      }
+      EXPECT_TRUE(included) << ".dockerignore leaves out " << path;
+    }
+  }
+  EXPECT_GE(copied, 10);
+}
+
 // The compose TLS variant: every moa service mounts the certificates, runs
 // the TLS config and health-checks with the certificate; the doors serve it.
 // Every shipped local config loads; the mixed-vendor ones reach each model

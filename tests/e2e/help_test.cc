@@ -77,10 +77,10 @@ TEST(HelpTest, EveryFlagTheReadmeNamesExists) {
   // scripts/install-deps,
   // scripts/container-base-images).
   const std::set<std::string> others = {
-      "--build",    "--fail-with-body", "--test-dir", "--help",
-      "--helpfull", "--helpshort",      "--network",  "--output-on-failure",
-      "--variant",  "--force",          "--tool",     "--inclusive",
-      "--zero",     "--cacert",         "--from-file"};  // curl, kubectl
+      "--build",    "--fail-with-body", "--test-dir",  "--help",
+      "--helpfull", "--helpshort",      "--network",   "--output-on-failure",
+      "--variant",  "--force",          "--tool",      "--inclusive",
+      "--zero",     "--cacert",         "--from-file", "--from-literal"};  // curl, kubectl
   const std::string text = readme.str();
   std::regex flag("--[a-z][a-z_0-9-]*");
   int checked = 0;

@@ -111,8 +111,7 @@ absl::StatusOr<std::string> SpendFromKeyView(const std::string& name, const std:
   absl::StatusOr<std::map<std::string, double>> month_by_model =
       ByModel(*spend, "this_month_by_model");
   if (!month_by_model.ok()) return month_by_model.status();
-  return SpendLines(name, day->get<double>(), month->get<double>(), *day_by_model,
-                    *month_by_model);
+  return SpendLines(name, day->get<double>(), month->get<double>(), *day_by_model, *month_by_model);
 }
 
 absl::StatusOr<std::string> SpendThroughAdmin(const std::string& admin_url,
