@@ -609,9 +609,10 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
                                              const std::string& name, const ClusterConfig& cfg) {
   std::string path = absl::StrCat("pipelines.", name);
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(node, path,
-                                  {"layers", "steps", "aggregator", "aggregator_fallbacks",
-                                   "temperature", "max_tokens", "top_p", "policy", "streaming"}));
+  MOA_RETURN_IF_ERROR(
+      r.CheckKeys(node, path,
+                  {"layers", "steps", "aggregator", "aggregator_fallbacks", "temperature",
+                   "max_tokens", "top_p", "policy", "streaming", "early_stop"}));
   PipelineConfig p;
   p.name = name;
   const YAML::Node steps = node["steps"];
@@ -701,6 +702,24 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
                      absl::StrCat(path, ".streaming: staircase needs the step before aggregate to ",
                                   "be propose or synthesize (it feeds their growing texts)"));
     }
+  }
+  if (const YAML::Node e = node["early_stop"]) {
+    const std::string epath = path + ".early_stop";
+    MOA_RETURN_IF_ERROR(r.ExpectMap(e, epath));
+    MOA_RETURN_IF_ERROR(r.CheckKeys(e, epath, {"similarity", "min_answers"}));
+    EarlyStopConfig es;
+    if (e["similarity"]) {
+      MOA_ASSIGN_OR_RETURN(es.similarity, r.Number(e["similarity"], epath + ".similarity", 0.5, 1));
+    }
+    if (e["min_answers"]) {
+      MOA_ASSIGN_OR_RETURN(es.min_answers, r.Ranged<int>(e["min_answers"], epath + ".min_answers",
+                                                         "an integer", 2, 64));
+    }
+    if (p.streaming.mode == StreamingConfig::Mode::kStaircase) {
+      return r.Error(e, absl::StrCat(epath, ": staircase streaming starts the answer before a ",
+                                     "layer ends, so it cannot stop on the layer's agreement"));
+    }
+    p.early_stop = es;
   }
   return p;
 }

@@ -149,6 +149,17 @@ struct StepConfig {
   std::string prompt;
 };
 
+// Early stop on agreement (README, "Early stop"): when every answer of a
+// step that calls models agrees, the steps after it and the aggregator are
+// skipped and the agreed answer is the final one.
+struct EarlyStopConfig {
+  // 1: the texts must be equal as the vote compares them (normalized);
+  // below 1: every pair's word-set overlap (shared words / all words, of
+  // the normalized texts) must reach it.
+  double similarity = 1.0;
+  int min_answers = 2;  // Fewer answers (the rest cut or failed) never agree.
+};
+
 struct PipelineConfig {
   std::string name;
   // Every step but the terminal one, in order. Each step's models (its
@@ -171,6 +182,7 @@ struct PipelineConfig {
   std::optional<double> top_p;
   LayerPolicy policy;
   StreamingConfig streaming;
+  std::optional<EarlyStopConfig> early_stop;
 };
 
 // Staircase streaming reads the growing texts of the step before

@@ -20,6 +20,7 @@ void PipelineMetrics::AnswerFirstToken(absl::Duration ttft) const {
 }
 
 void PipelineMetrics::AnswerResumed() const { resumes_->Increment(); }
+void PipelineMetrics::EarlyStop() const { early_stops_->Increment(); }
 
 void PipelineMetrics::AnswerSteps(int steps) const { answer_steps_->Observe(steps); }
 
@@ -81,6 +82,11 @@ OrchestratorMetrics::OrchestratorMetrics(prometheus::Registry& registry,
                    .Name("moa_answer_resumes_total")
                    .Help("Final answers cut mid-stream and continued by another call.")
                    .Register(registry)),
+      early_stops_(prometheus::BuildCounter()
+                       .Name("moa_early_stops_total")
+                       .Help("Answers given by early stop: the answers of a step agreed, so the "
+                             "steps after it and the aggregator were skipped.")
+                       .Register(registry)),
       answer_steps_(prometheus::BuildHistogram()
                         .Name("moa_answer_steps")
                         .Help("Aggregator calls that wrote one answer: staircase steps, 1 in "
@@ -139,6 +145,7 @@ std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::Build(const Pipeline
   m->request_duration_ = HistogramsPerOutcome(request_duration_, pipeline, DurationBuckets());
   m->answer_ttft_ = &answer_ttft_.Add(pipeline, TimeToFirstTokenBuckets());
   m->resumes_ = &resumes_.Add(pipeline);
+  m->early_stops_ = &early_stops_.Add(pipeline);
   static const std::vector<double> kStepBuckets = {1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32};
   m->answer_steps_ = &answer_steps_.Add(pipeline, kStepBuckets);
   auto add_step = [&](const std::string& layer, const std::string& kind,

@@ -46,6 +46,9 @@ class PipelineMetrics {
   void AnswerResumed() const;
   // Aggregator calls that wrote one answer (staircase steps; 1 otherwise).
   void AnswerSteps(int steps) const;
+  // The pipeline's early_stop answered with agreed answers, skipping the
+  // steps after them and the aggregator.
+  void EarlyStop() const;
   void StepDone(size_t step, absl::Duration duration) const;
   void CallDone(size_t step, size_t call, Outcome outcome, absl::Duration duration) const;
   void CallFirstToken(size_t step, size_t call, absl::Duration ttft) const;
@@ -68,6 +71,7 @@ class PipelineMetrics {
   PerOutcome<prometheus::Histogram> request_duration_{};
   prometheus::Histogram* answer_ttft_ = nullptr;
   prometheus::Counter* resumes_ = nullptr;
+  prometheus::Counter* early_stops_ = nullptr;
   prometheus::Histogram* answer_steps_ = nullptr;
   std::vector<Step> steps_;
 };
@@ -101,6 +105,7 @@ class OrchestratorMetrics {
   prometheus::Family<prometheus::Counter>& tokens_;
   prometheus::Family<prometheus::Gauge>& in_flight_;
   prometheus::Family<prometheus::Counter>& resumes_;
+  prometheus::Family<prometheus::Counter>& early_stops_;
   prometheus::Family<prometheus::Histogram>& answer_steps_;
   prometheus::Family<prometheus::Counter>& cost_;
   // Written only in the constructor.

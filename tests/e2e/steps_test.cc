@@ -75,8 +75,8 @@ class StepsTest : public ::testing::Test {
     prompt_file_ = ::testing::TempDir() + "moa-steps-judge-" + std::to_string(getpid()) + ".txt";
     std::ofstream(prompt_file_) << "OUR-JUDGE-INSTRUCTION: compare them.\n";
     ClusterSpec spec;
-    spec.models = {"a",  "b",  "c",  "d", "r",      "j",    "f", "g",
-                   "v1", "v2", "v3", "z", "broken", "hang", "u"};
+    spec.models = {"a",  "b",  "c", "d",      "r",    "j", "f",  "g", "v1",
+                   "v2", "v3", "z", "broken", "hang", "u", "s1", "s2"};
     // Pipelines whose tests read every proposal say so (min_proposals: all):
     // the default policy may cut the last of 3 or 4 on a busy machine.
     spec.pipelines_yaml =
@@ -101,6 +101,20 @@ class StepsTest : public ::testing::Test {
         "  judged_own: {steps: [{propose: [a, b]}, {judge: {model: j, prompt_file: '" +
         prompt_file_ +
         "'}}, {aggregate: z}]}\n"
+        "  agreeing:\n"
+        "    layers: [[v1, v2], [a, b]]\n"
+        "    aggregator: z\n"
+        "    early_stop: {}\n"
+        "    policy: {min_proposals: all}\n"
+        "  disagreeing:\n"
+        "    layers: [[v1, v3]]\n"
+        "    aggregator: z\n"
+        "    early_stop: {}\n"
+        "    policy: {min_proposals: all}\n"
+        "  alike: {layers: [[s1, s2]], aggregator: z, early_stop: {similarity: 0.8},"
+        " policy: {min_proposals: all}}\n"
+        "  unalike: {layers: [[s1, v3]], aggregator: z, early_stop: {similarity: 0.8},"
+        " policy: {min_proposals: all}}\n"
         "default_pipeline: ranked\n";
     spec.sim_profiles_yaml = absl::StrCat(
         "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 12}\n"
@@ -112,6 +126,9 @@ class StepsTest : public ::testing::Test {
         "  v1: {time_to_first_token: 0.01, answer_text: 'Paris.'}\n"
         "  v2: {time_to_first_token: 0.01, answer_text: 'paris'}\n"
         "  v3: {time_to_first_token: 0.01, answer_text: 'Lyon'}\n"
+        "  s1: {time_to_first_token: 0.01, answer_text: 'The capital of France is Paris.'}\n"
+        "  s2: {time_to_first_token: 0.01, answer_text: 'The capital of France is Paris, of "
+        "course.'}\n"
         "  broken: {faults: {http_500: 1}}\n"
         "  hang: {faults: {hang: 1}}\n"
         "  u: {time_to_first_token: 0.01, answer_text: '",
@@ -303,6 +320,43 @@ TEST_F(StepsTest, TheVoteAnswersTheMostFrequentTextAndATieGoesToTheFirst) {
   ASSERT_EQ(utf8.applied.size(), 1u);
   EXPECT_THAT(utf8.applied[0]->note(),
               HasSubstr(std::string(31, 'x') + "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9..."));
+}
+
+// Early stop: answers that agree (the vote's normalized equality) skip the
+// later layer and the aggregator, which the simulator never hears from;
+// answers that do not agree go on to the aggregator as usual.
+TEST_F(StepsTest, AgreeingAnswersSkipTheLaterStepsAndTheAggregator) {
+  Answered run = Ask("agreeing");
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  EXPECT_EQ(run.answer, "Paris.");
+  EXPECT_EQ(run.requests.count("z"), 0u) << "no aggregator call";
+  EXPECT_EQ(run.requests.count("a") + run.requests.count("b"), 0u) << "no second layer";
+  EXPECT_EQ(run.requests["v1"].size(), 1u);
+  ASSERT_EQ(run.applied.size(), 1u);
+  EXPECT_EQ(run.applied[0]->kind(), "early_stop");
+  EXPECT_EQ(run.applied[0]->step(), 1);
+  EXPECT_THAT(run.applied[0]->kept(), ElementsAre("v1"));
+  EXPECT_THAT(run.applied[0]->note(),
+              HasSubstr("2 answers agree (least alike pair 1.00, needed 1.00); 1 later step(s) "
+                        "and the aggregator skipped; the answer is v1's"));
+  ASSERT_TRUE(run.events.back().has_summary());
+  EXPECT_EQ(run.events.back().summary().answer().model(), "v1");
+
+  Answered apart = Ask("disagreeing");
+  ASSERT_TRUE(apart.status.ok()) << apart.status.error_message();
+  EXPECT_EQ(apart.requests["z"].size(), 1u) << "Paris and Lyon: the aggregator decides";
+  EXPECT_TRUE(apart.applied.empty());
+
+  // Word-set overlap: 6 of 7 words shared (0.86) clears 0.8; no word shared
+  // with "Lyon" does not.
+  Answered alike = Ask("alike");
+  ASSERT_TRUE(alike.status.ok()) << alike.status.error_message();
+  EXPECT_EQ(alike.requests.count("z"), 0u);
+  ASSERT_EQ(alike.applied.size(), 1u);
+  EXPECT_THAT(alike.applied[0]->note(), HasSubstr("least alike pair 0.86, needed 0.80"));
+  Answered unalike = Ask("unalike");
+  ASSERT_TRUE(unalike.status.ok()) << unalike.status.error_message();
+  EXPECT_EQ(unalike.requests["z"].size(), 1u);
 }
 
 TEST_F(StepsTest, RefineImprovesEachTextOnItsOwnWithItsOwnModel) {

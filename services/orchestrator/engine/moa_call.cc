@@ -5,6 +5,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "lib/base/circuit_breaker.h"
 #include "lib/base/log.h"
@@ -1017,7 +1018,52 @@ void MoaCall::LayerFinishedLocked() {
   if (!StepOutputLocked(took, &refs)) return;
   layer_references_.push_back(static_cast<int>(refs.size()));
   references_ = std::move(refs);
+  if (EarlyStopLocked()) return;
   AdvanceLocked();
+}
+
+bool MoaCall::EarlyStopLocked() {
+  const std::optional<config::EarlyStopConfig>& early_stop = options_.pipeline.early_stop;
+  if (!early_stop || !options_.tools.empty() || options_.answer_format != nullptr ||
+      options_.staircase) {
+    return false;
+  }
+  const config::StepKind kind = options_.pipeline.steps[current_layer_ - 1].kind;
+  if (kind != config::StepKind::kPropose && kind != config::StepKind::kSynthesize &&
+      kind != config::StepKind::kRefine) {
+    return false;  // Its output is not one answer per model.
+  }
+  const Agreement agreement =
+      Agree(references_, early_stop->similarity, static_cast<size_t>(early_stop->min_answers));
+  if (!agreement.agreed) return false;
+  const synthesis::Reference& agreed = references_[agreement.answer];
+  const int skipped = LastLayer() - current_layer_;
+  v1::ChatEvent event;
+  v1::StepApplied* applied = event.mutable_step_applied();
+  applied->set_step(current_layer_);
+  applied->set_kind("early_stop");
+  applied->add_kept(agreed.model);
+  applied->set_note(absl::StrCat(
+      references_.size(), " answers agree (least alike pair ",
+      absl::StrFormat("%.2f", agreement.lowest), ", needed ",
+      absl::StrFormat("%.2f", early_stop->similarity), "); ",
+      skipped > 0 ? absl::StrCat(skipped, " later step(s) and ") : "",
+      options_.pipeline.terminal == config::StepKind::kVote ? "the vote" : "the aggregator",
+      " skipped; the answer is ", agreed.model, "'s"));
+  EmitLocked(std::move(event));
+  metrics_->EarlyStop();
+  current_layer_ = LastLayer() + 1;
+  answer_ttft_ = clock_->Now() - accepted_;
+  metrics_->AnswerFirstToken(*answer_ttft_);
+  answer_text_ = agreed.text;
+  v1::ChatEvent delta;
+  delta.set_answer_delta(agreed.text);
+  EmitLocked(std::move(delta));
+  llm::Completion answer;
+  answer.finish_reason = "stop";
+  EmitSummaryLocked(answer, agreed.model);
+  FinishLocked(absl::OkStatus());
+  return true;
 }
 
 bool MoaCall::StepOutputLocked(absl::Duration took, std::vector<synthesis::Reference>* out) {

@@ -193,6 +193,11 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   void AdvanceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The terminal vote over `references_`: the answer, then the summary.
   void VoteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The pipeline's early_stop: when the answers of the step that just ended
+  // agree, answers with the agreed one and finishes (true); otherwise
+  // false. Off when the answer must come from a final call: tools, a
+  // response format, staircase streaming.
+  bool EarlyStopLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitStepAppliedLocked(int step, config::StepKind kind, uint64_t seed,
                              const std::vector<synthesis::Reference>& kept,
                              const std::vector<synthesis::Reference>& dropped, std::string note)

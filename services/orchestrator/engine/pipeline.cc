@@ -108,6 +108,7 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
   out.steps = p->steps;
   out.terminal = p->terminal;
   out.vote_normalize = p->vote_normalize;
+  out.early_stop = p->early_stop;
   out.layers = p->layers;
   out.samples = p->samples;
   out.aggregator = p->aggregator;

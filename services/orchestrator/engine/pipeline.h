@@ -33,6 +33,7 @@ struct ResolvedPipeline {
   llm::SamplingParams params;         // Pipeline defaults overridden by the request's.
   config::LayerPolicy policy;         // The pipeline's (none for an inline spec).
   config::StreamingConfig streaming;  // Likewise.
+  std::optional<config::EarlyStopConfig> early_stop;  // Likewise.
 };
 
 // NOT_FOUND for an unknown pipeline name (listing the known ones);

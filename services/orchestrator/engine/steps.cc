@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace moa::orchestrator {
 
@@ -181,6 +182,75 @@ VoteResult Vote(const std::vector<synthesis::Reference>& texts, bool normalize) 
     if (result.counts[k].second > result.counts[best].second) best = k;  // Ties keep the first.
   }
   result.winner = first.empty() ? 0 : first[best];
+  return result;
+}
+
+namespace {
+
+std::vector<std::string> WordSet(const std::string& text) {
+  std::vector<std::string> words;
+  for (absl::string_view w : absl::StrSplit(VoteKey(text, true), ' ', absl::SkipEmpty())) {
+    size_t begin = 0, end = w.size();
+    while (begin < end && !absl::ascii_isalnum(static_cast<unsigned char>(w[begin])) &&
+           static_cast<unsigned char>(w[begin]) < 0x80) {
+      ++begin;
+    }
+    while (end > begin && !absl::ascii_isalnum(static_cast<unsigned char>(w[end - 1])) &&
+           static_cast<unsigned char>(w[end - 1]) < 0x80) {
+      --end;
+    }
+    if (begin < end) words.emplace_back(w.substr(begin, end - begin));
+  }
+  std::sort(words.begin(), words.end());
+  words.erase(std::unique(words.begin(), words.end()), words.end());
+  return words;
+}
+
+double Overlap(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  if (a.empty() || b.empty()) return 0;
+  size_t shared = 0;
+  for (size_t i = 0, j = 0; i < a.size() && j < b.size();) {
+    if (a[i] == b[j]) {
+      ++shared, ++i, ++j;
+    } else if (a[i] < b[j]) {
+      ++i;
+    } else {
+      ++j;
+    }
+  }
+  return static_cast<double>(shared) / static_cast<double>(a.size() + b.size() - shared);
+}
+
+}  // namespace
+
+double Similarity(const std::string& a, const std::string& b) {
+  if (VoteKey(a, true) == VoteKey(b, true)) return 1;
+  return Overlap(WordSet(a), WordSet(b));
+}
+
+Agreement Agree(const std::vector<synthesis::Reference>& texts, double similarity,
+                size_t min_answers) {
+  Agreement result;
+  const size_t n = texts.size();
+  if (n == 0) return result;
+  std::vector<std::string> keys;
+  std::vector<std::vector<std::string>> words;
+  for (const synthesis::Reference& t : texts) {
+    keys.push_back(VoteKey(t.text, true));
+    if (similarity < 1) words.push_back(WordSet(t.text));
+  }
+  std::vector<double> total(n, 0);
+  result.lowest = 1;
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = i + 1; j < n; ++j) {
+      const double s = keys[i] == keys[j] ? 1.0 : similarity < 1 ? Overlap(words[i], words[j]) : 0;
+      total[i] += s;
+      total[j] += s;
+      result.lowest = std::min(result.lowest, s);
+    }
+  }
+  result.answer = static_cast<size_t>(std::max_element(total.begin(), total.end()) - total.begin());
+  result.agreed = n >= min_answers && result.lowest >= similarity;
   return result;
 }
 

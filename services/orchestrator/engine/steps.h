@@ -63,6 +63,22 @@ struct VoteResult {
 // empty.
 VoteResult Vote(const std::vector<synthesis::Reference>& texts, bool normalize);
 
+// How alike two texts are for early stop: 1 when their vote keys
+// (normalized) are equal; else the overlap of their word sets (words of the
+// normalized texts, punctuation stripped from each end): shared words over
+// words in either, 0 when either has none.
+double Similarity(const std::string& a, const std::string& b);
+
+struct Agreement {
+  bool agreed = false;
+  size_t answer = 0;  // The text most like the others (ties: the first).
+  double lowest = 0;  // The least alike pair's similarity (1 for one text).
+};
+// Whether `texts` agree: at least `min_answers` of them, and every pair at
+// least `similarity` alike (1: equal vote keys).
+Agreement Agree(const std::vector<synthesis::Reference>& texts, double similarity,
+                size_t min_answers);
+
 }  // namespace moa::orchestrator
 
 #endif  // MOA_SERVICES_ORCHESTRATOR_ENGINE_STEPS_H_

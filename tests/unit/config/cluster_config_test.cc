@@ -506,6 +506,42 @@ TEST(ClusterConfigTest, LayersMeanProposeThenSynthesizeThenAggregate) {
   EXPECT_EQ(cfg->pipelines[0].terminal, StepKind::kAggregate);
 }
 
+TEST(ClusterConfigTest, EarlyStopIsReadAndRefusedWhereItCannotWork) {
+  auto cfg =
+      ParseClusterConfig(absl::StrCat(kStepsBase, "    layers: [[a, b]]\n    aggregator: c\n",
+                                      "    early_stop: {similarity: 0.9, min_answers: 3}\n"),
+                         "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  ASSERT_TRUE(cfg->pipelines[0].early_stop);
+  EXPECT_EQ(cfg->pipelines[0].early_stop->similarity, 0.9);
+  EXPECT_EQ(cfg->pipelines[0].early_stop->min_answers, 3);
+  auto defaults = ParseClusterConfig(
+      absl::StrCat(kStepsBase, "    layers: [[a, b]]\n    aggregator: c\n    early_stop: {}\n"),
+      "test.yaml");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->pipelines[0].early_stop->similarity, 1);
+  EXPECT_EQ(defaults->pipelines[0].early_stop->min_answers, 2);
+  EXPECT_FALSE(
+      ParseClusterConfig(absl::StrCat(kStepsBase, "    layers: [[a, b]]\n    aggregator: c\n"),
+                         "test.yaml")
+          ->pipelines[0]
+          .early_stop);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"early_stop: {similarity: 0.2}", "early_stop.similarity must be in [0.5, 1]"},
+      {"early_stop: {min_answers: 1}", "early_stop.min_answers"},
+      {"early_stop: {when: always}", "unknown key 'when' in pipelines.p.early_stop"},
+      {"early_stop: yes", "pipelines.p.early_stop must be a map"},
+      {"early_stop: {}\n    streaming: staircase", "cannot stop on the layer's agreement"},
+  };
+  for (const auto& [yaml, message] : cases) {
+    auto bad = ParseClusterConfig(
+        absl::StrCat(kStepsBase, "    layers: [[a, b]]\n    aggregator: c\n    ", yaml, "\n"),
+        "test.yaml");
+    ASSERT_FALSE(bad.ok()) << yaml;
+    EXPECT_THAT(bad.status().message(), ::testing::HasSubstr(message)) << yaml;
+  }
+}
+
 TEST(ClusterConfigTest, ABadStepNamesTheStepAndTheField) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"[{propose: [a]}, {polish: [a]}, {aggregate: c}]", "steps[1]: unknown step 'polish'"},

@@ -77,6 +77,31 @@ TEST(StepsTest, TheVoteNormalizesAndATieGoesToTheFirstSeen) {
       << "without normalization all three differ: the first wins";
 }
 
+TEST(StepsTest, AgreementIsEqualityOrWordOverlapOfEveryPair) {
+  EXPECT_EQ(Similarity("Paris.", " paris"), 1);
+  EXPECT_EQ(Similarity("Paris", "Lyon"), 0);
+  // {the, capital, of, france, is, paris} and one word more: 6 of 7.
+  EXPECT_NEAR(
+      Similarity("The capital of France is Paris.", "The capital of France is (Paris), of course!"),
+      6.0 / 7, 1e-12);
+  EXPECT_EQ(Similarity("", "..."), 1) << "both empty once normalized";
+  EXPECT_EQ(Similarity("", "Paris"), 0);
+
+  Agreement same = Agree(Texts({"Paris.", "paris", "PARIS!"}), 1, 2);
+  EXPECT_TRUE(same.agreed);
+  EXPECT_EQ(same.answer, 0u);
+  EXPECT_EQ(same.lowest, 1);
+  EXPECT_FALSE(Agree(Texts({"Paris", "paris", "Lyon"}), 1, 2).agreed) << "every pair must agree";
+  EXPECT_FALSE(Agree(Texts({"Paris"}), 1, 2).agreed) << "one answer is no agreement";
+  EXPECT_FALSE(Agree(Texts({"Paris", "paris"}), 1, 3).agreed) << "fewer than min_answers";
+  // The answer is the text most like the others: the middle one here.
+  Agreement near = Agree(Texts({"a b c d", "a b c d e", "a b c d e f"}), 0.6, 2);
+  EXPECT_TRUE(near.agreed);
+  EXPECT_EQ(near.answer, 1u);
+  EXPECT_NEAR(near.lowest, 4.0 / 6, 1e-12);
+  EXPECT_FALSE(Agree(Texts({"a b c d", "a b c d e", "a b c d e f"}), 0.7, 2).agreed);
+}
+
 TEST(StepsTest, CompareAndRefinePromptsCarryTheTextsAndTheInstruction) {
   std::vector<llm::Message> conversation = {{llm::Role::kSystem, "Be terse."},
                                             {llm::Role::kUser, "First question"},
