@@ -707,6 +707,9 @@ std::string MoaExtensionJson(const CallRecord& record) {
     ext["time_to_first_token"] = Seconds(record.summary->time_to_first_token());
     ext["answer_steps"] = record.summary->answer_steps();
     ext["cost_dollars"] = record.summary->cost_dollars();
+    if (record.summary->skipped_calls() > 0) {
+      ext["skipped_calls"] = record.summary->skipped_calls();
+    }
     ext["total"] = Seconds(record.summary->total());
     const v1::Completion& a = record.summary->answer();
     ext["answer"] = {{"model", a.model()},

@@ -341,11 +341,14 @@ TEST_F(StepsTest, AgreeingAnswersSkipTheLaterStepsAndTheAggregator) {
                         "and the aggregator skipped; the answer is v1's"));
   ASSERT_TRUE(run.events.back().has_summary());
   EXPECT_EQ(run.events.back().summary().answer().model(), "v1");
+  EXPECT_EQ(run.events.back().summary().skipped_calls(), 3) << "a and b of layer 2, and z";
 
   Answered apart = Ask("disagreeing");
   ASSERT_TRUE(apart.status.ok()) << apart.status.error_message();
   EXPECT_EQ(apart.requests["z"].size(), 1u) << "Paris and Lyon: the aggregator decides";
   EXPECT_TRUE(apart.applied.empty());
+  ASSERT_TRUE(apart.events.back().has_summary());
+  EXPECT_EQ(apart.events.back().summary().skipped_calls(), 0);
 
   // Word-set overlap: 6 of 7 words shared (0.86) clears 0.8; no word shared
   // with "Lyon" does not.

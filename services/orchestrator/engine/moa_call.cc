@@ -1038,6 +1038,10 @@ bool MoaCall::EarlyStopLocked() {
   if (!agreement.agreed) return false;
   const synthesis::Reference& agreed = references_[agreement.answer];
   const int skipped = LastLayer() - current_layer_;
+  for (size_t i = static_cast<size_t>(current_layer_); i < options_.pipeline.layers.size(); ++i) {
+    skipped_calls_ += static_cast<int>(options_.pipeline.layers[i].size());
+  }
+  if (options_.pipeline.terminal == config::StepKind::kAggregate) ++skipped_calls_;
   v1::ChatEvent event;
   v1::StepApplied* applied = event.mutable_step_applied();
   applied->set_step(current_layer_);
@@ -1240,6 +1244,7 @@ void MoaCall::EmitSummaryLocked(const llm::Completion& answer, const std::string
     cost += mu->cost_dollars();
   }
   summary->set_cost_dollars(cost);
+  summary->set_skipped_calls(skipped_calls_);
   for (absl::Duration d : layer_durations_) {
     wire::ToProto(d, summary->add_layer_durations());
   }

@@ -354,6 +354,7 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   std::vector<absl::Duration> layer_durations_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Duration> answer_ttft_ ABSL_GUARDED_BY(mu_);
   std::string answer_text_ ABSL_GUARDED_BY(mu_);  // Streamed to the client so far.
+  int skipped_calls_ ABSL_GUARDED_BY(mu_) = 0;    // By early stop (Summary.skipped_calls).
   // A judge's analysis, for the next synthesize step or the final answer.
   std::string analysis_ ABSL_GUARDED_BY(mu_);
   // The analysis the running synthesize step was given (its fallbacks too).
