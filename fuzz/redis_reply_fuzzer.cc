@@ -12,6 +12,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   redisReader* reader = redisReaderCreate();
   if (reader == nullptr) return 0;
+  moa::store::BoundReader(reader);
   // In two pieces, as a socket may deliver them.
   const size_t half = size / 2;
   redisReaderFeed(reader, reinterpret_cast<const char*>(data), half);

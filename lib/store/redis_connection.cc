@@ -100,6 +100,29 @@ void RedisConnection::FailLocked() {
   backoff_ = std::min(backoff_ * 2, options_.max_backoff);
 }
 
+namespace {
+
+// hiredis's own functions, kept to call from ours (set once).
+const redisReplyObjectFunctions* default_functions = nullptr;
+
+void* BoundedArray(const redisReadTask* task, int elements) {
+  // NULL makes the reader fail with an error, as for an allocation failure.
+  if (elements < 0 || static_cast<size_t>(elements) > kMaxReplyElements) return nullptr;
+  return default_functions->createArray(task, elements);
+}
+
+}  // namespace
+
+void BoundReader(redisReader* reader) {
+  static const redisReplyObjectFunctions* const bounded = [&] {
+    default_functions = reader->fn;
+    auto* f = new redisReplyObjectFunctions(*reader->fn);
+    f->createArray = BoundedArray;
+    return f;
+  }();
+  reader->fn = const_cast<redisReplyObjectFunctions*>(bounded);
+}
+
 absl::Status RedisConnection::ConnectLocked() {
   const std::string where = absl::StrCat(options_.host, ":", options_.port);
   context_ = redisConnectWithTimeout(options_.host.c_str(), options_.port,
@@ -109,6 +132,7 @@ absl::Status RedisConnection::ConnectLocked() {
     FailLocked();
     return absl::UnavailableError(absl::StrCat("cannot reach the store at ", where, ": ", why));
   }
+  BoundReader(context_->reader);
   timeval tv = absl::ToTimeval(options_.timeout);
   redisSetTimeout(context_, tv);
   if (!options_.password.empty()) {

@@ -19,6 +19,7 @@
 #include "lib/base/clock.h"
 
 struct redisContext;
+struct redisReader;
 struct redisReply;
 
 namespace moa::store {
@@ -38,6 +39,12 @@ inline constexpr size_t kMaxReplyElements = 100000;
 // 16 MiB: the whole key directory (10,000 records of at most 1 KiB, with
 // their names) is one reply.
 inline constexpr size_t kMaxReplyBytes = 16 << 20;
+
+// Makes `reader` refuse an array header declaring more than
+// kMaxReplyElements elements before it allocates them: hiredis 0.14
+// allocates a declared array's element table at once, so "*1999999999"
+// from a peer would ask for 16 GB.
+void BoundReader(redisReader* reader);
 
 // A hiredis reply as a typed value; an error reply is FAILED_PRECONDITION
 // with its text (sanitised, bounded), anything over the bounds INTERNAL.

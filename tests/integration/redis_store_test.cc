@@ -299,6 +299,16 @@ TEST(RedisStoreTest, RepliesAreReadWithinBounds) {
   EXPECT_FALSE(read("*1\r\n*1\r\n" + nested).ok());
   absl::StatusOr<RedisValue> error = read("-ERR wrong\x01type\r\n");
   EXPECT_EQ(error.status().code(), absl::StatusCode::kFailedPrecondition);
+  // An array header declaring two billion elements is refused before
+  // hiredis allocates their table (16 GB; found by the redis_reply fuzzer).
+  redisReader* reader = redisReaderCreate();
+  BoundReader(reader);
+  const std::string huge = "*1999999999\r\n:1\r\n";
+  redisReaderFeed(reader, huge.data(), huge.size());
+  void* reply = nullptr;
+  EXPECT_EQ(redisReaderGetReply(reader, &reply), REDIS_ERR);
+  EXPECT_EQ(reply, nullptr);
+  redisReaderFree(reader);
 }
 
 }  // namespace
