@@ -138,8 +138,7 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
   // With the store deciding concurrent_requests and tokens_per_minute, this
   // replica still counts its own requests (store.failure: open decides on
   // them) but does not refuse by them.
-  const bool shared_usage =
-      shared_.usage != nullptr && (l.concurrent_requests || l.tokens_per_minute);
+  const bool shared_usage = SharedUsageApplies(l);
   // Decided under the lock; the metric and the status are made after it.
   const char* limit = nullptr;
   absl::Duration wait;
@@ -202,7 +201,7 @@ absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
   }
   if (l.requests_per_minute && shared_.requests_per_minute != nullptr) {
     if (absl::Status s = AdmitShared(key, reserved_tokens, now); !s.ok()) {
-      if (!lease.empty()) ReleaseLease(key, lease, reserved_tokens, now);
+      if (!lease.empty()) ReleaseLease(key, lease, reserved_tokens, -1, now);
       return s;
     }
   }
@@ -229,11 +228,8 @@ absl::Status KeyLimiter::AdmitSharedUsage(const ApiKey& key, int64_t reserved, a
   if (l.concurrent_requests) limits.concurrent = *l.concurrent_requests;
   if (l.tokens_per_minute) limits.tokens_per_minute = *l.tokens_per_minute;
   const absl::Time lease_until = std::min(deadline + kLeaseGrace, now + kMaxLease);
-  const absl::Time asked = absl::Now();  // Real time: what the request waited.
-  absl::StatusOr<store::UsageDecision> d =
-      shared_.usage->Acquire(key.sha256, limits, reserved, now, lease_until);
-  store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
-  StoreResult(d.status());
+  absl::StatusOr<store::UsageDecision> d = AskStore(
+      [&] { return shared_.usage->Acquire(key.sha256, limits, reserved, now, lease_until); });
   if (d.ok() && d->refused == store::UsageDecision::Refused::kNone) {
     *lease = d->lease;
     return absl::OkStatus();
@@ -281,25 +277,19 @@ absl::Status KeyLimiter::AdmitSharedUsage(const ApiKey& key, int64_t reserved, a
     }
     UndoLocked(u, reserved);
   }
-  if (!d.ok()) {
-    if (shared_.fail_closed) return StoreClosed(key, d.status());
-  }
+  if (!d.ok() && shared_.fail_closed) return StoreClosed(key, d.status());
   return Refuse(key, limit, wait, detail);
 }
 
 void KeyLimiter::ReleaseLease(const ApiKey& key, const std::string& lease, int64_t reserved,
-                              absl::Time now) {
-  const absl::Time asked = absl::Now();
-  absl::Status s = shared_.usage->Release(key.sha256, lease, reserved, -1, now);
-  store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
-  StoreResult(s);  // A lease not given back expires with its deadline.
+                              int64_t tokens, absl::Time now) {
+  // A lease not given back expires with its deadline.
+  (void)AskStore([&] { return shared_.usage->Release(key.sha256, lease, reserved, tokens, now); });
 }
 
 absl::Status KeyLimiter::AdmitSharedSpend(const ApiKey& key, int64_t reserved, absl::Time now) {
-  const absl::Time asked = absl::Now();  // Real time: what the request waited.
-  absl::StatusOr<store::Spent> spent = shared_.spend->Read(key.sha256, now);
-  store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
-  StoreResult(spent.status());
+  absl::StatusOr<store::Spent> spent =
+      AskStore([&] { return shared_.spend->Read(key.sha256, now); });
   const char* limit = nullptr;
   absl::Duration wait;
   std::string detail;
@@ -346,11 +336,8 @@ absl::Status KeyLimiter::AdmitShared(const ApiKey& key, int64_t reserved, absl::
   const int64_t limit = *key.limits.requests_per_minute;
   // The store is asked outside the lock: a slow store delays this request
   // only (by at most its timeout), never another key's.
-  const absl::Time asked = absl::Now();  // Real time: what the request waited.
   absl::StatusOr<store::RateDecision> d =
-      shared_.requests_per_minute->Admit(key.sha256, limit, now);
-  store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
-  StoreResult(d.status());
+      AskStore([&] { return shared_.requests_per_minute->Admit(key.sha256, limit, now); });
   if (d.ok() && d->admitted) return absl::OkStatus();
   if (d.ok()) {
     {
@@ -412,20 +399,13 @@ void KeyLimiter::Finish(const ApiKey& key, int64_t reserved, const std::string& 
   }
   // After the lock: the store (bounded by its timeout) and Family::Add,
   // which takes the family's own lock.
-  const bool shared_usage =
-      shared_.usage != nullptr && (key.limits.concurrent_requests || key.limits.tokens_per_minute);
-  if (shared_usage && (!lease.empty() || key.limits.tokens_per_minute)) {
-    const absl::Time asked = absl::Now();
-    absl::Status s = shared_.usage->Release(key.sha256, lease, reserved,
-                                            key.limits.tokens_per_minute ? tokens : -1, now);
-    store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
-    StoreResult(s);  // A lease not given back expires with its deadline.
+  if (SharedUsageApplies(key.limits) && (!lease.empty() || key.limits.tokens_per_minute)) {
+    ReleaseLease(key, lease, reserved, key.limits.tokens_per_minute ? tokens : -1, now);
   }
   if (shared_.spend != nullptr) {
-    const absl::Time asked = absl::Now();
-    absl::Status s = shared_.spend->Add(key.sha256, now, dollars, spent.dollars_by_model);
-    store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
-    StoreResult(s);  // This replica still counts it (store.failure: open decides on it).
+    // This replica still counts it (store.failure: open decides on it).
+    (void)AskStore(
+        [&] { return shared_.spend->Add(key.sha256, now, dollars, spent.dollars_by_model); });
   }
   const KeyLimits& l = key.limits;
   if (l.budget_dollars_per_day && *l.budget_dollars_per_day > 0) {

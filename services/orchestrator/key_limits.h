@@ -10,6 +10,7 @@
 #include <deque>
 #include <map>
 #include <string>
+#include <type_traits>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -101,9 +102,31 @@ class KeyLimiter {
   // could not be asked and store.failure: open let this replica decide).
   absl::Status AdmitSharedUsage(const ApiKey& key, int64_t reserved, absl::Time now,
                                 absl::Time deadline, std::string* lease);
-  // Gives a lease back without counting tokens (the request was refused
-  // after it got one).
-  void ReleaseLease(const ApiKey& key, const std::string& lease, int64_t reserved, absl::Time now);
+  // Gives a lease (empty: none) and its `reserved` tokens back and counts
+  // `tokens` used in the shared window (-1: none, e.g. the request was
+  // refused after it got the lease).
+  void ReleaseLease(const ApiKey& key, const std::string& lease, int64_t reserved, int64_t tokens,
+                    absl::Time now);
+  // Whether the store decides `limits`' concurrent_requests and
+  // tokens_per_minute.
+  bool SharedUsageApplies(const KeyLimits& limits) const {
+    return shared_.usage != nullptr && (limits.concurrent_requests || limits.tokens_per_minute);
+  }
+  // Runs one call to the store, outside any lock: times it in
+  // moa_limit_store_seconds (real time: what the request waited) and counts
+  // its result (StoreResult). Returns what the call returned.
+  template <typename Call>
+  auto AskStore(Call call) {
+    const absl::Time asked = absl::Now();
+    auto result = call();
+    store_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - asked));
+    if constexpr (std::is_same_v<decltype(result), absl::Status>) {
+      StoreResult(result);
+    } else {
+      StoreResult(result.status());
+    }
+    return result;
+  }
   // The named UNAVAILABLE of store.failure: closed.
   static absl::Status StoreClosed(const ApiKey& key, const absl::Status& error);
   void UndoLocked(Usage& u, int64_t reserved) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
