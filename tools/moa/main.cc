@@ -357,16 +357,24 @@ int Pipelines() {
   return 0;
 }
 
-// Prints "model NAME PORT" per model and "aggregator PORT" for scripts that
-// start a local cluster from a config.
+// The orchestrator's admin key for `command` (keys, spend), from
+// MOA_ADMIN_KEY, never a flag (flags show in process lists); nullptr, said
+// on stderr, when it is not set.
+const char* AdminKeyFromEnv(const char* command) {
+  const char* admin_key = std::getenv("MOA_ADMIN_KEY");
+  if (admin_key == nullptr || *admin_key == '\0') {
+    std::fprintf(stderr, "moa %s: set MOA_ADMIN_KEY to the orchestrator's admin key\n", command);
+    return nullptr;
+  }
+  return admin_key;
+}
+
+// `moa spend`: through the admin API, or from the config's store.
 int Spend() {
   absl::StatusOr<std::string> report;
   if (!absl::GetFlag(FLAGS_admin_url).empty()) {
-    const char* admin_key = std::getenv("MOA_ADMIN_KEY");
-    if (admin_key == nullptr || *admin_key == '\0') {
-      std::fprintf(stderr, "moa spend: set MOA_ADMIN_KEY to the orchestrator's admin key\n");
-      return 2;
-    }
+    const char* admin_key = AdminKeyFromEnv("spend");
+    if (admin_key == nullptr) return 2;
     report = SpendThroughAdmin(absl::GetFlag(FLAGS_admin_url), admin_key,
                                absl::GetFlag(FLAGS_tls_ca_file), absl::GetFlag(FLAGS_timeout));
   } else {
@@ -380,6 +388,8 @@ int Spend() {
   return 0;
 }
 
+// Prints "model NAME PORT" per model and "aggregator PORT" for scripts that
+// start a local cluster from a config.
 int Endpoints() {
   auto cfg = config::LoadClusterConfig(absl::GetFlag(FLAGS_config));
   if (!cfg.ok()) {
@@ -462,11 +472,8 @@ json::Json LimitFlags(bool all) {
 // `moa keys add|limit|revoke|list --admin_url URL`: through the admin API.
 int KeysThroughAdmin(const std::vector<std::string>& args) {
   const std::string url = absl::GetFlag(FLAGS_admin_url);
-  const char* admin_key = std::getenv("MOA_ADMIN_KEY");
-  if (admin_key == nullptr || *admin_key == '\0') {
-    std::fprintf(stderr, "moa keys: set MOA_ADMIN_KEY to the orchestrator's admin key\n");
-    return 2;
-  }
+  const char* admin_key = AdminKeyFromEnv("keys");
+  if (admin_key == nullptr) return 2;
   const std::string& verb = args[0];
   const std::string name = args.size() > 1 ? args[1] : "";
   std::string method = "GET", path = "/admin/v1/keys", body;
