@@ -1057,17 +1057,21 @@ bool MoaCall::EarlyStopLocked() {
   EmitLocked(std::move(event));
   metrics_->EarlyStop();
   current_layer_ = LastLayer() + 1;
+  AnswerWithTextLocked(agreed.text, agreed.model);
+  return true;
+}
+
+void MoaCall::AnswerWithTextLocked(const std::string& text, const std::string& model) {
   answer_ttft_ = clock_->Now() - accepted_;
   metrics_->AnswerFirstToken(*answer_ttft_);
-  answer_text_ = agreed.text;
+  answer_text_ = text;
   v1::ChatEvent delta;
-  delta.set_answer_delta(agreed.text);
+  delta.set_answer_delta(text);
   EmitLocked(std::move(delta));
   llm::Completion answer;
   answer.finish_reason = "stop";
-  EmitSummaryLocked(answer, agreed.model);
+  EmitSummaryLocked(answer, model);
   FinishLocked(absl::OkStatus());
-  return true;
 }
 
 bool MoaCall::StepOutputLocked(absl::Duration took, std::vector<synthesis::Reference>* out) {
@@ -1190,7 +1194,6 @@ void MoaCall::AdvanceLocked() {
 }
 
 void MoaCall::VoteLocked() {
-  const absl::Time now = clock_->Now();
   const VoteResult vote = Vote(references_, options_.pipeline.vote_normalize);
   std::vector<std::string> counts;
   for (const auto& [key, count] : vote.counts) {
@@ -1201,17 +1204,8 @@ void MoaCall::VoteLocked() {
   const synthesis::Reference& winner = references_[vote.winner];
   EmitStepAppliedLocked(current_layer_, config::StepKind::kVote, 0, {winner}, {},
                         absl::StrCat("votes: ", absl::StrJoin(counts, ", ")));
-  answer_ttft_ = now - accepted_;
-  metrics_->AnswerFirstToken(*answer_ttft_);
-  answer_text_ = winner.text;
-  v1::ChatEvent delta;
-  delta.set_answer_delta(winner.text);
-  EmitLocked(std::move(delta));
   metrics_->StepDone(options_.pipeline.layers.size(), absl::ZeroDuration());
-  llm::Completion answer;
-  answer.finish_reason = "stop";
-  EmitSummaryLocked(answer, "vote");
-  FinishLocked(absl::OkStatus());
+  AnswerWithTextLocked(winner.text, "vote");
 }
 
 void MoaCall::EmitStepAppliedLocked(int step, config::StepKind kind, uint64_t seed,

@@ -198,6 +198,10 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   // false. Off when the answer must come from a final call: tools, a
   // response format, staircase streaming.
   bool EarlyStopLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The whole answer is `text`, with no final call (the vote, early stop):
+  // one answer delta, the summary naming `model`, the end.
+  void AnswerWithTextLocked(const std::string& text, const std::string& model)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitStepAppliedLocked(int step, config::StepKind kind, uint64_t seed,
                              const std::vector<synthesis::Reference>& kept,
                              const std::vector<synthesis::Reference>& dropped, std::string note)
