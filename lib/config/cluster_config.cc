@@ -724,11 +724,156 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
   return p;
 }
 
+// A classifier label: what a model can be asked to answer with one word.
+bool IsLabel(const std::string& s) {
+  if (s.empty() || s.size() > 32) return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<RouteRule> ParseRouteRule(const Reader& r, const YAML::Node& node,
+                                         const std::string& path, const ClusterConfig& cfg) {
+  MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(
+      node, path, {"pipeline", "min_chars", "max_chars", "contains", "keys", "tools", "images"}));
+  RouteRule rule;
+  if (!node["pipeline"]) return r.Error(node, path + ".pipeline is required");
+  MOA_ASSIGN_OR_RETURN(rule.pipeline, r.String(node["pipeline"], path + ".pipeline"));
+  if (cfg.FindPipeline(rule.pipeline) == nullptr) {
+    return r.Error(node["pipeline"], absl::StrCat(path, ".pipeline names '", rule.pipeline,
+                                                  "', which is not defined under pipelines"));
+  }
+  constexpr int64_t kMaxChars = int64_t{1} << 40;
+  if (node["min_chars"]) {
+    MOA_ASSIGN_OR_RETURN(rule.min_chars,
+                         r.Int64(node["min_chars"], path + ".min_chars", 0, kMaxChars));
+  }
+  if (node["max_chars"]) {
+    MOA_ASSIGN_OR_RETURN(rule.max_chars,
+                         r.Int64(node["max_chars"], path + ".max_chars", 0, kMaxChars));
+  }
+  auto strings = [&](const char* key, std::vector<std::string>& out) -> absl::Status {
+    const YAML::Node list = node[key];
+    if (!list) return absl::OkStatus();
+    const std::string lpath = absl::StrCat(path, ".", key);
+    if (!list.IsSequence() || list.size() == 0 || list.size() > 256) {
+      return r.Error(list, lpath + " must be a list of 1 to 256 strings");
+    }
+    for (size_t i = 0; i < list.size(); ++i) {
+      MOA_ASSIGN_OR_RETURN(std::string v, r.String(list[i], absl::StrCat(lpath, "[", i, "]")));
+      if (v.size() > 1024) return r.Error(list[i], lpath + " entries are at most 1024 bytes");
+      out.push_back(std::move(v));
+    }
+    return absl::OkStatus();
+  };
+  MOA_RETURN_IF_ERROR(strings("contains", rule.contains));
+  MOA_RETURN_IF_ERROR(strings("keys", rule.keys));
+  if (node["tools"]) {
+    MOA_ASSIGN_OR_RETURN(rule.tools, r.Bool(node["tools"], path + ".tools"));
+  }
+  if (node["images"]) {
+    MOA_ASSIGN_OR_RETURN(rule.images, r.Bool(node["images"], path + ".images"));
+  }
+  if (!rule.min_chars && !rule.max_chars && rule.contains.empty() && rule.keys.empty() &&
+      !rule.tools && !rule.images) {
+    return r.Error(node, absl::StrCat(path, " has no condition (min_chars, max_chars, contains, ",
+                                      "keys, tools, images); the route's default_pipeline is ",
+                                      "what runs when no rule holds"));
+  }
+  return rule;
+}
+
+absl::StatusOr<RouteConfig> ParseRoute(const Reader& r, const YAML::Node& node,
+                                       const std::string& name, const ClusterConfig& cfg) {
+  const std::string path = "routes." + name;
+  MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(node, path, {"rules", "classifier", "default_pipeline"}));
+  RouteConfig route;
+  route.name = name;
+  if (cfg.FindPipeline(name) != nullptr) {
+    return r.Error(node, absl::StrCat(path, ": '", name, "' is also a pipeline's name; a ",
+                                      "request names one or the other"));
+  }
+  if (const YAML::Node rules = node["rules"]) {
+    if (!rules.IsSequence() || rules.size() > 256) {
+      return r.Error(rules, path + ".rules must be a list of at most 256 rules");
+    }
+    for (size_t i = 0; i < rules.size(); ++i) {
+      MOA_ASSIGN_OR_RETURN(RouteRule rule,
+                           ParseRouteRule(r, rules[i], absl::StrCat(path, ".rules[", i, "]"), cfg));
+      route.rules.push_back(std::move(rule));
+    }
+  }
+  if (const YAML::Node c = node["classifier"]) {
+    const std::string cpath = path + ".classifier";
+    MOA_RETURN_IF_ERROR(r.ExpectMap(c, cpath));
+    MOA_RETURN_IF_ERROR(
+        r.CheckKeys(c, cpath, {"model", "labels", "instruction", "timeout_seconds"}));
+    RouteClassifier classifier;
+    if (!c["model"]) return r.Error(c, cpath + ".model is required");
+    MOA_ASSIGN_OR_RETURN(classifier.model, r.String(c["model"], cpath + ".model"));
+    if (cfg.FindModel(classifier.model) == nullptr) {
+      return r.Error(c["model"], absl::StrCat(cpath, ".model names '", classifier.model,
+                                              "', which is not defined under models"));
+    }
+    const YAML::Node labels = c["labels"];
+    if (!labels || !labels.IsMap() || labels.size() < 1 || labels.size() > 64) {
+      return r.Error(labels ? labels : c,
+                     cpath + ".labels must map 1 to 64 labels to pipelines, e.g. {hard: deep}");
+    }
+    for (const auto& kv : labels) {
+      const std::string label = kv.first.as<std::string>();
+      const std::string lpath = absl::StrCat(cpath, ".labels.", label.substr(0, 64));
+      if (!IsLabel(label)) {
+        return r.Error(kv.first, lpath +
+                                     ": a label is a lowercase word of at most 32 bytes "
+                                     "(a-z, 0-9, _ and -)");
+      }
+      MOA_ASSIGN_OR_RETURN(std::string pipeline, r.String(kv.second, lpath));
+      if (cfg.FindPipeline(pipeline) == nullptr) {
+        return r.Error(kv.second, absl::StrCat(lpath, " names '", pipeline,
+                                               "', which is not defined under pipelines"));
+      }
+      classifier.labels.emplace_back(label, std::move(pipeline));
+    }
+    if (c["instruction"]) {
+      MOA_ASSIGN_OR_RETURN(classifier.instruction,
+                           r.String(c["instruction"], cpath + ".instruction"));
+      if (classifier.instruction.size() > 16384) {
+        return r.Error(c["instruction"], cpath + ".instruction is at most 16 KiB");
+      }
+    }
+    if (c["timeout_seconds"]) {
+      MOA_ASSIGN_OR_RETURN(double t,
+                           r.Number(c["timeout_seconds"], cpath + ".timeout_seconds", 0.01, 60));
+      classifier.timeout = absl::Seconds(t);
+    }
+    route.classifier = std::move(classifier);
+  }
+  if (const YAML::Node def = node["default_pipeline"]) {
+    MOA_ASSIGN_OR_RETURN(route.default_pipeline, r.String(def, path + ".default_pipeline"));
+    if (cfg.FindPipeline(route.default_pipeline) == nullptr) {
+      return r.Error(def, absl::StrCat(path, ".default_pipeline names '", route.default_pipeline,
+                                       "', which is not defined under pipelines"));
+    }
+  } else {
+    route.default_pipeline = cfg.default_pipeline;
+  }
+  if (route.rules.empty() && !route.classifier) {
+    return r.Error(node, path +
+                             " has neither rules nor a classifier: it would always run its "
+                             "default_pipeline, which clients can name directly");
+  }
+  return route;
+}
+
 absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(root, "the config"));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(
-      root, "the config",
-      {"models", "aggregator", "pipelines", "default_pipeline", "limits", "tls", "store"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(root, "the config",
+                                  {"models", "aggregator", "pipelines", "default_pipeline",
+                                   "routes", "limits", "tls", "store"}));
   ClusterConfig cfg;
   if (const YAML::Node store = root["store"]) {
     MOA_RETURN_IF_ERROR(r.ExpectMap(store, "store"));
@@ -878,6 +1023,15 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
   } else if (!cfg.pipelines.empty()) {
     cfg.default_pipeline = cfg.pipelines.front().name;
   }
+  if (const YAML::Node routes = root["routes"]) {
+    MOA_RETURN_IF_ERROR(r.ExpectMap(routes, "routes"));
+    if (cfg.pipelines.empty()) return r.Error(routes, "routes need pipelines to route to");
+    for (const auto& kv : routes) {
+      MOA_ASSIGN_OR_RETURN(RouteConfig route,
+                           ParseRoute(r, kv.second, kv.first.as<std::string>(), cfg));
+      cfg.routes.push_back(std::move(route));
+    }
+  }
   return cfg;
 }
 
@@ -893,6 +1047,13 @@ const ModelConfig* ClusterConfig::FindModel(absl::string_view name) const {
 const PipelineConfig* ClusterConfig::FindPipeline(absl::string_view name) const {
   for (const PipelineConfig& p : pipelines) {
     if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+const RouteConfig* ClusterConfig::FindRoute(absl::string_view name) const {
+  for (const RouteConfig& r : routes) {
+    if (r.name == name) return &r;
   }
   return nullptr;
 }

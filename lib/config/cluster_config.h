@@ -241,10 +241,48 @@ struct StoreConfig {
   bool fail_closed = false;
 };
 
+// A route (`routes:`, README "Routing"): a name clients ask for like a
+// pipeline's (e.g. `auto`) that picks, per request, which pipeline runs.
+// Its rules are tried in order; the first whose every condition holds
+// decides. When none does and a classifier is set, one call to its model
+// labels the request; otherwise, or when that call fails or answers no
+// label, `default_pipeline` runs.
+struct RouteRule {
+  std::string pipeline;
+  // Conditions on the request's last user message (characters counted as
+  // bytes of UTF-8) and on the client's key; unset ones always hold.
+  std::optional<int64_t> min_chars;
+  std::optional<int64_t> max_chars;
+  // Holds when the message contains any of these, ignoring ASCII case.
+  // Substrings, not regular expressions: no pattern's cost or syntax
+  // enters a request's path.
+  std::vector<std::string> contains;
+  std::vector<std::string> keys;  // The client key's name is one of these.
+  std::optional<bool> tools;      // The request offers tools (true) or none (false).
+  std::optional<bool> images;     // The conversation has images (true) or none (false).
+};
+
+struct RouteClassifier {
+  std::string model;  // A model of `models:`, asked on its proposer.
+  // Label the model answers -> pipeline, in file order. Labels are
+  // lowercase words ([a-z0-9_-], up to 32 bytes).
+  std::vector<std::pair<std::string, std::string>> labels;
+  std::string instruction;  // Empty: ours, naming the labels.
+  absl::Duration timeout = absl::Seconds(2);
+};
+
+struct RouteConfig {
+  std::string name;
+  std::vector<RouteRule> rules;
+  std::optional<RouteClassifier> classifier;
+  std::string default_pipeline;  // Unset in the file: the cluster's default.
+};
+
 struct ClusterConfig {
   std::vector<ModelConfig> models;  // In file order.
   std::string aggregator_endpoint;
   std::vector<PipelineConfig> pipelines;  // In file order.
+  std::vector<RouteConfig> routes;        // In file order; no name is also a pipeline's.
   std::string default_pipeline;
   Limits limits;
   std::optional<TlsConfig> tls;      // Unset: plaintext between services.
@@ -252,6 +290,7 @@ struct ClusterConfig {
 
   const ModelConfig* FindModel(absl::string_view name) const;
   const PipelineConfig* FindPipeline(absl::string_view name) const;
+  const RouteConfig* FindRoute(absl::string_view name) const;
 };
 
 // A config is bounded before it is parsed: its size (yaml-cpp holds about

@@ -96,7 +96,12 @@ OrchestratorMetrics::OrchestratorMetrics(prometheus::Registry& registry,
                 .Name("moa_cost_dollars_total")
                 .Help("What the upstream calls of requests cost, in dollars: tokens x the "
                       "model's price in the cluster config.")
-                .Register(registry)) {
+                .Register(registry)),
+      routes_(prometheus::BuildCounter()
+                  .Name("moa_routes_total")
+                  .Help("Requests that named a route, by the pipeline it chose and how: by a "
+                        "rule, by the classifier, or the default.")
+                  .Register(registry)) {
   for (const PipelineShape& p : pipelines) configured_.emplace_back(p, Build(p));
 }
 
@@ -135,6 +140,12 @@ void OrchestratorMetrics::AddCost(const std::string& model, const std::string& k
     cost_children_.emplace(std::make_pair(model, key), counter);
   }
   counter->Increment(dollars);
+}
+
+void OrchestratorMetrics::Routed(const std::string& route, const std::string& pipeline,
+                                 const std::string& by) {
+  // Family::Add is thread-safe and returns the existing child.
+  routes_.Add({{"route", route}, {"pipeline", pipeline}, {"by", by}}).Increment();
 }
 
 std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::Build(const PipelineShape& shape) {

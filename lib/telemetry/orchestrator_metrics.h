@@ -93,6 +93,11 @@ class OrchestratorMetrics {
   // config's models and the client keys.
   void AddCost(const std::string& model, const std::string& key, double dollars);
 
+  // Adds one to moa_routes_total{route,pipeline,by}: a request that named a
+  // route ran `pipeline`, chosen `by` rule, classifier or default. Bounded
+  // by the config's routes and pipelines.
+  void Routed(const std::string& route, const std::string& pipeline, const std::string& by);
+
  private:
   std::shared_ptr<const PipelineMetrics> Build(const PipelineShape& shape);
 
@@ -108,6 +113,7 @@ class OrchestratorMetrics {
   prometheus::Family<prometheus::Counter>& early_stops_;
   prometheus::Family<prometheus::Histogram>& answer_steps_;
   prometheus::Family<prometheus::Counter>& cost_;
+  prometheus::Family<prometheus::Counter>& routes_;
   // Written only in the constructor.
   std::vector<std::pair<PipelineShape, std::shared_ptr<const PipelineMetrics>>> configured_;
   static constexpr size_t kMaxInlineShapes = 256;

@@ -125,7 +125,9 @@ absl::Status KeyLimiter::Refuse(const ApiKey& key, const char* limit, absl::Dura
 
 absl::Status KeyLimiter::Admit(const ApiKey& key, MoaCall::Options* options) {
   const KeyLimits& l = key.limits;
-  const std::string& pipeline = options->pipeline.name;
+  // A request that named a route is allowed by the route's name: a key
+  // allowed `auto` runs whichever pipeline the route chooses.
+  const std::string& pipeline = options->route ? options->route->route() : options->pipeline.name;
   if (!l.pipelines.empty() &&
       std::find(l.pipelines.begin(), l.pipelines.end(), pipeline) == l.pipelines.end()) {
     limited_.Add({{"key", key.name}, {"limit", "pipelines"}}).Increment();

@@ -651,7 +651,10 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
 }
 
 void CallRecord::Add(const v1::ChatEvent& event) {
-  if (event.has_accepted()) pipeline = event.accepted().pipeline();
+  if (event.has_accepted()) {
+    pipeline = event.accepted().pipeline();
+    if (event.accepted().has_route()) route = event.accepted().route();
+  }
   if (event.has_proposal_done()) {
     const auto& d = event.proposal_done();
     proposals.push_back({d.ref().layer(), d.ref().model(), "ok", "", d.completion()});
@@ -693,6 +696,11 @@ std::string UsageJson(const CallRecord& record) {
 
 std::string MoaExtensionJson(const CallRecord& record) {
   json ext = {{"pipeline", record.pipeline}};
+  if (record.route) {
+    ext["route"] = {{"route", record.route->route()},
+                    {"by", record.route->by()},
+                    {"reason", record.route->reason()}};
+  }
   json usage = json::array();
   json layers = json::array();
   if (record.summary) {

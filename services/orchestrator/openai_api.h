@@ -49,6 +49,7 @@ struct CallRecord {
     v1::Completion completion;
   };
   std::string pipeline;
+  std::optional<v1::RouteChoice> route;  // Set when the request named a route.
   std::vector<Proposal> proposals;
   std::optional<v1::Summary> summary;
   std::vector<v1::ToolCall> tool_calls;  // The answer's, when it called tools.

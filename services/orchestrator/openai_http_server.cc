@@ -111,7 +111,7 @@ class SurfaceCall final : public MoaCallSink {
   const std::unique_ptr<ResponseWriter> writer_;
   const std::string request_id_;
   const bool streaming_;
-  CancelSlot<MoaCall> call_;
+  CancelSlot<RunningCall> call_;
 };
 
 }  // namespace
@@ -167,6 +167,10 @@ std::optional<net::HttpResponse> OpenAiHandler::Screen(const net::HttpRequestHea
       data.push_back(
           {{"id", p.name}, {"object", "model"}, {"created", 0}, {"owned_by", "moa-cluster"}});
     }
+    for (const auto& r : deps_.engine->config().routes) {
+      data.push_back(
+          {{"id", r.name}, {"object", "model"}, {"created", 0}, {"owned_by", "moa-cluster"}});
+    }
     return JsonResponse(200, json::Dump(json::Json{{"object", "list"}, {"data", data}}));
   }
   if (surface != nullptr) {
@@ -220,7 +224,19 @@ void OpenAiHandler::Handle(net::HttpRequest request, std::shared_ptr<net::HttpEx
   HttpError error;
   auto parsed = surface.Parse(request.body(), &error);
   if (!parsed.ok()) return refuse(ErrorResponse(surface, error));
-  auto options = deps_.engine->Plan(parsed->chat);
+  // The key is known before the plan: a route's rules may look at it.
+  std::shared_ptr<const ApiKey> key;
+  if (deps_.api_keys->enabled() && deps_.limiter != nullptr) {
+    // Screen let the request in, so its key is one of ours.
+    std::optional<std::string> presented = PresentedKey(request.base());
+    key = presented ? deps_.api_keys->Authenticate(*presented) : nullptr;
+    if (key == nullptr) {
+      return refuse(ErrorResponse(
+          surface, {401, "incorrect API key", "authentication_error", "", "invalid_api_key"}));
+    }
+  }
+  auto options =
+      deps_.engine->Plan(parsed->chat, absl::InfiniteFuture(), key ? key->name : std::string());
   if (!options.ok()) {
     HttpError e = ErrorFromStatus(options.status());
     if (e.status == 404) {
@@ -233,15 +249,7 @@ void OpenAiHandler::Handle(net::HttpRequest request, std::shared_ptr<net::HttpEx
   if (!slot.ok()) return refuse(ErrorResponse(surface, ErrorFromStatus(slot.status())));
   options->trace = trace;
   options->end_user = parsed->end_user;
-  if (deps_.api_keys->enabled() && deps_.limiter != nullptr) {
-    // Screen let the request in, so its key is one of ours.
-    std::optional<std::string> presented = PresentedKey(request.base());
-    std::shared_ptr<const ApiKey> key =
-        presented ? deps_.api_keys->Authenticate(*presented) : nullptr;
-    if (key == nullptr) {
-      return refuse(ErrorResponse(
-          surface, {401, "incorrect API key", "authentication_error", "", "invalid_api_key"}));
-    }
+  if (key != nullptr) {
     // Last before the start: an admitted request always reports back.
     if (absl::Status limited = deps_.limiter->Admit(*key, &*options); !limited.ok()) {
       return refuse(ErrorResponse(surface, ErrorFromStatus(limited), GetRetryAfter(limited)));

@@ -61,7 +61,8 @@ class ChatReactor final : public server::ServerStreamReactor<v1::ChatEvent, Merg
     if (context->deadline() != std::chrono::system_clock::time_point::max()) {
       client_deadline = absl::FromChrono(context->deadline());
     }
-    auto options = engine->Plan(request, client_deadline);
+    auto options =
+        engine->Plan(request, client_deadline, *key != nullptr ? (*key)->name : std::string());
     if (!options.ok()) {
       Close(options.status());
       return;
@@ -101,7 +102,7 @@ class ChatReactor final : public server::ServerStreamReactor<v1::ChatEvent, Merg
 
   void OnClientGone() override { call_.Cancel(); }
 
-  CancelSlot<MoaCall> call_;
+  CancelSlot<RunningCall> call_;
 };
 
 }  // namespace
@@ -134,6 +135,28 @@ grpc::ServerUnaryReactor* OrchestratorService::ListPipelines(
     info->set_terminal(config::StepKindName(p.terminal));
     *info->mutable_params() = MergeParams(&p, v1::SamplingParams());
     info->set_default_(p.name == config.default_pipeline);
+  }
+  for (const config::RouteConfig& r : config.routes) {
+    // The route's default pipeline describes what it runs when nothing decides.
+    v1::PipelineInfo* info = response->add_pipelines();
+    *info = response->pipelines(
+        static_cast<int>(config.FindPipeline(r.default_pipeline) - config.pipelines.data()));
+    info->set_name(r.name);
+    info->set_default_(false);
+    v1::RouteInfo* route = info->mutable_route();
+    route->add_pipelines(r.default_pipeline);
+    auto add = [&](const std::string& p) {
+      for (const std::string& q : route->pipelines()) {
+        if (q == p) return;
+      }
+      route->add_pipelines(p);
+    };
+    for (const config::RouteRule& rule : r.rules) add(rule.pipeline);
+    if (r.classifier) {
+      route->set_classifier(r.classifier->model);
+      for (const auto& [label, p] : r.classifier->labels) add(p);
+    }
+    route->set_rules(static_cast<int>(r.rules.size()));
   }
   reactor->Finish(grpc::Status::OK);
   return reactor;

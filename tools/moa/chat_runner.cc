@@ -59,6 +59,14 @@ ChatResult RunChat(v1::OrchestratorService::Stub& stub, const v1::ChatRequest& r
         for (const auto& l : event.accepted().layers()) layer_sizes.push_back(l.models_size());
         kinds.assign(event.accepted().steps().begin(), event.accepted().steps().end());
         result.layers = static_cast<int>(layer_sizes.size());
+        if (event.accepted().has_route()) {
+          // The route's decision: a row of its own before the steps.
+          const v1::RouteChoice& r = event.accepted().route();
+          CallRow row = Row("route", "-", "ok");
+          row.error =
+              absl::StrCat(r.route(), " -> ", r.pipeline(), " by ", r.by(), ": ", r.reason());
+          result.rows.push_back(row);
+        }
         progress(1);
         break;
       case v1::ChatEvent::kProposalStarted:

@@ -336,6 +336,16 @@ int Pipelines() {
   grpc::Status s = stub->ListPipelines(&ctx, v1::ListPipelinesRequest(), &resp);
   if (!s.ok()) return ReportError(s);
   for (const v1::PipelineInfo& p : resp.pipelines()) {
+    if (p.has_route()) {
+      // A route: what it may choose, its default first.
+      const v1::RouteInfo& r = p.route();
+      std::printf(
+          "%s: route to %s (%d rule%s%s; default %s)\n", p.name().c_str(),
+          absl::StrJoin(r.pipelines(), " | ").c_str(), r.rules(), r.rules() == 1 ? "" : "s",
+          r.classifier().empty() ? "" : absl::StrCat(", classifier ", r.classifier()).c_str(),
+          r.pipelines().empty() ? "" : r.pipelines(0).c_str());
+      continue;
+    }
     // Each step as "kind [models]" ("[models]" alone for propose and
     // synthesize, as a `layers:` pipeline reads), then the terminal step.
     std::vector<std::string> steps;

@@ -19,11 +19,11 @@ absl::Status Admission::TryAcquire() {
 
 void Admission::Release() { inflight_.fetch_sub(1); }
 
-void Admission::Track(const std::shared_ptr<MoaCall>& call) {
+void Admission::Track(const std::shared_ptr<RunningCall>& call) {
   absl::MutexLock lock(&mu_);
   // Amortised clean-up: drop finished calls when the list doubles.
   if (calls_.size() >= 64 && calls_.size() == calls_.capacity()) {
-    std::erase_if(calls_, [](const std::weak_ptr<MoaCall>& c) { return c.expired(); });
+    std::erase_if(calls_, [](const std::weak_ptr<RunningCall>& c) { return c.expired(); });
   }
   calls_.push_back(call);
 }
@@ -33,7 +33,7 @@ void Admission::BeginDrain() { draining_.store(true); }
 int Admission::FinishDrain(absl::Time deadline, absl::Duration cancel_wait) {
   BeginDrain();
   while (inflight_.load() > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
-  std::vector<std::shared_ptr<MoaCall>> running;
+  std::vector<std::shared_ptr<RunningCall>> running;
   {
     absl::MutexLock lock(&mu_);
     for (auto& weak : calls_) {

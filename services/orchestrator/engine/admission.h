@@ -54,7 +54,7 @@ class Admission {
   absl::Status TryAcquire();
   void Release();
   // Remembers a running request so the drain can cancel it after the grace.
-  void Track(const std::shared_ptr<MoaCall>& call);
+  void Track(const std::shared_ptr<RunningCall>& call);
 
   // Both servers refuse new requests from now on. Idempotent.
   void BeginDrain();
@@ -72,7 +72,7 @@ class Admission {
   std::atomic<int> inflight_{0};
   std::atomic<bool> draining_{false};
   absl::Mutex mu_;
-  std::vector<std::weak_ptr<MoaCall>> calls_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::weak_ptr<RunningCall>> calls_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace moa::orchestrator

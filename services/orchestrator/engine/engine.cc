@@ -6,6 +6,7 @@
 #include "lib/wire/wire.h"
 #include "services/orchestrator/engine/layer_policy.h"
 #include "services/orchestrator/engine/pipeline.h"
+#include "services/orchestrator/engine/route.h"
 
 namespace moa::orchestrator {
 namespace {
@@ -30,7 +31,11 @@ class SlotReleasingSink final : public MoaCallSink {
 }  // namespace
 
 absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
-                                          const config::ClusterConfig& config) {
+                                          const config::ClusterConfig& config,
+                                          absl::string_view key_name) {
+  if (const config::RouteConfig* route = config.FindRoute(request.pipeline())) {
+    return PlanRoute(*route, request, config, key_name);
+  }
   const config::Limits& limits = config.limits;
   if (int64_t size = static_cast<int64_t>(request.ByteSizeLong());
       size > limits.max_request_bytes) {
@@ -132,17 +137,23 @@ absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
 }
 
 absl::StatusOr<MoaCall::Options> Engine::Plan(const v1::ChatRequest& request,
-                                              absl::Time client_deadline) const {
-  absl::StatusOr<MoaCall::Options> options = PlanChat(request, *config_);
+                                              absl::Time client_deadline,
+                                              absl::string_view key_name) const {
+  absl::StatusOr<MoaCall::Options> options = PlanChat(request, *config_, key_name);
   if (!options.ok()) return options;
   options->deadline = std::min(client_deadline, env_.clock->Now() + options_.request_timeout);
   return options;
 }
 
-std::shared_ptr<MoaCall> Engine::Start(Admission::Slot slot, MoaCall::Options options,
-                                       std::shared_ptr<MoaCallSink> sink) {
-  auto call = MoaCall::Start(std::move(options), env_,
-                             std::make_shared<SlotReleasingSink>(std::move(sink), std::move(slot)));
+std::shared_ptr<RunningCall> Engine::Start(Admission::Slot slot, MoaCall::Options options,
+                                           std::shared_ptr<MoaCallSink> sink) {
+  auto releasing = std::make_shared<SlotReleasingSink>(std::move(sink), std::move(slot));
+  std::shared_ptr<RunningCall> call;
+  if (options.pending_route != nullptr) {
+    call = StartRouted(std::move(options), env_, std::move(releasing));
+  } else {
+    call = MoaCall::Start(std::move(options), env_, std::move(releasing));
+  }
   admission_->Track(call);
   return call;
 }

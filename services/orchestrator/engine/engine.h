@@ -18,9 +18,12 @@ namespace moa::orchestrator {
 
 // Checks a Chat request against the limits and resolves its pipeline, its
 // conversation and params into a call's options (deadline left infinite):
-// INVALID_ARGUMENT naming the field, NOT_FOUND for an unknown pipeline.
+// INVALID_ARGUMENT naming the field, NOT_FOUND for an unknown pipeline. A
+// request naming a route is planned on the pipeline the route chooses
+// (route.h); `key_name` is the client's key its rules may look at.
 absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
-                                          const config::ClusterConfig& config);
+                                          const config::ClusterConfig& config,
+                                          absl::string_view key_name = "");
 
 struct EngineOptions {
   // Upper bound of every request's deadline (the client's may be sooner),
@@ -38,16 +41,18 @@ class Engine {
   // PlanChat, with the deadline: the sooner of `client_deadline` and
   // request_timeout from now.
   absl::StatusOr<MoaCall::Options> Plan(const v1::ChatRequest& request,
-                                        absl::Time client_deadline = absl::InfiniteFuture()) const;
+                                        absl::Time client_deadline = absl::InfiniteFuture(),
+                                        absl::string_view key_name = "") const;
 
   // A slot for one request, or why not: RESOURCE_EXHAUSTED at the limit,
   // UNAVAILABLE while draining. Taken before anything is sent to a client.
   absl::StatusOr<Admission::Slot> Admit() { return admission_->Acquire(); }
 
   // Starts the call on its slot, which is given back once the sink has had
-  // its OnFinish. The drain can cancel the call.
-  std::shared_ptr<MoaCall> Start(Admission::Slot slot, MoaCall::Options options,
-                                 std::shared_ptr<MoaCallSink> sink);
+  // its OnFinish. The drain can cancel the call. A plan with a route's
+  // classifier still to ask starts with that call (route.h).
+  std::shared_ptr<RunningCall> Start(Admission::Slot slot, MoaCall::Options options,
+                                     std::shared_ptr<MoaCallSink> sink);
 
   const config::ClusterConfig& config() const { return *config_; }
   const Admission& admission() const { return *admission_; }

@@ -108,6 +108,13 @@ void MoaCall::Begin() {
     }
     accepted->set_terminal(config::StepKindName(options_.pipeline.terminal));
     for (const std::string& m : TextOnlyModels()) accepted->add_text_only(m);
+    if (options_.route) {
+      *accepted->mutable_route() = *options_.route;
+      all_metrics_->Routed(options_.route->route(), options_.route->pipeline(),
+                           options_.route->by());
+    }
+    if (options_.route_usage)
+      AddUsageLocked(options_.route_usage->first, options_.route_usage->second);
     EmitLocked(std::move(event));
     StartLayerLocked(1);
   }
@@ -1345,6 +1352,11 @@ void MoaCall::RecordFinish(const absl::Status& status) {
       {"completion_tokens", absl::StrCat(completion)},
       {"cost_dollars", absl::StrCat(spent.dollars)}};
   if (!options_.end_user.empty()) fields.emplace_back("end_user", options_.end_user);
+  if (options_.route) {
+    fields.emplace_back("route", options_.route->route());
+    fields.emplace_back("route_by", options_.route->by());
+    fields.emplace_back("route_reason", options_.route->reason());
+  }
   LogFor(status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "moa-orchestrator", fields,
          status.ok() ? "request answered" : absl::StrCat("request failed: ", status.ToString()));
 }

@@ -100,7 +100,19 @@ struct MoaEnv {
   FirstTokenBounds* first_tokens = nullptr;
 };
 
-class MoaCall : public std::enable_shared_from_this<MoaCall> {
+// What the servers and the drain hold of a running request: its MoaCall,
+// or a route's classifier call that will start one (route.h).
+class RunningCall {
+ public:
+  virtual ~RunningCall() = default;
+  // Cancels every child call at once; the sink gets OnFinish(reason)
+  // unless the call had already finished. Thread-safe, idempotent.
+  virtual void Cancel(absl::Status reason = absl::CancelledError("the request was cancelled")) = 0;
+};
+
+struct PendingRoute;
+
+class MoaCall : public RunningCall, public std::enable_shared_from_this<MoaCall> {
  public:
   struct Options {
     ResolvedPipeline pipeline;
@@ -131,6 +143,15 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
     // Seed of the shuffle and dropout steps; unset: a random one (either
     // way reported in their events).
     std::optional<uint64_t> step_seed;
+    // Set when the request named a route (route.h): its decision, for the
+    // `accepted` event, the log line and moa_routes_total.
+    std::optional<v1::RouteChoice> route;
+    // The route's classifier call, when one was made: its model and usage
+    // (counted with the request's).
+    std::optional<std::pair<std::string, llm::Usage>> route_usage;
+    // Set by PlanChat while the route's classifier is still to be asked:
+    // Engine::Start asks it before the pipeline starts.
+    std::shared_ptr<const PendingRoute> pending_route;
   };
 
   // Starts the call; events begin with `accepted`. The deadline is on
@@ -138,9 +159,7 @@ class MoaCall : public std::enable_shared_from_this<MoaCall> {
   static std::shared_ptr<MoaCall> Start(Options options, const MoaEnv& env,
                                         std::shared_ptr<MoaCallSink> sink);
 
-  // Cancels every child call at once; the sink gets OnFinish(reason)
-  // unless the call had already finished. Thread-safe, idempotent.
-  void Cancel(absl::Status reason = absl::CancelledError("the request was cancelled"));
+  void Cancel(absl::Status reason = absl::CancelledError("the request was cancelled")) override;
 
   MoaCall(Options options, const MoaEnv& env, std::shared_ptr<MoaCallSink> sink);
 

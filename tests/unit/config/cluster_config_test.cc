@@ -542,6 +542,85 @@ TEST(ClusterConfigTest, EarlyStopIsReadAndRefusedWhereItCannotWork) {
   }
 }
 
+constexpr char kRoutesBase[] = R"(models:
+  a: {endpoint: 'x:1'}
+  b: {endpoint: 'x:2'}
+aggregator: {endpoint: 'x:9'}
+pipelines:
+  quick: {layers: [[a]], aggregator: b}
+  deep: {layers: [[a, b]], aggregator: b}
+default_pipeline: quick
+routes:
+)";
+
+TEST(ClusterConfigTest, RoutesAreReadWithTheirRulesClassifierAndDefault) {
+  auto cfg = ParseClusterConfig(absl::StrCat(kRoutesBase, R"(  auto:
+    rules:
+      - {pipeline: deep, min_chars: 10, max_chars: 2000, contains: [prove], keys: [k1],
+         tools: false, images: true}
+    classifier: {model: a, labels: {easy: quick, hard: deep}, instruction: 'Say easy or hard.',
+                 timeout_seconds: 0.5}
+    default_pipeline: deep
+  other: {rules: [{pipeline: deep, max_chars: 5}]}
+)"),
+                                "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  ASSERT_EQ(cfg->routes.size(), 2u);
+  const RouteConfig* r = cfg->FindRoute("auto");
+  ASSERT_NE(r, nullptr);
+  ASSERT_EQ(r->rules.size(), 1u);
+  EXPECT_EQ(r->rules[0].pipeline, "deep");
+  EXPECT_EQ(r->rules[0].min_chars, 10);
+  EXPECT_EQ(r->rules[0].max_chars, 2000);
+  EXPECT_THAT(r->rules[0].contains, ::testing::ElementsAre("prove"));
+  EXPECT_THAT(r->rules[0].keys, ::testing::ElementsAre("k1"));
+  EXPECT_EQ(r->rules[0].tools, false);
+  EXPECT_EQ(r->rules[0].images, true);
+  ASSERT_TRUE(r->classifier);
+  EXPECT_EQ(r->classifier->model, "a");
+  EXPECT_EQ(r->classifier->labels.size(), 2u);
+  EXPECT_EQ(r->classifier->labels[1], std::make_pair(std::string("hard"), std::string("deep")));
+  EXPECT_EQ(r->classifier->instruction, "Say easy or hard.");
+  EXPECT_EQ(r->classifier->timeout, absl::Milliseconds(500));
+  EXPECT_EQ(r->default_pipeline, "deep");
+  EXPECT_EQ(cfg->FindRoute("other")->default_pipeline, "quick") << "the cluster's default";
+  EXPECT_EQ(cfg->FindRoute("other")->classifier, std::nullopt);
+  EXPECT_EQ(cfg->FindRoute("quick"), nullptr);
+}
+
+TEST(ClusterConfigTest, ABadRouteNamesTheRouteAndTheField) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"quick: {rules: [{pipeline: deep, max_chars: 5}]}",
+       "routes.quick: 'quick' is also a pipeline"},
+      {"auto: {}", "routes.auto has neither rules nor a classifier"},
+      {"auto: {rules: [{pipeline: deep}]}", "routes.auto.rules[0] has no condition"},
+      {"auto: {rules: [{pipeline: nope, max_chars: 1}]}",
+       "routes.auto.rules[0].pipeline names 'nope'"},
+      {"auto: {rules: [{pipeline: deep, length: 1}]}",
+       "unknown key 'length' in routes.auto.rules[0]"},
+      {"auto: {rules: [{pipeline: deep, max_chars: -1}]}", "rules[0].max_chars must be in"},
+      {"auto: {rules: [{pipeline: deep, contains: []}]}", "contains must be a list of 1 to 256"},
+      {"auto: {rules: [{pipeline: deep, tools: maybe}]}", "rules[0].tools must be true or false"},
+      {"auto: {rules: {pipeline: deep}}", "routes.auto.rules must be a list"},
+      {"auto: {classifier: {model: zz, labels: {a: deep}}}", "classifier.model names 'zz'"},
+      {"auto: {classifier: {labels: {a: deep}}}", "classifier.model is required"},
+      {"auto: {classifier: {model: a}}", "classifier.labels must map 1 to 64 labels"},
+      {"auto: {classifier: {model: a, labels: {Hard: deep}}}",
+       "labels.Hard: a label is a lowercase"},
+      {"auto: {classifier: {model: a, labels: {hard: nope}}}", "labels.hard names 'nope'"},
+      {"auto: {classifier: {model: a, labels: {hard: deep}, timeout_seconds: 0}}",
+       "timeout_seconds must be in [0.01, 60]"},
+      {"auto: {classifier: {model: a, labels: {hard: deep}}, default_pipeline: nope}",
+       "routes.auto.default_pipeline names 'nope'"},
+      {"auto: [a]", "routes.auto must be a mapping"},
+  };
+  for (const auto& [yaml, message] : cases) {
+    auto bad = ParseClusterConfig(absl::StrCat(kRoutesBase, "  ", yaml, "\n"), "test.yaml");
+    ASSERT_FALSE(bad.ok()) << yaml;
+    EXPECT_THAT(bad.status().message(), ::testing::HasSubstr(message)) << yaml;
+  }
+}
+
 TEST(ClusterConfigTest, ABadStepNamesTheStepAndTheField) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"[{propose: [a]}, {polish: [a]}, {aggregate: c}]", "steps[1]: unknown step 'polish'"},
