@@ -605,6 +605,22 @@ absl::Status ParseSteps(const Reader& r, const YAML::Node& list, const std::stri
   return absl::OkStatus();
 }
 
+// `early_stop:` of a pipeline or a preset: a map, `{}` for the defaults.
+absl::StatusOr<EarlyStopConfig> ParseEarlyStop(const Reader& r, const YAML::Node& e,
+                                               const std::string& epath) {
+  MOA_RETURN_IF_ERROR(r.ExpectMap(e, epath));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(e, epath, {"similarity", "min_answers"}));
+  EarlyStopConfig es;
+  if (e["similarity"]) {
+    MOA_ASSIGN_OR_RETURN(es.similarity, r.Number(e["similarity"], epath + ".similarity", 0.5, 1));
+  }
+  if (e["min_answers"]) {
+    MOA_ASSIGN_OR_RETURN(es.min_answers, r.Ranged<int>(e["min_answers"], epath + ".min_answers",
+                                                       "an integer", 2, 64));
+  }
+  return es;
+}
+
 absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& node,
                                              const std::string& name, const ClusterConfig& cfg) {
   std::string path = absl::StrCat("pipelines.", name);
@@ -705,21 +721,52 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
   }
   if (const YAML::Node e = node["early_stop"]) {
     const std::string epath = path + ".early_stop";
-    MOA_RETURN_IF_ERROR(r.ExpectMap(e, epath));
-    MOA_RETURN_IF_ERROR(r.CheckKeys(e, epath, {"similarity", "min_answers"}));
-    EarlyStopConfig es;
-    if (e["similarity"]) {
-      MOA_ASSIGN_OR_RETURN(es.similarity, r.Number(e["similarity"], epath + ".similarity", 0.5, 1));
-    }
-    if (e["min_answers"]) {
-      MOA_ASSIGN_OR_RETURN(es.min_answers, r.Ranged<int>(e["min_answers"], epath + ".min_answers",
-                                                         "an integer", 2, 64));
-    }
+    MOA_ASSIGN_OR_RETURN(p.early_stop, ParseEarlyStop(r, e, epath));
     if (p.streaming.mode == StreamingConfig::Mode::kStaircase) {
       return r.Error(e, absl::StrCat(epath, ": staircase streaming starts the answer before a ",
                                      "layer ends, so it cannot stop on the layer's agreement"));
     }
-    p.early_stop = es;
+  }
+  return p;
+}
+
+absl::StatusOr<PresetConfig> ParsePreset(const Reader& r, const YAML::Node& node,
+                                         const std::string& name) {
+  const std::string path = "presets." + name;
+  MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(
+      node, path, {"description", "max_proposers", "policy", "streaming", "early_stop"}));
+  PresetConfig p;
+  p.name = name;
+  if (node["description"]) {
+    MOA_ASSIGN_OR_RETURN(p.description, r.String(node["description"], path + ".description"));
+    if (p.description.size() > 200) {
+      return r.Error(node["description"], path + ".description is at most 200 bytes");
+    }
+  }
+  if (node["max_proposers"]) {
+    MOA_ASSIGN_OR_RETURN(
+        p.max_proposers,
+        r.Ranged<int>(node["max_proposers"], path + ".max_proposers", "an integer", 1, 1024));
+  }
+  if (node["policy"]) {
+    MOA_ASSIGN_OR_RETURN(p.policy, ParseLayerPolicy(r, node["policy"], path + ".policy"));
+  }
+  if (node["streaming"]) {
+    MOA_ASSIGN_OR_RETURN(p.streaming, ParseStreaming(r, node["streaming"], path + ".streaming"));
+  }
+  if (const YAML::Node e = node["early_stop"]) {
+    if (e.IsScalar() && e.Scalar() == "off") {
+      p.early_stop.emplace(std::nullopt);
+    } else {
+      MOA_ASSIGN_OR_RETURN(EarlyStopConfig es, ParseEarlyStop(r, e, path + ".early_stop"));
+      p.early_stop.emplace(es);
+      if (p.streaming.mode == StreamingConfig::Mode::kStaircase) {
+        return r.Error(e, absl::StrCat(path, ".early_stop: staircase streaming starts the answer ",
+                                       "before a layer ends, so it cannot stop on the layer's "
+                                       "agreement"));
+      }
+    }
   }
   return p;
 }
@@ -873,7 +920,7 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(root, "the config"));
   MOA_RETURN_IF_ERROR(r.CheckKeys(root, "the config",
                                   {"models", "aggregator", "pipelines", "default_pipeline",
-                                   "routes", "limits", "tls", "store"}));
+                                   "routes", "presets", "limits", "tls", "store"}));
   ClusterConfig cfg;
   if (const YAML::Node store = root["store"]) {
     MOA_RETURN_IF_ERROR(r.ExpectMap(store, "store"));
@@ -1023,6 +1070,15 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
   } else if (!cfg.pipelines.empty()) {
     cfg.default_pipeline = cfg.pipelines.front().name;
   }
+  if (const YAML::Node presets = root["presets"]) {
+    MOA_RETURN_IF_ERROR(r.ExpectMap(presets, "presets"));
+    if (presets.size() > 64) return r.Error(presets, "presets holds at most 64 presets");
+    for (const auto& kv : presets) {
+      MOA_ASSIGN_OR_RETURN(PresetConfig preset,
+                           ParsePreset(r, kv.second, kv.first.as<std::string>()));
+      cfg.presets.push_back(std::move(preset));
+    }
+  }
   if (const YAML::Node routes = root["routes"]) {
     MOA_RETURN_IF_ERROR(r.ExpectMap(routes, "routes"));
     if (cfg.pipelines.empty()) return r.Error(routes, "routes need pipelines to route to");
@@ -1054,6 +1110,13 @@ const PipelineConfig* ClusterConfig::FindPipeline(absl::string_view name) const 
 const RouteConfig* ClusterConfig::FindRoute(absl::string_view name) const {
   for (const RouteConfig& r : routes) {
     if (r.name == name) return &r;
+  }
+  return nullptr;
+}
+
+const PresetConfig* ClusterConfig::FindPreset(absl::string_view name) const {
+  for (const PresetConfig& p : presets) {
+    if (p.name == name) return &p;
   }
   return nullptr;
 }

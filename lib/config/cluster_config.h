@@ -241,6 +241,21 @@ struct StoreConfig {
   bool fail_closed = false;
 };
 
+// A preset (`presets:`, README "Presets"): a named way to run whichever
+// pipeline a request names, chosen by the request (ChatRequest.preset,
+// OpenAI `moa_preset`) or by its client key. What it sets replaces the
+// pipeline's; the request's own policy and streaming go on top of it.
+struct PresetConfig {
+  std::string name;
+  std::string description;  // One line for `moa pipelines` and the docs.
+  // Each propose, synthesize and refine step keeps its first n models.
+  std::optional<int> max_proposers;
+  LayerPolicy policy;         // Set fields replace the pipeline's.
+  StreamingConfig streaming;  // Likewise.
+  // Set: replaces the pipeline's early_stop (nullopt inside: `off`).
+  std::optional<std::optional<EarlyStopConfig>> early_stop;
+};
+
 // A route (`routes:`, README "Routing"): a name clients ask for like a
 // pipeline's (e.g. `auto`) that picks, per request, which pipeline runs.
 // Its rules are tried in order; the first whose every condition holds
@@ -283,6 +298,7 @@ struct ClusterConfig {
   std::string aggregator_endpoint;
   std::vector<PipelineConfig> pipelines;  // In file order.
   std::vector<RouteConfig> routes;        // In file order; no name is also a pipeline's.
+  std::vector<PresetConfig> presets;      // In file order.
   std::string default_pipeline;
   Limits limits;
   std::optional<TlsConfig> tls;      // Unset: plaintext between services.
@@ -291,6 +307,7 @@ struct ClusterConfig {
   const ModelConfig* FindModel(absl::string_view name) const;
   const PipelineConfig* FindPipeline(absl::string_view name) const;
   const RouteConfig* FindRoute(absl::string_view name) const;
+  const PresetConfig* FindPreset(absl::string_view name) const;
 };
 
 // A config is bounded before it is parsed: its size (yaml-cpp holds about

@@ -55,8 +55,8 @@ absl::StatusOr<std::vector<ApiKey>> ParseNamedKeys(const std::string& file,
     const YAML::Node& v = kv.second;
     if (!v.IsMap()) return Bad(file, v, absl::StrCat(path, " must be a map"));
     static const std::set<std::string> kFields = {
-        "sha256",    "requests_per_minute",    "tokens_per_minute",       "concurrent_requests",
-        "pipelines", "budget_dollars_per_day", "budget_dollars_per_month"};
+        "sha256",    "requests_per_minute",    "tokens_per_minute",        "concurrent_requests",
+        "pipelines", "budget_dollars_per_day", "budget_dollars_per_month", "preset"};
     for (const auto& f : v) {
       const std::string field = f.first.as<std::string>();
       if (!kFields.count(field)) {
@@ -106,6 +106,12 @@ absl::StatusOr<std::vector<ApiKey>> ParseNamedKeys(const std::string& file,
         if (!name.IsScalar()) return Bad(file, name, path + ".pipelines must be a list of names");
         l.pipelines.push_back(name.Scalar());
       }
+    }
+    if (const YAML::Node p = v["preset"]) {
+      if (!p.IsScalar() || p.Scalar().empty() || p.Scalar().size() > 128) {
+        return Bad(file, p, path + ".preset must be a preset's name");
+      }
+      l.preset = p.Scalar();
     }
     out.push_back(std::move(k));
   }

@@ -23,6 +23,9 @@ struct KeyLimits {
   std::vector<std::string> pipelines;              // Empty: every pipeline (and inline specs).
   std::optional<double> budget_dollars_per_day;    // UTC days.
   std::optional<double> budget_dollars_per_month;  // UTC calendar months.
+  // Not a limit: the preset (config `presets:`) its requests run with when
+  // they name none. Empty: none.
+  std::string preset;
 };
 
 struct ApiKey {

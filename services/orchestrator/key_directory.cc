@@ -14,9 +14,13 @@ constexpr char kName[] = "moa-orchestrator";
 constexpr int kMaxPipelinesPerKey = 64;
 constexpr size_t kMaxPipelineNameBytes = 128;
 const std::set<std::string>& LimitFields() {
-  static const auto* fields = new std::set<std::string>{
-      "requests_per_minute",    "tokens_per_minute",        "concurrent_requests",
-      "budget_dollars_per_day", "budget_dollars_per_month", "pipelines"};
+  static const auto* fields = new std::set<std::string>{"requests_per_minute",
+                                                        "tokens_per_minute",
+                                                        "concurrent_requests",
+                                                        "budget_dollars_per_day",
+                                                        "budget_dollars_per_month",
+                                                        "pipelines",
+                                                        "preset"};
   return *fields;
 }
 
@@ -51,6 +55,7 @@ json::Json KeyLimitsJson(const KeyLimits& l) {
   if (l.budget_dollars_per_day) j["budget_dollars_per_day"] = *l.budget_dollars_per_day;
   if (l.budget_dollars_per_month) j["budget_dollars_per_month"] = *l.budget_dollars_per_month;
   if (!l.pipelines.empty()) j["pipelines"] = l.pipelines;
+  if (!l.preset.empty()) j["preset"] = l.preset;
   return j;
 }
 
@@ -62,7 +67,7 @@ absl::Status ReadKeyLimits(const json::Json& object, const std::set<std::string>
       return absl::InvalidArgumentError(
           absl::StrCat("unknown field '", field,
                        "' (a key has requests_per_minute, tokens_per_minute, concurrent_requests, "
-                       "budget_dollars_per_day, budget_dollars_per_month, pipelines)"));
+                       "budget_dollars_per_day, budget_dollars_per_month, pipelines, preset)"));
     }
   }
   constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
@@ -104,6 +109,19 @@ absl::Status ReadKeyLimits(const json::Json& object, const std::set<std::string>
       l->pipelines.clear();
     } else if (absl::Status s = ReadPipelines(*it, &l->pipelines); !s.ok()) {
       return s;
+    }
+  }
+  if (auto it = object.find("preset"); it != object.end()) {
+    if (it->is_null()) {
+      l->preset.clear();
+    } else {
+      std::vector<std::string> one;
+      const json::Json list = json::Json::array({*it});
+      if (!it->is_string() || !ReadPipelines(list, &one).ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("preset must be a preset's name of 1 to ",
+                                                       kMaxPipelineNameBytes, " printable bytes"));
+      }
+      l->preset = one[0];
     }
   }
   return absl::OkStatus();

@@ -85,6 +85,7 @@ const FieldRule kChatFields[] = {
     {"user", nullptr, ""},
     {"safety_identifier", nullptr, ""},
     {"moa_policy", nullptr, ""},
+    {"moa_preset", nullptr, ""},
     {"moa_step_seed", nullptr, ""},
     {"moa_streaming", nullptr, ""},
     {"frequency_penalty", IsZero, "must be 0: the models are not sent a penalty"},
@@ -608,6 +609,10 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
     if (!share.ok()) return field_error(share.status());
     if (*share) policy->set_layer_deadline_share(**share);
   }
+  // Our extension: the preset the pipeline runs with (README, "Presets").
+  auto preset = moa::json::OptionalString(j, "moa_preset", "moa_preset");
+  if (!preset.ok()) return field_error(preset.status());
+  if (*preset) out.chat.set_preset(**preset);
   // Our extension: the seed of the pipeline's shuffle and dropout steps (a
   // run's recorded seed replays it).
   auto step_seed = moa::json::OptionalInt(j, "moa_step_seed", "moa_step_seed");

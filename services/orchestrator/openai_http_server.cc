@@ -235,8 +235,8 @@ void OpenAiHandler::Handle(net::HttpRequest request, std::shared_ptr<net::HttpEx
           surface, {401, "incorrect API key", "authentication_error", "", "invalid_api_key"}));
     }
   }
-  auto options =
-      deps_.engine->Plan(parsed->chat, absl::InfiniteFuture(), key ? key->name : std::string());
+  auto options = deps_.engine->Plan(parsed->chat, absl::InfiniteFuture(),
+                                    key ? Caller{key->name, key->limits.preset} : Caller{});
   if (!options.ok()) {
     HttpError e = ErrorFromStatus(options.status());
     if (e.status == 404) {

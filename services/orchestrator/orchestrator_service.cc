@@ -62,7 +62,8 @@ class ChatReactor final : public server::ServerStreamReactor<v1::ChatEvent, Merg
       client_deadline = absl::FromChrono(context->deadline());
     }
     auto options =
-        engine->Plan(request, client_deadline, *key != nullptr ? (*key)->name : std::string());
+        engine->Plan(request, client_deadline,
+                     *key != nullptr ? Caller{(*key)->name, (*key)->limits.preset} : Caller{});
     if (!options.ok()) {
       Close(options.status());
       return;
@@ -157,6 +158,11 @@ grpc::ServerUnaryReactor* OrchestratorService::ListPipelines(
       for (const auto& [label, p] : r.classifier->labels) add(p);
     }
     route->set_rules(static_cast<int>(r.rules.size()));
+  }
+  for (const config::PresetConfig& p : config.presets) {
+    v1::PresetInfo* info = response->add_presets();
+    info->set_name(p.name);
+    info->set_description(DescribePreset(p));
   }
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -24,6 +24,7 @@ struct Answered {
   grpc::Status status;
   v1::RouteChoice route;
   std::string pipeline;  // accepted.pipeline
+  std::string preset;    // accepted.preset
   std::string answer;
   std::map<std::string, std::vector<json>> requests;  // By model, in order.
   v1::Summary summary;
@@ -33,12 +34,14 @@ class RouteTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     ClusterSpec spec;
-    spec.models = {"a", "b", "z", "cl_hard", "cl_words", "cl_broken", "cl_hang"};
+    spec.models = {"a",       "b",  "z",  "cl_hard", "cl_words", "cl_broken",
+                   "cl_hang", "p1", "p2", "p3",      "p4"};
     spec.pipelines_yaml =
         "pipelines:\n"
         "  quick: {layers: [[a]], aggregator: z}\n"
         "  deep: {layers: [[a, b]], aggregator: z, policy: {min_proposals: all}}\n"
         "  voted: {steps: [{propose: [a, b]}, vote]}\n"
+        "  panel: {layers: [[p1, p2, p3, p4]], aggregator: z, policy: {min_proposals: all}}\n"
         "default_pipeline: quick\n"
         "routes:\n"
         "  auto:\n"
@@ -50,26 +53,34 @@ class RouteTest : public ::testing::Test {
         "  confused: {classifier: {model: cl_words, labels: {easy: deep, hard: deep}}}\n"
         "  failing: {classifier: {model: cl_broken, labels: {hard: deep}}}\n"
         "  late: {classifier: {model: cl_hang, labels: {hard: deep}, timeout_seconds: 0.3}}\n"
-        "  to_vote: {classifier: {model: cl_hard, labels: {hard: voted}}}\n";
+        "  to_vote: {classifier: {model: cl_hard, labels: {hard: voted}}}\n"
+        "presets:\n"
+        "  budget: {max_proposers: 2, early_stop: {}}\n"
+        "  quality: {policy: {min_proposals: all}, early_stop: off}\n";
     spec.sim_profiles_yaml =
         "default: {time_to_first_token: 0.01, tokens_per_second: 2000, answer_tokens: 8}\n"
         "models:\n"
         "  cl_hard: {time_to_first_token: 0.01, answer_text: ' Hard.'}\n"
         "  cl_words: {time_to_first_token: 0.01, answer_text: 'It is hard to say; easy too.'}\n"
         "  cl_broken: {faults: {http_500: 1}}\n"
-        "  cl_hang: {faults: {hang: 1}}\n";
+        "  cl_hang: {faults: {hang: 1}}\n"
+        "  p1: {time_to_first_token: 0.01, answer_text: 'Paris.'}\n"
+        "  p2: {time_to_first_token: 0.01, answer_text: 'paris'}\n"
+        "  p3: {time_to_first_token: 0.01, answer_text: 'Lyon'}\n"
+        "  p4: {time_to_first_token: 0.01, answer_text: 'Paris'}\n";
     spec.orchestrator_flags = {"--hedge_budget=0", "--http_port=0"};
     cluster_ = new LocalCluster(spec);
   }
   static void TearDownTestSuite() { delete cluster_; }
   void SetUp() override { ASSERT_TRUE(cluster_->ok()) << cluster_->error(); }
 
-  static Answered Ask(const std::string& route, const std::string& question,
-                      bool with_tool = false) {
+  static Answered Ask(const std::string& route, const std::string& question, bool with_tool = false,
+                      const std::string& preset = "") {
     Answered run;
     const int64_t since = cluster_->LastSimRequestId();
     v1::ChatRequest request = UserQuestion(question);
     request.set_pipeline(route);
+    request.set_preset(preset);
     if (with_tool) {
       v1::Tool* tool = request.mutable_tools()->add_tools();
       tool->set_name("lookup");
@@ -81,6 +92,7 @@ class RouteTest : public ::testing::Test {
     v1::ChatEvent event;
     while (reader->Read(&event)) {
       if (event.has_accepted()) {
+        run.preset = event.accepted().preset();
         run.route = event.accepted().route();
         run.pipeline = event.accepted().pipeline();
       }
@@ -219,6 +231,46 @@ TEST_F(RouteTest, AChosenPipelineThatCannotServeTheRequestFallsBackToTheDefault)
   EXPECT_EQ(run.route.by(), "default");
   EXPECT_THAT(run.route.reason(), HasSubstr("chose pipeline 'voted', which cannot serve this "
                                             "request (tools: pipeline 'voted' ends in vote"));
+}
+
+TEST_F(RouteTest, ABudgetPresetAsksFewerProposersAndSkipsTheAggregatorWhenTheyAgree) {
+  Answered full = Ask("panel", "What is the capital of France?");
+  ASSERT_TRUE(full.status.ok()) << full.status.error_message();
+  EXPECT_EQ(full.preset, "");
+  for (const char* m : {"p1", "p2", "p3", "p4", "z"}) EXPECT_EQ(full.requests[m].size(), 1u) << m;
+
+  Answered budget = Ask("panel", "What is the capital of France?", false, "budget");
+  ASSERT_TRUE(budget.status.ok()) << budget.status.error_message();
+  EXPECT_EQ(budget.preset, "budget");
+  EXPECT_EQ(budget.requests["p1"].size(), 1u);
+  EXPECT_EQ(budget.requests["p2"].size(), 1u);
+  EXPECT_EQ(budget.requests.count("p3") + budget.requests.count("p4"), 0u) << "max_proposers 2";
+  EXPECT_EQ(budget.requests.count("z"), 0u) << "Paris. and paris agree: no aggregator call";
+  EXPECT_EQ(budget.answer, "Paris.");
+  EXPECT_EQ(budget.summary.skipped_calls(), 1);
+
+  // The OpenAI door takes it as moa_preset; `moa pipelines` lists presets.
+  HttpResult http = HttpRequest(
+      "POST",
+      absl::StrCat("http://127.0.0.1:", cluster_->orchestrator_http_port(), "/v1/chat/completions"),
+      R"({"model": "panel", "moa_preset": "budget",
+          "messages": [{"role": "user", "content": "Capital of France?"}]})",
+      {"Content-Type: application/json"});
+  ASSERT_EQ(http.status, 200) << http.body;
+  EXPECT_EQ(json::parse(http.body)["choices"][0]["message"]["content"], "Paris.");
+  HttpResult unknown = HttpRequest(
+      "POST",
+      absl::StrCat("http://127.0.0.1:", cluster_->orchestrator_http_port(), "/v1/chat/completions"),
+      R"({"model": "panel", "moa_preset": "cheap", "messages": [{"role": "user", "content": "Hi"}]})",
+      {"Content-Type: application/json"});
+  EXPECT_EQ(unknown.status, 400) << unknown.body;
+  EXPECT_THAT(unknown.body,
+              HasSubstr("preset: 'cheap' is not defined; available: budget, quality"));
+  Process list({BinaryPath("tools/moa/moa"), "--orchestrator=" + cluster_->orchestrator_address(),
+                "pipelines"});
+  ASSERT_EQ(list.Wait(absl::Seconds(20)), 0) << list.Output();
+  EXPECT_THAT(list.Output(), HasSubstr("preset budget: max_proposers 2, early_stop\n"));
+  EXPECT_THAT(list.Output(), HasSubstr("preset quality: min_proposals all, early_stop off\n"));
 }
 
 }  // namespace

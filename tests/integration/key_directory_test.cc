@@ -147,6 +147,7 @@ TEST(KeyRecordTest, RecordsAndLimitsRoundTripAndWrongValuesAreNamed) {
   r.key.limits.requests_per_minute = 60;
   r.key.limits.budget_dollars_per_day = 2.5;
   r.key.limits.pipelines = {"moa", "fast"};
+  r.key.limits.preset = "budget";
   r.created = 1700000000;
   r.revoked = 1700000100;
   absl::StatusOr<KeyRecord> back = ParseKeyRecord("team-a", KeyRecordJson(r));
@@ -155,6 +156,7 @@ TEST(KeyRecordTest, RecordsAndLimitsRoundTripAndWrongValuesAreNamed) {
   EXPECT_EQ(back->key.limits.requests_per_minute, 60);
   EXPECT_EQ(back->key.limits.budget_dollars_per_day, 2.5);
   EXPECT_EQ(back->key.limits.pipelines, r.key.limits.pipelines);
+  EXPECT_EQ(back->key.limits.preset, "budget");
   EXPECT_EQ(back->revoked, 1700000100);
   EXPECT_EQ(KeyRecordView(r).dump().find(r.key.sha256), std::string::npos);
 
@@ -169,6 +171,11 @@ TEST(KeyRecordTest, RecordsAndLimitsRoundTripAndWrongValuesAreNamed) {
   EXPECT_THAT(error({{"pipelines", "moa"}}), HasSubstr("pipelines"));
   EXPECT_THAT(error({{"pipelines", {""}}}), HasSubstr("pipelines"));
   EXPECT_THAT(error({{"rpm", 5}}), HasSubstr("unknown field 'rpm'"));
+  EXPECT_THAT(error({{"preset", 5}}), HasSubstr("preset must be a preset's name"));
+  EXPECT_THAT(error({{"preset", "a\nb"}}), HasSubstr("preset must be a preset's name"));
+  l.preset = "x";
+  EXPECT_TRUE(ReadKeyLimits({{"preset", nullptr}}, {}, &l).ok());
+  EXPECT_EQ(l.preset, "") << "null clears it";
   EXPECT_FALSE(ParseKeyRecord("bad name", KeyRecordJson(r)).ok());
   EXPECT_FALSE(ParseKeyRecord("team-a", std::string(2000, ' ')).ok());
 }

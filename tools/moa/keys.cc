@@ -55,6 +55,9 @@ absl::StatusOr<std::string> AddKey(const std::string& file, const NewKey& key) {
       return absl::InvalidArgumentError(absl::StrCat("'", p, "' is not a pipeline name"));
     }
   }
+  if (!key.preset.empty() && key.preset.find_first_of(" :#,[]{}\"'\n") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("'", key.preset, "' is not a preset name"));
+  }
   std::string text;
   size_t old_keys = 0;
   if (std::filesystem::exists(file)) {
@@ -96,6 +99,7 @@ absl::StatusOr<std::string> AddKey(const std::string& file, const NewKey& key) {
   if (!key.pipelines.empty()) {
     absl::StrAppend(&entry, "    pipelines: [", absl::StrJoin(key.pipelines, ", "), "]\n");
   }
+  if (!key.preset.empty()) absl::StrAppend(&entry, "    preset: ", key.preset, "\n");
   if (!text.empty() && text.back() != '\n') text += '\n';
   std::string updated = text + entry;
   if (!HasKeys(updated, key.name, old_keys + 1)) {

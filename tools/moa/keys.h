@@ -19,6 +19,7 @@ struct NewKey {
   std::vector<std::string> pipelines;
   std::optional<double> budget_dollars_per_day;
   std::optional<double> budget_dollars_per_month;
+  std::string preset;  // Empty: none.
 };
 
 // Appends `key` to `file` (created with "keys:" when missing) and returns

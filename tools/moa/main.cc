@@ -2,7 +2,7 @@
 //   moa ask [--pipeline P] "question"      stream one answer, then a per-model table
 //   moa chat [--reference_models a,b ...]  interactive multi-turn chat
 //   moa batch --format alpaca_eval|mt_bench|flask --input F --output F
-//   moa pipelines                          list the cluster's pipelines
+//   moa pipelines                          list the cluster's pipelines, routes, presets
 //   moa endpoints --config F               model/aggregator ports of a config (for scripts)
 //   moa health --target HOST:PORT          exit 0 when the server reports SERVING
 //   moa health --target http://HOST:PORT/healthz   exit 0 on an HTTP 2xx answer
@@ -41,7 +41,12 @@ ABSL_FLAG(std::string, orchestrator, "",
 ABSL_FLAG(std::string, api_key, "",
           "Client key for an orchestrator with keys on, sent as 'authorization: Bearer KEY' "
           "(default: $MOA_API_KEY, which keeps it out of the process list).");
-ABSL_FLAG(std::string, pipeline, "", "Pipeline name (default: the cluster's default).");
+ABSL_FLAG(std::string, pipeline, "",
+          "Pipeline or route name (default: the cluster's default pipeline).");
+ABSL_FLAG(std::string, preset, "",
+          "ask, chat, batch: the preset the pipeline runs with (the config's presets:); keys "
+          "add, keys limit: the key's preset for requests that name none (empty with keys "
+          "limit: clears it).");
 ABSL_FLAG(std::string, reference_models, "",
           "Comma-separated models for an inline pipeline (instead of --pipeline).");
 ABSL_FLAG(std::string, aggregator, "", "Aggregator model of an inline pipeline.");
@@ -161,6 +166,7 @@ v1::ChatRequest BaseRequest() {
   } else {
     req.set_pipeline(absl::GetFlag(FLAGS_pipeline));
   }
+  req.set_preset(absl::GetFlag(FLAGS_preset));
   if (absl::GetFlag(FLAGS_temperature) >= 0) {
     req.mutable_params()->set_temperature(absl::GetFlag(FLAGS_temperature));
   }
@@ -364,6 +370,9 @@ int Pipelines() {
     std::printf("%s%s: %s\n", p.name().c_str(), p.default_() ? " (default)" : "",
                 absl::StrJoin(steps, " -> ").c_str());
   }
+  for (const v1::PresetInfo& p : resp.presets()) {
+    std::printf("preset %s: %s\n", p.name().c_str(), p.description().c_str());
+  }
   return 0;
 }
 
@@ -467,6 +476,13 @@ json::Json LimitFlags(bool all) {
   number("concurrent_requests", absl::GetFlag(FLAGS_concurrent_requests));
   number("budget_dollars_per_day", absl::GetFlag(FLAGS_budget_dollars_per_day));
   number("budget_dollars_per_month", absl::GetFlag(FLAGS_budget_dollars_per_month));
+  if (given("preset")) {
+    if (!absl::GetFlag(FLAGS_preset).empty()) {
+      j["preset"] = absl::GetFlag(FLAGS_preset);
+    } else if (!all) {
+      j["preset"] = nullptr;
+    }
+  }
   if (given("allowed_pipelines")) {
     std::vector<std::string> pipelines =
         absl::StrSplit(absl::GetFlag(FLAGS_allowed_pipelines), ',', absl::SkipWhitespace());
@@ -580,6 +596,7 @@ int Keys(const std::vector<std::string>& args) {
        absl::StrSplit(absl::GetFlag(FLAGS_allowed_pipelines), ',', absl::SkipWhitespace())) {
     key.pipelines.emplace_back(p);
   }
+  key.preset = absl::GetFlag(FLAGS_preset);
   absl::StatusOr<std::string> secret = AddKey(absl::GetFlag(FLAGS_keys_file), key);
   if (!secret.ok()) {
     std::fprintf(stderr, "moa keys: %s\n", std::string(secret.status().message()).c_str());
@@ -627,24 +644,24 @@ const std::vector<Command>& Commands() {
       {"ask",
        "moa ask [flags] \"question\"",
        "stream one answer, then a per-model table on stderr",
-       {"orchestrator", "tls_ca_file", "pipeline", "reference_models", "aggregator", "rounds",
-        "temperature", "max_tokens", "streaming", "step_seed", "system", "show_proposals", "table",
-        "timeout"}},
+       {"orchestrator", "tls_ca_file", "pipeline", "preset", "reference_models", "aggregator",
+        "rounds", "temperature", "max_tokens", "streaming", "step_seed", "system", "show_proposals",
+        "table", "timeout"}},
       {"chat",
        "moa chat [flags]",
        "interactive multi-turn chat (one question per line)",
-       {"orchestrator", "tls_ca_file", "pipeline", "reference_models", "aggregator", "rounds",
-        "temperature", "max_tokens", "streaming", "step_seed", "system", "multi_turn",
+       {"orchestrator", "tls_ca_file", "pipeline", "preset", "reference_models", "aggregator",
+        "rounds", "temperature", "max_tokens", "streaming", "step_seed", "system", "multi_turn",
         "show_proposals", "timeout"}},
       {"batch",
        "moa batch --format F --input IN --output OUT [flags]",
        "answer a benchmark file (AlpacaEval, MT-Bench or FLASK), resumable",
-       {"orchestrator", "tls_ca_file", "pipeline", "reference_models", "aggregator", "rounds",
-        "temperature", "max_tokens", "step_seed", "format", "input", "output", "concurrency",
-        "generator", "timeout"}},
+       {"orchestrator", "tls_ca_file", "pipeline", "preset", "reference_models", "aggregator",
+        "rounds", "temperature", "max_tokens", "step_seed", "format", "input", "output",
+        "concurrency", "generator", "timeout"}},
       {"pipelines",
        "moa pipelines [--orchestrator ADDR]",
-       "list the cluster's pipelines",
+       "list the cluster's pipelines, routes and presets",
        {"orchestrator", "tls_ca_file"}},
       {"endpoints",
        "moa endpoints --config FILE",
@@ -653,7 +670,7 @@ const std::vector<Command>& Commands() {
       {"keys",
        "moa keys add NAME (--keys_file FILE | --admin_url URL) [--requests_per_minute N] "
        "[--tokens_per_minute N] [--concurrent_requests N] [--allowed_pipelines a,b] "
-       "[--budget_dollars_per_day X] [--budget_dollars_per_month X]\n"
+       "[--budget_dollars_per_day X] [--budget_dollars_per_month X] [--preset P]\n"
        "       moa keys limit NAME --admin_url URL [limits; 0 clears one]\n"
        "       moa keys revoke NAME --admin_url URL\n"
        "       moa keys list --admin_url URL",
@@ -661,7 +678,7 @@ const std::vector<Command>& Commands() {
        "API (MOA_ADMIN_KEY), to the shared store; limit, revoke or list them there",
        {"keys_file", "admin_url", "tls_ca_file", "timeout", "requests_per_minute",
         "tokens_per_minute", "concurrent_requests", "allowed_pipelines", "budget_dollars_per_day",
-        "budget_dollars_per_month"}},
+        "budget_dollars_per_month", "preset"}},
       {"spend",
        "moa spend (--admin_url URL | --config FILE --keys_file FILE)",
        "what each key spent today and this month (UTC), in total and by model, across replicas: "

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "lib/base/utf8.h"
 #include "lib/wire/wire.h"
 #include "services/orchestrator/engine/layer_policy.h"
 #include "services/orchestrator/engine/pipeline.h"
@@ -32,9 +34,9 @@ class SlotReleasingSink final : public MoaCallSink {
 
 absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
                                           const config::ClusterConfig& config,
-                                          absl::string_view key_name) {
+                                          const Caller& caller) {
   if (const config::RouteConfig* route = config.FindRoute(request.pipeline())) {
-    return PlanRoute(*route, request, config, key_name);
+    return PlanRoute(*route, request, config, caller);
   }
   const config::Limits& limits = config.limits;
   if (int64_t size = static_cast<int64_t>(request.ByteSizeLong());
@@ -58,6 +60,18 @@ absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
   absl::StatusOr<ResolvedPipeline> pipeline = ResolvePipeline(request, config);
   if (!pipeline.ok()) return pipeline.status();
   options.pipeline = *std::move(pipeline);
+  const bool preset_of_key = request.preset().empty();
+  if (const std::string& name = preset_of_key ? caller.preset : request.preset(); !name.empty()) {
+    const config::PresetConfig* preset = config.FindPreset(name);
+    if (preset == nullptr) {
+      std::vector<std::string> known;
+      for (const config::PresetConfig& p : config.presets) known.push_back(p.name);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "preset: ", preset_of_key ? "the key's preset '" : "'", Utf8Prefix(name, 64),
+          "' is not defined; available: ", known.empty() ? "none" : absl::StrJoin(known, ", ")));
+    }
+    if (absl::Status s = ApplyPreset(*preset, &options.pipeline); !s.ok()) return s;
+  }
   options.stream_proposals = request.stream_proposals();
   absl::StatusOr<config::LayerPolicy> policy = PolicyFromProto(request.policy());
   if (!policy.ok()) return policy.status();
@@ -138,8 +152,8 @@ absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
 
 absl::StatusOr<MoaCall::Options> Engine::Plan(const v1::ChatRequest& request,
                                               absl::Time client_deadline,
-                                              absl::string_view key_name) const {
-  absl::StatusOr<MoaCall::Options> options = PlanChat(request, *config_, key_name);
+                                              const Caller& caller) const {
+  absl::StatusOr<MoaCall::Options> options = PlanChat(request, *config_, caller);
   if (!options.ok()) return options;
   options->deadline = std::min(client_deadline, env_.clock->Now() + options_.request_timeout);
   return options;

@@ -6,6 +6,7 @@
 #define MOA_SERVICES_ORCHESTRATOR_ENGINE_ENGINE_H_
 
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -16,14 +17,21 @@
 
 namespace moa::orchestrator {
 
+// Who asks, beyond the request: what its plan may depend on.
+struct Caller {
+  std::string key_name;  // The client key's name ("" when the cluster has no keys).
+  std::string preset;    // The key's preset: used when the request names none.
+};
+
 // Checks a Chat request against the limits and resolves its pipeline, its
 // conversation and params into a call's options (deadline left infinite):
 // INVALID_ARGUMENT naming the field, NOT_FOUND for an unknown pipeline. A
 // request naming a route is planned on the pipeline the route chooses
-// (route.h); `key_name` is the client's key its rules may look at.
+// (route.h), whose rules may look at the caller's key. The request's preset
+// (else the caller's) is applied to the pipeline (ApplyPreset).
 absl::StatusOr<MoaCall::Options> PlanChat(const v1::ChatRequest& request,
                                           const config::ClusterConfig& config,
-                                          absl::string_view key_name = "");
+                                          const Caller& caller = {});
 
 struct EngineOptions {
   // Upper bound of every request's deadline (the client's may be sooner),
@@ -42,7 +50,7 @@ class Engine {
   // request_timeout from now.
   absl::StatusOr<MoaCall::Options> Plan(const v1::ChatRequest& request,
                                         absl::Time client_deadline = absl::InfiniteFuture(),
-                                        absl::string_view key_name = "") const;
+                                        const Caller& caller = {}) const;
 
   // A slot for one request, or why not: RESOURCE_EXHAUSTED at the limit,
   // UNAVAILABLE while draining. Taken before anything is sent to a client.

@@ -108,6 +108,7 @@ void MoaCall::Begin() {
     }
     accepted->set_terminal(config::StepKindName(options_.pipeline.terminal));
     for (const std::string& m : TextOnlyModels()) accepted->add_text_only(m);
+    accepted->set_preset(options_.pipeline.preset);
     if (options_.route) {
       *accepted->mutable_route() = *options_.route;
       all_metrics_->Routed(options_.route->route(), options_.route->pipeline(),
@@ -1352,6 +1353,7 @@ void MoaCall::RecordFinish(const absl::Status& status) {
       {"completion_tokens", absl::StrCat(completion)},
       {"cost_dollars", absl::StrCat(spent.dollars)}};
   if (!options_.end_user.empty()) fields.emplace_back("end_user", options_.end_user);
+  if (!options_.pipeline.preset.empty()) fields.emplace_back("preset", options_.pipeline.preset);
   if (options_.route) {
     fields.emplace_back("route", options_.route->route());
     fields.emplace_back("route_by", options_.route->by());

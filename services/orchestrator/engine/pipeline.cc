@@ -1,5 +1,7 @@
 #include "services/orchestrator/engine/pipeline.h"
 
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "lib/wire/wire.h"
@@ -120,6 +122,64 @@ absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
   out.params = *std::move(params);
   AddFallbacks(config, &out);
   return out;
+}
+
+absl::Status ApplyPreset(const config::PresetConfig& preset, ResolvedPipeline* p) {
+  if (preset.max_proposers) {
+    const auto n = static_cast<size_t>(*preset.max_proposers);
+    for (size_t i = 0; i < p->steps.size() && i < p->layers.size(); ++i) {
+      const config::StepKind kind = p->steps[i].kind;
+      if (kind != config::StepKind::kPropose && kind != config::StepKind::kSynthesize &&
+          kind != config::StepKind::kRefine) {
+        continue;
+      }
+      if (p->layers[i].size() > n) p->layers[i].resize(n);
+      if (i < p->samples.size() && p->samples[i].size() > n) p->samples[i].resize(n);
+    }
+  }
+  const config::LayerPolicy& pol = preset.policy;
+  if (pol.min_proposals) p->policy.min_proposals = pol.min_proposals;
+  if (pol.straggler_grace) p->policy.straggler_grace = pol.straggler_grace;
+  if (pol.straggler_grace_factor) p->policy.straggler_grace_factor = pol.straggler_grace_factor;
+  if (pol.layer_deadline_share) p->policy.layer_deadline_share = pol.layer_deadline_share;
+  const config::StreamingConfig& st = preset.streaming;
+  if (st.mode) p->streaming.mode = st.mode;
+  if (st.first_chunk_tokens) p->streaming.first_chunk_tokens = st.first_chunk_tokens;
+  if (st.growth) p->streaming.growth = st.growth;
+  if (st.max_steps) p->streaming.max_steps = st.max_steps;
+  if (preset.early_stop) p->early_stop = *preset.early_stop;
+  if (p->streaming.mode == config::StreamingConfig::Mode::kStaircase) {
+    if (!config::StaircaseFits(p->steps, p->terminal)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "preset: '", preset.name, "' streams in staircase steps, which pipeline '", p->name,
+          "' cannot (the step before its answer is not propose or synthesize); ask it without "
+          "the preset"));
+    }
+    // Staircase starts the answer before a layer ends: nothing to stop on.
+    if (!preset.early_stop) p->early_stop.reset();
+  }
+  p->preset = preset.name;
+  return absl::OkStatus();
+}
+
+std::string DescribePreset(const config::PresetConfig& preset) {
+  if (!preset.description.empty()) return preset.description;
+  std::vector<std::string> parts;
+  if (preset.max_proposers) parts.push_back(absl::StrCat("max_proposers ", *preset.max_proposers));
+  const config::LayerPolicy& pol = preset.policy;
+  if (pol.min_proposals) {
+    parts.push_back(*pol.min_proposals == std::numeric_limits<int>::max()
+                        ? std::string("min_proposals all")
+                        : absl::StrCat("min_proposals ", *pol.min_proposals));
+  }
+  if (pol.straggler_grace) {
+    parts.push_back(absl::StrCat("straggler_grace ", absl::FormatDuration(*pol.straggler_grace)));
+  }
+  if (preset.streaming.mode == config::StreamingConfig::Mode::kStaircase) {
+    parts.push_back("staircase");
+  }
+  if (preset.early_stop) parts.push_back(*preset.early_stop ? "early_stop" : "early_stop off");
+  return parts.empty() ? "the pipeline as configured" : absl::StrJoin(parts, ", ");
 }
 
 }  // namespace moa::orchestrator

@@ -34,6 +34,7 @@ struct ResolvedPipeline {
   config::LayerPolicy policy;         // The pipeline's (none for an inline spec).
   config::StreamingConfig streaming;  // Likewise.
   std::optional<config::EarlyStopConfig> early_stop;  // Likewise.
+  std::string preset;                                 // The preset applied ("" for none).
 };
 
 // NOT_FOUND for an unknown pipeline name (listing the known ones);
@@ -42,6 +43,17 @@ struct ResolvedPipeline {
 // or upstream calls than the limits allow) or bad params.
 absl::StatusOr<ResolvedPipeline> ResolvePipeline(const v1::ChatRequest& request,
                                                  const config::ClusterConfig& config);
+
+// Applies a preset (config::PresetConfig) to a resolved pipeline: each
+// propose, synthesize and refine step keeps its first max_proposers models;
+// its policy and streaming fields replace the pipeline's; its early_stop
+// replaces the pipeline's. INVALID_ARGUMENT naming the preset when the
+// result cannot run (staircase where the step before aggregate cannot feed
+// it).
+absl::Status ApplyPreset(const config::PresetConfig& preset, ResolvedPipeline* pipeline);
+// What a preset sets, in words ("max_proposers 2, early_stop"): its
+// description when it has one.
+std::string DescribePreset(const config::PresetConfig& preset);
 
 // Pipeline defaults with the request's params on top.
 v1::SamplingParams MergeParams(const config::PipelineConfig* pipeline,

@@ -31,11 +31,10 @@ v1::RouteChoice Choice(const config::RouteConfig& route, const std::string& pipe
 
 // The request as if it had named `pipeline`, planned.
 absl::StatusOr<MoaCall::Options> PlanOn(const std::string& pipeline, const v1::ChatRequest& request,
-                                        const config::ClusterConfig& config,
-                                        absl::string_view key_name) {
+                                        const config::ClusterConfig& config, const Caller& caller) {
   v1::ChatRequest on = request;
   on.set_pipeline(pipeline);
-  return PlanChat(on, config, key_name);
+  return PlanChat(on, config, caller);
 }
 
 // The default pipeline with `reason`; its error is the request's (a
@@ -43,9 +42,9 @@ absl::StatusOr<MoaCall::Options> PlanOn(const std::string& pipeline, const v1::C
 absl::StatusOr<MoaCall::Options> PlanDefault(const config::RouteConfig& route,
                                              const v1::ChatRequest& request,
                                              const config::ClusterConfig& config,
-                                             absl::string_view key_name, std::string reason) {
+                                             const Caller& caller, std::string reason) {
   absl::StatusOr<MoaCall::Options> options =
-      PlanOn(route.default_pipeline, request, config, key_name);
+      PlanOn(route.default_pipeline, request, config, caller);
   if (!options.ok()) return options;
   options->route = Choice(route, route.default_pipeline, "default", std::move(reason));
   return options;
@@ -57,14 +56,14 @@ absl::StatusOr<MoaCall::Options> PlanChosen(const config::RouteConfig& route,
                                             const std::string& pipeline, const char* by,
                                             std::string reason, const v1::ChatRequest& request,
                                             const config::ClusterConfig& config,
-                                            absl::string_view key_name) {
-  absl::StatusOr<MoaCall::Options> chosen = PlanOn(pipeline, request, config, key_name);
+                                            const Caller& caller) {
+  absl::StatusOr<MoaCall::Options> chosen = PlanOn(pipeline, request, config, caller);
   if (chosen.ok()) {
     chosen->route = Choice(route, pipeline, by, std::move(reason));
     return chosen;
   }
   return PlanDefault(
-      route, request, config, key_name,
+      route, request, config, caller,
       absl::StrCat(reason, " chose pipeline '", pipeline, "', which cannot serve this request (",
                    Utf8Prefix(chosen.status().message(), 300), ")"));
 }
@@ -170,13 +169,13 @@ class RouteCall final : public RunningCall, public std::enable_shared_from_this<
     const std::string& model = route.classifier->model;
     absl::StatusOr<MoaCall::Options> chosen;
     if (!result.ok()) {
-      chosen = PlanDefault(route, pending.request, config, pending.key_name,
+      chosen = PlanDefault(route, pending.request, config, pending.caller,
                            absl::StrCat("the classifier ", model, " failed (",
                                         absl::StatusCodeToString(result.status().code()), ": ",
                                         Utf8Prefix(result.status().message(), 200), ")"));
     } else if (absl::StatusOr<std::string> label = LabelOf(*route.classifier, answer);
                !label.ok()) {
-      chosen = PlanDefault(route, pending.request, config, pending.key_name,
+      chosen = PlanDefault(route, pending.request, config, pending.caller,
                            absl::StrCat("the classifier ", model, " ", label.status().message()));
     } else {
       std::string pipeline;
@@ -185,7 +184,7 @@ class RouteCall final : public RunningCall, public std::enable_shared_from_this<
       }
       chosen = PlanChosen(route, pipeline, "classifier",
                           absl::StrCat("the classifier ", model, " answered '", *label, "'"),
-                          pending.request, config, pending.key_name);
+                          pending.request, config, pending.caller);
     }
     MoaCall::Options options;
     if (chosen.ok()) {
@@ -318,23 +317,23 @@ absl::StatusOr<std::string> LabelOf(const config::RouteClassifier& classifier,
 absl::StatusOr<MoaCall::Options> PlanRoute(const config::RouteConfig& route,
                                            const v1::ChatRequest& request,
                                            const config::ClusterConfig& config,
-                                           absl::string_view key_name) {
-  const RouteFacts facts = FactsOf(request, key_name);
+                                           const Caller& caller) {
+  const RouteFacts facts = FactsOf(request, caller.key_name);
   if (std::optional<size_t> rule = FirstRuleThatHolds(route, facts)) {
     return PlanChosen(route, route.rules[*rule].pipeline, "rule", DescribeRule(route, *rule),
-                      request, config, key_name);
+                      request, config, caller);
   }
   if (!route.classifier) {
-    return PlanDefault(route, request, config, key_name, "no rule held");
+    return PlanDefault(route, request, config, caller, "no rule held");
   }
   // The default is planned now, so a request it cannot serve is refused
   // before anything is sent, and a classifier that fails has a plan to
   // fall back on.
   absl::StatusOr<MoaCall::Options> options =
-      PlanDefault(route, request, config, key_name, "the classifier is to be asked");
+      PlanDefault(route, request, config, caller, "the classifier is to be asked");
   if (!options.ok()) return options;
   options->pending_route =
-      std::make_shared<const PendingRoute>(PendingRoute{&route, request, std::string(key_name)});
+      std::make_shared<const PendingRoute>(PendingRoute{&route, request, caller});
   return options;
 }
 

@@ -19,6 +19,7 @@
 #include "lib/config/cluster_config.h"
 #include "lib/llm/types.h"
 #include "moa/v1/orchestrator.pb.h"
+#include "services/orchestrator/engine/engine.h"
 #include "services/orchestrator/engine/moa_call.h"
 
 namespace moa::orchestrator {
@@ -55,14 +56,14 @@ absl::StatusOr<std::string> LabelOf(const config::RouteClassifier& classifier,
 struct PendingRoute {
   const config::RouteConfig* route;
   v1::ChatRequest request;
-  std::string key_name;
+  Caller caller;
 };
 
 // PlanChat for a request whose `pipeline` names `route` (engine.h).
 absl::StatusOr<MoaCall::Options> PlanRoute(const config::RouteConfig& route,
                                            const v1::ChatRequest& request,
                                            const config::ClusterConfig& config,
-                                           absl::string_view key_name);
+                                           const Caller& caller);
 
 // Asks the classifier of `options.pending_route`, then starts the MoaCall
 // on the pipeline it chose (or the default) with `sink`. The returned call

@@ -621,6 +621,47 @@ TEST(ClusterConfigTest, ABadRouteNamesTheRouteAndTheField) {
   }
 }
 
+TEST(ClusterConfigTest, PresetsAreReadAndABadOneIsNamed) {
+  auto cfg = ParseClusterConfig(
+      absl::StrCat(kRoutesBase, R"(  auto: {rules: [{pipeline: deep, max_chars: 5}]}
+presets:
+  budget: {max_proposers: 2, early_stop: {similarity: 0.9}, description: 'two, stop early'}
+  quality: {policy: {min_proposals: all}, early_stop: off}
+  fast: {streaming: {mode: staircase, growth: 3}}
+  balanced: {}
+)"),
+      "test.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  ASSERT_EQ(cfg->presets.size(), 4u);
+  const PresetConfig* budget = cfg->FindPreset("budget");
+  ASSERT_NE(budget, nullptr);
+  EXPECT_EQ(budget->max_proposers, 2);
+  EXPECT_EQ(budget->description, "two, stop early");
+  ASSERT_TRUE(budget->early_stop && *budget->early_stop);
+  EXPECT_EQ((*budget->early_stop)->similarity, 0.9);
+  const PresetConfig* quality = cfg->FindPreset("quality");
+  ASSERT_TRUE(quality->early_stop);
+  EXPECT_FALSE(*quality->early_stop) << "off";
+  EXPECT_EQ(cfg->FindPreset("fast")->streaming.growth, 3);
+  EXPECT_FALSE(cfg->FindPreset("balanced")->early_stop) << "the pipeline's own";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"p: {max_proposers: 0}", "presets.p.max_proposers must be in [1, 1024]"},
+      {"p: {early_stop: sometimes}", "presets.p.early_stop must be a mapping"},
+      {"p: {streaming: staircase, early_stop: {}}", "presets.p.early_stop: staircase streaming"},
+      {"p: {layers: [[a]]}", "unknown key 'layers' in presets.p"},
+      {"p: {policy: {min_proposals: none}}", "presets.p.policy.min_proposals must be an integer"},
+      {"p: []", "presets.p must be a mapping"},
+  };
+  for (const auto& [yaml, message] : cases) {
+    auto bad = ParseClusterConfig(
+        absl::StrCat(kRoutesBase, "  auto: {rules: [{pipeline: deep, max_chars: 5}]}\npresets:\n  ",
+                     yaml, "\n"),
+        "test.yaml");
+    ASSERT_FALSE(bad.ok()) << yaml;
+    EXPECT_THAT(bad.status().message(), ::testing::HasSubstr(message)) << yaml;
+  }
+}
+
 TEST(ClusterConfigTest, ABadStepNamesTheStepAndTheField) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"[{propose: [a]}, {polish: [a]}, {aggregate: c}]", "steps[1]: unknown step 'polish'"},

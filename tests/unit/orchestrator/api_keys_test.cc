@@ -46,6 +46,7 @@ TEST(ApiKeysTest, NamedKeysAreStoredAsHashesWithTheirLimits) {
                          "    concurrent_requests: 2\n"
                          "    pipelines: [moa]\n"
                          "    budget_dollars_per_day: 1.5\n"
+                         "    preset: budget\n"
                          "  team-b:\n"
                          "    sha256: "
                       << Sha256Hex("sk-secret-b") << "\n";
@@ -60,6 +61,7 @@ TEST(ApiKeysTest, NamedKeysAreStoredAsHashesWithTheirLimits) {
   EXPECT_EQ(a->limits.concurrent_requests, 2);
   EXPECT_EQ(a->limits.pipelines, std::vector<std::string>({"moa"}));
   EXPECT_EQ(a->limits.budget_dollars_per_day, 1.5);
+  EXPECT_EQ(a->limits.preset, "budget");
   EXPECT_EQ(keys->Authenticate("Bearer sk-secret-b")->name, "team-b");
   EXPECT_EQ(keys->Authenticate("Bearer " + Sha256Hex("sk-secret-a")), nullptr)
       << "the hash is not the key";

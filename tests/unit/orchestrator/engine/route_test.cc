@@ -1,10 +1,12 @@
-// Routes without processes: which rule holds, what counts as a label, the
-// plan a route makes, and a classifier call held, answered or cancelled on
-// a fake backend.
+// Routes and presets without processes: which rule holds, what counts as a
+// label, the plan a route makes, a classifier call held, answered or
+// cancelled on a fake backend, and what a preset does to a plan.
 #include "services/orchestrator/engine/route.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <limits>
 
 #include "services/orchestrator/engine/engine.h"
 #include "tests/fakes/fake_generation_backend.h"
@@ -34,6 +36,11 @@ routes:
       - {pipeline: deep, contains: [Prove, 'step by step']}
       - {pipeline: voted, images: true}
   smart: {classifier: {model: cl, labels: {easy: quick, hard: deep}}}
+presets:
+  quality: {policy: {min_proposals: all}, early_stop: off}
+  balanced: {description: 'the pipeline as configured'}
+  budget: {max_proposers: 1, early_stop: {similarity: 0.9}}
+  fast: {policy: {min_proposals: 1, straggler_grace_seconds: 0.5}, streaming: staircase}
 )";
 
 class RouteTest : public ::testing::Test {
@@ -103,7 +110,7 @@ TEST_F(RouteTest, PlanChatRunsTheRulesChoiceOrTheDefaultWhenItCannotServe) {
   EXPECT_EQ(plan->route->by(), "rule");
   EXPECT_EQ(plan->pending_route, nullptr);
 
-  plan = PlanChat(Ask("auto", "hi"), config_, "research");
+  plan = PlanChat(Ask("auto", "hi"), config_, Caller{"research", ""});
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->pipeline.name, "deep") << "the key's rule";
 
@@ -201,6 +208,63 @@ TEST_F(RouteTest, TheClassifiersLabelStartsThePipelineItNames) {
     counted |= u.model() == "cl";
   }
   EXPECT_TRUE(counted);
+}
+
+TEST_F(RouteTest, APresetChangesHowThePipelineRunsAndTheRequestGoesOnTop) {
+  v1::ChatRequest request = Ask("deep", "hi");
+  request.set_preset("budget");
+  auto plan = PlanChat(request, config_);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->pipeline.preset, "budget");
+  EXPECT_EQ(plan->pipeline.layers, (std::vector<std::vector<std::string>>{{"a"}}));
+  ASSERT_TRUE(plan->pipeline.early_stop);
+  EXPECT_EQ(plan->pipeline.early_stop->similarity, 0.9);
+
+  request.set_preset("fast");
+  request.mutable_policy()->set_min_proposals(2);
+  plan = PlanChat(request, config_);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_TRUE(plan->staircase) << "the preset's streaming";
+  EXPECT_EQ(plan->policy.min_proposals, 2) << "the request's own policy goes on top";
+  EXPECT_EQ(plan->policy.straggler_grace, absl::Milliseconds(500));
+
+  // The key's preset applies when the request names none.
+  plan = PlanChat(Ask("deep", "hi"), config_, Caller{"k", "quality"});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->pipeline.preset, "quality");
+  EXPECT_EQ(plan->policy.min_proposals, std::numeric_limits<int>::max());
+  request = Ask("deep", "hi");
+  request.set_preset("balanced");
+  plan = PlanChat(request, config_, Caller{"k", "quality"});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->pipeline.preset, "balanced") << "the request's preset wins";
+  EXPECT_EQ(plan->pipeline.layers[0].size(), 2u);
+
+  // A route's choice runs with the preset too.
+  request = Ask("auto", "hi");
+  request.set_preset("quality");
+  plan = PlanChat(request, config_);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->pipeline.name, "quick");
+  EXPECT_EQ(plan->pipeline.preset, "quality");
+}
+
+TEST_F(RouteTest, AnUnknownPresetOrOneThePipelineCannotRunIsRefusedByName) {
+  v1::ChatRequest request = Ask("deep", "hi");
+  request.set_preset("cheap");
+  EXPECT_THAT(PlanChat(request, config_).status().message(),
+              HasSubstr("preset: 'cheap' is not defined; available: quality, balanced, budget, "
+                        "fast"));
+  EXPECT_THAT(PlanChat(Ask("deep", "hi"), config_, Caller{"k", "gone"}).status().message(),
+              HasSubstr("preset: the key's preset 'gone' is not defined"));
+  request = Ask("voted", "hi");
+  request.set_preset("fast");
+  EXPECT_THAT(
+      PlanChat(request, config_).status().message(),
+      HasSubstr("preset: 'fast' streams in staircase steps, which pipeline 'voted' cannot"));
+  EXPECT_EQ(DescribePreset(*config_.FindPreset("budget")), "max_proposers 1, early_stop");
+  EXPECT_EQ(DescribePreset(*config_.FindPreset("quality")), "min_proposals all, early_stop off");
+  EXPECT_EQ(DescribePreset(*config_.FindPreset("balanced")), "the pipeline as configured");
 }
 
 }  // namespace
