@@ -101,7 +101,18 @@ OrchestratorMetrics::OrchestratorMetrics(prometheus::Registry& registry,
                   .Name("moa_routes_total")
                   .Help("Requests that named a route, by the pipeline it chose and how: by a "
                         "rule, by the classifier, or the default.")
-                  .Register(registry)) {
+                  .Register(registry)),
+      skipped_calls_(prometheus::BuildCounter()
+                         .Name("moa_skipped_calls_total")
+                         .Help("Model calls the pipeline as configured would have made that "
+                               "requests did not: a preset's max_proposers, early stop.")
+                         .Register(registry)),
+      saved_dollars_(prometheus::BuildCounter()
+                         .Name("moa_saved_dollars_total")
+                         .Help("Estimated cost of the skipped calls: each priced as its "
+                               "request's mean call at the skipped model's price (a lower "
+                               "bound).")
+                         .Register(registry)) {
   for (const PipelineShape& p : pipelines) configured_.emplace_back(p, Build(p));
 }
 
@@ -146,6 +157,11 @@ void OrchestratorMetrics::Routed(const std::string& route, const std::string& pi
                                  const std::string& by) {
   // Family::Add is thread-safe and returns the existing child.
   routes_.Add({{"route", route}, {"pipeline", pipeline}, {"by", by}}).Increment();
+}
+
+void OrchestratorMetrics::Saved(const std::string& pipeline, int calls, double dollars) {
+  skipped_calls_.Add({{"pipeline", pipeline}}).Increment(calls);
+  saved_dollars_.Add({{"pipeline", pipeline}}).Increment(dollars);
 }
 
 std::shared_ptr<const PipelineMetrics> OrchestratorMetrics::Build(const PipelineShape& shape) {

@@ -98,6 +98,11 @@ class OrchestratorMetrics {
   // by the config's routes and pipelines.
   void Routed(const std::string& route, const std::string& pipeline, const std::string& by);
 
+  // Adds to moa_skipped_calls_total{pipeline} and moa_saved_dollars_total
+  // {pipeline}: calls a preset or early stop left out of one request, and
+  // their estimated cost (Summary.saved_dollars).
+  void Saved(const std::string& pipeline, int calls, double dollars);
+
  private:
   std::shared_ptr<const PipelineMetrics> Build(const PipelineShape& shape);
 
@@ -114,6 +119,8 @@ class OrchestratorMetrics {
   prometheus::Family<prometheus::Histogram>& answer_steps_;
   prometheus::Family<prometheus::Counter>& cost_;
   prometheus::Family<prometheus::Counter>& routes_;
+  prometheus::Family<prometheus::Counter>& skipped_calls_;
+  prometheus::Family<prometheus::Counter>& saved_dollars_;
   // Written only in the constructor.
   std::vector<std::pair<PipelineShape, std::shared_ptr<const PipelineMetrics>>> configured_;
   static constexpr size_t kMaxInlineShapes = 256;

@@ -722,6 +722,8 @@ std::string MoaExtensionJson(const CallRecord& record) {
     ext["cost_dollars"] = record.summary->cost_dollars();
     if (record.summary->skipped_calls() > 0) {
       ext["skipped_calls"] = record.summary->skipped_calls();
+      ext["saved_tokens"] = record.summary->saved_tokens();
+      ext["saved_dollars"] = record.summary->saved_dollars();
     }
     ext["total"] = Seconds(record.summary->total());
     const v1::Completion& a = record.summary->answer();

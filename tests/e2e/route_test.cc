@@ -68,6 +68,7 @@ class RouteTest : public ::testing::Test {
         "  p2: {time_to_first_token: 0.01, answer_text: 'paris'}\n"
         "  p3: {time_to_first_token: 0.01, answer_text: 'Lyon'}\n"
         "  p4: {time_to_first_token: 0.01, answer_text: 'Paris'}\n";
+    spec.model_yaml = {{"z", "price: {input_per_million: 1, output_per_million: 2}"}};
     spec.orchestrator_flags = {"--hedge_budget=0", "--http_port=0"};
     cluster_ = new LocalCluster(spec);
   }
@@ -247,7 +248,20 @@ TEST_F(RouteTest, ABudgetPresetAsksFewerProposersAndSkipsTheAggregatorWhenTheyAg
   EXPECT_EQ(budget.requests.count("p3") + budget.requests.count("p4"), 0u) << "max_proposers 2";
   EXPECT_EQ(budget.requests.count("z"), 0u) << "Paris. and paris agree: no aggregator call";
   EXPECT_EQ(budget.answer, "Paris.");
-  EXPECT_EQ(budget.summary.skipped_calls(), 1);
+  EXPECT_EQ(budget.summary.skipped_calls(), 3) << "p3 and p4 left out, z skipped";
+  // Priced at the request's mean call: p1's and p2's tokens, and z's
+  // price (the only priced model: $1 in and $2 out per million tokens).
+  int64_t prompt = 0, completion = 0;
+  for (const v1::ModelUsage& u : budget.summary.usage()) {
+    prompt += u.usage().prompt_tokens();
+    completion += u.usage().completion_tokens();
+  }
+  ASSERT_GT(prompt, 0);
+  EXPECT_EQ(budget.summary.saved_tokens(), 3 * (prompt / 2 + completion / 2));
+  EXPECT_DOUBLE_EQ(budget.summary.saved_dollars(),
+                   ((prompt / 2) * 1.0 + (completion / 2) * 2.0) / 1e6);
+  EXPECT_EQ(full.summary.skipped_calls(), 0);
+  EXPECT_EQ(full.summary.saved_tokens(), 0);
 
   // The OpenAI door takes it as moa_preset; `moa pipelines` lists presets.
   HttpResult http = HttpRequest(

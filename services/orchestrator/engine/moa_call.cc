@@ -114,8 +114,10 @@ void MoaCall::Begin() {
       all_metrics_->Routed(options_.route->route(), options_.route->pipeline(),
                            options_.route->by());
     }
-    if (options_.route_usage)
-      AddUsageLocked(options_.route_usage->first, options_.route_usage->second);
+    if (options_.route_usage) {
+      AddUsageLocked(options_.route_usage->first, options_.route_usage->second, /*call=*/false);
+    }
+    skipped_ = options_.pipeline.trimmed;
     EmitLocked(std::move(event));
     StartLayerLocked(1);
   }
@@ -1047,9 +1049,11 @@ bool MoaCall::EarlyStopLocked() {
   const synthesis::Reference& agreed = references_[agreement.answer];
   const int skipped = LastLayer() - current_layer_;
   for (size_t i = static_cast<size_t>(current_layer_); i < options_.pipeline.layers.size(); ++i) {
-    skipped_calls_ += static_cast<int>(options_.pipeline.layers[i].size());
+    skipped_.insert(skipped_.end(), slot_names_[i].begin(), slot_names_[i].end());
   }
-  if (options_.pipeline.terminal == config::StepKind::kAggregate) ++skipped_calls_;
+  if (options_.pipeline.terminal == config::StepKind::kAggregate) {
+    skipped_.push_back(options_.pipeline.aggregator);
+  }
   v1::ChatEvent event;
   v1::StepApplied* applied = event.mutable_step_applied();
   applied->set_step(current_layer_);
@@ -1246,7 +1250,13 @@ void MoaCall::EmitSummaryLocked(const llm::Completion& answer, const std::string
     cost += mu->cost_dollars();
   }
   summary->set_cost_dollars(cost);
-  summary->set_skipped_calls(skipped_calls_);
+  summary->set_skipped_calls(static_cast<int>(skipped_.size()));
+  const auto [saved_tokens, saved_dollars] = SavedLocked();
+  summary->set_saved_tokens(saved_tokens);
+  summary->set_saved_dollars(saved_dollars);
+  if (!skipped_.empty()) {
+    all_metrics_->Saved(options_.pipeline.name, static_cast<int>(skipped_.size()), saved_dollars);
+  }
   for (absl::Duration d : layer_durations_) {
     wire::ToProto(d, summary->add_layer_durations());
   }
@@ -1266,7 +1276,26 @@ double MoaCall::CostOf(const std::string& model, const llm::Usage& usage) const 
   return m->price->Cost(usage.prompt_tokens, usage.completion_tokens);
 }
 
-void MoaCall::AddUsageLocked(const std::string& model, const llm::Usage& usage) {
+std::pair<int64_t, double> MoaCall::SavedLocked() const {
+  if (calls_ended_well_ == 0) return {0, 0};
+  llm::Usage mean;
+  mean.prompt_tokens = call_usage_.prompt_tokens / calls_ended_well_;
+  mean.completion_tokens = call_usage_.completion_tokens / calls_ended_well_;
+  int64_t tokens = 0;
+  double dollars = 0;
+  for (const std::string& model : skipped_) {
+    tokens += mean.prompt_tokens + mean.completion_tokens;
+    dollars += CostOf(model, mean);
+  }
+  return {tokens, dollars};
+}
+
+void MoaCall::AddUsageLocked(const std::string& model, const llm::Usage& usage, bool call) {
+  if (call) {
+    ++calls_ended_well_;
+    call_usage_.prompt_tokens += usage.prompt_tokens;
+    call_usage_.completion_tokens += usage.completion_tokens;
+  }
   for (auto& [m, u] : usage_) {
     if (m == model) {
       u.prompt_tokens += usage.prompt_tokens;

@@ -318,8 +318,12 @@ class MoaCall : public RunningCall, public std::enable_shared_from_this<MoaCall>
   // At the finish, outside mu_: adds what the call's upstream calls cost to
   // the cost metric and writes the request's log line.
   void RecordFinish(const absl::Status& status);
-  void AddUsageLocked(const std::string& model, const llm::Usage& usage)
+  // `call`: one of the pipeline's calls (not the route's classifier), whose
+  // mean prices the skipped calls.
+  void AddUsageLocked(const std::string& model, const llm::Usage& usage, bool call = true)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the skipped calls would have cost, estimated (Summary.saved_*).
+  std::pair<int64_t, double> SavedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What `usage` of `model` (a slot name: "x#2" is model x) costs.
   double CostOf(const std::string& model, const llm::Usage& usage) const;
   bool IsFinal(int layer) const {
@@ -377,7 +381,13 @@ class MoaCall : public RunningCall, public std::enable_shared_from_this<MoaCall>
   std::vector<absl::Duration> layer_durations_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Duration> answer_ttft_ ABSL_GUARDED_BY(mu_);
   std::string answer_text_ ABSL_GUARDED_BY(mu_);  // Streamed to the client so far.
-  int skipped_calls_ ABSL_GUARDED_BY(mu_) = 0;    // By early stop (Summary.skipped_calls).
+  // The models of the calls not made (Summary.skipped_calls): a preset's
+  // trimmed slots, then what early stop skipped.
+  std::vector<std::string> skipped_ ABSL_GUARDED_BY(mu_);
+  // Tokens of the pipeline's calls that ended well, and how many: their
+  // mean prices the skipped ones (the route's classifier not counted).
+  llm::Usage call_usage_ ABSL_GUARDED_BY(mu_);
+  int calls_ended_well_ ABSL_GUARDED_BY(mu_) = 0;
   // A judge's analysis, for the next synthesize step or the final answer.
   std::string analysis_ ABSL_GUARDED_BY(mu_);
   // The analysis the running synthesize step was given (its fallbacks too).

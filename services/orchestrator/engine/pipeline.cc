@@ -133,7 +133,11 @@ absl::Status ApplyPreset(const config::PresetConfig& preset, ResolvedPipeline* p
           kind != config::StepKind::kRefine) {
         continue;
       }
-      if (p->layers[i].size() > n) p->layers[i].resize(n);
+      if (p->layers[i].size() > n) {
+        p->trimmed.insert(p->trimmed.end(), p->layers[i].begin() + static_cast<ptrdiff_t>(n),
+                          p->layers[i].end());
+        p->layers[i].resize(n);
+      }
       if (i < p->samples.size() && p->samples[i].size() > n) p->samples[i].resize(n);
     }
   }

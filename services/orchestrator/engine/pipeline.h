@@ -35,6 +35,8 @@ struct ResolvedPipeline {
   config::StreamingConfig streaming;  // Likewise.
   std::optional<config::EarlyStopConfig> early_stop;  // Likewise.
   std::string preset;                                 // The preset applied ("" for none).
+  // The slots the preset's max_proposers left out (Summary.skipped_calls).
+  std::vector<std::string> trimmed;
 };
 
 // NOT_FOUND for an unknown pipeline name (listing the known ones);
