@@ -51,17 +51,18 @@ class PrometheusLiveTest : public ::testing::Test {
     std::filesystem::create_directories(dir_);
     // The demo config with a shared store, and one named key: a budget and
     // every limit that the store decides, none of them reached; only the
-    // demo pipeline allowed (RunLoad asks for another once, to be refused).
+    // demo pipeline and its `auto` route allowed (RunLoad asks for another once, to be refused).
     ASSERT_TRUE(redis_.ready()) << redis_.log();
     const std::string cluster_config = (dir_ / "cluster.yaml").string();
     std::ofstream(cluster_config) << ReadFile(kSource + "/deploy/local/cluster.yaml")
                                   << absl::StrCat("\nstore: {redis: '127.0.0.1:", redis_.port(),
                                                   "'}\n");
     const std::string keys = (dir_ / "keys.yaml").string();
-    secret_ = moa::testing::AddKeyWithCli(
-        keys, "load",
-        {"--budget_dollars_per_day=1000", "--requests_per_minute=10000",
-         "--concurrent_requests=100", "--tokens_per_minute=100000000", "--allowed_pipelines=moa"});
+    secret_ =
+        moa::testing::AddKeyWithCli(keys, "load",
+                                    {"--budget_dollars_per_day=1000", "--requests_per_minute=10000",
+                                     "--concurrent_requests=100", "--tokens_per_minute=100000000",
+                                     "--allowed_pipelines=moa,auto"});
     ASSERT_FALSE(secret_.empty());
     // MOA_PARENT_PID: the cluster goes when this test does, even if killed.
     env_ = {"BUILD_DIR=" + std::string(MOA_BIN_DIR), "MOA_RUN_DIR=" + (dir_ / "run").string(),
@@ -121,6 +122,16 @@ class PrometheusLiveTest : public ::testing::Test {
                    "--output=" + (dir_ / "out.json").string(), "--concurrency=4"},
                   {"MOA_API_KEY=" + secret_});
     ASSERT_EQ(batch.Wait(absl::Seconds(120)), 0) << batch.Output();
+    // A route's decision and a preset's savings for their panels.
+    for (const std::vector<std::string>& flags :
+         {std::vector<std::string>{"--pipeline=auto"}, {"--pipeline=moa", "--preset=budget"}}) {
+      std::vector<std::string> argv = {BinaryPath("tools/moa/moa"),
+                                       "--orchestrator=127.0.0.1:50051"};
+      argv.insert(argv.end(), flags.begin(), flags.end());
+      argv.insert(argv.end(), {"ask", "A question for the panels?"});
+      Process ask(argv, {"MOA_API_KEY=" + secret_});
+      EXPECT_EQ(ask.Wait(absl::Seconds(60)), 0) << ask.Output();
+    }
     // One refusal for the refusals panel: a pipeline the key may not use.
     Process refused({BinaryPath("tools/moa/moa"), "--orchestrator=127.0.0.1:50051",
                      "--pipeline=vote", "ask", "Refused?"},
