@@ -8,7 +8,7 @@ set -euo pipefail
 build_dir="${1:-build}"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-for bench in parse_bench proposer_bench moa_bench resilience_bench reference_bench staircase_bench instructions_bench limits_bench; do
+for bench in parse_bench proposer_bench moa_bench resilience_bench reference_bench staircase_bench instructions_bench limits_bench presets_bench; do
   binary="$build_dir/bench/$bench"
   if [[ ! -x "$binary" ]]; then
     echo "run-benchmarks: $binary is missing; run 'make build' first" >&2

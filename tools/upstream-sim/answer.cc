@@ -26,6 +26,20 @@ constexpr absl::string_view kWords[] = {
 
 }  // namespace
 
+bool QuestionInShare(const std::vector<SimMessage>& messages, double share) {
+  if (share >= 1) return true;
+  std::string_view question;
+  for (const SimMessage& m : messages) {
+    if (m.role == "user") question = m.content;
+  }
+  uint64_t hash = 14695981039346656037ull;  // FNV-1a: stable across runs and builds.
+  for (unsigned char c : question) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return static_cast<double>(hash % 10000) < share * 10000;
+}
+
 int CountReferences(const std::vector<SimMessage>& messages) {
   for (const SimMessage& m : messages) {
     if (m.role != "system") continue;

@@ -21,6 +21,10 @@ struct SimMessage {
 // in the first system message; 0 when there is none.
 int CountReferences(const std::vector<SimMessage>& messages);
 
+// Whether the question (the last user message) falls in `share` of all
+// questions: a stable hash, the same for every model and run.
+bool QuestionInShare(const std::vector<SimMessage>& messages, double share);
+
 // The answer as tokens (each a word with its trailing space), `length` long.
 std::vector<std::string> AnswerTokens(absl::string_view model,
                                       const std::vector<SimMessage>& messages, int length);

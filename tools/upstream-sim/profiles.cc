@@ -46,10 +46,10 @@ absl::StatusOr<double> Number(absl::string_view source, const YAML::Node& node,
 
 absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node& node,
                                      const Profile& base, const std::string& path) {
-  MOA_RETURN_IF_ERROR(CheckKeys(
-      source, node, path,
-      {"time_to_first_token", "tokens_per_second", "answer_tokens", "answer_text", "tool_calls",
-       "tool_arguments", "structured_answers", "reasoning_tokens", "faults"}));
+  MOA_RETURN_IF_ERROR(CheckKeys(source, node, path,
+                                {"time_to_first_token", "tokens_per_second", "answer_tokens",
+                                 "answer_text", "answer_text_share", "tool_calls", "tool_arguments",
+                                 "structured_answers", "reasoning_tokens", "faults"}));
   Profile p = base;
   if (const YAML::Node ttft = node["time_to_first_token"]) {
     if (ttft.IsMap()) {
@@ -84,6 +84,10 @@ absl::StatusOr<Profile> ParseProfile(absl::string_view source, const YAML::Node&
           absl::StrCat(source, ": ", path, ".answer_text must be 1 to 65536 characters of text"));
     }
     p.answer_text = t.Scalar();
+  }
+  if (node["answer_text_share"]) {
+    MOA_ASSIGN_OR_RETURN(p.answer_text_share, Number(source, node["answer_text_share"],
+                                                     path + ".answer_text_share", 0, 1));
   }
   if (const YAML::Node t = node["tool_calls"]) {
     if (!t.IsScalar() || !YAML::convert<bool>::decode(t, p.tool_calls)) {

@@ -37,6 +37,11 @@ struct Profile {
   // answer_tokens is ignored), for tests of steps that read answers (a
   // ranking, a vote). Empty: generated words.
   std::string answer_text;
+  // Below 1: answer_text answers only this share of the questions (chosen
+  // by a hash of the last user message, so every model with the same share
+  // picks the same questions); the rest get generated words, which differ
+  // between models. For benchmarks of panels that agree on some questions.
+  double answer_text_share = 1;
   // When a request gives tools (and tool_choice is not "none") and its last
   // message is not a tool result, the answer is a call of the first tool
   // (or the one tool_choice names) with `tool_arguments`; after a result,

@@ -268,7 +268,8 @@ class ChatStream : public std::enable_shared_from_this<ChatStream> {
       length = static_cast<int>(*info.max_tokens);
       finish_reason_ = "length";
     }
-    std::string fixed = profile.answer_text;
+    std::string fixed =
+        QuestionInShare(info.messages, profile.answer_text_share) ? profile.answer_text : "";
     if (profile.structured_answers) {
       if (auto wanted = FindRequestedJson(info.response_format, info.messages)) {
         fixed = sim_.Draw() < *profile.structured_answers

@@ -61,6 +61,25 @@ models:
   EXPECT_EQ(p->For("flaky").faults.retry_after_seconds, 2);
 }
 
+TEST(SimAnswerTest, AnAnswerTextShareChoosesTheSameQuestionsForEveryModel) {
+  auto p = ParseProfiles("default: {answer_text: 'Paris.', answer_text_share: 0.3}\n", "p.yaml");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->For("a").answer_text_share, 0.3);
+  int in = 0;
+  for (int i = 0; i < 1000; ++i) {
+    std::vector<SimMessage> m = {{"system", "Be brief."},
+                                 {"user", "Question " + std::to_string(i)}};
+    const bool chosen = QuestionInShare(m, 0.3);
+    EXPECT_EQ(chosen, QuestionInShare(m, 0.3)) << "stable";
+    in += chosen;
+  }
+  EXPECT_NEAR(in, 300, 60);
+  EXPECT_TRUE(QuestionInShare({}, 1));
+  EXPECT_FALSE(QuestionInShare({{"user", "x"}}, 0));
+  EXPECT_THAT(ParseProfiles("default: {answer_text_share: 2}\n", "p.yaml").status().message(),
+              HasSubstr("answer_text_share"));
+}
+
 TEST(SimProfilesTest, RejectsUnknownKeysAndImpossibleRates) {
   EXPECT_THAT(ParseProfiles("default: {tokens_per_sec: 3}\n", "p.yaml").status().message(),
               HasSubstr("unknown key 'tokens_per_sec'"));
