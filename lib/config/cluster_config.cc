@@ -609,7 +609,7 @@ absl::Status ParseSteps(const Reader& r, const YAML::Node& list, const std::stri
 absl::StatusOr<EarlyStopConfig> ParseEarlyStop(const Reader& r, const YAML::Node& e,
                                                const std::string& epath) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(e, epath));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(e, epath, {"similarity", "min_answers"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(e, epath, {"similarity", "min_answers", "then"}));
   EarlyStopConfig es;
   if (e["similarity"]) {
     MOA_ASSIGN_OR_RETURN(es.similarity, r.Number(e["similarity"], epath + ".similarity", 0.5, 1));
@@ -617,6 +617,14 @@ absl::StatusOr<EarlyStopConfig> ParseEarlyStop(const Reader& r, const YAML::Node
   if (e["min_answers"]) {
     MOA_ASSIGN_OR_RETURN(es.min_answers, r.Ranged<int>(e["min_answers"], epath + ".min_answers",
                                                        "an integer", 2, 64));
+  }
+  if (e["then"]) {
+    MOA_ASSIGN_OR_RETURN(std::string then, r.String(e["then"], epath + ".then"));
+    if (then == "aggregate") {
+      es.then = EarlyStopConfig::Then::kAggregate;
+    } else if (then != "answer") {
+      return r.Error(e["then"], epath + ".then must be answer or aggregate");
+    }
   }
   return es;
 }

@@ -158,6 +158,12 @@ struct EarlyStopConfig {
   // the normalized texts) must reach it.
   double similarity = 1.0;
   int min_answers = 2;  // Fewer answers (the rest cut or failed) never agree.
+  // What answers then: the agreed text as is (no final call), or the
+  // aggregator from the agreed answer alone (one reference instead of n: a
+  // smaller prompt, its voice and format; tools and response_format still
+  // apply). A vote pipeline always answers the agreed text.
+  enum class Then { kAnswer, kAggregate };
+  Then then = Then::kAnswer;
 };
 
 struct PipelineConfig {

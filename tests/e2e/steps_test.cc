@@ -106,6 +106,11 @@ class StepsTest : public ::testing::Test {
         "    aggregator: z\n"
         "    early_stop: {}\n"
         "    policy: {min_proposals: all}\n"
+        "  agreeing_then:\n"
+        "    layers: [[v1, v2], [a, b]]\n"
+        "    aggregator: z\n"
+        "    early_stop: {then: aggregate}\n"
+        "    policy: {min_proposals: all}\n"
         "  disagreeing:\n"
         "    layers: [[v1, v3]]\n"
         "    aggregator: z\n"
@@ -360,6 +365,22 @@ TEST_F(StepsTest, AgreeingAnswersSkipTheLaterStepsAndTheAggregator) {
   Answered unalike = Ask("unalike");
   ASSERT_TRUE(unalike.status.ok()) << unalike.status.error_message();
   EXPECT_EQ(unalike.requests["z"].size(), 1u);
+}
+
+TEST_F(StepsTest, ThenAggregateAsksTheAggregatorWithTheAgreedAnswerAlone) {
+  Answered run = Ask("agreeing_then");
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  EXPECT_EQ(run.requests.count("a") + run.requests.count("b"), 0u) << "no second layer";
+  ASSERT_EQ(run.requests["z"].size(), 1u) << "the aggregator writes the answer";
+  EXPECT_THAT(References(run.requests["z"][0]), ElementsAre("Paris.")) << "one reference";
+  ASSERT_EQ(run.applied.size(), 1u);
+  EXPECT_EQ(run.applied[0]->kind(), "early_stop");
+  EXPECT_THAT(run.applied[0]->note(),
+              HasSubstr("1 later step(s) skipped; the aggregator writes the answer from v1's "
+                        "alone"));
+  ASSERT_TRUE(run.events.back().has_summary());
+  EXPECT_EQ(run.events.back().summary().answer().model(), "z");
+  EXPECT_EQ(run.events.back().summary().skipped_calls(), 2) << "a and b of layer 2";
 }
 
 TEST_F(StepsTest, RefineImprovesEachTextOnItsOwnWithItsOwnModel) {

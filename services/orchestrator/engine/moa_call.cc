@@ -1034,8 +1034,13 @@ void MoaCall::LayerFinishedLocked() {
 
 bool MoaCall::EarlyStopLocked() {
   const std::optional<config::EarlyStopConfig>& early_stop = options_.pipeline.early_stop;
-  if (!early_stop || !options_.tools.empty() || options_.answer_format != nullptr ||
-      options_.staircase) {
+  // The aggregator writes the answer from the agreed one: `then: aggregate`
+  // on a pipeline that ends in one (a vote has none to ask).
+  const bool aggregate = early_stop &&
+                         early_stop->then == config::EarlyStopConfig::Then::kAggregate &&
+                         options_.pipeline.terminal == config::StepKind::kAggregate;
+  if (!early_stop || options_.staircase ||
+      (!aggregate && (!options_.tools.empty() || options_.answer_format != nullptr))) {
     return false;
   }
   const config::StepKind kind = options_.pipeline.steps[current_layer_ - 1].kind;
@@ -1051,7 +1056,7 @@ bool MoaCall::EarlyStopLocked() {
   for (size_t i = static_cast<size_t>(current_layer_); i < options_.pipeline.layers.size(); ++i) {
     skipped_.insert(skipped_.end(), slot_names_[i].begin(), slot_names_[i].end());
   }
-  if (options_.pipeline.terminal == config::StepKind::kAggregate) {
+  if (options_.pipeline.terminal == config::StepKind::kAggregate && !aggregate) {
     skipped_.push_back(options_.pipeline.aggregator);
   }
   v1::ChatEvent event;
@@ -1063,11 +1068,26 @@ bool MoaCall::EarlyStopLocked() {
       references_.size(), " answers agree (least alike pair ",
       absl::StrFormat("%.2f", agreement.lowest), ", needed ",
       absl::StrFormat("%.2f", early_stop->similarity), "); ",
-      skipped > 0 ? absl::StrCat(skipped, " later step(s) and ") : "",
-      options_.pipeline.terminal == config::StepKind::kVote ? "the vote" : "the aggregator",
-      " skipped; the answer is ", agreed.model, "'s"));
+      aggregate
+          ? (skipped > 0
+                 ? absl::StrCat(skipped,
+                                " later step(s) skipped; the aggregator "
+                                "writes the answer from ",
+                                agreed.model, "'s alone")
+                 : absl::StrCat("the aggregator writes the answer from ", agreed.model, "'s alone"))
+          : absl::StrCat(skipped > 0 ? absl::StrCat(skipped, " later step(s) and ") : "",
+                         options_.pipeline.terminal == config::StepKind::kVote ? "the vote"
+                                                                               : "the aggregator",
+                         " skipped; the answer is ", agreed.model, "'s")));
   EmitLocked(std::move(event));
   metrics_->EarlyStop();
+  if (aggregate) {
+    // The final answer's call, as after the last step, with one reference.
+    references_ = {agreed};
+    current_layer_ = LastLayer();
+    AdvanceLocked();
+    return true;
+  }
   current_layer_ = LastLayer() + 1;
   AnswerWithTextLocked(agreed.text, agreed.model);
   return true;

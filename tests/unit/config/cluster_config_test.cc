@@ -521,6 +521,13 @@ TEST(ClusterConfigTest, EarlyStopIsReadAndRefusedWhereItCannotWork) {
   ASSERT_TRUE(defaults.ok()) << defaults.status();
   EXPECT_EQ(defaults->pipelines[0].early_stop->similarity, 1);
   EXPECT_EQ(defaults->pipelines[0].early_stop->min_answers, 2);
+  EXPECT_EQ(defaults->pipelines[0].early_stop->then, EarlyStopConfig::Then::kAnswer);
+  EXPECT_EQ(ParseClusterConfig(absl::StrCat(kStepsBase, "    layers: [[a, b]]\n    aggregator: c\n",
+                                            "    early_stop: {then: aggregate}\n"),
+                               "test.yaml")
+                ->pipelines[0]
+                .early_stop->then,
+            EarlyStopConfig::Then::kAggregate);
   EXPECT_FALSE(
       ParseClusterConfig(absl::StrCat(kStepsBase, "    layers: [[a, b]]\n    aggregator: c\n"),
                          "test.yaml")
@@ -530,6 +537,7 @@ TEST(ClusterConfigTest, EarlyStopIsReadAndRefusedWhereItCannotWork) {
       {"early_stop: {similarity: 0.2}", "early_stop.similarity must be in [0.5, 1]"},
       {"early_stop: {min_answers: 1}", "early_stop.min_answers"},
       {"early_stop: {when: always}", "unknown key 'when' in pipelines.p.early_stop"},
+      {"early_stop: {then: vote}", "early_stop.then must be answer or aggregate"},
       {"early_stop: yes", "pipelines.p.early_stop must be a map"},
       {"early_stop: {}\n    streaming: staircase", "cannot stop on the layer's agreement"},
   };
