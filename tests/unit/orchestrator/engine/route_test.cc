@@ -27,6 +27,7 @@ pipelines:
   quick: {layers: [[a]], aggregator: b}
   deep: {layers: [[a, b]], aggregator: b}
   voted: {steps: [{propose: [a, b]}, vote]}
+  agree: {layers: [[a, b]], aggregator: b, early_stop: {then: aggregate}}
 default_pipeline: quick
 routes:
   auto:
@@ -265,6 +266,37 @@ TEST_F(RouteTest, AnUnknownPresetOrOneThePipelineCannotRunIsRefusedByName) {
   EXPECT_EQ(DescribePreset(*config_.FindPreset("budget")), "max_proposers 1, early_stop");
   EXPECT_EQ(DescribePreset(*config_.FindPreset("quality")), "min_proposals all, early_stop off");
   EXPECT_EQ(DescribePreset(*config_.FindPreset("balanced")), "the pipeline as configured");
+}
+
+// Early stop's `then: aggregate` makes the final call, so a request with
+// tools still stops early: the aggregator gets the tools and one reference.
+TEST_F(RouteTest, ThenAggregateStopsEarlyWithToolsAndAsksTheAggregatorWithOneReference) {
+  FakeGenerationBackend proposers([](const cluster::GenerationCall& c) {
+    return FakeGenerationBackend::Reply{{"Same answer."}, FakeGenerationBackend::Ok()};
+  });
+  FakeGenerationBackend aggregator([](const cluster::GenerationCall& c) {
+    return FakeGenerationBackend::Reply{{"final"}, FakeGenerationBackend::Ok()};
+  });
+  FakeClock clock;
+  Admission admission(1);
+  Engine engine({.request_timeout = absl::Seconds(30)}, &config_,
+                {{&proposers, &aggregator}, &metrics_, &clock}, &admission);
+  v1::ChatRequest request = Ask("agree", "hi");
+  request.mutable_tools()->add_tools()->set_name("lookup");
+  auto plan = engine.Plan(request);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  auto sink = std::make_shared<HeldSink>();
+  engine.Start(*engine.Admit(), *std::move(plan), sink);
+  ASSERT_EQ(sink->statuses.size(), 1u);
+  EXPECT_TRUE(sink->statuses[0].ok()) << sink->statuses[0];
+  ASSERT_EQ(aggregator.calls().size(), 1u);
+  EXPECT_EQ(aggregator.calls()[0].references.size(), 1u) << "the agreed answer alone";
+  EXPECT_EQ(aggregator.calls()[0].tools.tools.size(), 1u);
+  bool stopped = false;
+  for (const v1::ChatEvent& e : sink->events) {
+    stopped |= e.has_step_applied() && e.step_applied().kind() == "early_stop";
+  }
+  EXPECT_TRUE(stopped);
 }
 
 }  // namespace
