@@ -60,13 +60,14 @@ TEST(HelpTest, TheCliListsItsCommandsAndEachCommandsFlags) {
 
 TEST(HelpTest, EveryFlagTheReadmeNamesExists) {
   std::string known;
-  for (const char* binary : {"services/proposer/moa-proposer", "services/aggregator/moa-aggregator",
-                             "services/orchestrator/moa-orchestrator",
-                             "tools/upstream-sim/moa-upstream-sim", "tools/moa/moa",
-                             // The Performance section names benchmark flags too.
-                             "bench/proposer_bench", "bench/moa_bench", "bench/resilience_bench",
-                             "bench/reference_bench", "bench/instructions_bench",
-                             "bench/parse_bench", "bench/staircase_bench"}) {
+  for (const char* binary :
+       {"services/proposer/moa-proposer", "services/aggregator/moa-aggregator",
+        "services/orchestrator/moa-orchestrator", "tools/upstream-sim/moa-upstream-sim",
+        "tools/moa/moa",
+        // The Performance section names benchmark flags too.
+        "bench/proposer_bench", "bench/moa_bench", "bench/resilience_bench",
+        "bench/reference_bench", "bench/instructions_bench", "bench/parse_bench",
+        "bench/staircase_bench", "bench/limits_bench", "bench/presets_bench"}) {
     known += RunBinary({binary, "--helpfull"});
   }
   std::ifstream in(std::string(MOA_SOURCE_DIR) + "/README.md");
