@@ -115,6 +115,7 @@ class RouteCall final : public RunningCall, public std::enable_shared_from_this<
       absl::MutexLock lock(&mu_);
       if (cancelled_) return;
       cancelled_ = true;
+      cancel_reason_ = reason;
       if (!decided_) {
         finish = true;
         handle = std::move(handle_);
@@ -203,13 +204,13 @@ class RouteCall final : public RunningCall, public std::enable_shared_from_this<
     options.pending_route = nullptr;
     if (result.ok()) options.route_usage.emplace(model, result->usage);
     std::shared_ptr<MoaCall> call = MoaCall::Start(std::move(options), env_, sink_);
-    bool cancel;
+    std::optional<absl::Status> cancel;
     {
       absl::MutexLock lock(&mu_);
       call_ = call;
-      cancel = cancelled_;
+      if (cancelled_) cancel = cancel_reason_;
     }
-    if (cancel) call->Cancel();
+    if (cancel) call->Cancel(*std::move(cancel));
   }
 
   MoaCall::Options options_;
@@ -218,6 +219,7 @@ class RouteCall final : public RunningCall, public std::enable_shared_from_this<
   absl::Mutex mu_;
   bool decided_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status cancel_reason_ ABSL_GUARDED_BY(mu_);  // Passed on to a MoaCall started after.
   std::shared_ptr<llm::CallHandle> handle_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<MoaCall> call_ ABSL_GUARDED_BY(mu_);
 };
