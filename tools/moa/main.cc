@@ -15,6 +15,8 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <string>
+#include <string_view>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -738,7 +740,8 @@ int MaybeHelp(int argc, char** argv) {
 int main(int argc, char** argv) {
   moa::server::ConfigureHelp();
   if (int code = moa::cli::MaybeHelp(argc, argv); code >= 0) return code;
-  absl::SetProgramUsageMessage(moa::cli::Overview());
+  // abseil's --help puts "moa: " before the message: the overview without its own.
+  absl::SetProgramUsageMessage(moa::cli::Overview().substr(std::string_view("moa: ").size()));
   moa::cli::RawArgs().assign(argv + 1, argv + argc);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() < 2) {
