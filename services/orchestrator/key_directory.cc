@@ -24,6 +24,17 @@ const std::set<std::string>& LimitFields() {
   return *fields;
 }
 
+// A pipeline's or preset's name: a string of 1 to kMaxPipelineNameBytes
+// printable bytes; nullptr for anything else.
+const std::string* NameIn(const json::Json& value) {
+  const std::string* name = value.get_ptr<const std::string*>();
+  if (name == nullptr || name->empty() || name->size() > kMaxPipelineNameBytes) return nullptr;
+  for (unsigned char c : *name) {
+    if (c < 0x20 || c == 0x7f) return nullptr;
+  }
+  return name;
+}
+
 absl::Status ReadPipelines(const json::Json& value, std::vector<std::string>* out) {
   if (!value.is_array() || value.size() > kMaxPipelinesPerKey) {
     return absl::InvalidArgumentError(
@@ -31,12 +42,8 @@ absl::Status ReadPipelines(const json::Json& value, std::vector<std::string>* ou
   }
   out->clear();
   for (const json::Json& p : value) {
-    const std::string* name = p.get_ptr<const std::string*>();
-    bool ok = name != nullptr && !name->empty() && name->size() <= kMaxPipelineNameBytes;
-    if (ok) {
-      for (unsigned char c : *name) ok &= c >= 0x20 && c != 0x7f;
-    }
-    if (!ok) {
+    const std::string* name = NameIn(p);
+    if (name == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("pipelines must hold names of 1 to ",
                                                      kMaxPipelineNameBytes, " printable bytes"));
     }
@@ -115,13 +122,12 @@ absl::Status ReadKeyLimits(const json::Json& object, const std::set<std::string>
     if (it->is_null()) {
       l->preset.clear();
     } else {
-      std::vector<std::string> one;
-      const json::Json list = json::Json::array({*it});
-      if (!it->is_string() || !ReadPipelines(list, &one).ok()) {
+      const std::string* name = NameIn(*it);
+      if (name == nullptr) {
         return absl::InvalidArgumentError(absl::StrCat("preset must be a preset's name of 1 to ",
                                                        kMaxPipelineNameBytes, " printable bytes"));
       }
-      l->preset = one[0];
+      l->preset = *name;
     }
   }
   return absl::OkStatus();

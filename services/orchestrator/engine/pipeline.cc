@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "lib/wire/wire.h"
+#include "services/orchestrator/engine/layer_policy.h"
 
 namespace moa::orchestrator {
 
@@ -141,11 +142,7 @@ absl::Status ApplyPreset(const config::PresetConfig& preset, ResolvedPipeline* p
       if (i < p->samples.size() && p->samples[i].size() > n) p->samples[i].resize(n);
     }
   }
-  const config::LayerPolicy& pol = preset.policy;
-  if (pol.min_proposals) p->policy.min_proposals = pol.min_proposals;
-  if (pol.straggler_grace) p->policy.straggler_grace = pol.straggler_grace;
-  if (pol.straggler_grace_factor) p->policy.straggler_grace_factor = pol.straggler_grace_factor;
-  if (pol.layer_deadline_share) p->policy.layer_deadline_share = pol.layer_deadline_share;
+  p->policy = MergePolicy(p->policy, preset.policy);
   const config::StreamingConfig& st = preset.streaming;
   if (st.mode) p->streaming.mode = st.mode;
   if (st.first_chunk_tokens) p->streaming.first_chunk_tokens = st.first_chunk_tokens;
