@@ -41,6 +41,12 @@ BreakingBackend::BreakingBackend(GenerationBackend* inner, const std::vector<std
   }
 }
 
+std::optional<CircuitBreaker::State> BreakingBackend::StateOf(const std::string& model) const {
+  auto it = breakers_.find(model);
+  if (it == breakers_.end()) return std::nullopt;
+  return it->second->state();
+}
+
 std::shared_ptr<llm::CallHandle> BreakingBackend::Start(
     GenerationCall call, std::shared_ptr<GenerationObserver> observer) {
   auto it = breakers_.find(call.model);

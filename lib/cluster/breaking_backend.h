@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,8 @@ class BreakingBackend final : public GenerationBackend {
                                          std::shared_ptr<GenerationObserver> observer) override;
   // Counts as the model's failure: a model that hangs opens its breaker.
   void ReportStuck(const std::string& model) override;
+  // The state of `model`'s breaker; nullopt for a model without one.
+  std::optional<CircuitBreaker::State> StateOf(const std::string& model) const;
 
  private:
   GenerationBackend* const inner_;

@@ -199,20 +199,41 @@ absl::Duration HedgingBackend::HedgeDelay(const std::string& model) {
   if (options_.hedge_after > absl::ZeroDuration()) {
     return std::max(options_.hedge_after, options_.min_delay);
   }
+  const absl::Duration d = Percentile(model, options_.percentile, options_.min_samples);
+  return d == absl::InfiniteDuration() ? d : std::max(d, options_.min_delay);
+}
+
+HedgingBackend::FirstByte HedgingBackend::RecentFirstByte(const std::string& model) {
+  FirstByte f;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = samples_.find(model);
+    f.samples = it == samples_.end() ? 0 : static_cast<int>(it->second.size());
+  }
+  if (f.samples == 0) return f;
+  f.p50 = Percentile(model, 0.5, 1);
+  f.p95 = Percentile(model, 0.95, 1);
+  // A sample may have gone between the reads only if every one did; keep zero.
+  if (f.p50 == absl::InfiniteDuration()) f.p50 = absl::ZeroDuration();
+  if (f.p95 == absl::InfiniteDuration()) f.p95 = absl::ZeroDuration();
+  return f;
+}
+
+absl::Duration HedgingBackend::Percentile(const std::string& model, double share, int min_samples) {
   std::vector<absl::Duration> recent;
   {
     absl::MutexLock lock(&mu_);
     auto it = samples_.find(model);
-    if (it == samples_.end() || static_cast<int>(it->second.size()) < options_.min_samples) {
+    if (it == samples_.end() || it->second.empty() ||
+        static_cast<int>(it->second.size()) < min_samples) {
       return absl::InfiniteDuration();
     }
     recent.assign(it->second.begin(), it->second.end());
   }
   const size_t k =
-      std::min(recent.size() - 1,
-               static_cast<size_t>(options_.percentile * static_cast<double>(recent.size())));
+      std::min(recent.size() - 1, static_cast<size_t>(share * static_cast<double>(recent.size())));
   std::nth_element(recent.begin(), recent.begin() + static_cast<std::ptrdiff_t>(k), recent.end());
-  return std::max(recent[k], options_.min_delay);
+  return recent[k];
 }
 
 void HedgingBackend::RecordFirstByte(const std::string& model, absl::Duration d) {

@@ -52,12 +52,24 @@ class HedgingBackend final : public GenerationBackend {
   // would be started (too few samples and no fixed delay).
   absl::Duration HedgeDelay(const std::string& model);
 
+  // A model's recent times to first byte (the samples hedging decides on):
+  // how many, and their median and 95th percentile (zero without samples).
+  struct FirstByte {
+    int samples = 0;
+    absl::Duration p50;
+    absl::Duration p95;
+  };
+  FirstByte RecentFirstByte(const std::string& model);
+
  private:
   class HedgedCall;
   friend class HedgedCall;
 
   void RecordFirstByte(const std::string& model, absl::Duration d);
   bool TakeHedgeToken();
+  // The `share` percentile of a model's samples; InfiniteDuration with
+  // fewer than `min_samples`.
+  absl::Duration Percentile(const std::string& model, double share, int min_samples);
 
   GenerationBackend* const inner_;
   const HedgeOptions options_;

@@ -113,6 +113,19 @@ void KeyLimiter::ExpireLocked(Usage& u, absl::Time now) {
   }
 }
 
+KeyLimiter::LocalUsage KeyLimiter::Local(const ApiKey& key) {
+  absl::MutexLock lock(&mu_);
+  auto it = usage_.find(key.name);
+  if (it == usage_.end()) return {};
+  Usage& u = it->second;
+  ExpireLocked(u, clock_->Now());
+  return {.in_flight = u.in_flight,
+          .requests_last_minute = static_cast<int>(u.starts.size()),
+          .tokens_last_minute = u.tokens_in_window,
+          .today_dollars = u.day_dollars,
+          .this_month_dollars = u.month_dollars};
+}
+
 absl::Status KeyLimiter::Refuse(const ApiKey& key, const char* limit, absl::Duration retry_after,
                                 const std::string& message) {
   limited_.Add({{"key", key.name}, {"limit", limit}}).Increment();

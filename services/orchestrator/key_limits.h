@@ -76,6 +76,19 @@ class KeyLimiter {
   // in the shared store, when it got one), ended having spent `spent`.
   void Finish(const ApiKey& key, int64_t reserved, const std::string& lease, const Spending& spent);
 
+  // What this replica counted for a key (the operator pages): requests
+  // running and started in the last minute, tokens in the last minute, and
+  // dollars today and this month. A shared store's totals are read from
+  // the admin API instead.
+  struct LocalUsage {
+    int in_flight = 0;
+    int requests_last_minute = 0;
+    int64_t tokens_last_minute = 0;
+    double today_dollars = 0;
+    double this_month_dollars = 0;
+  };
+  LocalUsage Local(const ApiKey& key);
+
  private:
   struct Usage {
     int in_flight = 0;

@@ -320,7 +320,16 @@ int main(int argc, char** argv) {
          .api_keys = &*api_keys,
          .readiness = &readiness,
          .limiter = &limiter,
-         .admin = admin.get()});
+         .admin = admin.get(),
+         .model_status =
+             [&] {
+               return moa::orchestrator::ModelStatuses(model_names,
+                                                       breakers_on ? &breaking_proposers : nullptr,
+                                                       breakers_on ? &breaking_aggregator : nullptr,
+                                                       hedging_on ? &hedging_proposers : nullptr,
+                                                       hedging_on ? &hedging_aggregator : nullptr);
+             },
+         .grpc_port = grpc_server->port()});
     if (!started.ok()) {
       moa::LogError(kName, started.status().message());
       return 1;

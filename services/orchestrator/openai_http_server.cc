@@ -6,7 +6,9 @@
 #include "lib/base/retry_after.h"
 #include "lib/wire/wire.h"
 #include "services/orchestrator/anthropic_api.h"
+#include "services/orchestrator/events_api.h"
 #include "services/orchestrator/openai_api.h"
+#include "services/orchestrator/playground.h"
 #include "services/orchestrator/responses_api.h"
 
 namespace moa::orchestrator {
@@ -119,7 +121,7 @@ class SurfaceCall final : public MoaCallSink {
 OpenAiHandler::OpenAiHandler(OpenAiHttpDeps deps)
     : deps_(deps),
       surfaces_({&openai::ChatCompletionsSurface(), &anthropic::MessagesSurface(),
-                 &responses::ResponsesSurface()}) {}
+                 &responses::ResponsesSurface(), &events::EventsSurface()}) {}
 
 const ApiSurface* OpenAiHandler::SurfaceFor(absl::string_view path) const {
   for (const ApiSurface* s : surfaces_) {
@@ -146,6 +148,8 @@ std::optional<net::HttpResponse> OpenAiHandler::Screen(const net::HttpRequestHea
   if (AdminApi::Owns(path)) {
     return deps_.admin != nullptr ? deps_.admin->Screen(header) : AdminApi::Off();
   }
+  // The pages are public; what they show comes from /v1/, behind the keys.
+  if (playground::Owns(path)) return playground::Serve(path, get);
   const ApiSurface* surface = SurfaceFor(path);
   const ApiSurface& errors = surface != nullptr ? *surface : openai::ChatCompletionsSurface();
   if (path.rfind("/v1/", 0) == 0 && deps_.api_keys->enabled()) {
@@ -173,6 +177,7 @@ std::optional<net::HttpResponse> OpenAiHandler::Screen(const net::HttpRequestHea
     }
     return JsonResponse(200, json::Dump(json::Json{{"object", "list"}, {"data", data}}));
   }
+  if (path == "/v1/moa/cluster" && get) return ClusterView(header);
   if (surface != nullptr) {
     if (header.method() != http::verb::post) {
       return ErrorResponse(errors, {405, absl::StrCat("use POST for ", path),
@@ -186,6 +191,26 @@ std::optional<net::HttpResponse> OpenAiHandler::Screen(const net::HttpRequestHea
       {404,
        absl::StrCat("no route for ", absl::string_view(method.data(), method.size()), " ", path),
        "invalid_request_error", "", "not_found"});
+}
+
+net::HttpResponse OpenAiHandler::ClusterView(const net::HttpRequestHeader& header) const {
+  ClusterViewInput in;
+  in.config = &deps_.engine->config();
+  in.grpc_port = deps_.grpc_port;
+  in.keys_enabled = deps_.api_keys->enabled();
+  in.admin_api = deps_.admin != nullptr;
+  if (deps_.model_status) in.models = deps_.model_status();
+  // Screen checked the key; the caller sees its own limits and spend only.
+  std::shared_ptr<const ApiKey> key;
+  if (in.keys_enabled) {
+    std::optional<std::string> presented = PresentedKey(header);
+    if (presented) key = deps_.api_keys->Authenticate(*presented);
+  }
+  if (key != nullptr) {
+    in.caller = key.get();
+    if (deps_.limiter != nullptr) in.caller_usage = deps_.limiter->Local(*key);
+  }
+  return JsonResponse(200, json::Dump(ClusterViewJson(in)));
 }
 
 std::optional<std::string> OpenAiHandler::PresentedKey(const net::HttpRequestHeader& header) {

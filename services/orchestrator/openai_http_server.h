@@ -26,6 +26,7 @@
 #include "services/orchestrator/admin_api.h"
 #include "services/orchestrator/api_keys.h"
 #include "services/orchestrator/api_surface.h"
+#include "services/orchestrator/cluster_view.h"
 #include "services/orchestrator/engine/engine.h"
 #include "services/orchestrator/key_limits.h"
 #include "services/orchestrator/readiness.h"
@@ -53,6 +54,10 @@ struct OpenAiHttpDeps {
   const Readiness* readiness;     // May be null: always ready.
   KeyLimiter* limiter = nullptr;  // May be null: keys have no limits.
   AdminApi* admin = nullptr;      // May be null: /admin/ answers that it is off.
+  // Breaker states and recent latency of the models, for /v1/moa/cluster;
+  // empty: unknown.
+  ModelStatusSource model_status;
+  int grpc_port = -1;  // Shown in the playground's `moa ask` line.
 };
 
 // Routing and the OpenAI exchange, on top of the connection layer.
@@ -71,6 +76,8 @@ class OpenAiHandler final : public net::HttpHandler {
   // The client's key as an Authorization value: that header, or "Bearer "
   // and x-api-key.
   static std::optional<std::string> PresentedKey(const net::HttpRequestHeader& header);
+  // GET /v1/moa/cluster: pipelines, presets, models' health, the caller's key.
+  net::HttpResponse ClusterView(const net::HttpRequestHeader& header) const;
 
   const OpenAiHttpDeps deps_;
   const std::vector<const ApiSurface*> surfaces_;

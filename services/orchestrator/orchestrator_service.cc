@@ -4,6 +4,7 @@
 #include "lib/server/grpc_server.h"
 #include "lib/server/server_stream_reactor.h"
 #include "lib/server/trace_metadata.h"
+#include "services/orchestrator/cluster_view.h"
 #include "services/orchestrator/engine/pipeline.h"
 
 namespace moa::orchestrator {
@@ -123,47 +124,7 @@ grpc::ServerUnaryReactor* OrchestratorService::ListPipelines(
     reactor->Finish(server::ToGrpcStatus(key.status()));
     return reactor;
   }
-  const config::ClusterConfig& config = engine_->config();
-  for (const config::PipelineConfig& p : config.pipelines) {
-    v1::PipelineInfo* info = response->add_pipelines();
-    info->set_name(p.name);
-    for (const auto& layer : p.layers) {
-      auto* l = info->add_layers();
-      for (const auto& m : layer) l->add_models(m);
-    }
-    info->set_aggregator(p.aggregator);
-    for (const config::StepConfig& s : p.steps) info->add_steps(config::StepKindName(s.kind));
-    info->set_terminal(config::StepKindName(p.terminal));
-    *info->mutable_params() = MergeParams(&p, v1::SamplingParams());
-    info->set_default_(p.name == config.default_pipeline);
-  }
-  for (const config::RouteConfig& r : config.routes) {
-    // The route's default pipeline describes what it runs when nothing decides.
-    v1::PipelineInfo* info = response->add_pipelines();
-    *info = response->pipelines(
-        static_cast<int>(config.FindPipeline(r.default_pipeline) - config.pipelines.data()));
-    info->set_name(r.name);
-    info->set_default_(false);
-    v1::RouteInfo* route = info->mutable_route();
-    route->add_pipelines(r.default_pipeline);
-    auto add = [&](const std::string& p) {
-      for (const std::string& q : route->pipelines()) {
-        if (q == p) return;
-      }
-      route->add_pipelines(p);
-    };
-    for (const config::RouteRule& rule : r.rules) add(rule.pipeline);
-    if (r.classifier) {
-      route->set_classifier(r.classifier->model);
-      for (const auto& [label, p] : r.classifier->labels) add(p);
-    }
-    route->set_rules(static_cast<int>(r.rules.size()));
-  }
-  for (const config::PresetConfig& p : config.presets) {
-    v1::PresetInfo* info = response->add_presets();
-    info->set_name(p.name);
-    info->set_description(DescribePreset(p));
-  }
+  *response = DescribePipelines(engine_->config());
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
