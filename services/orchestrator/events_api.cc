@@ -2,7 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
-#include <cmath>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -36,6 +36,38 @@ std::string EventJson(const v1::ChatEvent& event) {
 std::string EventName(const v1::ChatEvent& event) {
   const auto* field = v1::ChatEvent::descriptor()->FindFieldByNumber(event.event_case());
   return field != nullptr ? field->name() : "unknown";
+}
+
+// Protobuf 3.21's JSON parser takes any string for a bool ("yes" is true).
+// A bool field is JSON true or false here; the first other value found is
+// named ("messages[0].x"). Unknown fields are left to the parser, which
+// refuses them.
+std::optional<std::string> NonBoolForBool(const json::Json& value,
+                                          const google::protobuf::Descriptor& type,
+                                          const std::string& at) {
+  if (!value.is_object()) return std::nullopt;
+  for (const auto& [name, member] : value.items()) {
+    const google::protobuf::FieldDescriptor* field = type.FindFieldByName(name);
+    if (field == nullptr) field = type.FindFieldByCamelcaseName(name);
+    if (field == nullptr) continue;
+    const std::string path = at.empty() ? name : absl::StrCat(at, ".", name);
+    auto check = [&](const json::Json& v, const std::string& where) -> std::optional<std::string> {
+      if (field->type() == google::protobuf::FieldDescriptor::TYPE_BOOL) {
+        if (!v.is_boolean() && !v.is_null()) return where;
+        return std::nullopt;
+      }
+      if (field->message_type() != nullptr) return NonBoolForBool(v, *field->message_type(), where);
+      return std::nullopt;
+    };
+    if (field->is_repeated() && member.is_array()) {
+      for (size_t i = 0; i < member.size(); ++i) {
+        if (auto bad = check(member[i], absl::StrCat(path, "[", i, "]"))) return bad;
+      }
+    } else if (auto bad = check(member, path)) {
+      return bad;
+    }
+  }
+  return std::nullopt;
 }
 
 class Writer final : public ResponseWriter {
@@ -78,16 +110,26 @@ class Events final : public ApiSurface {
 
   absl::StatusOr<ParsedRequest> Parse(absl::string_view body, HttpError* error) const override {
     ParsedRequest parsed;
+    auto refuse = [&](const std::string& why) {
+      *error = {
+          400, absl::StrCat("the body must be a moa.v1.ChatRequest in Protobuf's JSON form: ", why),
+          "invalid_request_error", "", "invalid_body"};
+      return absl::InvalidArgumentError(error->message);
+    };
+    // Our own bounded parser first: its depth limit and UTF-8 checks hold
+    // before Protobuf's parser sees the bytes.
+    absl::StatusOr<json::Json> tree = json::Parse(body);
+    if (!tree.ok()) return refuse(std::string(tree.status().message()));
+    if (!tree->is_object()) return refuse("not a JSON object");
+    if (auto bad = NonBoolForBool(*tree, *v1::ChatRequest::descriptor(), "")) {
+      *error = {400, absl::StrCat(*bad, " must be true or false"), "invalid_request_error", *bad,
+                "invalid_body"};
+      return absl::InvalidArgumentError(error->message);
+    }
     pbutil::JsonParseOptions options;
     options.ignore_unknown_fields = false;  // Nothing a client sends is dropped.
     const auto s = pbutil::JsonStringToMessage(std::string(body), &parsed.chat, options);
-    if (!s.ok()) {
-      *error = {400,
-                absl::StrCat("the body must be a moa.v1.ChatRequest in Protobuf's JSON form: ",
-                             s.ToString()),
-                "invalid_request_error", "", "invalid_body"};
-      return absl::InvalidArgumentError(error->message);
-    }
+    if (!s.ok()) return refuse(s.ToString());
     parsed.stream = true;
     return parsed;
   }

@@ -56,7 +56,7 @@ struct OpenAiHttpDeps {
   AdminApi* admin = nullptr;      // May be null: /admin/ answers that it is off.
   // Breaker states and recent latency of the models, for /v1/moa/cluster;
   // empty: unknown.
-  ModelStatusSource model_status;
+  ModelStatusSource model_status = {};
   int grpc_port = -1;  // Shown in the playground's `moa ask` line.
 };
 

@@ -1,6 +1,6 @@
 // The playground and operator pages (docs/playground.md): static files
 // built into the binary (services/orchestrator/ui, embedded at build time
-// by cmake/embed_files.cmake) and served under /ui/ on the HTTP port. They
+// by services/orchestrator/embed_files.cmake) and served under /ui/ on the HTTP port. They
 // load nothing from elsewhere (the Content-Security-Policy says so to the
 // browser) and read only the APIs any client has: /v1/moa/chat,
 // /v1/moa/cluster and, with the admin key, /admin/v1/keys.
