@@ -135,6 +135,7 @@ up() {
     --http_port="$http_port" "${orch_flags[@]}"
   wait_healthy orchestrator grpc_healthy "$orch_port"
   log "orchestrator on :$orch_port (metrics :$((orch_port - 41000))); logs in $run_dir"
+  log "playground: http://127.0.0.1:$http_port/ui/"
 }
 
 down() {

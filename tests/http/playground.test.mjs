@@ -27,6 +27,20 @@ async function newPage(context) {
   return page;
 }
 
+// WCAG 2 A and AA checks (labels, names, contrast, ...) by axe-core, run in
+// the page; each violation as "rule: element".
+const axeSource = fs.readFileSync(new URL(import.meta.resolve('axe-core/axe.min.js')), 'utf8');
+async function accessibilityViolations(page) {
+  await page.evaluate(axeSource);
+  return page.evaluate(async () => {
+    const result = await window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21aa'] });
+    // The checks ran: contrast was among those that passed.
+    const passed = result.passes.map((p) => p.id);
+    if (!passed.includes('color-contrast')) return ['axe did not check contrast: ' + passed.join(',')];
+    return result.violations.flatMap((v) => v.nodes.map((n) => v.id + ': ' + n.target.join(' ')));
+  });
+}
+
 async function giveKey(page) {
   await page.waitForSelector('#key-dialog[open]');
   await page.type('#key-input', key);
@@ -146,6 +160,7 @@ test('a question fills every column, marks the hanging and slow models, streams 
   assert.match(await page.$eval('#moa-ask', (e) => e.textContent),
                /^moa ask --orchestrator 127\.0\.0\.1:\d+ --pipeline 'panel' --show_proposals 'Why is the sky blue\?'$/);
 
+  assert.deepEqual(await accessibilityViolations(page), []);
   await page.screenshot({ path: path.join(shots, 'playground-1280x800.png'), fullPage: false });
   await page.screenshot({ path: path.join(shots, 'playground-1280-full.png'), fullPage: true });
   // A phone-sized viewport (not isMobile: puppeteer reloads the page for that).
@@ -157,6 +172,7 @@ test('a question fills every column, marks the hanging and slow models, streams 
   // Let the new layout paint before the picture.
   await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
   await page.screenshot({ path: path.join(shots, 'playground-phone.png') });
+  assert.deepEqual(await accessibilityViolations(page), []);
   await context.close();
 });
 
@@ -200,6 +216,7 @@ test('operator pages: pipelines as a diagram, models with breaker and latency, t
   assert.match(panel, /step 1 · proposea, b, hang, slow/);
   assert.match(panel, /aggregatez/);
   assert.match(await page.$eval('#presets-list', (e) => e.textContent), /cheap: /);
+  assert.deepEqual(await accessibilityViolations(page), []);
   await page.screenshot({ path: path.join(shots, 'pipelines-1280x800.png') });
 
   await page.click('a[data-page="models"]');
@@ -211,11 +228,13 @@ test('operator pages: pipelines as a diagram, models with breaker and latency, t
   assert.match(rows.a[2], /^\d+ ms$/);   // Sampled by the runs above.
   assert.ok(Number(rows.a[4]) >= 1);
   assert.equal(rows.a[5], '$1 / $2');
+  assert.deepEqual(await accessibilityViolations(page), []);
   await page.screenshot({ path: path.join(shots, 'models-1280x800.png') });
 
   await page.click('a[data-page="keys"]');
   await page.waitForFunction(() => /Your key: /.test(document.getElementById('keys-caller').textContent));
   assert.match(await page.$eval('#keys-caller', (e) => e.textContent), /This replica counted: .* requests/);
+  assert.deepEqual(await accessibilityViolations(page), []);
   await context.close();
 });
 
