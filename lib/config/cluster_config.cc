@@ -16,7 +16,52 @@
 #include "lib/base/status_macros.h"
 
 namespace moa::config {
+const std::map<std::string, std::set<std::string>>& ConfigKeys() {
+  static const auto* keys = new std::map<std::string, std::set<std::string>>{
+      {"",
+       {"models", "aggregator", "pipelines", "default_pipeline", "routes", "presets", "limits",
+        "tls", "store"}},
+      {"models.NAME", {"endpoint", "upstream", "fallbacks", "price", "capabilities"}},
+      {"models.NAME.upstream",
+       {"base_url", "model", "api_key_env", "ca_file", "connect_timeout_seconds",
+        "first_token_timeout_seconds", "idle_timeout_seconds", "total_timeout_seconds",
+        "max_attempts", "max_inflight", "continuation", "api", "api_version", "reasoning"}},
+      {"models.NAME.upstream.reasoning", {"effort", "budget_tokens", "include_text"}},
+      {"models.NAME.price", {"input_per_million", "output_per_million"}},
+      {"aggregator", {"endpoint"}},
+      {"pipelines.NAME",
+       {"layers", "steps", "aggregator", "aggregator_fallbacks", "temperature", "max_tokens",
+        "top_p", "policy", "streaming", "early_stop"}},
+      {"pipelines.NAME.layers[i][j]", {"model", "samples", "temperatures"}},
+      {"pipelines.NAME.policy",
+       {"min_proposals", "straggler_grace_seconds", "straggler_grace_factor",
+        "layer_deadline_share"}},
+      {"pipelines.NAME.streaming", {"mode", "first_chunk_tokens", "growth", "max_steps"}},
+      {"pipelines.NAME.early_stop", {"similarity", "min_answers", "then"}},
+      {"pipelines.NAME.steps[i].propose", {"models", "prompt_file"}},
+      {"pipelines.NAME.steps[i].dropout", {"rate", "min_keep"}},
+      {"pipelines.NAME.steps[i].rank", {"model", "keep", "prompt_file"}},
+      {"pipelines.NAME.steps[i].judge", {"model", "prompt_file"}},
+      {"pipelines.NAME.steps[i].aggregate", {"model", "fallbacks"}},
+      {"pipelines.NAME.steps[i].vote", {"normalize"}},
+      {"presets.NAME", {"description", "max_proposers", "policy", "streaming", "early_stop"}},
+      {"routes.NAME", {"rules", "classifier", "default_pipeline"}},
+      {"routes.NAME.rules[i]",
+       {"pipeline", "min_chars", "max_chars", "contains", "keys", "tools", "images"}},
+      {"routes.NAME.classifier", {"model", "labels", "instruction", "timeout_seconds"}},
+      {"limits",
+       {"max_request_bytes", "max_messages", "max_models_per_layer", "max_layers",
+        "max_upstream_calls", "max_answer_bytes"}},
+      {"tls", {"ca_file", "cert_file", "key_file", "refresh_seconds"}},
+      {"store", {"redis", "password_env", "timeout_seconds", "failure"}},
+  };
+  return *keys;
+}
+
 namespace {
+
+// The keys a mapping takes (ConfigKeys); every caller names a section there.
+const std::set<std::string>& Keys(const std::string& section) { return ConfigKeys().at(section); }
 
 // Carries the file name so every error can say where it is.
 class Reader {
@@ -109,11 +154,7 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
                                              const std::string& model_name,
                                              const std::string& path) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(
-      node, path,
-      {"base_url", "model", "api_key_env", "ca_file", "connect_timeout_seconds",
-       "first_token_timeout_seconds", "idle_timeout_seconds", "total_timeout_seconds",
-       "max_attempts", "max_inflight", "continuation", "api", "api_version", "reasoning"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(node, path, Keys("models.NAME.upstream")));
   UpstreamConfig u;
   if (!node["base_url"]) return r.Error(node, absl::StrCat(path, ".base_url is required"));
   MOA_ASSIGN_OR_RETURN(u.base_url, r.String(node["base_url"], path + ".base_url"));
@@ -180,7 +221,7 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
   if (const YAML::Node reasoning = node["reasoning"]) {
     const std::string rpath = path + ".reasoning";
     MOA_RETURN_IF_ERROR(r.ExpectMap(reasoning, rpath));
-    MOA_RETURN_IF_ERROR(r.CheckKeys(reasoning, rpath, {"effort", "budget_tokens", "include_text"}));
+    MOA_RETURN_IF_ERROR(r.CheckKeys(reasoning, rpath, Keys("models.NAME.upstream.reasoning")));
     const bool budget_api = u.api == "anthropic" || u.api == "gemini";
     if (reasoning["effort"]) {
       if (budget_api) {
@@ -217,9 +258,7 @@ absl::StatusOr<UpstreamConfig> ParseUpstream(const Reader& r, const YAML::Node& 
 
 absl::StatusOr<Limits> ParseLimits(const Reader& r, const YAML::Node& node) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, "limits"));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(node, "limits",
-                                  {"max_request_bytes", "max_messages", "max_models_per_layer",
-                                   "max_layers", "max_upstream_calls", "max_answer_bytes"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(node, "limits", Keys("limits")));
   Limits l;
   auto field = [&](const char* key, auto& out, int64_t min, int64_t max) -> absl::Status {
     if (!node[key]) return absl::OkStatus();
@@ -300,9 +339,7 @@ namespace {
 absl::StatusOr<LayerPolicy> ParseLayerPolicy(const Reader& r, const YAML::Node& node,
                                              const std::string& path) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(node, path,
-                                  {"min_proposals", "straggler_grace_seconds",
-                                   "straggler_grace_factor", "layer_deadline_share"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(node, path, Keys("pipelines.NAME.policy")));
   LayerPolicy p;
   if (const YAML::Node k = node["min_proposals"]) {
     if (k.IsScalar() && k.Scalar() == "all") {
@@ -346,8 +383,7 @@ absl::StatusOr<StreamingConfig> ParseStreaming(const Reader& r, const YAML::Node
     return c;
   }
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
-  MOA_RETURN_IF_ERROR(
-      r.CheckKeys(node, path, {"mode", "first_chunk_tokens", "growth", "max_steps"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(node, path, Keys("pipelines.NAME.streaming")));
   if (const YAML::Node m = node["mode"]) MOA_RETURN_IF_ERROR(mode(m, path + ".mode"));
   if (const YAML::Node f = node["first_chunk_tokens"]) {
     MOA_ASSIGN_OR_RETURN(c.first_chunk_tokens,
@@ -375,7 +411,7 @@ absl::Status ParseModelList(const Reader& r, const YAML::Node& list, const std::
     // A model name, or {model: X, samples: N, temperatures: [...]} (Self-MoA).
     const YAML::Node model_node = list[j].IsMap() ? list[j]["model"] : list[j];
     if (list[j].IsMap()) {
-      MOA_RETURN_IF_ERROR(r.CheckKeys(list[j], entry_path, {"model", "samples", "temperatures"}));
+      MOA_RETURN_IF_ERROR(r.CheckKeys(list[j], entry_path, Keys("pipelines.NAME.layers[i][j]")));
       if (!model_node) return r.Error(list[j], entry_path + ".model is required");
     }
     MOA_ASSIGN_OR_RETURN(std::string m, r.String(model_node, entry_path));
@@ -513,7 +549,7 @@ absl::Status ParseSteps(const Reader& r, const YAML::Node& list, const std::stri
         const bool refine_map = kind == StepKind::kRefine && body && body.IsMap();
         const YAML::Node models_node = refine_map ? body["models"] : body;
         if (refine_map) {
-          MOA_RETURN_IF_ERROR(settings({"models", "prompt_file"}));
+          MOA_RETURN_IF_ERROR(settings(Keys("pipelines.NAME.steps[i].propose")));
           MOA_RETURN_IF_ERROR(prompt_file());
           if (!models_node) return r.Error(body, step_path + ".models is required");
           step_path += ".models";
@@ -531,7 +567,7 @@ absl::Status ParseSteps(const Reader& r, const YAML::Node& list, const std::stri
         if (body && !body.IsNull()) return r.Error(body, step_path + " takes no settings");
         break;
       case StepKind::kDropout: {
-        MOA_RETURN_IF_ERROR(settings({"rate", "min_keep"}));
+        MOA_RETURN_IF_ERROR(settings(Keys("pipelines.NAME.steps[i].dropout")));
         if (!body || !body["rate"]) return r.Error(item, step_path + ".rate is required");
         MOA_ASSIGN_OR_RETURN(step.rate, r.Number(body["rate"], step_path + ".rate", 0, 1));
         if (body["min_keep"]) {
@@ -543,9 +579,9 @@ absl::Status ParseSteps(const Reader& r, const YAML::Node& list, const std::stri
       }
       case StepKind::kRank:
       case StepKind::kJudge: {
-        MOA_RETURN_IF_ERROR(settings(kind == StepKind::kRank
-                                         ? std::set<std::string>{"model", "keep", "prompt_file"}
-                                         : std::set<std::string>{"model", "prompt_file"}));
+        MOA_RETURN_IF_ERROR(
+            settings(Keys(kind == StepKind::kRank ? "pipelines.NAME.steps[i].rank"
+                                                  : "pipelines.NAME.steps[i].judge")));
         if (!body || !body["model"]) return r.Error(item, step_path + ".model is required");
         MOA_ASSIGN_OR_RETURN(std::string m,
                              ParseModelName(r, body["model"], step_path + ".model", cfg));
@@ -564,7 +600,7 @@ absl::Status ParseSteps(const Reader& r, const YAML::Node& list, const std::stri
         // A model name, or {model, fallbacks}.
         const YAML::Node model_node = body && body.IsMap() ? body["model"] : body;
         if (body && body.IsMap()) {
-          MOA_RETURN_IF_ERROR(settings({"model", "fallbacks"}));
+          MOA_RETURN_IF_ERROR(settings(Keys("pipelines.NAME.steps[i].aggregate")));
           if (!model_node) return r.Error(body, step_path + ".model is required");
           if (const YAML::Node f = body["fallbacks"]) {
             if (!f.IsSequence()) return r.Error(f, step_path + ".fallbacks must be a list");
@@ -584,7 +620,7 @@ absl::Status ParseSteps(const Reader& r, const YAML::Node& list, const std::stri
         continue;
       }
       case StepKind::kVote: {
-        MOA_RETURN_IF_ERROR(settings({"normalize"}));
+        MOA_RETURN_IF_ERROR(settings(Keys("pipelines.NAME.steps[i].vote")));
         if (body && body.IsMap() && body["normalize"]) {
           bool normalize;
           if (!body["normalize"].IsScalar() ||
@@ -609,7 +645,7 @@ absl::Status ParseSteps(const Reader& r, const YAML::Node& list, const std::stri
 absl::StatusOr<EarlyStopConfig> ParseEarlyStop(const Reader& r, const YAML::Node& e,
                                                const std::string& epath) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(e, epath));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(e, epath, {"similarity", "min_answers", "then"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(e, epath, Keys("pipelines.NAME.early_stop")));
   EarlyStopConfig es;
   if (e["similarity"]) {
     MOA_ASSIGN_OR_RETURN(es.similarity, r.Number(e["similarity"], epath + ".similarity", 0.5, 1));
@@ -633,10 +669,7 @@ absl::StatusOr<PipelineConfig> ParsePipeline(const Reader& r, const YAML::Node& 
                                              const std::string& name, const ClusterConfig& cfg) {
   std::string path = absl::StrCat("pipelines.", name);
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
-  MOA_RETURN_IF_ERROR(
-      r.CheckKeys(node, path,
-                  {"layers", "steps", "aggregator", "aggregator_fallbacks", "temperature",
-                   "max_tokens", "top_p", "policy", "streaming", "early_stop"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(node, path, Keys("pipelines.NAME")));
   PipelineConfig p;
   p.name = name;
   const YAML::Node steps = node["steps"];
@@ -742,8 +775,7 @@ absl::StatusOr<PresetConfig> ParsePreset(const Reader& r, const YAML::Node& node
                                          const std::string& name) {
   const std::string path = "presets." + name;
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(
-      node, path, {"description", "max_proposers", "policy", "streaming", "early_stop"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(node, path, Keys("presets.NAME")));
   PresetConfig p;
   p.name = name;
   if (node["description"]) {
@@ -791,8 +823,7 @@ bool IsLabel(const std::string& s) {
 absl::StatusOr<RouteRule> ParseRouteRule(const Reader& r, const YAML::Node& node,
                                          const std::string& path, const ClusterConfig& cfg) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(
-      node, path, {"pipeline", "min_chars", "max_chars", "contains", "keys", "tools", "images"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(node, path, Keys("routes.NAME.rules[i]")));
   RouteRule rule;
   if (!node["pipeline"]) return r.Error(node, path + ".pipeline is required");
   MOA_ASSIGN_OR_RETURN(rule.pipeline, r.String(node["pipeline"], path + ".pipeline"));
@@ -844,7 +875,7 @@ absl::StatusOr<RouteConfig> ParseRoute(const Reader& r, const YAML::Node& node,
                                        const std::string& name, const ClusterConfig& cfg) {
   const std::string path = "routes." + name;
   MOA_RETURN_IF_ERROR(r.ExpectMap(node, path));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(node, path, {"rules", "classifier", "default_pipeline"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(node, path, Keys("routes.NAME")));
   RouteConfig route;
   route.name = name;
   if (cfg.FindPipeline(name) != nullptr) {
@@ -864,8 +895,7 @@ absl::StatusOr<RouteConfig> ParseRoute(const Reader& r, const YAML::Node& node,
   if (const YAML::Node c = node["classifier"]) {
     const std::string cpath = path + ".classifier";
     MOA_RETURN_IF_ERROR(r.ExpectMap(c, cpath));
-    MOA_RETURN_IF_ERROR(
-        r.CheckKeys(c, cpath, {"model", "labels", "instruction", "timeout_seconds"}));
+    MOA_RETURN_IF_ERROR(r.CheckKeys(c, cpath, Keys("routes.NAME.classifier")));
     RouteClassifier classifier;
     if (!c["model"]) return r.Error(c, cpath + ".model is required");
     MOA_ASSIGN_OR_RETURN(classifier.model, r.String(c["model"], cpath + ".model"));
@@ -926,14 +956,11 @@ absl::StatusOr<RouteConfig> ParseRoute(const Reader& r, const YAML::Node& node,
 
 absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
   MOA_RETURN_IF_ERROR(r.ExpectMap(root, "the config"));
-  MOA_RETURN_IF_ERROR(r.CheckKeys(root, "the config",
-                                  {"models", "aggregator", "pipelines", "default_pipeline",
-                                   "routes", "presets", "limits", "tls", "store"}));
+  MOA_RETURN_IF_ERROR(r.CheckKeys(root, "the config", Keys("")));
   ClusterConfig cfg;
   if (const YAML::Node store = root["store"]) {
     MOA_RETURN_IF_ERROR(r.ExpectMap(store, "store"));
-    MOA_RETURN_IF_ERROR(
-        r.CheckKeys(store, "store", {"redis", "password_env", "timeout_seconds", "failure"}));
+    MOA_RETURN_IF_ERROR(r.CheckKeys(store, "store", Keys("store")));
     StoreConfig s;
     if (!store["redis"]) return r.Error(store, "store.redis (host:port) is required");
     MOA_ASSIGN_OR_RETURN(std::string address, r.String(store["redis"], "store.redis"));
@@ -962,8 +989,7 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
   }
   if (const YAML::Node tls = root["tls"]) {
     MOA_RETURN_IF_ERROR(r.ExpectMap(tls, "tls"));
-    MOA_RETURN_IF_ERROR(
-        r.CheckKeys(tls, "tls", {"ca_file", "cert_file", "key_file", "refresh_seconds"}));
+    MOA_RETURN_IF_ERROR(r.CheckKeys(tls, "tls", Keys("tls")));
     TlsConfig t;
     for (auto [field, out] : {std::pair<const char*, std::string*>{"ca_file", &t.ca_file},
                               {"cert_file", &t.cert_file},
@@ -998,8 +1024,7 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
     m.name = kv.first.as<std::string>();
     std::string path = absl::StrCat("models.", m.name);
     MOA_RETURN_IF_ERROR(r.ExpectMap(kv.second, path));
-    MOA_RETURN_IF_ERROR(r.CheckKeys(
-        kv.second, path, {"endpoint", "upstream", "fallbacks", "price", "capabilities"}));
+    MOA_RETURN_IF_ERROR(r.CheckKeys(kv.second, path, Keys("models.NAME")));
     if (!kv.second["endpoint"]) return r.Error(kv.second, path + ".endpoint is required");
     MOA_ASSIGN_OR_RETURN(m.endpoint, r.String(kv.second["endpoint"], path + ".endpoint"));
     if (kv.second["upstream"]) {
@@ -1009,7 +1034,7 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
     if (const YAML::Node price = kv.second["price"]) {
       const std::string ppath = path + ".price";
       MOA_RETURN_IF_ERROR(r.ExpectMap(price, ppath));
-      MOA_RETURN_IF_ERROR(r.CheckKeys(price, ppath, {"input_per_million", "output_per_million"}));
+      MOA_RETURN_IF_ERROR(r.CheckKeys(price, ppath, Keys("models.NAME.price")));
       Price p;
       if (price["input_per_million"]) {
         MOA_ASSIGN_OR_RETURN(p.input_per_million, r.Number(price["input_per_million"],
@@ -1057,7 +1082,7 @@ absl::StatusOr<ClusterConfig> Parse(const Reader& r, const YAML::Node& root) {
   }
   if (const YAML::Node agg = root["aggregator"]) {
     MOA_RETURN_IF_ERROR(r.ExpectMap(agg, "aggregator"));
-    MOA_RETURN_IF_ERROR(r.CheckKeys(agg, "aggregator", {"endpoint"}));
+    MOA_RETURN_IF_ERROR(r.CheckKeys(agg, "aggregator", Keys("aggregator")));
     if (!agg["endpoint"]) return r.Error(agg, "aggregator.endpoint is required");
     MOA_ASSIGN_OR_RETURN(cfg.aggregator_endpoint, r.String(agg["endpoint"], "aggregator.endpoint"));
   }

@@ -6,7 +6,9 @@
 #define MOA_LIB_CONFIG_CLUSTER_CONFIG_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -75,7 +77,7 @@ struct ModelConfig {
 
 // One of several samples of the same model in a layer (Self-MoA): its
 // number (1-based; 0 for a model listed once) and its own temperature.
-// Samples get distinct seeds (see SlotNames and the orchestrator's README).
+// Samples get distinct seeds (see SlotNames and docs/configuration.md, "Self-MoA").
 struct Sample {
   int index = 0;
   std::optional<double> temperature;
@@ -109,7 +111,7 @@ struct LayerPolicy {
 // How the final answer streams (the `streaming:` of a pipeline, or a
 // request's override). Staircase: the aggregator starts on the proposals'
 // first chunks and writes the answer chunk by chunk as more of them arrive
-// (README, "Staircase streaming"). Unset fields take the engine's defaults
+// (docs/streaming.md, "Staircase streaming"). Unset fields take the engine's defaults
 // (services/orchestrator/engine/staircase.h).
 struct StreamingConfig {
   enum class Mode { kNormal, kStaircase };
@@ -119,7 +121,7 @@ struct StreamingConfig {
   std::optional<int> max_steps;           // The last step always waits for every proposal.
 };
 
-// One step of a pipeline (README, "Composable steps"). A `layers:`
+// One step of a pipeline (docs/pipelines.md, "Composable steps"). A `layers:`
 // pipeline is propose, synthesize per later layer, then aggregate.
 enum class StepKind {
   kPropose,     // Each model answers the conversation.
@@ -149,7 +151,7 @@ struct StepConfig {
   std::string prompt;
 };
 
-// Early stop on agreement (README, "Early stop"): when every answer of a
+// Early stop on agreement (docs/pipelines.md, "Early stop"): when every answer of a
 // step that calls models agrees, the steps after it and the aggregator are
 // skipped and the agreed answer is the final one.
 struct EarlyStopConfig {
@@ -247,7 +249,7 @@ struct StoreConfig {
   bool fail_closed = false;
 };
 
-// A preset (`presets:`, README "Presets"): a named way to run whichever
+// A preset (`presets:`, docs/pipelines.md "Presets"): a named way to run whichever
 // pipeline a request names, chosen by the request (ChatRequest.preset,
 // OpenAI `moa_preset`) or by its client key. What it sets replaces the
 // pipeline's; the request's own policy and streaming go on top of it.
@@ -262,7 +264,7 @@ struct PresetConfig {
   std::optional<std::optional<EarlyStopConfig>> early_stop;
 };
 
-// A route (`routes:`, README "Routing"): a name clients ask for like a
+// A route (`routes:`, docs/pipelines.md "Routing"): a name clients ask for like a
 // pipeline's (e.g. `auto`) that picks, per request, which pipeline runs.
 // Its rules are tried in order; the first whose every condition holds
 // decides. When none does and a classifier is set, one call to its model
@@ -323,6 +325,13 @@ inline constexpr size_t kMaxModels = 4096;
 
 // Parses and validates YAML text; `source` names it in error messages.
 absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view yaml, absl::string_view source);
+
+// Every mapping of the config and the keys it takes, by where it sits
+// ("" for the top level, "models.NAME.upstream", "pipelines.NAME.steps[i].rank").
+// The parser refuses any other key with exactly these lists, and the
+// configuration reference (docs/configuration.md) names each one: a test
+// holds the two together.
+const std::map<std::string, std::set<std::string>>& ConfigKeys();
 
 // Reads and parses a file. NOT_FOUND when it cannot be read.
 absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path);
