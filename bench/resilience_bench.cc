@@ -1,6 +1,6 @@
 // How a cluster holds up when its models do not: a heavy-tailed upstream
 // (the layer policy against the paper's wait-for-all) and a fault soak.
-// Prints numbers; never a test. See README, "Performance".
+// Prints numbers; never a test. See docs/benchmarks.md, "Performance".
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>

@@ -1,5 +1,5 @@
 // Draws the dashboard's main panels from a Prometheus's query results with
-// gnuplot, for the README: node deploy/grafana/snapshot.mjs PROM_URL OUT.png
+// gnuplot, for docs/observability.md: node deploy/grafana/snapshot.mjs PROM_URL OUT.png
 // (deploy/grafana/snapshot.sh runs a cluster, Prometheus and a load first).
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';

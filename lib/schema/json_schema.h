@@ -14,7 +14,7 @@
 // - `uniqueItems` compares every pair: an answer array over 2,000 items
 //   under a schema that says it is refused rather than compared.
 // Draft-07 keywords otherwise (draft-04 and -06 schemas are read the same
-// way); README, "Structured outputs".
+// way); docs/http-api.md, "Structured outputs".
 #ifndef MOA_LIB_SCHEMA_JSON_SCHEMA_H_
 #define MOA_LIB_SCHEMA_JSON_SCHEMA_H_
 

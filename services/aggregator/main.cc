@@ -24,7 +24,7 @@ ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(20),
 
 int main(int argc, char** argv) {
   moa::server::ConfigureHelp();
-  absl::SetProgramUsageMessage("Mixture-of-Agents aggregator. See README.md, moa-aggregator.");
+  absl::SetProgramUsageMessage("Mixture-of-Agents aggregator. See docs/pipelines.md.");
   absl::ParseCommandLine(argc, argv);
   moa::server::PrepareProcess();
   constexpr char kName[] = "moa-aggregator";

@@ -51,7 +51,7 @@ const FieldRule kMessagesFields[] = {
 };
 
 // cache_control is a caching hint: this server caches nothing, and the
-// answer is the same either way, so it is accepted (README says so).
+// answer is the same either way, so it is accepted (docs/http-api.md says so).
 bool TextBlock(const json& block, const std::string& path, std::string* text, HttpError* error) {
   if (!OnlyKnownKeys(block, {"type", "text", "cache_control", "citations"}, path + ".", error)) {
     return false;

@@ -2,7 +2,7 @@
 // request's system, messages of content blocks (text, tool_use,
 // tool_result), tools and tool_choice become a Chat request; the call's
 // events become a Message or its stream of typed events. Every field is
-// honoured or refused by name (README, "Anthropic Messages API").
+// honoured or refused by name (docs/http-api.md, "Anthropic Messages API").
 #ifndef MOA_SERVICES_ORCHESTRATOR_ANTHROPIC_API_H_
 #define MOA_SERVICES_ORCHESTRATOR_ANTHROPIC_API_H_
 
@@ -19,7 +19,7 @@ namespace moa::orchestrator::anthropic {
 // named, e.g. "messages[0].content[1].type").
 absl::StatusOr<ParsedRequest> ParseMessagesRequest(absl::string_view body, HttpError* error);
 
-// The top-level fields the parser reads; the README's table lists exactly
+// The top-level fields the parser reads; docs/http-api.md's table lists exactly
 // these (a test holds them together).
 std::vector<std::string> KnownMessagesFields();
 

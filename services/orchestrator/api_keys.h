@@ -1,5 +1,5 @@
 // Client API keys of the orchestrator's servers (HTTP and gRPC): named
-// identities stored as SHA-256 hashes, each with optional limits (README,
+// identities stored as SHA-256 hashes, each with optional limits (docs/keys-and-budgets.md,
 // "Client keys, limits and budgets").
 #ifndef MOA_SERVICES_ORCHESTRATOR_API_KEYS_H_
 #define MOA_SERVICES_ORCHESTRATOR_API_KEYS_H_

@@ -2,7 +2,7 @@
 // tokens per minute, concurrent requests, pipelines, and dollars per UTC
 // day and month. Decided under one lock on an injected clock; the windows
 // slide over the last 60 s. With several replicas each enforces its own
-// share (README, "Client keys, limits and budgets").
+// share (docs/keys-and-budgets.md, "Client keys, limits and budgets").
 #ifndef MOA_SERVICES_ORCHESTRATOR_KEY_LIMITS_H_
 #define MOA_SERVICES_ORCHESTRATOR_KEY_LIMITS_H_
 

@@ -72,7 +72,7 @@ ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(30),
 
 int main(int argc, char** argv) {
   moa::server::ConfigureHelp();
-  absl::SetProgramUsageMessage("Mixture-of-Agents orchestrator. See README.md.");
+  absl::SetProgramUsageMessage("Mixture-of-Agents orchestrator. See docs/pipelines.md.");
   absl::ParseCommandLine(argc, argv);
   moa::server::PrepareProcess();
   constexpr char kName[] = "moa-orchestrator";

@@ -58,7 +58,7 @@ double Seconds(const google::protobuf::Duration& d) {
   return absl::ToDoubleSeconds(wire::FromProto(d));
 }
 
-// The chat-completions fields (request_fields.h); the README's field table
+// The chat-completions fields (request_fields.h); docs/http-api.md's field table
 // says the same, field by field.
 bool IsNone(const json& v, const json&) { return v == "none"; }
 bool IsTextOnly(const json& v, const json&) { return v == json::array({"text"}); }
@@ -166,7 +166,7 @@ bool ParseToolCalls(const json& calls, const std::string& path, v1::ChatMessage*
   return true;
 }
 
-// tools, tool_choice and parallel_tool_calls (README, "Tool calls"). Only
+// tools, tool_choice and parallel_tool_calls (docs/http-api.md, "Tool calls"). Only
 // function tools exist here; any other kind is refused by name.
 bool ParseTools(const json& request, v1::ToolOptions* out, HttpError* error) {
   if (const json* tools = moa::json::Member(request, "tools")) {
@@ -535,7 +535,7 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
       return absl::InvalidArgumentError(error->message);
     }
   }
-  // Structured outputs (README, "Structured outputs"): the schema is
+  // Structured outputs (docs/http-api.md, "Structured outputs"): the schema is
   // compiled, and refused naming its keyword, when the engine plans.
   if (const json* rf = moa::json::Member(j, "response_format")) {
     if (!rf->is_object()) {
@@ -569,7 +569,7 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
       }
     }
   }
-  // Our extension: the layer policy for this request (README, "Slow and
+  // Our extension: the layer policy for this request (docs/slow-and-failing-models.md, "Slow and
   // failing models"); range checks are the engine's, as over gRPC.
   if (const json* mp = moa::json::Member(j, "moa_policy")) {
     if (!mp->is_object()) return fail(BadRequest("'moa_policy' must be an object", "moa_policy"));
@@ -609,7 +609,7 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
     if (!share.ok()) return field_error(share.status());
     if (*share) policy->set_layer_deadline_share(**share);
   }
-  // Our extension: the preset the pipeline runs with (README, "Presets").
+  // Our extension: the preset the pipeline runs with (docs/pipelines.md, "Presets").
   auto preset = moa::json::OptionalString(j, "moa_preset", "moa_preset");
   if (!preset.ok()) return field_error(preset.status());
   if (*preset) out.chat.set_preset(**preset);
@@ -618,7 +618,7 @@ absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body,
   auto step_seed = moa::json::OptionalInt(j, "moa_step_seed", "moa_step_seed");
   if (!step_seed.ok()) return field_error(step_seed.status());
   if (*step_seed) out.chat.set_step_seed(static_cast<uint64_t>(**step_seed));
-  // Our extension: staircase streaming of the answer (README, "Staircase
+  // Our extension: staircase streaming of the answer (docs/streaming.md, "Staircase
   // streaming"): "staircase", "normal", or an object with the schedule.
   // Range checks are the engine's, as over gRPC.
   if (const json* ms = moa::json::Member(j, "moa_streaming")) {

@@ -35,7 +35,7 @@ std::string ErrorJson(const HttpError& error);
 absl::StatusOr<ParsedRequest> ParseChatCompletionRequest(absl::string_view body, HttpError* error);
 
 // The top-level fields the parser reads (honours, or accepts at values that
-// ask for nothing); any other is refused. The README's field table lists
+// ask for nothing); any other is refused. docs/http-api.md's field table lists
 // exactly these (a test holds them together).
 std::vector<std::string> KnownChatFields();
 

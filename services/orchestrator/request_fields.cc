@@ -42,7 +42,7 @@ bool CheckFields(const json& request, absl::Span<const FieldRule> rules, absl::s
     if (rule == nullptr) {
       *error = BadField(key, absl::StrCat("is not a field of ", api,
                                           " this server knows; it is refused rather than "
-                                          "ignored (README: the field table)"));
+                                          "ignored (docs/http-api.md: the field table)"));
       return false;
     }
     if (rule->accepts != nullptr && !rule->accepts(value, request)) {

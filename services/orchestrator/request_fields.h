@@ -51,7 +51,7 @@ bool CheckFields(const moa::json::Json& request, absl::Span<const FieldRule> rul
 bool OnlyKnownKeys(const moa::json::Json& object, std::initializer_list<absl::string_view> known,
                    absl::string_view path, HttpError* error);
 
-// The names of `rules`, for the README table tests.
+// The names of `rules`, for the tests of docs/http-api.md's tables.
 std::vector<std::string> FieldNames(absl::Span<const FieldRule> rules);
 
 }  // namespace moa::orchestrator

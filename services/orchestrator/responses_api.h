@@ -4,7 +4,7 @@
 // the call's events become a Response or its stream of typed events. This
 // server stores nothing: a request that needs stored state
 // (previous_response_id, item references, store: true) is refused by name
-// (README, "Responses API").
+// (docs/http-api.md, "Responses API").
 #ifndef MOA_SERVICES_ORCHESTRATOR_RESPONSES_API_H_
 #define MOA_SERVICES_ORCHESTRATOR_RESPONSES_API_H_
 
@@ -21,7 +21,7 @@ namespace moa::orchestrator::responses {
 // named, e.g. "input[2].type").
 absl::StatusOr<ParsedRequest> ParseResponsesRequest(absl::string_view body, HttpError* error);
 
-// The top-level fields the parser reads; the README's table lists exactly
+// The top-level fields the parser reads; docs/http-api.md's table lists exactly
 // these (a test holds them together).
 std::vector<std::string> KnownResponsesFields();
 

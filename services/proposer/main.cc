@@ -57,7 +57,7 @@ ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(20),
 
 int main(int argc, char** argv) {
   moa::server::ConfigureHelp();
-  absl::SetProgramUsageMessage("Serves one upstream LLM over gRPC. See README.md, moa-proposer.");
+  absl::SetProgramUsageMessage("Serves one upstream LLM over gRPC. See docs/providers.md.");
   absl::ParseCommandLine(argc, argv);
   moa::server::PrepareProcess();
   constexpr char kName[] = "moa-proposer";

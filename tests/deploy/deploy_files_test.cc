@@ -586,3 +586,53 @@ TEST(DeployFilesTest, PromtoolAcceptsScrapeConfigsAndAlertRules) {
 
 }  // namespace
 }  // namespace moa
+
+namespace moa {
+namespace {
+
+// Every ```yaml block of docs/ that is a whole cluster config (it has
+// `models:`) parses as written; a `limits:` block parses on top of the
+// first such config. The other blocks are fragments of one (a pipeline,
+// a route) or of a keys file, shown inside a config of the reader's.
+TEST(DocsSnippetsTest, EveryWholeClusterConfigInTheDocsParsesAsWritten) {
+  std::vector<std::pair<std::string, std::string>> blocks;  // (page, text)
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(MOA_SOURCE_DIR) + "/docs")) {
+    if (entry.path().extension() != ".md") continue;
+    std::ifstream in(entry.path());
+    std::string line, block;
+    bool inside = false;
+    while (std::getline(in, line)) {
+      if (!inside && line == "```yaml") {
+        inside = true;
+        block.clear();
+      } else if (inside && line == "```") {
+        inside = false;
+        blocks.emplace_back(entry.path().filename().string(), block);
+      } else if (inside) {
+        block += line + "\n";
+      }
+    }
+  }
+  std::string whole;
+  int parsed = 0;
+  for (const auto& [page, text] : blocks) {
+    if (text.rfind("models:", 0) != 0) continue;
+    auto cfg = config::ParseClusterConfig(text, page);
+    EXPECT_TRUE(cfg.ok()) << page << ": " << cfg.status().message();
+    if (whole.empty()) whole = text;
+    ++parsed;
+  }
+  ASSERT_GE(parsed, 1) << "docs/configuration.md shows a whole cluster config";
+  for (const auto& [page, text] : blocks) {
+    if (text.rfind("limits:", 0) != 0) continue;
+    auto cfg = config::ParseClusterConfig(whole + text, page);
+    ASSERT_TRUE(cfg.ok()) << page << ": " << cfg.status().message();
+    EXPECT_EQ(cfg->limits.max_messages, 512);
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 2);
+}
+
+}  // namespace
+}  // namespace moa

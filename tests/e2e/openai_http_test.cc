@@ -1,6 +1,6 @@
 // The orchestrator's OpenAI-compatible HTTP server against a live cluster:
 // the official `openai` npm client (tests/http, run with Node.js) and the
-// README's curl examples, run exactly as written.
+// curl examples of docs/http-api.md, run exactly as written.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -188,9 +188,9 @@ TEST(OpenAiHttpTest, SigtermCancelsHttpRequestsStillRunningAfterTheGraceAndExits
   std::remove(keys.c_str());
 }
 
-// Every ```sh block between the curl-examples markers of README.md.
+// Every ```sh block between the curl-examples markers of docs/http-api.md.
 std::vector<std::string> ReadmeCurlExamples() {
-  std::ifstream in(std::string(MOA_SOURCE_DIR) + "/README.md");
+  std::ifstream in(std::string(MOA_SOURCE_DIR) + "/docs/http-api.md");
   std::stringstream ss;
   ss << in.rdbuf();
   std::string text = ss.str();
@@ -209,9 +209,9 @@ std::vector<std::string> ReadmeCurlExamples() {
 
 TEST(OpenAiHttpTest, ReadmeCurlExamplesRunAsWritten) {
   std::vector<std::string> blocks = ReadmeCurlExamples();
-  ASSERT_GE(blocks.size(), 3u) << "README.md has the curl examples between the markers";
+  ASSERT_GE(blocks.size(), 3u) << "docs/http-api.md has the curl examples between the markers";
   std::string keys = WriteKeysFile();
-  // The README's examples talk to localhost:8080, the default HTTP port.
+  // The examples talk to localhost:8080, the default HTTP port.
   ASSERT_EQ(testing::PortHolder(8080), "") << "port 8080 is needed by this test";
   testing::LocalCluster cluster(Spec(keys, 8080));
   ASSERT_TRUE(cluster.ok()) << cluster.error();

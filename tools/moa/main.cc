@@ -697,7 +697,7 @@ const std::vector<Command>& Commands() {
 
 std::string Overview() {
   std::string out =
-      "moa: the command-line client of moa-orchestrator (README.md, 'moa CLI').\n\n"
+      "moa: the command-line client of moa-orchestrator (docs/cli.md).\n\n"
       "usage: moa COMMAND [flags]; moa help COMMAND (or moa COMMAND --help) for its flags\n\n"
       "commands:\n";
   for (const Command& c : Commands())

@@ -24,7 +24,7 @@ ABSL_FLAG(std::string, api_key_env, "",
 
 int main(int argc, char** argv) {
   moa::server::ConfigureHelp();
-  absl::SetProgramUsageMessage("OpenAI-compatible upstream simulator. See README.md.");
+  absl::SetProgramUsageMessage("OpenAI-compatible upstream simulator. See docs/simulator.md.");
   absl::ParseCommandLine(argc, argv);
   moa::server::PrepareProcess();
   constexpr char kName[] = "moa-upstream-sim";

@@ -70,7 +70,7 @@ struct Profiles {
   const Profile& For(absl::string_view model) const;
 };
 
-// Parses the profiles YAML (see README, "Upstream simulator"); unknown keys
+// Parses the profiles YAML (see docs/simulator.md); unknown keys
 // and rates outside [0, 1] are INVALID_ARGUMENT naming the place.
 absl::StatusOr<Profiles> ParseProfiles(absl::string_view yaml, absl::string_view source);
 absl::StatusOr<Profiles> LoadProfiles(const std::string& path);

@@ -53,7 +53,7 @@ absl::StatusOr<ChatRequestInfo> ParseChat(absl::string_view body);
 
 // What the simulator answers: `length` tokens of the deterministic answer,
 // or, for a continuation, the rest of the answer the conversation before it
-// would get (README, "moa-upstream-sim").
+// would get (docs/simulator.md, "moa-upstream-sim").
 struct PlannedAnswer {
   Continuation::Kind continuation = Continuation::Kind::kNone;
   // Set: the answer is a call of this tool, `tokens` its arguments' pieces.

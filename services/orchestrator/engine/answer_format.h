@@ -1,6 +1,6 @@
 // A structured final answer (OpenAI's response_format): how the models are
 // asked for it, and how the final answer is checked. JSON only; the answer
-// is checked whole, so MoaCall holds it until it is (README, "Structured
+// is checked whole, so MoaCall holds it until it is (docs/http-api.md, "Structured
 // outputs").
 #ifndef MOA_SERVICES_ORCHESTRATOR_ENGINE_ANSWER_FORMAT_H_
 #define MOA_SERVICES_ORCHESTRATOR_ENGINE_ANSWER_FORMAT_H_

@@ -1,4 +1,4 @@
-// Routing (README, "Routing"): a request that names a route (`routes:` of
+// Routing (docs/pipelines.md, "Routing"): a request that names a route (`routes:` of
 // the config, e.g. `auto`) runs the pipeline the route picks for it: the
 // first of its rules that holds for the request, else the label one
 // classifier call gives, else its default. Routing never fails a request

@@ -136,9 +136,9 @@ TEST(AnthropicApiTest, WhatTheDoorDoesNotHonourIsRefusedByName) {
   EXPECT_EQ(e.param, "max_tokens");
 }
 
-// The README's table names every top-level field the parser knows.
+// docs/http-api.md's table names every top-level field the parser knows.
 TEST(AnthropicApiTest, TheReadmeFieldTableListsExactlyTheKnownFields) {
-  std::ifstream readme(std::string(MOA_SOURCE_DIR) + "/README.md");
+  std::ifstream readme(std::string(MOA_SOURCE_DIR) + "/docs/http-api.md");
   ASSERT_TRUE(readme.good());
   std::set<std::string> in_table;
   bool in_section = false;

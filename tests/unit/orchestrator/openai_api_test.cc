@@ -152,10 +152,10 @@ TEST(OpenAiApiTest, EveryFieldIsHonouredOrRefusedByNameNeverIgnored) {
       << e.message;
 }
 
-// The README's field table names every field the parser knows, and only
+// docs/http-api.md's field table names every field the parser knows, and only
 // those: a field added to one without the other fails here.
 TEST(OpenAiApiTest, TheReadmeFieldTableListsExactlyTheKnownFields) {
-  std::ifstream readme(std::string(MOA_SOURCE_DIR) + "/README.md");
+  std::ifstream readme(std::string(MOA_SOURCE_DIR) + "/docs/http-api.md");
   ASSERT_TRUE(readme.good());
   std::set<std::string> in_table;
   bool in_section = false;

@@ -112,7 +112,7 @@ TEST(ResponsesApiTest, WhatNeedsStoredStateOrIsNotHonouredIsRefusedByName) {
 }
 
 TEST(ResponsesApiTest, TheReadmeFieldTableListsExactlyTheKnownFields) {
-  std::ifstream readme(std::string(MOA_SOURCE_DIR) + "/README.md");
+  std::ifstream readme(std::string(MOA_SOURCE_DIR) + "/docs/http-api.md");
   ASSERT_TRUE(readme.good());
   std::set<std::string> in_table;
   bool in_section = false;
