@@ -48,6 +48,16 @@ async function giveKey(page) {
   await page.waitForFunction(() => document.querySelectorAll('#pipeline option').length > 0);
 }
 
+// A fresh session (a context shares nothing with the others) on `hash`'s
+// page, the key given.
+async function openWithKey(hash = '') {
+  const context = await browser.createBrowserContext();
+  const page = await newPage(context);
+  await page.goto(base + '/ui/' + hash, { waitUntil: 'domcontentloaded' });
+  await giveKey(page);
+  return { context, page };
+}
+
 async function askAndWait(page, question) {
   await page.type('#question', question);
   await page.keyboard.down('Control');
@@ -94,10 +104,7 @@ test('without a key the page asks for one and shows the refusal', async () => {
 });
 
 test('the key is asked once and kept in the session only', async () => {
-  const context = await browser.createBrowserContext();
-  const page = await newPage(context);
-  await page.goto(base + '/ui/', { waitUntil: 'domcontentloaded' });
-  await giveKey(page);
+  const { context, page } = await openWithKey();
   await page.reload({ waitUntil: 'domcontentloaded' });
   await page.waitForFunction(() => document.querySelectorAll('#pipeline option').length > 0);
   assert.equal(await page.$('#key-dialog[open]'), null, 'asked again after a reload');
@@ -113,10 +120,7 @@ test('the key is asked once and kept in the session only', async () => {
 });
 
 test('a question fills every column, marks the hanging and slow models, streams the answer, draws one bar per call', async () => {
-  const context = await browser.createBrowserContext();
-  const page = await newPage(context);
-  await page.goto(base + '/ui/', { waitUntil: 'domcontentloaded' });
-  await giveKey(page);
+  const { context, page } = await openWithKey();
   await page.select('#pipeline', 'panel');
   const bodies = [];
   page.on('request', (r) => { if (r.url().endsWith('/v1/moa/chat')) bodies.push(JSON.parse(r.postData())); });
@@ -177,10 +181,7 @@ test('a question fills every column, marks the hanging and slow models, streams 
 });
 
 test('a second turn carries the conversation; replay sends the recorded seed', async () => {
-  const context = await browser.createBrowserContext();
-  const page = await newPage(context);
-  await page.goto(base + '/ui/', { waitUntil: 'domcontentloaded' });
-  await giveKey(page);
+  const { context, page } = await openWithKey();
   await page.select('#pipeline', 'shuffled');
   const bodies = [];
   page.on('request', (r) => { if (r.url().endsWith('/v1/moa/chat')) bodies.push(JSON.parse(r.postData())); });
@@ -207,10 +208,7 @@ test('a second turn carries the conversation; replay sends the recorded seed', a
 });
 
 test('operator pages: pipelines as a diagram, models with breaker and latency, the caller\'s key', async () => {
-  const context = await browser.createBrowserContext();
-  const page = await newPage(context);
-  await page.goto(base + '/ui/#/pipelines', { waitUntil: 'domcontentloaded' });
-  await giveKey(page);
+  const { context, page } = await openWithKey('#/pipelines');
   await page.waitForFunction(() => document.querySelectorAll('#pipelines-list section').length > 0);
   const panel = await page.$eval('section[aria-label="Pipeline panel"] .diagram', (d) => d.textContent);
   assert.match(panel, /step 1 · proposea, b, hang, slow/);
