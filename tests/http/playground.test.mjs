@@ -48,6 +48,11 @@ async function giveKey(page) {
   await page.waitForFunction(() => document.querySelectorAll('#pipeline option').length > 0);
 }
 
+// After a resize or a scroll: two frames, so the new layout is painted.
+async function settled(page) {
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+}
+
 // A fresh session (a context shares nothing with the others) on `hash`'s
 // page, the key given.
 async function openWithKey(hash = '') {
@@ -169,12 +174,12 @@ test('a question fills every column, marks the hanging and slow models, streams 
   await page.screenshot({ path: path.join(shots, 'playground-1280-full.png'), fullPage: true });
   // A phone-sized viewport (not isMobile: puppeteer reloads the page for that).
   await page.setViewport({ width: 390, height: 844 });
+  await settled(page);
   // Nothing wider than the phone's screen but the scrollable tables.
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(overflow <= 390, 'page is ' + overflow + ' px wide on a 390 px screen');
   await page.evaluate(() => document.getElementById('run-meta').scrollIntoView());
-  // Let the new layout paint before the picture.
-  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  await settled(page);
   await page.screenshot({ path: path.join(shots, 'playground-phone.png') });
   assert.deepEqual(await accessibilityViolations(page), []);
   await context.close();
